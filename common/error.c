@@ -111,7 +111,14 @@ int wv_err_prefix(wv_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof(old));
-    snprintf(err->msg, sizeof(err->msg), "%s%s", prefix, old);
+    size_t plen = strlen(prefix), olen = strlen(err->msg);
+    memcpy(old, err->msg, olen + 1);
+    if (plen >= sizeof(err->msg))
+        plen = sizeof(err->msg) - 1;
+    if (plen + olen >= sizeof(err->msg))
+        olen = sizeof(err->msg) - 1 - plen;
+    memcpy(err->msg, prefix, plen);
+    memcpy(err->msg + plen, old, olen);
+    err->msg[plen + olen] = '\0';
     return err->code;
 }
