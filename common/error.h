@@ -30,7 +30,7 @@
     XX(FORMAT, "unsupported format", 11)                                                           \
     XX(PG, "postgresql error", 12)                                                                 \
     XX(REFUSED, "operation refused", 13)                                                           \
-    XX(EXISTS, "already exists", 14)                                                               \
+    XX(EXIST, "already exists", 14)                                                               \
     XX(KEY, "wrong or missing encryption key", 15)                                                 \
     XX(TIMEOUT, "timed out", 16)                                                                   \
     XX(INTERRUPTED, "interrupted", 17)                                                             \
