@@ -70,4 +70,12 @@ void wv_config_free(wv_config *cfg);
 /* The repository [repoN], or NULL. */
 const wv_repo_config *wv_config_repo(const wv_config *cfg, int index);
 
+/*
+ * Read a secret from a file named in the configuration (e.g. secret_access_key_file): a regular
+ * file, not readable or writable by group or others, at most 4096 bytes, one line (a trailing
+ * newline is stripped), not empty. On success *out is a new string the caller frees (after
+ * clearing it). Messages name the file, never its contents.
+ */
+int wv_config_read_secret_file(const char *path, char **out, wv_err *err);
+
 #endif
