@@ -153,12 +153,16 @@ static int lz4d_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
         if (LZ4F_isError(r))
             return wv_err_set(err, WV_ECORRUPT, "lz4: corrupt compressed data: %s",
                               LZ4F_getErrorName(r));
-        d->hint = r;
+        /* A call that consumed and produced nothing (an empty call after a finished frame)
+         * must not replace the hint: a new frame would be expected and finish() would see
+         * a truncated frame that is not there. */
+        if (src > 0 || dst > 0)
+            d->hint = r;
         pos += src;
         d->len += dst;
         if (d->len == LZ4_OUT_CAP && (rc = push_out(f, d->out, &d->len, err)) < 0)
             return rc;
-        if (dst < avail && pos == len)
+        if (pos == len && (dst < avail || r == 0))
             break; /* all input taken and nothing left inside the decoder */
         if (src == 0 && dst == 0)
             return wv_err_set(err, WV_ECORRUPT, "lz4: decoder made no progress");

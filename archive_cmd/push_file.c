@@ -1,0 +1,354 @@
+/*
+ * push_file.c - push one file: validate it, check the repositories, stream it once through
+ * sha256 -> lz4 -> object framing into every repository that lacks it, commit each durably.
+ */
+#include "push.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "fileio.h"
+#include "log.h"
+#include "object.h"
+#include "repo.h"
+#include "walname.h"
+
+/* PostgreSQL's XLogLongPageHeaderData: the first 40 bytes of every segment. */
+#define XLP_LONG_HEADER 0x0002
+#define WAL_LONG_HEADER_SIZE 40
+#define PUSH_CHUNK (1024 * 1024)
+
+typedef struct wal_header {
+    uint16_t magic;
+    uint16_t info;
+    uint32_t tli;
+    uint64_t pageaddr;
+    uint64_t sysid;
+    uint32_t seg_size;
+    uint32_t blcksz;
+} wal_header;
+
+static uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
+
+/* XLOG_PAGE_MAGIC of each PostgreSQL major version (src/include/access/xlog_internal.h). */
+static uint32_t pg_major_of_magic(uint16_t magic)
+{
+    static const struct {
+        uint16_t magic;
+        uint32_t major;
+    } tab[] = {{0xD101, 11}, {0xD101, 12}, {0xD106, 13}, {0xD10D, 14},
+               {0xD110, 15}, {0xD113, 16}, {0xD116, 17}, {0xD118, 18}};
+    for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+        if (tab[i].magic == magic)
+            return tab[i].major;
+    return 0;
+}
+
+static int read_wal_header(int fd, const char *path, const char *name, const wv_walname *wn,
+                           uint64_t file_size, wal_header *h, wv_err *err)
+{
+    uint8_t buf[WAL_LONG_HEADER_SIZE];
+    size_t got = 0;
+    int rc = wv_pread_full(fd, buf, sizeof(buf), 0, &got, path, err);
+    if (rc != 0)
+        return rc;
+    if (got < sizeof(buf))
+        return wv_err_set(err, WV_EUSAGE, "\"%s\" is too short to be a WAL segment (%zu bytes)",
+                          path, got);
+    h->magic = rd16(buf);
+    h->info = rd16(buf + 2);
+    h->tli = rd32(buf + 4);
+    h->pageaddr = rd64(buf + 8);
+    h->sysid = rd64(buf + 24);
+    h->seg_size = rd32(buf + 32);
+    h->blcksz = rd32(buf + 36);
+    if (!(h->info & XLP_LONG_HEADER) || pg_major_of_magic(h->magic) == 0)
+        return wv_err_set(err, WV_EUSAGE,
+                          "\"%s\" does not start with a PostgreSQL WAL segment header (page magic "
+                          "0x%04X, info 0x%04X)",
+                          path, h->magic, h->info);
+    if (!wv_wal_segsize_valid(h->seg_size))
+        return wv_err_set(err, WV_EUSAGE, "\"%s\" has an invalid WAL segment size %" PRIu32, path,
+                          h->seg_size);
+    if (file_size != h->seg_size)
+        return wv_err_set(err, WV_EUSAGE,
+                          "\"%s\" is %" PRIu64 " bytes but its header says segments are %" PRIu32
+                          " bytes: the file is truncated or not a WAL segment",
+                          path, file_size, h->seg_size);
+    if (!wv_walname_valid_for_segsize(wn, h->seg_size))
+        return wv_err_set(err, WV_EUSAGE, "\"%s\" is not a valid name for %" PRIu32
+                          "-byte WAL segments", name, h->seg_size);
+    uint64_t expect = wv_walname_segno(wn, h->seg_size) * h->seg_size;
+    if (h->pageaddr != expect)
+        return wv_err_set(err, WV_EUSAGE,
+                          "\"%s\" holds the WAL of another segment (page address %" PRIX64
+                          ", expected %" PRIX64 "): it was renamed or copied wrongly",
+                          path, h->pageaddr, expect);
+    return 0;
+}
+
+static void human_size(uint64_t n, char *out, size_t len)
+{
+    if (n >= 1024 * 1024)
+        snprintf(out, len, "%.1f MiB", (double)n / (1024.0 * 1024.0));
+    else if (n >= 1024)
+        snprintf(out, len, "%.1f KiB", (double)n / 1024.0);
+    else
+        snprintf(out, len, "%" PRIu64 " B", n);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Per repository state of one push. */
+typedef struct target {
+    wv_repo *repo;
+    int have;          /* an object already exists under the key */
+    wv_obj_info stored; /* its trailer, when have */
+    wv_sink *sink;     /* open while we write */
+    int done;
+    wv_err err;
+} target;
+
+static int conflict(const target *t, const char *name, const uint8_t ours[32], wv_err *err)
+{
+    char a[65], b[65];
+    wv_sha256_hex(t->stored.sha256, a);
+    wv_sha256_hex(ours, b);
+    wv_err_set(err, WV_ECONFLICT,
+               "%s: %s is already archived with different content (stored sha256 %.16s..., this "
+               "file %.16s...); refusing to overwrite it",
+               t->repo->rc->name, name, a, b);
+    return wv_err_hint(err,
+                       "two servers may be archiving into one repository (split brain, or a "
+                       "restored copy still running with the old archive_command); check "
+                       "archive_command on every server; the archived copy was left untouched");
+}
+
+/* Hash the whole file without storing it (only when every repository already has it). */
+static int hash_file(int fd, const char *path, uint8_t out[32], wv_err *err)
+{
+    wv_filter *sha = wv_sha256_filter_new(wv_filter_discard_new());
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        wv_filter_chain_free(sha);
+        return wv_err_errno(err, WV_EIO, errno, "could not seek in \"%s\"", path);
+    }
+    int rc = wv_filter_pump_fd(sha, fd, path, err);
+    if (rc == 0)
+        wv_sha256_filter_digest(sha, out);
+    wv_filter_chain_free(sha);
+    return rc;
+}
+
+static uint8_t kind_of(wv_walname_kind k)
+{
+    switch (k) {
+    case WV_WALNAME_SEGMENT:
+        return 1;
+    case WV_WALNAME_PARTIAL:
+        return 2;
+    case WV_WALNAME_HISTORY:
+        return 3;
+    case WV_WALNAME_BACKUP:
+        return 4;
+    default:
+        return 0;
+    }
+}
+
+int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
+{
+    double t0 = now_ms();
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    wv_walname wn;
+    wv_walname_kind kind = wv_walname_parse(name, &wn);
+    target tg[WV_MAX_REPOS];
+    int ntg = 0, rc = 0, fd = -1;
+    char key[256];
+    struct stat sb;
+    wal_header wh = {0};
+    wv_objwriter *w = NULL;
+    wv_obj_info info;
+    uint8_t *chunk = NULL;
+
+    memset(tg, 0, sizeof(tg));
+    if (kind == WV_WALNAME_INVALID)
+        return wv_err_set(err, WV_EUSAGE,
+                          "\"%s\" is not a WAL segment, partial segment, timeline history or "
+                          "backup history file",
+                          path);
+    if ((rc = wv_repo_wal_key(name, key, sizeof(key), err)) != 0)
+        return rc;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = wv_err_errno(err, errno == ENOENT ? WV_EUSAGE : WV_EIO, errno, "could not open \"%s\"",
+                          path);
+        return rc;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = wv_err_set(err, WV_EUSAGE, "\"%s\" is not a regular file", path);
+        goto out;
+    }
+    if (kind == WV_WALNAME_SEGMENT || kind == WV_WALNAME_PARTIAL) {
+        rc = read_wal_header(fd, path, name, &wn, (uint64_t)sb.st_size, &wh, err);
+        if (rc != 0)
+            goto out;
+    }
+
+    /* Open every repository, check it belongs to this cluster, and see what it already has. */
+    for (int i = 0; i < cfg->nrepos; i++, ntg++) {
+        target *t = &tg[i];
+        rc = wv_repo_open(&cfg->repos[i], &t->repo, err);
+        if (rc != 0)
+            goto out;
+        if (wh.sysid) {
+            rc = wv_repo_check_cluster(t->repo, wh.sysid, pg_major_of_magic(wh.magic),
+                                       wh.seg_size, err);
+            if (rc != 0)
+                goto out;
+        }
+        rc = wv_repo_read_info(t->repo->st, key, &t->stored, err);
+        if (rc == 0)
+            t->have = 1;
+        else if (rc != WV_ENOTFOUND)
+            goto out;
+        rc = 0;
+    }
+
+    int missing = 0;
+    for (int i = 0; i < ntg; i++)
+        missing += !tg[i].have;
+    if (missing == 0) {
+        /* PostgreSQL re-archives after a crash: identical content is success. */
+        uint8_t sha[32];
+        if ((rc = hash_file(fd, path, sha, err)) != 0)
+            goto out;
+        for (int i = 0; i < ntg; i++)
+            if (memcmp(sha, tg[i].stored.sha256, 32) != 0 ||
+                tg[i].stored.plain_size != (uint64_t)sb.st_size) {
+                rc = conflict(&tg[i], name, sha, err);
+                goto out;
+            }
+        wv_log_info("%s is already archived with identical content in %d repositor%s", name, ntg,
+                    ntg == 1 ? "y" : "ies");
+        goto out;
+    }
+
+    /* One pass over the file into every repository that lacks it. */
+    wv_sink *sinks[WV_MAX_REPOS];
+    int nsinks = 0, map[WV_MAX_REPOS];
+    for (int i = 0; i < ntg; i++) {
+        if (tg[i].have)
+            continue;
+        rc = wv_storage_put_open(tg[i].repo->st, key, WV_PUT_NOREPLACE, &tg[i].sink, err);
+        if (rc != 0)
+            goto out;
+        map[nsinks] = i;
+        sinks[nsinks++] = tg[i].sink;
+    }
+    wv_obj_opts opts = {.compress = cfg->compress, .level = cfg->compress_level,
+                        .kind = kind_of(kind)};
+    w = wv_objwriter_new(sinks, nsinks, &opts);
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        rc = wv_err_errno(err, WV_EIO, errno, "could not seek in \"%s\"", path);
+        goto out;
+    }
+    chunk = wv_xmalloc(PUSH_CHUNK);
+    uint64_t total = 0;
+    for (;;) {
+        size_t got = 0;
+        if ((rc = wv_read_full(fd, chunk, PUSH_CHUNK, &got, path, err)) != 0)
+            goto out;
+        if (got == 0)
+            break;
+        total += got;
+        if ((rc = wv_objwriter_write(w, chunk, got, err)) != 0)
+            goto out;
+    }
+    if (total != (uint64_t)sb.st_size) {
+        rc = wv_err_set(err, WV_EIO, "\"%s\" changed size while it was being archived", path);
+        goto out;
+    }
+    if ((rc = wv_objwriter_finish(w, &info, err)) != 0)
+        goto out;
+    for (int j = 0; j < nsinks; j++) {
+        const wv_err *se = wv_objwriter_sink_error(w, j);
+        if (se) {
+            *err = *se;
+            rc = se->code;
+            goto out;
+        }
+    }
+
+    /* Commit each. A concurrent push of the same name may have won: then compare. */
+    for (int j = 0; j < nsinks; j++) {
+        target *t = &tg[map[j]];
+        wv_sink *s = t->sink;
+        t->sink = NULL;
+        rc = wv_sink_commit(s, err);
+        if (rc == WV_EEXIST) {
+            if ((rc = wv_repo_read_info(t->repo->st, key, &t->stored, err)) != 0)
+                goto out;
+            t->have = 1;
+        } else if (rc != 0) {
+            goto out;
+        } else {
+            t->done = 1;
+        }
+    }
+    for (int i = 0; i < ntg; i++)
+        if (tg[i].have && memcmp(tg[i].stored.sha256, info.sha256, 32) != 0) {
+            rc = conflict(&tg[i], name, info.sha256, err);
+            goto out;
+        }
+
+    char a[32], b[32];
+    human_size(info.plain_size, a, sizeof(a));
+    human_size(info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE, b, sizeof(b));
+    for (int i = 0; i < ntg; i++)
+        if (tg[i].done)
+            wv_log_info("archived %s to %s (%s -> %s, %.1f%%, %.0f ms)", name,
+                        tg[i].repo->rc->name, a, b,
+                        info.plain_size ? 100.0 * (double)(info.payload_size + WV_OBJ_HEADER_SIZE +
+                                                           WV_OBJ_TRAILER_SIZE) /
+                                              (double)info.plain_size
+                                        : 100.0,
+                        now_ms() - t0);
+out:
+    free(chunk);
+    if (w)
+        wv_objwriter_free(w);
+    for (int i = 0; i < ntg; i++) {
+        wv_sink_abort(tg[i].sink);
+        wv_repo_close(tg[i].repo);
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}

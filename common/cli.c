@@ -1,0 +1,69 @@
+/* cli.c - shared command-line conventions. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+
+int wv_cli_parse(int argc, char **argv, const char *usage, wv_cli *out, wv_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->args = wv_xcalloc((size_t)argc + 1, sizeof(char *));
+    int only_args = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_args || a[0] != '-' || a[1] == '\0') {
+            out->args[out->nargs++] = argv[i];
+        } else if (strcmp(a, "--") == 0) {
+            only_args = 1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            wv_cli_free(out);
+            exit(0);
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("%s (walvault) %s\n", wv_log_progname(), WALVAULT_VERSION);
+            wv_cli_free(out);
+            exit(0);
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+            if (i + 1 >= argc) {
+                wv_cli_free(out);
+                wv_err_set(err, WV_EUSAGE, "option %s needs a file name", a);
+                return wv_err_hint(err, "run \"%s --help\" for usage", wv_log_progname());
+            }
+            out->config_path = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            out->config_path = a + 9;
+        } else if (strncmp(a, "-c", 2) == 0) {
+            out->config_path = a + 2;
+        } else {
+            wv_cli_free(out);
+            wv_err_set(err, WV_EUSAGE, "unknown option \"%s\"", a);
+            return wv_err_hint(err, "run \"%s --help\" for usage", wv_log_progname());
+        }
+    }
+    return 0;
+}
+
+void wv_cli_free(wv_cli *cli)
+{
+    free(cli->args);
+    cli->args = NULL;
+    cli->nargs = 0;
+}
+
+int wv_cli_load_config(const wv_cli *cli, wv_config **cfg, wv_err *err)
+{
+    int rc = wv_config_load(wv_config_path(cli->config_path), cfg, err);
+    if (rc == 0)
+        wv_log_set_level((*cfg)->log_level);
+    return rc;
+}
+
+int wv_cli_fail(const wv_err *err)
+{
+    wv_log_err(err);
+    return wv_err_exit_code(err->code);
+}

@@ -1,0 +1,31 @@
+/*
+ * cli.h - the command-line conventions every walvault program shares: -c FILE / --config FILE
+ * (or --config=FILE), -h/--help, -V/--version, then positional arguments. Options may appear
+ * anywhere before "--". Secrets are never accepted here.
+ */
+#ifndef WALVAULT_COMMON_CLI_H
+#define WALVAULT_COMMON_CLI_H
+
+#include "config.h"
+#include "error.h"
+
+typedef struct wv_cli {
+    const char *config_path; /* -c / --config, or NULL */
+    int nargs;
+    char **args;             /* positional arguments (pointers into argv) */
+} wv_cli;
+
+/*
+ * Parse argv. --help prints usage to stdout and exits 0; --version prints the version and exits 0.
+ * An unknown option or a missing option value fails with WV_EUSAGE. out->args is allocated.
+ */
+int wv_cli_parse(int argc, char **argv, const char *usage, wv_cli *out, wv_err *err);
+void wv_cli_free(wv_cli *cli);
+
+/* Load the configuration the conventions name and apply its log level. */
+int wv_cli_load_config(const wv_cli *cli, wv_config **cfg, wv_err *err);
+
+/* Report err on stderr (error line + hint) and return the exit code for it. */
+int wv_cli_fail(const wv_err *err);
+
+#endif
