@@ -1,0 +1,156 @@
+"""The command-line and configuration contract of wal-push and wal-fetch: bad inputs fail loudly.
+
+wal-push: any error is non-zero. wal-fetch: any error exits >= 126 (outside standby mode), so that
+PostgreSQL never takes it for "not found".
+"""
+
+import os
+import re
+
+import pytest
+
+from utils import chown_pg, make_pg_dir, read_bytes, run
+
+
+def _ok_fetch_error(rc):
+    return rc >= 126
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    chown_pg(path)
+    return path
+
+
+# (id, program, argv builder(seg, dest), stderr regex)
+BAD_ARGS = [
+    ("push-no-args", "wal-push", lambda seg, dest: [], r"usage|WAL_PATH|argument"),
+    ("push-extra-arg", "wal-push", lambda seg, dest: [seg, seg], r"usage|argument"),
+    ("push-missing-file", "wal-push", lambda seg, dest: [seg + "-nonexistent"],
+     r"nonexistent.*(no such file|not found|could not)|(no such file|not found|could not).*nonexistent"),
+    ("push-directory", "wal-push", lambda seg, dest: [os.path.dirname(seg)],
+     r"files|directory|invalid|not a"),
+    ("push-bad-option", "wal-push", lambda seg, dest: ["--bogus", seg], r"bogus|usage|option"),
+    ("fetch-no-args", "wal-fetch", lambda seg, dest: [], r"usage|argument"),
+    ("fetch-one-arg", "wal-fetch", lambda seg, dest: ["000000010000000000000001"],
+     r"usage|argument|DEST"),
+    ("fetch-extra-arg", "wal-fetch",
+     lambda seg, dest: ["000000010000000000000001", dest, "x"], r"usage|argument"),
+    ("fetch-dotdot", "wal-fetch", lambda seg, dest: ["../x", dest], r"\.\./x"),
+    ("fetch-word", "wal-fetch", lambda seg, dest: ["foo", dest], r"foo"),
+    ("fetch-lowercase", "wal-fetch", lambda seg, dest: ["00000001000000000000000a", dest],
+     r"00000001000000000000000a"),
+    ("fetch-short", "wal-fetch", lambda seg, dest: ["00000001000000000000001", dest],
+     r"00000001000000000000001"),
+    ("fetch-slash", "wal-fetch", lambda seg, dest: ["0000000100000000/000000010000000000000001",
+                                                    dest], r"0000000100000000/"),
+    ("fetch-empty-name", "wal-fetch", lambda seg, dest: ["", dest], r"name|usage|invalid|empty"),
+    ("fetch-bad-option", "wal-fetch", lambda seg, dest: ["--bogus", "000000010000000000000001",
+                                                         dest], r"bogus|usage|option"),
+]
+
+
+@pytest.mark.parametrize("prog,argv,regex", [c[1:] for c in BAD_ARGS], ids=[c[0] for c in BAD_ARGS])
+def test_bad_arguments(wv, repo, wal_samples, workdir, prog, argv, regex):
+    seg = wal_samples.a_segments[0]
+    dest_dir = make_pg_dir(os.path.join(workdir, "dest"))
+    dest = os.path.join(dest_dir, "RECOVERYXLOG")
+    r = run(wv.cmd(prog, *argv(seg, dest), config=repo.config), check=False, cwd=workdir)
+    if prog == "wal-fetch":
+        assert _ok_fetch_error(r.returncode), "exit %d: %s" % (r.returncode, r.stderr)
+        assert os.listdir(dest_dir) == []
+    else:
+        assert r.returncode != 0, r.stderr
+    assert r.stderr.strip(), "an error without a message"
+    assert re.search(regex, r.stderr, re.I), r.stderr
+    assert not repo.wal_names(), "something was archived: %s" % repo.wal_names()
+
+
+# Bad configuration files: (id, text, regex on stderr; FILE stands for the config path).
+BAD_CONFIGS = [
+    ("unknown-key", "[repo1]\ntype = posix\npath = REPO\ncompres = lz4\n", r"FILE:4.*compres"),
+    ("unknown-global-key", "[global]\nlog_levle = info\n\n[repo1]\ntype = posix\npath = REPO\n",
+     r"FILE:2.*log_levle"),
+    ("unknown-section", "[repo1]\ntype = posix\npath = REPO\n[bogus]\nx = 1\n", r"FILE:4.*bogus"),
+    ("bad-type", "[repo1]\ntype = ftp\npath = REPO\n", r"FILE:2.*(type|ftp)"),
+    ("relative-path", "[repo1]\ntype = posix\npath = relative/repo\n", r"FILE:3.*path"),
+    ("bad-compress", "[global]\ncompress = zip\n[repo1]\ntype = posix\npath = REPO\n",
+     r"FILE:2.*compress"),
+    ("no-repo", "[global]\ncompress = lz4\n", r"FILE.*repo"),
+    ("syntax", "[repo1\ntype = posix\npath = REPO\n", r"FILE:1"),
+]
+
+
+@pytest.mark.parametrize("text,regex", [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
+@pytest.mark.parametrize("prog", ["wal-push", "wal-fetch"])
+def test_bad_config(wv, repo, wal_samples, workdir, prog, text, regex):
+    conf = _write(os.path.join(workdir, "bad.conf"), text.replace("REPO", repo.path))
+    seg = wal_samples.a_segments[0]
+    dest_dir = make_pg_dir(os.path.join(workdir, "dest"))
+    if prog == "wal-push":
+        r = wv.push(seg, config=conf)
+        assert r.returncode != 0, r.stderr
+    else:
+        r = wv.fetch(os.path.basename(seg), os.path.join(dest_dir, "x"), config=conf, cwd=workdir)
+        assert _ok_fetch_error(r.returncode), "exit %d: %s" % (r.returncode, r.stderr)
+        assert os.listdir(dest_dir) == []
+    assert re.search(regex.replace("FILE", re.escape(conf)), r.stderr), r.stderr
+    assert not repo.wal_names()
+
+
+@pytest.mark.parametrize("prog", ["wal-push", "wal-fetch"])
+def test_missing_config_file(wv, wal_samples, workdir, prog):
+    conf = os.path.join(workdir, "does-not-exist.conf")
+    seg = wal_samples.a_segments[0]
+    if prog == "wal-push":
+        r = wv.push(seg, config=conf)
+        assert r.returncode != 0
+    else:
+        r = wv.fetch(os.path.basename(seg), os.path.join(workdir, "x"), config=conf, cwd=workdir)
+        assert _ok_fetch_error(r.returncode), r.stderr
+        assert not os.path.exists(os.path.join(workdir, "x"))
+    assert conf in r.stderr, r.stderr
+
+
+def test_default_config_path_is_used(wv, wal_samples, workdir):
+    """Without -c and WALVAULT_CONFIG: /etc/walvault/walvault.conf (absent here, or not ours)."""
+    if os.path.exists("/etc/walvault/walvault.conf"):
+        pytest.skip("/etc/walvault/walvault.conf exists on this machine")
+    r = wv.push(wal_samples.a_segments[0], env={"WALVAULT_CONFIG": None})
+    assert r.returncode != 0
+    assert "/etc/walvault/walvault.conf" in r.stderr, r.stderr
+
+
+def test_walvault_config_env(wv, repo, wal_samples, workdir):
+    seg = wal_samples.a_segments[0]
+    name = os.path.basename(seg)
+    r = wv.push(seg, env={"WALVAULT_CONFIG": repo.config})
+    assert r.returncode == 0, r.stderr
+    assert repo.has(name)
+    dest = os.path.join(workdir, "x")
+    r = wv.fetch(name, dest, env={"WALVAULT_CONFIG": repo.config}, cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert read_bytes(dest) == read_bytes(seg)
+
+
+def test_config_option_beats_env(wv, repo, wal_samples, workdir):
+    bogus = os.path.join(workdir, "nonexistent.conf")
+    r = wv.push(wal_samples.a_segments[0], config=repo.config, env={"WALVAULT_CONFIG": bogus})
+    assert r.returncode == 0, r.stderr
+    assert repo.has(os.path.basename(wal_samples.a_segments[0]))
+
+
+@pytest.mark.parametrize("opt", ["-c", "--config"])
+def test_config_option_spellings(wv, repo, wal_samples, workdir, opt):
+    seg = wal_samples.a_segments[1]
+    name = os.path.basename(seg)
+    r = run([wv.exe("wal-push"), opt, repo.config, seg], check=False,
+            env={"WALVAULT_CONFIG": None})
+    assert r.returncode == 0, r.stderr
+    assert repo.has(name)
+    dest = os.path.join(workdir, "x")
+    r = run([wv.exe("wal-fetch"), opt, repo.config, name, dest], check=False, cwd=workdir,
+            env={"WALVAULT_CONFIG": None})
+    assert r.returncode == 0, r.stderr
+    assert read_bytes(dest) == read_bytes(seg)
