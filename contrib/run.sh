@@ -13,7 +13,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE="${1:-}"
 
-# Every Debian package any step needs. Append here (S3 and SSH tests add theirs).
+# Every Debian package any step needs. Append here, or in a contrib/packages-NAME.txt (read below).
 PACKAGES=(
     build-essential cmake pkg-config
     libpq-dev liblz4-dev lz4 libssl-dev libuv1-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
@@ -21,6 +21,15 @@ PACKAGES=(
     python3 python3-pytest python3-pytest-timeout python3-psycopg2
     tzdata util-linux
 )
+
+# Each contrib/packages-*.txt (one package a line, # comments) adds the packages of a test peer.
+for list in "$ROOT"/contrib/packages-*.txt; do
+    [[ -f "$list" ]] || continue
+    while read -r line; do
+        line="${line%%#*}"
+        for p in $line; do PACKAGES+=("$p"); done
+    done <"$list"
+done
 
 PYTHON=/usr/bin/python3
 JOBS="$(nproc 2>/dev/null || echo 2)"

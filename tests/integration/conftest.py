@@ -285,7 +285,7 @@ def archived_cluster(basetemp, wv):
     s.repo = Repo(os.path.join(d, "repo"), os.path.join(d, "walvault.conf"))
     pg = Postgres(d, "primary").initdb(wal_segsize=1)
     pg.conf(archive_mode="on", archive_command=wv.archive_command(s.repo.config),
-            max_wal_size="64MB", checkpoint_timeout="30s")
+            max_wal_size="64MB", checkpoint_timeout="30s", wal_keep_size="1GB")
     try:
         pg.start()
         pg.pgbench("-i", "-s", "5", "-q")

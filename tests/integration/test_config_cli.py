@@ -27,8 +27,9 @@ def _write(path, text):
 BAD_ARGS = [
     ("push-no-args", "wal-push", lambda seg, dest: [], r"usage|WAL_PATH|argument"),
     ("push-extra-arg", "wal-push", lambda seg, dest: [seg, seg], r"usage|argument"),
-    ("push-missing-file", "wal-push", lambda seg, dest: [seg + "-nonexistent"],
-     r"nonexistent.*(no such file|not found|could not)|(no such file|not found|could not).*nonexistent"),
+    ("push-missing-file", "wal-push",
+     lambda seg, dest: [os.path.join(os.path.dirname(seg), "nonexistent", os.path.basename(seg))],
+     r"nonexistent/0.*(no such file|not found|could not)|(no such file|not found|could not).*nonexi"),
     ("push-directory", "wal-push", lambda seg, dest: [os.path.dirname(seg)],
      r"files|directory|invalid|not a"),
     ("push-bad-option", "wal-push", lambda seg, dest: ["--bogus", seg], r"bogus|usage|option"),

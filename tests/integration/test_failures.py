@@ -183,7 +183,7 @@ def test_kill_9_during_push(wv, wal_samples, workdir):
 @pytest.fixture
 def small_tmpfs(workdir):
     mnt = make_pg_dir(os.path.join(workdir, "tmpfs"))
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", mnt],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", mnt],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.fail("cannot mount a tmpfs (need root and CAP_SYS_ADMIN): %s" % r.stderr)
