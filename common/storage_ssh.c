@@ -315,8 +315,12 @@ static int session_send(ssh_session *s, wv_err *err)
 static int session_recv(ssh_session *s, wv_err *err)
 {
     int rc = wv_rp_recv(session_readfull, s, &s->scratch, &s->msg, err);
-    if (rc == WV_EFORMAT)
+    if (rc == WV_EFORMAT) {
         s->broken = 1;
+        wv_err_prefix(err, "reply from %s: ", s->st->hostport);
+        wv_err_hint(err, "check that remote_command runs walvault-remote and that nothing on the "
+                         "backup server (a login banner, a shell profile) writes to stdout");
+    }
     return rc;
 }
 
@@ -374,8 +378,8 @@ static int session_start(ssh_storage *st, ssh_session **out, wv_err *err)
     /* Each direction is one-way: half-close the unused halves so that EOF propagates. */
     shutdown(to[0], SHUT_WR);
     shutdown(to[1], SHUT_RD);
-    shutdown(from[0], SHUT_RD);
-    shutdown(from[1], SHUT_WR);
+    shutdown(from[0], SHUT_WR);
+    shutdown(from[1], SHUT_RD);
 
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, to[0], STDIN_FILENO);
