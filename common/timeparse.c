@@ -229,7 +229,8 @@ static int parse_absolute(const char *s, const char *input, int64_t *out, wv_err
         return bad(err, input, ACCEPTED);
     }
 
-    if (y < 1970)
+    /* 1969 may still be 1970 in UTC: the instant is checked at the end */
+    if (y < 1969)
         return bad(err, input, "year %d is before 1970", y);
     if (mo < 1 || mo > 12)
         return bad(err, input, "month %d is out of range (1-12)", mo);
