@@ -770,6 +770,8 @@ int wv_config_parse_string(const char *text, const char *name, wv_config **out, 
 int wv_config_load(const char *path, wv_config **out, wv_err *err)
 {
     struct stat st;
+    if (!path)
+        path = wv_config_path(NULL);
     FILE *fp = fopen(path, "re");
     if (!fp) {
         int e = errno;
