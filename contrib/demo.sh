@@ -78,7 +78,7 @@ as_pg "$PGBIN/pg_ctl" -D "$PRIMARY" -l "$T/primary.log" -w start >/dev/null
 psql_at "$P1" "create table demo (id int, batch int, note text, at timestamptz default clock_timestamp())"
 
 step "base backup (pg_basebackup -X none: the WAL comes from the archive)"
-as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$P1" -U postgres -D "$T/backup" -X none -c fast --no-sync
+as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$P1" -U postgres -D "$T/backup" -X none -c fast --no-sync 2>&1 | sed 's/^/    /' 
 
 step "batch 1: $ROWS rows"
 psql_at "$P1" "insert into demo (id, batch, note) select g, 1, md5(g::text) from generate_series(1, $ROWS) g"
@@ -97,7 +97,8 @@ for _ in $(seq 1 600); do
 done
 [[ "$DONE" == t ]] || { echo "demo: $LAST was not archived; server log:" >&2; tail -30 "$T/primary.log" >&2; exit 1; }
 psql_at "$P1" "select 'archived: ' || archived_count || ', failed: ' || failed_count from pg_stat_archiver"
-echo "repository now holds $(find "$T/repo/wal" -type f | wc -l) WAL objects"
+echo "repository now holds $(find "$T/repo/wal" -type f | wc -l) WAL objects; wal-push in the server log:"
+grep "wal-push:" "$T/primary.log" | tail -3 | sed 's/^/    log: /' || true
 as_pg "$PGBIN/pg_ctl" -D "$PRIMARY" -m fast -w stop >/dev/null
 
 P2="$(free_port)"

@@ -144,7 +144,7 @@ demo)
     say "packages"
     install_packages
     say "build (Release)"
-    build "$ROOT/build" -DCMAKE_BUILD_TYPE=Release -DWV_TESTS=OFF || die "build failed"
+    build "$ROOT/build" -DCMAKE_BUILD_TYPE=Release -DWV_WERROR=OFF -DWV_TESTS=OFF || die "build failed"
     BIN="$(install_bin "$ROOT/build")" || die "install failed"
     say "demo (binaries in $BIN)"
     WALVAULT_BIN="$BIN" bash "$ROOT/contrib/demo.sh" </dev/null
@@ -159,7 +159,7 @@ test)
     record "packages" $?
 
     say "build Release -DWV_WERROR=ON (build/)"
-    if build "$ROOT/build" -DCMAKE_BUILD_TYPE=Release -DWV_WERROR=ON; then
+    if build "$ROOT/build" -DCMAKE_BUILD_TYPE=Release -DWV_WERROR=ON -DWV_TESTS=ON; then
         record "build Release" 0
         if BIN="$(install_bin "$ROOT/build")"; then
             run_suites "Release" "$ROOT/build" "$BIN"
@@ -182,7 +182,7 @@ test)
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=199:log_path=$SANLOG/ubsan:log_exe_name=1"
     export LSAN_OPTIONS="exitcode=199"
     export WALVAULT_SANITIZER_LOG_DIR="$SANLOG"
-    if build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DWV_SANITIZE=ON -DWV_WERROR=ON; then
+    if build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DWV_SANITIZE=ON -DWV_WERROR=ON -DWV_TESTS=ON; then
         record "build ASan+UBSan" 0
         if BIN="$(install_bin "$ROOT/build-asan")"; then
             run_suites "ASan+UBSan" "$ROOT/build-asan" "$BIN"
