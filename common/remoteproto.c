@@ -325,7 +325,7 @@ int wv_rp_key_valid(const char *key)
             if (*p == '\0')
                 return 1;
             comp = p + 1;
-        } else if (*p < 0x20 || *p > 0x7e || *p == '\\') {
+        } else if (*p < 0x21 || *p > 0x7e || *p == '\\') {
             return 0;
         }
     }
