@@ -7,12 +7,6 @@
 
 #include "storage_driver.h"
 
-/* Drivers are linked in when their files are; a build without one says so. */
-extern int wv_storage_s3_new(const wv_repo_config *rc, wv_storage **out, wv_err *err)
-    __attribute__((weak));
-extern int wv_storage_ssh_new(const wv_repo_config *rc, wv_storage **out, wv_err *err)
-    __attribute__((weak));
-
 int wv_storage_open(const wv_repo_config *rc, wv_storage **out, wv_err *err)
 {
     int (*ctor)(const wv_repo_config *, wv_storage **, wv_err *) = NULL;
