@@ -17,7 +17,7 @@
 /* Input is fed to the compressor in pieces of this size, so that the worst-case output of one
  * LZ4F_compressUpdate call (LZ4F_compressBound of it) is known and fits the output buffer. */
 #define LZ4_IN_PIECE (64 * 1024)
-#define LZ4_OUT_CAP WV_FILTER_CHUNK
+#define LZ4_OUT_CAP  WV_FILTER_CHUNK
 
 static void lz4_fatal(const char *what)
 {
@@ -67,8 +67,8 @@ static int lz4c_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
         size_t n = len < LZ4_IN_PIECE ? len : LZ4_IN_PIECE;
         if (LZ4_OUT_CAP - c->len < c->bound && (rc = push_out(f, c->out, &c->len, err)) < 0)
             return rc;
-        size_t r = LZ4F_compressUpdate(c->cctx, c->out + c->len, LZ4_OUT_CAP - c->len, buf, n,
-                                       NULL);
+        size_t r =
+            LZ4F_compressUpdate(c->cctx, c->out + c->len, LZ4_OUT_CAP - c->len, buf, n, NULL);
         if (LZ4F_isError(r))
             return wv_err_set(err, WV_EINTERNAL, "lz4: compression failed: %s",
                               LZ4F_getErrorName(r));

@@ -3,8 +3,8 @@
  *
  * Writing: the chain is sha256 -> [lz4] -> framer. The framer is the terminal stage: it sends the
  * header before the first payload byte, counts the payload, and at finish builds the trailer from
- * the plain size counted by the writer and the digest of the sha256 stage (finished just before it).
- * Every piece goes, without a copy, to each sink still alive (the tee).
+ * the plain size counted by the writer and the digest of the sha256 stage (finished just before
+ * it). Every piece goes, without a copy, to each sink still alive (the tee).
  *
  * Reading: one buffer of WV_FILTER_CHUNK + trailer bytes. After the header, the reader fills the
  * buffer, pushes all but the last WV_OBJ_TRAILER_SIZE bytes as payload and keeps those (they may be
@@ -297,15 +297,15 @@ int wv_object_read(wv_source *src, wv_filter *dest, wv_obj_info *info, wv_err *e
     }
     if ((rc = wv_obj_trailer_decode(buf, have, &ti, err)) < 0)
         goto out;
-    if (ti.version != hdr.version || ti.compression != hdr.compression ||
-        ti.cipher != hdr.cipher || ti.digest != hdr.digest || ti.kind != hdr.kind) {
+    if (ti.version != hdr.version || ti.compression != hdr.compression || ti.cipher != hdr.cipher ||
+        ti.digest != hdr.digest || ti.kind != hdr.kind) {
         rc = wv_err_set(err, WV_ECORRUPT, "object header and trailer disagree");
         goto out;
     }
     if (ti.payload_size != payload) {
         rc = wv_err_set(err, WV_ECORRUPT,
-                        "object payload size mismatch: trailer says %" PRIu64 " bytes, found %" PRIu64
-                        ": the object is truncated or corrupt",
+                        "object payload size mismatch: trailer says %" PRIu64
+                        " bytes, found %" PRIu64 ": the object is truncated or corrupt",
                         ti.payload_size, payload);
         goto out;
     }

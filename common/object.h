@@ -4,12 +4,14 @@
  * only calls wv_sink_write and wv_source_read, and never commits, aborts or closes them.
  *
  *   write: plain -> sha256 -> [lz4] -> framer (header, payload, trailer) -> tee into every sink
- *   read:  source -> reader (header, payload, trailer held back) -> [lz4] -> sha256 -> count -> dest
+ *   read:  source -> reader (header, payload, trailer held back) -> [lz4] -> sha256 -> count ->
+ * dest
  *
  * Invariants:
  *  - Several sinks progress independently: a sink whose write fails is dropped from the tee with
  *    its own error; writing fails only once every sink has failed. The caller commits exactly the
- *    sinks for which wv_objwriter_sink_error() is NULL after a successful finish, and aborts the rest.
+ *    sinks for which wv_objwriter_sink_error() is NULL after a successful finish, and aborts the
+ * rest.
  *  - wv_object_read streams into dest before verification is complete: the caller makes dest's
  *    result visible (rename, commit) only if it returns 0.
  */

@@ -13,9 +13,9 @@
 
 #include "objfmt.h"
 
-#define HDR_CHECK_OFF 60
-#define TRL_CHECK_OFF 124
-#define TRL_VERSION_OFF 80
+#define HDR_CHECK_OFF    60
+#define TRL_CHECK_OFF    124
+#define TRL_VERSION_OFF  80
 #define TRL_RESERVED_OFF 86
 
 static void put_u16(uint8_t *p, uint16_t v)
@@ -123,8 +123,7 @@ int wv_obj_header_encode(const wv_obj_header *h, uint8_t out[WV_OBJ_HEADER_SIZE]
 {
     char why[64];
     if (h->version != WV_OBJ_VERSION)
-        return wv_err_set(err, WV_EINTERNAL, "cannot write object format version %u",
-                          h->version);
+        return wv_err_set(err, WV_EINTERNAL, "cannot write object format version %u", h->version);
     if (bad_field(h->compression, h->cipher, h->digest, h->kind, why, sizeof(why)))
         return wv_err_set(err, WV_EINTERNAL, "cannot write object header: %s", why);
     memset(out, 0, WV_OBJ_HEADER_SIZE);

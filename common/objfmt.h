@@ -32,8 +32,8 @@
  *  124  u32 check: the first 4 bytes of SHA-256 of bytes 0..123
  *
  * Frozen across versions: the magics, the version fields and the checks at the end of the first 64
- * header bytes and of the trailer. So a damaged header or trailer is always reported as WV_ECORRUPT,
- * and an intact one of a newer version as WV_EFORMAT ("written by a newer walvault").
+ * header bytes and of the trailer. So a damaged header or trailer is always reported as
+ * WV_ECORRUPT, and an intact one of a newer version as WV_EFORMAT ("written by a newer walvault").
  */
 #ifndef WALVAULT_COMMON_OBJFMT_H
 #define WALVAULT_COMMON_OBJFMT_H
@@ -43,12 +43,12 @@
 
 #include "error.h"
 
-#define WV_OBJ_HEADER_SIZE 64
-#define WV_OBJ_TRAILER_SIZE 128
-#define WV_OBJ_VERSION 1
-#define WV_OBJ_HEADER_MAGIC "\x89WVOBJ\r\n"
+#define WV_OBJ_HEADER_SIZE   64
+#define WV_OBJ_TRAILER_SIZE  128
+#define WV_OBJ_VERSION       1
+#define WV_OBJ_HEADER_MAGIC  "\x89WVOBJ\r\n"
 #define WV_OBJ_TRAILER_MAGIC "\x89WVEND\r\n"
-#define WV_OBJ_TIME_NONE INT64_MIN
+#define WV_OBJ_TIME_NONE     INT64_MIN
 
 enum { WV_OBJ_COMPRESS_NONE = 0, WV_OBJ_COMPRESS_LZ4 = 1 };
 enum { WV_OBJ_CIPHER_NONE = 0, WV_OBJ_CIPHER_AES256GCM = 1 /* reserved */ };

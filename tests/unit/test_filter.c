@@ -37,8 +37,9 @@ static uint64_t rng(void)
 
 static uint8_t *mixed_data(size_t len)
 {
-    static const char *const words[] = {"postgres", "wal", "segment ", "checkpoint\n", "0x",
-                                        "INSERT INTO t VALUES (", "); ", "lsn 0/3000028 "};
+    static const char *const words[] = {
+        "postgres", "wal",           "segment ", "checkpoint\n", "0x", "INSERT INTO t VALUES (",
+        "); ",      "lsn 0/3000028 "};
     uint8_t *d = malloc(len);
     size_t pos = 0;
     rng_state = 0x9e3779b97f4a7c15ULL;
@@ -68,7 +69,8 @@ static uint8_t *mixed_data(size_t len)
     return d;
 }
 
-/* --- a terminal that keeps what it gets and records piece sizes -------------------------------- */
+/* --- a terminal that keeps what it gets and records piece sizes --------------------------------
+ */
 
 typedef struct probe {
     wv_filter base;
@@ -309,7 +311,8 @@ static void test_sha256_matches_sha256sum(void **state)
     free(d);
 }
 
-/* --- lz4 --------------------------------------------------------------------------------------- */
+/* --- lz4 ---------------------------------------------------------------------------------------
+ */
 
 static void test_lz4_roundtrip(void **state)
 {
@@ -549,7 +552,8 @@ static void test_lz4_cli_interop(void **state)
     free(d);
 }
 
-/* --- hex --------------------------------------------------------------------------------------- */
+/* --- hex ---------------------------------------------------------------------------------------
+ */
 
 static void test_hex(void **state)
 {

@@ -61,8 +61,8 @@ typedef struct mem_source {
     wv_source base;
     const uint8_t *data;
     size_t len, pos;
-    size_t max_read;  /* at most this much per read (exercises short reads) */
-    size_t fail_at;   /* reading past this offset fails; 0 = never */
+    size_t max_read; /* at most this much per read (exercises short reads) */
+    size_t fail_at;  /* reading past this offset fails; 0 = never */
 } mem_source;
 
 static int mem_source_read(wv_source *s, void *buf, size_t cap, size_t *got, wv_err *err)
@@ -96,7 +96,8 @@ static void mem_source_init(mem_source *m, const uint8_t *data, size_t len, size
     m->max_read = max_read ? max_read : SIZE_MAX;
 }
 
-/* --- a terminal that keeps what it gets and records piece sizes -------------------------------- */
+/* --- a terminal that keeps what it gets and records piece sizes --------------------------------
+ */
 
 typedef struct probe {
     wv_filter base;
@@ -141,7 +142,8 @@ static probe *probe_new(int keep)
     return p;
 }
 
-/* --- data and helpers -------------------------------------------------------------------------- */
+/* --- data and helpers --------------------------------------------------------------------------
+ */
 
 static uint64_t rng_state;
 
@@ -165,7 +167,7 @@ static uint8_t *mixed_data(size_t len)
             run = len - pos;
         int k = (int)(rng() % 3);
         for (size_t i = 0; i < run; i++)
-            d[pos + i] = k == 0 ? 0 : k == 1 ? (uint8_t)rng() : (uint8_t)"walvault\n"[i % 9];
+            d[pos + i] = k == 0 ? 0 : k == 1 ? (uint8_t)rng() : (uint8_t) "walvault\n"[i % 9];
         pos += run;
     }
     return d;
@@ -188,9 +190,8 @@ static void store(const uint8_t *d, size_t len, wv_compress comp, uint8_t kind, 
     mem_sink_init(&s, 0);
     wv_objwriter *w = wv_objwriter_new(sinks, 1, &opts);
     for (size_t pos = 0; pos < len; pos += chunk)
-        assert_int_equal(wv_objwriter_write(w, d + pos, len - pos < chunk ? len - pos : chunk,
-                                            &err),
-                         0);
+        assert_int_equal(
+            wv_objwriter_write(w, d + pos, len - pos < chunk ? len - pos : chunk, &err), 0);
     assert_int_equal(wv_objwriter_finish(w, info, &err), 0);
     assert_null(wv_objwriter_sink_error(w, 0));
     wv_objwriter_free(w);
@@ -198,8 +199,8 @@ static void store(const uint8_t *d, size_t len, wv_compress comp, uint8_t kind, 
 }
 
 /* Read an object back; returns the code, with the content in *content (caller frees). */
-static int load(const uint8_t *obj, size_t len, size_t max_read, wv_buf *content,
-                wv_obj_info *info, wv_err *err)
+static int load(const uint8_t *obj, size_t len, size_t max_read, wv_buf *content, wv_obj_info *info,
+                wv_err *err)
 {
     mem_source src;
     mem_source_init(&src, obj, len, max_read);
@@ -210,7 +211,8 @@ static int load(const uint8_t *obj, size_t len, size_t max_read, wv_buf *content
     return rc;
 }
 
-/* --- round trips ------------------------------------------------------------------------------- */
+/* --- round trips -------------------------------------------------------------------------------
+ */
 
 static void test_roundtrip(void **state)
 {
@@ -242,9 +244,8 @@ static void test_roundtrip(void **state)
 
                 /* The suffix alone tells size and digest. */
                 wv_obj_info si_info;
-                assert_int_equal(wv_object_info_decode(obj.data + obj.len - 128, 128, &si_info,
-                                                       &err),
-                                 0);
+                assert_int_equal(
+                    wv_object_info_decode(obj.data + obj.len - 128, 128, &si_info, &err), 0);
                 assert_int_equal(si_info.plain_size, len);
                 assert_memory_equal(si_info.sha256, want, 32);
                 assert_int_equal(si_info.kind, WV_OBJ_KIND_WAL);
@@ -310,7 +311,8 @@ static void test_walinfo_and_kinds(void **state)
     wv_buf_free(&obj);
 }
 
-/* --- several sinks ----------------------------------------------------------------------------- */
+/* --- several sinks -----------------------------------------------------------------------------
+ */
 
 static void test_two_sinks_one_fails(void **state)
 {
@@ -326,8 +328,8 @@ static void test_two_sinks_one_fails(void **state)
             mem_sink_init(&s[0], which == 0 ? ref.len / 2 : 0);
             mem_sink_init(&s[1], which == 1 ? ref.len / 2 : 0);
             wv_sink *sinks[2] = {&s[0].base, &s[1].base};
-            wv_obj_opts opts = {.compress = (wv_compress)comp, .level = 1,
-                                .kind = WV_OBJ_KIND_BACKUP_FILE};
+            wv_obj_opts opts = {
+                .compress = (wv_compress)comp, .level = 1, .kind = WV_OBJ_KIND_BACKUP_FILE};
             wv_err err = {0};
             wv_obj_info wi;
             wv_objwriter *w = wv_objwriter_new(sinks, 2, &opts);
@@ -406,7 +408,8 @@ static void test_all_sinks_fail(void **state)
     free(d);
 }
 
-/* --- damage ------------------------------------------------------------------------------------ */
+/* --- damage ------------------------------------------------------------------------------------
+ */
 
 typedef enum {
     M_TRUNC,     /* keep only `arg` bytes */
@@ -570,8 +573,7 @@ static void test_damage_table(void **state)
             if (rc != damage[i].rc)
                 fail_msg("%s: got %d (%s), want %d", damage[i].name, rc, err.msg, damage[i].rc);
             if (!strstr(err.msg, damage[i].msg))
-                fail_msg("%s: message \"%s\" lacks \"%s\"", damage[i].name, err.msg,
-                         damage[i].msg);
+                fail_msg("%s: message \"%s\" lacks \"%s\"", damage[i].name, err.msg, damage[i].msg);
             if (rc == WV_ECORRUPT && err.hint[0] == '\0')
                 fail_msg("%s: no hint", damage[i].name);
             wv_buf_free(&content);
@@ -652,8 +654,7 @@ static void test_info_decode(void **state)
     assert_int_equal(wv_object_info_decode(obj.data, obj.len, &si, &err), 0);
     assert_int_equal(si.plain_size, 3);
     assert_int_equal(si.kind, WV_OBJ_KIND_HISTORY);
-    assert_int_equal(wv_object_info_decode(obj.data + obj.len - 127, 127, &si, &err),
-                     WV_ECORRUPT);
+    assert_int_equal(wv_object_info_decode(obj.data + obj.len - 127, 127, &si, &err), WV_ECORRUPT);
     assert_true(err.hint[0] != '\0');
     wv_buf_free(&obj);
 }

@@ -320,12 +320,16 @@ static void test_kind_names(void **state)
         uint8_t kind;
         const char *name;
     } cases[] = {
-        {WV_OBJ_KIND_GENERIC, "generic"},   {WV_OBJ_KIND_WAL, "wal segment"},
+        {WV_OBJ_KIND_GENERIC, "generic"},
+        {WV_OBJ_KIND_WAL, "wal segment"},
         {WV_OBJ_KIND_PARTIAL, "partial wal segment"},
         {WV_OBJ_KIND_HISTORY, "timeline history"},
         {WV_OBJ_KIND_BACKUP_HISTORY, "backup history"},
-        {WV_OBJ_KIND_BACKUP_FILE, "backup file"}, {WV_OBJ_KIND_MANIFEST, "manifest"},
-        {WV_OBJ_KIND_REPO_INFO, "repository info"}, {8, "unknown"}, {255, "unknown"},
+        {WV_OBJ_KIND_BACKUP_FILE, "backup file"},
+        {WV_OBJ_KIND_MANIFEST, "manifest"},
+        {WV_OBJ_KIND_REPO_INFO, "repository info"},
+        {8, "unknown"},
+        {255, "unknown"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_string_equal(wv_obj_kind_name(cases[i].kind), cases[i].name);
