@@ -1,0 +1,1106 @@
+/*
+ * backup.c - basebackup backup: stream a base backup from PostgreSQL into every configured
+ * repository.
+ *
+ *   connect (replication) -> IDENTIFY_SYSTEM, check/record the cluster in each repository
+ *   -> remove leftovers of interrupted backups -> lock object backup/<id>/backup.lock
+ *   -> BASE_BACKUP: tar stream -> tar reader -> one job per regular file on the thread pool
+ *      (sha256 + lz4 + object framing -> a sink per repository, committed with WV_PUT_NOSYNC)
+ *   -> wait for the jobs, wv_storage_flush -> wait until the WAL start..stop and the backup history
+ *      file are archived -> read START/STOP TIME from the history file -> manifest (last, durable)
+ *   -> remove the lock.
+ *
+ * Memory: each in-flight file job holds at most CHAN_SLOTS chunks of CHUNK bytes; at most
+ * `inflight` jobs exist, so memory is bounded whatever the size of the database.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "filter.h"
+#include "log.h"
+#include "manifest.h"
+#include "object.h"
+#include "parallel.h"
+#include "pgrepl.h"
+#include "repo.h"
+#include "storage.h"
+#include "tar.h"
+#include "walname.h"
+
+#define CHUNK (256 * 1024)
+#define CHAN_SLOTS 4
+#define LOCK_NAME "backup.lock"
+#define STALE_LOCK_SECONDS (24 * 3600)
+
+/* ---- per-file job: a bounded channel from the stream reader to a pool thread --------------- */
+
+typedef struct chunk {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} chunk;
+
+typedef struct file_job {
+    struct backup_ctx *ctx;
+    char *path;    /* manifest path: pgdata/... or tblspc/<oid>/... */
+    char *key;     /* backup/<id>/<path> */
+    uint64_t size; /* from the tar header */
+    uint32_t mode;
+    int64_t mtime;
+    /* channel */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    chunk slots[CHAN_SLOTS];
+    int head, count;
+    int eof;      /* producer: no more chunks */
+    int aborted;  /* producer: give up */
+    int finished; /* consumer: done (success or failure), takes nothing more */
+    /* producer side */
+    chunk pending;
+    uint64_t received;
+    /* results (consumer) */
+    uint8_t sha256[32];
+    uint64_t plain_size;
+    uint64_t stored_size;
+} file_job;
+
+typedef struct backup_ctx {
+    wv_config *cfg;
+    wv_repo *repos[WV_MAX_REPOS];
+    int nrepos;
+    char id[WV_MANIFEST_ID_MAX];
+    wv_parallel *par;
+    wv_manifest_writer *mw;
+    wv_obj_opts objopts;
+    /* stream state */
+    wv_tar_reader *tar;
+    char *prefix; /* "pgdata" or "tblspc/<oid>" of the current archive */
+    file_job *cur;
+    int in_manifest;
+    wv_pgrepl_backup_start start;
+    wv_pgrepl_tablespace *tbs;
+    size_t ntbs;
+    int have_label;
+    /* progress */
+    int tty;
+    uint64_t total_bytes; /* 0: unknown */
+    uint64_t done_bytes;
+    uint64_t stream_bytes;
+    double t0, last_draw;
+    int err_recorded;
+} backup_ctx;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void job_free(file_job *j)
+{
+    if (!j)
+        return;
+    for (int i = 0; i < j->count; i++)
+        free(j->slots[(j->head + i) % CHAN_SLOTS].data);
+    free(j->pending.data);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j->path);
+    free(j->key);
+    free(j);
+}
+
+/* Consumer: next chunk, or 0 with c->data NULL at EOF; WV_EINTERRUPTED if the producer gave up. */
+static int chan_pop(file_job *j, chunk *c)
+{
+    pthread_mutex_lock(&j->mu);
+    while (j->count == 0 && !j->eof && !j->aborted)
+        pthread_cond_wait(&j->cv, &j->mu);
+    int rc = 0;
+    c->data = NULL;
+    c->len = 0;
+    if (j->aborted) {
+        rc = WV_EINTERRUPTED;
+    } else if (j->count > 0) {
+        *c = j->slots[j->head];
+        j->head = (j->head + 1) % CHAN_SLOTS;
+        j->count--;
+        pthread_cond_broadcast(&j->cv);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static void chan_finish_consumer(file_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->finished = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Producer: hand over a chunk (ownership passes) or mark EOF (c == NULL). Waits while the channel
+ * is full; gives up when the consumer finished early or the runner stopped. */
+static int chan_push(backup_ctx *ctx, file_job *j, chunk *c, wv_err *err)
+{
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        if (j->finished || wv_parallel_stopped(ctx->par)) {
+            pthread_mutex_unlock(&j->mu);
+            if (c) {
+                free(c->data);
+                c->data = NULL;
+            }
+            return wv_err_set(err, WV_EINTERRUPTED, "storing \"%s\" stopped", j->path);
+        }
+        if (!c || j->count < CHAN_SLOTS)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    }
+    if (c) {
+        j->slots[(j->head + j->count) % CHAN_SLOTS] = *c;
+        j->count++;
+        c->data = NULL;
+        c->len = 0;
+    } else {
+        j->eof = 1;
+    }
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return 0;
+}
+
+static void chan_abort(file_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->aborted = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Pool thread: store one file into every repository. */
+static int job_run(void *arg, wv_err *err)
+{
+    file_job *j = arg;
+    backup_ctx *ctx = j->ctx;
+    wv_sink *sinks[WV_MAX_REPOS] = {0};
+    wv_objwriter *w = NULL;
+    int rc = 0, n = ctx->nrepos;
+    for (int i = 0; i < n; i++)
+        if ((rc = wv_storage_put_open(ctx->repos[i]->st, j->key, WV_PUT_NOSYNC, &sinks[i], err)) < 0)
+            goto out;
+    w = wv_objwriter_new(sinks, n, &ctx->objopts);
+    for (;;) {
+        chunk c;
+        if ((rc = chan_pop(j, &c)) < 0) {
+            wv_err_set(err, rc, "storing \"%s\" was interrupted", j->path);
+            goto out;
+        }
+        if (!c.data)
+            break;
+        rc = wv_parallel_stopped(ctx->par) ? WV_EINTERRUPTED : 0;
+        if (rc == 0)
+            rc = wv_objwriter_write(w, c.data, c.len, err);
+        else
+            wv_err_set(err, rc, "storing \"%s\" stopped after another failure", j->path);
+        free(c.data);
+        if (rc < 0)
+            goto out;
+    }
+    wv_obj_info info;
+    if ((rc = wv_objwriter_finish(w, &info, err)) < 0)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        const wv_err *se = wv_objwriter_sink_error(w, i);
+        if (se) {
+            *err = *se;
+            rc = se->code ? se->code : WV_EIO;
+            goto out;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        wv_sink *s = sinks[i];
+        sinks[i] = NULL;
+        if ((rc = wv_sink_commit(s, err)) < 0)
+            goto out;
+    }
+    memcpy(j->sha256, info.sha256, 32);
+    j->plain_size = info.plain_size;
+    j->stored_size = info.payload_size; /* payload; the object adds a fixed header and trailer */
+    {
+        wv_stat st;
+        if (wv_storage_stat(ctx->repos[0]->st, j->key, &st, NULL) == 0)
+            j->stored_size = st.size;
+    }
+out:
+    for (int i = 0; i < n; i++)
+        wv_sink_abort(sinks[i]);
+    wv_objwriter_free(w);
+    chan_finish_consumer(j);
+    if (rc < 0 && rc != WV_EINTERRUPTED)
+        wv_err_prefix(err, "could not store \"%s\": ", j->path);
+    return rc;
+}
+
+/* Main thread: record the finished file in the manifest. */
+static void job_done(void *arg, int rc, const wv_err *jerr)
+{
+    file_job *j = arg;
+    backup_ctx *ctx = j->ctx;
+    if (rc == 0) {
+        if (j->plain_size != j->received) {
+            wv_err e;
+            wv_err_set(&e, WV_EINTERNAL, "\"%s\": stored %" PRIu64 " bytes, received %" PRIu64,
+                       j->path, j->plain_size, j->received);
+            wv_parallel_cancel(ctx->par, &e);
+        } else {
+            wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = j->path, .size = j->plain_size,
+                                   .mode = j->mode, .mtime = j->mtime,
+                                   .stored_size = j->stored_size};
+            memcpy(e.sha256, j->sha256, 32);
+            wv_err me;
+            if (wv_manifest_writer_add(ctx->mw, &e, &me) < 0)
+                wv_parallel_cancel(ctx->par, &me);
+        }
+    }
+    (void)jerr;
+    if (ctx->cur == j)
+        ctx->cur = NULL;
+    job_free(j);
+}
+
+static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t mode,
+                      int64_t mtime, wv_err *err)
+{
+    file_job *j = wv_xcalloc(1, sizeof(*j));
+    j->ctx = ctx;
+    j->path = wv_xstrdup(path);
+    j->key = wv_xasprintf("backup/%s/%s", ctx->id, path);
+    j->size = size;
+    j->mode = mode;
+    j->mtime = mtime;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    if (!wv_manifest_path_valid(path) || !wv_storage_key_valid(j->key)) {
+        job_free(j);
+        return wv_err_set(err, WV_EPG, "the server sent a file with an unusable name \"%s\"", path);
+    }
+    int rc = wv_parallel_submit(ctx->par, job_run, job_done, j, err);
+    if (rc < 0) {
+        job_free(j);
+        return rc;
+    }
+    ctx->cur = j;
+    return 0;
+}
+
+static int file_data(backup_ctx *ctx, const uint8_t *buf, size_t len, wv_err *err)
+{
+    file_job *j = ctx->cur;
+    if (!j)
+        return wv_err_set(err, WV_EINTERNAL, "file data without a file");
+    while (len > 0) {
+        if (!j->pending.data) {
+            uint64_t left = j->size - j->received;
+            size_t cap = left < CHUNK ? (size_t)left : CHUNK;
+            if (cap == 0)
+                return wv_err_set(err, WV_EPG, "\"%s\": more data than its size", j->path);
+            j->pending.data = wv_xmalloc(cap);
+            j->pending.len = 0;
+            j->pending.cap = cap;
+        }
+        size_t room = j->pending.cap - j->pending.len;
+        size_t n = len < room ? len : room;
+        memcpy(j->pending.data + j->pending.len, buf, n);
+        j->pending.len += n;
+        j->received += n;
+        buf += n;
+        len -= n;
+        if (j->pending.len == j->pending.cap) {
+            int rc = chan_push(ctx, j, &j->pending, err);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int end_file(backup_ctx *ctx, wv_err *err)
+{
+    file_job *j = ctx->cur;
+    int rc = 0;
+    if (!j)
+        return 0;
+    if (j->pending.data && j->pending.len && (rc = chan_push(ctx, j, &j->pending, err)) < 0)
+        return rc;
+    if (j->size == UINT64_MAX) /* streamed without a known size */
+        j->size = j->received;
+    if (j->received != j->size)
+        return wv_err_set(err, WV_EPG, "\"%s\": received %" PRIu64 " of %" PRIu64 " bytes",
+                          j->path, j->received, j->size);
+    rc = chan_push(ctx, j, NULL, err);
+    ctx->cur = NULL; /* the job owns itself now; job_done frees it */
+    return rc;
+}
+
+/* ---- tar callbacks -------------------------------------------------------------------------- */
+
+static int tar_begin(void *arg, const wv_tar_entry *e, wv_err *err)
+{
+    backup_ctx *ctx = arg;
+    char *path = wv_xasprintf("%s/%s", ctx->prefix, e->path);
+    int rc = 0;
+    wv_manifest_entry me = {.path = path, .mode = e->mode, .mtime = e->mtime};
+    switch (e->type) {
+    case WV_TAR_FILE:
+        rc = start_file(ctx, path, e->size, e->mode, e->mtime, err);
+        break;
+    case WV_TAR_DIR:
+        me.type = WV_MANIFEST_DIR;
+        rc = wv_manifest_writer_add(ctx->mw, &me, err);
+        break;
+    case WV_TAR_SYMLINK:
+        me.type = WV_MANIFEST_SYMLINK;
+        me.target = e->linkname;
+        rc = wv_manifest_writer_add(ctx->mw, &me, err);
+        break;
+    default:
+        wv_log_warn("skipping \"%s\": unsupported tar member type '%c'", path, e->typeflag);
+        break;
+    }
+    free(path);
+    return rc;
+}
+
+static int tar_data(void *arg, const uint8_t *buf, size_t len, wv_err *err)
+{
+    backup_ctx *ctx = arg;
+    return ctx->cur ? file_data(ctx, buf, len, err) : 0;
+}
+
+static int tar_end(void *arg, wv_err *err)
+{
+    return end_file(arg, err);
+}
+
+static const wv_tar_callbacks tar_cbs = {tar_begin, tar_data, tar_end};
+
+/* ---- progress ------------------------------------------------------------------------------- */
+
+static void draw_progress(backup_ctx *ctx, int final)
+{
+    if (!ctx->tty)
+        return;
+    double t = now_s();
+    if (!final && t - ctx->last_draw < 0.5)
+        return;
+    ctx->last_draw = t;
+    double el = t - ctx->t0;
+    double mb = (double)ctx->stream_bytes / 1048576.0;
+    double rate = el > 0 ? mb / el : 0;
+    if (ctx->total_bytes) {
+        double pct = 100.0 * (double)ctx->done_bytes / (double)ctx->total_bytes;
+        if (pct > 100)
+            pct = 100;
+        double eta = rate > 0 && pct < 100
+                         ? ((double)(ctx->total_bytes - (ctx->done_bytes < ctx->total_bytes
+                                                             ? ctx->done_bytes
+                                                             : ctx->total_bytes)) /
+                            1048576.0) / rate
+                         : 0;
+        fprintf(stderr, "\r%5.1f%%  %8.1f MB  %7.1f MB/s  ETA %02d:%02d  ", pct, mb, rate,
+                (int)eta / 60, (int)eta % 60);
+    } else {
+        fprintf(stderr, "\r%8.1f MB  %7.1f MB/s  ", mb, rate);
+    }
+    if (final)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+/* ---- replication callbacks ------------------------------------------------------------------ */
+
+static int finish_archive(backup_ctx *ctx, wv_err *err)
+{
+    int rc = 0;
+    if (ctx->tar) {
+        rc = wv_tar_reader_finish(ctx->tar, err);
+        wv_tar_reader_free(ctx->tar);
+        ctx->tar = NULL;
+    }
+    if (ctx->in_manifest) {
+        rc = rc < 0 ? rc : end_file(ctx, err);
+        ctx->in_manifest = 0;
+    }
+    return rc;
+}
+
+static int on_begin(void *arg, const wv_pgrepl_backup_start *s, wv_err *err)
+{
+    backup_ctx *ctx = arg;
+    ctx->start.start_lsn = s->start_lsn;
+    ctx->start.start_tli = s->start_tli;
+    ctx->ntbs = s->ntablespaces;
+    ctx->tbs = wv_xcalloc(s->ntablespaces + 1, sizeof(*ctx->tbs));
+    for (size_t i = 0; i < s->ntablespaces; i++) {
+        ctx->tbs[i].oid = s->tablespaces[i].oid;
+        ctx->tbs[i].location = s->tablespaces[i].location ? wv_xstrdup(s->tablespaces[i].location)
+                                                          : NULL;
+        if (s->tablespaces[i].size_kb > 0)
+            ctx->total_bytes += (uint64_t)s->tablespaces[i].size_kb * 1024;
+        if (s->tablespaces[i].oid && s->tablespaces[i].location) {
+            wv_manifest_entry e = {.type = WV_MANIFEST_TABLESPACE, .oid = s->tablespaces[i].oid,
+                                   .target = s->tablespaces[i].location};
+            int rc = wv_manifest_writer_add(ctx->mw, &e, err);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int on_archive(void *arg, const char *name, const char *location, wv_err *err)
+{
+    backup_ctx *ctx = arg;
+    int rc = finish_archive(ctx, err);
+    if (rc < 0)
+        return rc;
+    free(ctx->prefix);
+    ctx->prefix = NULL;
+    if (!location) {
+        ctx->prefix = wv_xstrdup("pgdata");
+    } else {
+        for (size_t i = 0; i < ctx->ntbs; i++)
+            if (ctx->tbs[i].location && strcmp(ctx->tbs[i].location, location) == 0)
+                ctx->prefix = wv_xasprintf("tblspc/%" PRIu32, ctx->tbs[i].oid);
+        if (!ctx->prefix)
+            return wv_err_set(err, WV_EPG, "archive \"%s\" names an unknown tablespace \"%s\"",
+                              name, location);
+    }
+    ctx->tar = wv_tar_reader_new(name, &tar_cbs, ctx);
+    return 0;
+}
+
+static int on_manifest(void *arg, wv_err *err)
+{
+    backup_ctx *ctx = arg;
+    int rc = finish_archive(ctx, err);
+    if (rc < 0)
+        return rc;
+    /* size unknown in advance: a streaming job whose size is checked against what arrives */
+    rc = start_file(ctx, "pgdata/backup_manifest", UINT64_MAX, 0600, (int64_t)time(NULL), err);
+    if (rc < 0)
+        return rc;
+    ctx->in_manifest = 1;
+    return 0;
+}
+
+static int on_data(void *arg, const uint8_t *buf, size_t len, wv_err *err)
+{
+    backup_ctx *ctx = arg;
+    ctx->stream_bytes += len;
+    if (!ctx->total_bytes)
+        ctx->done_bytes = ctx->stream_bytes;
+    draw_progress(ctx, 0);
+    if (ctx->in_manifest)
+        return file_data(ctx, buf, len, err);
+    if (!ctx->tar)
+        return wv_err_set(err, WV_EPG, "the server sent data before naming an archive");
+    return wv_tar_reader_feed(ctx->tar, buf, len, err);
+}
+
+static int on_progress(void *arg, uint64_t done, wv_err *err)
+{
+    backup_ctx *ctx = arg;
+    ctx->done_bytes = done;
+    draw_progress(ctx, 0);
+    return 0;
+}
+
+static const wv_pgrepl_backup_cb repl_cbs = {on_begin, on_archive, on_manifest, on_data,
+                                             on_progress};
+
+/* ---- leftovers and lock --------------------------------------------------------------------- */
+
+typedef struct {
+    char **ids;
+    size_t n, cap;
+    wv_buf seen_manifest; /* "\n"-separated ids that have a manifest */
+} scan;
+
+static int scan_cb(void *arg, const char *key, const wv_stat *st)
+{
+    scan *s = arg;
+    (void)st;
+    if (strncmp(key, "backup/", 7) != 0)
+        return 0;
+    const char *id = key + 7;
+    const char *slash = strchr(id, '/');
+    if (!slash)
+        return 0;
+    char *idz = wv_xstrndup(id, (size_t)(slash - id));
+    if (strcmp(slash + 1, WV_MANIFEST_NAME) == 0) {
+        wv_buf_printf(&s->seen_manifest, "\n%s\n", idz);
+        free(idz);
+        return 0;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->ids[i], idz) == 0) {
+            free(idz);
+            return 0;
+        }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->ids = wv_xrealloc(s->ids, s->cap * sizeof(char *));
+    }
+    s->ids[s->n++] = idz;
+    return 0;
+}
+
+typedef struct {
+    wv_storage *st;
+    int rc;
+    wv_err *err;
+    const char *skip; /* remove this key last */
+} rm_ctx;
+
+static int rm_cb(void *arg, const char *key, const wv_stat *st)
+{
+    rm_ctx *r = arg;
+    (void)st;
+    if (r->skip && strcmp(key, r->skip) == 0)
+        return 0;
+    if (wv_storage_remove(r->st, key, r->err) < 0)
+        r->rc = r->err->code;
+    return 0;
+}
+
+/* Remove every object of backup <id> (the lock last). */
+static int remove_backup_dir(wv_storage *st, const char *id, wv_err *err)
+{
+    char prefix[256], lock[256];
+    snprintf(prefix, sizeof(prefix), "backup/%s/", id);
+    snprintf(lock, sizeof(lock), "backup/%s/%s", id, LOCK_NAME);
+    rm_ctx r = {st, 0, err, lock};
+    int rc = wv_storage_list(st, prefix, rm_cb, &r, err);
+    if (rc < 0)
+        return rc;
+    if (r.rc < 0)
+        return r.rc;
+    return wv_storage_remove(st, lock, err);
+}
+
+/* Is the lock of backup <id> held by a live process? Lock content: "pid host epoch\n". */
+static int lock_alive(wv_storage *st, const char *id)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "backup/%s/%s", id, LOCK_NAME);
+    wv_buf b = WV_BUF_INIT;
+    wv_err e;
+    wv_stat sb;
+    int alive = 0;
+    if (wv_storage_get_all(st, key, 4096, &b, &e) < 0) {
+        /* no lock: alive only if young (another process between creating objects and its lock
+         * cannot happen: the lock is written first) */
+        wv_buf_free(&b);
+        return 0;
+    }
+    long pid = 0;
+    char host[256] = "";
+    long long epoch = 0;
+    if (sscanf(wv_buf_cstr(&b), "%ld %255s %lld", &pid, host, &epoch) == 3) {
+        char me[256] = "";
+        gethostname(me, sizeof(me) - 1);
+        if (strcmp(host, me) == 0) {
+            alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+        } else {
+            /* another host: trust the lock while it is younger than a day */
+            alive = wv_storage_stat(st, key, &sb, &e) == 0 &&
+                    (int64_t)time(NULL) - sb.mtime < STALE_LOCK_SECONDS;
+        }
+    }
+    wv_buf_free(&b);
+    return alive;
+}
+
+static int cleanup_leftovers(wv_storage *st, const char *repo_name, wv_err *err)
+{
+    scan s = {0};
+    wv_buf_init(&s.seen_manifest);
+    int rc = wv_storage_list(st, "backup/", scan_cb, &s, err);
+    for (size_t i = 0; rc == 0 && i < s.n; i++) {
+        char needle[WV_MANIFEST_ID_MAX + 3];
+        snprintf(needle, sizeof(needle), "\n%s\n", s.ids[i]);
+        if (strstr(wv_buf_cstr(&s.seen_manifest), needle))
+            continue;
+        if (lock_alive(st, s.ids[i]))
+            continue;
+        wv_log_info("%s: removing the leftovers of interrupted backup %s", repo_name, s.ids[i]);
+        rc = remove_backup_dir(st, s.ids[i], err);
+    }
+    for (size_t i = 0; i < s.n; i++)
+        free(s.ids[i]);
+    free(s.ids);
+    wv_buf_free(&s.seen_manifest);
+    return rc;
+}
+
+/* Choose a unique id and take the lock in every repository. */
+static int take_lock(backup_ctx *ctx, wv_err *err)
+{
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    for (char *p = host; *p; p++)
+        if (*p == ' ')
+            *p = '_';
+    time_t t = time(NULL);
+    for (int attempt = 0; attempt < 10; attempt++, t++) {
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(ctx->id, sizeof(ctx->id), "%Y%m%dT%H%M%SZ", &tm);
+        char key[256];
+        snprintf(key, sizeof(key), "backup/%s/%s", ctx->id, LOCK_NAME);
+        char *content = wv_xasprintf("%ld %s %lld\n", (long)getpid(), host[0] ? host : "-",
+                                     (long long)time(NULL));
+        int rc = 0, i;
+        for (i = 0; i < ctx->nrepos; i++) {
+            wv_stat sb;
+            char mkey[256];
+            wv_manifest_key(ctx->id, mkey, sizeof(mkey));
+            if (wv_storage_stat(ctx->repos[i]->st, mkey, &sb, NULL) == 0) {
+                rc = WV_EEXIST;
+                break;
+            }
+            rc = wv_storage_put_all(ctx->repos[i]->st, key, WV_PUT_NOREPLACE, content,
+                                    strlen(content), err);
+            if (rc < 0)
+                break;
+        }
+        free(content);
+        if (rc == 0)
+            return 0;
+        for (int k = 0; k < i; k++)
+            wv_storage_remove(ctx->repos[k]->st, key, NULL);
+        if (rc != WV_EEXIST)
+            return rc;
+    }
+    return wv_err_set(err, WV_EEXIST, "could not choose a unique backup id");
+}
+
+/* ---- WAL and server times ------------------------------------------------------------------- */
+
+static int wait_for_key(backup_ctx *ctx, const char *walname, double deadline, int timeout,
+                        wv_err *err)
+{
+    char key[256];
+    int rc = wv_repo_wal_key(walname, key, sizeof(key), err);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < ctx->nrepos; i++) {
+        for (;;) {
+            wv_stat sb;
+            rc = wv_storage_stat(ctx->repos[i]->st, key, &sb, err);
+            if (rc == 0)
+                break;
+            if (rc != WV_ENOTFOUND)
+                return rc;
+            if (now_s() >= deadline) {
+                wv_err_set(err, WV_ETIMEOUT, "WAL file %s was not archived in %s within %d "
+                           "seconds", walname, ctx->repos[i]->rc->name, timeout);
+                return wv_err_hint(err, "check archive_command (it must run wal-push) and "
+                                        "pg_stat_archiver on the server; the backup is not valid "
+                                        "without this WAL");
+            }
+            usleep(200 * 1000);
+        }
+    }
+    return 0;
+}
+
+/* "2026-11-25 10:15:00 UTC" in the server's zone -> epoch. */
+static int parse_server_time(const char *text, const char *tzname, int64_t *out)
+{
+    struct tm tm = {0};
+    char zone[64] = "";
+    int n = 0;
+    if (sscanf(text, "%d-%d-%d %d:%d:%d %63s%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, zone, &n) != 7)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    if (strcmp(zone, "UTC") == 0 || strcmp(zone, "GMT") == 0 || strcmp(zone, "Z") == 0) {
+        *out = (int64_t)timegm(&tm);
+        return 0;
+    }
+    if (zone[0] == '+' || zone[0] == '-') {
+        int sign = zone[0] == '-' ? -1 : 1;
+        const char *d = zone + 1;
+        size_t len = strlen(d);
+        int hh = 0, mm = 0;
+        if (len == 2 && sscanf(d, "%2d", &hh) == 1) {
+        } else if (len == 4 && sscanf(d, "%2d%2d", &hh, &mm) == 2) {
+        } else if (len == 5 && sscanf(d, "%2d:%2d", &hh, &mm) == 2) {
+        } else {
+            return -1;
+        }
+        *out = (int64_t)timegm(&tm) - sign * (hh * 3600 + mm * 60);
+        return 0;
+    }
+    /* An abbreviation: interpret in the server's log_timezone. */
+    char *old = getenv("TZ") ? wv_xstrdup(getenv("TZ")) : NULL;
+    setenv("TZ", tzname, 1);
+    tzset();
+    tm.tm_isdst = -1;
+    time_t t = mktime(&tm);
+    if (old) {
+        setenv("TZ", old, 1);
+        free(old);
+    } else {
+        unsetenv("TZ");
+    }
+    tzset();
+    if (t == (time_t)-1)
+        return -1;
+    *out = (int64_t)t;
+    return 0;
+}
+
+static const char *find_field(const char *text, const char *name, char *out, size_t outlen)
+{
+    const char *p = text;
+    size_t nl = strlen(name);
+    while (p && *p) {
+        if (strncmp(p, name, nl) == 0 && p[nl] == ':' && p[nl + 1] == ' ') {
+            const char *v = p + nl + 2;
+            const char *e = strchr(v, '\n');
+            size_t len = e ? (size_t)(e - v) : strlen(v);
+            if (len >= outlen)
+                len = outlen - 1;
+            memcpy(out, v, len);
+            out[len] = '\0';
+            return out;
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return NULL;
+}
+
+/* Read the archived backup history file: START/STOP TIME, CHECKPOINT LOCATION. */
+static int read_history(backup_ctx *ctx, const char *histname, const char *tzname,
+                        wv_manifest_header *h, wv_err *err)
+{
+    char key[256];
+    int rc = wv_repo_wal_key(histname, key, sizeof(key), err);
+    if (rc < 0)
+        return rc;
+    wv_source *src = NULL;
+    if ((rc = wv_storage_get_open(ctx->repos[0]->st, key, 0, -1, &src, err)) < 0)
+        return rc;
+    wv_buf b = WV_BUF_INIT;
+    wv_filter *f = wv_filter_buf_new(&b);
+    rc = wv_object_read(src, f, NULL, err);
+    wv_filter_chain_free(f);
+    wv_source_close(src);
+    if (rc < 0)
+        goto out;
+    const char *text = wv_buf_cstr(&b);
+    char v[256];
+    if (!find_field(text, "START TIME", v, sizeof(v)) ||
+        parse_server_time(v, tzname, &h->start_time) < 0) {
+        rc = wv_err_set(err, WV_ECORRUPT, "backup history file %s: no usable START TIME",
+                        histname);
+        goto out;
+    }
+    h->start_time_text = wv_xstrdup(v);
+    if (!find_field(text, "STOP TIME", v, sizeof(v)) ||
+        parse_server_time(v, tzname, &h->stop_time) < 0) {
+        rc = wv_err_set(err, WV_ECORRUPT, "backup history file %s: no usable STOP TIME",
+                        histname);
+        goto out;
+    }
+    h->stop_time_text = wv_xstrdup(v);
+    if (find_field(text, "CHECKPOINT LOCATION", v, sizeof(v)))
+        wv_lsn_parse(v, &h->checkpoint_lsn);
+out:
+    wv_buf_free(&b);
+    return rc;
+}
+
+/* ---- the command ---------------------------------------------------------------------------- */
+
+static const char usage_text[] =
+    "usage: basebackup [-c FILE] backup [-d CONNSTR] [--label TEXT] [--keep] "
+    "[--checkpoint fast|spread]\n"
+    "  -d, --dbname CONNSTR   libpq connection string (else PG* environment, service file)\n"
+    "  --label TEXT           backup label (default: walvault backup <id>)\n"
+    "  --keep                 never expire this backup\n"
+    "  --checkpoint MODE      fast or spread (default spread)\n";
+
+static int fmt_size(uint64_t n, char *out, size_t len)
+{
+    const char *u[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)n;
+    int i = 0;
+    while (v >= 1024 && i < 4) {
+        v /= 1024;
+        i++;
+    }
+    return snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
+{
+    static const struct option longopts[] = {
+        {"dbname", required_argument, NULL, 'd'}, {"label", required_argument, NULL, 'l'},
+        {"keep", no_argument, NULL, 'k'},         {"checkpoint", required_argument, NULL, 'C'},
+        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *connstr = NULL, *label = NULL;
+    int keep = 0, fast = 0;
+    wv_err err;
+    wv_err_clear(&err);
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "d:c:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'd':
+            connstr = optarg;
+            break;
+        case 'l':
+            label = optarg;
+            break;
+        case 'k':
+            keep = 1;
+            break;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'C':
+            if (strcmp(optarg, "fast") == 0)
+                fast = 1;
+            else if (strcmp(optarg, "spread") == 0)
+                fast = 0;
+            else {
+                wv_err_set(&err, WV_EUSAGE, "invalid --checkpoint \"%s\": use fast or spread",
+                           optarg);
+                wv_log_err(&err);
+                return wv_err_exit_code(err.code);
+            }
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        default:
+            wv_err_set(&err, WV_EUSAGE, "backup: unknown or incomplete option \"%s\"",
+                       argv[optind - 1]);
+            wv_err_hint(&err, "run \"basebackup backup --help\" for usage");
+            wv_log_err(&err);
+            return wv_err_exit_code(err.code);
+        }
+    }
+    if (optind < argc) {
+        wv_err_set(&err, WV_EUSAGE, "backup: unexpected argument \"%s\"", argv[optind]);
+        wv_log_err(&err);
+        return wv_err_exit_code(err.code);
+    }
+
+    backup_ctx ctx = {0};
+    wv_pgconn *conn = NULL;
+    wv_manifest_header h = {0};
+    int rc, locked = 0;
+    double t_start = now_s();
+
+    if ((rc = wv_config_load(wv_config_path(config_path), &ctx.cfg, &err)) < 0)
+        goto out;
+    wv_log_set_level(ctx.cfg->log_level);
+    ctx.objopts.compress = ctx.cfg->compress;
+    ctx.objopts.level = ctx.cfg->compress_level;
+    ctx.objopts.kind = WV_OBJ_KIND_BACKUP_FILE;
+    for (int i = 0; i < ctx.cfg->nrepos; i++) {
+        if ((rc = wv_repo_open(&ctx.cfg->repos[i], &ctx.repos[i], &err)) < 0)
+            goto out;
+        ctx.nrepos++;
+    }
+
+    if ((rc = wv_pgrepl_connect(connstr, &conn, &err)) < 0)
+        goto out;
+    wv_pg_system sys;
+    uint64_t segsize;
+    char tzname[128];
+    if ((rc = wv_pgrepl_identify_system(conn, &sys, &err)) < 0 ||
+        (rc = wv_pgrepl_wal_segsize(conn, &segsize, &err)) < 0 ||
+        (rc = wv_pgrepl_show(conn, "log_timezone", tzname, sizeof(tzname), &err)) < 0)
+        goto out;
+    int version = wv_pgrepl_server_version(conn);
+    for (int i = 0; i < ctx.nrepos; i++) {
+        if ((rc = wv_repo_check_cluster(ctx.repos[i], sys.system_id, (uint32_t)(version / 10000),
+                                        segsize, &err)) < 0)
+            goto out;
+        if ((rc = cleanup_leftovers(ctx.repos[i]->st, ctx.repos[i]->rc->name, &err)) < 0)
+            goto out;
+    }
+    if ((rc = take_lock(&ctx, &err)) < 0)
+        goto out;
+    locked = 1;
+
+    if ((rc = wv_manifest_writer_new(NULL, &ctx.mw, &err)) < 0)
+        goto out;
+    int workers = ctx.cfg->process_max > 0 ? ctx.cfg->process_max : 2;
+    if ((rc = wv_parallel_new(workers, workers * 2 + 2, &ctx.par, &err)) < 0)
+        goto out;
+
+    char deflabel[128];
+    snprintf(deflabel, sizeof(deflabel), "walvault backup %s", ctx.id);
+    wv_pgrepl_backup_opts bo = {.label = label ? label : deflabel, .fast_checkpoint = fast,
+                                .progress = 1, .manifest = 1, .wait = 0};
+    ctx.tty = isatty(2);
+    ctx.t0 = now_s();
+    wv_pgrepl_backup_end end = {0};
+    wv_log_debug("backup %s: starting (checkpoint %s)", ctx.id, fast ? "fast" : "spread");
+    rc = wv_pgrepl_base_backup(conn, &bo, &repl_cbs, &ctx, &end, &err);
+    if (rc == 0)
+        rc = finish_archive(&ctx, &err);
+    if (rc < 0) {
+        if (ctx.cur) {
+            chan_abort(ctx.cur);
+            ctx.cur = NULL;
+        }
+        if (ctx.tar) {
+            wv_tar_reader_free(ctx.tar);
+            ctx.tar = NULL;
+        }
+        wv_parallel_cancel(ctx.par, &err);
+        wv_err jerr;
+        wv_parallel_wait(ctx.par, &jerr);
+        goto out;
+    }
+    if ((rc = wv_parallel_wait(ctx.par, &err)) < 0)
+        goto out;
+    draw_progress(&ctx, 1);
+    wv_pgrepl_close(conn);
+    conn = NULL;
+
+    for (int i = 0; i < ctx.nrepos; i++)
+        if ((rc = wv_storage_flush(ctx.repos[i]->st, &err)) < 0)
+            goto out;
+
+    /* The WAL from start to stop and the backup history file must be in every repository. */
+    uint64_t first = wv_lsn_to_segno(ctx.start.start_lsn, segsize);
+    uint64_t last = wv_lsn_to_segno(end.end_lsn, segsize);
+    int timeout = ctx.cfg->archive_timeout > 0 ? ctx.cfg->archive_timeout : 60;
+    double deadline = now_s() + timeout;
+    for (uint64_t seg = first; seg <= last; seg++) {
+        char name[WV_WALNAME_SEGMENT_LEN];
+        uint32_t tli = seg == last ? end.end_tli : ctx.start.start_tli;
+        wv_walname_format_segment(tli, seg, segsize, name);
+        if ((rc = wait_for_key(&ctx, name, deadline, timeout, &err)) < 0)
+            goto out;
+    }
+    char histname[WV_WALNAME_BACKUP_LEN];
+    wv_walname_format_backup(end.end_tli, ctx.start.start_lsn, segsize, histname);
+    if ((rc = wait_for_key(&ctx, histname, deadline, timeout, &err)) < 0)
+        goto out;
+
+    snprintf(h.id, sizeof(h.id), "%s", ctx.id);
+    h.version = WV_MANIFEST_VERSION;
+    h.label = wv_xstrdup(bo.label);
+    h.keep = keep;
+    h.created_by = wv_xstrdup("walvault " WALVAULT_VERSION);
+    h.system_id = sys.system_id;
+    h.pg_version = (uint32_t)version;
+    h.wal_segsize = segsize;
+    h.timeline = end.end_tli;
+    h.start_lsn = ctx.start.start_lsn;
+    h.stop_lsn = end.end_lsn;
+    h.checkpoint_lsn = ctx.start.start_lsn;
+    wv_walname_format_segment(ctx.start.start_tli, first, segsize, h.start_segment);
+    wv_walname_format_segment(end.end_tli, last, segsize, h.stop_segment);
+    if ((rc = read_history(&ctx, histname, tzname, &h, &err)) < 0)
+        goto out;
+
+    /* The manifest, last and durable: its commit is what makes the backup exist. */
+    for (int i = 0; i < ctx.nrepos; i++) {
+        char key[256];
+        wv_manifest_key(ctx.id, key, sizeof(key));
+        wv_sink *sink = NULL;
+        if ((rc = wv_storage_put_open(ctx.repos[i]->st, key, WV_PUT_NOREPLACE, &sink, &err)) < 0)
+            goto out;
+        wv_filter *f = wv_filter_sink_new(sink);
+        rc = wv_manifest_writer_finish(ctx.mw, &h, f, &err);
+        wv_filter_chain_free(f);
+        if (rc < 0) {
+            wv_sink_abort(sink);
+            goto out;
+        }
+        if ((rc = wv_sink_commit(sink, &err)) < 0)
+            goto out;
+    }
+    for (int i = 0; i < ctx.nrepos; i++) {
+        char key[256];
+        snprintf(key, sizeof(key), "backup/%s/%s", ctx.id, LOCK_NAME);
+        wv_storage_remove(ctx.repos[i]->st, key, NULL);
+    }
+    locked = 0;
+    {
+        const wv_manifest_totals *t = wv_manifest_writer_totals(ctx.mw);
+        char a[32], b[32];
+        fmt_size(t->size, a, sizeof(a));
+        fmt_size(t->stored_size, b, sizeof(b));
+        printf("backup %s complete: %" PRIu64 " files, %s, stored %s, %.0f s, WAL %s..%s\n",
+               ctx.id, t->files, a, b, now_s() - t_start, h.start_segment, h.stop_segment);
+        fflush(stdout);
+    }
+
+out:
+    if (rc < 0 && locked) {
+        /* Best effort: remove this backup's objects now; the next run removes what remains. */
+        for (int i = 0; i < ctx.nrepos; i++) {
+            wv_err ignore;
+            remove_backup_dir(ctx.repos[i]->st, ctx.id, &ignore);
+        }
+    }
+    if (ctx.tty && rc < 0)
+        fputc('\n', stderr);
+    wv_pgrepl_close(conn);
+    wv_parallel_free(ctx.par);
+    wv_tar_reader_free(ctx.tar);
+    wv_manifest_writer_free(ctx.mw);
+    wv_manifest_header_free(&h);
+    free(ctx.prefix);
+    for (size_t i = 0; i < ctx.ntbs; i++)
+        free(ctx.tbs[i].location);
+    free(ctx.tbs);
+    for (int i = 0; i < ctx.nrepos; i++)
+        wv_repo_close(ctx.repos[i]);
+    wv_config_free(ctx.cfg);
+    if (rc < 0) {
+        wv_log_err(&err);
+        return wv_err_exit_code(rc);
+    }
+    return 0;
+}
