@@ -638,6 +638,18 @@ static int s3_head(s3_storage *st, const char *fkey, const char *ukey, int *exis
         /* HEAD has no body: tell a missing key from a missing bucket */
         rc = s3_check_bucket(st, err);
     } else {
+        if (!rs.code[0] && rs.status >= 400 && rs.status < 500) {
+            /* HEAD has no body: ask again with a GET of one byte to learn the error code (a
+             * wrong secret and a missing permission need different hints) */
+            s3_req g = {.method = "GET", .key = fkey, .ukey = ukey, .range = "bytes=0-0",
+                        .resp_max = 1};
+            s3_resp gr = {0};
+            wv_err ignored;
+            wv_err_clear(&ignored);
+            if (s3_request(st, &g, &gr, &ignored) == 0 && gr.status == rs.status && gr.code[0])
+                snprintf(rs.code, sizeof(rs.code), "%s", gr.code);
+            resp_free(&gr);
+        }
         rc = s3_status_error(st, &rq, &rs, err);
     }
 out:
