@@ -14,7 +14,7 @@
 # Environment: RGW_START_TIMEOUT (seconds, default 150), RGW_KEEP_ON_FAILURE=1 keeps DIR.
 # Needs the Debian packages listed in contrib/packages-s3.txt; run as root or as any user that
 # can write DIR.
-set -euo pipefail
+set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=/usr/bin/python3
@@ -45,6 +45,7 @@ T0=$(date +%s.%N)
 DEADLINE=$(( $(date +%s) + TIMEOUT ))
 
 fail() {
+    trap - INT TERM
     echo "start_rgw.sh: $*" >&2
     for f in "$DIR"/log/*.log "$DIR"/log/*.out; do
         [ -s "$f" ] || continue
@@ -60,15 +61,27 @@ fail() {
     exit 1
 }
 trap 'fail "interrupted"' INT TERM
-trap 'rc=$?; [ $rc -eq 0 ] || fail "command failed (exit $rc) at line $LINENO"' ERR
 
 left() { echo $(( DEADLINE - $(date +%s) )); }
 # t COMMAND...: run COMMAND bounded by what is left of the total timeout.
 t() {
     local n
     n=$(left)
-    [ "$n" -gt 0 ] || fail "timed out after ${TIMEOUT}s before: $*"
+    if [ "$n" -le 0 ]; then
+        echo "start_rgw.sh: no time left for: $*" >&2
+        return 124
+    fi
     timeout --kill-after=5 "$n" "$@"
+}
+# The daemons started so far (names of their pid files in DIR/run); wait_for stops early when
+# one of them has died.
+DAEMONS=""
+check_daemons() {
+    local d p
+    for d in $DAEMONS; do
+        p=$(cat "$DIR/run/$d.pid" 2>/dev/null) || fail "$d wrote no pid file"
+        [ -d "/proc/$p" ] || fail "$d (pid $p) died"
+    done
 }
 # wait_for DESCRIPTION COMMAND...: poll every 0.2 s until COMMAND succeeds or the deadline.
 wait_for() {
@@ -76,11 +89,15 @@ wait_for() {
     shift
     while ! "$@" >/dev/null 2>&1; do
         [ "$(left)" -gt 0 ] || fail "timed out after ${TIMEOUT}s waiting for $what"
+        check_daemons
         sleep 0.2
     done
 }
 
-mkdir -p "$DIR"/{run,log,mon,osd,rgw,tls,tmp}
+mkdir -p "$DIR"/{run,log,mon,osd,rgw,tls,tmp} || fail "could not make directories in $DIR"
+# phase NAME: record the time since start in DIR/log/phases.out (to see where startup goes).
+phase() { "$PY" -c "import sys; print('%6.2f %s' % (float(sys.argv[1]) - float(sys.argv[2]), sys.argv[3]))" \
+    "$(date +%s.%N)" "$T0" "$1" >>"$DIR/log/phases.out"; }
 echo $$ >"$DIR/run/start.pid"
 
 # Three free loopback ports: mon, rgw http, rgw https.
@@ -132,6 +149,10 @@ mon warn on pool no redundancy = false
 mon warn on insecure global id reclaim allowed = false
 mon data avail warn = 1
 mon data avail crit = 0
+# propose map changes at once instead of batching them for a second: most of the startup
+# time is spent waiting for one osdmap epoch after another
+paxos propose interval = 0.01
+paxos min wait = 0.001
 
 [mon]
 mon data = $DIR/mon/\$name
@@ -167,10 +188,10 @@ EOF
 # TLS: a throwaway CA and a server certificate for 127.0.0.1 / localhost / ::1.
 (
     cd "$DIR/tls"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 \
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 30 \
         -subj "/CN=walvault test CA" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1"
     cat >server.ext <<EOF2
 basicConstraints = CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
@@ -185,19 +206,28 @@ TLS_PID=$!
 C=(-c "$CONF")
 CEPH=(ceph "${C[@]}" --connect-timeout 10)
 
+phase "tls started"
 # Monitor.
 t monmaptool --create --fsid "$FSID" --addv a "[v2:127.0.0.1:$MON_PORT]" "$DIR/tmp/monmap" \
-    >"$DIR/log/monmaptool.out" 2>&1
-t ceph-mon "${C[@]}" -i a --mkfs --monmap "$DIR/tmp/monmap" >"$DIR/log/mon-mkfs.out" 2>&1
-t ceph-mon "${C[@]}" -i a >"$DIR/log/mon.out" 2>&1
+    >"$DIR/log/monmaptool.out" 2>&1 || fail "monmaptool failed"
+t ceph-mon "${C[@]}" -i a --mkfs --monmap "$DIR/tmp/monmap" >"$DIR/log/mon-mkfs.out" 2>&1 \
+    || fail "ceph-mon --mkfs failed"
+t ceph-mon "${C[@]}" -i a >"$DIR/log/mon.out" 2>&1 || fail "ceph-mon did not start"
+DAEMONS="mon.a"
 
+phase "mon up"
 # OSD: register it, make its memstore, start it.
-OSD_ID=$(t "${CEPH[@]}" osd new "$OSD_UUID" 2>"$DIR/log/osd-new.out")
+t "${CEPH[@]}" osd new "$OSD_UUID" >"$DIR/tmp/osd-id" 2>"$DIR/log/osd-new.out" \
+    || fail "ceph osd new failed"
+OSD_ID=$(cat "$DIR/tmp/osd-id")
 [ "$OSD_ID" = 0 ] || fail "unexpected osd id \"$OSD_ID\""
 mkdir -p "$DIR/osd/osd.0"
-t ceph-osd "${C[@]}" -i 0 --mkfs --osd-uuid "$OSD_UUID" >"$DIR/log/osd-mkfs.out" 2>&1
-t ceph-osd "${C[@]}" -i 0 >"$DIR/log/osd.out" 2>&1
+t ceph-osd "${C[@]}" -i 0 --mkfs --osd-uuid "$OSD_UUID" >"$DIR/log/osd-mkfs.out" 2>&1 \
+    || fail "ceph-osd --mkfs failed"
+t ceph-osd "${C[@]}" -i 0 >"$DIR/log/osd.out" 2>&1 || fail "ceph-osd did not start"
+DAEMONS="$DAEMONS osd.0"
 
+phase "osd started"
 osd_up() {
     t "${CEPH[@]}" osd dump -f json 2>/dev/null | "$PY" -c '
 import json, sys
@@ -206,16 +236,32 @@ sys.exit(0 if any(o["osd"] == 0 and o["up"] and o["in"] for o in d["osds"]) else
 }
 wait_for "osd.0 to come up" osd_up
 
+phase "osd up"
 wait "$TLS_PID" || fail "could not make the TLS certificates"
 
+phase "tls done"
 # Gateway.
-t radosgw "${C[@]}" -n client.rgw >"$DIR/log/rgw.out" 2>&1
-port_open() {
-    "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1"
+t radosgw "${C[@]}" -n client.rgw >"$DIR/log/rgw.out" 2>&1 || fail "radosgw did not start"
+DAEMONS="$DAEMONS client.rgw"
+# An HTTP answer on the plain port and a TLS handshake that verifies against our CA.
+rgw_answers() {
+    "$PY" - "$HTTP_PORT" "$HTTPS_PORT" "$DIR/tls/ca.crt" <<'EOF2'
+import http.client, ssl, sys
+http_port, https_port, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=2)
+c.request("GET", "/")
+c.getresponse().read()
+c.close()
+ctx = ssl.create_default_context(cafile=ca)
+c = http.client.HTTPSConnection("127.0.0.1", https_port, timeout=2, context=ctx)
+c.request("GET", "/")
+c.getresponse().read()
+c.close()
+EOF2
 }
-wait_for "radosgw on port $HTTP_PORT" port_open "$HTTP_PORT"
-wait_for "radosgw on port $HTTPS_PORT" port_open "$HTTPS_PORT"
+wait_for "radosgw to answer on ports $HTTP_PORT and $HTTPS_PORT" rgw_answers
 
+phase "rgw listening"
 # One user; tests make their own buckets.
 t radosgw-admin "${C[@]}" -n client.admin user create --uid=walvault-test \
     --display-name="walvault test" >"$DIR/tmp/user.json" 2>"$DIR/log/user-create.out" \
@@ -224,10 +270,12 @@ read -r ACCESS_KEY SECRET_KEY < <("$PY" -c '
 import json, sys
 k = json.load(open(sys.argv[1]))["keys"][0]
 print(k["access_key"], k["secret_key"])' "$DIR/tmp/user.json")
+[ -n "${SECRET_KEY:-}" ] || fail "no keys in the output of radosgw-admin user create"
 
+phase "user created"
 T1=$(date +%s.%N)
 SECS=$("$PY" -c "print(round($T1 - $T0, 1))")
-trap - ERR INT TERM
+trap - INT TERM
 rm -f "$DIR/run/start.pid"
 cat >"$DIR/s3.env" <<EOF
 S3_ENDPOINT_HTTP=http://127.0.0.1:$HTTP_PORT

@@ -40,7 +40,7 @@ find_pids() {
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
         [ "$p" = "$$" ] || [ "$p" = "$PPID" ] && continue
-        if tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qxF -- "$CONF"; then
+        if tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline" | grep -qxF -- "$CONF"; then
             echo "$p"
         fi
     done
