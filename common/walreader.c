@@ -3,18 +3,18 @@
  *
  * Layout it relies on (src/include/access/xlog_internal.h, xlogrecord.h, xact.h of PostgreSQL 15):
  *  - A segment is a sequence of pages of xlp_xlog_blcksz bytes (8 kB by default). Every page starts
- *    with a 24-byte header {u16 magic, u16 info, u32 tli, u64 pageaddr, u32 rem_len, pad}; the first
- *    page of a segment has a 40-byte long header that adds {u64 sysid, u32 seg_size, u32 blcksz}.
- *    XLP_FIRST_IS_CONTRECORD says the page starts with rem_len bytes continuing a record.
+ *    with a 24-byte header {u16 magic, u16 info, u32 tli, u64 pageaddr, u32 rem_len, pad}; the
+ * first page of a segment has a 40-byte long header that adds {u64 sysid, u32 seg_size, u32
+ * blcksz}. XLP_FIRST_IS_CONTRECORD says the page starts with rem_len bytes continuing a record.
  *  - Records start MAXALIGNed (8) and may span pages (and segments); their 24-byte header
- *    {u32 tot_len, u32 xid, u64 prev, u8 info, u8 rmid, pad, u32 crc} may itself be split. The CRC is
- *    CRC-32C over the bytes after the header, then over the header up to xl_crc.
+ *    {u32 tot_len, u32 xid, u64 prev, u8 info, u8 rmid, pad, u32 crc} may itself be split. The CRC
+ * is CRC-32C over the bytes after the header, then over the header up to xl_crc.
  *  - After the header come block reference headers, then the block images and data, then the main
  *    data: so the main data is the last main_len bytes of the record.
  *
- * The reader is a byte-stream state machine. Record bytes are checksummed straight from the caller's
- * buffer; only records it looks into (transaction ends, restore points, switches) have their header
- * area (at most HEAD_MAX bytes) and the first MD_KEEP bytes of their main data copied.
+ * The reader is a byte-stream state machine. Record bytes are checksummed straight from the
+ * caller's buffer; only records it looks into (transaction ends, restore points, switches) have
+ * their header area (at most HEAD_MAX bytes) and the first MD_KEEP bytes of their main data copied.
  */
 #include "walreader.h"
 
@@ -31,59 +31,59 @@
 #include "buf.h"
 
 /* Page header. */
-#define SHORT_PHD 24
-#define LONG_PHD 40
-#define XLP_FIRST_IS_CONTRECORD 0x0001
-#define XLP_LONG_HEADER 0x0002
-#define XLP_BKP_REMOVABLE 0x0004
+#define SHORT_PHD                         24
+#define LONG_PHD                          40
+#define XLP_FIRST_IS_CONTRECORD           0x0001
+#define XLP_LONG_HEADER                   0x0002
+#define XLP_BKP_REMOVABLE                 0x0004
 #define XLP_FIRST_IS_OVERWRITE_CONTRECORD 0x0008
-#define XLP_ALL_FLAGS 0x000F
+#define XLP_ALL_FLAGS                     0x000F
 
 /* Record header. */
-#define REC_HDR 24
-#define REC_MAX_LEN 0x3FFFFFFFu /* PostgreSQL cannot allocate a larger record */
-#define RM_XLOG_ID 0
-#define RM_XACT_ID 1
+#define REC_HDR           24
+#define REC_MAX_LEN       0x3FFFFFFFu /* PostgreSQL cannot allocate a larger record */
+#define RM_XLOG_ID        0
+#define RM_XACT_ID        1
 #define RM_MAX_BUILTIN_ID 21 /* RM_LOGICALMSG_ID in PostgreSQL 15 */
-#define RM_MIN_CUSTOM_ID 128
+#define RM_MIN_CUSTOM_ID  128
 
 /* Block references. */
-#define XLR_MAX_BLOCK_ID 32
-#define XLR_BLOCK_ID_DATA_SHORT 255
-#define XLR_BLOCK_ID_DATA_LONG 254
-#define XLR_BLOCK_ID_ORIGIN 253
+#define XLR_MAX_BLOCK_ID          32
+#define XLR_BLOCK_ID_DATA_SHORT   255
+#define XLR_BLOCK_ID_DATA_LONG    254
+#define XLR_BLOCK_ID_ORIGIN       253
 #define XLR_BLOCK_ID_TOPLEVEL_XID 252
-#define BKPBLOCK_HAS_IMAGE 0x10
-#define BKPBLOCK_HAS_DATA 0x20
-#define BKPBLOCK_SAME_REL 0x80
-#define BKPIMAGE_HAS_HOLE 0x01
-#define BKPIMAGE_COMPRESSED 0x1C /* PGLZ 0x04, LZ4 0x08, ZSTD 0x10 */
-#define RELFILENODE_SIZE 12
+#define BKPBLOCK_HAS_IMAGE        0x10
+#define BKPBLOCK_HAS_DATA         0x20
+#define BKPBLOCK_SAME_REL         0x80
+#define BKPIMAGE_HAS_HOLE         0x01
+#define BKPIMAGE_COMPRESSED       0x1C /* PGLZ 0x04, LZ4 0x08, ZSTD 0x10 */
+#define RELFILENODE_SIZE          12
 
 /* XLOG and xact record kinds. */
-#define XLR_RMGR_INFO_MASK 0xF0
-#define XLOG_SWITCH 0x40
-#define XLOG_RESTORE_POINT 0x70
-#define XLOG_XACT_OPMASK 0x70
-#define XLOG_XACT_HAS_INFO 0x80
-#define XLOG_XACT_COMMIT 0x00
-#define XLOG_XACT_ABORT 0x20
-#define XLOG_XACT_COMMIT_PREPARED 0x30
-#define XLOG_XACT_ABORT_PREPARED 0x40
-#define XACT_XINFO_HAS_DBINFO (1u << 0)
-#define XACT_XINFO_HAS_SUBXACTS (1u << 1)
-#define XACT_XINFO_HAS_RELFILENODES (1u << 2)
-#define XACT_XINFO_HAS_INVALS (1u << 3)
-#define XACT_XINFO_HAS_TWOPHASE (1u << 4)
+#define XLR_RMGR_INFO_MASK           0xF0
+#define XLOG_SWITCH                  0x40
+#define XLOG_RESTORE_POINT           0x70
+#define XLOG_XACT_OPMASK             0x70
+#define XLOG_XACT_HAS_INFO           0x80
+#define XLOG_XACT_COMMIT             0x00
+#define XLOG_XACT_ABORT              0x20
+#define XLOG_XACT_COMMIT_PREPARED    0x30
+#define XLOG_XACT_ABORT_PREPARED     0x40
+#define XACT_XINFO_HAS_DBINFO        (1u << 0)
+#define XACT_XINFO_HAS_SUBXACTS      (1u << 1)
+#define XACT_XINFO_HAS_RELFILENODES  (1u << 2)
+#define XACT_XINFO_HAS_INVALS        (1u << 3)
+#define XACT_XINFO_HAS_TWOPHASE      (1u << 4)
 #define XACT_XINFO_HAS_DROPPED_STATS (1u << 8)
-#define RESTORE_POINT_SIZE (8 + 64) /* xl_restore_point {TimestampTz rp_time; char rp_name[64]} */
+#define RESTORE_POINT_SIZE           (8 + 64) /* xl_restore_point {TimestampTz rp_time; char rp_name[64]} */
 
 /* PostgreSQL's epoch (2000-01-01) in unix microseconds. */
 #define PG_EPOCH_UNIX_US (946684800LL * 1000000LL)
 
 /* Largest header area (33 block headers of at most 27 bytes, plus data/origin/xid ids) fits. */
 #define HEAD_MAX 1024
-#define MD_KEEP RESTORE_POINT_SIZE
+#define MD_KEEP  RESTORE_POINT_SIZE
 
 /* What a record is, as far as this reader cares. */
 enum rec_kind { K_OTHER, K_COMMIT, K_COMMIT_PREPARED, K_ABORT, K_RESTORE_POINT, K_SWITCH };
@@ -93,26 +93,26 @@ enum cp_step { CP_SUBX, CP_RELS, CP_STATS, CP_INVALS, CP_XID, CP_DONE };
 
 /* What the page layer expects next. */
 enum mode {
-    M_RECORDS,  /* reading records */
-    M_TAIL,     /* after the end of WAL: only checking later page headers */
-    M_STOPPED,  /* ignoring everything */
+    M_RECORDS, /* reading records */
+    M_TAIL,    /* after the end of WAL: only checking later page headers */
+    M_STOPPED, /* ignoring everything */
 };
 
 struct wv_walreader {
-    uint64_t segsize;   /* 0 until known */
-    uint32_t blcksz;    /* 0 until the first page header is read */
-    uint64_t pos;       /* bytes of the segment consumed */
+    uint64_t segsize; /* 0 until known */
+    uint32_t blcksz;  /* 0 until the first page header is read */
+    uint64_t pos;     /* bytes of the segment consumed */
     enum mode mode;
-    wv_walinfo info;    /* results so far (bytes_fed, complete are filled in by result()) */
+    wv_walinfo info; /* results so far (bytes_fed, complete are filled in by result()) */
     wv_walreader_rp_cb rp_cb;
     void *rp_arg;
-    uint32_t rp_next;   /* ring position in info.restore_points */
+    uint32_t rp_next; /* ring position in info.restore_points */
 
     /* Page header being collected at the start of a page. */
     uint8_t phdr[LONG_PHD];
     uint32_t phdr_len, phdr_need;
-    bool in_page;       /* header of the current page consumed */
-    uint64_t page_end;  /* pos where the current page ends */
+    bool in_page;      /* header of the current page consumed */
+    uint64_t page_end; /* pos where the current page ends */
 
     /* Between records. */
     uint64_t skip_cont; /* bytes still to skip of the record continued from the previous segment */
@@ -127,7 +127,7 @@ struct wv_walreader {
     uint8_t hdr[REC_HDR];
     uint32_t crc;
     enum rec_kind kind;
-    bool bad;            /* malformed header area or main data: ends WAL when the record completes */
+    bool bad; /* malformed header area or main data: ends WAL when the record completes */
     uint8_t head[HEAD_MAX];
     uint32_t head_len, head_need;
     bool md_known;
@@ -137,7 +137,7 @@ struct wv_walreader {
     /* COMMIT PREPARED: the prepared xid, found by skipping the variable-length arrays. */
     uint32_t xinfo;
     enum cp_step cp_step;
-    uint64_t cp_want;    /* main-data offset of the next u32 to read */
+    uint64_t cp_want; /* main-data offset of the next u32 to read */
     uint8_t cp_field[4];
     uint32_t cp_field_have;
     uint32_t twophase_xid;
@@ -157,7 +157,7 @@ static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t len)
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
-                                                             size_t len)
+                                                            size_t len)
 {
     uint64_t c = crc;
     while (len > 0 && ((uintptr_t)p & 7)) {
@@ -242,7 +242,7 @@ static void stop(wv_walreader *r, wv_wal_stop why, const char *fmt, ...)
     r->in_rec = false;
 }
 
-#define LSN_FMT "%X/%X"
+#define LSN_FMT     "%X/%X"
 #define LSN_ARGS(l) (unsigned)((l) >> 32), (unsigned)(l)
 
 /* --- results ---------------------------------------------------------------------------------- */
@@ -616,8 +616,8 @@ static void page_header(wv_walreader *r)
 
     if (r->mode == M_TAIL) {
         /* After the end of WAL, a page of this very segment means WAL went on: damage. */
-        if (magic == WV_WAL_PAGE_MAGIC && pageaddr == lsn_at(r, r->pos) && !(flags & ~XLP_ALL_FLAGS)
-            && tli == r->info.timeline) {
+        if (magic == WV_WAL_PAGE_MAGIC && pageaddr == lsn_at(r, r->pos) &&
+            !(flags & ~XLP_ALL_FLAGS) && tli == r->info.timeline) {
             char was[sizeof(r->info.reason)];
             snprintf(was, sizeof(was), "%s", r->info.reason);
             stop(r, WV_WAL_GAVE_UP, "unreadable WAL before valid page " LSN_FMT ": %.70s",
@@ -642,8 +642,9 @@ static void page_header(wv_walreader *r)
             return;
         }
         if (!valid_size(blcksz, 1024, 65536) || pageaddr % seg_size != 0 || tli == 0) {
-            stop(r, WV_WAL_GAVE_UP, "first page header is invalid (block size %u, address " LSN_FMT
-                 ", timeline %u)", blcksz, LSN_ARGS(pageaddr), tli);
+            stop(r, WV_WAL_GAVE_UP,
+                 "first page header is invalid (block size %u, address " LSN_FMT ", timeline %u)",
+                 blcksz, LSN_ARGS(pageaddr), tli);
             return;
         }
         r->segsize = seg_size;
@@ -655,7 +656,8 @@ static void page_header(wv_walreader *r)
             return; /* the record the previous segment left unfinished was abandoned */
         if (flags & XLP_FIRST_IS_CONTRECORD) {
             if (rem_len == 0 || rem_len > REC_MAX_LEN) {
-                stop(r, WV_WAL_GAVE_UP, "invalid continuation length %u on the first page", rem_len);
+                stop(r, WV_WAL_GAVE_UP, "invalid continuation length %u on the first page",
+                     rem_len);
                 return;
             }
             r->skip_cont = rem_len;
@@ -671,8 +673,9 @@ static void page_header(wv_walreader *r)
             stop(r, WV_WAL_END_OF_WAL, "end of WAL at " LSN_FMT " (zeroed page)",
                  LSN_ARGS(lsn_at(r, r->pos)));
         else
-            stop(r, WV_WAL_END_OF_WAL, "end of WAL at " LSN_FMT " (page from " LSN_FMT
-                 ", magic 0x%04X)", LSN_ARGS(lsn_at(r, r->pos)), LSN_ARGS(pageaddr), magic);
+            stop(r, WV_WAL_END_OF_WAL,
+                 "end of WAL at " LSN_FMT " (page from " LSN_FMT ", magic 0x%04X)",
+                 LSN_ARGS(lsn_at(r, r->pos)), LSN_ARGS(pageaddr), magic);
         return;
     }
     r->info.timeline = tli;
@@ -682,7 +685,9 @@ static void page_header(wv_walreader *r)
         r->skip_cont = 0;
         return;
     }
-    uint64_t expect = r->skip_cont ? r->skip_cont : r->in_rec ? (uint64_t)r->rec_tot - r->rec_got : 0;
+    uint64_t expect = r->skip_cont ? r->skip_cont
+                      : r->in_rec  ? (uint64_t)r->rec_tot - r->rec_got
+                                   : 0;
     bool cont = (flags & XLP_FIRST_IS_CONTRECORD) != 0;
     if (r->in_rec && r->rec_got < 4) {
         /* Cannot happen: a record's length always lands on its first page (8-byte alignment). */
@@ -693,9 +698,10 @@ static void page_header(wv_walreader *r)
     if (r->in_rec && r->rec_got < REC_HDR)
         expect = rd32(r->hdr) - r->rec_got;
     if (cont != (expect != 0) || (cont && rem_len != expect)) {
-        stop(r, WV_WAL_END_OF_WAL, "end of WAL at " LSN_FMT " (continuation flag %d, length %u, "
-             "expected %llu)", LSN_ARGS(lsn_at(r, r->pos)), cont, rem_len,
-             (unsigned long long)expect);
+        stop(r, WV_WAL_END_OF_WAL,
+             "end of WAL at " LSN_FMT " (continuation flag %d, length %u, "
+             "expected %llu)",
+             LSN_ARGS(lsn_at(r, r->pos)), cont, rem_len, (unsigned long long)expect);
     }
 }
 

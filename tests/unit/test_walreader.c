@@ -1,8 +1,8 @@
 /*
  * test_walreader.c - the streaming WAL reader against real PostgreSQL 15 segments (made by
- * data/gen_wal.sh, checked against what pg_waldump reported about them in data/wal/expected.txt), fed
- * in pieces of 1, 7, 4096 bytes and whole; garbage, truncated, recycled (stale tail), forged and
- * corrupted segments; a synthetic 16 MiB segment for the cost per byte (printed, not asserted).
+ * data/gen_wal.sh, checked against what pg_waldump reported about them in data/wal/expected.txt),
+ * fed in pieces of 1, 7, 4096 bytes and whole; garbage, truncated, recycled (stale tail), forged
+ * and corrupted segments; a synthetic 16 MiB segment for the cost per byte (printed, not asserted).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,7 +21,7 @@
 #include "filter.h"
 #include "walreader.h"
 
-#define MiB (UINT64_C(1) << 20)
+#define MiB         (UINT64_C(1) << 20)
 #define PG_EPOCH_US (946684800LL * 1000000LL)
 
 /* --- expected.txt ---------------------------------------------------------------------------- */
@@ -338,8 +338,8 @@ static void test_truncated(void **state)
     const seg_row *seg = &ex.segs[0];
     wv_buf data = WV_BUF_INIT;
     load_lz4(seg->file, &data);
-    const size_t cuts[] = {0, 1, 24, 39, 40, 41, 8192, 8200, 8216, 100000, 200000, 500000,
-                           MiB - 8, MiB - 1};
+    const size_t cuts[] = {0,    1,    24,     39,     40,     41,      8192,
+                           8200, 8216, 100000, 200000, 500000, MiB - 8, MiB - 1};
     for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
         for (int chunk = 1; chunk <= 4096; chunk *= 4096) {
             wv_walinfo got, want;
@@ -545,14 +545,15 @@ typedef struct {
     int64_t last_us;
 } synth;
 
-/* One record: header, one block reference with data of blen bytes (like a heap insert), main data. */
+/* One record: header, one block reference with data of blen bytes (like a heap insert), main data.
+ */
 static int synth_record(synth *s, uint8_t rmid, uint8_t info, const uint8_t *md, uint32_t mdlen,
                         uint32_t blen)
 {
     uint8_t rec[300];
     uint32_t off = 24;
     if (blen) {
-        rec[off++] = 0; /* block 0 */
+        rec[off++] = 0;    /* block 0 */
         rec[off++] = 0x20; /* HAS_DATA, main fork */
         uint16_t bl = (uint16_t)blen;
         memcpy(rec + off, &bl, 2);
@@ -692,14 +693,10 @@ static void test_synthetic_16mib(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_real_segments),
-        cmocka_unit_test(test_commit_prepared_xid),
-        cmocka_unit_test(test_filter_adapter),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_recycled),
-        cmocka_unit_test(test_broken_chain_and_crc),
-        cmocka_unit_test(test_garbage),
-        cmocka_unit_test(test_synthetic_16mib),
+        cmocka_unit_test(test_real_segments),  cmocka_unit_test(test_commit_prepared_xid),
+        cmocka_unit_test(test_filter_adapter), cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_recycled),       cmocka_unit_test(test_broken_chain_and_crc),
+        cmocka_unit_test(test_garbage),        cmocka_unit_test(test_synthetic_16mib),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
