@@ -161,3 +161,15 @@ int wv_rename_noreplace(const char *old_path, const char *new_path, wv_err *err)
     unlink(old_path);
     return 0;
 }
+
+int wv_syncfs(const char *path, wv_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return wv_err_errno(err, WV_EIO, errno, "could not open \"%s\"", path);
+    int rc = 0;
+    if (syncfs(fd) != 0)
+        rc = wv_err_errno(err, WV_EIO, errno, "could not sync the file system of \"%s\"", path);
+    close(fd);
+    return rc;
+}

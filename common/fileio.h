@@ -36,6 +36,9 @@ int wv_is_temp_name(const char *name);
 /* rename(2) that refuses to replace: WV_EEXIST if new_path exists. */
 int wv_rename_noreplace(const char *old_path, const char *new_path, wv_err *err);
 
+/* Make everything written on the file system holding path durable (syncfs). */
+int wv_syncfs(const char *path, wv_err *err);
+
 /* "DIR" of "DIR/NAME" (a new string; "." if there is no slash). */
 char *wv_dirname_dup(const char *path);
 
