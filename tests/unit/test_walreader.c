@@ -541,17 +541,43 @@ static void test_garbage(void **state)
 typedef struct {
     uint8_t *seg;
     uint64_t segsize, start, pos, prev;
-    uint32_t ncommits;
+    uint32_t ncommits, nfancy;
     int64_t last_us;
+    int overwrite_next; /* the next page header says the record in progress was abandoned */
+    int abandoned;
 } synth;
 
 /* One record: header, one block reference with data of blen bytes (like a heap insert), main data.
  */
+/* fancy: every kind of block reference header before a DATA_LONG main data (as DecodeXLogRecord
+ * reads them). abandon: if the record crosses a page, write only its first page and mark the next
+ * page XLP_FIRST_IS_OVERWRITE_CONTRECORD, as PostgreSQL does after a crash; returns 2 then. */
 static int synth_record(synth *s, uint8_t rmid, uint8_t info, const uint8_t *md, uint32_t mdlen,
-                        uint32_t blen)
+                        uint32_t blen, int fancy, int abandon)
 {
-    uint8_t rec[300];
+    uint8_t rec[400];
     uint32_t off = 24;
+    if (fancy) {
+        static const uint8_t hdrs[] = {
+            252, 1,    2,  3,  4,                  /* top-level xid */
+            253, 9,    0,                          /* origin */
+            0,   0x30, 10, 0,                      /* block 0: image and 10 bytes of data */
+            100, 0,    50, 0,  0x01 | 0x08, 20, 0, /* image: 100 bytes, hole, lz4, hole 20 */
+            1,   2,    3,  4,  5,           6,  7, 8,
+            9,   10,   11, 12, 0,           0,  0, 1, /* relfilenode, block number */
+            1,   0xA0, 5,  0,  0,           0,  0, 2, /* block 1: same rel, 5 bytes of data */
+            254};
+        memcpy(rec + off, hdrs, sizeof(hdrs));
+        off += sizeof(hdrs);
+        memcpy(rec + off, &mdlen, 4);
+        off += 4;
+        memset(rec + off, 0xEE, 115); /* image, block 0 data, block 1 data */
+        off += 115;
+        memcpy(rec + off, md, mdlen);
+        off += mdlen;
+        blen = 0;
+        goto header;
+    }
     if (blen) {
         rec[off++] = 0;    /* block 0 */
         rec[off++] = 0x20; /* HAS_DATA, main fork */
@@ -567,6 +593,7 @@ static int synth_record(synth *s, uint8_t rmid, uint8_t info, const uint8_t *md,
         rec[off++] = (uint8_t)(i * 31);
     memcpy(rec + off, md, mdlen);
     off += mdlen;
+header:;
     uint32_t tot = off, xid = 1000;
     uint64_t lsn = s->start + s->pos;
     if (s->pos % 8192 == 0)
@@ -587,7 +614,8 @@ static int synth_record(synth *s, uint8_t rmid, uint8_t info, const uint8_t *md,
     while (done < tot) {
         if (s->pos % 8192 == 0) {
             uint8_t *h = s->seg + s->pos;
-            uint16_t magic = WV_WAL_PAGE_MAGIC, pinfo = done ? 1 : 0;
+            uint16_t magic = WV_WAL_PAGE_MAGIC, pinfo = done ? 1 : s->overwrite_next ? 8 : 0;
+            s->overwrite_next = 0;
             uint32_t tli = 1, rem = done ? tot - done : 0;
             uint64_t addr = s->start + s->pos;
             memset(h, 0, 24);
@@ -599,6 +627,12 @@ static int synth_record(synth *s, uint8_t rmid, uint8_t info, const uint8_t *md,
             s->pos += 24;
         }
         uint32_t room = 8192 - (uint32_t)(s->pos % 8192), k = tot - done < room ? tot - done : room;
+        if (abandon && done == 0 && k < tot) {
+            memcpy(s->seg + s->pos, rec, k);
+            s->pos += k;
+            s->overwrite_next = 1;
+            return 2;
+        }
         memcpy(s->seg + s->pos, rec + done, k);
         s->pos += k;
         done += k;
@@ -632,14 +666,18 @@ static void make_synthetic(synth *s, uint64_t segsize)
             uint8_t md[8];
             t += 1000;
             memcpy(md, &t, 8);
-            ok = synth_record(s, 1, 0x00, md, 8, 0);
-            if (ok) {
+            int fancy = i % 70 == 9, abandon = fancy && i > 30000 && !s->abandoned;
+            ok = synth_record(s, 1, 0x00, md, 8, 0, fancy, abandon);
+            if (ok == 2)
+                s->abandoned = 1;
+            if (ok == 1) {
                 s->ncommits++;
+                s->nfancy += fancy;
                 s->last_us = t + PG_EPOCH_US;
             }
         } else {
             uint8_t md[3] = {1, 2, 3};
-            ok = synth_record(s, 10, 0x00, md, 3, 60 + (i * 37) % 180);
+            ok = synth_record(s, 10, 0x00, md, 3, 60 + (i * 37) % 180, 0, 0);
         }
         if (!ok)
             break;
@@ -669,6 +707,8 @@ static void test_synthetic_16mib(void **state)
         assert_int_equal(got.commit_count, s.ncommits);
         assert_true(got.last_commit_us == s.last_us);
         assert_true(got.commit_count > 1000);
+        assert_true(s.nfancy > 100);
+        assert_true(s.abandoned);
     }
     /* Cost per byte, against SHA-256 over the same bytes (information only: no assertion). */
     const int rounds = 4;
