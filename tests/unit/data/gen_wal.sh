@@ -25,6 +25,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# WV_GENWAL_KEEP=1 keeps the throwaway cluster and dumps in /tmp for a look (stop it by hand).
 [ -n "${WV_GENWAL_KEEP:-}" ] && trap - EXIT
 
 port=""
