@@ -20,6 +20,7 @@
 #include "object.h"
 #include "repo.h"
 #include "walname.h"
+#include "walreader.h"
 
 /* PostgreSQL's XLogLongPageHeaderData: the first 40 bytes of every segment. */
 #define XLP_LONG_HEADER 0x0002
@@ -125,6 +126,26 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
+/* Restore points seen in a segment, kept as text lines "LSN<TAB>TIME_US<TAB>NAME" (names are at
+ * most 63 bytes and PostgreSQL allows tabs and newlines in them, so they are percent-encoded). */
+static void collect_rp(const wv_wal_restore_point *rp, void *arg)
+{
+    wv_buf *b = arg;
+    char lsn[WV_LSN_LEN];
+    if (b->len > 256 * 1024)
+        return;
+    wv_lsn_format(rp->lsn, lsn);
+    wv_buf_printf(b, "%s\t%" PRId64 "\t", lsn, rp->time_us);
+    for (const char *p = rp->name; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= 0x20 || ch >= 0x7f || ch == '%')
+            wv_buf_printf(b, "%%%02X", ch);
+        else
+            wv_buf_append(b, p, 1);
+    }
+    wv_buf_append_str(b, "\n");
+}
+
 /* Per repository state of one push. */
 typedef struct target {
     wv_repo *repo;
@@ -196,6 +217,8 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     wv_objwriter *w = NULL;
     wv_obj_info info;
     uint8_t *chunk = NULL;
+    wv_walreader *wr = NULL;
+    wv_buf rps = WV_BUF_INIT;
 
     memset(tg, 0, sizeof(tg));
     if (kind == WV_WALNAME_INVALID)
@@ -279,6 +302,12 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         rc = wv_err_errno(err, WV_EIO, errno, "could not seek in \"%s\"", path);
         goto out;
     }
+    /* Segments of a server whose WAL we can read: record commit times and restore points. */
+    if ((kind == WV_WALNAME_SEGMENT || kind == WV_WALNAME_PARTIAL) &&
+        wh.magic == WV_WAL_PAGE_MAGIC) {
+        wr = wv_walreader_new(wh.seg_size);
+        wv_walreader_set_rp_callback(wr, collect_rp, &rps);
+    }
     chunk = wv_xmalloc(PUSH_CHUNK);
     uint64_t total = 0;
     for (;;) {
@@ -288,12 +317,23 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         if (got == 0)
             break;
         total += got;
+        if (wr)
+            wv_walreader_feed(wr, chunk, got);
         if ((rc = wv_objwriter_write(w, chunk, got, err)) != 0)
             goto out;
     }
     if (total != (uint64_t)sb.st_size) {
         rc = wv_err_set(err, WV_EIO, "\"%s\" changed size while it was being archived", path);
         goto out;
+    }
+    if (wr) {
+        wv_walinfo wi;
+        wv_walreader_result(wr, &wi);
+        if (!wi.complete)
+            wv_log_warn("%s: commit times not recorded: %s", name, wi.reason);
+        else
+            wv_objwriter_set_walinfo(w, wi.first_commit_us, wi.last_commit_us, wi.commit_count,
+                                     wi.restore_point_count);
     }
     if ((rc = wv_objwriter_finish(w, &info, err)) != 0)
         goto out;
@@ -303,6 +343,21 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
             *err = *se;
             rc = se->code;
             goto out;
+        }
+    }
+
+    /* Restore point names go into a small object beside the segment, before the segment itself:
+     * once the segment is archived a re-push stops early and would never write it. */
+    if (rps.len) {
+        char rpkey[300];
+        snprintf(rpkey, sizeof(rpkey), "%s%s", key, WV_REPO_RP_SUFFIX);
+        for (int j = 0; j < nsinks; j++) {
+            rc = wv_storage_put_all(tg[map[j]].repo->st, rpkey, WV_PUT_NOREPLACE, rps.data, rps.len,
+                                    err);
+            if (rc == WV_EEXIST)
+                rc = 0;
+            if (rc != 0)
+                goto out;
         }
     }
 
@@ -342,6 +397,8 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
                         now_ms() - t0);
 out:
     free(chunk);
+    wv_walreader_free(wr);
+    wv_buf_free(&rps);
     if (w)
         wv_objwriter_free(w);
     for (int i = 0; i < ntg; i++) {

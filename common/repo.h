@@ -29,6 +29,9 @@
 
 #define WV_REPO_INFO_KEY "walvault.repo"
 #define WV_REPO_FORMAT 1
+/* Beside a segment that holds restore points: "<segment key>.rp", lines "LSN\tTIME_US\tNAME"
+ * (NAME percent-encoded). */
+#define WV_REPO_RP_SUFFIX ".rp"
 
 typedef struct wv_repo_info {
     int format;           /* WV_REPO_FORMAT */
