@@ -43,6 +43,14 @@ static int scan_cb(void *arg, const char *key, const wv_stat *st)
         t->segnos[t->nseg++] = wv_walname_segno(&wn, s->a->segsize);
         break;
     }
+    case WV_WALNAME_INVALID: {
+        size_t n = strlen(name), sl = strlen(WV_REPO_RP_SUFFIX);
+        if (n > sl && strcmp(name + n - sl, WV_REPO_RP_SUFFIX) == 0) {
+            s->a->rp_keys = wv_xrealloc(s->a->rp_keys, (s->a->nrp + 1) * sizeof(char *));
+            s->a->rp_keys[s->a->nrp++] = wv_xstrdup(key);
+        }
+        break;
+    }
     case WV_WALNAME_HISTORY:
         if (s->nhist == s->caphist) {
             s->caphist = s->caphist ? 2 * s->caphist : 8;
@@ -139,6 +147,9 @@ void wv_archive_free(wv_archive *a)
         free(a->tls[i].hist);
     }
     free(a->tls);
+    for (size_t i = 0; i < a->nrp; i++)
+        free(a->rp_keys[i]);
+    free(a->rp_keys);
     free(a);
 }
 
@@ -291,4 +302,77 @@ int wv_archive_first_commit(wv_storage *st, const wv_archive *a, uint32_t target
         }
     }
     return 0;
+}
+
+static void pct_decode(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (const char *p = in; *p && o + 1 < outlen; p++) {
+        unsigned v;
+        if (*p == '%' && p[1] && p[2] && sscanf(p + 1, "%2x", &v) == 1) {
+            out[o++] = (char)v;
+            p += 2;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+int wv_archive_find_restore_point(wv_storage *st, const wv_archive *a, const char *name,
+                                  uint64_t *lsn, int64_t *time_us, uint32_t *tli, wv_err *err)
+{
+    int found = 0, rc = 0;
+    wv_buf seen = WV_BUF_INIT;
+    for (size_t i = 0; i < a->nrp && rc == 0; i++) {
+        wv_buf b = WV_BUF_INIT;
+        rc = wv_storage_get_all(st, a->rp_keys[i], 1024 * 1024, &b, err);
+        if (rc == WV_ENOTFOUND) {
+            rc = 0;
+            wv_buf_free(&b);
+            continue;
+        }
+        const char *segname = strrchr(a->rp_keys[i], '/') + 1;
+        wv_walname wn;
+        char seg[WV_WALNAME_SEGMENT_LEN];
+        snprintf(seg, sizeof(seg), "%.24s", segname);
+        wv_walname_parse(seg, &wn);
+        char *text = rc == 0 ? (char *)wv_buf_cstr(&b) : NULL, *save = NULL;
+        for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line;
+             line = strtok_r(NULL, "\n", &save)) {
+            char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+            if (!t1 || !t2)
+                continue;
+            *t1 = *t2 = '\0';
+            char nm[128];
+            uint64_t l;
+            pct_decode(t2 + 1, nm, sizeof(nm));
+            if (wv_lsn_parse(line, &l) != 0)
+                continue;
+            if (strcmp(nm, name) == 0) {
+                if (!found || l > *lsn) {
+                    *lsn = l;
+                    *time_us = strtoll(t1 + 1, NULL, 10);
+                    *tli = wn.tli;
+                }
+                found = 1;
+            } else if (seen.len < 200) {
+                wv_buf_printf(&seen, "%s\"%s\"", seen.len ? ", " : "", nm);
+            }
+        }
+        wv_buf_free(&b);
+    }
+    if (rc == 0 && !found) {
+        rc = wv_err_set(err, WV_ENOTFOUND, "restore point \"%s\" is not in the archived WAL%s%s",
+                        name, seen.len ? " (archived restore points: " : "",
+                        seen.len ? wv_buf_cstr(&seen) : "");
+        if (seen.len) {
+            size_t n = strlen(err->msg);
+            snprintf(err->msg + n, sizeof(err->msg) - n, ")");
+        }
+        wv_err_hint(err, "restore points are recorded as wal-push archives the segment holding "
+                         "them: run SELECT pg_switch_wal(); on the server if it is recent");
+    }
+    wv_buf_free(&seen);
+    return rc;
 }

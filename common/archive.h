@@ -33,6 +33,8 @@ typedef struct wv_archive {
     wv_archive_tli *tls; /* sorted by tli */
     size_t ntl;
     uint32_t max_history_tli; /* highest timeline with a history file, or 1 */
+    char **rp_keys;           /* restore point objects (see WV_REPO_RP_SUFFIX) */
+    size_t nrp;
 } wv_archive;
 
 int wv_archive_scan(wv_storage *st, uint64_t segsize, wv_archive **out, wv_err *err);
@@ -83,5 +85,13 @@ int wv_archive_last_commit(wv_storage *st, const wv_archive *a, uint32_t target_
 int wv_archive_first_commit(wv_storage *st, const wv_archive *a, uint32_t target_tli,
                             uint64_t from_segno, uint64_t to_segno, int64_t *time_us,
                             wv_err *err);
+
+/*
+ * Find a restore point by name in the archive's restore point objects. Returns 0 with the LSN of
+ * its newest occurrence (and its time and timeline), WV_ENOTFOUND if no such name was archived
+ * (err then lists a few names that were).
+ */
+int wv_archive_find_restore_point(wv_storage *st, const wv_archive *a, const char *name,
+                                  uint64_t *lsn, int64_t *time_us, uint32_t *tli, wv_err *err);
 
 #endif

@@ -211,6 +211,21 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
 
     memset(plan, 0, sizeof(*plan));
     memset(&last_reach, 0, sizeof(last_reach));
+    if (t->kind == WV_TARGET_NAME) {
+        /* A restore point is an LSN target whose LSN the archive knows. */
+        wv_target lt = *t;
+        int64_t rp_time;
+        uint32_t rp_tli;
+        int rc = wv_archive_find_restore_point(st, a, t->name, &lt.lsn, &rp_time, &rp_tli, err);
+        if (rc == WV_ENOTFOUND) {
+            err->code = WV_EREFUSED; /* keep the message: it lists the names archived */
+            return WV_EREFUSED;
+        }
+        if (rc != 0)
+            return rc;
+        lt.kind = WV_TARGET_LSN;
+        return wv_recovery_plan(st, a, bs, &lt, timeline, backup_id, plan, err);
+    }
     plan->last_commit_us = INT64_MIN;
     if (t->kind == WV_TARGET_TIME)
         wv_time_format(t->time_us, tbuf, sizeof(tbuf));
