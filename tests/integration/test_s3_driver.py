@@ -9,7 +9,10 @@ an abort that leaves neither an object nor an open multipart upload.
 """
 
 import os
+import socket
+import struct
 import subprocess
+import threading
 import uuid
 
 import pytest
@@ -86,6 +89,86 @@ def assert_all_ok(p):
     assert p.returncode == 0, out
     assert "not ok" not in p.stdout, out
     assert " 0 failed" in p.stdout, out
+
+
+class CuttingProxy:
+    """A TCP relay to the gateway that resets connections: the first `cut_first` connections (or
+    every one with cut_all) are reset once `cut_after` bytes went from client to server."""
+
+    def __init__(self, target_port, cut_first=0, cut_after=1 << 20, cut_all=False):
+        self.target_port = target_port
+        self.cut_first = cut_first
+        self.cut_after = cut_after
+        self.cut_all = cut_all
+        self.cuts = 0
+        self.count = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                index = self.count
+                self.count += 1
+            cut = self.cut_all or index < self.cut_first
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                c.close()
+                continue
+            threading.Thread(target=self._pipe, args=(c, u, cut), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, False), daemon=True).start()
+
+    @staticmethod
+    def _reset(s):
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        s.close()
+
+    def _pipe(self, src, dst, cut):
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if cut and sent + len(data) > self.cut_after:
+                    with self.lock:
+                        self.cuts += 1
+                    self._reset(src)
+                    self._reset(dst)
+                    return
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+def proxied_config(tmp_path, s3, bucket, proxy):
+    conf = write_config(tmp_path, s3, bucket)
+    text = open(conf).read().replace(s3.endpoint_http, "http://127.0.0.1:%d" % proxy.port)
+    open(conf, "w").write(text)
+    return conf
 
 
 def no_uploads_left(s3, bucket):
@@ -189,4 +272,38 @@ def test_gateway_down_is_unreachable_not_missing(s3_server, bucket, tool, tmp_pa
     assert "not ok - read of absent key: not found" in p.stdout, out
     # nothing half-written once the gateway is back
     assert s3_server.list_keys(bucket) == []
+    no_uploads_left(s3_server, bucket)
+
+
+def test_cut_connections_are_retried(s3_server, bucket, tool, tmp_path):
+    # the first two connections die after 1 MiB of request data: the part uploads on them are
+    # retried on new connections and every check passes
+    proxy = CuttingProxy(s3_server.http_port, cut_first=2, cut_after=1 << 20)
+    try:
+        conf = proxied_config(tmp_path, s3_server, bucket, proxy)
+        p = run_check(tool, conf, "--large-mb", "20", "--many", "5")
+    finally:
+        proxy.close()
+    assert_all_ok(p)
+    assert proxy.cuts >= 1
+    assert "retrying" in p.stderr, p.stderr
+    no_uploads_left(s3_server, bucket)
+
+
+def test_connections_always_cut_fail_cleanly(s3_server, bucket, tool, tmp_path):
+    # every connection dies after 4 KiB: small requests get through on retries, a part of 8 MiB
+    # never does; the large put fails, and neither the object nor its upload remains
+    proxy = CuttingProxy(s3_server.http_port, cut_all=True, cut_after=4096)
+    try:
+        conf = proxied_config(tmp_path, s3_server, bucket, proxy)
+        p = run_check(tool, conf, "--large-mb", "20", "--many", "1",
+                      env_extra={"WALVAULT_S3_TIMEOUT": "3"}, timeout=300)
+    finally:
+        proxy.close()
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert "ok - put small object" in p.stdout.splitlines(), out
+    assert "not ok - put large object" in p.stdout, out
+    assert "could not reach" in p.stdout, out
+    assert [k for k in s3_server.list_keys(bucket) if "large/" in k] == []
     no_uploads_left(s3_server, bucket)
