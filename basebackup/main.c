@@ -11,6 +11,12 @@
 static const wv_bbcmd commands[] = {
     {"backup", wv_bbcmd_backup,
      "backup  [-d CONNSTR] [--label TEXT] [--keep] [--checkpoint fast|spread]"},
+    {"list", wv_bbcmd_list, "list    [--json] [--repo N]"},
+    {"restore", wv_bbcmd_restore,
+     "restore --pgdata DIR [--to TIME | --lsn LSN | --xid XID | --name NAME | --immediate]\n"
+     "                                [--backup ID] [--timeline latest|current|N]\n"
+     "                                [--target-action promote|pause|shutdown] [--delta]\n"
+     "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

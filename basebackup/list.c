@@ -1,0 +1,361 @@
+/*
+ * list.c - basebackup list [--json] [--repo N]: every backup of each repository, the recoverable
+ * window per timeline (real commit times from the archived WAL), and the gaps in the archive.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "archive.h"
+#include "backupset.h"
+#include "buf.h"
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "log.h"
+#include "recovery.h"
+#include "repo.h"
+#include "timeparse.h"
+#include "walname.h"
+
+static const char usage[] =
+    "usage: basebackup [-c FILE] list [--json] [--repo N]\n"
+    "\n"
+    "List the backups of every repository (or [repoN]) and the recoverable window per timeline:\n"
+    "from the end of the oldest usable backup to the last commit the archived WAL reaches.\n";
+
+static void json_str(wv_buf *b, const char *s)
+{
+    wv_buf_append_str(b, "\"");
+    for (; s && *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            wv_buf_printf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            wv_buf_printf(b, "\\u%04x", ch);
+        else
+            wv_buf_append(b, s, 1);
+    }
+    wv_buf_append_str(b, "\"");
+}
+
+static void json_time(wv_buf *b, int64_t us)
+{
+    char t[WV_TIME_FORMAT_LEN];
+    if (us == INT64_MIN) {
+        wv_buf_append_str(b, "null");
+        return;
+    }
+    wv_time_format_utc(us, t, sizeof(t));
+    json_str(b, t);
+}
+
+static void json_lsn(wv_buf *b, uint64_t lsn)
+{
+    char l[WV_LSN_LEN];
+    wv_lsn_format(lsn, l);
+    json_str(b, l);
+}
+
+static void human(uint64_t n, char *out, size_t len)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int i = 0;
+    while (v >= 1024 && i < 4) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+/* Holes inside one timeline's own range of archived segments. */
+typedef struct gap {
+    uint32_t tli;
+    uint64_t first, last; /* missing segnos */
+} gap;
+
+static size_t find_gaps(const wv_archive *a, gap *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t t = 0; t < a->ntl; t++) {
+        const wv_archive_tli *tl = &a->tls[t];
+        for (size_t i = 1; i < tl->nseg && n < max; i++)
+            if (tl->segnos[i] != tl->segnos[i - 1] + 1) {
+                out[n].tli = tl->tli;
+                out[n].first = tl->segnos[i - 1] + 1;
+                out[n].last = tl->segnos[i] - 1;
+                n++;
+            }
+    }
+    return n;
+}
+
+static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first, wv_err *err)
+{
+    wv_repo *repo = NULL;
+    wv_archive *arch = NULL;
+    wv_backupset bs = {0};
+    wv_window *w = NULL;
+    size_t nw = 0;
+    gap gaps[64];
+    size_t ngaps = 0;
+    int empty = 0;
+    int r = wv_repo_open(rc, &repo, err);
+    if (r == 0) {
+        r = wv_repo_load_info(repo, err);
+        if (r == WV_ENOTFOUND) {
+            empty = 1;
+            r = 0;
+        }
+    }
+    if (r == 0 && !empty)
+        r = wv_backupset_load(repo->st, &bs, err);
+    if (r == 0 && !empty)
+        r = wv_archive_scan(repo->st, repo->info.wal_segsize, &arch, err);
+    if (r == 0 && !empty)
+        r = wv_recovery_windows(repo->st, arch, &bs, &w, &nw, err);
+    if (r != 0)
+        goto out;
+    if (!empty)
+        ngaps = find_gaps(arch, gaps, 64);
+
+    if (json) {
+        wv_buf_append_str(out, first ? "" : ",");
+        wv_buf_append_str(out, "\n  {\"repo\": ");
+        json_str(out, rc->name);
+        wv_buf_append_str(out, ", \"location\": ");
+        json_str(out, wv_storage_location(repo->st));
+        if (empty) {
+            wv_buf_append_str(out, ", \"empty\": true, \"backups\": [], \"windows\": [], "
+                                   "\"timelines\": [], \"gaps\": []}");
+            goto out;
+        }
+        wv_buf_printf(out,
+                      ", \"empty\": false, \"system_identifier\": \"%" PRIu64
+                      "\", \"pg_major\": %" PRIu32 ", \"wal_segment_size\": %" PRIu64
+                      ",\n   \"backups\": [",
+                      repo->info.system_id, repo->info.pg_major, repo->info.wal_segsize);
+        for (size_t i = 0; i < bs.n; i++) {
+            const wv_manifest_header *h = &bs.b[i].h;
+            wv_buf_append_str(out, i ? ",\n    {" : "\n    {");
+            wv_buf_append_str(out, "\"id\": ");
+            json_str(out, h->id);
+            wv_buf_append_str(out, ", \"label\": ");
+            json_str(out, h->label);
+            wv_buf_printf(out, ", \"keep\": %s, \"timeline\": %" PRIu32 ", \"start_lsn\": ",
+                          h->keep ? "true" : "false", h->timeline);
+            json_lsn(out, h->start_lsn);
+            wv_buf_append_str(out, ", \"stop_lsn\": ");
+            json_lsn(out, h->stop_lsn);
+            wv_buf_append_str(out, ", \"start_time\": ");
+            json_time(out, h->start_time * 1000000LL);
+            wv_buf_append_str(out, ", \"stop_time\": ");
+            json_time(out, h->stop_time * 1000000LL);
+            wv_buf_printf(out,
+                          ", \"duration_s\": %" PRId64 ", \"files\": %" PRIu64
+                          ", \"size\": %" PRIu64 ", \"stored_size\": %" PRIu64
+                          ", \"pg_version\": %" PRIu32 "}",
+                          h->stop_time - h->start_time, bs.b[i].totals.files, bs.b[i].totals.size,
+                          bs.b[i].totals.stored_size, h->pg_version);
+        }
+        wv_buf_append_str(out, "],\n   \"windows\": [");
+        for (size_t i = 0; i < nw; i++) {
+            wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"from\": ", i ? ",\n    " : "\n    ",
+                          w[i].tli);
+            json_time(out, w[i].from_us);
+            wv_buf_append_str(out, ", \"to\": ");
+            json_time(out, w[i].to_us);
+            wv_buf_append_str(out, ", \"from_lsn\": ");
+            json_lsn(out, w[i].from_lsn);
+            wv_buf_append_str(out, ", \"to_lsn\": ");
+            json_lsn(out, w[i].to_lsn);
+            wv_buf_append_str(out, ", \"first_backup\": ");
+            json_str(out, w[i].first_backup);
+            if (w[i].gap) {
+                wv_buf_append_str(out, ", \"stops_at_missing_segment\": ");
+                json_str(out, w[i].missing);
+                wv_buf_append_str(out, ", \"wal_resumes_at\": ");
+                json_time(out, w[i].resume_us);
+            }
+            wv_buf_append_str(out, "}");
+        }
+        wv_buf_append_str(out, "],\n   \"timelines\": [");
+        for (size_t t = 0; t < arch->ntl; t++) {
+            const wv_archive_tli *tl = &arch->tls[t];
+            char a[WV_WALNAME_SEGMENT_LEN] = "", b[WV_WALNAME_SEGMENT_LEN] = "";
+            if (tl->nseg) {
+                wv_walname_format_segment(tl->tli, tl->segnos[0], arch->segsize, a);
+                wv_walname_format_segment(tl->tli, tl->segnos[tl->nseg - 1], arch->segsize, b);
+            }
+            wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"segments\": %zu, \"history\": %s",
+                          t ? ", " : "", tl->tli, tl->nseg, tl->has_history ? "true" : "false");
+            wv_buf_append_str(out, ", \"first_segment\": ");
+            json_str(out, a);
+            wv_buf_append_str(out, ", \"last_segment\": ");
+            json_str(out, b);
+            wv_buf_append_str(out, "}");
+        }
+        wv_buf_append_str(out, "],\n   \"gaps\": [");
+        for (size_t g = 0; g < ngaps; g++) {
+            char a[WV_WALNAME_SEGMENT_LEN], b[WV_WALNAME_SEGMENT_LEN];
+            wv_walname_format_segment(gaps[g].tli, gaps[g].first, arch->segsize, a);
+            wv_walname_format_segment(gaps[g].tli, gaps[g].last, arch->segsize, b);
+            wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"first_missing\": ", g ? ", " : "",
+                          gaps[g].tli);
+            json_str(out, a);
+            wv_buf_append_str(out, ", \"last_missing\": ");
+            json_str(out, b);
+            wv_buf_append_str(out, "}");
+        }
+        wv_buf_append_str(out, "],\n   \"incomplete_backups\": [");
+        for (size_t i = 0; i < bs.norphans; i++) {
+            wv_buf_append_str(out, i ? ", " : "");
+            json_str(out, bs.orphans[i]);
+        }
+        wv_buf_append_str(out, "]}");
+        goto out;
+    }
+
+    /* Text, for people. */
+    if (!first)
+        wv_buf_append_str(out, "\n");
+    if (empty) {
+        wv_buf_printf(out, "%s (%s): empty, nothing archived yet\n", rc->name,
+                      wv_storage_location(repo->st));
+        goto out;
+    }
+    {
+        char seg[32];
+        human(repo->info.wal_segsize, seg, sizeof(seg));
+        wv_buf_printf(out,
+                      "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64
+                      ", %s WAL segments\n",
+                      rc->name, wv_storage_location(repo->st), repo->info.pg_major,
+                      repo->info.system_id, seg);
+    }
+    if (bs.n == 0) {
+        wv_buf_append_str(out, "  no backups yet: take one with \"basebackup backup\"\n");
+    } else {
+        wv_buf_printf(out, "  %-18s %-20s %-24s %-24s %3s %-11s %-11s %10s %10s %6s %s\n", "backup",
+                      "label", "started", "ended", "tli", "start lsn", "stop lsn", "size", "stored",
+                      "secs", "keep");
+        for (size_t i = 0; i < bs.n; i++) {
+            const wv_manifest_header *h = &bs.b[i].h;
+            char st[WV_TIME_FORMAT_LEN], en[WV_TIME_FORMAT_LEN], sl[WV_LSN_LEN], el[WV_LSN_LEN];
+            char sz[32], ss[32];
+            wv_time_format(h->start_time * 1000000LL, st, sizeof(st));
+            wv_time_format(h->stop_time * 1000000LL, en, sizeof(en));
+            wv_lsn_format(h->start_lsn, sl);
+            wv_lsn_format(h->stop_lsn, el);
+            human(bs.b[i].totals.size, sz, sizeof(sz));
+            human(bs.b[i].totals.stored_size, ss, sizeof(ss));
+            wv_buf_printf(out, "  %-18s %-20.20s %-24s %-24s %3" PRIu32
+                               " %-11s %-11s %10s %10s %6" PRId64 " %s\n",
+                          h->id, h->label && h->label[0] ? h->label : "-", st, en, h->timeline, sl,
+                          el, sz, ss, h->stop_time - h->start_time, h->keep ? "yes" : "no");
+        }
+    }
+    wv_buf_append_str(out, "  recoverable window:\n");
+    if (nw == 0)
+        wv_buf_append_str(out, "    none: no backup whose WAL is complete in the archive\n");
+    for (size_t i = 0; i < nw; i++) {
+        char a[WV_TIME_FORMAT_LEN], b[WV_TIME_FORMAT_LEN];
+        wv_time_format(w[i].from_us, a, sizeof(a));
+        wv_time_format(w[i].to_us, b, sizeof(b));
+        wv_buf_printf(out, "    timeline %" PRIu32 ": %s .. %s (from backup %s)\n", w[i].tli, a,
+                      b, w[i].first_backup);
+        if (w[i].gap) {
+            char rs[WV_TIME_FORMAT_LEN] = "unknown";
+            if (w[i].resume_us != INT64_MIN)
+                wv_time_format(w[i].resume_us, rs, sizeof(rs));
+            wv_buf_printf(out, "      then WAL segment %s is missing; the archive resumes later "
+                               "(first commit after the gap: %s)\n",
+                          w[i].missing, rs);
+        }
+    }
+    for (size_t g = 0; g < ngaps; g++) {
+        char a[WV_WALNAME_SEGMENT_LEN], b[WV_WALNAME_SEGMENT_LEN];
+        wv_walname_format_segment(gaps[g].tli, gaps[g].first, arch->segsize, a);
+        wv_walname_format_segment(gaps[g].tli, gaps[g].last, arch->segsize, b);
+        wv_buf_printf(out, "  gap in the archive: %s .. %s missing\n", a, b);
+    }
+    if (bs.norphans)
+        wv_buf_printf(out, "  %zu incomplete backup%s (no manifest; removed by the next backup)\n",
+                      bs.norphans, bs.norphans == 1 ? "" : "s");
+out:
+    free(w);
+    wv_archive_free(arch);
+    wv_backupset_free(&bs);
+    wv_repo_close(repo);
+    return r;
+}
+
+int wv_bbcmd_list(int argc, char **argv, const char *config_path)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"repo", required_argument, NULL, 'r'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int json = 0, repo = 0, c, rc = 0;
+    wv_err err;
+    wv_config *cfg = NULL;
+    wv_buf out = WV_BUF_INIT;
+    wv_cli cli = {.config_path = config_path};
+
+    wv_err_clear(&err);
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j':
+            json = 1;
+            break;
+        case 'r':
+            repo = atoi(optarg);
+            break;
+        case 'c':
+            cli.config_path = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            wv_err_set(&err, WV_EUSAGE, "unknown or incomplete option \"%s\"", argv[optind - 1]);
+            wv_err_hint(&err, "run \"basebackup list --help\" for usage");
+            return wv_cli_fail(&err);
+        }
+    }
+    if (optind < argc) {
+        wv_err_set(&err, WV_EUSAGE, "unexpected argument \"%s\"", argv[optind]);
+        return wv_cli_fail(&err);
+    }
+    if ((rc = wv_cli_load_config(&cli, &cfg, &err)) != 0)
+        return wv_cli_fail(&err);
+    if (repo && !wv_config_repo(cfg, repo)) {
+        wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", repo, repo, cfg->file);
+        wv_config_free(cfg);
+        return wv_cli_fail(&err);
+    }
+    if (json)
+        wv_buf_append_str(&out, "{\"repositories\": [");
+    int first = 1;
+    for (int i = 0; i < cfg->nrepos && rc == 0; i++) {
+        if (repo && cfg->repos[i].index != repo)
+            continue;
+        rc = list_repo(&cfg->repos[i], json, &out, first, &err);
+        first = 0;
+    }
+    if (json)
+        wv_buf_append_str(&out, "\n]}\n");
+    if (rc == 0)
+        fwrite(out.data, 1, out.len, stdout);
+    wv_buf_free(&out);
+    wv_config_free(cfg);
+    return rc == 0 ? 0 : wv_cli_fail(&err);
+}
