@@ -198,7 +198,8 @@ int wv_s3_sign(const wv_s3_sign_input *in, wv_buf *authz, wv_buf *creq_out, wv_b
     wv_buf_printf(&sts, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s", in->amz_date, date,
                   in->region, in->service, creq_hash);
 
-    /* SigningKey = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
+    /* SigningKey = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")
+     */
     uint8_t k[32], sig[32];
     wv_buf_printf(&kbuf, "AWS4%s", in->secret_access_key);
     if (hmac_sha256(kbuf.data, kbuf.len, date, strlen(date), k) ||
@@ -210,8 +211,9 @@ int wv_s3_sign(const wv_s3_sign_input *in, wv_buf *authz, wv_buf *creq_out, wv_b
     }
     char sighex[65];
     wv_s3_hex(sig, 32, sighex);
-    wv_buf_printf(authz, "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, "
-                         "Signature=%s",
+    wv_buf_printf(authz,
+                  "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, "
+                  "Signature=%s",
                   in->access_key_id, date, in->region, in->service, wv_buf_cstr(&signed_names),
                   sighex);
     if (creq_out)
@@ -347,12 +349,23 @@ void wv_s3_xml_escape(wv_buf *out, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '&': wv_buf_append_str(out, "&amp;"); break;
-        case '<': wv_buf_append_str(out, "&lt;"); break;
-        case '>': wv_buf_append_str(out, "&gt;"); break;
-        case '"': wv_buf_append_str(out, "&quot;"); break;
-        case '\'': wv_buf_append_str(out, "&apos;"); break;
-        default: wv_buf_append(out, s, 1);
+        case '&':
+            wv_buf_append_str(out, "&amp;");
+            break;
+        case '<':
+            wv_buf_append_str(out, "&lt;");
+            break;
+        case '>':
+            wv_buf_append_str(out, "&gt;");
+            break;
+        case '"':
+            wv_buf_append_str(out, "&quot;");
+            break;
+        case '\'':
+            wv_buf_append_str(out, "&apos;");
+            break;
+        default:
+            wv_buf_append(out, s, 1);
         }
     }
 }
@@ -541,10 +554,9 @@ int wv_s3_parse_list(const char *xml, size_t len, wv_s3_list_fn fn, void *arg, i
 
     if (wv_s3_xml_get((const char *)outside.data, outside.len, NULL, "IsTruncated", &v))
         *truncated = strcmp(wv_buf_cstr(&v), "true") == 0;
-    if (*truncated &&
-        (!wv_s3_xml_get((const char *)outside.data, outside.len, NULL, "NextContinuationToken",
-                        next_token) ||
-         next_token->len == 0)) {
+    if (*truncated && (!wv_s3_xml_get((const char *)outside.data, outside.len, NULL,
+                                      "NextContinuationToken", next_token) ||
+                       next_token->len == 0)) {
         wv_buf_free(&outside);
         rc = wv_err_set(err, WV_EFORMAT,
                         "unexpected listing response: truncated without NextContinuationToken");

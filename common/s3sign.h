@@ -18,12 +18,12 @@
 #include "buf.h"
 #include "error.h"
 
-#define WV_S3_MAX_PARTS 10000
-#define WV_S3_MAX_OBJECT ((uint64_t)5 << 40)        /* 5 TiB: S3's object size limit */
-#define WV_S3_MAX_PART_SIZE ((uint64_t)5 << 30)     /* 5 GiB: S3's part size limit */
-#define WV_S3_MIN_PART_SIZE ((uint64_t)5 << 20)     /* 5 MiB: every part but the last */
-#define WV_S3_BASE_PART_SIZE ((uint64_t)8 << 20)    /* the first part size of the schedule */
-#define WV_S3_PARTS_PER_STEP 1000                   /* the part size doubles every this many */
+#define WV_S3_MAX_PARTS      10000
+#define WV_S3_MAX_OBJECT     ((uint64_t)5 << 40) /* 5 TiB: S3's object size limit */
+#define WV_S3_MAX_PART_SIZE  ((uint64_t)5 << 30) /* 5 GiB: S3's part size limit */
+#define WV_S3_MIN_PART_SIZE  ((uint64_t)5 << 20) /* 5 MiB: every part but the last */
+#define WV_S3_BASE_PART_SIZE ((uint64_t)8 << 20) /* the first part size of the schedule */
+#define WV_S3_PARTS_PER_STEP 1000                /* the part size doubles every this many */
 
 /* A header or query parameter, unencoded. */
 typedef struct wv_s3_pair {
@@ -32,16 +32,16 @@ typedef struct wv_s3_pair {
 } wv_s3_pair;
 
 typedef struct wv_s3_sign_input {
-    const char *method;          /* "GET", "PUT", ... */
-    const char *path;            /* unencoded absolute path ("/bucket/key"); encoded per S3 rules */
-    const wv_s3_pair *query;     /* unencoded; NULL value = "" */
+    const char *method;      /* "GET", "PUT", ... */
+    const char *path;        /* unencoded absolute path ("/bucket/key"); encoded per S3 rules */
+    const wv_s3_pair *query; /* unencoded; NULL value = "" */
     size_t nquery;
-    const wv_s3_pair *headers;   /* every header to sign, including host and x-amz-date */
+    const wv_s3_pair *headers; /* every header to sign, including host and x-amz-date */
     size_t nheaders;
-    const char *payload_sha256;  /* lowercase hex, or "UNSIGNED-PAYLOAD" */
-    const char *amz_date;        /* "20150830T123600Z" */
+    const char *payload_sha256; /* lowercase hex, or "UNSIGNED-PAYLOAD" */
+    const char *amz_date;       /* "20150830T123600Z" */
     const char *region;
-    const char *service;         /* "s3" */
+    const char *service; /* "s3" */
     const char *access_key_id;
     const char *secret_access_key;
 } wv_s3_sign_input;
@@ -98,7 +98,7 @@ void wv_s3_xml_escape(wv_buf *out, const char *s);
 typedef struct wv_s3_list_entry {
     const char *key; /* full key as the store holds it, decoded */
     uint64_t size;
-    int64_t mtime;   /* seconds since the epoch, from LastModified */
+    int64_t mtime; /* seconds since the epoch, from LastModified */
 } wv_s3_list_entry;
 
 /* Called once per <Contents>; a non-zero return stops parsing and is returned. */

@@ -33,22 +33,22 @@
 #include "s3sign.h"
 #include "storage_driver.h"
 
-#define S3_POOL_MAX 8
-#define S3_ERROR_BODY_MAX ((size_t)64 << 10)
-#define S3_BACKOFF_BASE_MS 100
-#define S3_BACKOFF_CAP_MS 5000
+#define S3_POOL_MAX           8
+#define S3_ERROR_BODY_MAX     ((size_t)64 << 10)
+#define S3_BACKOFF_BASE_MS    100
+#define S3_BACKOFF_CAP_MS     5000
 #define S3_CONNECT_TIMEOUT_MS 10000L
-#define S3_LOW_SPEED_BYTES 1024L
-#define S3_LOW_SPEED_SECONDS 30L
+#define S3_LOW_SPEED_BYTES    1024L
+#define S3_LOW_SPEED_SECONDS  30L
 
 typedef struct s3_storage {
     wv_storage base;
     char repo[16];
     int https;
-    char *host;        /* host[:port] of the endpoint */
-    char *endpoint;    /* as configured, for messages */
+    char *host;     /* host[:port] of the endpoint */
+    char *endpoint; /* as configured, for messages */
     char *bucket;
-    char *prefix;      /* "" or "a/b" */
+    char *prefix; /* "" or "a/b" */
     char *region;
     char *ca_file;
     int host_style;
@@ -57,7 +57,7 @@ typedef struct s3_storage {
     char *token;
     int64_t deadline_ms;
     int list_max_keys;
-    int bucket_ok;     /* a HEAD of the bucket succeeded once (atomic) */
+    int bucket_ok; /* a HEAD of the bucket succeeded once (atomic) */
     pthread_mutex_t pool_mu;
     CURL *pool[S3_POOL_MAX];
     int npool;
@@ -67,19 +67,19 @@ typedef struct s3_storage {
 
 typedef struct s3_req {
     const char *method;
-    const char *key;        /* full object key inside the bucket; NULL = the bucket itself */
-    const char *ukey;       /* the repository's key, for messages ("" for bucket operations) */
+    const char *key;  /* full object key inside the bucket; NULL = the bucket itself */
+    const char *ukey; /* the repository's key, for messages ("" for bucket operations) */
     const wv_s3_pair *query;
     size_t nquery;
     const char *range;
     const char *if_none_match;
     const char *if_match;
     const char *content_type;
-    int content_md5;        /* send Content-MD5 of the body */
+    int content_md5; /* send Content-MD5 of the body */
     const uint8_t *body;
     size_t body_len;
-    size_t resp_max;        /* body bytes kept for a 2xx answer */
-    int error_in_200;       /* a 200 may carry an <Error> document (CompleteMultipartUpload) */
+    size_t resp_max;  /* body bytes kept for a 2xx answer */
+    int error_in_200; /* a 200 may carry an <Error> document (CompleteMultipartUpload) */
 } s3_req;
 
 typedef struct s3_resp {
@@ -92,7 +92,7 @@ typedef struct s3_resp {
     char last_modified[64];
     uint64_t content_length;
     int has_length;
-    char code[64];          /* S3 error code from an <Error> document */
+    char code[64]; /* S3 error code from an <Error> document */
     char message[256];
 } s3_resp;
 
@@ -238,8 +238,7 @@ static void resp_free(s3_resp *rs)
 }
 
 /* The path as signed ("/bucket/key" or "/key") and the URL. */
-static void build_target(s3_storage *st, const s3_req *rq, wv_buf *path, wv_buf *url,
-                         wv_buf *host)
+static void build_target(s3_storage *st, const s3_req *rq, wv_buf *path, wv_buf *url, wv_buf *host)
 {
     wv_buf_reset(path);
     wv_buf_reset(url);
@@ -337,8 +336,8 @@ static CURLcode s3_perform(s3_storage *st, const s3_req *rq, const char *payload
     *internal_err = 0;
     curl_msg[0] = '\0';
     if (!h) {
-        *internal_err = wv_err_set(err, WV_EINTERNAL, "%s: could not create an http handle",
-                                   st->repo);
+        *internal_err =
+            wv_err_set(err, WV_EINTERNAL, "%s: could not create an http handle", st->repo);
         return CURLE_FAILED_INIT;
     }
     build_target(st, rq, &path, &url, &host);
@@ -363,10 +362,18 @@ static CURLcode s3_perform(s3_storage *st, const s3_req *rq, const char *payload
         hdr[nh++] = (wv_s3_pair){"content-type", rq->content_type};
 
     wv_s3_sign_input in = {
-        .method = rq->method, .path = wv_buf_cstr(&path), .query = rq->query,
-        .nquery = rq->nquery, .headers = hdr, .nheaders = nh, .payload_sha256 = payload_sha,
-        .amz_date = amz_date, .region = st->region, .service = "s3",
-        .access_key_id = st->akid, .secret_access_key = st->secret,
+        .method = rq->method,
+        .path = wv_buf_cstr(&path),
+        .query = rq->query,
+        .nquery = rq->nquery,
+        .headers = hdr,
+        .nheaders = nh,
+        .payload_sha256 = payload_sha,
+        .amz_date = amz_date,
+        .region = st->region,
+        .service = "s3",
+        .access_key_id = st->akid,
+        .secret_access_key = st->secret,
     };
     if (wv_s3_sign(&in, &authz, NULL, NULL, err) != 0) {
         *internal_err = err ? err->code : WV_EINTERNAL;
@@ -487,8 +494,8 @@ static int s3_request(s3_storage *st, const s3_req *rq, s3_resp *rs, wv_err *err
         int internal = 0;
         resp_reset(rs, resp_max);
         int64_t remaining = deadline - now_ms();
-        CURLcode cc = s3_perform(st, rq, payload_sha, md5p, remaining, rs, curl_msg, &internal,
-                                 err);
+        CURLcode cc =
+            s3_perform(st, rq, payload_sha, md5p, remaining, rs, curl_msg, &internal, err);
         if (internal)
             return internal;
         if (cc == CURLE_WRITE_ERROR && rs->overflow)
@@ -563,8 +570,8 @@ static int s3_status_error(s3_storage *st, const s3_req *rq, const s3_resp *rs, 
         return wv_err_hint(err, "check the access key and secret");
     }
     if (strcmp(code, "RequestTimeTooSkewed") == 0) {
-        wv_err_set(err, WV_EAUTH, "%s: the store refused the request for %s: clock skew",
-                   st->repo, what);
+        wv_err_set(err, WV_EAUTH, "%s: the store refused the request for %s: clock skew", st->repo,
+                   what);
         return wv_err_hint(err, "the clock of this host differs from the store's by more than "
                                 "15 minutes: fix it (ntp)");
     }
@@ -574,8 +581,8 @@ static int s3_status_error(s3_storage *st, const s3_req *rq, const s3_resp *rs, 
                                 "the bucket");
     }
     if (strcmp(code, "NoSuchBucket") == 0) {
-        wv_err_set(err, WV_ECONFIG, "%s: bucket \"%s\" does not exist at %s", st->repo,
-                   st->bucket, st->endpoint);
+        wv_err_set(err, WV_ECONFIG, "%s: bucket \"%s\" does not exist at %s", st->repo, st->bucket,
+                   st->endpoint);
         return wv_err_hint(err, "create the bucket or fix \"bucket\" in [%s]", st->repo);
     }
     if (rs->status == 404 && strcmp(code, "NoSuchKey") == 0)
@@ -641,8 +648,8 @@ static int s3_head(s3_storage *st, const char *fkey, const char *ukey, int *exis
         if (!rs.code[0] && rs.status >= 400 && rs.status < 500) {
             /* HEAD has no body: ask again with a GET of one byte to learn the error code (a
              * wrong secret and a missing permission need different hints) */
-            s3_req g = {.method = "GET", .key = fkey, .ukey = ukey, .range = "bytes=0-0",
-                        .resp_max = 1};
+            s3_req g = {
+                .method = "GET", .key = fkey, .ukey = ukey, .range = "bytes=0-0", .resp_max = 1};
             s3_resp gr = {0};
             wv_err ignored;
             wv_err_clear(&ignored);
@@ -676,12 +683,12 @@ typedef struct s3_sink {
     char *fkey;
     char *ukey;
     unsigned flags;
-    int existed;       /* NOREPLACE and the key existed at put_open: writes are discarded */
-    wv_buf buf;        /* the part being filled (or the whole object while it fits one part) */
-    unsigned parts;    /* parts handed to jobs */
+    int existed;    /* NOREPLACE and the key existed at put_open: writes are discarded */
+    wv_buf buf;     /* the part being filled (or the whole object while it fits one part) */
+    unsigned parts; /* parts handed to jobs */
     uint64_t total;
     char *upload_id;
-    char **etags;      /* etags[i] for part i + 1 */
+    char **etags; /* etags[i] for part i + 1 */
     size_t etags_cap;
     part_job jobs[WV_S3_PARTS_IN_FLIGHT];
     int failed;
@@ -706,8 +713,14 @@ static void *part_thread(void *arg)
     char num[16];
     snprintf(num, sizeof(num), "%u", j->number);
     wv_s3_pair q[] = {{"partNumber", num}, {"uploadId", s->upload_id}};
-    s3_req rq = {.method = "PUT", .key = s->fkey, .ukey = s->ukey, .query = q, .nquery = 2,
-                 .content_md5 = 1, .body = j->data.data, .body_len = j->data.len};
+    s3_req rq = {.method = "PUT",
+                 .key = s->fkey,
+                 .ukey = s->ukey,
+                 .query = q,
+                 .nquery = 2,
+                 .content_md5 = 1,
+                 .body = j->data.data,
+                 .body_len = j->data.len};
     s3_resp rs = {0};
     wv_err_clear(&j->err);
     j->rc = s3_request(st, &rq, &rs, &j->err);
@@ -774,8 +787,9 @@ static int create_upload(s3_sink *s, wv_err *err)
     if (rc == 0) {
         if (!wv_s3_xml_get((const char *)rs.body.data, rs.body.len, NULL, "UploadId", &id) ||
             id.len == 0)
-            rc = wv_err_set(err, WV_EIO, "%s: no UploadId in the answer to starting an upload of "
-                                         "\"%s\" in bucket \"%s\"",
+            rc = wv_err_set(err, WV_EIO,
+                            "%s: no UploadId in the answer to starting an upload of "
+                            "\"%s\" in bucket \"%s\"",
                             st->repo, s->ukey, st->bucket);
         else
             s->upload_id = wv_xstrdup(wv_buf_cstr(&id));
@@ -809,8 +823,7 @@ static int start_part(s3_sink *s, wv_err *err)
     if (pthread_create(&j->thread, NULL, part_thread, j) != 0) {
         s->buf = j->data;
         wv_buf_init(&j->data);
-        return wv_err_set(err, WV_EINTERNAL, "%s: could not start an upload thread",
-                          s->st->repo);
+        return wv_err_set(err, WV_EINTERNAL, "%s: could not start an upload thread", s->st->repo);
     }
     j->active = 1;
     s->parts = number;
@@ -827,8 +840,8 @@ static int s3_sink_write(wv_sink *base, const void *data, size_t len, wv_err *er
     }
     s->total += len;
     if (s->total > WV_S3_MAX_OBJECT)
-        return wv_err_set(err, WV_EIO, "%s: \"%s\" is larger than the 5 TiB S3 allows",
-                          s->st->repo, s->ukey);
+        return wv_err_set(err, WV_EIO, "%s: \"%s\" is larger than the 5 TiB S3 allows", s->st->repo,
+                          s->ukey);
     if (s->existed)
         return 0;
     while (len > 0) {
@@ -899,8 +912,8 @@ static int check_absent(s3_sink *s, wv_err *err)
     if (rc)
         return rc;
     if (exists)
-        return wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"",
-                          s->st->repo, s->ukey, s->st->bucket);
+        return wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", s->st->repo,
+                          s->ukey, s->st->bucket);
     return 0;
 }
 
@@ -908,8 +921,12 @@ static int put_single(s3_sink *s, wv_err *err)
 {
     s3_storage *st = s->st;
     int noreplace = (s->flags & WV_PUT_NOREPLACE) != 0;
-    s3_req rq = {.method = "PUT", .key = s->fkey, .ukey = s->ukey, .content_md5 = 1,
-                 .body = s->buf.data, .body_len = s->buf.len,
+    s3_req rq = {.method = "PUT",
+                 .key = s->fkey,
+                 .ukey = s->ukey,
+                 .content_md5 = 1,
+                 .body = s->buf.data,
+                 .body_len = s->buf.len,
                  .if_none_match = noreplace ? "*" : NULL};
     s3_resp rs = {0};
     int rc = s3_request(st, &rq, &rs, err);
@@ -920,7 +937,8 @@ static int put_single(s3_sink *s, wv_err *err)
     }
     if (rc)
         goto out;
-    if (rs.status == 412 || (rs.status == 409 && strcmp(rs.code, "ConditionalRequestConflict") == 0)) {
+    if (rs.status == 412 ||
+        (rs.status == 409 && strcmp(rs.code, "ConditionalRequestConflict") == 0)) {
         rc = wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", st->repo,
                         s->ukey, st->bucket);
         goto out;
@@ -932,8 +950,9 @@ static int put_single(s3_sink *s, wv_err *err)
     uint8_t md5[16];
     wv_s3_md5(s->buf.data ? (const void *)s->buf.data : "", s->buf.len, md5);
     if (!rs.etag[0] || !etag_matches(rs.etag, md5)) {
-        rc = wv_err_set(err, WV_EIO, "%s: the store's ETag for \"%s\" does not match the MD5 of "
-                                     "the data sent",
+        rc = wv_err_set(err, WV_EIO,
+                        "%s: the store's ETag for \"%s\" does not match the MD5 of "
+                        "the data sent",
                         st->repo, s->ukey);
         wv_err_hint(err, "the object is not trusted; it was written, check the store (e.g. "
                          "server-side encryption changes ETags) and retry");
@@ -958,9 +977,16 @@ static int complete_upload(s3_sink *s, wv_err *err)
     wv_buf_append_str(&body, "</CompleteMultipartUpload>");
 
     wv_s3_pair q[] = {{"uploadId", s->upload_id}};
-    s3_req rq = {.method = "POST", .key = s->fkey, .ukey = s->ukey, .query = q, .nquery = 1,
-                 .content_md5 = 1, .content_type = "application/xml", .body = body.data,
-                 .body_len = body.len, .error_in_200 = 1,
+    s3_req rq = {.method = "POST",
+                 .key = s->fkey,
+                 .ukey = s->ukey,
+                 .query = q,
+                 .nquery = 1,
+                 .content_md5 = 1,
+                 .content_type = "application/xml",
+                 .body = body.data,
+                 .body_len = body.len,
+                 .error_in_200 = 1,
                  .if_none_match = noreplace ? "*" : NULL};
     s3_resp rs = {0};
     int rc = s3_request(st, &rq, &rs, err);
@@ -970,7 +996,8 @@ static int complete_upload(s3_sink *s, wv_err *err)
     }
     if (rc)
         goto out;
-    if (rs.status == 412 || (rs.status == 409 && strcmp(rs.code, "ConditionalRequestConflict") == 0)) {
+    if (rs.status == 412 ||
+        (rs.status == 409 && strcmp(rs.code, "ConditionalRequestConflict") == 0)) {
         rc = wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", st->repo,
                         s->ukey, st->bucket);
         goto out;
@@ -1103,8 +1130,8 @@ typedef struct s3_source {
     s3_storage *st;
     char *fkey;
     char *ukey;
-    uint64_t next;   /* absolute offset of the next byte to fetch */
-    uint64_t end;    /* absolute end (exclusive) of what is wanted */
+    uint64_t next; /* absolute offset of the next byte to fetch */
+    uint64_t end;  /* absolute end (exclusive) of what is wanted */
     wv_buf chunk;
     size_t pos;
     char etag[128];
@@ -1151,8 +1178,12 @@ static int fetch_chunk(s3_source *src, int first, int64_t suffix, wv_err *err)
         snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)src->next,
                  (unsigned long long)(src->next + want - 1));
     }
-    s3_req rq = {.method = "GET", .key = src->fkey, .ukey = src->ukey, .range = range,
-                 .resp_max = want, .if_match = (!first && src->etag[0]) ? src->etag : NULL};
+    s3_req rq = {.method = "GET",
+                 .key = src->fkey,
+                 .ukey = src->ukey,
+                 .range = range,
+                 .resp_max = want,
+                 .if_match = (!first && src->etag[0]) ? src->etag : NULL};
     s3_resp rs = {0};
     int rc = s3_request(st, &rq, &rs, err);
     if (rc)
@@ -1164,10 +1195,10 @@ static int fetch_chunk(s3_source *src, int first, int64_t suffix, wv_err *err)
         int64_t total;
         if (parse_content_range(rs.content_range, &a, &b, &total) || rs.body.len != b - a + 1 ||
             (!(first && suffix > 0) && a != src->next)) {
-            rc = wv_err_set(err, WV_EIO, "%s: inconsistent range answer for \"%s\" in bucket "
-                                         "\"%s\" (asked %s, got \"%s\", %zu bytes)",
-                            st->repo, src->ukey, st->bucket, range, rs.content_range,
-                            rs.body.len);
+            rc = wv_err_set(err, WV_EIO,
+                            "%s: inconsistent range answer for \"%s\" in bucket "
+                            "\"%s\" (asked %s, got \"%s\", %zu bytes)",
+                            st->repo, src->ukey, st->bucket, range, rs.content_range, rs.body.len);
             goto out;
         }
         if (first) {
@@ -1208,8 +1239,9 @@ static int fetch_chunk(s3_source *src, int first, int64_t suffix, wv_err *err)
         rc = wv_err_set(err, WV_ECORRUPT, "%s: \"%s\" in bucket \"%s\" changed while being read",
                         st->repo, src->ukey, st->bucket);
     } else if (rs.status == 404 && !rs.code[0]) {
-        rc = wv_err_set(err, WV_EIO, "%s: GET of \"%s\" in bucket \"%s\": HTTP 404 without an "
-                                     "error code",
+        rc = wv_err_set(err, WV_EIO,
+                        "%s: GET of \"%s\" in bucket \"%s\": HTTP 404 without an "
+                        "error code",
                         st->repo, src->ukey, st->bucket);
     } else {
         rc = s3_status_error(st, &rq, &rs, err);
@@ -1352,7 +1384,11 @@ static int s3_list(wv_storage *base, const char *prefix, wv_list_cb cb, void *ar
         size_t nq = 3;
         if (token.len)
             q[nq++] = (wv_s3_pair){"continuation-token", wv_buf_cstr(&token)};
-        s3_req rq = {.method = "GET", .key = NULL, .ukey = "", .query = q, .nquery = nq,
+        s3_req rq = {.method = "GET",
+                     .key = NULL,
+                     .ukey = "",
+                     .query = q,
+                     .nquery = nq,
                      .resp_max = (size_t)16 << 20};
         s3_resp rs = {0};
         rc = s3_request(st, &rq, &rs, err);
@@ -1459,8 +1495,7 @@ int wv_storage_s3_remove_batch(wv_storage *base, const char *const *keys, size_t
                                  "<Quiet>true</Quiet>");
         for (size_t j = 0; j < m; j++) {
             if (!wv_storage_key_valid(keys[i + j])) {
-                rc = wv_err_set(err, WV_EINTERNAL, "%s: invalid key \"%s\"", st->repo,
-                                keys[i + j]);
+                rc = wv_err_set(err, WV_EINTERNAL, "%s: invalid key \"%s\"", st->repo, keys[i + j]);
                 goto out;
             }
             char *fk = full_key(st, keys[i + j]);
@@ -1471,9 +1506,16 @@ int wv_storage_s3_remove_batch(wv_storage *base, const char *const *keys, size_t
         }
         wv_buf_append_str(&body, "</Delete>");
         wv_s3_pair q[] = {{"delete", NULL}};
-        s3_req rq = {.method = "POST", .key = NULL, .ukey = "", .query = q, .nquery = 1,
-                     .content_md5 = 1, .content_type = "application/xml", .body = body.data,
-                     .body_len = body.len, .resp_max = (size_t)4 << 20};
+        s3_req rq = {.method = "POST",
+                     .key = NULL,
+                     .ukey = "",
+                     .query = q,
+                     .nquery = 1,
+                     .content_md5 = 1,
+                     .content_type = "application/xml",
+                     .body = body.data,
+                     .body_len = body.len,
+                     .resp_max = (size_t)4 << 20};
         s3_resp rs = {0};
         rc = s3_request(st, &rq, &rs, err);
         if (rc == 0 && rs.status != 200)
@@ -1540,10 +1582,10 @@ static int load_credentials(s3_storage *st, const wv_repo_config *rc, wv_err *er
         return 0;
     }
     if (!rc->access_key_id || !rc->secret_access_key_file) {
-        wv_err_set(err, WV_ECONFIG, "%s: no credentials for bucket \"%s\"", rc->name,
-                   rc->bucket);
-        return wv_err_hint(err, "set access_key_id and secret_access_key_file in [%s], or "
-                                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+        wv_err_set(err, WV_ECONFIG, "%s: no credentials for bucket \"%s\"", rc->name, rc->bucket);
+        return wv_err_hint(err,
+                           "set access_key_id and secret_access_key_file in [%s], or "
+                           "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
                            rc->name);
     }
     st->akid = wv_xstrdup(rc->access_key_id);
@@ -1610,8 +1652,7 @@ int wv_storage_s3_new(const wv_repo_config *rc, wv_storage **out, wv_err *err)
     for (char *c = st->bucket; *c; c++) {
         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' ||
               (!st->host_style && (*c == '_' || (*c >= 'A' && *c <= 'Z'))))) {
-            r = wv_err_set(err, WV_ECONFIG, "%s: invalid bucket name \"%s\"", rc->name,
-                           st->bucket);
+            r = wv_err_set(err, WV_ECONFIG, "%s: invalid bucket name \"%s\"", rc->name, st->bucket);
             goto fail;
         }
     }

@@ -35,8 +35,8 @@
 #include "storage.h"
 
 #define WV_S3_PARTS_IN_FLIGHT 3
-#define WV_S3_READ_CHUNK ((size_t)8 << 20)
-#define WV_S3_DELETE_BATCH 1000
+#define WV_S3_READ_CHUNK      ((size_t)8 << 20)
+#define WV_S3_DELETE_BATCH    1000
 
 /* 1 if st is an S3 repository. */
 int wv_storage_is_s3(const wv_storage *st);

@@ -17,7 +17,7 @@
 #include "s3sign.h"
 
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-#define SUITE_KEY "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define SUITE_KEY    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 #define SUITE_PREFIX                                                                               \
     "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
 
@@ -36,43 +36,108 @@ typedef struct suite_case {
 } suite_case;
 
 static const suite_case suite[] = {
-    {"get-vanilla", "GET", "/", {{0}}, 0, {{0}}, 0, "",
+    {"get-vanilla",
+     "GET",
+     "/",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     "",
      "SignedHeaders=host;x-amz-date, "
      "Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"},
-    {"get-vanilla-query-order-key-case", "GET", "/",
-     {{"Param2", "value2"}, {"Param1", "value1"}}, 2, {{0}}, 0, "",
+    {"get-vanilla-query-order-key-case",
+     "GET",
+     "/",
+     {{"Param2", "value2"}, {"Param1", "value1"}},
+     2,
+     {{0}},
+     0,
+     "",
      "SignedHeaders=host;x-amz-date, "
      "Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"},
-    {"get-unreserved", "GET", "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-     {{0}}, 0, {{0}}, 0, "",
+    {"get-unreserved",
+     "GET",
+     "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     "",
      "SignedHeaders=host;x-amz-date, "
      "Signature=07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f"},
-    {"get-utf8", "GET", "/\xe1\x88\xb4", {{0}}, 0, {{0}}, 0, "",
+    {"get-utf8",
+     "GET",
+     "/\xe1\x88\xb4",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     "",
      "SignedHeaders=host;x-amz-date, "
      "Signature=8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85"},
-    {"get-vanilla-utf8-query", "GET", "/", {{"\xe1\x88\xb4", "bar"}}, 1, {{0}}, 0, "",
+    {"get-vanilla-utf8-query",
+     "GET",
+     "/",
+     {{"\xe1\x88\xb4", "bar"}},
+     1,
+     {{0}},
+     0,
+     "",
      "SignedHeaders=host;x-amz-date, "
      "Signature=2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04"},
-    {"post-vanilla", "POST", "/", {{0}}, 0, {{0}}, 0, "",
+    {"post-vanilla",
+     "POST",
+     "/",
+     {{0}},
+     0,
+     {{0}},
+     0,
+     "",
      "SignedHeaders=host;x-amz-date, "
      "Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"},
-    {"post-vanilla-empty-query-value", "POST", "/", {{"Param1", "value1"}}, 1, {{0}}, 0, "",
+    {"post-vanilla-empty-query-value",
+     "POST",
+     "/",
+     {{"Param1", "value1"}},
+     1,
+     {{0}},
+     0,
+     "",
      "SignedHeaders=host;x-amz-date, "
      "Signature=28038455d6de14eafc1f9222cf5aa6f1a96197d7deb8263271d420d138af7f11"},
-    {"post-header-key-sort", "POST", "/", {{0}}, 0, {{"My-Header1", "value1"}}, 1, "",
+    {"post-header-key-sort",
+     "POST",
+     "/",
+     {{0}},
+     0,
+     {{"My-Header1", "value1"}},
+     1,
+     "",
      "SignedHeaders=host;my-header1;x-amz-date, "
      "Signature=c5410059b04c1ee005303aed430f6e6645f61f4dc9e1461ec8f8916fdf18852c"},
-    {"post-x-www-form-urlencoded", "POST", "/", {{0}}, 0,
-     {{"Content-Type", "application/x-www-form-urlencoded"}}, 1, "Param1=value1",
+    {"post-x-www-form-urlencoded",
+     "POST",
+     "/",
+     {{0}},
+     0,
+     {{"Content-Type", "application/x-www-form-urlencoded"}},
+     1,
+     "Param1=value1",
      "SignedHeaders=content-type;host;x-amz-date, "
      "Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"},
-    {"post-sts-header-before", "POST", "/", {{0}}, 0,
+    {"post-sts-header-before",
+     "POST",
+     "/",
+     {{0}},
+     0,
      {{"X-Amz-Security-Token",
        "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfp"
        "SPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPky"
        "QDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBA"
        "z+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="}},
-     1, "",
+     1,
+     "",
      "SignedHeaders=host;x-amz-date;x-amz-security-token, "
      "Signature=85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead"},
 };
@@ -89,10 +154,18 @@ static void test_sigv4_suite(void **state)
         char payload[65];
         wv_s3_sha256_hex(c->body, strlen(c->body), payload);
         wv_s3_sign_input in = {
-            .method = c->method, .path = c->path, .query = c->query, .nquery = c->nquery,
-            .headers = h, .nheaders = nh, .payload_sha256 = payload,
-            .amz_date = "20150830T123600Z", .region = "us-east-1", .service = "service",
-            .access_key_id = "AKIDEXAMPLE", .secret_access_key = SUITE_KEY,
+            .method = c->method,
+            .path = c->path,
+            .query = c->query,
+            .nquery = c->nquery,
+            .headers = h,
+            .nheaders = nh,
+            .payload_sha256 = payload,
+            .amz_date = "20150830T123600Z",
+            .region = "us-east-1",
+            .service = "service",
+            .access_key_id = "AKIDEXAMPLE",
+            .secret_access_key = SUITE_KEY,
         };
         wv_buf authz = WV_BUF_INIT, expect = WV_BUF_INIT;
         wv_err err;
@@ -113,9 +186,18 @@ static void test_sigv4_intermediates(void **state)
     wv_s3_pair q[] = {{"Param2", "value2"}, {"Param1", "value1"}};
     wv_s3_pair h[] = {{"X-Amz-Date", "20150830T123600Z"}, {"Host", "example.amazonaws.com"}};
     wv_s3_sign_input in = {
-        .method = "GET", .path = "/", .query = q, .nquery = 2, .headers = h, .nheaders = 2,
-        .payload_sha256 = EMPTY_SHA256, .amz_date = "20150830T123600Z", .region = "us-east-1",
-        .service = "service", .access_key_id = "AKIDEXAMPLE", .secret_access_key = SUITE_KEY,
+        .method = "GET",
+        .path = "/",
+        .query = q,
+        .nquery = 2,
+        .headers = h,
+        .nheaders = 2,
+        .payload_sha256 = EMPTY_SHA256,
+        .amz_date = "20150830T123600Z",
+        .region = "us-east-1",
+        .service = "service",
+        .access_key_id = "AKIDEXAMPLE",
+        .secret_access_key = SUITE_KEY,
     };
     wv_buf authz = WV_BUF_INIT, creq = WV_BUF_INIT, sts = WV_BUF_INIT;
     assert_int_equal(wv_s3_sign(&in, &authz, &creq, &sts, NULL), 0);
@@ -146,24 +228,59 @@ typedef struct s3_case {
     const char *signature;
 } s3_case;
 
-#define S3_HOST {"Host", "examplebucket.s3.amazonaws.com"}
-#define S3_DATE {"x-amz-date", "20130524T000000Z"}
-#define S3_EMPTY {"x-amz-content-sha256", EMPTY_SHA256}
+#define S3_HOST                                                                                    \
+    {                                                                                              \
+        "Host", "examplebucket.s3.amazonaws.com"                                                   \
+    }
+#define S3_DATE                                                                                    \
+    {                                                                                              \
+        "x-amz-date", "20130524T000000Z"                                                           \
+    }
+#define S3_EMPTY                                                                                   \
+    {                                                                                              \
+        "x-amz-content-sha256", EMPTY_SHA256                                                       \
+    }
 
 static const s3_case s3_examples[] = {
-    {"get-object", "GET", "/test.txt", {{0}}, 0,
-     {S3_HOST, {"Range", "bytes=0-9"}, S3_EMPTY, S3_DATE}, 4, EMPTY_SHA256,
+    {"get-object",
+     "GET",
+     "/test.txt",
+     {{0}},
+     0,
+     {S3_HOST, {"Range", "bytes=0-9"}, S3_EMPTY, S3_DATE},
+     4,
+     EMPTY_SHA256,
      "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"},
-    {"put-object", "PUT", "/test$file.text", {{0}}, 0,
-     {S3_HOST, {"Date", "Fri, 24 May 2013 00:00:00 GMT"}, S3_DATE,
+    {"put-object",
+     "PUT",
+     "/test$file.text",
+     {{0}},
+     0,
+     {S3_HOST,
+      {"Date", "Fri, 24 May 2013 00:00:00 GMT"},
+      S3_DATE,
       {"x-amz-storage-class", "REDUCED_REDUNDANCY"},
       {"x-amz-content-sha256", "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"}},
-     5, "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072",
+     5,
+     "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072",
      "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"},
-    {"get-bucket-lifecycle", "GET", "/", {{"lifecycle", NULL}}, 1, {S3_HOST, S3_EMPTY, S3_DATE},
-     3, EMPTY_SHA256, "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"},
-    {"list-objects", "GET", "/", {{"max-keys", "2"}, {"prefix", "J"}}, 2,
-     {S3_HOST, S3_EMPTY, S3_DATE}, 3, EMPTY_SHA256,
+    {"get-bucket-lifecycle",
+     "GET",
+     "/",
+     {{"lifecycle", NULL}},
+     1,
+     {S3_HOST, S3_EMPTY, S3_DATE},
+     3,
+     EMPTY_SHA256,
+     "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"},
+    {"list-objects",
+     "GET",
+     "/",
+     {{"max-keys", "2"}, {"prefix", "J"}},
+     2,
+     {S3_HOST, S3_EMPTY, S3_DATE},
+     3,
+     EMPTY_SHA256,
      "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"},
 };
 
@@ -176,9 +293,16 @@ static void test_sigv4_s3_examples(void **state)
     for (size_t i = 0; i < sizeof(s3_examples) / sizeof(s3_examples[0]); i++) {
         const s3_case *c = &s3_examples[i];
         wv_s3_sign_input in = {
-            .method = c->method, .path = c->path, .query = c->query, .nquery = c->nquery,
-            .headers = c->headers, .nheaders = c->nheaders, .payload_sha256 = c->payload,
-            .amz_date = "20130524T000000Z", .region = "us-east-1", .service = "s3",
+            .method = c->method,
+            .path = c->path,
+            .query = c->query,
+            .nquery = c->nquery,
+            .headers = c->headers,
+            .nheaders = c->nheaders,
+            .payload_sha256 = c->payload,
+            .amz_date = "20130524T000000Z",
+            .region = "us-east-1",
+            .service = "s3",
             .access_key_id = "AKIAIOSFODNN7EXAMPLE",
             .secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         };
@@ -188,8 +312,9 @@ static void test_sigv4_s3_examples(void **state)
         assert_non_null(sig);
         if (strcmp(sig + 10, c->signature) != 0)
             fail_msg("%s: got %s", c->name, wv_buf_cstr(&authz));
-        assert_non_null(strstr(wv_buf_cstr(&authz),
-                               "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request"));
+        assert_non_null(
+            strstr(wv_buf_cstr(&authz),
+                   "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request"));
         wv_buf_free(&authz);
     }
 }
@@ -219,8 +344,8 @@ static void test_uri_encode(void **state)
         wv_buf_free(&b);
     }
 
-    wv_s3_pair q[] = {{"prefix", "a b/"}, {"list-type", "2"}, {"continuation-token", "x+y="},
-                      {"delete", NULL}};
+    wv_s3_pair q[] = {
+        {"prefix", "a b/"}, {"list-type", "2"}, {"continuation-token", "x+y="}, {"delete", NULL}};
     wv_buf b = WV_BUF_INIT;
     wv_s3_canonical_query(&b, q, 4);
     assert_string_equal(wv_buf_cstr(&b),
@@ -312,19 +437,19 @@ static int collect(void *arg, const wv_s3_list_entry *e)
     return 0;
 }
 
-#define LBR_OPEN                                                                                  \
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult "                              \
+#define LBR_OPEN                                                                                   \
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult "                               \
     "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bkt</Name><Prefix>p/</Prefix>"
 #define ENTRY(k, sz, lm)                                                                           \
-    "<Contents><Key>" k "</Key><LastModified>" lm "</LastModified><ETag>&quot;abc&quot;</ETag>"   \
+    "<Contents><Key>" k "</Key><LastModified>" lm "</LastModified><ETag>&quot;abc&quot;</ETag>"    \
     "<Size>" sz "</Size><StorageClass>STANDARD</StorageClass></Contents>"
 
 typedef struct list_case {
     const char *name;
     const char *xml;
-    int rc;              /* 0, WV_EFORMAT, or the callback's value */
+    int rc; /* 0, WV_EFORMAT, or the callback's value */
     int stop_after;
-    int n;               /* entries seen */
+    int n; /* entries seen */
     const char *keys[3];
     uint64_t sizes[3];
     int64_t mtime0;
@@ -333,48 +458,145 @@ typedef struct list_case {
 } list_case;
 
 static const list_case list_cases[] = {
-    {"empty", LBR_OPEN "<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>",
-     0, 0, 0, {0}, {0}, 0, 0, ""},
+    {"empty",
+     LBR_OPEN "<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>",
+     0,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
     {"two, complete",
-     LBR_OPEN "<KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
-     ENTRY("p/a", "0", "2009-10-12T17:50:30.000Z") ENTRY("p/b/c", "16777216",
-                                                         "2026-11-25T10:00:00Z")
-     "</ListBucketResult>",
-     0, 0, 2, {"p/a", "p/b/c"}, {0, 16777216}, 1255369830, 0, ""},
+     LBR_OPEN "<KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>" ENTRY(
+         "p/a", "0", "2009-10-12T17:50:30.000Z")
+         ENTRY("p/b/c", "16777216", "2026-11-25T10:00:00Z") "</ListBucketResult>",
+     0,
+     0,
+     2,
+     {"p/a", "p/b/c"},
+     {0, 16777216},
+     1255369830,
+     0,
+     ""},
     {"entities and truncation",
      LBR_OPEN "<IsTruncated>true</IsTruncated>"
-     "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=&amp;x</"
-     "NextContinuationToken>"
-     ENTRY("p/x&amp;y&lt;z&gt;&#x20;&quot;q&apos;", "5", "2020-01-01T00:00:00.123Z")
-     "</ListBucketResult>",
-     0, 0, 1, {"p/x&y<z> \"q'"}, {5}, 1577836800, 1,
+              "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=&amp;x</"
+              "NextContinuationToken>" ENTRY("p/x&amp;y&lt;z&gt;&#x20;&quot;q&apos;", "5",
+                                             "2020-01-01T00:00:00.123Z") "</ListBucketResult>",
+     0,
+     0,
+     1,
+     {"p/x&y<z> \"q'"},
+     {5},
+     1577836800,
+     1,
      "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=&x"},
     {"token inside entries area is not the page's",
-     LBR_OPEN ENTRY("p/NextContinuationToken", "1", "2020-01-01T00:00:00Z")
-     "<IsTruncated>false</IsTruncated></ListBucketResult>",
-     0, 0, 1, {"p/NextContinuationToken"}, {1}, 1577836800, 0, ""},
-    {"callback stops", LBR_OPEN "<IsTruncated>true</IsTruncated><NextContinuationToken>t"
-                       "</NextContinuationToken>" ENTRY("p/1", "1", "2020-01-01T00:00:00Z")
-                           ENTRY("p/2", "2", "2020-01-01T00:00:00Z")
-                               ENTRY("p/3", "3", "2020-01-01T00:00:00Z") "</ListBucketResult>",
-     7, 2, 2, {"p/1", "p/2"}, {1, 2}, 1577836800, 0, ""},
-    {"truncated without token", LBR_OPEN "<IsTruncated>true</IsTruncated></ListBucketResult>",
-     WV_EFORMAT, 0, 0, {0}, {0}, 0, 0, ""},
-    {"bad size", LBR_OPEN ENTRY("p/a", "12x", "2020-01-01T00:00:00Z") "</ListBucketResult>",
-     WV_EFORMAT, 0, 0, {0}, {0}, 0, 0, ""},
-    {"negative size", LBR_OPEN ENTRY("p/a", "-1", "2020-01-01T00:00:00Z") "</ListBucketResult>",
-     WV_EFORMAT, 0, 0, {0}, {0}, 0, 0, ""},
-    {"bad date", LBR_OPEN ENTRY("p/a", "1", "yesterday") "</ListBucketResult>", WV_EFORMAT, 0, 0,
-     {0}, {0}, 0, 0, ""},
-    {"bad entity in key", LBR_OPEN ENTRY("p/a&b", "1", "2020-01-01T00:00:00Z")
-                              "</ListBucketResult>",
-     WV_EFORMAT, 0, 0, {0}, {0}, 0, 0, ""},
-    {"missing key", LBR_OPEN "<Contents><Size>1</Size></Contents></ListBucketResult>", WV_EFORMAT,
-     0, 0, {0}, {0}, 0, 0, ""},
-    {"an error document", "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code></Error>",
-     WV_EFORMAT, 0, 0, {0}, {0}, 0, 0, ""},
-    {"cut short", LBR_OPEN ENTRY("p/a", "1", "2020-01-01T00:00:00Z"), WV_EFORMAT, 0, 0, {0}, {0},
-     0, 0, ""},
+     LBR_OPEN ENTRY("p/NextContinuationToken", "1",
+                    "2020-01-01T00:00:00Z") "<IsTruncated>false</IsTruncated></ListBucketResult>",
+     0,
+     0,
+     1,
+     {"p/NextContinuationToken"},
+     {1},
+     1577836800,
+     0,
+     ""},
+    {"callback stops",
+     LBR_OPEN "<IsTruncated>true</IsTruncated><NextContinuationToken>t"
+              "</NextContinuationToken>" ENTRY("p/1", "1", "2020-01-01T00:00:00Z")
+                  ENTRY("p/2", "2", "2020-01-01T00:00:00Z")
+                      ENTRY("p/3", "3", "2020-01-01T00:00:00Z") "</ListBucketResult>",
+     7,
+     2,
+     2,
+     {"p/1", "p/2"},
+     {1, 2},
+     1577836800,
+     0,
+     ""},
+    {"truncated without token",
+     LBR_OPEN "<IsTruncated>true</IsTruncated></ListBucketResult>",
+     WV_EFORMAT,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
+    {"bad size",
+     LBR_OPEN ENTRY("p/a", "12x", "2020-01-01T00:00:00Z") "</ListBucketResult>",
+     WV_EFORMAT,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
+    {"negative size",
+     LBR_OPEN ENTRY("p/a", "-1", "2020-01-01T00:00:00Z") "</ListBucketResult>",
+     WV_EFORMAT,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
+    {"bad date",
+     LBR_OPEN ENTRY("p/a", "1", "yesterday") "</ListBucketResult>",
+     WV_EFORMAT,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
+    {"bad entity in key",
+     LBR_OPEN ENTRY("p/a&b", "1", "2020-01-01T00:00:00Z") "</ListBucketResult>",
+     WV_EFORMAT,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
+    {"missing key",
+     LBR_OPEN "<Contents><Size>1</Size></Contents></ListBucketResult>",
+     WV_EFORMAT,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
+    {"an error document",
+     "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code></Error>",
+     WV_EFORMAT,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
+    {"cut short",
+     LBR_OPEN ENTRY("p/a", "1", "2020-01-01T00:00:00Z"),
+     WV_EFORMAT,
+     0,
+     0,
+     {0},
+     {0},
+     0,
+     0,
+     ""},
 };
 
 static void test_parse_list(void **state)
@@ -467,16 +689,11 @@ static void test_digests(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sigv4_suite),
-        cmocka_unit_test(test_sigv4_intermediates),
-        cmocka_unit_test(test_sigv4_s3_examples),
-        cmocka_unit_test(test_uri_encode),
-        cmocka_unit_test(test_xml_unescape),
-        cmocka_unit_test(test_xml_get),
-        cmocka_unit_test(test_parse_list),
-        cmocka_unit_test(test_dates),
-        cmocka_unit_test(test_part_schedule),
-        cmocka_unit_test(test_digests),
+        cmocka_unit_test(test_sigv4_suite),       cmocka_unit_test(test_sigv4_intermediates),
+        cmocka_unit_test(test_sigv4_s3_examples), cmocka_unit_test(test_uri_encode),
+        cmocka_unit_test(test_xml_unescape),      cmocka_unit_test(test_xml_get),
+        cmocka_unit_test(test_parse_list),        cmocka_unit_test(test_dates),
+        cmocka_unit_test(test_part_schedule),     cmocka_unit_test(test_digests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
