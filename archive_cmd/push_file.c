@@ -5,6 +5,7 @@
 #include "push.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -202,6 +203,43 @@ static uint8_t kind_of(wv_walname_kind k)
     }
 }
 
+/* ---- parallel commit ------------------------------------------------------------------------ */
+
+/* Unlike the job runner's first-failure-stops-the-rest, every repository's commit must run to
+ * its own end here (what succeeded stays), so each open sink gets a plain thread. */
+static void *commit_thread(void *arg)
+{
+    target *t = arg;
+    wv_sink *s = t->sink;
+    wv_err e;
+    wv_err_clear(&e);
+    t->sink = NULL;
+    if (wv_sink_commit(s, &e) == 0)
+        t->done = 1;
+    else
+        t->err = e;
+    return NULL;
+}
+
+static void commit_all(target *tg, int ntg)
+{
+    pthread_t th[WV_MAX_REPOS];
+    int started[WV_MAX_REPOS] = {0}, open = 0;
+    for (int i = 0; i < ntg; i++)
+        open += tg[i].sink != NULL;
+    for (int i = 0; i < ntg; i++) {
+        if (!tg[i].sink)
+            continue;
+        if (open > 1 && pthread_create(&th[i], NULL, commit_thread, &tg[i]) == 0)
+            started[i] = 1;
+        else
+            commit_thread(&tg[i]);
+    }
+    for (int i = 0; i < ntg; i++)
+        if (started[i])
+            pthread_join(th[i], NULL);
+}
+
 int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
 {
     double t0 = now_ms();
@@ -244,57 +282,59 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
             goto out;
     }
 
-    /* Open every repository, check it belongs to this cluster, and see what it already has. */
+    /* Each repository on its own: one that is down or full does not stop the others; what
+     * succeeded stays, and PostgreSQL retries the whole push until every repository has it. */
     for (int i = 0; i < cfg->nrepos; i++, ntg++) {
         target *t = &tg[i];
-        rc = wv_repo_open(&cfg->repos[i], &t->repo, err);
-        if (rc != 0)
-            goto out;
-        if (wh.sysid) {
-            rc = wv_repo_check_cluster(t->repo, wh.sysid, pg_major_of_magic(wh.magic),
-                                       wh.seg_size, err);
-            if (rc != 0)
-                goto out;
-        }
-        rc = wv_repo_read_info(t->repo->st, key, &t->stored, err);
-        if (rc == 0)
+        wv_err_clear(&t->err);
+        if (wv_repo_open(&cfg->repos[i], &t->repo, &t->err) != 0)
+            continue;
+        if (wh.sysid && wv_repo_check_cluster(t->repo, wh.sysid, pg_major_of_magic(wh.magic),
+                                              wh.seg_size, &t->err) != 0)
+            continue;
+        int r = wv_repo_read_info(t->repo->st, key, &t->stored, &t->err);
+        if (r == 0)
             t->have = 1;
-        else if (rc != WV_ENOTFOUND)
-            goto out;
-        rc = 0;
+        else if (r == WV_ENOTFOUND)
+            wv_err_clear(&t->err);
     }
 
-    int missing = 0;
-    for (int i = 0; i < ntg; i++)
-        missing += !tg[i].have;
+    int missing = 0, usable = 0;
+    for (int i = 0; i < ntg; i++) {
+        usable += !tg[i].err.code;
+        missing += !tg[i].err.code && !tg[i].have;
+    }
+    if (usable == 0)
+        goto report;
     if (missing == 0) {
         /* PostgreSQL re-archives after a crash: identical content is success. */
         uint8_t sha[32];
         if ((rc = hash_file(fd, path, sha, err)) != 0)
             goto out;
         for (int i = 0; i < ntg; i++)
-            if (memcmp(sha, tg[i].stored.sha256, 32) != 0 ||
-                tg[i].stored.plain_size != (uint64_t)sb.st_size) {
+            if (!tg[i].err.code && (memcmp(sha, tg[i].stored.sha256, 32) != 0 ||
+                                    tg[i].stored.plain_size != (uint64_t)sb.st_size)) {
                 rc = conflict(&tg[i], name, sha, err);
                 goto out;
             }
-        wv_log_info("%s is already archived with identical content in %d repositor%s", name, ntg,
-                    ntg == 1 ? "y" : "ies");
-        goto out;
+        wv_log_info("%s is already archived with identical content in %d repositor%s", name,
+                    usable, usable == 1 ? "y" : "ies");
+        goto report;
     }
 
     /* One pass over the file into every repository that lacks it. */
     wv_sink *sinks[WV_MAX_REPOS];
     int nsinks = 0, map[WV_MAX_REPOS];
     for (int i = 0; i < ntg; i++) {
-        if (tg[i].have)
+        if (tg[i].have || tg[i].err.code)
             continue;
-        rc = wv_storage_put_open(tg[i].repo->st, key, WV_PUT_NOREPLACE, &tg[i].sink, err);
-        if (rc != 0)
-            goto out;
+        if (wv_storage_put_open(tg[i].repo->st, key, WV_PUT_NOREPLACE, &tg[i].sink, &tg[i].err))
+            continue;
         map[nsinks] = i;
         sinks[nsinks++] = tg[i].sink;
     }
+    if (nsinks == 0)
+        goto report;
     wv_obj_opts opts = {.compress = cfg->compress, .level = cfg->compress_level,
                         .kind = kind_of(kind)};
     w = wv_objwriter_new(sinks, nsinks, &opts);
@@ -319,10 +359,11 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         total += got;
         if (wr)
             wv_walreader_feed(wr, chunk, got);
-        if ((rc = wv_objwriter_write(w, chunk, got, err)) != 0)
-            goto out;
+        /* Fails only once every repository's write has failed; each keeps its own error. */
+        if (wv_objwriter_write(w, chunk, got, err) != 0)
+            break;
     }
-    if (total != (uint64_t)sb.st_size) {
+    if (total != (uint64_t)sb.st_size && wv_objwriter_sinks_ok(w)) {
         rc = wv_err_set(err, WV_EIO, "\"%s\" changed size while it was being archived", path);
         goto out;
     }
@@ -335,14 +376,15 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
             wv_objwriter_set_walinfo(w, wi.first_commit_us, wi.last_commit_us, wi.commit_count,
                                      wi.restore_point_count);
     }
-    if ((rc = wv_objwriter_finish(w, &info, err)) != 0)
-        goto out;
+    if (wv_objwriter_sinks_ok(w))
+        wv_objwriter_finish(w, &info, err);
     for (int j = 0; j < nsinks; j++) {
         const wv_err *se = wv_objwriter_sink_error(w, j);
+        target *t = &tg[map[j]];
         if (se) {
-            *err = *se;
-            rc = se->code;
-            goto out;
+            t->err = *se;
+            wv_sink_abort(t->sink);
+            t->sink = NULL;
         }
     }
 
@@ -352,49 +394,70 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         char rpkey[300];
         snprintf(rpkey, sizeof(rpkey), "%s%s", key, WV_REPO_RP_SUFFIX);
         for (int j = 0; j < nsinks; j++) {
-            rc = wv_storage_put_all(tg[map[j]].repo->st, rpkey, WV_PUT_NOREPLACE, rps.data, rps.len,
-                                    err);
-            if (rc == WV_EEXIST)
-                rc = 0;
-            if (rc != 0)
-                goto out;
+            target *t = &tg[map[j]];
+            if (t->err.code)
+                continue;
+            int r = wv_storage_put_all(t->repo->st, rpkey, WV_PUT_NOREPLACE, rps.data, rps.len,
+                                       &t->err);
+            if (r == WV_EEXIST)
+                wv_err_clear(&t->err);
+            else if (r != 0) {
+                wv_sink_abort(t->sink);
+                t->sink = NULL;
+            }
         }
     }
 
-    /* Commit each. A concurrent push of the same name may have won: then compare. */
-    for (int j = 0; j < nsinks; j++) {
-        target *t = &tg[map[j]];
-        wv_sink *s = t->sink;
-        t->sink = NULL;
-        rc = wv_sink_commit(s, err);
-        if (rc == WV_EEXIST) {
-            if ((rc = wv_repo_read_info(t->repo->st, key, &t->stored, err)) != 0)
-                goto out;
-            t->have = 1;
-        } else if (rc != 0) {
-            goto out;
-        } else {
-            t->done = 1;
-        }
-    }
+    /* Commit every repository at once (fsync or upload acknowledgement in parallel). */
+    commit_all(tg, ntg);
     for (int i = 0; i < ntg; i++)
-        if (tg[i].have && memcmp(tg[i].stored.sha256, info.sha256, 32) != 0) {
+        if (tg[i].err.code == WV_EEXIST) {
+            /* A concurrent push of the same name won: compare with what it stored. */
+            if (wv_repo_read_info(tg[i].repo->st, key, &tg[i].stored, &tg[i].err) == 0)
+                tg[i].have = 1;
+        }
+    for (int i = 0; i < ntg; i++)
+        if (!tg[i].err.code && tg[i].have && !tg[i].done &&
+            memcmp(tg[i].stored.sha256, info.sha256, 32) != 0) {
             rc = conflict(&tg[i], name, info.sha256, err);
             goto out;
         }
 
     char a[32], b[32];
+    uint64_t stored = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
     human_size(info.plain_size, a, sizeof(a));
-    human_size(info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE, b, sizeof(b));
+    human_size(stored, b, sizeof(b));
     for (int i = 0; i < ntg; i++)
         if (tg[i].done)
             wv_log_info("archived %s to %s (%s -> %s, %.1f%%, %.0f ms)", name,
                         tg[i].repo->rc->name, a, b,
-                        info.plain_size ? 100.0 * (double)(info.payload_size + WV_OBJ_HEADER_SIZE +
-                                                           WV_OBJ_TRAILER_SIZE) /
-                                              (double)info.plain_size
-                                        : 100.0,
+                        info.plain_size ? 100.0 * (double)stored / (double)info.plain_size : 100.0,
                         now_ms() - t0);
+report:
+    /* Every repository that failed is named; the first failure is the result. */
+    {
+        int failed = 0, ok = 0;
+        for (int i = 0; i < ntg; i++)
+            if (tg[i].err.code)
+                failed++;
+            else
+                ok++;
+        if (failed) {
+            for (int i = 0; i < ntg && failed > 1; i++)
+                if (tg[i].err.code)
+                    wv_log_err(&tg[i].err);
+            for (int i = 0; i < ntg; i++)
+                if (tg[i].err.code) {
+                    *err = tg[i].err;
+                    rc = err->code;
+                    break;
+                }
+            if (ok)
+                wv_err_hint(err, "%s is stored in %d of %d repositories; PostgreSQL retries the "
+                                 "push, which completes once the failing repository is back",
+                            name, ok, ntg);
+        }
+    }
 out:
     free(chunk);
     wv_walreader_free(wr);
