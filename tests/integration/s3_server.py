@@ -227,12 +227,12 @@ class S3Client:
         return self._expect("delete %s/%s" % (bucket, key),
                             self.request("DELETE", bucket, key), 204)
 
-    def list_objects(self, bucket, prefix=""):
+    def list_objects(self, bucket, prefix="", page_size=1000):
         """Every object under prefix as dicts {key, size, etag}, following continuation."""
         out = []
         token = None
         while True:
-            q = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000")]
+            q = [("list-type", "2"), ("prefix", prefix), ("max-keys", str(page_size))]
             if token:
                 q.append(("continuation-token", token))
             resp = self._expect("list %s/%s" % (bucket, prefix),
@@ -253,8 +253,8 @@ class S3Client:
             if not truncated or not token:
                 return out
 
-    def list_keys(self, bucket, prefix=""):
-        return sorted(o["key"] for o in self.list_objects(bucket, prefix))
+    def list_keys(self, bucket, prefix="", page_size=1000):
+        return sorted(o["key"] for o in self.list_objects(bucket, prefix, page_size))
 
     def empty_bucket(self, bucket):
         for o in self.list_objects(bucket):
@@ -282,6 +282,18 @@ def _port_open(port, timeout=0.5):
         return True
     except OSError:
         return False
+
+
+def _alive(pid):
+    """True while pid runs (a zombie that nobody reaped yet counts as gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except OSError:
+        return False
+    return True
 
 
 class S3Server:
@@ -339,26 +351,27 @@ class S3Server:
         try:
             with open(os.path.join(self.dir, "run", "client.rgw.pid")) as f:
                 pid = int(f.read().strip())
-            os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        return pid if _alive(pid) else None
 
-    def stop_gateway(self, timeout=30.0):
-        """Stop radosgw only (the cluster stays): the endpoints refuse connections."""
+    def stop_gateway(self, timeout=30.0, grace=1.0):
+        """Stop radosgw only (the cluster and the data stay): the endpoints refuse
+        connections.  SIGTERM, then SIGKILL after grace seconds (a clean exit takes ~6 s)."""
         pid = self._rgw_pid()
         if pid is None:
             return
         os.kill(pid, 15)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
+        kill_at = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(pid):
+            if time.monotonic() > kill_at:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+                kill_at = deadline
             time.sleep(0.05)
-        else:
-            os.kill(pid, 9)
         while time.monotonic() < deadline and (_port_open(self.http_port)
                                                or _port_open(self.https_port)):
             time.sleep(0.05)

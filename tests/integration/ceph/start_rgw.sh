@@ -149,6 +149,10 @@ mon warn on pool no redundancy = false
 mon warn on insecure global id reclaim allowed = false
 mon data avail warn = 1
 mon data avail crit = 0
+# A killed gateway's watches expire after 5 s instead of 30 (the next gateway's metadata
+# notifications wait for them); clients ping their watches every second to stay well inside.
+osd client watch timeout = 5
+objecter tick interval = 1
 # propose map changes at once instead of batching them for a second: most of the startup
 # time is spent waiting for one osdmap epoch after another
 paxos propose interval = 0.01

@@ -50,7 +50,9 @@ PIDS=$(find_pids | sort -u)
 if [ -n "$PIDS" ]; then
     # shellcheck disable=SC2086
     kill -TERM $PIDS 2>/dev/null
-    for _ in $(seq 50); do
+    # A second of grace (the daemons need up to 6 s to exit cleanly, which a throwaway cluster
+    # does not need), then SIGKILL.
+    for _ in $(seq 10); do
         alive=""
         for p in $PIDS; do
             # A zombie has finished; only its parent can reap it.
