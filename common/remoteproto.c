@@ -287,8 +287,8 @@ int wv_rp_decode(uint8_t type, const uint8_t *payload, size_t len, wv_rp_msg *m,
 int wv_rp_recv(wv_rp_io_fn readfull, void *ctx, wv_buf *scratch, wv_rp_msg *m, wv_err *err)
 {
     uint8_t hdr[WV_RP_HEADER_SIZE];
-    uint8_t type;
-    uint32_t len;
+    uint8_t type = 0;
+    uint32_t len = 0;
     int rc = readfull(ctx, hdr, sizeof(hdr), err);
     if (rc)
         return rc;

@@ -146,10 +146,13 @@ int main(int argc, char **argv)
     const wv_repo_config *rc = wv_config_repo(cfg, repo);
     if (!rc) {
         fprintf(stderr, "wv-storage-check: no [repo%d] in the configuration\n", repo);
+        wv_config_free(cfg);
         return 2;
     }
-    if (wv_storage_open(rc, &st, &err) != 0)
+    if (wv_storage_open(rc, &st, &err) != 0) {
+        wv_config_free(cfg);
         return wv_cli_fail(&err);
+    }
 
     char prefix[256], key[512], key2[512];
     snprintf(prefix, sizeof(prefix), "%s", prefix_arg ? prefix_arg : "");
