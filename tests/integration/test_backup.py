@@ -42,8 +42,11 @@ def backup_ids(repo):
 
 
 def stored_files(repo, bid=""):
+    """Objects under backup/ (or backup/<bid>/). The posix driver's temporary files of a killed
+    writer (".wvtmp-PID-N") are not objects and not reachable through the storage interface."""
     top = os.path.join(repo.path, "backup", bid)
-    return [os.path.join(d, f) for d, _, files in os.walk(top) for f in files]
+    return [os.path.join(d, f) for d, _, files in os.walk(top) for f in files
+            if ".wvtmp-" not in f]
 
 
 def manifest_path(repo, bid):
