@@ -305,9 +305,9 @@ static void format_tm(const struct tm *tm, long off, int frac_us, char *out, siz
     char frac[8] = "", zone[32];
     if (frac_us) {
         snprintf(frac, sizeof(frac), ".%06d", frac_us);
-        size_t k = strlen(frac);
-        while (frac[k - 1] == '0')
-            frac[--k] = '\0';
+        /* Drop trailing zeros; frac_us != 0 keeps at least one digit after the point. */
+        for (size_t k = strlen(frac); k > 2 && frac[k - 1] == '0'; k--)
+            frac[k - 1] = '\0';
     }
     char sign = off < 0 ? '-' : '+';
     long a = off < 0 ? -off : off;
