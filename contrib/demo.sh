@@ -2,10 +2,12 @@
 # demo.sh - walvault end to end on a local posix repository, as `bash contrib/run.sh demo` runs it.
 #
 #   1. a PostgreSQL 15 cluster archives its WAL with archive_command = 'wal-push -c CONF %p'
-#   2. a table, a base backup, a first batch of rows, the server's time, a second batch
-#   3. the base backup is restored into a new data directory that recovers through
-#      restore_command = 'wal-fetch -c CONF %f %p' up to that time
-#   4. the restored server must hold exactly the first batch
+#   2. a table, `basebackup backup`, a first batch of rows, the server's time, a second batch
+#   3. `basebackup list` shows the backup and the recoverable window
+#   4. `basebackup restore --to TIME` writes a new data directory that recovers through
+#      restore_command = 'wal-fetch -c CONF %f %p' up to that time; the server is started with
+#      the command restore prints
+#   5. the restored server must hold exactly the first batch
 #
 # Needs WALVAULT_BIN (the installed binaries, readable by postgres); runs as root or postgres.
 set -euo pipefail
@@ -14,7 +16,7 @@ WALBIN="${WALVAULT_BIN:?set WALVAULT_BIN to the directory holding wal-push and w
 PGBIN="${PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 ROWS=1000
 
-for b in wal-push wal-fetch; do
+for b in wal-push wal-fetch basebackup; do
     [[ -x "$WALBIN/$b" ]] || { echo "demo: $WALBIN/$b not found" >&2; exit 1; }
 done
 
@@ -77,8 +79,9 @@ as_pg "$PGBIN/pg_ctl" -D "$PRIMARY" -l "$T/primary.log" -w start >/dev/null
 
 psql_at "$P1" "create table demo (id int, batch int, note text, at timestamptz default clock_timestamp())"
 
-step "base backup (pg_basebackup -X none: the WAL comes from the archive)"
-as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$P1" -U postgres -D "$T/backup" -X none -c fast --no-sync 2>&1 | sed 's/^/    /' 
+step "base backup: basebackup backup (over the replication protocol, into the repository)"
+as_pg "$WALBIN/basebackup" -c "$CONF" backup -d "host=127.0.0.1 port=$P1 user=postgres" \
+    --label demo --checkpoint fast 2>&1 | sed 's/^/    /'
 
 step "batch 1: $ROWS rows"
 psql_at "$P1" "insert into demo (id, batch, note) select g, 1, md5(g::text) from generate_series(1, $ROWS) g"
@@ -101,24 +104,29 @@ echo "repository now holds $(find "$T/repo/wal" -type f | wc -l) WAL objects; wa
 grep "wal-push:" "$T/primary.log" | tail -3 | sed 's/^/    log: /' || true
 as_pg "$PGBIN/pg_ctl" -D "$PRIMARY" -m fast -w stop >/dev/null
 
+step "basebackup list: the backups and the recoverable window"
+as_pg "$WALBIN/basebackup" -c "$CONF" list | sed 's/^/    /'
+
 P2="$(free_port)"
-step "restore the base backup, recover to '$TARGET' through restore_command = wal-fetch"
-as_pg cp -a "$T/backup" "$RESTORED"
+step "basebackup restore --to '$TARGET'"
+as_pg "$WALBIN/basebackup" -c "$CONF" restore --pgdata "$RESTORED" --to "$TARGET" 2>&1 | tee "$T/restore.out" | sed 's/^/    /'
+START="$(grep -A1 '^start the server' "$T/restore.out" | tail -1 | sed 's/^ *//')"
+[[ -n "$START" ]] || { echo "demo: restore printed no start command" >&2; exit 1; }
+echo "recovery settings it wrote:"
+grep -E "^(restore_command|recovery_target)" "$RESTORED/postgresql.auto.conf" | sed 's/^/    /'
+# The restored copy must not archive into the primary's repository while the demo compares it.
 as_pg tee -a "$RESTORED/postgresql.conf" >/dev/null <<EOF
 port = $P2
 archive_mode = off
-restore_command = '$WALBIN/wal-fetch -c $CONF %f %p'
-recovery_target_time = '$TARGET'
-recovery_target_action = 'promote'
 EOF
-as_pg touch "$RESTORED/recovery.signal"
-as_pg "$PGBIN/pg_ctl" -D "$RESTORED" -l "$T/restored.log" -o "-c port=$P2" -w -t 120 start >/dev/null || {
-    echo "demo: the restored server did not start; its log:" >&2; tail -40 "$T/restored.log" >&2; exit 1; }
+step "start it as printed: $START"
+as_pg bash -c "$START -w -t 120" >/dev/null || {
+    echo "demo: the restored server did not start; its log:" >&2; tail -40 "$RESTORED/restore.log" >&2; exit 1; }
 for _ in $(seq 1 600); do
     [[ "$(psql_at "$P2" "select pg_is_in_recovery()")" == f ]] && break
     sleep 0.1
 done
-grep -E "recovery stopping|restored log file|archive recovery complete" "$T/restored.log" | sed 's/^/    log: /' | tail -8
+grep -E "recovery stopping|restored log file|archive recovery complete" "$RESTORED/restore.log" | sed 's/^/    log: /' | tail -8
 
 step "what the restored server holds"
 psql_at "$P2" "select 'batch ' || batch || ': ' || count(*) || ' rows' from demo group by batch order by batch"
@@ -128,6 +136,6 @@ if [[ "$B1" == "$ROWS" && "$B2" == 0 ]]; then
     echo "OK: exactly the first batch ($B1 rows) is there, none of the second"
 else
     echo "FAILED: expected $ROWS rows of batch 1 and none of batch 2, got $B1 and $B2" >&2
-    tail -40 "$T/restored.log" >&2
+    tail -40 "$RESTORED/restore.log" >&2
     exit 1
 fi
