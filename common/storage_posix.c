@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -44,6 +46,20 @@ static char *full_path(posix_storage *st, const char *key)
     return wv_xasprintf("%s/%s", st->root, key);
 }
 
+/* Remove the directories above path that are now empty, up to the repository root. A writer that
+ * races us finds its directory gone and creates it again (see posix_put_open). */
+static void prune_dirs(posix_storage *st, const char *path)
+{
+    char *p = wv_xstrdup(path);
+    size_t rootlen = strlen(st->root);
+    for (char *slash = strrchr(p, '/'); slash && slash > p + rootlen; slash = strrchr(p, '/')) {
+        *slash = '\0';
+        if (rmdir(p) != 0)
+            break;
+    }
+    free(p);
+}
+
 /* --- sink ------------------------------------------------------------------------------------- */
 
 static void sink_free(posix_sink *s)
@@ -69,6 +85,7 @@ static void posix_sink_abort(wv_sink *base)
         s->fd = -1;
     }
     unlink(s->tmp_path);
+    prune_dirs(s->st, s->tmp_path);
     sink_free(s);
 }
 
@@ -128,6 +145,17 @@ static int posix_put_open(wv_storage *base, const char *key, unsigned flags, wv_
         return rc;
     }
     s->fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (s->fd < 0 && errno == ENOENT) {
+        /* A concurrent remove pruned the directory just now: create it again, once. */
+        dir = wv_dirname_dup(s->final_path);
+        rc = wv_mkdir_p(dir, err);
+        free(dir);
+        if (rc != 0) {
+            sink_free(s);
+            return rc;
+        }
+        s->fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    }
     if (s->fd < 0) {
         rc = wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", s->tmp_path);
         sink_free(s);
@@ -240,6 +268,27 @@ static int posix_stat(wv_storage *base, const char *key, wv_stat *out, wv_err *e
     return rc;
 }
 
+/*
+ * A temp file left by a process killed mid-write: its writer (the pid in its name) is gone and it
+ * has not changed for STALE_TEMP_SECONDS. The age guards against a writer on another host sharing
+ * the directory, where the pid means nothing.
+ */
+#define STALE_TEMP_SECONDS 600
+
+static void remove_if_stale_temp(const char *dir, const char *name)
+{
+    const char *p = strstr(name, ".wvtmp-");
+    struct stat sb;
+    if (!p)
+        return;
+    long pid = strtol(p + 7, NULL, 10);
+    char *path = wv_xasprintf("%s/%s", dir, name);
+    if (pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH && lstat(path, &sb) == 0 &&
+        S_ISREG(sb.st_mode) && time(NULL) - sb.st_mtime > STALE_TEMP_SECONDS)
+        unlink(path);
+    free(path);
+}
+
 /* Walk dir (key prefix rel, "" or ending in '/'), reporting files whose key starts with prefix. */
 static int walk(posix_storage *st, const char *rel, const char *prefix, wv_list_cb cb, void *arg,
                 wv_err *err)
@@ -256,9 +305,12 @@ static int walk(posix_storage *st, const char *rel, const char *prefix, wv_list_
     struct dirent *de;
     size_t plen = strlen(prefix);
     while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-            wv_is_temp_name(de->d_name))
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
+        if (wv_is_temp_name(de->d_name)) {
+            remove_if_stale_temp(dirpath, de->d_name);
+            continue;
+        }
         char *key = wv_xasprintf("%s%s", rel, de->d_name);
         size_t klen = strlen(key);
         /* Skip subtrees and files that cannot match the prefix. */
@@ -308,6 +360,8 @@ static int posix_remove(wv_storage *base, const char *key, wv_err *err)
     int rc = 0;
     if (unlink(path) != 0 && errno != ENOENT)
         rc = wv_err_errno(err, WV_EIO, errno, "could not remove \"%s\"", path);
+    if (rc == 0)
+        prune_dirs(st, path);
     free(path);
     return rc;
 }
