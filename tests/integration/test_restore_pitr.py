@@ -90,8 +90,9 @@ def commit_batch(pg, batch, rows=10, table="t"):
         c.commit()
     c.close()
     ct = pg.sql_value("select pg_xact_commit_timestamp(%s::text::xid)", (str(xid),))
-    lsn = pg.sql_value("select pg_current_wal_lsn()::text")
-    return {"batch": batch, "xid": xid, "commit": ts_of(ct), "lsn": lsn}
+    lsn, seg = pg.sql("select pg_current_wal_lsn()::text, "
+                      "pg_walfile_name(pg_current_wal_lsn() - 1)")[0]
+    return {"batch": batch, "xid": xid, "commit": ts_of(ct), "lsn": lsn, "segment": seg}
 
 
 def last_commit_time(pg):

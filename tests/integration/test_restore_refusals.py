@@ -1,0 +1,222 @@
+"""basebackup restore refuses what it cannot do, before writing anything.
+
+Each refusal: a non-zero exit, one line on stderr that says why (with the recoverable window where
+the archive is the reason), and the target directory not created (or left exactly as it was).
+Cases: non-empty PGDATA without --delta; a running postmaster; a target before the first backup's
+end; a time after the last archived commit (window and pg_switch_wal hint); a target inside a WAL
+gap (a segment deleted from a copy of the repository); bad --to strings; two targets at once; an
+unknown backup id; a restore point that was never archived; bad --lsn/--xid/--timeline. And --delta
+does what it promises: a damaged, a removed and a stray file are repaired, the rest reused.
+"""
+
+import datetime
+import os
+import re
+import time
+
+import pytest
+
+from test_restore_pitr import (Restorer, amcheck, assert_nothing_written, bb, between,
+                               expect_upto, parse_wv_time, pitr, utc)  # noqa: F401 (fixture)
+from utils import make_pg_dir, run, tree_files, wait_until
+
+
+def refused(res, *needles):
+    assert res.returncode != 0, "expected a refusal:\n%s\n%s" % (res.stdout, res.stderr)
+    # the house format: one error line, then at most one hint line
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) in (1, 2) and lines[0].startswith("basebackup: error: "), res.stderr
+    if len(lines) == 2:
+        assert lines[1].startswith("basebackup: error: hint: "), res.stderr
+    text = " ".join(lines)
+    for n in needles:
+        assert re.search(n, text), "%r not in: %s" % (n, text)
+    return text
+
+
+def restore_into(pitr, target_dir, *args, repo=None, env=None):
+    return bb(pitr.restorer.wv, repo or pitr.repo, "restore", "--pgdata", target_dir, *args,
+              check=False, env=env)
+
+
+def iso(t):
+    return utc(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.fixture
+def target(pitr, request):
+    """A path that does not exist yet, in a directory postgres may write."""
+    return os.path.join(pitr.dir, "refused-" + re.sub(r"[^\w]+", "_", request.node.name))
+
+
+def window_in(line):
+    m = re.search(r"recoverable: timeline 1: (\S+ \S+) \.\. (\S+ \S+)", line)
+    assert m, line
+    return parse_wv_time(m.group(1)), parse_wv_time(m.group(2))
+
+
+def test_non_empty_pgdata_without_delta(pitr, target):
+    make_pg_dir(target)
+    with open(os.path.join(target, "precious"), "w") as f:
+        f.write("keep me")
+    res = restore_into(pitr, target)
+    refused(res, "not empty", "--delta", "nothing was written")
+    assert os.listdir(target) == ["precious"]
+    assert open(os.path.join(target, "precious")).read() == "keep me"
+
+
+def test_target_before_first_backup(pitr, target):
+    t = pitr.batches[0]["commit"] - 3600
+    line = refused(restore_into(pitr, target, "--to", iso(t)),
+                   "before the end of the oldest usable backup", pitr.backup_id, "recoverable")
+    assert_nothing_written(target)
+    lo, hi = window_in(line)
+    assert lo < pitr.batches[0]["commit"] and abs(hi - pitr.last_commit) < 1e-3
+    # an LSN before the backup's end, too
+    refused(restore_into(pitr, target, "--lsn", "0/100"), "before the end of the oldest usable")
+    assert_nothing_written(target)
+
+
+def test_target_after_last_archived_commit(pitr, target):
+    # "now" counts in whole seconds: make sure it is after the last commit
+    wait_until(lambda: time.time() > pitr.last_commit + 1.5, what="a second to pass")
+    for to in ("now", iso(pitr.last_commit + 2)):
+        line = refused(restore_into(pitr, target, "--to", to),
+                       "after the last archived commit", r"pg_switch_wal\(\)", "recoverable")
+        assert_nothing_written(target)
+        lo, hi = window_in(line)
+        assert abs(hi - pitr.last_commit) < 1e-3, (hi, pitr.last_commit)
+    # the last commit itself is reachable (dry run: the plan, nothing written)
+    res = restore_into(pitr, target, "--to", iso(pitr.last_commit), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert_nothing_written(target)
+    # an LSN past the end of the archive
+    refused(restore_into(pitr, target, "--lsn", "7/0"), "beyond the end of the archived WAL",
+            r"pg_switch_wal\(\)")
+    assert_nothing_written(target)
+
+
+@pytest.mark.parametrize("text", [
+    "yesterday", "", "   ", "10 fortnights ago", "-5 seconds ago", "5 seconds", "seconds ago",
+    "2026-13-01 00:00:00", "2026-02-30 10:00:00", "2026-11-25 24:00:00", "2026-11-25 10:00",
+    "2026-11-25T10:00:00+16:00", "2026-11-25 10:00:00 PST", "1969-12-31 23:59:59Z",
+    "2026-11-25 10:00:00.1234567", "now please",
+])
+def test_bad_to_strings(pitr, target, text):
+    line = refused(restore_into(pitr, target, "--to", text), "--to|time")
+    assert '"%s"' % text in line or text.strip() == "", line
+    assert_nothing_written(target)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--to", "now", "--lsn", "0/5000000"], "at most one"),
+    (["--immediate", "--name", "after batch 1"], "at most one"),
+    (["--xid", "1000", "--to", "1 hour ago"], "at most one"),
+    (["--lsn", "nope"], "bad --lsn"),
+    (["--lsn", "1/2/3"], "bad --lsn"),
+    (["--xid", "-1"], "bad --xid"),
+    (["--xid", "2"], "bad --xid"),
+    (["--xid", "99999999999"], "bad --xid"),
+    (["--timeline", "sideways"], "bad --timeline"),
+    (["--timeline", "0"], "bad --timeline"),
+    (["--target-action", "explode"], "bad --target-action"),
+    (["--backup", "../etc"], "bad --backup"),
+    (["--backup", "20000101T000000Z"], "no backup \"20000101T000000Z\""),
+    (["--name", "never made"], r'restore point "never made" is not in the archived WAL.*'
+                               r'"after batch 1"'),
+    (["--name", "x" * 64], "bad --name"),
+    (["--tablespace-map", "relative=/x"], "bad --tablespace-map"),
+    (["--frobnicate"], "unknown or incomplete option"),
+])
+def test_bad_arguments(pitr, target, args, needle):
+    refused(restore_into(pitr, target, *args), needle)
+    assert_nothing_written(target)
+
+
+def test_pgdata_required(pitr):
+    res = bb(pitr.restorer.wv, pitr.repo, "restore", check=False)
+    refused(res, "--pgdata DIR is required")
+
+
+def test_gap_in_archive(pitr, target):
+    # A copy of the repository without the segment that holds batch 3's commit.
+    repo = pitr.repo.copy_to(os.path.join(pitr.dir, "repo-gap"),
+                             os.path.join(pitr.dir, "gap.conf"))
+    seg = pitr.batches[2]["segment"]
+    assert seg != pitr.batches[1]["segment"] and seg != pitr.batches[4]["segment"]
+    os.unlink(repo.object_path(seg))
+    # inside the gap: between batches 3 and 4, and after batch 5 (beyond the gap)
+    for t in (between(pitr, 3), pitr.batches[4]["commit"]):
+        line = refused(restore_into(pitr, target, "--to", iso(t), repo=repo),
+                       "gap in the archived WAL", seg, "recoverable", "then WAL segment %s is "
+                       "missing" % seg)
+        assert_nothing_written(target)
+        lo, hi = window_in(line)
+        # the window ends at the last commit before the missing segment
+        assert pitr.batches[1]["commit"] <= hi < pitr.batches[2]["commit"]
+    # a restore point beyond the gap, and an LSN
+    refused(restore_into(pitr, target, "--name", "after batch 4", repo=repo), "gap", seg)
+    refused(restore_into(pitr, target, "--lsn", pitr.batches[3]["lsn"], repo=repo), "gap", seg)
+    assert_nothing_written(target)
+    # After the last commit before the gap but before the missing segment's first commit:
+    # PostgreSQL would need a later commit to stop, and cannot read one: refused too.
+    refused(restore_into(pitr, target, "--to", iso(between(pitr, 2)), repo=repo), "gap", seg)
+    assert_nothing_written(target)
+    # before the gap still works
+    rs = Restorer(pitr.restorer.wv, repo, pitr.dir)
+    try:
+        pg = rs.restore_and_start("before-gap", "--to", iso(between(pitr, 1)))
+        expect_upto(pg, 1)
+        pg.stop()
+    finally:
+        rs.cleanup()
+
+
+def test_running_postmaster_and_delta(pitr):
+    r = pitr.restorer
+    # restore, then damage the directory: change a relation file, remove one, add a stray one
+    pg = r.restore("delta", "--immediate")
+    dd = pg.datadir
+    rel = run(["find", dd + "/base", "-type", "f", "-size", "+64k"]).stdout.split()
+    assert len(rel) >= 2, rel
+    with open(rel[0], "r+b") as f:
+        f.seek(8192 + 100)
+        f.write(b"\xde\xad\xbe\xef")
+    os.unlink(rel[1])
+    with open(os.path.join(dd, "base", "stray"), "w") as f:
+        f.write("not in the backup")
+    os.unlink(os.path.join(dd, "PG_VERSION"))
+    res = run(["/usr/lib/postgresql/15/bin/pg_verifybackup", "-n", dd], check=False)
+    assert res.returncode != 0  # the damage is visible
+    before = tree_files(dd)
+
+    # without --delta: refused, nothing changed
+    refused(restore_into(pitr, dd, "--to", iso(between(pitr, 2))), "not empty")
+    assert tree_files(dd) == before
+
+    # with --delta: repaired, retargeted
+    res = restore_into(pitr, dd, "--delta", "--to", iso(between(pitr, 2)))
+    assert res.returncode == 0, res.stderr
+    m = re.search(r"delta: (\d+) files were already identical", res.stdout + res.stderr)
+    assert m and int(m.group(1)) > 100, res.stderr
+    assert not os.path.exists(os.path.join(dd, "base", "stray"))
+    assert os.path.exists(rel[1]) and os.path.exists(os.path.join(dd, "PG_VERSION"))
+    r.verify(pg)
+    auto = open(os.path.join(dd, "postgresql.auto.conf")).read()
+    assert auto.count("recovery_target_time =") == 1 and "recovery_target = " not in auto, auto
+    r.start(pg)
+    expect_upto(pg, 2)
+    amcheck(pg)
+
+    # a running server: refused even with --delta, nothing touched
+    before = {p: os.stat(os.path.join(dd, p)).st_mtime_ns for p in tree_files(dd)
+              if not p.startswith(("pg_wal", "pg_stat", "base", "global", "pg_xact", "pg_logical",
+                                   "pg_multixact", "pg_subtrans", "pg_commit_ts"))}
+    line = refused(restore_into(pitr, dd, "--delta"), "server", "is running", str(pg.pid()),
+                   "pg_ctl")
+    assert "nothing was written" in line
+    assert os.path.exists(os.path.join(dd, "postmaster.pid"))
+    after = {p: os.stat(os.path.join(dd, p)).st_mtime_ns for p in before}
+    assert after == before
+    assert pg.sql_value("select count(*) from t") == 30
+    pg.stop()
