@@ -17,6 +17,7 @@ static const wv_bbcmd commands[] = {
      "                                [--backup ID] [--timeline latest|current|N]\n"
      "                                [--target-action promote|pause|shutdown] [--delta]\n"
      "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]"},
+    {"sync", wv_bbcmd_sync, "sync    --from N --to M [--dry-run]"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,881 @@
+/*
+ * sync.c - basebackup sync --from N --to M [--dry-run]: bring repository M up to date from N.
+ *
+ * After an outage of one repository (or when a repository is added), M lacks WAL and backups that
+ * N holds. sync copies what M lacks, never what it has:
+ *
+ *   walvault.repo   created from N's if M has none; M of another cluster is refused (WV_EMISMATCH)
+ *   wal/...         every archived object (segments, partials, histories, backup histories, and
+ *                   the plain-text restore point objects "<segment>.rp")
+ *   backup/<id>/    every complete backup of N (one with a manifest): each file the manifest names,
+ *                   then, after a flush of M, the manifest itself (what makes the backup exist)
+ *
+ * Framed objects are copied byte for byte (compression stays as it is) and verified while they are
+ * copied: the source is read through a tee that writes every byte into M's sink while the object
+ * layer decodes it into a discard filter; the sink is committed only if the object verifies against
+ * its trailer (and, for backup files, against the manifest's SHA-256). Manifests are verified by
+ * the manifest reader (its "end sha256=" line) as they stream into M.
+ *
+ * An object M already has is compared, not copied: framed objects by the trailer's size and
+ * SHA-256 (one suffix read per side), restore point objects byte for byte, manifests by their end
+ * line. Identical: skipped. Different: a conflict, reported with the key, never overwritten; the
+ * other objects are still copied, and a backup with a conflicting file does not get its manifest.
+ *
+ * Commits use WV_PUT_NOREPLACE | WV_PUT_NOSYNC; M is flushed before each manifest and at the end.
+ * Copies run on the thread pool (process_max jobs). Memory: the key lists of both repositories
+ * (not their contents); each job streams through a bounded buffer.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "filter.h"
+#include "log.h"
+#include "manifest.h"
+#include "object.h"
+#include "parallel.h"
+#include "repo.h"
+#include "storage.h"
+/* The tee below is a wv_source of its own (it wraps the source's reads). */
+#include "storage_driver.h"
+#include "walname.h"
+
+#define RP_MAX (1024 * 1024) /* a restore point object is a few lines */
+#define COPY_CHUNK (256 * 1024)
+
+static const char usage[] =
+    "usage: basebackup [-c FILE] sync --from N --to M [--dry-run]\n"
+    "\n"
+    "Copy into [repoM] every archived WAL object and every complete backup of [repoN] that it\n"
+    "lacks, verified, without ever replacing an object (a different one is a conflict). Use it\n"
+    "after a repository was unreachable for a while, or to seed a new repository.\n"
+    "\n"
+    "  --from N     the repository to copy from ([repoN])\n"
+    "  --to M       the repository to bring up to date ([repoM])\n"
+    "  --dry-run    show what would be copied; write nothing\n";
+
+/* ---- a sorted set of keys ------------------------------------------------------------------- */
+
+typedef struct key_entry {
+    char *key;
+    uint64_t size;
+} key_entry;
+
+typedef struct keyset {
+    key_entry *e;
+    size_t n, cap;
+} keyset;
+
+static int keyset_add_cb(void *arg, const char *key, const wv_stat *st)
+{
+    keyset *ks = arg;
+    if (ks->n == ks->cap) {
+        ks->cap = ks->cap ? ks->cap * 2 : 256;
+        ks->e = wv_xrealloc(ks->e, ks->cap * sizeof(*ks->e));
+    }
+    ks->e[ks->n].key = wv_xstrdup(key);
+    ks->e[ks->n].size = st ? st->size : 0;
+    ks->n++;
+    return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const key_entry *)a)->key, ((const key_entry *)b)->key);
+}
+
+static void keyset_sort(keyset *ks)
+{
+    if (ks->n)
+        qsort(ks->e, ks->n, sizeof(*ks->e), entry_cmp);
+}
+
+static int keyset_has(const keyset *ks, const char *key)
+{
+    key_entry probe = {(char *)key, 0};
+    return ks->n && bsearch(&probe, ks->e, ks->n, sizeof(*ks->e), entry_cmp) != NULL;
+}
+
+static void keyset_free(keyset *ks)
+{
+    for (size_t i = 0; i < ks->n; i++)
+        free(ks->e[i].key);
+    free(ks->e);
+    memset(ks, 0, sizeof(*ks));
+}
+
+/* ---- the tee source: reads from a source, writes every byte into a sink --------------------- */
+
+typedef struct tee_source {
+    wv_source base;
+    wv_source *in;
+    wv_sink *out;
+    int out_failed;
+    wv_err out_err;
+    uint64_t bytes;
+} tee_source;
+
+static int tee_read(wv_source *s, void *buf, size_t cap, size_t *got, wv_err *err)
+{
+    tee_source *t = (tee_source *)s;
+    int rc = wv_source_read(t->in, buf, cap, got, err);
+    if (rc < 0 || *got == 0)
+        return rc;
+    if ((rc = wv_sink_write(t->out, buf, *got, &t->out_err)) < 0) {
+        t->out_failed = 1;
+        *err = t->out_err;
+        return rc;
+    }
+    t->bytes += *got;
+    return 0;
+}
+
+static void tee_close(wv_source *s)
+{
+    (void)s; /* the owner closes the wrapped source and the sink */
+}
+
+static const wv_source_ops tee_ops = {.read = tee_read, .close = tee_close};
+
+/* ---- context and jobs ------------------------------------------------------------------------ */
+
+typedef struct sync_ctx {
+    wv_config *cfg;
+    wv_repo *from, *to;
+    wv_parallel *par;
+    int dry_run;
+    keyset have;          /* keys under wal/ and backup/ in the target */
+    uint64_t copied, copied_bytes, skipped, conflicts;
+    uint64_t backup_conflicts; /* conflicts of the backup being synced */
+    uint64_t backups_copied;
+    const char *backup_id; /* the backup being synced, for messages */
+} sync_ctx;
+
+typedef enum { OBJ_FRAMED, OBJ_PLAIN } obj_type;
+typedef enum { OUT_NONE, OUT_COPIED, OUT_SKIPPED, OUT_CONFLICT } outcome;
+
+typedef struct job {
+    sync_ctx *ctx;
+    char *key;
+    obj_type type;
+    uint64_t size;  /* stored size in the source, from its listing or the manifest */
+    int present;    /* the target has this key */
+    int expect;     /* sha256 below is the manifest's digest of the plain content */
+    uint8_t sha256[32];
+    outcome result;
+    uint64_t bytes;
+    wv_err conflict; /* OUT_CONFLICT: the message */
+} job;
+
+static const char *from_name(const sync_ctx *c)
+{
+    return wv_storage_name(c->from->st);
+}
+
+static const char *to_name(const sync_ctx *c)
+{
+    return wv_storage_name(c->to->st);
+}
+
+/* Prefix an error with the repository name and the key, unless the message names them already. */
+static int name_err(wv_err *err, const char *repo, const char *key)
+{
+    size_t n = strlen(repo);
+    if (strncmp(err->msg, repo, n) == 0 && err->msg[n] == ':')
+        return err->code;
+    if (strstr(err->msg, key))
+        return wv_err_prefix(err, "%s: ", repo);
+    return wv_err_prefix(err, "%s: \"%s\": ", repo, key);
+}
+
+static void set_conflict(job *j, const char *why)
+{
+    sync_ctx *c = j->ctx;
+    wv_err_set(&j->conflict, WV_ECONFLICT, "%s: \"%s\": conflict: %s; not copied from %s",
+               to_name(c), j->key, why, from_name(c));
+    wv_err_hint(&j->conflict,
+                "objects are never replaced: find out which copy is right (wal-fetch or restore "
+                "from each repository), move the wrong object away by hand, and run sync again");
+    j->result = OUT_CONFLICT;
+}
+
+static int compare_framed(job *j, wv_err *err)
+{
+    sync_ctx *c = j->ctx;
+    wv_obj_info a, b;
+    int rc = wv_repo_read_info(c->from->st, j->key, &a, err);
+    if (rc < 0)
+        return name_err(err, from_name(c), j->key);
+    rc = wv_repo_read_info(c->to->st, j->key, &b, err);
+    if (rc < 0) {
+        name_err(err, to_name(c), j->key);
+        if (rc == WV_ECORRUPT)
+            wv_err_hint(err, "the copy in %s is damaged: move it away by hand and run sync again",
+                        to_name(c));
+        return rc;
+    }
+    char ha[65], hb[65];
+    if (a.plain_size != b.plain_size || memcmp(a.sha256, b.sha256, 32) != 0) {
+        wv_sha256_hex(a.sha256, ha);
+        wv_sha256_hex(b.sha256, hb);
+        char why[400];
+        snprintf(why, sizeof(why),
+                 "different content (%" PRIu64 " bytes sha256 %.16s... in %s, %" PRIu64
+                 " bytes sha256 %.16s... here)",
+                 a.plain_size, ha, from_name(c), b.plain_size, hb);
+        set_conflict(j, why);
+        return 0;
+    }
+    if (j->expect && memcmp(b.sha256, j->sha256, 32) != 0) {
+        set_conflict(j, "its content does not match the backup manifest");
+        return 0;
+    }
+    j->result = OUT_SKIPPED;
+    return 0;
+}
+
+static int compare_plain(job *j, wv_err *err)
+{
+    sync_ctx *c = j->ctx;
+    wv_buf a = WV_BUF_INIT, b = WV_BUF_INIT;
+    int rc = wv_storage_get_all(c->from->st, j->key, RP_MAX, &a, err);
+    if (rc < 0) {
+        name_err(err, from_name(c), j->key);
+        goto out;
+    }
+    if ((rc = wv_storage_get_all(c->to->st, j->key, RP_MAX, &b, err)) < 0) {
+        name_err(err, to_name(c), j->key);
+        goto out;
+    }
+    if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
+        set_conflict(j, "different content");
+    else
+        j->result = OUT_SKIPPED;
+out:
+    wv_buf_free(&a);
+    wv_buf_free(&b);
+    return rc;
+}
+
+static int compare(job *j, wv_err *err)
+{
+    return j->type == OBJ_FRAMED ? compare_framed(j, err) : compare_plain(j, err);
+}
+
+/* A restore point object: lines "LSN\tTIME_US\tNAME". It has no checksum; check its form. */
+static int rp_valid(wv_buf *b)
+{
+    const char *p = wv_buf_cstr(b);
+    if (strlen(p) != b->len)
+        return 0;
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        char line[512];
+        if (n >= sizeof(line))
+            return 0;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        uint64_t lsn;
+        if (!t2)
+            return 0;
+        *t1 = '\0';
+        if (wv_lsn_parse(line, &lsn) != 0)
+            return 0;
+        p += n + (eol ? 1 : 0);
+    }
+    return 1;
+}
+
+static int copy_plain(job *j, wv_err *err)
+{
+    sync_ctx *c = j->ctx;
+    wv_buf b = WV_BUF_INIT;
+    int rc = wv_storage_get_all(c->from->st, j->key, RP_MAX, &b, err);
+    if (rc < 0) {
+        name_err(err, from_name(c), j->key);
+        goto out;
+    }
+    if (!rp_valid(&b)) {
+        rc = wv_err_set(err, WV_ECORRUPT, "%s: \"%s\": not a restore point object", from_name(c),
+                        j->key);
+        goto out;
+    }
+    rc = wv_storage_put_all(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data, b.len,
+                            err);
+    if (rc == WV_EEXIST) {
+        rc = compare(j, err);
+        goto out;
+    }
+    if (rc < 0) {
+        name_err(err, to_name(c), j->key);
+        goto out;
+    }
+    j->result = OUT_COPIED;
+    j->bytes = b.len;
+out:
+    wv_buf_free(&b);
+    return rc;
+}
+
+static int copy_framed(job *j, wv_err *err)
+{
+    sync_ctx *c = j->ctx;
+    wv_source *src = NULL;
+    wv_sink *sink = NULL;
+    wv_filter *discard = NULL;
+    int rc = wv_storage_get_open(c->from->st, j->key, 0, -1, &src, err);
+    if (rc < 0) {
+        name_err(err, from_name(c), j->key);
+        goto out;
+    }
+    rc = wv_storage_put_open(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, &sink, err);
+    if (rc < 0) {
+        name_err(err, to_name(c), j->key);
+        goto out;
+    }
+    tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
+    wv_err_clear(&tee.out_err);
+    wv_obj_info info;
+    discard = wv_filter_discard_new();
+    rc = wv_object_read(&tee.base, discard, &info, err);
+    if (rc < 0 && tee.out_failed) {
+        *err = tee.out_err;
+        rc = name_err(err, to_name(c), j->key);
+    } else if (rc < 0) {
+        name_err(err, from_name(c), j->key);
+        if (rc == WV_ECORRUPT)
+            wv_err_hint(err, "the copy in %s is damaged: nothing was copied; if another "
+                             "repository holds a good copy, sync from that one",
+                        from_name(c));
+    } else if (j->expect && memcmp(info.sha256, j->sha256, 32) != 0) {
+        rc = wv_err_set(err, WV_ECORRUPT,
+                        "%s: \"%s\": content does not match the manifest of backup %s",
+                        from_name(c), j->key, c->backup_id ? c->backup_id : "?");
+    }
+    if (rc < 0) {
+        wv_sink_abort(sink);
+        sink = NULL;
+        goto out;
+    }
+    rc = wv_sink_commit(sink, err);
+    sink = NULL;
+    if (rc == WV_EEXIST) {
+        /* Written meanwhile (a wal-push running now): identical is fine. */
+        rc = compare(j, err);
+        goto out;
+    }
+    if (rc < 0) {
+        name_err(err, to_name(c), j->key);
+        goto out;
+    }
+    j->result = OUT_COPIED;
+    j->bytes = tee.bytes;
+out:
+    wv_filter_chain_free(discard);
+    wv_sink_abort(sink);
+    wv_source_close(src);
+    return rc;
+}
+
+static int job_run(void *arg, wv_err *err)
+{
+    job *j = arg;
+    if (j->present)
+        return compare(j, err);
+    if (j->ctx->dry_run) {
+        j->result = OUT_COPIED;
+        j->bytes = j->size;
+        return 0;
+    }
+    return j->type == OBJ_FRAMED ? copy_framed(j, err) : copy_plain(j, err);
+}
+
+static void job_done(void *arg, int rc, const wv_err *err)
+{
+    job *j = arg;
+    sync_ctx *c = j->ctx;
+    (void)err; /* failures are collected by the runner */
+    if (rc == 0) {
+        switch (j->result) {
+        case OUT_COPIED:
+            c->copied++;
+            c->copied_bytes += j->bytes;
+            if (c->dry_run)
+                printf("would copy %s (%" PRIu64 " bytes)\n", j->key, j->bytes);
+            else
+                wv_log_debug("copied %s (%" PRIu64 " bytes)", j->key, j->bytes);
+            break;
+        case OUT_SKIPPED:
+            c->skipped++;
+            break;
+        case OUT_CONFLICT:
+            c->conflicts++;
+            c->backup_conflicts++;
+            wv_log_err(&j->conflict);
+            break;
+        case OUT_NONE:
+            break;
+        }
+    }
+    free(j->key);
+    free(j);
+}
+
+static int submit(sync_ctx *c, const char *key, obj_type type, uint64_t size,
+                  const uint8_t *expect, wv_err *err)
+{
+    job *j = wv_xcalloc(1, sizeof(*j));
+    j->ctx = c;
+    j->key = wv_xstrdup(key);
+    j->type = type;
+    j->size = size;
+    j->present = keyset_has(&c->have, key);
+    if (expect) {
+        j->expect = 1;
+        memcpy(j->sha256, expect, 32);
+    }
+    int rc = wv_parallel_submit(c->par, job_run, job_done, j, err);
+    if (rc < 0) {
+        free(j->key);
+        free(j);
+    }
+    return rc;
+}
+
+/* ---- repository info ------------------------------------------------------------------------- */
+
+static int sync_info(sync_ctx *c, wv_err *err)
+{
+    int rc = wv_repo_load_info(c->from, err);
+    if (rc == WV_ENOTFOUND) {
+        wv_err_set(err, WV_ENOTFOUND, "%s (\"%s\") is empty: nothing to sync from", from_name(c),
+                   wv_storage_location(c->from->st));
+        return wv_err_hint(err, "check --from: it names the repository that holds the archive");
+    }
+    if (rc < 0)
+        return rc;
+    const wv_repo_info *fi = &c->from->info;
+    rc = wv_repo_load_info(c->to, err);
+    if (rc == WV_ENOTFOUND) {
+        if (c->dry_run) {
+            printf("would create %s in %s\n", WV_REPO_INFO_KEY, to_name(c));
+            return 0;
+        }
+        /* Records the same facts; another process may win the race, then it compares. */
+        return wv_repo_check_cluster(c->to, fi->system_id, fi->pg_major, fi->wal_segsize, err);
+    }
+    if (rc < 0)
+        return rc;
+    const wv_repo_info *ti = &c->to->info;
+    if (ti->system_id != fi->system_id || ti->wal_segsize != fi->wal_segsize ||
+        ti->pg_major != fi->pg_major) {
+        wv_err_set(err, WV_EMISMATCH,
+                   "refused: %s (\"%s\") belongs to database system %" PRIu64
+                   " (PostgreSQL %" PRIu32 ", %" PRIu64 "-byte segments), but %s (\"%s\") "
+                   "belongs to database system %" PRIu64 " (PostgreSQL %" PRIu32 ", %" PRIu64
+                   "-byte segments)",
+                   to_name(c), wv_storage_location(c->to->st), ti->system_id, ti->pg_major,
+                   ti->wal_segsize, from_name(c), wv_storage_location(c->from->st),
+                   fi->system_id, fi->pg_major, fi->wal_segsize);
+        return wv_err_hint(err, "sync copies between repositories of one cluster; check --from "
+                                "and --to (nothing was written)");
+    }
+    return 0;
+}
+
+/* ---- WAL -------------------------------------------------------------------------------------- */
+
+static int sync_wal(sync_ctx *c, wv_err *err)
+{
+    keyset src = {0};
+    int rc = wv_storage_list(c->from->st, "wal/", keyset_add_cb, &src, err);
+    if (rc < 0)
+        goto out;
+    keyset_sort(&src);
+    for (size_t i = 0; i < src.n && rc == 0; i++) {
+        const char *key = src.e[i].key;
+        const char *name = strrchr(key, '/') + 1;
+        size_t n = strlen(name), sl = strlen(WV_REPO_RP_SUFFIX);
+        char wkey[128];
+        wv_err e;
+        if (n > sl && strcmp(name + n - sl, WV_REPO_RP_SUFFIX) == 0) {
+            char seg[64];
+            snprintf(seg, sizeof(seg), "%.*s", (int)(n - sl), name);
+            wv_walname wn;
+            if (wv_walname_parse(seg, &wn) == WV_WALNAME_SEGMENT) {
+                rc = submit(c, key, OBJ_PLAIN, src.e[i].size, NULL, err);
+                continue;
+            }
+        } else if (wv_repo_wal_key(name, wkey, sizeof(wkey), &e) == 0 && strcmp(wkey, key) == 0) {
+            rc = submit(c, key, OBJ_FRAMED, src.e[i].size, NULL, err);
+            continue;
+        }
+        wv_log_warn("%s: skipping \"%s\": not an object walvault archives", from_name(c), key);
+    }
+    if (rc == 0)
+        rc = wv_parallel_wait(c->par, err);
+out:
+    keyset_free(&src);
+    return rc;
+}
+
+/* ---- backups ---------------------------------------------------------------------------------- */
+
+/* The ids of complete backups (those with a manifest) from a listing of backup/. */
+static int backup_ids_cb(void *arg, const char *key, const wv_stat *st)
+{
+    if (strncmp(key, "backup/", 7) != 0)
+        return 0;
+    const char *id = key + 7;
+    const char *slash = strchr(id, '/');
+    if (!slash || strcmp(slash + 1, WV_MANIFEST_NAME) != 0)
+        return 0;
+    char idz[WV_MANIFEST_ID_MAX];
+    snprintf(idz, sizeof(idz), "%.*s", (int)(slash - id), id);
+    if (!wv_manifest_id_valid(idz))
+        return 0;
+    return keyset_add_cb(arg, idz, st);
+}
+
+/* The "end sha256=..." line of a stored manifest, by a suffix read. */
+static int manifest_end(wv_storage *st, const char *key, char out[65], wv_err *err)
+{
+    wv_source *src = NULL;
+    char buf[256];
+    size_t have = 0;
+    int rc = wv_storage_get_open(st, key, -200, -1, &src, err);
+    if (rc < 0)
+        return rc;
+    while (have < sizeof(buf) - 1) {
+        size_t got = 0;
+        rc = wv_source_read(src, buf + have, sizeof(buf) - 1 - have, &got, err);
+        if (rc < 0 || got == 0)
+            break;
+        have += got;
+    }
+    wv_source_close(src);
+    if (rc < 0)
+        return rc;
+    buf[have] = '\0';
+    const char *p = strstr(buf, "\nend sha256=");
+    if (!p || strlen(p + 12) < 64)
+        return wv_err_set(err, WV_ECORRUPT, "%s: \"%s\": no end line: the manifest is damaged",
+                          wv_storage_name(st), key);
+    snprintf(out, 65, "%.64s", p + 12);
+    return 0;
+}
+
+static int manifest_entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
+{
+    sync_ctx *c = arg;
+    if (e->type != WV_MANIFEST_FILE)
+        return 0;
+    char *key = wv_xasprintf("backup/%s/%s", e->ref ? e->ref : c->backup_id, e->path);
+    int rc = submit(c, key, OBJ_FRAMED, e->stored_size, e->sha256, err);
+    free(key);
+    return rc;
+}
+
+/* Stream the manifest from the source into the target through the verifying reader. */
+static int copy_manifest(sync_ctx *c, const char *id, const char *key, wv_err *err)
+{
+    wv_source *src = NULL;
+    wv_sink *sink = NULL;
+    wv_manifest_header h = {0};
+    wv_manifest_reader *rd = wv_manifest_reader_new(key, &h, NULL, NULL);
+    uint8_t *buf = wv_xmalloc(COPY_CHUNK);
+    uint64_t bytes = 0;
+    int rc = wv_storage_get_open(c->from->st, key, 0, -1, &src, err);
+    if (rc < 0) {
+        name_err(err, from_name(c), key);
+        goto out;
+    }
+    if (!c->dry_run &&
+        (rc = wv_storage_put_open(c->to->st, key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, &sink,
+                                  err)) < 0) {
+        name_err(err, to_name(c), key);
+        goto out;
+    }
+    for (;;) {
+        size_t got = 0;
+        if ((rc = wv_source_read(src, buf, COPY_CHUNK, &got, err)) < 0) {
+            name_err(err, from_name(c), key);
+            goto out;
+        }
+        if (got == 0)
+            break;
+        if ((rc = wv_manifest_reader_feed(rd, buf, got, err)) < 0) {
+            name_err(err, from_name(c), key);
+            goto out;
+        }
+        if (sink && (rc = wv_sink_write(sink, buf, got, err)) < 0) {
+            name_err(err, to_name(c), key);
+            goto out;
+        }
+        bytes += got;
+    }
+    if ((rc = wv_manifest_reader_finish(rd, NULL, err)) < 0) {
+        name_err(err, from_name(c), key);
+        goto out;
+    }
+    if (strcmp(h.id, id) != 0 || h.system_id != c->from->info.system_id) {
+        rc = wv_err_set(err, WV_ECORRUPT,
+                        "%s: \"%s\": the manifest is of backup %s, database system %" PRIu64,
+                        from_name(c), key, h.id, h.system_id);
+        goto out;
+    }
+    if (sink) {
+        rc = wv_sink_commit(sink, err);
+        sink = NULL;
+        if (rc < 0) {
+            name_err(err, to_name(c), key);
+            goto out;
+        }
+    }
+    c->copied++;
+    c->copied_bytes += bytes;
+    if (c->dry_run)
+        printf("would copy %s (%" PRIu64 " bytes)\n", key, bytes);
+out:
+    wv_sink_abort(sink);
+    wv_source_close(src);
+    wv_manifest_reader_free(rd);
+    wv_manifest_header_free(&h);
+    free(buf);
+    return rc;
+}
+
+static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
+{
+    char key[256];
+    wv_manifest_key(id, key, sizeof(key));
+    if (keyset_has(&c->have, key)) {
+        char a[65], b[65];
+        int rc = manifest_end(c->from->st, key, a, err);
+        if (rc == 0)
+            rc = manifest_end(c->to->st, key, b, err);
+        if (rc < 0)
+            return rc;
+        if (strcmp(a, b) == 0) {
+            c->skipped++;
+            return 0;
+        }
+        c->conflicts++;
+        wv_err e;
+        wv_err_set(&e, WV_ECONFLICT,
+                   "%s: backup %s: conflict: its manifest differs from the one in %s; not copied",
+                   to_name(c), id, from_name(c));
+        wv_err_hint(&e, "a backup id names one backup: check both with \"basebackup list\" and "
+                        "move the wrong one away by hand");
+        wv_log_err(&e);
+        return 0;
+    }
+    c->backup_id = id;
+    c->backup_conflicts = 0;
+    wv_manifest_header h = {0};
+    int rc = wv_manifest_load(c->from->st, id, &h, manifest_entry_cb, c, NULL, err);
+    wv_manifest_header_free(&h);
+    if (rc < 0) {
+        if (wv_parallel_stopped(c->par))
+            return wv_parallel_wait(c->par, err); /* a copy failed: its error is the first */
+        /* Reading the manifest failed: let the running copies stop, then report it. */
+        name_err(err, from_name(c), key);
+        wv_parallel_cancel(c->par, err);
+        wv_err ignore;
+        wv_parallel_wait(c->par, &ignore);
+        return rc;
+    }
+    if ((rc = wv_parallel_wait(c->par, err)) < 0)
+        return rc;
+    if (c->backup_conflicts) {
+        wv_err e;
+        wv_err_set(&e, WV_ECONFLICT, "%s: backup %s not copied: %" PRIu64 " conflicting object%s",
+                   to_name(c), id, c->backup_conflicts, c->backup_conflicts == 1 ? "" : "s");
+        wv_log_err(&e);
+        return 0;
+    }
+    /* Every file (and the WAL, copied before) durable before the manifest makes it a backup. */
+    if (!c->dry_run && (rc = wv_storage_flush(c->to->st, err)) < 0)
+        return rc;
+    if ((rc = copy_manifest(c, id, key, err)) < 0)
+        return rc;
+    c->backups_copied++;
+    if (!c->dry_run)
+        wv_log_info("%s: backup %s copied from %s", to_name(c), id, from_name(c));
+    return 0;
+}
+
+static int sync_backups(sync_ctx *c, wv_err *err)
+{
+    keyset ids = {0};
+    int rc = wv_storage_list(c->from->st, "backup/", backup_ids_cb, &ids, err);
+    if (rc == 0) {
+        keyset_sort(&ids);
+        for (size_t i = 0; i < ids.n && rc == 0; i++)
+            rc = sync_backup(c, ids.e[i].key, err);
+    }
+    c->backup_id = NULL;
+    keyset_free(&ids);
+    return rc;
+}
+
+/* ---- the command ------------------------------------------------------------------------------ */
+
+static int parse_repo_arg(const char *opt, const char *val, int *out, wv_err *err)
+{
+    char *end = NULL;
+    long v = strtol(val, &end, 10);
+    if (!*val || *end || v < 1 || v > 1000)
+        return wv_err_set(err, WV_EUSAGE, "%s: \"%s\" is not a repository number (N of [repoN])",
+                          opt, val);
+    *out = (int)v;
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void human(uint64_t n, char *out, size_t len)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int i = 0;
+    while (v >= 1024 && i < 4) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
+{
+    static const struct option longopts[] = {
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int from = 0, to = 0, c, rc = 0;
+    wv_err err;
+    wv_cli cli = {.config_path = config_path};
+    sync_ctx ctx = {0};
+    double t0 = now_s();
+
+    wv_err_clear(&err);
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            if (parse_repo_arg("--from", optarg, &from, &err) < 0)
+                return wv_cli_fail(&err);
+            break;
+        case 't':
+            if (parse_repo_arg("--to", optarg, &to, &err) < 0)
+                return wv_cli_fail(&err);
+            break;
+        case 'n':
+            ctx.dry_run = 1;
+            break;
+        case 'c':
+            cli.config_path = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            wv_err_set(&err, WV_EUSAGE, "unknown or incomplete option \"%s\"", argv[optind - 1]);
+            wv_err_hint(&err, "run \"basebackup sync --help\" for usage");
+            return wv_cli_fail(&err);
+        }
+    }
+    if (optind < argc) {
+        wv_err_set(&err, WV_EUSAGE, "unexpected argument \"%s\"", argv[optind]);
+        return wv_cli_fail(&err);
+    }
+    if (!from || !to) {
+        wv_err_set(&err, WV_EUSAGE, "sync needs --from N and --to M");
+        wv_err_hint(&err, "run \"basebackup sync --help\" for usage");
+        return wv_cli_fail(&err);
+    }
+    if (from == to) {
+        wv_err_set(&err, WV_EUSAGE, "--from and --to name the same repository (repo%d)", from);
+        return wv_cli_fail(&err);
+    }
+    if ((rc = wv_cli_load_config(&cli, &ctx.cfg, &err)) != 0)
+        return wv_cli_fail(&err);
+    const wv_repo_config *rfrom = wv_config_repo(ctx.cfg, from);
+    const wv_repo_config *rto = wv_config_repo(ctx.cfg, to);
+    if (!rfrom || !rto) {
+        rc = wv_err_set(&err, WV_EUSAGE, "%s %d: no [repo%d] in %s", rfrom ? "--to" : "--from",
+                        rfrom ? to : from, rfrom ? to : from, ctx.cfg->file);
+        goto out;
+    }
+    if ((rc = wv_repo_open(rfrom, &ctx.from, &err)) < 0 ||
+        (rc = wv_repo_open(rto, &ctx.to, &err)) < 0)
+        goto out;
+    if ((rc = sync_info(&ctx, &err)) < 0)
+        goto out;
+    if ((rc = wv_storage_list(ctx.to->st, "wal/", keyset_add_cb, &ctx.have, &err)) < 0 ||
+        (rc = wv_storage_list(ctx.to->st, "backup/", keyset_add_cb, &ctx.have, &err)) < 0)
+        goto out;
+    keyset_sort(&ctx.have);
+    int workers = ctx.cfg->process_max > 0 ? ctx.cfg->process_max : 2;
+    if ((rc = wv_parallel_new(workers, workers * 2, &ctx.par, &err)) < 0)
+        goto out;
+    if ((rc = sync_wal(&ctx, &err)) < 0)
+        goto out;
+    if ((rc = sync_backups(&ctx, &err)) < 0)
+        goto out;
+    if (!ctx.dry_run && (rc = wv_storage_flush(ctx.to->st, &err)) < 0)
+        goto out;
+    {
+        char sz[32];
+        human(ctx.copied_bytes, sz, sizeof(sz));
+        printf("sync %s -> %s%s: %s %" PRIu64 " object%s (%s, %" PRIu64 " backup%s), skipped %" PRIu64
+               " already there, %" PRIu64 " conflict%s, %.1f s\n",
+               from_name(&ctx), to_name(&ctx), ctx.dry_run ? " (dry run)" : "",
+               ctx.dry_run ? "would copy" : "copied", ctx.copied, ctx.copied == 1 ? "" : "s", sz,
+               ctx.backups_copied, ctx.backups_copied == 1 ? "" : "s", ctx.skipped,
+               ctx.conflicts, ctx.conflicts == 1 ? "" : "s", now_s() - t0);
+        fflush(stdout);
+    }
+    if (ctx.conflicts) {
+        rc = wv_err_set(&err, WV_ECONFLICT,
+                        "%s: %" PRIu64 " object%s differ%s from %s and %s not copied (see above)",
+                        to_name(&ctx), ctx.conflicts, ctx.conflicts == 1 ? "" : "s",
+                        ctx.conflicts == 1 ? "s" : "", from_name(&ctx),
+                        ctx.conflicts == 1 ? "was" : "were");
+        wv_err_hint(&err, "objects are never replaced: resolve each conflict by hand, then run "
+                          "sync again");
+    }
+out:
+    if (ctx.par) {
+        wv_err ignore;
+        if (rc < 0)
+            wv_parallel_cancel(ctx.par, &err);
+        wv_parallel_wait(ctx.par, &ignore);
+        wv_parallel_free(ctx.par);
+    }
+    keyset_free(&ctx.have);
+    wv_repo_close(ctx.from);
+    wv_repo_close(ctx.to);
+    wv_config_free(ctx.cfg);
+    return rc < 0 ? wv_cli_fail(&err) : 0;
+}
