@@ -240,6 +240,19 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
                                             "\"basebackup list\")",
                           backup_id);
 
+    if (timeline != WV_TLI_AUTO && timeline != WV_TLI_LATEST && timeline != WV_TLI_CURRENT &&
+        timeline != 1 && !wv_archive_timeline(a, timeline)) {
+        wv_buf known = WV_BUF_INIT;
+        for (size_t i = 0; i < a->ntl; i++)
+            wv_buf_printf(&known, "%s%" PRIu32, i ? ", " : "", a->tls[i].tli);
+        wv_err_set(err, WV_EREFUSED,
+                   "timeline %" PRIu32 " is not in the archive (archived timelines: %s)",
+                   timeline, known.len ? wv_buf_cstr(&known) : "none");
+        wv_buf_free(&known);
+        refuse_with_windows(st, a, bs, err);
+        return WV_EREFUSED;
+    }
+
     if (timeline == WV_TLI_LATEST || (timeline == WV_TLI_AUTO && t->kind == WV_TARGET_LATEST)) {
         cands[ncand++] = wv_archive_latest_tli(a);
     } else if (timeline == WV_TLI_AUTO) {
@@ -310,7 +323,20 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
 
     /* Nothing fits: say why, with the recoverable windows. */
     if (!first_on_path) {
-        wv_err_set(err, WV_EREFUSED, "no backup lies on the history of the requested timeline");
+        char which[64];
+        if (timeline == WV_TLI_AUTO)
+            snprintf(which, sizeof(which), "any archived timeline");
+        else if (timeline == WV_TLI_LATEST)
+            snprintf(which, sizeof(which), "the latest timeline (%" PRIu32 ")", cands[0]);
+        else if (timeline == WV_TLI_CURRENT)
+            snprintf(which, sizeof(which), "its own timeline");
+        else
+            snprintf(which, sizeof(which), "timeline %" PRIu32, timeline);
+        if (backup_id)
+            wv_err_set(err, WV_EREFUSED, "backup \"%s\" does not lie on the history of %s",
+                       backup_id, which);
+        else
+            wv_err_set(err, WV_EREFUSED, "no backup lies on the history of %s", which);
     } else if (!saw_backup_before) {
         char fb[WV_TIME_FORMAT_LEN];
         wv_time_format(backup_end_us(first_on_path), fb, sizeof(fb));

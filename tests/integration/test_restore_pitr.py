@@ -196,7 +196,9 @@ def pitr(basetemp, wv):
         commit_batch(pg, 0)  # in the backup
         s.backup_id = take_backup(wv, s.repo, pg)
         s.batches = []
-        gaps = {2: 3.5}  # a gap of whole seconds between batches 2 and 3 ("N seconds ago")
+        # the window starts a second after the backup's STOP TIME (whole seconds): batch 1 after
+        # that; a gap of whole seconds between batches 2 and 3 ("N seconds ago")
+        gaps = {0: 1.1, 2: 3.5}
         for k in range(1, 6):
             time.sleep(gaps.get(k - 1, 0.3))
             s.batches.append(commit_batch(pg, k))

@@ -1,0 +1,172 @@
+"""Timelines: a restored server promoted while archiving into the same repository, and PITR onto
+either timeline afterwards.
+
+The primary P writes batches 1 and 2 on timeline 1 after a walvault backup. A server R restored to
+a time between them promotes (timeline 2) with archive_command pointing at the same repository,
+and writes batches 21 and 22. Then P writes batch 3 on timeline 1. Proves: timeline 2's history
+file and WAL are archived; list shows both timelines and a window on each ending at its own last
+commit; one instant between batches 21 and 22 restores to timeline 2 by default (the output says
+which timeline and why) and to timeline 1's data with --timeline 1 or current; a time after
+timeline 2's last commit goes to timeline 1 that reaches it; --timeline latest is 2; an unknown
+timeline is refused.
+"""
+
+import json
+import os
+import re
+import shutil
+import time
+
+import pytest
+
+from test_restore_pitr import (Restorer, batches_in, bb, commit_batch, last_commit_time,
+                               module_dir, parse_wv_time, primary_conf, take_backup, utc)
+from utils import Postgres, Repo, wait_until
+
+
+class Tl:
+    pass
+
+
+@pytest.fixture(scope="module")
+def tl(basetemp, wv):
+    d = module_dir(basetemp, "timelines")
+    s = Tl()
+    s.dir = d
+    s.repo = Repo(os.path.join(d, "repo"), os.path.join(d, "walvault.conf"))
+    p = Postgres(d, "primary").initdb(wal_segsize=1)
+    primary_conf(p, wv, s.repo)
+    s.restorer = Restorer(wv, s.repo, d)
+    ok = False
+    try:
+        p.start()
+        p.sql("create table t (batch int, id int, at timestamptz default clock_timestamp())")
+        commit_batch(p, 0)
+        s.backup_id = take_backup(wv, s.repo, p)
+        b = {}
+        time.sleep(1.1)  # the window starts a second after the backup's STOP TIME (whole seconds)
+        b[1] = commit_batch(p, 1)
+        time.sleep(0.6)
+        b[2] = commit_batch(p, 2)
+        p.switch_wal_and_wait_archived()
+
+        # R: back to between batches 1 and 2, promoted, archiving into the same repository
+        fork_at = (b[1]["commit"] + b[2]["commit"]) / 2
+        s.fork_at = fork_at
+        r = s.restorer.restore("tl2", "--to", iso(fork_at))
+        s.restorer.start(r, archive=True)
+        assert set(batches_in(r)) == {0, 1}
+        assert r.sql_value("select timeline_id from pg_control_checkpoint()") == 2 or \
+            r.sql_value("select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)") == \
+            "00000002"
+        time.sleep(0.3)
+        b[21] = commit_batch(r, 21)
+        time.sleep(0.6)
+        b[22] = commit_batch(r, 22)
+        r.switch_wal_and_wait_archived()
+        s.tl2_last = last_commit_time(r)
+        r.stop()
+
+        time.sleep(0.6)
+        b[3] = commit_batch(p, 3)
+        p.switch_wal_and_wait_archived()
+        s.tl1_last = last_commit_time(p)
+        p.stop()
+        s.b = b
+        s.primary = p
+        ok = True
+        yield s
+    finally:
+        s.restorer.cleanup(dump=not ok)
+        if not ok:
+            print("\n----- primary log -----\n%s" % p.log()[-20000:])
+        p.cleanup()
+        if not os.environ.get("WALVAULT_KEEP"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def iso(t):
+    return utc(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def out_of(pg):
+    return pg.restore_result.stdout + pg.restore_result.stderr
+
+
+def test_timeline2_archived_and_listed(tl):
+    names = tl.repo.wal_names()
+    assert "00000002.history" in names
+    assert any(n.startswith("00000002") and len(n) == 24 for n in names), sorted(names)
+
+    r = json.loads(bb(tl.restorer.wv, tl.repo, "list", "--json").stdout)["repositories"][0]
+    tls = {x["timeline"]: x for x in r["timelines"]}
+    assert set(tls) == {1, 2}
+    assert tls[2]["history"] is True and tls[1]["history"] is False
+    win = {w["timeline"]: w for w in r["windows"]}
+    assert set(win) == {1, 2}, r["windows"]
+    assert abs(parse_wv_time(win[1]["to"]) - tl.tl1_last) < 2e-6
+    assert abs(parse_wv_time(win[2]["to"]) - tl.tl2_last) < 2e-6
+    assert win[1]["first_backup"] == win[2]["first_backup"] == tl.backup_id
+    text = bb(tl.restorer.wv, tl.repo, "list").stdout
+    assert re.search(r"^    timeline 1: .* \(from backup %s\)$" % tl.backup_id, text, re.M)
+    assert re.search(r"^    timeline 2: .* \(from backup %s\)$" % tl.backup_id, text, re.M)
+
+
+def mid(a, b):
+    return lambda s: ((s.b[a]["commit"] if isinstance(a, int) else getattr(s, a)) +
+                      (s.b[b]["commit"] if isinstance(b, int) else getattr(s, b))) / 2
+
+
+# (--timeline argument or None, target time, expected timeline, expected batches, reason words)
+CASES = [
+    ("auto-tl2", None, mid(21, 22), 2, {0, 1, 21}, "newest timeline whose history reaches"),
+    ("tl1", "1", mid(21, 22), 1, {0, 1, 2}, "--timeline 1"),
+    ("current", "current", mid(21, 22), 1, {0, 1, 2}, "--timeline current"),
+    ("latest", "latest", mid(21, 22), 2, {0, 1, 21}, "latest timeline"),
+    ("auto-after-tl2", None, mid("tl2_last", 3), 1, {0, 1, 2},
+     "newest timeline whose history reaches"),
+    ("auto-before-fork", None, mid(1, "fork_at"), 2, {0, 1},
+     "newest timeline whose history reaches"),
+]
+
+
+@pytest.mark.parametrize("name, timeline, when, want_tli, want, reason", CASES,
+                         ids=[c[0] for c in CASES])
+def test_pitr_on_timelines(tl, name, timeline, when, want_tli, want, reason):
+    t = when(tl)
+    args = ["--to", iso(t)] + (["--timeline", timeline] if timeline else [])
+    pg = tl.restorer.restore(name, *args)
+    out = out_of(pg)
+    assert re.search(r"recovery_target_timeline = %d \(.*%s" % (want_tli, re.escape(reason)), out), \
+        out
+    assert "on timeline %d" % want_tli in pg.restore_result.stdout
+    auto = open(os.path.join(pg.datadir, "postgresql.auto.conf")).read()
+    assert "recovery_target_timeline = '%d'" % want_tli in auto
+    tl.restorer.verify(pg)
+    tl.restorer.start(pg)
+    assert set(batches_in(pg)) == want
+    pg.stop()
+
+
+def test_end_of_archive_follows_latest_timeline(tl):
+    pg = tl.restorer.restore_and_start("end")
+    assert set(batches_in(pg)) == {0, 1, 21, 22}
+    assert "on timeline 2" in pg.restore_result.stdout
+    pg.stop()
+
+
+def test_unknown_timeline_refused(tl):
+    target = os.path.join(tl.dir, "never")
+    for tli in ("3", "9"):
+        res = bb(tl.restorer.wv, tl.repo, "restore", "--pgdata", target, "--timeline", tli,
+                 check=False)
+        assert res.returncode != 0
+        assert "timeline %s is not in the archive (archived timelines: 1, 2)" % tli in \
+            res.stderr, res.stderr
+        assert "recoverable: timeline 1" in res.stderr, res.stderr
+        assert not os.path.exists(target)
+    # a time on timeline 2 after its last commit, forced onto timeline 2
+    res = bb(tl.restorer.wv, tl.repo, "restore", "--pgdata", target, "--timeline", "2",
+             "--to", iso((tl.tl2_last + tl.b[3]["commit"]) / 2), check=False)
+    assert res.returncode != 0 and "after the last archived commit" in res.stderr, res.stderr
+    assert not os.path.exists(target)
