@@ -293,6 +293,8 @@ typedef struct restore_ctx {
     char *pgdata;
     tablespace ts[256];
     int nts;
+    int maps_used[MAX_TS_MAP];
+    wv_buf ts_names; /* the backup's tablespace locations, for messages */
     wv_parallel *par;
     uint64_t files, bytes, reused;
     /* delta: every path the backup has */
@@ -347,8 +349,11 @@ static int pass_tablespaces(void *arg, const wv_manifest_entry *e, wv_err *err)
         return wv_err_set(err, WV_EREFUSED, "too many tablespaces");
     const char *loc = e->target;
     for (int i = 0; i < c->o->nmaps; i++)
-        if (strcmp(c->o->maps[i].old_path, e->target) == 0)
+        if (strcmp(c->o->maps[i].old_path, e->target) == 0) {
             loc = c->o->maps[i].new_path;
+            c->maps_used[i] = 1;
+        }
+    wv_buf_printf(&c->ts_names, "%s\"%s\"", c->ts_names.len ? ", " : "", e->target);
     c->ts[c->nts].oid = e->oid;
     c->ts[c->nts].location = wv_xstrdup(loc);
     c->nts++;
@@ -820,6 +825,16 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
     if ((rc = wv_manifest_load(c.st, c.b->h.id, &(wv_manifest_header){0}, pass_tablespaces, &c,
                                NULL, &err)) != 0)
         goto out;
+    for (int i = 0; i < o.nmaps; i++)
+        if (!c.maps_used[i]) {
+            rc = wv_err_set(&err, WV_EUSAGE,
+                            "--tablespace-map \"%s\": backup %s has no tablespace at that "
+                            "location (its tablespaces: %s)",
+                            o.maps[i].old_path, c.b->h.id,
+                            c.ts_names.len ? wv_buf_cstr(&c.ts_names) : "none");
+            wv_err_hint(&err, "nothing was written");
+            goto out;
+        }
     for (int i = 0; i < c.nts; i++) {
         int tex, tempty;
         if ((rc = dir_state(c.ts[i].location, &tex, &tempty, &err)) != 0)
@@ -893,6 +908,7 @@ out:
         wv_parallel_free(c.par);
     for (int i = 0; i < c.nts; i++)
         free(c.ts[i].location);
+    wv_buf_free(&c.ts_names);
     for (size_t i = 0; i < c.nkeep; i++)
         free(c.keep[i]);
     free(c.keep);
