@@ -399,9 +399,21 @@ class S3Server:
             return "(no gateway log: %s)" % e
 
 
-def start_server(timeout=150):
-    """Start a gateway in a new directory; returns S3Server.  Raises RuntimeError with the
-    daemons' log tail on failure."""
+def start_server(timeout=150, attempts=2):
+    """Start a gateway in a new directory; returns S3Server.  A failed start is tried again
+    once (the free ports are picked before the daemons bind them); then RuntimeError with
+    the daemons' log tail of every attempt."""
+    errors = []
+    for _ in range(attempts):
+        try:
+            return _start_once(timeout)
+        except RuntimeError as e:
+            errors.append(str(e))
+    raise RuntimeError("\n\n".join(errors))
+
+
+def _start_once(timeout):
+    # Under /tmp, not a deep pytest directory: unix socket paths are limited to 107 bytes.
     d = tempfile.mkdtemp(prefix="wv-rgw-", dir="/tmp")
     env = dict(os.environ, RGW_START_TIMEOUT=str(timeout))
     try:

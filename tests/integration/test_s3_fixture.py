@@ -218,7 +218,9 @@ class EchoServer:
                     try:
                         c.sendall(data)
                     except OSError:
-                        # The peer is gone; keep reading to learn how the stream ended.
+                        # The peer is gone; keep reading to learn how the stream ended (a
+                        # reset reported here is not reported again by recv: tests that look
+                        # at how a stream ended use a reader that does not write).
                         echo = False
         except ConnectionResetError:
             rec[1] = "reset"
@@ -341,7 +343,7 @@ def test_proxy_cut_and_reset_downstream(echo, mode):
     data = os.urandom(20000)
     with FaultProxy("127.0.0.1", echo.port, mode, after=5000, direction="down") as p:
         s = _connect(p)
-        _send_in_background(s, data)
+        s.sendall(data)         # fits in the socket buffers; nothing else writes to s after
         got, how = _recv_all(s, len(data))
         assert data.startswith(got)
         if mode == "cut":
@@ -351,8 +353,6 @@ def test_proxy_cut_and_reset_downstream(echo, mode):
             # RST may discard what was still in flight, but never more than N bytes arrive.
             assert len(got) <= 5000 and how == "reset"
         s.close()
-        ended = echo.wait_ended()
-        assert ended[0][1] == ("eof" if mode == "cut" else "reset")
         assert p.stats()[mode] == 1
 
 
@@ -362,8 +362,10 @@ def test_proxy_cut_and_reset_upstream(sink, mode):
     with FaultProxy("127.0.0.1", sink.port, mode, after=7000, direction="up") as p:
         s = _connect(p)
         _send_in_background(s, data)
+        # What the client sees depends on its writer thread (which may collect the RST);
+        # the target, which only reads, tells what happened on the wire.
         got, how = _recv_all(s, len(data))
-        assert (got, how) == (b"", "eof" if mode == "cut" else "reset")
+        assert got == b"" and how in ("eof", "reset")
         s.close()
         # The target got exactly N bytes before the end.
         assert sink.wait_ended() == [[7000, "eof" if mode == "cut" else "reset"]]
@@ -417,8 +419,15 @@ def test_proxy_target_down(echo):
     port = echo.port
     echo.close()
     with FaultProxy("127.0.0.1", port) as p:
-        s = _connect(p)
-        assert _recv_all(s, 1)[0] == b""
+        # The proxy resets the client's connection, possibly before connect() returns.
+        try:
+            s = _connect(p)
+            assert _recv_all(s, 1)[0] == b""
+        except ConnectionResetError:
+            pass
+        deadline = time.monotonic() + 10
+        while p.stats()["refused"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert p.stats()["refused"] == 1
 
 

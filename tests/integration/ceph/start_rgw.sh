@@ -44,14 +44,18 @@ TIMEOUT=${RGW_START_TIMEOUT:-150}
 T0=$(date +%s.%N)
 DEADLINE=$(( $(date +%s) + TIMEOUT ))
 
+left() { echo $(( DEADLINE - $(date +%s) )); }
 fail() {
     trap - INT TERM
-    echo "start_rgw.sh: $*" >&2
+    local msg="$*"
+    [ "$(left)" -gt 0 ] || msg="$msg (the ${TIMEOUT}s start timeout is used up)"
+    echo "start_rgw.sh: $msg" >&2
     for f in "$DIR"/log/*.log "$DIR"/log/*.out; do
         [ -s "$f" ] || continue
         echo "---- tail of $f ----" >&2
-        tail -n 40 "$f" >&2
+        tail -n 30 "$f" >&2
     done
+    echo "start_rgw.sh: $msg" >&2
     if [ "${RGW_KEEP_ON_FAILURE:-0}" = 1 ]; then
         "$HERE/stop_rgw.sh" --keep "$DIR" >&2 || true
         echo "start_rgw.sh: kept $DIR" >&2
@@ -62,7 +66,6 @@ fail() {
 }
 trap 'fail "interrupted"' INT TERM
 
-left() { echo $(( DEADLINE - $(date +%s) )); }
 # t COMMAND...: run COMMAND bounded by what is left of the total timeout.
 t() {
     local n
@@ -136,7 +139,6 @@ err to stderr = true
 log flush on exit = true
 crash dir = $DIR/tmp
 exporter sock dir = $DIR/run
-erasure code dir = /usr/lib/x86_64-linux-gnu/ceph/erasure-code
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg num = 8
