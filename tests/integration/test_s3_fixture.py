@@ -1,10 +1,12 @@
 """Tests of the test harness itself: the Ceph RGW fixture with its SigV4 client, and the
 fault-injecting proxy (against a local echo server and against the gateway)."""
 
+import glob
 import http.client
 import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -12,7 +14,8 @@ import uuid
 import pytest
 
 from faultproxy import FaultProxy
-from s3_server import EMPTY_SHA256, UNSIGNED_PAYLOAD, S3Client, S3Error, sigv4_sign
+from s3_server import (CEPH_DIR, EMPTY_SHA256, UNSIGNED_PAYLOAD, S3Client, S3Error, _alive,
+                       sigv4_sign, start_server, stop_server)
 from s3_server import s3_server  # noqa: F401  (registers the fixture)
 
 
@@ -166,6 +169,40 @@ def test_gateway_stop_and_start(s3_server, bucket):
     finally:
         s3_server.start_gateway()
     assert c.get_object(bucket, "survives") == b"restart"
+
+
+def test_second_cluster_starts_and_stops_completely(s3_server):
+    # Independent of the session's gateway: its own directory, ports and daemons.
+    other = start_server(timeout=120)
+    try:
+        assert other.dir != s3_server.dir
+        assert {other.http_port, other.https_port}.isdisjoint(
+            {s3_server.http_port, s3_server.https_port})
+        pids = []
+        for f in glob.glob(os.path.join(other.dir, "run", "*.pid")):
+            with open(f) as fh:
+                pids.append(int(fh.read()))
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        assert other.client().request("PUT", "other-bucket").status == 200
+        assert s3_server.client().request("GET", "other-bucket",
+                                          query=[("list-type", "2")]).status == 404
+    finally:
+        stop_server(other.dir)
+    assert not any(_alive(p) for p in pids)
+    assert not os.path.exists(other.dir)
+    # Stopping again is fine.
+    p = subprocess.run([os.path.join(CEPH_DIR, "stop_rgw.sh"), other.dir])
+    assert p.returncode == 0
+    # The session's gateway is untouched.
+    assert s3_server.client().request("GET").status == 200      # ListBuckets
+
+
+def test_stop_refuses_a_foreign_directory(tmp_path):
+    (tmp_path / "ceph.conf").write_text("[global]\nfsid = something else\n")
+    p = subprocess.run([os.path.join(CEPH_DIR, "stop_rgw.sh"), str(tmp_path)],
+                       stderr=subprocess.PIPE, text=True)
+    assert p.returncode == 1 and "not made by start_rgw.sh" in p.stderr
+    assert (tmp_path / "ceph.conf").exists()
 
 
 # ---------------------------------------------------------------------------------------------
