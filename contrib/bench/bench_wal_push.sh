@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench_wal_push.sh - how fast and how lean is wal-push, next to `cp + fsync` and pgBackRest?
 #
-#     bash contrib/bench/bench_wal_push.sh [--rounds N] [--segments N] [--no-1g] [--keep]
+#     bash contrib/bench/bench_wal_push.sh [--rounds N] [--segments N] [--no-1g] [--profile] [--keep]
 #
 # As root on Debian 12, without standard input. It
 #   1. installs the Debian packages it needs (only the missing ones; pgbackrest, postgresql-15, ...),
@@ -15,7 +15,9 @@
 #      one after another in a rotating order (cp + fsync, pgbackrest archive-push, wal-push), each
 #      into a destination that does not hold the segment yet, and prints the table,
 #   6. unless --no-1g: a second cluster with 1 GiB segments writes one full segment of random data;
-#      wal-push's peak RSS and time on it are measured the same way.
+#      wal-push's peak RSS and time on it are measured the same way,
+#   7. with --profile: perf samples one wal-push run per segment and bench_wal_push_profile.py
+#      prints where the CPU time goes (SHA-256, lz4, kernel read/write/fsync, process start).
 # Everything lives in one temporary directory that is removed at exit, servers are stopped.
 set -euo pipefail
 
@@ -25,17 +27,19 @@ ROUNDS=3
 NSEG=20
 DO_1G=1
 KEEP=0
+PROFILE=0
 PGBIN=/usr/lib/postgresql/15/bin
 PY=/usr/bin/python3
 
 usage() {
     cat >&2 <<EOF
-usage: bash contrib/bench/bench_wal_push.sh [--rounds N] [--segments N] [--no-1g] [--keep]
+usage: bash contrib/bench/bench_wal_push.sh [--rounds N] [--segments N] [--no-1g] [--profile] [--keep]
 
   --rounds N     passes over the segments (default $ROUNDS); each pass runs every method once on
                  every segment, so each method gets N x segments samples
   --segments N   16 MiB segments to generate and use (default $NSEG, 2..200)
   --no-1g        skip the 1 GiB segment (saves about a minute and 4 GiB of temporary disk)
+  --profile      afterwards, profile wal-push with perf (installs linux-perf if missing)
   --keep         keep the temporary directory (servers are stopped all the same)
 EOF
     exit 2
@@ -49,6 +53,7 @@ while (($#)); do
     --segments=*) NSEG="${1#*=}"; [[ "$NSEG" =~ ^[1-9][0-9]*$ ]] || usage; shift ;;
     --no-1g) DO_1G=0; shift ;;
     --keep) KEEP=1; shift ;;
+    --profile) PROFILE=1; shift ;;
     -h | --help) usage ;;
     *) echo "bench_wal_push.sh: unknown argument \"$1\"" >&2; usage ;;
     esac
@@ -68,6 +73,7 @@ PACKAGES=(
     postgresql-15 postgresql-client-15 postgresql-contrib
     pgbackrest python3 coreutils util-linux time
 )
+((PROFILE)) && PACKAGES+=(linux-perf)
 missing=()
 for p in "${PACKAGES[@]}"; do
     st="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
@@ -301,3 +307,25 @@ fi
 install -m 644 "$HERE/bench_wal_push_measure.py" "$TMP/bench_wal_push_measure.py"
 cd "$TMP"
 as_pg "$PY" "$TMP/bench_wal_push_measure.py" "${args[@]}"
+
+# --- 8. profile --------------------------------------------------------------------------------------
+if ((PROFILE)); then
+    say "profiling wal-push with perf (one run per segment)"
+    PERF="$(command -v perf || true)"
+    [[ -n "$PERF" ]] || die "perf is not installed (Debian package linux-perf)"
+    install -m 644 "$HERE/bench_wal_push_profile.py" "$TMP/bench_wal_push_profile.py"
+    cat >"$TMP/profile_loop.sh" <<EOF
+for s in "$SEGDIR"/*; do
+    n="\${s##*/}"
+    rm -f "$TMP/walvault/repo/wal/\${n:0:16}/\$n"
+    "$TMP/bin/wal-push" -c "$TMP/walvault/walvault.conf" "\$s" 2>/dev/null || exit 1
+done
+EOF
+    FREQ=4999
+    "$PERF" record -q -F "$FREQ" -g -o "$TMP/perf.data" -- runuser -u postgres -- bash "$TMP/profile_loop.sh" \
+        >/dev/null 2>"$TMP/perf.log" || { cat "$TMP/perf.log" >&2; die "perf record failed"; }
+    "$PERF" script -i "$TMP/perf.data" --comm wal-push -F ip,sym,dso 2>/dev/null \
+        | "$PY" "$TMP/bench_wal_push_profile.py" --runs "${#CHOSEN[@]}" --freq "$FREQ" \
+            --wal-push "$TMP/bin/wal-push"
+    echo "wal-push loads $(ldd "$TMP/bin/wal-push" | grep -c '=>') shared libraries (ldd)"
+fi
