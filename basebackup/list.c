@@ -230,11 +230,10 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
     {
         char seg[32];
         human(repo->info.wal_segsize, seg, sizeof(seg));
-        wv_buf_printf(out,
-                      "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64
-                      ", %s WAL segments\n",
-                      rc->name, wv_storage_location(repo->st), repo->info.pg_major,
-                      repo->info.system_id, seg);
+        wv_buf_printf(
+            out, "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64 ", %s WAL segments\n",
+            rc->name, wv_storage_location(repo->st), repo->info.pg_major, repo->info.system_id,
+            seg);
     }
     if (bs.n == 0) {
         wv_buf_append_str(out, "  no backups yet: take one with \"basebackup backup\"\n");
@@ -252,8 +251,9 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
             wv_lsn_format(h->stop_lsn, el);
             human(bs.b[i].totals.size, sz, sizeof(sz));
             human(bs.b[i].totals.stored_size, ss, sizeof(ss));
-            wv_buf_printf(out, "  %-18s %-20.20s %-24s %-24s %3" PRIu32
-                               " %-11s %-11s %10s %10s %6" PRId64 " %s\n",
+            wv_buf_printf(out,
+                          "  %-18s %-20.20s %-24s %-24s %3" PRIu32
+                          " %-11s %-11s %10s %10s %6" PRId64 " %s\n",
                           h->id, h->label && h->label[0] ? h->label : "-", st, en, h->timeline, sl,
                           el, sz, ss, h->stop_time - h->start_time, h->keep ? "yes" : "no");
         }
@@ -265,14 +265,15 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
         char a[WV_TIME_FORMAT_LEN], b[WV_TIME_FORMAT_LEN];
         wv_time_format(w[i].from_us, a, sizeof(a));
         wv_time_format(w[i].to_us, b, sizeof(b));
-        wv_buf_printf(out, "    timeline %" PRIu32 ": %s .. %s (from backup %s)\n", w[i].tli, a,
-                      b, w[i].first_backup);
+        wv_buf_printf(out, "    timeline %" PRIu32 ": %s .. %s (from backup %s)\n", w[i].tli, a, b,
+                      w[i].first_backup);
         if (w[i].gap) {
             char rs[WV_TIME_FORMAT_LEN] = "unknown";
             if (w[i].resume_us != INT64_MIN)
                 wv_time_format(w[i].resume_us, rs, sizeof(rs));
-            wv_buf_printf(out, "      then WAL segment %s is missing; the archive resumes later "
-                               "(first commit after the gap: %s)\n",
+            wv_buf_printf(out,
+                          "      then WAL segment %s is missing; the archive resumes later "
+                          "(first commit after the gap: %s)\n",
                           w[i].missing, rs);
         }
     }

@@ -1,5 +1,6 @@
 /*
- * restore.c - basebackup restore: put a backup back and configure PostgreSQL to recover to a target.
+ * restore.c - basebackup restore: put a backup back and configure PostgreSQL to recover to a
+ * target.
  *
  *   basebackup restore --pgdata DIR [--to TIME | --lsn LSN | --xid XID | --name NAME | --immediate]
  *                      [--backup ID] [--timeline latest|current|N] [--target-action promote|pause|
@@ -95,14 +96,22 @@ static const char usage[] =
 static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},  {"pgdata", required_argument, NULL, 'D'},
-        {"to", required_argument, NULL, 't'},      {"lsn", required_argument, NULL, 'L'},
-        {"xid", required_argument, NULL, 'x'},     {"name", required_argument, NULL, 'n'},
-        {"immediate", no_argument, NULL, 'i'},     {"backup", required_argument, NULL, 'b'},
-        {"timeline", required_argument, NULL, 'T'}, {"target-action", required_argument, NULL, 'a'},
-        {"delta", no_argument, NULL, 'd'},         {"tablespace-map", required_argument, NULL, 'm'},
-        {"repo", required_argument, NULL, 'r'},    {"dry-run", no_argument, NULL, 'N'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"pgdata", required_argument, NULL, 'D'},
+        {"to", required_argument, NULL, 't'},
+        {"lsn", required_argument, NULL, 'L'},
+        {"xid", required_argument, NULL, 'x'},
+        {"name", required_argument, NULL, 'n'},
+        {"immediate", no_argument, NULL, 'i'},
+        {"backup", required_argument, NULL, 'b'},
+        {"timeline", required_argument, NULL, 'T'},
+        {"target-action", required_argument, NULL, 'a'},
+        {"delta", no_argument, NULL, 'd'},
+        {"tablespace-map", required_argument, NULL, 'm'},
+        {"repo", required_argument, NULL, 'r'},
+        {"dry-run", no_argument, NULL, 'N'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int ntargets = 0, c;
     memset(o, 0, sizeof(*o));
@@ -195,9 +204,9 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg || !eq[1] || optarg[0] != '/' || eq[1] != '/' ||
                 o->nmaps >= MAX_TS_MAP)
-                return wv_err_set(err, WV_EUSAGE,
-                                  "bad --tablespace-map \"%s\": expected /old/location=/new/location",
-                                  optarg);
+                return wv_err_set(
+                    err, WV_EUSAGE,
+                    "bad --tablespace-map \"%s\": expected /old/location=/new/location", optarg);
             o->maps[o->nmaps].old_path = wv_xstrndup(optarg, (size_t)(eq - optarg));
             o->maps[o->nmaps].new_path = wv_xstrdup(eq + 1);
             o->nmaps++;
@@ -222,11 +231,13 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
     if (optind < argc)
         return wv_err_set(err, WV_EUSAGE, "unexpected argument \"%s\"", argv[optind]);
     if (!o->pgdata)
-        return wv_err_set(err, WV_EUSAGE, "--pgdata DIR is required: the data directory to "
-                                          "restore into");
+        return wv_err_set(err, WV_EUSAGE,
+                          "--pgdata DIR is required: the data directory to "
+                          "restore into");
     if (ntargets > 1)
-        return wv_err_set(err, WV_EUSAGE, "give at most one of --to, --lsn, --xid, --name and "
-                                          "--immediate");
+        return wv_err_set(err, WV_EUSAGE,
+                          "give at most one of --to, --lsn, --xid, --name and "
+                          "--immediate");
     return 0;
 }
 
@@ -260,13 +271,13 @@ static int check_no_server(const char *pgdata, wv_err *err)
     int rc = 0;
     if (f) {
         long pid = 0;
-        if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+        if (fscanf(f, "%ld", &pid) == 1 && pid > 0 &&
+            (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
             wv_err_set(err, WV_EREFUSED,
                        "a PostgreSQL server (pid %ld) is running on \"%s\": refusing to restore "
                        "over it",
                        pid, pgdata);
-            rc = wv_err_hint(err, "stop it first (pg_ctl -D %s stop); nothing was written",
-                             pgdata);
+            rc = wv_err_hint(err, "stop it first (pg_ctl -D %s stop); nothing was written", pgdata);
         }
         fclose(f);
     }
@@ -687,6 +698,16 @@ static void describe_target(const wv_target *t, char *out, size_t len)
     }
 }
 
+/* One pass over the backup's manifest (the header's strings are released). */
+static int manifest_pass(restore_ctx *c, wv_manifest_entry_cb cb, wv_err *err)
+{
+    wv_manifest_header h;
+    memset(&h, 0, sizeof(h));
+    int rc = wv_manifest_load(c->st, c->b->h.id, &h, cb, c, NULL, err);
+    wv_manifest_header_free(&h);
+    return rc;
+}
+
 /* Plan on one repository: load what it holds and choose backup and timeline. */
 typedef struct repo_plan {
     wv_repo *repo;
@@ -703,8 +724,7 @@ static void repo_plan_free(repo_plan *rp)
     memset(rp, 0, sizeof(*rp));
 }
 
-static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_plan *rp,
-                        wv_err *err)
+static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_plan *rp, wv_err *err)
 {
     int r = wv_repo_open(rc, &rp->repo, err);
     if (r == 0) {
@@ -718,8 +738,8 @@ static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_pl
     if (r == 0)
         r = wv_archive_scan(rp->repo->st, rp->repo->info.wal_segsize, &rp->arch, err);
     if (r == 0)
-        r = wv_recovery_plan(rp->repo->st, rp->arch, &rp->bs, &o->target, o->timeline,
-                             o->backup_id, &rp->plan, err);
+        r = wv_recovery_plan(rp->repo->st, rp->arch, &rp->bs, &o->target, o->timeline, o->backup_id,
+                             &rp->plan, err);
     if (r != 0 && strncmp(err->msg, rc->name, strlen(rc->name)) != 0)
         wv_err_prefix(err, "%s: ", rc->name);
     return r;
@@ -759,8 +779,9 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
         (rc = dir_state(c.pgdata, &exists, &empty, &err)) != 0)
         goto out;
     if (exists && !empty && !o.delta) {
-        rc = wv_err_set(&err, WV_EREFUSED, "data directory \"%s\" is not empty: refusing to "
-                                           "restore over it",
+        rc = wv_err_set(&err, WV_EREFUSED,
+                        "data directory \"%s\" is not empty: refusing to "
+                        "restore over it",
                         c.pgdata);
         wv_err_hint(&err, "restore into a new or empty directory, or pass --delta to reuse the "
                           "files whose checksum matches and replace the rest; nothing was written");
@@ -784,8 +805,7 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
         repo_plan_free(&rp);
     }
     if (o.repo && !wv_config_repo(cfg, o.repo)) {
-        rc = wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", o.repo, o.repo,
-                        cfg->file);
+        rc = wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", o.repo, o.repo, cfg->file);
         goto out;
     }
     if (rc != 0) {
@@ -822,8 +842,7 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
 
     /* 3. Tablespaces first (their locations), then directories and links, then files. */
     c.t0 = now_s();
-    if ((rc = wv_manifest_load(c.st, c.b->h.id, &(wv_manifest_header){0}, pass_tablespaces, &c,
-                               NULL, &err)) != 0)
+    if ((rc = manifest_pass(&c, pass_tablespaces, &err)) != 0)
         goto out;
     for (int i = 0; i < o.nmaps; i++)
         if (!c.maps_used[i]) {
@@ -840,11 +859,12 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
         if ((rc = dir_state(c.ts[i].location, &tex, &tempty, &err)) != 0)
             goto out;
         if (tex && !tempty && !o.delta) {
-            rc = wv_err_set(&err, WV_EREFUSED,
-                            "tablespace %" PRIu32 " location \"%s\" is not empty",
-                            c.ts[i].oid, c.ts[i].location);
-            wv_err_hint(&err, "map it elsewhere with --tablespace-map %s=/new/empty/dir, or use "
-                              "--delta",
+            rc =
+                wv_err_set(&err, WV_EREFUSED, "tablespace %" PRIu32 " location \"%s\" is not empty",
+                           c.ts[i].oid, c.ts[i].location);
+            wv_err_hint(&err,
+                        "map it elsewhere with --tablespace-map %s=/new/empty/dir, or use "
+                        "--delta",
                         c.ts[i].location);
             goto out;
         }
@@ -853,12 +873,11 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
         rc = wv_err_errno(&err, WV_EIO, errno, "could not create \"%s\"", c.pgdata);
         goto out;
     }
-    if ((rc = wv_manifest_load(c.st, c.b->h.id, &(wv_manifest_header){0}, pass_dirs, &c, NULL,
-                               &err)) != 0)
+    if ((rc = manifest_pass(&c, pass_dirs, &err)) != 0)
         goto out;
     if ((rc = wv_parallel_new(cfg->process_max, cfg->process_max * 4, &c.par, &err)) != 0)
         goto out;
-    rc = wv_manifest_load(c.st, c.b->h.id, &(wv_manifest_header){0}, pass_files, &c, NULL, &err);
+    rc = manifest_pass(&c, pass_files, &err);
     if (rc != 0)
         wv_parallel_cancel(c.par, &err);
     wv_err jerr;

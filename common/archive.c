@@ -216,8 +216,7 @@ int wv_archive_reach_from(const wv_archive *a, uint32_t target_tli, uint64_t sta
     uint32_t tli = wv_archive_tli_for_segno(a, target_tli, segno);
     if (!has_segment(a, tli, segno)) {
         wv_walname_format_segment(tli, segno, a->segsize, res->missing);
-        return wv_err_set(err, WV_ENOTFOUND, "WAL segment %s is not in the archive",
-                          res->missing);
+        return wv_err_set(err, WV_ENOTFOUND, "WAL segment %s is not in the archive", res->missing);
     }
     while (has_segment(a, tli, segno)) {
         res->last_segno = segno;
@@ -285,8 +284,7 @@ int wv_archive_last_commit(wv_storage *st, const wv_archive *a, uint32_t target_
 }
 
 int wv_archive_first_commit(wv_storage *st, const wv_archive *a, uint32_t target_tli,
-                            uint64_t from_segno, uint64_t to_segno, int64_t *time_us,
-                            wv_err *err)
+                            uint64_t from_segno, uint64_t to_segno, int64_t *time_us, wv_err *err)
 {
     *time_us = INT64_MIN;
     for (uint64_t s = from_segno; s <= to_segno; s++) {

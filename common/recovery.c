@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "filter.h"
+#include "object.h"
 #include "timeparse.h"
 
 /* The window starts one second after the backup's STOP TIME (which has whole seconds only). */
@@ -19,6 +21,65 @@ static int backup_on_path(const wv_archive *a, uint32_t tli, const wv_backup *b)
 {
     return b->h.timeline <= tli && wv_archive_on_path(a, tli, b->h.timeline, b->h.start_lsn) &&
            wv_archive_on_path(a, tli, b->h.timeline, b->h.stop_lsn);
+}
+
+/*
+ * The next transaction id (32 bits) of the checkpoint in a backup's pg_control, 0 when unknown.
+ * PostgreSQL sends pg_control last, so this is the newest checkpoint at the backup's end: every
+ * transaction id at or above it was assigned after that checkpoint.
+ */
+typedef struct control_ref {
+    const char *id;
+    char key[600];
+    int found;
+} control_ref;
+
+static int control_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
+{
+    control_ref *f = arg;
+    (void)err;
+    if (e->type == WV_MANIFEST_FILE && strcmp(e->path, "pgdata/global/pg_control") == 0) {
+        snprintf(f->key, sizeof(f->key), "backup/%s/%s", e->ref ? e->ref : f->id, e->path);
+        f->found = 1;
+    }
+    return 0;
+}
+
+#define PG_CONTROL_VERSION_15     1300
+#define PG_CONTROL_NEXTXID_OFFSET 64 /* ControlFileData.checkPointCopy.nextXid (PG 15) */
+
+static int backup_next_xid(wv_storage *st, const wv_backup *b, uint32_t *xid, wv_err *err)
+{
+    control_ref f = {.id = b->h.id};
+    wv_manifest_header h;
+    memset(&h, 0, sizeof(h));
+    *xid = 0;
+    int rc = wv_manifest_load(st, b->h.id, &h, control_cb, &f, NULL, err);
+    wv_manifest_header_free(&h);
+    if (rc != 0 || !f.found)
+        return rc;
+    wv_buf buf = WV_BUF_INIT;
+    wv_source *src = NULL;
+    wv_obj_info info;
+    rc = wv_storage_get_open(st, f.key, 0, -1, &src, err);
+    if (rc == 0) {
+        wv_filter *dest = wv_filter_buf_new(&buf);
+        rc = wv_object_read(src, dest, &info, err);
+        wv_filter_chain_free(dest);
+        wv_source_close(src);
+        if (rc != 0)
+            wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(st), f.key);
+    }
+    if (rc == 0 && buf.len >= PG_CONTROL_NEXTXID_OFFSET + 8) {
+        uint32_t version;
+        uint64_t next;
+        memcpy(&version, buf.data + 8, sizeof(version));
+        memcpy(&next, buf.data + PG_CONTROL_NEXTXID_OFFSET, sizeof(next));
+        if (version == PG_CONTROL_VERSION_15)
+            *xid = (uint32_t)next;
+    }
+    wv_buf_free(&buf);
+    return rc;
 }
 
 /* Memo of the last commit reachable up to a segment on one timeline's path. */
@@ -109,8 +170,7 @@ int wv_recovery_windows(wv_storage *st, const wv_archive *a, const wv_backupset 
             int64_t from = backup_end_us(b);
             int64_t to = ev.last_commit_us > from ? ev.last_commit_us : from;
             /* Merge with the previous window of this timeline when they touch. */
-            if (nw > first_of_tli && from <= w[nw - 1].to_us &&
-                w[nw - 1].to_lsn >= b->h.stop_lsn) {
+            if (nw > first_of_tli && from <= w[nw - 1].to_us && w[nw - 1].to_lsn >= b->h.stop_lsn) {
                 if (to > w[nw - 1].to_us)
                     w[nw - 1].to_us = to;
                 continue;
@@ -206,7 +266,8 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
     char tbuf[WV_TIME_FORMAT_LEN] = "", lbuf[WV_LSN_LEN] = "";
     int saw_backup_before = 0, saw_restorable = 0;
     int64_t best_reach_commit = INT64_MIN;
-    const wv_backup *first_on_path = NULL;
+    const wv_backup *first_on_path = NULL, *xid_skipped = NULL;
+    uint32_t xid_skipped_next = 0;
     wv_archive_reach last_reach;
 
     memset(plan, 0, sizeof(*plan));
@@ -233,11 +294,13 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
         wv_lsn_format(t->lsn, lbuf);
 
     if (bs->n == 0)
-        return wv_err_set(err, WV_EREFUSED, "the repository holds no backup: take one with "
-                                            "\"basebackup backup\" first");
+        return wv_err_set(err, WV_EREFUSED,
+                          "the repository holds no backup: take one with "
+                          "\"basebackup backup\" first");
     if (backup_id && !wv_backupset_find(bs, backup_id))
-        return wv_err_set(err, WV_EREFUSED, "no backup \"%s\" in the repository (see "
-                                            "\"basebackup list\")",
+        return wv_err_set(err, WV_EREFUSED,
+                          "no backup \"%s\" in the repository (see "
+                          "\"basebackup list\")",
                           backup_id);
 
     if (timeline != WV_TLI_AUTO && timeline != WV_TLI_LATEST && timeline != WV_TLI_CURRENT &&
@@ -246,8 +309,8 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
         for (size_t i = 0; i < a->ntl; i++)
             wv_buf_printf(&known, "%s%" PRIu32, i ? ", " : "", a->tls[i].tli);
         wv_err_set(err, WV_EREFUSED,
-                   "timeline %" PRIu32 " is not in the archive (archived timelines: %s)",
-                   timeline, known.len ? wv_buf_cstr(&known) : "none");
+                   "timeline %" PRIu32 " is not in the archive (archived timelines: %s)", timeline,
+                   known.len ? wv_buf_cstr(&known) : "none");
         wv_buf_free(&known);
         refuse_with_windows(st, a, bs, err);
         return WV_EREFUSED;
@@ -280,6 +343,19 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
                 continue;
             if (t->kind == WV_TARGET_LSN && b->h.stop_lsn > t->lsn)
                 continue;
+            if (t->kind == WV_TARGET_XID && !backup_id) {
+                /* A transaction that began before the backup's checkpoint most likely committed
+                 * before the backup ended, where recovery from it cannot stop. */
+                uint32_t next;
+                int rc = backup_next_xid(st, b, &next, err);
+                if (rc != 0)
+                    return rc;
+                if (next != 0 && (int32_t)(t->xid - next) < 0) {
+                    xid_skipped = b;
+                    xid_skipped_next = next;
+                    continue;
+                }
+            }
             saw_backup_before = 1;
             eval ev;
             int rc = evaluate(st, a, &memo, tli, b, t->kind == WV_TARGET_TIME, &ev, err);
@@ -309,8 +385,9 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
                 snprintf(plan->tli_reason, sizeof(plan->tli_reason),
                          "the newest timeline whose history reaches the target");
             else if (timeline == WV_TLI_CURRENT)
-                snprintf(plan->tli_reason, sizeof(plan->tli_reason), "the backup's timeline "
-                                                                     "(--timeline current)");
+                snprintf(plan->tli_reason, sizeof(plan->tli_reason),
+                         "the backup's timeline "
+                         "(--timeline current)");
             else if (timeline == WV_TLI_LATEST || timeline == WV_TLI_AUTO)
                 snprintf(plan->tli_reason, sizeof(plan->tli_reason),
                          "the latest timeline in the archive");
@@ -337,6 +414,13 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
                        backup_id, which);
         else
             wv_err_set(err, WV_EREFUSED, "no backup lies on the history of %s", which);
+    } else if (!saw_backup_before && xid_skipped) {
+        wv_err_set(err, WV_EREFUSED,
+                   "transaction %" PRIu32 " began before the oldest usable backup (%s: its "
+                   "checkpoint's next transaction id is %" PRIu32 ")",
+                   t->xid, xid_skipped->h.id, xid_skipped_next);
+        wv_err_hint(err, "if it committed after that backup ended, pass --backup %s",
+                    xid_skipped->h.id);
     } else if (!saw_backup_before) {
         char fb[WV_TIME_FORMAT_LEN];
         wv_time_format(backup_end_us(first_on_path), fb, sizeof(fb));

@@ -44,7 +44,9 @@ def test_list_json(pitr):
     assert r["repo"] == "repo1" and r["location"] and r["empty"] is False
     assert int(r["system_identifier"]) == pitr.primary.system_identifier()
     assert r["pg_major"] == 15 and r["wal_segment_size"] == 1 << 20
-    assert len(r["backups"]) == 1
+    assert [b["id"] for b in r["backups"]] == [pitr.backup_id, pitr.backup2_id]
+    assert r["backups"][0]["stop_lsn"] < r["backups"][1]["start_lsn"] or \
+        len(r["backups"][0]["stop_lsn"]) < len(r["backups"][1]["start_lsn"])
     b = r["backups"][0]
     assert b["id"] == pitr.backup_id and b["timeline"] == 1
     assert b["start_lsn"] == h["wal"]["start-lsn"] and b["stop_lsn"] == h["wal"]["stop-lsn"]
@@ -52,7 +54,8 @@ def test_list_json(pitr):
     assert b["pg_version"] // 10000 == 15
     stop = parse_wv_time(b["stop_time"])
     assert int(stop) == int(h["time"]["stop"])
-    # one window: the end of the backup .. the last archived commit, both real instants
+    # one window (the second backup's lies inside it): the end of the first backup .. the last
+    # archived commit, both real instants
     assert len(r["windows"]) == 1, r["windows"]
     w = r["windows"][0]
     assert w["timeline"] == 1 and w["first_backup"] == pitr.backup_id
@@ -74,6 +77,7 @@ def test_list_text(pitr):
     h = manifest_header(pitr.repo, pitr.backup_id)
     row = [ln for ln in out.splitlines() if ln.strip().startswith(pitr.backup_id)]
     assert len(row) == 1, out
+    assert any(ln.strip().startswith(pitr.backup2_id) for ln in out.splitlines()), out
     assert h["wal"]["start-lsn"] in row[0] and h["wal"]["stop-lsn"] in row[0]
     m = re.search(r"^    timeline 1: (\S+ \S+) \.\. (\S+ \S+) \(from backup %s\)$" % pitr.backup_id,
                   out, re.M)
@@ -99,11 +103,16 @@ def test_list_gap_and_incomplete_backup(pitr):
     chown_pg(os.path.join(d, "PG_VERSION"))
 
     r = list_json(pitr, repo)
-    assert [b["id"] for b in r["backups"]] == [pitr.backup_id]
+    assert [b["id"] for b in r["backups"]] == [pitr.backup_id, pitr.backup2_id]
     assert r["incomplete_backups"] == ["20000101T000000Z"]
     assert r["gaps"] == [{"timeline": 1, "first_missing": seg, "last_missing": seg}]
-    assert len(r["windows"]) == 1
-    w = r["windows"][0]
+    # two windows: the first backup's up to the gap, the second backup's after it
+    assert len(r["windows"]) == 2, r["windows"]
+    w, w2 = r["windows"]
+    assert w2["first_backup"] == pitr.backup2_id and "stops_at_missing_segment" not in w2
+    assert w2["from_lsn"] == r["backups"][1]["stop_lsn"]
+    assert abs(parse_wv_time(w2["to"]) - pitr.last_commit) < 2e-6
+    assert parse_wv_time(w2["from"]) < pitr.batches[4]["commit"]
     assert w["stops_at_missing_segment"] == seg
     # the window ends at the last commit before the gap (the switch after batch 2)
     to = parse_wv_time(w["to"])

@@ -1,13 +1,13 @@
 """basebackup restore to a point in time, against a real PostgreSQL 15 archiving with wal-push.
 
 One cluster per module (1 MiB segments, commit timestamps tracked, autovacuum off so that every
-commit is one of ours): pgbench data, a walvault backup, then batches of rows, each batch one
+commit is one of ours): pgbench data, a walvault backup, then batches 1-5 of rows, each batch one
 transaction whose server commit time, xid and following LSN are recorded, a restore point after
-each, and the WAL switched and archived. Each test restores to a target and proves the restored
+each, the WAL switched and archived, and a second backup after batch 4. Each test restores to a target and proves the restored
 server holds exactly the batches committed before it: every --to form (local time with TZ set,
 "+TZ", ISO 8601 Z, "N seconds ago"), --lsn, --xid, --name, --immediate, and the end of the archive;
 pg_verifybackup accepts every restored directory before it starts and pg_amcheck finds nothing
-after recovery. A backup taken under pgbench load restores to the end with consistent data.
+after recovery. The newest backup that ends before the target is chosen; --backup overrides. A backup taken under pgbench load restores to the end with consistent data.
 
 The helpers at the top are shared by the other restore modules (test_list, test_timelines,
 test_tablespaces, test_restore_refusals).
@@ -193,18 +193,21 @@ def pitr(basetemp, wv):
         pg.pgbench("-i", "-s", "1", "-q")
         pg.sql("create table t (batch int, id int, at timestamptz default clock_timestamp())")
         s.pgbench_sum = pg.sql_value("select sum(abalance) from pgbench_accounts")
-        commit_batch(pg, 0)  # in the backup
+        s.batch0 = commit_batch(pg, 0)  # in the backup
         s.backup_id = take_backup(wv, s.repo, pg)
         s.batches = []
         # the window starts a second after the backup's STOP TIME (whole seconds): batch 1 after
         # that; a gap of whole seconds between batches 2 and 3 ("N seconds ago")
-        gaps = {0: 1.1, 2: 3.5}
+        # (and after the second backup, taken after batch 4)
+        gaps = {0: 1.1, 2: 3.5, 4: 1.1}
         for k in range(1, 6):
             time.sleep(gaps.get(k - 1, 0.3))
             s.batches.append(commit_batch(pg, k))
             pg.sql("select pg_create_restore_point(%s)", ("after batch %d" % k,))
             if k % 2 == 0:
                 pg.switch_wal_and_wait_archived()
+            if k == 4:
+                s.backup2_id = take_backup(wv, s.repo, pg)
         time.sleep(0.3)
         pg.switch_wal_and_wait_archived()
         s.last_commit = last_commit_time(pg)
@@ -296,10 +299,47 @@ def test_restore_to_restore_point(pitr):
 
 
 def test_restore_immediate(pitr):
+    # the newest backup by default: it holds batches 0-4
     pg = pitr.restorer.restore_and_start("immediate", "--immediate")
+    expect_upto(pg, 4)
+    assert "restoring backup %s" % pitr.backup2_id in pg.restore_result.stderr
+    assert 'recovery_target = \'immediate\'' in open(
+        os.path.join(pg.datadir, "postgresql.auto.conf")).read()
+    pg.stop()
+    pg = pitr.restorer.restore_and_start("immediate1", "--immediate", "--backup", pitr.backup_id)
     expect_upto(pg, 0)
     assert pg.sql_value("select sum(abalance) from pgbench_accounts") == pitr.pgbench_sum
     pg.stop()
+
+
+def test_backup_choice(pitr):
+    r = pitr.restorer
+    after_b2 = pitr.batches[4]["commit"] - 0.05  # after backup 2's end, before batch 5
+    cases = [  # (args, backup chosen)
+        (["--to", utc(between(pitr, 1)).isoformat()], pitr.backup_id),
+        (["--to", utc(after_b2).isoformat()], pitr.backup2_id),
+        (["--lsn", pitr.batches[0]["lsn"]], pitr.backup_id),
+        (["--lsn", pitr.batches[4]["lsn"]], pitr.backup2_id),
+        (["--xid", str(pitr.batches[0]["xid"])], pitr.backup_id),
+        ([], pitr.backup2_id),
+    ]
+    for args, want in cases:
+        target = os.path.join(pitr.dir, "dry")
+        res = bb(r.wv, pitr.repo, "restore", "--pgdata", target, "--dry-run", *args)
+        assert "restoring backup %s " % want in res.stderr, (args, res.stderr)
+        assert "dry run: nothing written" in res.stderr
+        assert not os.path.exists(target)
+    # --backup: the older backup replays further; the newer one cannot go back
+    pg = r.restore_and_start("older", "--to", utc(after_b2).isoformat(), "--backup",
+                             pitr.backup_id)
+    expect_upto(pg, 4)
+    assert "restoring backup %s" % pitr.backup_id in pg.restore_result.stderr
+    pg.stop()
+    res = bb(r.wv, pitr.repo, "restore", "--pgdata", os.path.join(pitr.dir, "no"), "--to",
+             utc(between(pitr, 1)).isoformat(), "--backup", pitr.backup2_id, check=False)
+    assert res.returncode != 0 and "before the end of the oldest usable backup (%s" % \
+        pitr.backup2_id in res.stderr, res.stderr
+    assert not os.path.exists(os.path.join(pitr.dir, "no"))
 
 
 def test_restore_to_end_of_archive(pitr):

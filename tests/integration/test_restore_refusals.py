@@ -133,6 +133,18 @@ def test_bad_arguments(pitr, target, args, needle):
     assert_nothing_written(target)
 
 
+def test_xid_before_first_backup(pitr, target):
+    xid = str(pitr.batch0["xid"])  # committed before the first backup
+    refused(restore_into(pitr, target, "--xid", xid),
+            "transaction %s began before the oldest usable backup \\(%s" % (xid, pitr.backup_id),
+            "pass --backup %s" % pitr.backup_id)
+    assert_nothing_written(target)
+    # the user's word overrides (--backup): planned, nothing written in a dry run
+    res = restore_into(pitr, target, "--xid", xid, "--backup", pitr.backup_id, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert_nothing_written(target)
+
+
 def test_pgdata_required(pitr):
     res = bb(pitr.restorer.wv, pitr.repo, "restore", check=False)
     refused(res, "--pgdata DIR is required")
@@ -145,8 +157,8 @@ def test_gap_in_archive(pitr, target):
     seg = pitr.batches[2]["segment"]
     assert seg != pitr.batches[1]["segment"] and seg != pitr.batches[4]["segment"]
     os.unlink(repo.object_path(seg))
-    # inside the gap: between batches 3 and 4, and after batch 5 (beyond the gap)
-    for t in (between(pitr, 3), pitr.batches[4]["commit"]):
+    # inside the gap: between batches 3 and 4, and between batch 4 and the second backup's end
+    for t in (between(pitr, 3), pitr.batches[3]["commit"] + 0.01):
         line = refused(restore_into(pitr, target, "--to", iso(t), repo=repo),
                        "gap in the archived WAL", seg, "recoverable", "then WAL segment %s is "
                        "missing" % seg)
@@ -162,11 +174,15 @@ def test_gap_in_archive(pitr, target):
     # PostgreSQL would need a later commit to stop, and cannot read one: refused too.
     refused(restore_into(pitr, target, "--to", iso(between(pitr, 2)), repo=repo), "gap", seg)
     assert_nothing_written(target)
-    # before the gap still works
+    # before the gap still works, and after it from the backup taken after it
     rs = Restorer(pitr.restorer.wv, repo, pitr.dir)
     try:
         pg = rs.restore_and_start("before-gap", "--to", iso(between(pitr, 1)))
         expect_upto(pg, 1)
+        pg.stop()
+        pg = rs.restore_and_start("after-gap", "--to", iso(pitr.batches[4]["commit"] - 0.05))
+        expect_upto(pg, 4)
+        assert "restoring backup %s" % pitr.backup2_id in pg.restore_result.stderr
         pg.stop()
     finally:
         rs.cleanup()
