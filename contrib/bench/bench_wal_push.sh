@@ -119,8 +119,24 @@ cleanup() {
     fi
     exit "$rc"
 }
+# Long steps run in the background and are waited for, so that a signal is acted on at once (bash
+# defers traps while a foreground child runs); the trap passes the signal on to that child.
+CHILD=""
+run_child() {
+    local rc=0
+    "$@" &
+    CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
+on_signal() {
+    [[ -z "$CHILD" ]] || kill -TERM "$CHILD" 2>/dev/null || true
+    [[ -z "$CHILD" ]] || wait "$CHILD" 2>/dev/null || true
+    exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap on_signal INT TERM
 
 install -d -o postgres -g postgres "$TMP/bin"
 for b in wal-push wal-fetch; do
@@ -183,9 +199,11 @@ say "generating WAL: pgbench -i -s 20 and pgbench runs on a throwaway cluster"
 start_cluster pg16 16
 P16="$PGPORT_NUM"
 D16="$PGDATA_DIR"
-as_pg "$PGBIN/pgbench" -h "$TMP/pg16" -p "$P16" -i -s 20 -q postgres >"$TMP/pg16/pgbench-i.log" 2>&1 \
+run_child runuser -u postgres -- "$PGBIN/pgbench" -h "$TMP/pg16" -p "$P16" -i -s 20 -q postgres \
+    >"$TMP/pg16/pgbench-i.log" 2>&1 \
     || { cat "$TMP/pg16/pgbench-i.log" >&2; die "pgbench -i failed"; }
-as_pg "$PGBIN/pgbench" -h "$TMP/pg16" -p "$P16" -c 2 -j 2 -T 10 postgres >"$TMP/pg16/pgbench.log" 2>&1 \
+run_child runuser -u postgres -- "$PGBIN/pgbench" -h "$TMP/pg16" -p "$P16" -c 2 -j 2 -T 10 postgres \
+    >"$TMP/pg16/pgbench.log" 2>&1 \
     || { cat "$TMP/pg16/pgbench.log" >&2; die "pgbench failed"; }
 # pgbench alone makes WAL slowly here: bulk updates of pgbench_accounts (heap updates, index
 # entries, full-page images) until there are enough segments.
@@ -306,7 +324,7 @@ fi
 # A copy postgres can read wherever this tree lives.
 install -m 644 "$HERE/bench_wal_push_measure.py" "$TMP/bench_wal_push_measure.py"
 cd "$TMP"
-as_pg "$PY" "$TMP/bench_wal_push_measure.py" "${args[@]}"
+run_child runuser -u postgres -- "$PY" "$TMP/bench_wal_push_measure.py" "${args[@]}"
 
 # --- 8. profile --------------------------------------------------------------------------------------
 if ((PROFILE)); then
@@ -322,7 +340,8 @@ for s in "$SEGDIR"/*; do
 done
 EOF
     FREQ=4999
-    "$PERF" record -q -F "$FREQ" -g -o "$TMP/perf.data" -- runuser -u postgres -- bash "$TMP/profile_loop.sh" \
+    run_child "$PERF" record -q -F "$FREQ" -g -o "$TMP/perf.data" -- \
+        runuser -u postgres -- bash "$TMP/profile_loop.sh" \
         >/dev/null 2>"$TMP/perf.log" || { cat "$TMP/perf.log" >&2; die "perf record failed"; }
     "$PERF" script -i "$TMP/perf.data" --comm wal-push -F ip,sym,dso 2>/dev/null \
         | "$PY" "$TMP/bench_wal_push_profile.py" --runs "${#CHOSEN[@]}" --freq "$FREQ" \
