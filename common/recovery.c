@@ -371,7 +371,9 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
                 best_reach_commit = ev.last_commit_us;
             int ok = 1;
             if (t->kind == WV_TARGET_TIME)
-                ok = ev.last_commit_us != INT64_MIN && ev.last_commit_us >= t->time_us;
+                /* PostgreSQL stops before the first commit later than the target: it must
+                 * read one (recovery_target_inclusive only matters for equal times). */
+                ok = ev.last_commit_us != INT64_MIN && ev.last_commit_us > t->time_us;
             else if (t->kind == WV_TARGET_LSN)
                 ok = t->lsn < ev.reach.end_lsn &&
                      wv_archive_on_path(a, tli, wv_archive_tli_at(a, tli, t->lsn), t->lsn);
@@ -452,15 +454,14 @@ int wv_recovery_plan(wv_storage *st, const wv_archive *a, const wv_backupset *bs
         if (best_reach_commit != INT64_MIN)
             wv_time_format(best_reach_commit, lc, sizeof(lc));
         wv_err_set(err, WV_EREFUSED,
-                   "target time %s is after the last archived commit (%s): PostgreSQL would end "
-                   "recovery before reaching it",
+                   "target time %s is not before the last archived commit (%s): PostgreSQL "
+                   "stops at the first commit after the target and would end recovery without one",
                    tbuf, lc);
         if (best_reach_commit != INT64_MIN)
             wv_err_hint(err,
                         "if the server is running, archive its current WAL (SELECT "
-                        "pg_switch_wal();) and retry; or restore to the last commit with --to "
-                        "'%s'",
-                        lc);
+                        "pg_switch_wal();) and retry; or restore without a target to the end of "
+                        "the archive, which ends with that commit");
         else
             wv_err_hint(err, "if the server is running, archive its current WAL (SELECT "
                              "pg_switch_wal();) and retry");

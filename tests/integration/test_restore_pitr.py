@@ -3,14 +3,16 @@
 One cluster per module (1 MiB segments, commit timestamps tracked, autovacuum off so that every
 commit is one of ours): pgbench data, a walvault backup, then batches 1-5 of rows, each batch one
 transaction whose server commit time, xid and following LSN are recorded, a restore point after
-each, the WAL switched and archived, and a second backup after batch 4. Each test restores to a target and proves the restored
-server holds exactly the batches committed before it: every --to form (local time with TZ set,
-"+TZ", ISO 8601 Z, "N seconds ago"), --lsn, --xid, --name, --immediate, and the end of the archive;
-pg_verifybackup accepts every restored directory before it starts and pg_amcheck finds nothing
-after recovery. The newest backup that ends before the target is chosen; --backup overrides. A backup taken under pgbench load restores to the end with consistent data.
+each, the WAL switched and archived, and a second backup after batch 4. Each test restores to a
+target and proves the restored server holds exactly the batches committed before it: every --to
+form (local time with TZ set, "+TZ", ISO 8601 Z, "N seconds ago"), --lsn, --xid, --name,
+--immediate, and the end of the archive; pg_verifybackup accepts every restored directory before it
+starts and pg_amcheck finds nothing after recovery. The newest backup that ends before the target
+is chosen; --backup overrides. A backup taken under pgbench load restores to the end with
+consistent data.
 
-The helpers at the top are shared by the other restore modules (test_list, test_timelines,
-test_tablespaces, test_restore_refusals).
+The helpers at the top are shared by other modules (test_list, test_timelines, test_tablespaces,
+test_restore_refusals and more): keep their names and signatures.
 """
 
 import datetime

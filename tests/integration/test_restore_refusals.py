@@ -82,12 +82,22 @@ def test_target_after_last_archived_commit(pitr, target):
     wait_until(lambda: time.time() > pitr.last_commit + 1.5, what="a second to pass")
     for to in ("now", iso(pitr.last_commit + 2)):
         line = refused(restore_into(pitr, target, "--to", to),
-                       "after the last archived commit", r"pg_switch_wal\(\)", "recoverable")
+                       "not before the last archived commit", r"pg_switch_wal\(\)",
+                       "recoverable")
         assert_nothing_written(target)
         lo, hi = window_in(line)
         assert abs(hi - pitr.last_commit) < 1e-3, (hi, pitr.last_commit)
-    # the last commit itself is reachable (dry run: the plan, nothing written)
-    res = restore_into(pitr, target, "--to", iso(pitr.last_commit), "--dry-run")
+    # PostgreSQL stops at the first commit after the target: the last commit's own instant is
+    # refused, one microsecond before it is planned (dry run: nothing written)
+    last = bb(pitr.restorer.wv, pitr.repo, "list", "--json").stdout
+    last = re.search(r'"to": "([^"]+)"', last).group(1)  # exact text, UTC
+    at = datetime.datetime.strptime(last + "00", "%Y-%m-%d %H:%M:%S.%f%z")
+    assert abs(at.timestamp() - pitr.last_commit) < 2e-6
+    refused(restore_into(pitr, target, "--to", last), "not before the last archived commit",
+            "restore without a target")
+    assert_nothing_written(target)
+    before = (at - datetime.timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    res = restore_into(pitr, target, "--to", before, "--dry-run")
     assert res.returncode == 0, res.stderr
     assert_nothing_written(target)
     # an LSN past the end of the archive

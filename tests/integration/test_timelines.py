@@ -21,7 +21,7 @@ import pytest
 
 from test_restore_pitr import (Restorer, batches_in, bb, commit_batch, last_commit_time,
                                module_dir, parse_wv_time, primary_conf, take_backup, utc)
-from utils import Postgres, Repo, wait_until
+from utils import Postgres, Repo
 
 
 class Tl:
@@ -137,8 +137,8 @@ def test_pitr_on_timelines(tl, name, timeline, when, want_tli, want, reason):
     args = ["--to", iso(t)] + (["--timeline", timeline] if timeline else [])
     pg = tl.restorer.restore(name, *args)
     out = out_of(pg)
-    assert re.search(r"recovery_target_timeline = %d \(.*%s" % (want_tli, re.escape(reason)), out), \
-        out
+    pattern = r"recovery_target_timeline = %d \(.*%s" % (want_tli, re.escape(reason))
+    assert re.search(pattern, out), out
     assert "on timeline %d" % want_tli in pg.restore_result.stdout
     auto = open(os.path.join(pg.datadir, "postgresql.auto.conf")).read()
     assert "recovery_target_timeline = '%d'" % want_tli in auto
@@ -168,5 +168,5 @@ def test_unknown_timeline_refused(tl):
     # a time on timeline 2 after its last commit, forced onto timeline 2
     res = bb(tl.restorer.wv, tl.repo, "restore", "--pgdata", target, "--timeline", "2",
              "--to", iso((tl.tl2_last + tl.b[3]["commit"]) / 2), check=False)
-    assert res.returncode != 0 and "after the last archived commit" in res.stderr, res.stderr
+    assert res.returncode != 0 and "not before the last archived commit" in res.stderr, res.stderr
     assert not os.path.exists(target)
