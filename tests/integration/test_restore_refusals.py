@@ -246,3 +246,15 @@ def test_running_postmaster_and_delta(pitr):
     assert after == before
     assert pg.sql_value("select count(*) from t") == 30
     pg.stop()
+
+    # the usual second try: the server ran (timeline 2 in its pg_wal, its own files), now a later
+    # target with --delta: stale WAL and server files go, the recovery is the new one
+    assert any(f.startswith("00000002") for f in os.listdir(os.path.join(dd, "pg_wal")))
+    res = restore_into(pitr, dd, "--delta", "--to", iso(between(pitr, 3)))
+    assert res.returncode == 0, res.stderr
+    assert not any(f.startswith("00000002") for f in os.listdir(os.path.join(dd, "pg_wal")))
+    assert not os.path.exists(os.path.join(dd, "postmaster.pid"))
+    r.verify(pg)
+    r.start(pg)
+    expect_upto(pg, 3)
+    pg.stop()
