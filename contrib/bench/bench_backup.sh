@@ -183,6 +183,7 @@ chmod 644 "$WVCONF" "$BRCONF"
 BR=(pgbackrest --config="$BRCONF" --stanza=bench)
 CONN="host=$SOCK port=$PORT user=postgres dbname=postgres"
 
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 say "initdb and start PostgreSQL 15 on 127.0.0.1:$PORT"
 as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust >"$TMP/pg/initdb.log" 2>&1 \
     || { cat "$TMP/pg/initdb.log" >&2; die "initdb failed"; }
@@ -333,7 +334,9 @@ START_LSN="$(psql_q "select pg_current_wal_lsn()")"
 while :; do
     done_bytes="$(psql_q "select pg_wal_lsn_diff(pg_current_wal_lsn(), '$START_LSN')::bigint")"
     ((done_bytes >= NSEG * 16 * 1048576)) && break
-    as_pg "$PGBIN/pgbench" -n -c 2 -j 2 -T 5 -d "$CONN" >/dev/null 2>&1 || die "pgbench run failed"
+    # synchronous_commit=off: the WAL is the same, it is just written sooner
+    as_pg env PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -c 2 -j 2 -T 5 -d "$CONN" \
+        >/dev/null 2>&1 || die "pgbench run failed"
 done
 archive_idle
 LAST_SEG="$(psql_q "select pg_walfile_name(pg_current_wal_lsn())")"
@@ -389,11 +392,13 @@ for ((r = 0; r < ROUNDS; r++)); do
     done
 done
 
+LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+
 # --- 6. the report --------------------------------------------------------------------------------
 "$PY" - "$RESULTS" "$SCALE" "$BIG_BYTES" "$SMALL" "$SMALL_BYTES" "$ROUNDS" "$REPLAY_SEGS" \
-    "$BR_REPO_BYTES" "$WV_REPO_BYTES" <<'EOF'
+    "$BR_REPO_BYTES" "$WV_REPO_BYTES" "$(nproc)" "$LOAD_START" "$LOAD_END" <<'EOF'
 import statistics, sys
-res, scale, big, small, small_b, rounds, segs, brb, wvb = sys.argv[1:]
+res, scale, big, small, small_b, rounds, segs, brb, wvb, ncpu, load0, load1 = sys.argv[1:]
 rows = {}
 for line in open(res):
     phase, label, wall, user, sysc, rss = line.split()
@@ -429,6 +434,8 @@ print("database: pgbench -s %s, %.0f MiB (pg_database_size); small run: -s %s, %
                                           rounds, segs))
 print("repository size after all backups: pgbackrest %.0f MiB, walvault %.0f MiB (incl. WAL)"
       % (int(brb) / 2**20, int(wvb) / 2**20))
+print("load average (1, 5, 15 min) at the start: %s, at the end: %s, on %s CPUs "
+      "(other work on the machine makes the figures noisy)" % (load0, load1, ncpu))
 print()
 hdr = "%-8s %-32s %-22s %-22s %-22s" % ("phase", "command", "wall s median (min-max)",
                                         "CPU s (user+sys)", "peak RSS MiB")
