@@ -147,6 +147,11 @@ static void collect_rp(const wv_wal_restore_point *rp, void *arg)
     wv_buf_append_str(b, "\n");
 }
 
+static void feed_walreader(void *arg, const uint8_t *buf, size_t len)
+{
+    wv_walreader_feed(arg, buf, len);
+}
+
 /* Per repository state of one push. */
 typedef struct target {
     wv_repo *repo;
@@ -335,18 +340,23 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     }
     if (nsinks == 0)
         goto report;
-    wv_obj_opts opts = {.compress = cfg->compress, .level = cfg->compress_level,
-                        .kind = kind_of(kind)};
-    w = wv_objwriter_new(sinks, nsinks, &opts);
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        rc = wv_err_errno(err, WV_EIO, errno, "could not seek in \"%s\"", path);
-        goto out;
-    }
-    /* Segments of a server whose WAL we can read: record commit times and restore points. */
+    /* Segments of a server whose WAL we can read: record commit times and restore points. The
+     * reader and the SHA-256 run on a helper thread while this one compresses and writes. */
     if ((kind == WV_WALNAME_SEGMENT || kind == WV_WALNAME_PARTIAL) &&
         wh.magic == WV_WAL_PAGE_MAGIC) {
         wr = wv_walreader_new(wh.seg_size);
         wv_walreader_set_rp_callback(wr, collect_rp, &rps);
+    }
+    wv_obj_opts opts = {.compress = cfg->compress,
+                        .level = cfg->compress_level,
+                        .kind = kind_of(kind),
+                        .hash_thread = 1,
+                        .observe = wr ? feed_walreader : NULL,
+                        .observe_arg = wr};
+    w = wv_objwriter_new(sinks, nsinks, &opts);
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        rc = wv_err_errno(err, WV_EIO, errno, "could not seek in \"%s\"", path);
+        goto out;
     }
     chunk = wv_xmalloc(PUSH_CHUNK);
     uint64_t total = 0;
@@ -357,8 +367,6 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         if (got == 0)
             break;
         total += got;
-        if (wr)
-            wv_walreader_feed(wr, chunk, got);
         /* Fails only once every repository's write has failed; each keeps its own error. */
         if (wv_objwriter_write(w, chunk, got, err) != 0)
             break;

@@ -69,6 +69,15 @@ wv_filter *wv_filter_discard_new(void);
 wv_filter *wv_sha256_filter_new(wv_filter *next);
 void wv_sha256_filter_digest(const wv_filter *f, uint8_t out[32]);
 
+/*
+ * The same, hashing each written buffer on a helper thread while `next` processes it on the
+ * caller's thread (the two costs overlap). `also`, if not NULL, sees every buffer on the helper
+ * thread after it is hashed. write() returns when both threads are done with the buffer.
+ */
+wv_filter *wv_sha256_filter_new_threaded(wv_filter *next,
+                                         void (*also)(void *arg, const uint8_t *buf, size_t len),
+                                         void *also_arg);
+
 /* Counts bytes. */
 wv_filter *wv_count_filter_new(wv_filter *next);
 uint64_t wv_count_filter_bytes(const wv_filter *f);

@@ -138,7 +138,9 @@ wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_o
     wv_filter *next = w->framer;
     if (compression == WV_OBJ_COMPRESS_LZ4)
         next = wv_lz4_compress_new(next, opts->level > 0 ? opts->level : 1);
-    w->head = wv_sha256_filter_new(next);
+    w->head = opts->hash_thread
+                  ? wv_sha256_filter_new_threaded(next, opts->observe, opts->observe_arg)
+                  : wv_sha256_filter_new(next);
     return w;
 }
 

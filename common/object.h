@@ -31,6 +31,11 @@ typedef struct {
     wv_compress compress; /* WV_COMPRESS_NONE or WV_COMPRESS_LZ4 */
     int level;            /* lz4 level 1..12; 0 means 1 */
     uint8_t kind;         /* WV_OBJ_KIND_* */
+    /* Hash on a helper thread, overlapping compression (one object at a time, as wal-push). */
+    int hash_thread;
+    /* With hash_thread: sees every piece of plain content on the helper thread. */
+    void (*observe)(void *arg, const uint8_t *buf, size_t len);
+    void *observe_arg;
 } wv_obj_opts;
 
 typedef struct wv_objwriter wv_objwriter;

@@ -593,9 +593,64 @@ static void test_hex(void **state)
     assert_memory_equal(all, back, 256);
 }
 
+/* The threaded SHA-256 stage: same digest and same downstream bytes as the plain one, at every
+ * piece size, and its observer sees every byte in order. */
+typedef struct {
+    uint8_t *seen;
+    size_t len;
+} observed;
+
+static void observe_bytes(void *arg, const uint8_t *buf, size_t len)
+{
+    observed *o = arg;
+    o->seen = realloc(o->seen, o->len + len);
+    memcpy(o->seen + o->len, buf, len);
+    o->len += len;
+}
+
+static void test_sha256_threaded_matches(void **state)
+{
+    (void)state;
+    size_t total = 3 * 1024 * 1024 + 17;
+    uint8_t *data = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (uint8_t)((i * 2654435761u) >> 13);
+    const size_t pieces[] = {1, 7, 4096, 1024 * 1024, 3 * 1024 * 1024 + 17};
+    for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
+        wv_buf a = WV_BUF_INIT, b = WV_BUF_INIT;
+        observed o = {0};
+        wv_err err;
+        wv_filter *plain = wv_sha256_filter_new(wv_filter_buf_new(&a));
+        wv_filter *thr = wv_sha256_filter_new_threaded(wv_filter_buf_new(&b), observe_bytes, &o);
+        for (size_t off = 0; off < total; off += pieces[p]) {
+            size_t n = total - off < pieces[p] ? total - off : pieces[p];
+            assert_int_equal(wv_filter_write(plain, data + off, n, &err), 0);
+            assert_int_equal(wv_filter_write(thr, data + off, n, &err), 0);
+        }
+        assert_int_equal(wv_filter_finish(plain, &err), 0);
+        assert_int_equal(wv_filter_finish(thr, &err), 0);
+        uint8_t d1[32], d2[32];
+        wv_sha256_filter_digest(plain, d1);
+        wv_sha256_filter_digest(thr, d2);
+        assert_memory_equal(d1, d2, 32);
+        assert_int_equal(a.len, total);
+        assert_int_equal(b.len, total);
+        assert_memory_equal(b.data, data, total);
+        assert_int_equal(o.len, total);
+        assert_memory_equal(o.seen, data, total);
+        wv_filter_chain_free(plain);
+        wv_filter_chain_free(thr);
+        wv_buf_free(&a);
+        wv_buf_free(&b);
+        free(o.seen);
+    }
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sha256_threaded_matches),
         cmocka_unit_test(test_sha256_roundtrip),
         cmocka_unit_test(test_count_and_terminals),
         cmocka_unit_test(test_fd_terminal_and_pump),
