@@ -568,6 +568,30 @@ static void conf_quote(wv_buf *b, const char *s)
     for (; *s; s++) {
         if (*s == '\'')
             wv_buf_append_str(b, "''");
+        else if (*s == '\\')
+            wv_buf_append_str(b, "\\\\"); /* the configuration file parser unescapes backslashes */
+        else
+            wv_buf_append(b, s, 1);
+    }
+    wv_buf_append_str(b, "'");
+}
+
+/* A word of restore_command, which PostgreSQL expands (%f, %p, %%) and runs through /bin/sh: as is
+ * when plain, else single-quoted for the shell with each % doubled. */
+static void shell_word(wv_buf *b, const char *s)
+{
+    if (s[0] &&
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._+,:@=-") ==
+            strlen(s)) {
+        wv_buf_append_str(b, s);
+        return;
+    }
+    wv_buf_append_str(b, "'");
+    for (; *s; s++) {
+        if (*s == '\'')
+            wv_buf_append_str(b, "'\\''");
+        else if (*s == '%')
+            wv_buf_append_str(b, "%%"); /* PostgreSQL's escape in restore_command */
         else
             wv_buf_append(b, s, 1);
     }
@@ -600,9 +624,13 @@ static int write_recovery_conf(restore_ctx *c, const wv_plan *plan, const char *
     wv_time_format((int64_t)time(NULL) * 1000000, now, sizeof(now));
     wv_buf_printf(&out, "# Recovery settings written by walvault basebackup restore at %s\n", now);
     wv_buf_append_str(&out, "restore_command = ");
-    char *cmd = wv_xasprintf("%s -c %s %%f %%p", fetch_bin, conf);
-    conf_quote(&out, cmd);
-    free(cmd);
+    wv_buf cmd = WV_BUF_INIT;
+    shell_word(&cmd, fetch_bin);
+    wv_buf_append_str(&cmd, " -c ");
+    shell_word(&cmd, conf);
+    wv_buf_append_str(&cmd, " %f %p");
+    conf_quote(&out, wv_buf_cstr(&cmd));
+    wv_buf_free(&cmd);
     wv_buf_append_str(&out, "\n");
     const wv_target *t = &c->o->target;
     char v[WV_TIME_FORMAT_LEN];

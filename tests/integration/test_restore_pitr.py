@@ -179,6 +179,9 @@ class Pitr:
     pass
 
 
+ODD_NAME = "it's batch 1 \\ 100% done"  # quote, backslash, percent: escaped in the settings
+
+
 @pytest.fixture(scope="module")
 def pitr(basetemp, wv):
     d = module_dir(basetemp, "pitr")
@@ -206,6 +209,8 @@ def pitr(basetemp, wv):
             time.sleep(gaps.get(k - 1, 0.3))
             s.batches.append(commit_batch(pg, k))
             pg.sql("select pg_create_restore_point(%s)", ("after batch %d" % k,))
+            if k == 1:
+                pg.sql("select pg_create_restore_point(%s)", (ODD_NAME,))
             if k % 2 == 0:
                 pg.switch_wal_and_wait_archived()
             if k == 4:
@@ -293,10 +298,11 @@ def test_restore_to_xid(pitr):
     pg.stop()
 
 
-def test_restore_to_restore_point(pitr):
-    pg = pitr.restorer.restore_and_start("name", "--name", "after batch 3")
-    expect_upto(pg, 3)
-    assert 'recovery stopping at restore point "after batch 3"' in pg.log_since_start()
+@pytest.mark.parametrize("name, k", [("after batch 3", 3), (ODD_NAME, 1)], ids=["plain", "odd"])
+def test_restore_to_restore_point(pitr, name, k):
+    pg = pitr.restorer.restore_and_start("name", "--name", name)
+    expect_upto(pg, k)
+    assert 'recovery stopping at restore point "%s"' % name in pg.log_since_start()
     pg.stop()
 
 
@@ -355,6 +361,22 @@ def test_restore_to_end_of_archive(pitr):
                                                      os.path.realpath(pitr.repo.config)) in auto
     assert "recovery_target_timeline = '1'" in auto
     assert "recovery_target_time =" not in auto
+    pg.stop()
+
+
+def test_restore_command_quoting(pitr):
+    # a configuration file whose path needs quoting for the shell and escaping for PostgreSQL
+    d = make_pg_dir(os.path.join(pitr.dir, "it's 100% mine"), 0o755)
+    conf = os.path.join(d, "wal vault.conf")
+    shutil.copy(pitr.repo.config, conf)
+    os.chmod(conf, 0o644)
+    pg = pitr.restorer.new_pg("quoted")
+    run(pitr.restorer.wv.cmd("basebackup", "restore", "--pgdata", pg.datadir, "--to",
+                             utc(between(pitr, 1)).isoformat(), config=conf))
+    auto = open(os.path.join(pg.datadir, "postgresql.auto.conf")).read()
+    assert "100%%" in auto, auto
+    pitr.restorer.start(pg)
+    expect_upto(pg, 1)
     pg.stop()
 
 
