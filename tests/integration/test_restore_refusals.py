@@ -198,6 +198,23 @@ def test_gap_in_archive(pitr, target):
         rs.cleanup()
 
 
+def test_backup_wal_missing(pitr, target):
+    # a copy of the repository without the first backup's start segment: that backup is unusable
+    repo = pitr.repo.copy_to(os.path.join(pitr.dir, "repo-nostart"),
+                             os.path.join(pitr.dir, "nostart.conf"))
+    with open(os.path.join(repo.path, "backup", pitr.backup_id, "backup.manifest")) as f:
+        start = re.search(r"start-segment=([0-9A-F]{24})", f.read()).group(1)
+    os.unlink(repo.object_path(start))
+    line = refused(restore_into(pitr, target, "--to", iso(between(pitr, 1)), repo=repo),
+                   "WAL the backups need is not in the archive", start)
+    assert_nothing_written(target)
+    # list: only the second backup's window remains
+    out = bb(pitr.restorer.wv, repo, "list").stdout
+    assert "(from backup %s)" % pitr.backup2_id in out and \
+        "(from backup %s)" % pitr.backup_id not in out, out
+    assert "recoverable: timeline 1" in line
+
+
 def test_running_postmaster_and_delta(pitr):
     r = pitr.restorer
     # restore, then damage the directory: change a relation file, remove one, add a stray one
