@@ -467,12 +467,23 @@ static int sync_info(sync_ctx *c, wv_err *err)
     const wv_repo_info *fi = &c->from->info;
     rc = wv_repo_load_info(c->to, err);
     if (rc == WV_ENOTFOUND) {
-        if (c->dry_run) {
-            printf("would create %s in %s\n", WV_REPO_INFO_KEY, to_name(c));
-            return 0;
+        /* An empty target gets the source's info object as it is; if another process (a
+         * wal-push) recorded one meanwhile, that one is compared below. */
+        wv_buf b = WV_BUF_INIT;
+        rc = wv_storage_get_all(c->from->st, WV_REPO_INFO_KEY, 64 * 1024, &b, err);
+        if (rc == 0 && c->dry_run)
+            printf("would copy %s (%zu bytes)\n", WV_REPO_INFO_KEY, b.len);
+        else if (rc == 0)
+            rc = wv_storage_put_all(c->to->st, WV_REPO_INFO_KEY, WV_PUT_NOREPLACE, b.data, b.len,
+                                    err);
+        if (rc == 0) {
+            c->copied++;
+            c->copied_bytes += b.len;
         }
-        /* Records the same facts; another process may win the race, then it compares. */
-        return wv_repo_check_cluster(c->to, fi->system_id, fi->pg_major, fi->wal_segsize, err);
+        wv_buf_free(&b);
+        if (rc != WV_EEXIST)
+            return rc;
+        rc = wv_repo_load_info(c->to, err);
     }
     if (rc < 0)
         return rc;

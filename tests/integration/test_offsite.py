@@ -59,6 +59,11 @@ def s3_section(s3, bucket, d, index=1, *, https=False, endpoint=None, secret=Non
     return "\n".join(lines) + "\n"
 
 
+def global_section(compress="lz4"):
+    """RGW answers each request after some milliseconds: eight copies in flight, not two."""
+    return "[global]\nprocess_max = 8\ncompress = %s\n" % compress
+
+
 def posix_section(path, index=1):
     return "[repo%d]\ntype = posix\npath = %s\n" % (index, path)
 
@@ -146,12 +151,10 @@ def cycle(d, wv, conf, big=False, restore_args=(), name="cycle"):
 @pytest.mark.parametrize("store", ["s3-http-big", "s3-https", "ssh"])
 def test_archive_backup_pitr_cycle(store, s3_server, ssh_server, remote_helper, wv,  # noqa: F811
                                    workdir):
-    glob = ""
+    glob = global_section("none" if store == "s3-http-big" else "lz4")
     if store.startswith("s3"):
         bucket = new_bucket(s3_server)
         section = s3_section(s3_server, bucket, workdir, https=store == "s3-https")
-        if store == "s3-http-big":
-            glob = "[global]\ncompress = none\n"
     else:
         path = make_pg_dir(os.path.join(workdir, "backup-server-repo"), 0o750)
         section = ssh_server.repo_section(path, remote_helper)
@@ -202,7 +205,8 @@ def test_store_down_during_archiving_nothing_lost(s3_server, wv, workdir):  # no
     bucket = new_bucket(s3_server)
     with FaultProxy("127.0.0.1", s3_server.http_port, max_seconds=280) as proxy:
         conf = Conf(os.path.join(workdir, "walvault.conf"),
-                    [s3_section(s3_server, bucket, workdir, endpoint=proxy.url("http"))])
+                    [s3_section(s3_server, bucket, workdir, endpoint=proxy.url("http"))],
+                    global_section())
         pg = start_primary(workdir, wv, conf, archive_env="WALVAULT_S3_TIMEOUT=3 ")
         restorer = Restorer(wv, conf, workdir)
         ok = False
@@ -252,7 +256,7 @@ def test_connection_faults_mid_upload(case, s3_server, wv, workdir, wal_samples)
     with FaultProxy("127.0.0.1", s3_server.http_port, max_seconds=200) as proxy:
         conf = Conf(os.path.join(workdir, "walvault.conf"),
                     [s3_section(s3_server, bucket, workdir, endpoint=proxy.url("http"))],
-                    "[global]\ncompress = none\n")
+                    global_section("none"))
         mode = "cut" if case == "cut-single" else "reset"
         after = 300000 if case == "cut-single" else 5 * 1024 * 1024  # inside the first part
         proxy.set_mode(mode, after=after, direction="up")
