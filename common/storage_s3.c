@@ -29,6 +29,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "curl_dl.h"
 #include "log.h"
 #include "s3sign.h"
 #include "storage_driver.h"
@@ -1550,14 +1551,6 @@ out:
 
 /* ---- constructor ---- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static int env_int(const char *name, int def, int lo, int hi)
 {
     const char *v = getenv(name);
@@ -1597,9 +1590,8 @@ static int load_credentials(s3_storage *st, const wv_repo_config *rc, wv_err *er
 
 int wv_storage_s3_new(const wv_repo_config *rc, wv_storage **out, wv_err *err)
 {
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return wv_err_set(err, WV_EINTERNAL, "%s: could not initialise libcurl", rc->name);
+    if (wv_curl_load(err) != 0)
+        return wv_err_prefix(err, "%s: ", rc->name);
     if (!rc->bucket || !rc->bucket[0])
         return wv_err_set(err, WV_ECONFIG, "%s: no bucket configured", rc->name);
 
