@@ -19,7 +19,7 @@ PACKAGES=(
     libpq-dev liblz4-dev lz4 libssl-dev libuv1-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
     postgresql-15 postgresql-client-15 postgresql-contrib
     python3 python3-pytest python3-pytest-timeout python3-psycopg2
-    tzdata util-linux
+    tzdata util-linux python3-pytest-xdist
 )
 
 # Each contrib/packages-*.txt (one package a line, # comments) adds the packages of a test peer.
@@ -74,6 +74,8 @@ install_bin() {
     prefix="$(mktemp -d /tmp/walvault-bin.XXXXXX)" || return 1
     chmod 755 "$prefix"
     cmake --install "$dir" --prefix "$prefix" >/dev/null </dev/null || return 1
+    # The driver conformance check is not installed for users; the tests run it from here.
+    [[ -x "$dir/wv-storage-check" ]] && cp "$dir/wv-storage-check" "$prefix/bin/"
     chmod -R a+rX "$prefix"
     INSTALL_DIRS+=("$prefix")
     echo "$prefix/bin"
@@ -134,7 +136,9 @@ run_suites() {
     record "$label integration tests" $rc
 }
 
-PYTEST_ARGS=()
+# The integration tests mostly wait on servers (little CPU): run four at a time. Every test starts
+# its own servers on free ports in its own directories, so they do not meet.
+PYTEST_ARGS=(-n 4 --durations=15)
 if [[ -n "${WALVAULT_PYTEST_ARGS:-}" ]]; then
     read -r -a PYTEST_ARGS <<<"$WALVAULT_PYTEST_ARGS"
 fi
