@@ -448,7 +448,12 @@ print()
 print("targets (medians):")
 def ratio(name, a, b, limit):
     x = med(a) / med(b)
-    print("  %-52s %5.2fx  (target <= %.1fx)  %s" % (name, x, limit, "MET" if x <= limit else "MISSED"))
+    cpu = ""
+    if rows[a]["cpu"] and rows[b]["cpu"]:
+        cpu = "   [CPU ratio %.2fx]" % (statistics.median(rows[a]["cpu"]) /
+                                       statistics.median(rows[b]["cpu"]))
+    print("  %-52s %5.2fx  (target <= %.1fx)  %-6s%s" % (name, x, limit,
+          "MET" if x <= limit else "MISSED", cpu))
 ratio("basebackup backup / pg_basebackup -Ft client-lz4", ("backup", "bb_backup"),
       ("backup", "pgbb_ft_lz4"), 1.2)
 ratio("basebackup backup / pgbackrest backup", ("backup", "bb_backup"), ("backup", "pgbr_backup"), 0.6)
