@@ -454,7 +454,7 @@ static int file_job_run(void *arg, wv_err *err)
     rc = wv_mkdir_p(parent, err);
     free(parent);
     if (rc == 0)
-        rc = wv_repo_get_file(j->c->st, j->key, j->dest, 1, &info, err);
+        rc = wv_repo_get_file(j->c->st, j->key, j->dest, WV_GET_NOSYNC, &info, err);
     if (rc != 0)
         return rc;
     if (memcmp(info.sha256, j->sha256, 32) != 0 || info.plain_size != j->size) {

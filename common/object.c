@@ -246,6 +246,12 @@ static int fill(wv_source *src, uint8_t *buf, size_t cap, size_t *have, int *eof
 
 int wv_object_read(wv_source *src, wv_filter *dest, wv_obj_info *info, wv_err *err)
 {
+    return wv_object_read_ext(src, dest, 0, info, err);
+}
+
+int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_info *info,
+                       wv_err *err)
+{
     uint8_t *buf = wv_xmalloc(READ_CAP);
     wv_filter *count = NULL, *sha = NULL, *lz4 = NULL, *first;
     size_t have = 0;
@@ -271,7 +277,8 @@ int wv_object_read(wv_source *src, wv_filter *dest, wv_obj_info *info, wv_err *e
         goto out;
     }
     count = wv_count_filter_new(dest);
-    sha = wv_sha256_filter_new(count);
+    sha = (flags & WV_OBJREAD_HASH_THREAD) ? wv_sha256_filter_new_threaded(count, NULL, NULL)
+                                           : wv_sha256_filter_new(count);
     first = sha;
     if (hdr.compression == WV_OBJ_COMPRESS_LZ4)
         first = lz4 = wv_lz4_decompress_new(sha);

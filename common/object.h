@@ -71,6 +71,12 @@ void wv_objwriter_free(wv_objwriter *w);
  * success. dest is not freed; src is not closed. */
 int wv_object_read(wv_source *src, wv_filter *dest, wv_obj_info *info, wv_err *err);
 
+/* The same with flags: WV_OBJREAD_HASH_THREAD verifies the SHA-256 on a helper thread while the
+ * caller's thread decompresses and writes. */
+#define WV_OBJREAD_HASH_THREAD 1
+int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_info *info,
+                       wv_err *err);
+
 /* Decode a suffix read (len >= WV_OBJ_TRAILER_SIZE; the last 128 bytes are used): size, digest
  * and format fields of a stored object without reading it. */
 int wv_object_info_decode(const uint8_t *trailer, size_t len, wv_obj_info *info, wv_err *err);

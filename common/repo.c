@@ -192,9 +192,10 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
     return rc;
 }
 
-int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, int nosync,
+int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
                      wv_obj_info *info, wv_err *err)
 {
+    int nosync = (flags & WV_GET_NOSYNC) != 0;
     wv_source *src = NULL;
     int rc = wv_storage_get_open(st, key, 0, -1, &src, err);
     if (rc != 0)
@@ -208,7 +209,8 @@ int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, int
         return rc;
     }
     wv_filter *dest = wv_filter_fd_new(fd);
-    rc = wv_object_read(src, dest, info, err);
+    rc = wv_object_read_ext(src, dest, (flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0,
+                            info, err);
     wv_filter_chain_free(dest);
     wv_source_close(src);
     if (rc != 0)

@@ -69,11 +69,15 @@ int wv_repo_wal_key(const char *walname, char *out, size_t outlen, wv_err *err);
 int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err);
 
 /*
- * Fetch an object into dest_path: temp file beside it, verified stream, fsync, rename, fsync of the
- * directory (unless nosync: then the caller syncs later). dest_path is never left partial or
- * unverified: on any failure the temp file is removed and dest_path untouched.
+ * Fetch an object into dest_path: temp file beside it, verified stream, rename. dest_path is never
+ * left partial or unverified: on any failure the temp file is removed and dest_path untouched.
+ * flags: WV_GET_NOSYNC skips the fsync of file and directory (the caller syncs later, or, as for
+ * restore_command, PostgreSQL makes what it keeps durable itself); WV_GET_HASH_THREAD verifies the
+ * SHA-256 on a helper thread while this one decompresses (one fetch at a time, as wal-fetch).
  */
-int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, int nosync,
+#define WV_GET_NOSYNC 1
+#define WV_GET_HASH_THREAD 2
+int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
                      wv_obj_info *info, wv_err *err);
 
 /* Make an absent wv_obj_info field printable. */

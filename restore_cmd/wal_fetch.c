@@ -65,7 +65,9 @@ static int fetch(const wv_config *cfg, const char *name, const char *dest, wv_er
         wv_err_clear(&e);
         rc = wv_storage_open(rcfg, &st, &e);
         if (rc == 0)
-            rc = wv_repo_get_file(st, key, dest, 0, &info, &e);
+            /* No fsync: PostgreSQL copies or renames what it keeps and makes that durable
+             * itself; a crash during recovery fetches the file again. */
+            rc = wv_repo_get_file(st, key, dest, WV_GET_NOSYNC | WV_GET_HASH_THREAD, &info, &e);
         wv_storage_free(st);
         if (rc == 0) {
             wv_log_info("restored %s from %s (%" PRIu64 " -> %" PRIu64 " bytes, %.0f ms)", name,
