@@ -23,6 +23,9 @@ from test_offsite import (Conf, batches_in, global_section, new_bucket, no_uploa
 from test_restore_pitr import Restorer, commit_batch, module_dir, take_backup, utc
 from utils import OBJ_HEADER, flip_byte, make_pg_dir, read_bytes, run, tree_files
 
+# One worker runs a module (pytest-xdist --dist loadgroup): its cluster is built once.
+pytestmark = pytest.mark.xdist_group("multi-repo")
+
 
 def posix_objects(path):
     return {f for f in tree_files(path) if ".wvtmp-" not in f}
