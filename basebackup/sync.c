@@ -48,7 +48,7 @@
 #include "storage_driver.h"
 #include "walname.h"
 
-#define RP_MAX (1024 * 1024) /* a restore point object is a few lines */
+#define RP_MAX     (1024 * 1024) /* a restore point object is a few lines */
 #define COPY_CHUNK (256 * 1024)
 
 static const char usage[] =
@@ -152,7 +152,7 @@ typedef struct sync_ctx {
     wv_repo *from, *to;
     wv_parallel *par;
     int dry_run;
-    keyset have;          /* keys under wal/ and backup/ in the target */
+    keyset have; /* keys under wal/ and backup/ in the target */
     uint64_t copied, copied_bytes, skipped, conflicts;
     uint64_t backup_conflicts; /* conflicts of the backup being synced */
     uint64_t backups_copied;
@@ -166,9 +166,9 @@ typedef struct job {
     sync_ctx *ctx;
     char *key;
     obj_type type;
-    uint64_t size;  /* stored size in the source, from its listing or the manifest */
-    int present;    /* the target has this key */
-    int expect;     /* sha256 below is the manifest's digest of the plain content */
+    uint64_t size; /* stored size in the source, from its listing or the manifest */
+    int present;   /* the target has this key */
+    int expect;    /* sha256 below is the manifest's digest of the plain content */
     uint8_t sha256[32];
     outcome result;
     uint64_t bytes;
@@ -310,8 +310,8 @@ static int copy_plain(job *j, wv_err *err)
                         j->key);
         goto out;
     }
-    rc = wv_storage_put_all(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data, b.len,
-                            err);
+    rc =
+        wv_storage_put_all(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data, b.len, err);
     if (rc == WV_EEXIST) {
         rc = compare(j, err);
         goto out;
@@ -354,8 +354,9 @@ static int copy_framed(job *j, wv_err *err)
     } else if (rc < 0) {
         name_err(err, from_name(c), j->key);
         if (rc == WV_ECORRUPT)
-            wv_err_hint(err, "the copy in %s is damaged: nothing was copied; if another "
-                             "repository holds a good copy, sync from that one",
+            wv_err_hint(err,
+                        "the copy in %s is damaged: nothing was copied; if another "
+                        "repository holds a good copy, sync from that one",
                         from_name(c));
     } else if (j->expect && memcmp(info.sha256, j->sha256, 32) != 0) {
         rc = wv_err_set(err, WV_ECORRUPT,
@@ -431,8 +432,8 @@ static void job_done(void *arg, int rc, const wv_err *err)
     free(j);
 }
 
-static int submit(sync_ctx *c, const char *key, obj_type type, uint64_t size,
-                  const uint8_t *expect, wv_err *err)
+static int submit(sync_ctx *c, const char *key, obj_type type, uint64_t size, const uint8_t *expect,
+                  wv_err *err)
 {
     job *j = wv_xcalloc(1, sizeof(*j));
     j->ctx = c;
@@ -496,15 +497,16 @@ static int sync_info(sync_ctx *c, wv_err *err)
                    "belongs to database system %" PRIu64 " (PostgreSQL %" PRIu32 ", %" PRIu64
                    "-byte segments)",
                    to_name(c), wv_storage_location(c->to->st), ti->system_id, ti->pg_major,
-                   ti->wal_segsize, from_name(c), wv_storage_location(c->from->st),
-                   fi->system_id, fi->pg_major, fi->wal_segsize);
+                   ti->wal_segsize, from_name(c), wv_storage_location(c->from->st), fi->system_id,
+                   fi->pg_major, fi->wal_segsize);
         return wv_err_hint(err, "sync copies between repositories of one cluster; check --from "
                                 "and --to (nothing was written)");
     }
     return 0;
 }
 
-/* ---- WAL -------------------------------------------------------------------------------------- */
+/* ---- WAL --------------------------------------------------------------------------------------
+ */
 
 static int sync_wal(sync_ctx *c, wv_err *err)
 {
@@ -540,7 +542,8 @@ out:
     return rc;
 }
 
-/* ---- backups ---------------------------------------------------------------------------------- */
+/* ---- backups ----------------------------------------------------------------------------------
+ */
 
 /* The ids of complete backups (those with a manifest) from a listing of backup/. */
 static int backup_ids_cb(void *arg, const char *key, const wv_stat *st)
@@ -611,9 +614,8 @@ static int copy_manifest(sync_ctx *c, const char *id, const char *key, wv_err *e
         name_err(err, from_name(c), key);
         goto out;
     }
-    if (!c->dry_run &&
-        (rc = wv_storage_put_open(c->to->st, key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, &sink,
-                                  err)) < 0) {
+    if (!c->dry_run && (rc = wv_storage_put_open(c->to->st, key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC,
+                                                 &sink, err)) < 0) {
         name_err(err, to_name(c), key);
         goto out;
     }
@@ -740,7 +742,8 @@ static int sync_backups(sync_ctx *c, wv_err *err)
     return rc;
 }
 
-/* ---- the command ------------------------------------------------------------------------------ */
+/* ---- the command ------------------------------------------------------------------------------
+ */
 
 static int parse_repo_arg(const char *opt, const char *val, int *out, wv_err *err)
 {
@@ -775,12 +778,9 @@ static void human(uint64_t n, char *out, size_t len)
 int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
 {
     static const struct option longopts[] = {
-        {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"from", required_argument, NULL, 'f'}, {"to", required_argument, NULL, 't'},
+        {"dry-run", no_argument, NULL, 'n'},    {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     int from = 0, to = 0, c, rc = 0;
     wv_err err;
@@ -859,12 +859,12 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
     {
         char sz[32];
         human(ctx.copied_bytes, sz, sizeof(sz));
-        printf("sync %s -> %s%s: %s %" PRIu64 " object%s (%s, %" PRIu64 " backup%s), skipped %" PRIu64
-               " already there, %" PRIu64 " conflict%s, %.1f s\n",
+        printf("sync %s -> %s%s: %s %" PRIu64 " object%s (%s, %" PRIu64
+               " backup%s), skipped %" PRIu64 " already there, %" PRIu64 " conflict%s, %.1f s\n",
                from_name(&ctx), to_name(&ctx), ctx.dry_run ? " (dry run)" : "",
                ctx.dry_run ? "would copy" : "copied", ctx.copied, ctx.copied == 1 ? "" : "s", sz,
-               ctx.backups_copied, ctx.backups_copied == 1 ? "" : "s", ctx.skipped,
-               ctx.conflicts, ctx.conflicts == 1 ? "" : "s", now_s() - t0);
+               ctx.backups_copied, ctx.backups_copied == 1 ? "" : "s", ctx.skipped, ctx.conflicts,
+               ctx.conflicts == 1 ? "" : "s", now_s() - t0);
         fflush(stdout);
     }
     if (ctx.conflicts) {
