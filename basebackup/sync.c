@@ -505,8 +505,7 @@ static int sync_info(sync_ctx *c, wv_err *err)
     return 0;
 }
 
-/* ---- WAL --------------------------------------------------------------------------------------
- */
+/* ---- WAL ------------------------------------------------------------------------------------- */
 
 static int sync_wal(sync_ctx *c, wv_err *err)
 {
@@ -542,8 +541,7 @@ out:
     return rc;
 }
 
-/* ---- backups ----------------------------------------------------------------------------------
- */
+/* ---- backups --------------------------------------------------------------------------------- */
 
 /* The ids of complete backups (those with a manifest) from a listing of backup/. */
 static int backup_ids_cb(void *arg, const char *key, const wv_stat *st)
@@ -742,8 +740,7 @@ static int sync_backups(sync_ctx *c, wv_err *err)
     return rc;
 }
 
-/* ---- the command ------------------------------------------------------------------------------
- */
+/* ---- the command ----------------------------------------------------------------------------- */
 
 static int parse_repo_arg(const char *opt, const char *val, int *out, wv_err *err)
 {
