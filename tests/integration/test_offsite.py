@@ -275,8 +275,9 @@ def test_connection_faults_mid_upload(case, s3_server, wv, workdir, wal_samples)
             assert key not in s3_server.list_keys(bucket)
             no_uploads_left(s3_server, bucket)
             return
+        # retried to success (by the driver, which logs it, or by libcurl itself when the dead
+        # connection was a reused one)
         assert p.returncode == 0, err
-        assert re.search(r"retrying", err), err
     dest = os.path.join(workdir, name)
     plain = Conf(os.path.join(workdir, "direct.conf"), [s3_section(s3_server, bucket, workdir)])
     res = wv.fetch(name, dest, config=plain.config, cwd=workdir)
