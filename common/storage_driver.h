@@ -1,6 +1,7 @@
 /*
- * storage_driver.h - the storage driver interface: what a driver implements. Only drivers and
- * storage.c include this file; everything else uses storage.h.
+ * storage_driver.h - the storage driver interface: what a driver implements. Drivers, storage.c
+ * and code that builds sinks or sources of its own (basebackup sync's verifying tee, tests) include
+ * this file; everything else uses storage.h.
  *
  * A driver knows nothing of WAL or backups, only of named objects ("keys": relative paths with '/'
  * separators, no leading '/', no "." or ".." components; storage.c checks this before calling).

@@ -408,8 +408,13 @@ static CURLcode s3_perform(s3_storage *st, const s3_req *rq, const char *payload
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     long cto = remaining_ms < S3_CONNECT_TIMEOUT_MS ? (long)remaining_ms : S3_CONNECT_TIMEOUT_MS;
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, cto > 100 ? cto : 100L);
+    /* No attempt outlives the operation's deadline: a store that accepts connections and never
+     * answers fails within it, like one that refuses them. */
+    long lst = remaining_ms / 1000 < S3_LOW_SPEED_SECONDS ? (long)(remaining_ms / 1000)
+                                                          : S3_LOW_SPEED_SECONDS;
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, S3_LOW_SPEED_BYTES);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, S3_LOW_SPEED_SECONDS);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, lst > 1 ? lst : 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, remaining_ms > 100 ? (long)remaining_ms : 100L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, rs);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);

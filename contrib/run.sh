@@ -137,8 +137,9 @@ run_suites() {
 }
 
 # The integration tests mostly wait on servers (little CPU): run four at a time. Every test starts
-# its own servers on free ports in its own directories, so they do not meet.
-PYTEST_ARGS=(-n 4 --durations=15)
+# its own servers on free ports in its own directories, so they do not meet; modules that build a
+# costly cluster once mark their tests with one xdist_group, kept on one worker (loadgroup).
+PYTEST_ARGS=(-n 4 --dist loadgroup --durations=15)
 if [[ -n "${WALVAULT_PYTEST_ARGS:-}" ]]; then
     read -r -a PYTEST_ARGS <<<"$WALVAULT_PYTEST_ARGS"
 fi
