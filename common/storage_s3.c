@@ -524,8 +524,12 @@ static int s3_request(s3_storage *st, const s3_req *rq, s3_resp *rs, wv_err *err
             retry = 0;
 
         if (!retry) {
-            if (cc == CURLE_OK)
+            if (cc == CURLE_OK) {
+                /* Any success on an object proves the bucket exists (see s3_check_bucket). */
+                if (rq->key && rs->status >= 200 && rs->status < 300)
+                    __atomic_store_n(&st->bucket_ok, 1, __ATOMIC_RELEASE);
                 return 0;
+            }
             if (tls_config_error(cc))
                 return wv_err_set(err, WV_ECONFIG, "%s: could not connect to %s for %s: %s",
                                   st->repo, st->endpoint, what, curl_msg),
@@ -591,8 +595,12 @@ static int s3_status_error(s3_storage *st, const s3_req *rq, const s3_resp *rs, 
                    st->endpoint);
         return wv_err_hint(err, "create the bucket or fix \"bucket\" in [%s]", st->repo);
     }
-    if (rs->status == 404 && strcmp(code, "NoSuchKey") == 0)
+    if (rs->status == 404 && strcmp(code, "NoSuchKey") == 0) {
+        /* The store said the key is missing, so the bucket exists: later HEADs answering 404
+         * need not ask about the bucket again. */
+        __atomic_store_n(&st->bucket_ok, 1, __ATOMIC_RELEASE);
         return wv_err_set(err, WV_ENOTFOUND, "%s: %s not found", st->repo, what);
+    }
     if (rs->status == 412)
         return wv_err_set(err, WV_EEXIST, "%s: %s already exists", st->repo, what);
     return wv_err_set(err, WV_EIO, "%s: %s of %s at %s failed: HTTP %ld%s%s%s%s", st->repo,
@@ -1116,15 +1124,9 @@ static int s3_put_open(wv_storage *base, const char *key, unsigned flags, wv_sin
     s->fkey = full_key(st, key);
     s->ukey = wv_xstrdup(key);
     s->flags = flags;
-    if (flags & WV_PUT_NOREPLACE) {
-        int exists;
-        int rc = s3_head(st, s->fkey, s->ukey, &exists, NULL, err);
-        if (rc) {
-            sink_free(s);
-            return rc;
-        }
-        s->existed = exists;
-    }
+    /* NOREPLACE is checked just before the object becomes visible (a HEAD, then a conditional
+     * request), not here: an early HEAD would cost every push one more round trip to save an
+     * upload only in the rare case of a repeated push, which callers check for themselves. */
     *out = &s->base;
     return 0;
 }
