@@ -247,12 +247,9 @@ static int job_run(void *arg, wv_err *err)
     }
     memcpy(j->sha256, info.sha256, 32);
     j->plain_size = info.plain_size;
-    j->stored_size = info.payload_size; /* payload; the object adds a fixed header and trailer */
-    {
-        wv_stat st;
-        if (wv_storage_stat(ctx->repos[0]->st, j->key, &st, NULL) == 0)
-            j->stored_size = st.size;
-    }
+    /* The object is header + payload + trailer: no need to ask the store (a round trip per file
+     * on S3). */
+    j->stored_size = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
 out:
     for (int i = 0; i < n; i++)
         wv_sink_abort(sinks[i]);
