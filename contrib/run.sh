@@ -19,7 +19,7 @@ PACKAGES=(
     libpq-dev liblz4-dev lz4 libssl-dev libuv1-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
     postgresql-15 postgresql-client-15 postgresql-contrib
     python3 python3-pytest python3-pytest-timeout python3-psycopg2
-    tzdata util-linux python3-pytest-xdist
+    tzdata util-linux python3-pytest-xdist python3-lz4
 )
 
 # Each contrib/packages-*.txt (one package a line, # comments) adds the packages of a test peer.
