@@ -53,6 +53,8 @@ typedef struct chunk {
     size_t cap;
 } chunk;
 
+#define BIG_FILE_BYTES (64ull * 1024 * 1024)
+
 typedef struct file_job {
     struct backup_ctx *ctx;
     char *path;    /* manifest path: pgdata/... or tblspc/<oid>/... */
@@ -210,7 +212,11 @@ static int job_run(void *arg, wv_err *err)
     for (int i = 0; i < n; i++)
         if ((rc = wv_storage_put_open(ctx->repos[i]->st, j->key, WV_PUT_NOSYNC, &sinks[i], err)) < 0)
             goto out;
-    w = wv_objwriter_new(sinks, n, &ctx->objopts);
+    /* A large file (a 1 GiB relation segment) hashes on a helper thread while this one
+     * compresses: otherwise it alone keeps one core busy long after the small files are done. */
+    wv_obj_opts opts = ctx->objopts;
+    opts.hash_thread = j->size >= BIG_FILE_BYTES;
+    w = wv_objwriter_new(sinks, n, &opts);
     for (;;) {
         chunk c;
         if ((rc = chan_pop(j, &c)) < 0) {
