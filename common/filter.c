@@ -130,10 +130,8 @@ typedef struct count_filter {
     uint64_t bytes;
 } count_filter;
 
-static int count_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+int wv_filter_pass(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
 {
-    count_filter *c = (count_filter *)f;
-    c->bytes += len;
     if (!f->next)
         return 0;
     while (len > 0) {
@@ -145,6 +143,12 @@ static int count_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err
         len -= n;
     }
     return 0;
+}
+
+static int count_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    ((count_filter *)f)->bytes += len;
+    return wv_filter_pass(f, buf, len, err);
 }
 
 static const wv_filter_ops count_ops = {

@@ -51,6 +51,10 @@ static inline int wv_filter_finish(wv_filter *f, wv_err *err)
     return f->ops->finish(f, err);
 }
 
+/* What an observer stage does after looking at buf: push it to f->next (if any) in pieces of at
+ * most WV_FILTER_CHUNK bytes. */
+int wv_filter_pass(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err);
+
 /* Free f and every stage after it. NULL is allowed. */
 void wv_filter_chain_free(wv_filter *f);
 

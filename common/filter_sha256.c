@@ -90,10 +90,7 @@ static int sha256_threaded_write(wv_filter *f, const uint8_t *buf, size_t len, w
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     /* Meanwhile, the same bytes go downstream on this thread, in bounded pieces. */
-    for (size_t off = 0; rc == 0 && f->next && off < len; off += WV_FILTER_CHUNK) {
-        size_t n = len - off < WV_FILTER_CHUNK ? len - off : WV_FILTER_CHUNK;
-        rc = wv_filter_write(f->next, buf + off, n, err);
-    }
+    rc = wv_filter_pass(f, buf, len, err);
     pthread_mutex_lock(&s->mu);
     while (!s->job_done)
         pthread_cond_wait(&s->cv, &s->mu);

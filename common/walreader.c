@@ -830,17 +830,7 @@ static int wr_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
 {
     walreader_filter *w = (walreader_filter *)f;
     wv_walreader_feed(w->r, buf, len);
-    if (!f->next)
-        return 0;
-    while (len > 0) {
-        size_t n = len < WV_FILTER_CHUNK ? len : WV_FILTER_CHUNK;
-        int rc = wv_filter_write(f->next, buf, n, err);
-        if (rc < 0)
-            return rc;
-        buf += n;
-        len -= n;
-    }
-    return 0;
+    return wv_filter_pass(f, buf, len, err);
 }
 
 static int wr_finish(wv_filter *f, wv_err *err)
