@@ -204,7 +204,7 @@ def pitr(basetemp, wv):
         # the window starts a second after the backup's STOP TIME (whole seconds): batch 1 after
         # that; a gap of whole seconds between batches 2 and 3 ("N seconds ago")
         # (and after the second backup, taken after batch 4)
-        gaps = {0: 1.1, 2: 3.5, 4: 1.1}
+        gaps = {0: 1.1, 2: 3.5, 4: 1.5}
         for k in range(1, 6):
             time.sleep(gaps.get(k - 1, 0.3))
             s.batches.append(commit_batch(pg, k))
@@ -246,7 +246,7 @@ def expect_upto(pg, k):
 
 @pytest.mark.parametrize("form", ["iso-z", "local-tz", "offset", "offset-minutes"])
 def test_restore_to_time_forms(pitr, form):
-    k = {"iso-z": 1, "local-tz": 3, "offset": 4, "offset-minutes": 2}[form]
+    k = {"iso-z": 1, "local-tz": 3, "offset": 2, "offset-minutes": 1}[form]  # before backup 2
     t = between(pitr, k)
     env = None
     if form == "iso-z":
