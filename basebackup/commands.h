@@ -22,5 +22,6 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path);
 int wv_bbcmd_list(int argc, char **argv, const char *config_path);
 int wv_bbcmd_restore(int argc, char **argv, const char *config_path);
 int wv_bbcmd_sync(int argc, char **argv, const char *config_path);
+int wv_bbcmd_verify(int argc, char **argv, const char *config_path);
 
 #endif

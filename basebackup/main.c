@@ -18,6 +18,7 @@ static const wv_bbcmd commands[] = {
      "                                [--target-action promote|pause|shutdown] [--delta]\n"
      "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]"},
     {"sync", wv_bbcmd_sync, "sync    --from N --to M [--dry-run]"},
+    {"verify", wv_bbcmd_verify, "verify  [--backup ID] [--repo N]"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,574 @@
+/*
+ * verify.c - basebackup verify [--backup ID] [--repo N]: check a repository end to end.
+ *
+ * For every configured repository (or only [repoN]):
+ *   backup/<id>/    every complete backup (or only --backup ID): the manifest parses and its end
+ *                   line matches; every file it names exists, decodes against its trailer, and its
+ *                   plain size and SHA-256 equal the manifest's; the WAL segments from its start
+ *                   segment to its stop segment on its timeline are archived
+ *   wal/...         every archived object (segments, partials, histories, backup histories) decodes
+ *                   against its trailer; restore point objects ("<segment>.rp") are text lines
+ *
+ * Every problem is reported, one line each (the repository, the object, what is wrong), then one
+ * summary line per repository. Exit 0 when everything verified, else the code of the first problem
+ * (a missing object of a complete backup is corruption: WV_ECORRUPT).
+ *
+ * Objects are decoded on the thread pool (process_max jobs) into a discard filter, streamed through
+ * the object layer's bounded buffers. A job never fails the runner: it records its problem, so the
+ * other jobs go on. Memory: the key list of wal/ (not the contents).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "filter.h"
+#include "log.h"
+#include "manifest.h"
+#include "object.h"
+#include "parallel.h"
+#include "repo.h"
+#include "storage.h"
+#include "walname.h"
+
+#define RP_MAX (1024 * 1024) /* a restore point object is a few lines */
+
+static const char usage[] =
+    "usage: basebackup [-c FILE] verify [--backup ID] [--repo N]\n"
+    "\n"
+    "Verify every repository (or [repoN]) end to end: each complete backup's manifest, every file\n"
+    "object it names (size and SHA-256) and the WAL it needs, and every archived WAL object.\n"
+    "Reports every problem, one line each.\n"
+    "\n"
+    "  --backup ID  check only this backup (the WAL archive is still checked)\n"
+    "  --repo N     check only [repoN]\n";
+
+/* ---- a sorted list of keys ------------------------------------------------------------------- */
+
+typedef struct keylist {
+    char **k;
+    size_t n, cap;
+} keylist;
+
+static void keylist_add(keylist *l, const char *key)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 256;
+        l->k = wv_xrealloc(l->k, l->cap * sizeof(*l->k));
+    }
+    l->k[l->n++] = wv_xstrdup(key);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void keylist_sort(keylist *l)
+{
+    if (l->n)
+        qsort(l->k, l->n, sizeof(*l->k), key_cmp);
+}
+
+static int keylist_has(const keylist *l, const char *key)
+{
+    return l->n && bsearch(&key, l->k, l->n, sizeof(*l->k), key_cmp) != NULL;
+}
+
+static void keylist_free(keylist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->k[i]);
+    free(l->k);
+    memset(l, 0, sizeof(*l));
+}
+
+static int wal_list_cb(void *arg, const char *key, const wv_stat *st)
+{
+    (void)st;
+    keylist_add(arg, key);
+    return 0;
+}
+
+/* The ids of complete backups (those with a manifest) from a listing of backup/. */
+static int backup_ids_cb(void *arg, const char *key, const wv_stat *st)
+{
+    (void)st;
+    if (strncmp(key, "backup/", 7) != 0)
+        return 0;
+    const char *id = key + 7, *slash = strchr(id, '/');
+    if (!slash || strcmp(slash + 1, WV_MANIFEST_NAME) != 0)
+        return 0;
+    char idz[WV_MANIFEST_ID_MAX];
+    snprintf(idz, sizeof(idz), "%.*s", (int)(slash - id), id);
+    if (wv_manifest_id_valid(idz))
+        keylist_add(arg, idz);
+    return 0;
+}
+
+/* ---- context, problems and jobs -------------------------------------------------------------- */
+
+typedef struct verify_ctx {
+    wv_repo *repo;
+    wv_parallel *par;
+    keylist wal;       /* keys under wal/ */
+    const char *backup_id; /* the backup whose manifest is being read */
+    uint64_t objects, bytes, problems, backups;
+    int first_code;    /* of the first problem, over all repositories */
+    uint64_t total_problems;
+} verify_ctx;
+
+static const char *rname(const verify_ctx *c)
+{
+    return wv_storage_name(c->repo->st);
+}
+
+/* Report one problem (a single line) and remember the first one's code. */
+static void problem(verify_ctx *c, const wv_err *e)
+{
+    wv_log_error("%s", e->msg);
+    c->problems++;
+    c->total_problems++;
+    if (!c->first_code)
+        c->first_code = e->code ? e->code : WV_EINTERNAL;
+}
+
+/* Prefix a storage or object-layer error with the repository and the key, unless it names them. */
+static void name_err(wv_err *err, const char *repo, const char *key)
+{
+    size_t n = strlen(repo);
+    if (strncmp(err->msg, repo, n) == 0 && err->msg[n] == ':')
+        return;
+    if (strstr(err->msg, key))
+        wv_err_prefix(err, "%s: ", repo);
+    else
+        wv_err_prefix(err, "%s: \"%s\": ", repo, key);
+}
+
+typedef enum { OBJ_FRAMED, OBJ_RP } obj_type;
+
+typedef struct job {
+    verify_ctx *ctx;
+    char *key;
+    char *backup; /* the backup whose manifest names this object, or NULL */
+    obj_type type;
+    int expect;   /* size and sha256 below are the manifest's */
+    uint64_t size;
+    uint8_t sha256[32];
+    uint64_t bytes;
+    wv_err problem; /* code 0: verified */
+} job;
+
+/* A restore point object: lines "LSN\tTIME_US\tNAME". */
+static int rp_valid(const wv_buf *b)
+{
+    const char *p = b->len ? (const char *)b->data : "";
+    size_t left = b->len;
+    while (left) {
+        const char *eol = memchr(p, '\n', left);
+        size_t n = eol ? (size_t)(eol - p) : left;
+        char line[512];
+        if (n >= sizeof(line) || memchr(p, '\0', n))
+            return 0;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        uint64_t lsn;
+        if (!t2)
+            return 0;
+        *t1 = '\0';
+        if (wv_lsn_parse(line, &lsn) != 0)
+            return 0;
+        p += n + (eol ? 1 : 0);
+        left -= n + (eol ? 1 : 0);
+    }
+    return 1;
+}
+
+static void check_rp(job *j)
+{
+    verify_ctx *c = j->ctx;
+    wv_buf b = WV_BUF_INIT;
+    int rc = wv_storage_get_all(c->repo->st, j->key, RP_MAX, &b, &j->problem);
+    if (rc < 0)
+        name_err(&j->problem, rname(c), j->key);
+    else if (!rp_valid(&b))
+        wv_err_set(&j->problem, WV_ECORRUPT, "%s: \"%s\": corrupt: not a restore point object",
+                   rname(c), j->key);
+    else
+        j->bytes = b.len;
+    wv_buf_free(&b);
+}
+
+static void check_framed(job *j)
+{
+    verify_ctx *c = j->ctx;
+    wv_source *src = NULL;
+    wv_filter *discard = NULL;
+    wv_err *e = &j->problem;
+    const char *of = j->backup ? " of backup " : "";
+    const char *bid = j->backup ? j->backup : "";
+    wv_obj_info info;
+    int rc = wv_storage_get_open(c->repo->st, j->key, 0, -1, &src, e);
+    if (rc == WV_ENOTFOUND) {
+        wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->key, of, bid);
+        return;
+    }
+    if (rc < 0) {
+        name_err(e, rname(c), j->key);
+        return;
+    }
+    discard = wv_filter_discard_new();
+    rc = wv_object_read(src, discard, &info, e);
+    if (rc == WV_ENOTFOUND) {
+        wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->key, of, bid);
+    } else if (rc < 0) {
+        name_err(e, rname(c), j->key);
+        if (j->backup)
+            wv_err_prefix(e, "backup %s: ", j->backup);
+    } else if (j->expect && info.plain_size != j->size) {
+        wv_err_set(e, WV_ECORRUPT,
+                   "%s: \"%s\"%s%s: size mismatch: %" PRIu64 " bytes, the manifest says %" PRIu64,
+                   rname(c), j->key, of, bid, info.plain_size, j->size);
+    } else if (j->expect && memcmp(info.sha256, j->sha256, 32) != 0) {
+        char got[65], want[65];
+        wv_sha256_hex(info.sha256, got);
+        wv_sha256_hex(j->sha256, want);
+        wv_err_set(e, WV_ECORRUPT,
+                   "%s: \"%s\"%s%s: checksum mismatch: sha256 %.16s..., the manifest says %.16s...",
+                   rname(c), j->key, of, bid, got, want);
+    } else {
+        j->bytes = WV_OBJ_HEADER_SIZE + info.payload_size + WV_OBJ_TRAILER_SIZE;
+    }
+    wv_filter_chain_free(discard);
+    wv_source_close(src);
+}
+
+static int job_run(void *arg, wv_err *err)
+{
+    job *j = arg;
+    (void)err; /* a problem is the job's result, not a failure of the runner */
+    if (j->type == OBJ_RP)
+        check_rp(j);
+    else
+        check_framed(j);
+    return 0;
+}
+
+static void job_done(void *arg, int rc, const wv_err *err)
+{
+    job *j = arg;
+    verify_ctx *c = j->ctx;
+    if (rc < 0)
+        problem(c, err);
+    else if (j->problem.code)
+        problem(c, &j->problem);
+    else {
+        c->objects++;
+        c->bytes += j->bytes;
+    }
+    free(j->key);
+    free(j->backup);
+    free(j);
+}
+
+static int submit(verify_ctx *c, const char *key, obj_type type, const wv_manifest_entry *e,
+                  wv_err *err)
+{
+    job *j = wv_xcalloc(1, sizeof(*j));
+    j->ctx = c;
+    j->key = wv_xstrdup(key);
+    j->type = type;
+    wv_err_clear(&j->problem);
+    if (e) {
+        j->backup = wv_xstrdup(c->backup_id);
+        j->expect = 1;
+        j->size = e->size;
+        memcpy(j->sha256, e->sha256, 32);
+    }
+    int rc = wv_parallel_submit(c->par, job_run, job_done, j, err);
+    if (rc < 0) {
+        free(j->key);
+        free(j->backup);
+        free(j);
+    }
+    return rc;
+}
+
+/* ---- WAL ------------------------------------------------------------------------------------- */
+
+static int verify_wal(verify_ctx *c, wv_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < c->wal.n && rc == 0; i++) {
+        const char *key = c->wal.k[i];
+        const char *slash = strrchr(key, '/');
+        const char *name = slash ? slash + 1 : key;
+        size_t n = strlen(name), sl = strlen(WV_REPO_RP_SUFFIX);
+        char wkey[128];
+        wv_err e;
+        if (n > sl && strcmp(name + n - sl, WV_REPO_RP_SUFFIX) == 0) {
+            char seg[64];
+            snprintf(seg, sizeof(seg), "%.*s", (int)(n - sl), name);
+            if (wv_walname_parse(seg, NULL) == WV_WALNAME_SEGMENT) {
+                rc = submit(c, key, OBJ_RP, NULL, err);
+                continue;
+            }
+        } else if (wv_repo_wal_key(name, wkey, sizeof(wkey), &e) == 0 && strcmp(wkey, key) == 0) {
+            rc = submit(c, key, OBJ_FRAMED, NULL, err);
+            continue;
+        }
+        wv_log_warn("%s: skipping \"%s\": not an object walvault archives", rname(c), key);
+    }
+    if (rc == 0)
+        rc = wv_parallel_wait(c->par, err);
+    return rc;
+}
+
+/* ---- backups --------------------------------------------------------------------------------- */
+
+static int manifest_entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
+{
+    verify_ctx *c = arg;
+    if (e->type != WV_MANIFEST_FILE)
+        return 0;
+    char *key = wv_xasprintf("backup/%s/%s", e->ref ? e->ref : c->backup_id, e->path);
+    int rc = submit(c, key, OBJ_FRAMED, e, err);
+    free(key);
+    return rc;
+}
+
+/* The WAL a backup needs: start segment .. stop segment on its timeline, all archived. */
+static void check_backup_wal(verify_ctx *c, const wv_manifest_header *h)
+{
+    wv_walname a, b;
+    wv_err e;
+    uint64_t segsize = h->wal_segsize;
+    if (wv_walname_parse(h->start_segment, &a) != WV_WALNAME_SEGMENT ||
+        wv_walname_parse(h->stop_segment, &b) != WV_WALNAME_SEGMENT ||
+        !wv_wal_segsize_valid(segsize)) {
+        wv_err_set(&e, WV_ECORRUPT, "%s: backup %s: its manifest names no valid WAL range",
+                   rname(c), h->id);
+        problem(c, &e);
+        return;
+    }
+    uint64_t first = wv_walname_segno(&a, segsize), last = wv_walname_segno(&b, segsize);
+    for (uint64_t s = first; s <= last; s++) {
+        char name[WV_WALNAME_SEGMENT_LEN], key[128];
+        wv_walname_format_segment(h->timeline, s, segsize, name);
+        if (wv_repo_wal_key(name, key, sizeof(key), &e) < 0) {
+            problem(c, &e);
+            return;
+        }
+        if (!keylist_has(&c->wal, key)) {
+            wv_err_set(&e, WV_ECORRUPT,
+                       "%s: \"%s\": missing: WAL segment %s needed by backup %s is not archived",
+                       rname(c), key, name, h->id);
+            problem(c, &e);
+        }
+    }
+}
+
+static int verify_backup(verify_ctx *c, const char *id, wv_err *err)
+{
+    char key[256];
+    wv_manifest_header h = {0};
+    wv_err e;
+    wv_manifest_key(id, key, sizeof(key));
+    c->backup_id = id;
+    int rc = wv_manifest_load(c->repo->st, id, &h, manifest_entry_cb, c, NULL, &e);
+    /* Wait for this backup's objects before judging the manifest (the pool never fails). */
+    if (wv_parallel_wait(c->par, err) < 0) {
+        wv_manifest_header_free(&h);
+        return err->code;
+    }
+    if (rc < 0) {
+        name_err(&e, rname(c), key);
+        if (rc == WV_ENOTFOUND)
+            wv_err_set(&e, WV_ECORRUPT, "%s: \"%s\": missing", rname(c), key);
+        problem(c, &e);
+    } else {
+        c->objects++;
+        if (strcmp(h.id, id) != 0 ||
+            (c->repo->have_info && h.system_id != c->repo->info.system_id)) {
+            wv_err_set(&e, WV_ECORRUPT,
+                       "%s: \"%s\": corrupt: the manifest is of backup %s, database system %" PRIu64,
+                       rname(c), key, h.id, h.system_id);
+            problem(c, &e);
+        }
+        check_backup_wal(c, &h);
+    }
+    c->backups++;
+    wv_manifest_header_free(&h);
+    return 0;
+}
+
+/* ---- one repository -------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* *found: whether --backup ID (if any) exists in this repository. */
+static int verify_repo(verify_ctx *c, const wv_repo_config *rc_, const char *only, int *found,
+                       int workers, wv_err *err)
+{
+    keylist ids = {0};
+    double t0 = now_s();
+    int rc = wv_repo_open(rc_, &c->repo, err);
+    c->objects = c->bytes = c->problems = c->backups = 0;
+    if (rc == 0) {
+        rc = wv_repo_load_info(c->repo, err);
+        if (rc == WV_ENOTFOUND) {
+            wv_log_info("%s (\"%s\") is empty: nothing to verify", rname(c),
+                        wv_storage_location(c->repo->st));
+            rc = 0;
+        } else if (rc < 0) {
+            problem(c, err);
+            wv_err_clear(err);
+            rc = 0;
+        }
+    }
+    if (rc == 0)
+        rc = wv_parallel_new(workers, workers * 2, &c->par, err);
+    if (rc == 0)
+        rc = wv_storage_list(c->repo->st, "wal/", wal_list_cb, &c->wal, err);
+    if (rc == 0)
+        rc = wv_storage_list(c->repo->st, "backup/", backup_ids_cb, &ids, err);
+    if (rc < 0)
+        goto out;
+    keylist_sort(&c->wal);
+    keylist_sort(&ids);
+    if (only) {
+        if (keylist_has(&ids, only))
+            *found = 1;
+        else
+            wv_log_warn("%s: no backup %s here", rname(c), only);
+    }
+    for (size_t i = 0; i < ids.n && rc == 0; i++)
+        if (!only || strcmp(ids.k[i], only) == 0)
+            rc = verify_backup(c, ids.k[i], err);
+    if (rc == 0)
+        rc = verify_wal(c, err);
+    if (rc == 0) {
+        printf("verify %s: checked %" PRIu64 " objects (%" PRIu64 " bytes, %" PRIu64
+               " backup%s), %" PRIu64 " problem%s, %.1f s\n",
+               rname(c), c->objects, c->bytes, c->backups, c->backups == 1 ? "" : "s",
+               c->problems, c->problems == 1 ? "" : "s", now_s() - t0);
+        fflush(stdout);
+    }
+out:
+    if (c->par) {
+        wv_err ignore;
+        if (rc < 0)
+            wv_parallel_cancel(c->par, err);
+        wv_parallel_wait(c->par, &ignore);
+        wv_parallel_free(c->par);
+        c->par = NULL;
+    }
+    keylist_free(&ids);
+    keylist_free(&c->wal);
+    wv_repo_close(c->repo);
+    c->repo = NULL;
+    return rc;
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
+int wv_bbcmd_verify(int argc, char **argv, const char *config_path)
+{
+    static const struct option longopts[] = {
+        {"backup", required_argument, NULL, 'b'}, {"repo", required_argument, NULL, 'r'},
+        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int repo_n = 0, c, rc = 0, found = 0;
+    const char *only = NULL;
+    wv_err err;
+    wv_cli cli = {.config_path = config_path};
+    wv_config *cfg = NULL;
+    verify_ctx ctx = {0};
+
+    wv_err_clear(&err);
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            if (!wv_manifest_id_valid(optarg)) {
+                wv_err_set(&err, WV_EUSAGE, "--backup: \"%s\" is not a backup id", optarg);
+                wv_err_hint(&err, "run \"basebackup list\" to see the backups");
+                return wv_cli_fail(&err);
+            }
+            only = optarg;
+            break;
+        case 'r': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 1000) {
+                wv_err_set(&err, WV_EUSAGE,
+                           "--repo: \"%s\" is not a repository number (N of [repoN])", optarg);
+                return wv_cli_fail(&err);
+            }
+            repo_n = (int)v;
+            break;
+        }
+        case 'c':
+            cli.config_path = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            wv_err_set(&err, WV_EUSAGE, "unknown or incomplete option \"%s\"", argv[optind - 1]);
+            wv_err_hint(&err, "run \"basebackup verify --help\" for usage");
+            return wv_cli_fail(&err);
+        }
+    }
+    if (optind < argc) {
+        wv_err_set(&err, WV_EUSAGE, "unexpected argument \"%s\"", argv[optind]);
+        wv_err_hint(&err, "run \"basebackup verify --help\" for usage");
+        return wv_cli_fail(&err);
+    }
+    if ((rc = wv_cli_load_config(&cli, &cfg, &err)) != 0)
+        return wv_cli_fail(&err);
+    if (repo_n && !wv_config_repo(cfg, repo_n)) {
+        rc = wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", repo_n, repo_n,
+                        cfg->file);
+        goto out;
+    }
+    int workers = cfg->process_max > 0 ? cfg->process_max : 2;
+    for (int i = 0; i < cfg->nrepos && rc == 0; i++)
+        if (!repo_n || cfg->repos[i].index == repo_n)
+            rc = verify_repo(&ctx, &cfg->repos[i], only, &found, workers, &err);
+    if (rc < 0)
+        goto out;
+    if (only && !found) {
+        char where[32];
+        snprintf(where, sizeof(where), repo_n ? "repo%d" : "any repository", repo_n);
+        rc = wv_err_set(&err, WV_ENOTFOUND, "--backup %s: no such backup in %s", only, where);
+        wv_err_hint(&err, "run \"basebackup list\" to see the backups");
+        goto out;
+    }
+    if (ctx.total_problems) {
+        rc = wv_err_set(&err, ctx.first_code,
+                        "verify found %" PRIu64 " problem%s (see above)", ctx.total_problems,
+                        ctx.total_problems == 1 ? "" : "s");
+        wv_err_hint(&err, "restore from another repository or run basebackup sync --from N "
+                          "--to M (N: a repository that verifies) after moving the damaged "
+                          "objects away");
+    }
+out:
+    wv_config_free(cfg);
+    return rc < 0 ? wv_cli_fail(&err) : 0;
+}
