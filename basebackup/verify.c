@@ -118,10 +118,10 @@ static int backup_ids_cb(void *arg, const char *key, const wv_stat *st)
 typedef struct verify_ctx {
     wv_repo *repo;
     wv_parallel *par;
-    keylist wal;       /* keys under wal/ */
+    keylist wal;           /* keys under wal/ */
     const char *backup_id; /* the backup whose manifest is being read */
     uint64_t objects, bytes, problems, backups;
-    int first_code;    /* of the first problem, over all repositories */
+    int first_code; /* of the first problem, over all repositories */
     uint64_t total_problems;
 } verify_ctx;
 
@@ -159,7 +159,7 @@ typedef struct job {
     char *key;
     char *backup; /* the backup whose manifest names this object, or NULL */
     obj_type type;
-    int expect;   /* size and sha256 below are the manifest's */
+    int expect; /* size and sha256 below are the manifest's */
     uint64_t size;
     uint8_t sha256[32];
     uint64_t bytes;
@@ -231,8 +231,9 @@ static void check_framed(job *j)
         wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->key, of, bid);
     } else if (rc < 0) {
         name_err(e, rname(c), j->key);
+        size_t n = strlen(e->msg);
         if (j->backup)
-            wv_err_prefix(e, "backup %s: ", j->backup);
+            snprintf(e->msg + n, sizeof(e->msg) - n, " (a file of backup %s)", j->backup);
     } else if (j->expect && info.plain_size != j->size) {
         wv_err_set(e, WV_ECORRUPT,
                    "%s: \"%s\"%s%s: size mismatch: %" PRIu64 " bytes, the manifest says %" PRIu64,
@@ -398,9 +399,10 @@ static int verify_backup(verify_ctx *c, const char *id, wv_err *err)
         c->objects++;
         if (strcmp(h.id, id) != 0 ||
             (c->repo->have_info && h.system_id != c->repo->info.system_id)) {
-            wv_err_set(&e, WV_ECORRUPT,
-                       "%s: \"%s\": corrupt: the manifest is of backup %s, database system %" PRIu64,
-                       rname(c), key, h.id, h.system_id);
+            wv_err_set(
+                &e, WV_ECORRUPT,
+                "%s: \"%s\": corrupt: the manifest is of backup %s, database system %" PRIu64,
+                rname(c), key, h.id, h.system_id);
             problem(c, &e);
         }
         check_backup_wal(c, &h);
@@ -463,8 +465,8 @@ static int verify_repo(verify_ctx *c, const wv_repo_config *rc_, const char *onl
     if (rc == 0) {
         printf("verify %s: checked %" PRIu64 " objects (%" PRIu64 " bytes, %" PRIu64
                " backup%s), %" PRIu64 " problem%s, %.1f s\n",
-               rname(c), c->objects, c->bytes, c->backups, c->backups == 1 ? "" : "s",
-               c->problems, c->problems == 1 ? "" : "s", now_s() - t0);
+               rname(c), c->objects, c->bytes, c->backups, c->backups == 1 ? "" : "s", c->problems,
+               c->problems == 1 ? "" : "s", now_s() - t0);
         fflush(stdout);
     }
 out:
@@ -483,13 +485,38 @@ out:
     return rc;
 }
 
+/* Whether backup `id` has a manifest in any selected repository (before verifying anything). */
+static int backup_exists(const wv_config *cfg, int repo_n, const char *id, int *found, wv_err *err)
+{
+    char key[256];
+    wv_manifest_key(id, key, sizeof(key));
+    for (int i = 0; i < cfg->nrepos && !*found; i++) {
+        if (repo_n && cfg->repos[i].index != repo_n)
+            continue;
+        wv_repo *r = NULL;
+        wv_stat st;
+        int rc = wv_repo_open(&cfg->repos[i], &r, err);
+        if (rc == 0) {
+            rc = wv_storage_stat(r->st, key, &st, err);
+            if (rc == 0)
+                *found = 1;
+        }
+        wv_repo_close(r);
+        if (rc < 0 && rc != WV_ENOTFOUND)
+            return rc;
+    }
+    return 0;
+}
+
 /* ---- the command ----------------------------------------------------------------------------- */
 
 int wv_bbcmd_verify(int argc, char **argv, const char *config_path)
 {
     static const struct option longopts[] = {
-        {"backup", required_argument, NULL, 'b'}, {"repo", required_argument, NULL, 'r'},
-        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {"backup", required_argument, NULL, 'b'},
+        {"repo", required_argument, NULL, 'r'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int repo_n = 0, c, rc = 0, found = 0;
@@ -543,15 +570,10 @@ int wv_bbcmd_verify(int argc, char **argv, const char *config_path)
     if ((rc = wv_cli_load_config(&cli, &cfg, &err)) != 0)
         return wv_cli_fail(&err);
     if (repo_n && !wv_config_repo(cfg, repo_n)) {
-        rc = wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", repo_n, repo_n,
-                        cfg->file);
+        rc = wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", repo_n, repo_n, cfg->file);
         goto out;
     }
-    int workers = cfg->process_max > 0 ? cfg->process_max : 2;
-    for (int i = 0; i < cfg->nrepos && rc == 0; i++)
-        if (!repo_n || cfg->repos[i].index == repo_n)
-            rc = verify_repo(&ctx, &cfg->repos[i], only, &found, workers, &err);
-    if (rc < 0)
+    if (only && (rc = backup_exists(cfg, repo_n, only, &found, &err)) < 0)
         goto out;
     if (only && !found) {
         char where[32];
@@ -560,10 +582,15 @@ int wv_bbcmd_verify(int argc, char **argv, const char *config_path)
         wv_err_hint(&err, "run \"basebackup list\" to see the backups");
         goto out;
     }
+    int workers = cfg->process_max > 0 ? cfg->process_max : 2;
+    for (int i = 0; i < cfg->nrepos && rc == 0; i++)
+        if (!repo_n || cfg->repos[i].index == repo_n)
+            rc = verify_repo(&ctx, &cfg->repos[i], only, &found, workers, &err);
+    if (rc < 0)
+        goto out;
     if (ctx.total_problems) {
-        rc = wv_err_set(&err, ctx.first_code,
-                        "verify found %" PRIu64 " problem%s (see above)", ctx.total_problems,
-                        ctx.total_problems == 1 ? "" : "s");
+        rc = wv_err_set(&err, ctx.first_code, "verify found %" PRIu64 " problem%s (see above)",
+                        ctx.total_problems, ctx.total_problems == 1 ? "" : "s");
         wv_err_hint(&err, "restore from another repository or run basebackup sync --from N "
                           "--to M (N: a repository that verifies) after moving the damaged "
                           "objects away");
