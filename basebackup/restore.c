@@ -224,8 +224,7 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
             fputs(usage, stdout);
             exit(0);
         default:
-            wv_err_set(err, WV_EUSAGE, "unknown or incomplete option \"%s\"", argv[optind - 1]);
-            return wv_err_hint(err, "run \"basebackup restore --help\" for usage");
+            return wv_cli_bad_option("restore", argv, err);
         }
     }
     if (optind < argc)

@@ -808,15 +808,12 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
             fputs(usage, stdout);
             return 0;
         default:
-            wv_err_set(&err, WV_EUSAGE, "unknown or incomplete option \"%s\"", argv[optind - 1]);
-            wv_err_hint(&err, "run \"basebackup sync --help\" for usage");
+            wv_cli_bad_option("sync", argv, &err);
             return wv_cli_fail(&err);
         }
     }
-    if (optind < argc) {
-        wv_err_set(&err, WV_EUSAGE, "unexpected argument \"%s\"", argv[optind]);
+    if (wv_cli_no_more_args("sync", argc, argv, &err) != 0)
         return wv_cli_fail(&err);
-    }
     if (!from || !to) {
         wv_err_set(&err, WV_EUSAGE, "sync needs --from N and --to M");
         wv_err_hint(&err, "run \"basebackup sync --help\" for usage");

@@ -557,16 +557,12 @@ int wv_bbcmd_verify(int argc, char **argv, const char *config_path)
             fputs(usage, stdout);
             return 0;
         default:
-            wv_err_set(&err, WV_EUSAGE, "unknown or incomplete option \"%s\"", argv[optind - 1]);
-            wv_err_hint(&err, "run \"basebackup verify --help\" for usage");
+            wv_cli_bad_option("verify", argv, &err);
             return wv_cli_fail(&err);
         }
     }
-    if (optind < argc) {
-        wv_err_set(&err, WV_EUSAGE, "unexpected argument \"%s\"", argv[optind]);
-        wv_err_hint(&err, "run \"basebackup verify --help\" for usage");
+    if (wv_cli_no_more_args("verify", argc, argv, &err) != 0)
         return wv_cli_fail(&err);
-    }
     if ((rc = wv_cli_load_config(&cli, &cfg, &err)) != 0)
         return wv_cli_fail(&err);
     if (repo_n && !wv_config_repo(cfg, repo_n)) {

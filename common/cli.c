@@ -1,6 +1,7 @@
 /* cli.c - shared command-line conventions. */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,4 +67,18 @@ int wv_cli_fail(const wv_err *err)
 {
     wv_log_err(err);
     return wv_err_exit_code(err->code);
+}
+
+int wv_cli_bad_option(const char *subcommand, char **argv, wv_err *err)
+{
+    wv_err_set(err, WV_EUSAGE, "unknown or incomplete option \"%s\"", argv[optind - 1]);
+    return wv_err_hint(err, "run \"basebackup %s --help\" for usage", subcommand);
+}
+
+int wv_cli_no_more_args(const char *subcommand, int argc, char **argv, wv_err *err)
+{
+    if (optind >= argc)
+        return 0;
+    wv_err_set(err, WV_EUSAGE, "unexpected argument \"%s\"", argv[optind]);
+    return wv_err_hint(err, "run \"basebackup %s --help\" for usage", subcommand);
 }

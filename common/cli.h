@@ -25,6 +25,16 @@ void wv_cli_free(wv_cli *cli);
 /* Load the configuration the conventions name and apply its log level. */
 int wv_cli_load_config(const wv_cli *cli, wv_config **cfg, wv_err *err);
 
+/*
+ * For subcommands that parse their options with getopt_long: the one-line error for the option
+ * getopt just rejected (argv[optind - 1]), with the usage hint of "basebackup SUBCOMMAND --help".
+ * Returns WV_EUSAGE.
+ */
+int wv_cli_bad_option(const char *subcommand, char **argv, wv_err *err);
+
+/* After the options: WV_EUSAGE naming the first argument left over, or 0 if there is none. */
+int wv_cli_no_more_args(const char *subcommand, int argc, char **argv, wv_err *err);
+
 /* Report err on stderr (error line + hint) and return the exit code for it. */
 int wv_cli_fail(const wv_err *err);
 
