@@ -265,7 +265,7 @@ archive_idle
 BIG_BYTES="$(db_size)"
 say "database size: $((BIG_BYTES / 1048576)) MiB"
 ((BIG_BYTES >= 800 * 1000 * 1000)) \
-    || say "WARNING: the database is smaller than 800 MB; use a larger --scale for the issue's figures"
+    || say "WARNING: the database is smaller than 800 MB; use a larger --scale for the target figures (>= 800 MB)"
 as_pg "${BR[@]}" check >&2 || die "pgbackrest check failed"
 
 # 5a. backups, round robin with a rotating order

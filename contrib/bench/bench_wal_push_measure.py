@@ -308,7 +308,7 @@ def main():
                      f"<= {rss16 + 1.0:.1f} MiB (16 MiB figure + 1)", rss1g <= rss16 + 1.0))
 
     w = max(len(r[0]) for r in rows)
-    print(f"{'target (from the issue)':<{w}}  {'measured':>10}  {'target':<28} result")
+    print(f"{'target                 ':<{w}}  {'measured':>10}  {'target':<28} result")
     for name, val, tgt, ok in rows:
         print(f"{name:<{w}}  {val:>10}  {tgt:<28} {'met' if ok else 'MISSED'}")
     print()
