@@ -83,6 +83,9 @@ step "base backup: basebackup backup (over the replication protocol, into the re
 as_pg "$WALBIN/basebackup" -c "$CONF" backup -d "host=127.0.0.1 port=$P1 user=postgres" \
     --label demo --checkpoint fast 2>&1 | sed 's/^/    /'
 
+# The backup's STOP TIME has whole seconds: a restore can target only instants after that second.
+sleep 1.2
+
 step "batch 1: $ROWS rows"
 psql_at "$P1" "insert into demo (id, batch, note) select g, 1, md5(g::text) from generate_series(1, $ROWS) g"
 TARGET="$(psql_at "$P1" "select clock_timestamp()")"
