@@ -407,8 +407,6 @@ static int pass_dirs(void *arg, const wv_manifest_entry *e, wv_err *err)
     return rc;
 }
 
-#define BIG_FILE_BYTES (64ull * 1024 * 1024)
-
 typedef struct file_job {
     restore_ctx *c;
     char *key;
@@ -455,12 +453,7 @@ static int file_job_run(void *arg, wv_err *err)
     rc = wv_mkdir_p(parent, err);
     free(parent);
     if (rc == 0)
-        /* A large file (a 1 GiB relation segment) verifies its SHA-256 on a helper thread while
-         * its job decompresses and writes: otherwise it alone keeps one core busy long after the
-         * small files are done. */
-        rc = wv_repo_get_file(j->c->st, j->key, j->dest,
-                              WV_GET_NOSYNC | (j->size >= BIG_FILE_BYTES ? WV_GET_HASH_THREAD : 0),
-                              &info, err);
+        rc = wv_repo_get_file(j->c->st, j->key, j->dest, WV_GET_NOSYNC, &info, err);
     if (rc != 0)
         return rc;
     if (memcmp(info.sha256, j->sha256, 32) != 0 || info.plain_size != j->size) {
