@@ -78,18 +78,9 @@ PACKAGES=(
     postgresql-15 postgresql-client-15 postgresql-contrib
     pgbackrest python3 time coreutils util-linux
 )
-missing=()
-for p in "${PACKAGES[@]}"; do
-    st="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
-    [[ "$st" == "install ok installed" ]] || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2 || die "apt-get update failed"
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
-        || die "apt-get install failed for: ${missing[*]}"
-fi
+# shellcheck source=bench_common.sh
+source "$ROOT/contrib/bench/bench_common.sh"
+install_packages "${PACKAGES[@]}"
 for f in "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBIN/pgbench" "$PGBIN/psql" "$PGBIN/pg_basebackup" \
     /usr/bin/pgbackrest "$PY" "$TIME"; do
     [[ -x "$f" ]] || die "$f is missing after the package installation"

@@ -74,18 +74,9 @@ PACKAGES=(
     pgbackrest python3 coreutils util-linux time
 )
 ((PROFILE)) && PACKAGES+=(linux-perf)
-missing=()
-for p in "${PACKAGES[@]}"; do
-    st="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
-    [[ "$st" == "install ok installed" ]] || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2 || die "apt-get update failed"
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
-        || die "apt-get install failed for: ${missing[*]}"
-fi
+# shellcheck source=bench_common.sh
+source "$ROOT/contrib/bench/bench_common.sh"
+install_packages "${PACKAGES[@]}"
 for f in /usr/bin/time "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBIN/pgbench" "$PGBIN/psql" /usr/bin/pgbackrest "$PY"; do
     [[ -x "$f" ]] || die "$f is missing after the package installation"
 done
