@@ -931,6 +931,27 @@ static int check_absent(s3_sink *s, wv_err *err)
     return 0;
 }
 
+/*
+ * Send the request that makes an object visible (the single PUT, or the completion of a multipart
+ * upload). With NOREPLACE it carries If-None-Match: *; a store that does not implement conditional
+ * requests (501) gets it again without (the HEAD just before is then all the check there is).
+ * An existing key (412, or 409 ConditionalRequestConflict) is WV_EEXIST.
+ */
+static int s3_make_visible(s3_sink *s, s3_req *rq, s3_resp *rs, wv_err *err)
+{
+    s3_storage *st = s->st;
+    int rc = s3_request(st, rq, rs, err);
+    if (rc == 0 && rq->if_none_match && rs->status == 501) {
+        rq->if_none_match = NULL;
+        rc = s3_request(st, rq, rs, err);
+    }
+    if (rc == 0 && (rs->status == 412 || (rs->status == 409 &&
+                                          strcmp(rs->code, "ConditionalRequestConflict") == 0)))
+        rc = wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", st->repo,
+                        s->ukey, st->bucket);
+    return rc;
+}
+
 static int put_single(s3_sink *s, wv_err *err)
 {
     s3_storage *st = s->st;
@@ -943,20 +964,9 @@ static int put_single(s3_sink *s, wv_err *err)
                  .body_len = s->buf.len,
                  .if_none_match = noreplace ? "*" : NULL};
     s3_resp rs = {0};
-    int rc = s3_request(st, &rq, &rs, err);
-    if (rc == 0 && noreplace && rs.status == 501) {
-        /* a store without conditional PUT: the HEAD just before is all the check there is */
-        rq.if_none_match = NULL;
-        rc = s3_request(st, &rq, &rs, err);
-    }
+    int rc = s3_make_visible(s, &rq, &rs, err);
     if (rc)
         goto out;
-    if (rs.status == 412 ||
-        (rs.status == 409 && strcmp(rs.code, "ConditionalRequestConflict") == 0)) {
-        rc = wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", st->repo,
-                        s->ukey, st->bucket);
-        goto out;
-    }
     if (rs.status != 200) {
         rc = s3_status_error(st, &rq, &rs, err);
         goto out;
@@ -1003,19 +1013,9 @@ static int complete_upload(s3_sink *s, wv_err *err)
                  .error_in_200 = 1,
                  .if_none_match = noreplace ? "*" : NULL};
     s3_resp rs = {0};
-    int rc = s3_request(st, &rq, &rs, err);
-    if (rc == 0 && noreplace && rs.status == 501) {
-        rq.if_none_match = NULL;
-        rc = s3_request(st, &rq, &rs, err);
-    }
+    int rc = s3_make_visible(s, &rq, &rs, err);
     if (rc)
         goto out;
-    if (rs.status == 412 ||
-        (rs.status == 409 && strcmp(rs.code, "ConditionalRequestConflict") == 0)) {
-        rc = wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", st->repo,
-                        s->ukey, st->bucket);
-        goto out;
-    }
     if (rs.status == 404 && strcmp(rs.code, "NoSuchUpload") == 0) {
         /* an earlier attempt may have completed it and lost the answer: trust only a HEAD */
         int exists;
