@@ -14,3 +14,21 @@ install_packages() {
     apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 </dev/null \
         || die "apt-get install failed for: ${missing[*]}"
 }
+
+# Long steps run in the background and are waited for, so that a signal is acted on at once (bash
+# defers traps while a foreground child runs); `trap on_signal INT TERM` passes the signal on to
+# that child.
+CHILD=""
+run_child() {
+    local rc=0
+    "$@" &
+    CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
+on_signal() {
+    [[ -z "$CHILD" ]] || kill -TERM "$CHILD" 2>/dev/null || true
+    [[ -z "$CHILD" ]] || wait "$CHILD" 2>/dev/null || true
+    exit 130
+}

@@ -110,22 +110,6 @@ cleanup() {
     fi
     exit "$rc"
 }
-# Long steps run in the background and are waited for, so that a signal is acted on at once (bash
-# defers traps while a foreground child runs); the trap passes the signal on to that child.
-CHILD=""
-run_child() {
-    local rc=0
-    "$@" &
-    CHILD=$!
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
-on_signal() {
-    [[ -z "$CHILD" ]] || kill -TERM "$CHILD" 2>/dev/null || true
-    [[ -z "$CHILD" ]] || wait "$CHILD" 2>/dev/null || true
-    exit 130
-}
 trap cleanup EXIT
 trap on_signal INT TERM
 
