@@ -16,12 +16,16 @@
 #include "storage_s3.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -60,9 +64,15 @@ typedef struct s3_storage {
     int list_max_keys;
     int bucket_ok; /* a HEAD of the bucket succeeded once (atomic) */
     pthread_mutex_t pool_mu;
-    CURL *pool[S3_POOL_MAX];
+    struct s3_conn *pool[S3_POOL_MAX];
     int npool;
 } s3_storage;
+
+/* An easy handle and the socket of the connection it keeps open (for ack_now). */
+typedef struct s3_conn {
+    CURL *h;
+    curl_socket_t fd;
+} s3_conn;
 
 /* ---- requests ---- */
 
@@ -95,6 +105,9 @@ typedef struct s3_resp {
     int has_length;
     char code[64]; /* S3 error code from an <Error> document */
     char message[256];
+    uint8_t sent_md5[16]; /* MD5 of the body sent, when the request has content_md5 */
+    s3_conn *conn; /* the transfer's connection, while it runs */
+    int acked;     /* the answer's first bytes were acknowledged at once */
 } s3_resp;
 
 typedef struct body_reader {
@@ -117,30 +130,61 @@ static void sleep_ms(int64_t ms)
     }
 }
 
-static CURL *pool_get(s3_storage *st)
+static s3_conn *pool_get(s3_storage *st)
 {
-    CURL *h = NULL;
+    s3_conn *c = NULL;
     pthread_mutex_lock(&st->pool_mu);
     if (st->npool > 0)
-        h = st->pool[--st->npool];
+        c = st->pool[--st->npool];
     pthread_mutex_unlock(&st->pool_mu);
-    if (h)
-        curl_easy_reset(h);
-    else
-        h = curl_easy_init();
-    return h;
+    if (c) {
+        curl_easy_reset(c->h);
+        return c;
+    }
+    CURL *h = curl_easy_init();
+    if (!h)
+        return NULL;
+    c = wv_xcalloc(1, sizeof(*c));
+    c->h = h;
+    c->fd = CURL_SOCKET_BAD;
+    return c;
 }
 
-static void pool_put(s3_storage *st, CURL *h)
+static void conn_free(s3_conn *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->h);
+    free(c);
+}
+
+static void pool_put(s3_storage *st, s3_conn *c)
 {
     pthread_mutex_lock(&st->pool_mu);
     if (st->npool < S3_POOL_MAX) {
-        st->pool[st->npool++] = h;
-        h = NULL;
+        st->pool[st->npool++] = c;
+        c = NULL;
     }
     pthread_mutex_unlock(&st->pool_mu);
-    if (h)
-        curl_easy_cleanup(h);
+    conn_free(c);
+}
+
+/* libcurl's socket callbacks keep s3_conn.fd naming the connection's socket (the handle keeps the
+ * connection open between requests; CURLINFO_ACTIVESOCKET is not available during a transfer). */
+static int on_sockopt(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    s3_conn *c = arg;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        c->fd = fd;
+    return CURL_SOCKOPT_OK;
+}
+
+static int on_closesocket(void *arg, curl_socket_t fd)
+{
+    s3_conn *c = arg;
+    if (c->fd == fd)
+        c->fd = CURL_SOCKET_BAD;
+    return close(fd);
 }
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -169,10 +213,41 @@ static void copy_header_value(char *dst, size_t cap, const char *v, size_t n)
     dst[n] = '\0';
 }
 
+/*
+ * Acknowledge what arrived now rather than after the delayed-ACK timer. A server that answers
+ * in several small writes with Nagle's algorithm on (Ceph RGW's beast: TLS 1.3 session tickets
+ * then the answer; status and headers, then the body) holds each write until the previous one
+ * is acknowledged, and Linux delays that ACK by ~40 ms in an interactive exchange: one stall per
+ * answer. Setting TCP_QUICKACK sends a pending ACK at once; it is not sticky, so it is set again
+ * whenever libcurl makes progress (after each wake-up) and when an answer's headers arrive.
+ */
+static void ack_now(s3_conn *c)
+{
+    if (c && c->fd != CURL_SOCKET_BAD) {
+        int one = 1;
+        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    }
+}
+
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    ack_now(arg);
+    return 0;
+}
+
 static size_t on_header(char *ptr, size_t size, size_t nitems, void *arg)
 {
     s3_resp *rs = arg;
     size_t n = size * nitems;
+    if (!rs->acked) {
+        rs->acked = 1;
+        ack_now(rs->conn);
+    }
     const char *colon = memchr(ptr, ':', n);
     if (!colon)
         return n;
@@ -332,7 +407,8 @@ static CURLcode s3_perform(s3_storage *st, const s3_req *rq, const char *payload
     CURLcode cc = CURLE_OK;
     char amz_date[17];
     body_reader br = {rq->body, rq->body_len, 0};
-    CURL *h = pool_get(st);
+    s3_conn *conn = pool_get(st);
+    CURL *h = conn ? conn->h : NULL;
 
     *internal_err = 0;
     curl_msg[0] = '\0';
@@ -419,6 +495,13 @@ static CURLcode s3_perform(s3_storage *st, const s3_req *rq, const char *payload
     curl_easy_setopt(h, CURLOPT_WRITEDATA, rs);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, rs);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, conn);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, conn);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, conn);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 
     if (strcmp(rq->method, "HEAD") == 0) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -440,7 +523,10 @@ static CURLcode s3_perform(s3_storage *st, const s3_req *rq, const char *payload
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
     }
 
+    rs->conn = conn;
+    rs->acked = 0;
     cc = curl_easy_perform(h);
+    rs->conn = NULL;
     if (cc == CURLE_OK) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rs->status);
     } else {
@@ -457,9 +543,9 @@ out:
     curl_slist_free_all(hl);
     /* a handle whose transfer failed may hold a broken connection: do not keep it */
     if (cc == CURLE_OK)
-        pool_put(st, h);
+        pool_put(st, conn);
     else
-        curl_easy_cleanup(h);
+        conn_free(conn);
     wv_buf_free(&path);
     wv_buf_free(&url);
     wv_buf_free(&host);
@@ -488,8 +574,8 @@ static int s3_request(s3_storage *st, const s3_req *rq, s3_resp *rs, wv_err *err
     size_t resp_max = rq->resp_max > S3_ERROR_BODY_MAX ? rq->resp_max : S3_ERROR_BODY_MAX;
 
     wv_s3_sha256_hex(rq->body ? (const void *)rq->body : "", rq->body_len, payload_sha);
+    uint8_t md5[16];
     if (rq->content_md5) {
-        uint8_t md5[16];
         wv_s3_md5(rq->body ? (const void *)rq->body : "", rq->body_len, md5);
         wv_s3_base64(md5, 16, md5_b64);
         md5p = md5_b64;
@@ -499,6 +585,8 @@ static int s3_request(s3_storage *st, const s3_req *rq, s3_resp *rs, wv_err *err
     for (unsigned attempt = 0;; attempt++) {
         int internal = 0;
         resp_reset(rs, resp_max);
+        if (md5p)
+            memcpy(rs->sent_md5, md5, sizeof(md5));
         int64_t remaining = deadline - now_ms();
         CURLcode cc =
             s3_perform(st, rq, payload_sha, md5p, remaining, rs, curl_msg, &internal, err);
@@ -740,12 +828,10 @@ static void *part_thread(void *arg)
     j->rc = s3_request(st, &rq, &rs, &j->err);
     if (j->rc == 0) {
         if (rs.status == 200) {
-            uint8_t md5[16];
-            wv_s3_md5(j->data.data ? (const void *)j->data.data : "", j->data.len, md5);
             if (!rs.etag[0])
                 j->rc = wv_err_set(&j->err, WV_EIO, "%s: part %u of \"%s\": no ETag in the answer",
                                    st->repo, j->number, s->ukey);
-            else if (!etag_matches(rs.etag, md5))
+            else if (!etag_matches(rs.etag, rs.sent_md5))
                 j->rc = wv_err_set(&j->err, WV_EIO,
                                    "%s: part %u of \"%s\": the store's ETag does not match the "
                                    "MD5 of the data sent",
@@ -971,9 +1057,7 @@ static int put_single(s3_sink *s, wv_err *err)
         rc = s3_status_error(st, &rq, &rs, err);
         goto out;
     }
-    uint8_t md5[16];
-    wv_s3_md5(s->buf.data ? (const void *)s->buf.data : "", s->buf.len, md5);
-    if (!rs.etag[0] || !etag_matches(rs.etag, md5)) {
+    if (!rs.etag[0] || !etag_matches(rs.etag, rs.sent_md5)) {
         rc = wv_err_set(err, WV_EIO,
                         "%s: the store's ETag for \"%s\" does not match the MD5 of "
                         "the data sent",
@@ -1451,7 +1535,7 @@ static void s3_free(wv_storage *base)
     if (!st)
         return;
     for (int i = 0; i < st->npool; i++)
-        curl_easy_cleanup(st->pool[i]);
+        conn_free(st->pool[i]);
     pthread_mutex_destroy(&st->pool_mu);
     if (st->secret) {
         memset(st->secret, 0, strlen(st->secret));
