@@ -23,7 +23,11 @@
  *              order; the callback returning non-zero stops the listing and that value is returned.
  *              A missing prefix is an empty listing, not an error.
  *   remove     delete one object; removing an absent key succeeds.
- *   flush      make every object committed with WV_PUT_NOSYNC durable (posix: syncfs).
+ *   flush      make every object committed with WV_PUT_NOSYNC durable (posix: syncfs) and report a
+ *              failure of any of them. A driver may finish a NOSYNC commit (without NOREPLACE) in the
+ *              background (s3: uploads in flight): such a commit's failure is then returned by flush
+ *              or by a later commit, and the driver's other operations see the object only once it
+ *              landed (they wait for the uploads in flight).
  *   free       release the driver.
  *
  * Drivers are synchronous and thread-compatible: one wv_storage may be used from several threads at

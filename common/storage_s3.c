@@ -38,7 +38,9 @@
 #include "s3sign.h"
 #include "storage_driver.h"
 
-#define S3_POOL_MAX           8
+#define S3_POOL_MAX           16
+#define S3_ASYNC_UPLOADS      8                  /* NOSYNC single PUTs in flight */
+#define S3_ASYNC_BYTES        ((size_t)32 << 20) /* and the bodies they hold, at most */
 #define S3_ERROR_BODY_MAX     ((size_t)64 << 10)
 #define S3_BACKOFF_BASE_MS    100
 #define S3_BACKOFF_CAP_MS     5000
@@ -66,6 +68,18 @@ typedef struct s3_storage {
     pthread_mutex_t pool_mu;
     struct s3_conn *pool[S3_POOL_MAX];
     int npool;
+    /* Uploads of sinks committed with WV_PUT_NOSYNC (see s3_async_commit). */
+    pthread_mutex_t async_mu;
+    pthread_cond_t async_cv;
+    struct s3_sink *async_head, *async_tail; /* queued, not yet taken by a thread */
+    int async_active;                        /* queued + uploading */
+    size_t async_bytes;                      /* their bodies */
+    int async_idle;                          /* threads waiting for work */
+    int async_nthreads;
+    int async_stop;
+    int async_failed;
+    wv_err async_err; /* the first failure, reported by the next commit, flush or operation */
+    pthread_t async_threads[S3_ASYNC_UPLOADS];
 } s3_storage;
 
 /* An easy handle and the socket of the connection it keeps open (for ack_now). */
@@ -795,6 +809,7 @@ typedef struct s3_sink {
     part_job jobs[WV_S3_PARTS_IN_FLIGHT];
     int failed;
     wv_err first_err;
+    struct s3_sink *next; /* in the storage's async queue */
 } s3_sink;
 
 static int etag_matches(const char *etag, const uint8_t md5[16])
@@ -1143,6 +1158,123 @@ out:
     return rc;
 }
 
+/* ---- uploads in flight (WV_PUT_NOSYNC) ---- */
+
+/*
+ * A backup stores thousands of small files with one PUT each; a worker that waited for every
+ * answer would leave its core idle for a round trip per file. So a sink committed with
+ * WV_PUT_NOSYNC (and without NOREPLACE) whose object fits one PUT is handed to one of up to
+ * S3_ASYNC_UPLOADS upload threads, and commit returns at once (it waits only while that many
+ * uploads, or S3_ASYNC_BYTES of their bodies, are in flight). flush waits for them all and
+ * returns the first failure, which also fails every later commit. Every other operation of the
+ * driver first waits for the uploads in flight, so later reads, listings, removals and commits
+ * see what the earlier commits stored.
+ */
+static void *async_thread(void *arg)
+{
+    s3_storage *st = arg;
+    pthread_mutex_lock(&st->async_mu);
+    for (;;) {
+        while (!st->async_head && !st->async_stop)
+            pthread_cond_wait(&st->async_cv, &st->async_mu);
+        s3_sink *s = st->async_head;
+        if (!s)
+            break; /* stopping, and nothing is left */
+        st->async_head = s->next;
+        if (!st->async_head)
+            st->async_tail = NULL;
+        int skip = st->async_failed; /* after a failure the rest is not worth sending */
+        pthread_mutex_unlock(&st->async_mu);
+        wv_err e;
+        wv_err_clear(&e);
+        size_t len = s->buf.len;
+        int rc = skip ? 0 : put_single(s, &e);
+        sink_free(s);
+        pthread_mutex_lock(&st->async_mu);
+        if (rc && !st->async_failed) {
+            st->async_failed = 1;
+            st->async_err = e;
+        }
+        st->async_active--;
+        st->async_bytes -= len;
+        pthread_cond_broadcast(&st->async_cv);
+    }
+    pthread_mutex_unlock(&st->async_mu);
+    return NULL;
+}
+
+/* Queue s for upload (s3_sink_commit's WV_PUT_NOSYNC path); frees s whatever the outcome. */
+static int async_commit(s3_sink *s, wv_err *err)
+{
+    s3_storage *st = s->st;
+    size_t len = s->buf.len;
+    pthread_mutex_lock(&st->async_mu);
+    while (!st->async_failed && st->async_active > 0 &&
+           (st->async_active >= S3_ASYNC_UPLOADS || st->async_bytes + len > S3_ASYNC_BYTES))
+        pthread_cond_wait(&st->async_cv, &st->async_mu);
+    if (st->async_failed) {
+        *err = st->async_err;
+        pthread_mutex_unlock(&st->async_mu);
+        sink_free(s);
+        return wv_err_prefix(err, "stopped after an earlier upload failed: ");
+    }
+    if (st->async_nthreads <= st->async_active && st->async_nthreads < S3_ASYNC_UPLOADS &&
+        pthread_create(&st->async_threads[st->async_nthreads], NULL, async_thread, st) == 0)
+        st->async_nthreads++;
+    if (st->async_nthreads == 0) {
+        /* no thread could be started: upload here */
+        pthread_mutex_unlock(&st->async_mu);
+        int rc = put_single(s, err);
+        sink_free(s);
+        return rc;
+    }
+    s->next = NULL;
+    if (st->async_tail)
+        st->async_tail->next = s;
+    else
+        st->async_head = s;
+    st->async_tail = s;
+    st->async_active++;
+    st->async_bytes += len;
+    pthread_cond_broadcast(&st->async_cv);
+    pthread_mutex_unlock(&st->async_mu);
+    return 0;
+}
+
+/* Wait until no upload is in flight. 0, or the first failure of one (err may be NULL). */
+static int async_wait(s3_storage *st, wv_err *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&st->async_mu);
+    while (st->async_active > 0)
+        pthread_cond_wait(&st->async_cv, &st->async_mu);
+    if (st->async_failed) {
+        rc = st->async_err.code;
+        if (err)
+            *err = st->async_err;
+    }
+    pthread_mutex_unlock(&st->async_mu);
+    return rc;
+}
+
+/* Before any other operation: let the uploads in flight land (their failure is reported by the
+ * next commit or flush, not by an unrelated read or removal). */
+static void async_drain(s3_storage *st)
+{
+    (void)async_wait(st, NULL);
+}
+
+static void async_stop(s3_storage *st)
+{
+    pthread_mutex_lock(&st->async_mu);
+    st->async_stop = 1;
+    pthread_cond_broadcast(&st->async_cv);
+    pthread_mutex_unlock(&st->async_mu);
+    for (int i = 0; i < st->async_nthreads; i++)
+        pthread_join(st->async_threads[i], NULL);
+    st->async_nthreads = 0;
+}
+
 static int s3_sink_commit(wv_sink *base, wv_err *err)
 {
     s3_sink *s = (s3_sink *)base;
@@ -1162,6 +1294,9 @@ static int s3_sink_commit(wv_sink *base, wv_err *err)
         goto fail;
     }
     if (!s->upload_id) {
+        if ((s->flags & WV_PUT_NOSYNC) && !noreplace)
+            return async_commit(s, err);
+        async_drain(s->st);
         if (noreplace && (rc = check_absent(s, err)) != 0)
             goto fail;
         rc = put_single(s, err);
@@ -1178,6 +1313,7 @@ static int s3_sink_commit(wv_sink *base, wv_err *err)
         rc = err->code;
         goto fail;
     }
+    async_drain(s->st);
     if (noreplace && (rc = check_absent(s, err)) != 0)
         goto fail;
     rc = complete_upload(s, err);
@@ -1385,6 +1521,7 @@ static int s3_get_open(wv_storage *base, const char *key, int64_t offset, int64_
                        wv_source **out, wv_err *err)
 {
     s3_storage *st = (s3_storage *)base;
+    async_drain(st);
     s3_source *src = wv_xcalloc(1, sizeof(*src));
     int rc = 0;
     src->base.ops = &s3_source_ops;
@@ -1435,6 +1572,7 @@ static int s3_get_open(wv_storage *base, const char *key, int64_t offset, int64_
 static int s3_stat(wv_storage *base, const char *key, wv_stat *out, wv_err *err)
 {
     s3_storage *st = (s3_storage *)base;
+    async_drain(st);
     char *fkey = full_key(st, key);
     int exists;
     int rc = s3_head(st, fkey, key, &exists, out, err);
@@ -1463,6 +1601,7 @@ static int list_entry(void *arg, const wv_s3_list_entry *e)
 static int s3_list(wv_storage *base, const char *prefix, wv_list_cb cb, void *arg, wv_err *err)
 {
     s3_storage *st = (s3_storage *)base;
+    async_drain(st);
     char *root = st->prefix[0] ? wv_xasprintf("%s/", st->prefix) : wv_xstrdup("");
     char *full = wv_xasprintf("%s%s", root, prefix);
     char maxkeys[16];
@@ -1510,6 +1649,7 @@ static int s3_list(wv_storage *base, const char *prefix, wv_list_cb cb, void *ar
 static int s3_remove(wv_storage *base, const char *key, wv_err *err)
 {
     s3_storage *st = (s3_storage *)base;
+    async_drain(st);
     char *fkey = full_key(st, key);
     s3_req rq = {.method = "DELETE", .key = fkey, .ukey = key};
     s3_resp rs = {0};
@@ -1524,9 +1664,8 @@ static int s3_remove(wv_storage *base, const char *key, wv_err *err)
 
 static int s3_flush(wv_storage *base, wv_err *err)
 {
-    (void)base;
-    (void)err;
-    return 0; /* an acknowledged S3 write is already durable */
+    /* an acknowledged S3 write is durable: what is left is to wait for the uploads in flight */
+    return async_wait((s3_storage *)base, err);
 }
 
 static void s3_free(wv_storage *base)
@@ -1534,9 +1673,12 @@ static void s3_free(wv_storage *base)
     s3_storage *st = (s3_storage *)base;
     if (!st)
         return;
+    async_stop(st);
     for (int i = 0; i < st->npool; i++)
         conn_free(st->pool[i]);
     pthread_mutex_destroy(&st->pool_mu);
+    pthread_mutex_destroy(&st->async_mu);
+    pthread_cond_destroy(&st->async_cv);
     if (st->secret) {
         memset(st->secret, 0, strlen(st->secret));
         free(st->secret);
@@ -1578,6 +1720,7 @@ int wv_storage_s3_remove_batch(wv_storage *base, const char *const *keys, size_t
     if (!wv_storage_is_s3(base))
         return wv_err_set(err, WV_EINTERNAL, "batch delete called on a non-s3 repository");
     s3_storage *st = (s3_storage *)base;
+    async_drain(st);
     wv_buf body = WV_BUF_INIT, v = WV_BUF_INIT, k = WV_BUF_INIT;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i += WV_S3_DELETE_BATCH) {
@@ -1690,6 +1833,8 @@ int wv_storage_s3_new(const wv_repo_config *rc, wv_storage **out, wv_err *err)
     int r = 0;
     st->base.ops = &s3_ops;
     pthread_mutex_init(&st->pool_mu, NULL);
+    pthread_mutex_init(&st->async_mu, NULL);
+    pthread_cond_init(&st->async_cv, NULL);
     snprintf(st->repo, sizeof(st->repo), "%s", rc->name);
     st->region = wv_xstrdup(rc->region && rc->region[0] ? rc->region : "us-east-1");
     st->bucket = wv_xstrdup(rc->bucket);

@@ -13,11 +13,19 @@
  *     parts hold more than 5 TiB while objects below ~7.8 GiB keep 8 MiB parts. Every PUT carries
  *     Content-MD5 and x-amz-content-sha256 of its payload, so the store verifies what it received;
  *     commit also checks the ETag of a single PUT against the MD5 we computed.
- *   - WV_PUT_NOREPLACE: HEAD at put_open (an existing key skips the upload), HEAD again just before
- *     the final PUT/CompleteMultipartUpload, and `If-None-Match: *` on that request (412 means
- *     WV_EEXIST). A store that ignores If-None-Match leaves a window between the last HEAD and the
- *     final request in which two writers can both succeed, the later one replacing the earlier.
- *   - WV_PUT_NOSYNC changes nothing: an acknowledged S3 write is durable; flush is a no-op.
+ *   - WV_PUT_NOREPLACE: a HEAD just before the final PUT/CompleteMultipartUpload, and
+ *     `If-None-Match: *` on that request (412 means WV_EEXIST). A store that ignores
+ *     If-None-Match leaves a window between the HEAD and the final request in which two writers
+ *     can both succeed, the later one replacing the earlier.
+ *   - WV_PUT_NOSYNC (backups: thousands of small files) without NOREPLACE: an object that fits
+ *     one PUT is handed to an upload thread and commit returns at once; up to 8 such uploads (and
+ *     32 MiB of their bodies) are in flight, so a worker compresses the next file instead of
+ *     waiting a round trip. flush waits for them and returns the first failure, which also fails
+ *     every later commit; every other operation waits for them first. An acknowledged S3 write is
+ *     durable, so that wait is all flush does.
+ *   - Every answer is acknowledged at once (TCP_QUICKACK, set again at each libcurl wake-up):
+ *     Ceph RGW writes session tickets, headers and body as separate small writes with Nagle's
+ *     algorithm on, and each would otherwise wait ~40 ms for Linux's delayed ACK.
  *   - Reads are sequential ranged GETs of WV_S3_READ_CHUNK bytes, each after the first pinned to
  *     the first response's ETag with If-Match, so an object replaced mid-read is an error.
  *   - Retries: exponential backoff with full jitter on 5xx, 429, RequestTimeout and transport

@@ -25,7 +25,7 @@ import pytest
 from faultproxy import FaultProxy
 from s3_server import s3_server  # noqa: F401 - fixture
 from ssh_server import remote_helper, ssh_server  # noqa: F401 - fixtures
-from test_restore_pitr import Restorer, bb, commit_batch, take_backup, utc
+from test_restore_pitr import Restorer, bb, commit_batch, connstr, take_backup, utc
 from utils import Postgres, chown_pg, make_pg_dir, popen, read_bytes, run, wait_until
 
 PART = 8 * 1024 * 1024
@@ -285,3 +285,51 @@ def test_connection_faults_mid_upload(case, s3_server, wv, workdir, wal_samples)
     assert hashlib.sha256(read_bytes(dest)).digest() == hashlib.sha256(read_bytes(src)).digest()
     assert [k for k in s3_server.list_keys(bucket) if "/wal/" in k] == [key]
     no_uploads_left(s3_server, bucket)
+
+
+def test_backup_upload_failure_leaves_no_backup(s3_server, wv, workdir):  # noqa: F811
+    """Backup files are uploaded by threads while the next files are compressed; when the store
+    starts refusing every connection mid-backup the backup fails naming the repository, no
+    manifest is written, and the next backup (store back) succeeds and removes the leftovers."""
+    bucket = new_bucket(s3_server)
+    archive = Conf(os.path.join(workdir, "archive.conf"),
+                   [s3_section(s3_server, bucket, workdir)], global_section())
+    pg = start_primary(workdir, wv, archive)
+    ok = False
+    with FaultProxy("127.0.0.1", s3_server.http_port, max_seconds=280) as proxy:
+        conf = Conf(os.path.join(workdir, "backup.conf"),
+                    [s3_section(s3_server, bucket, workdir, endpoint=proxy.url("http"))],
+                    global_section())
+        try:
+            # some incompressible data, so that the backup lasts while the proxy turns hostile
+            pg.sql("create table filler (x text)")
+            pg.sql("insert into filler select string_agg(md5(random()::text), '') "
+                   "from generate_series(1, 8) g, generate_series(1, 20000) r group by r")
+            commit_batch(pg, 0)
+            proxy.set_mode("delay", ms=3)
+            p = popen(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                             config=conf.config), env={"WALVAULT_S3_TIMEOUT": "3"}, cwd=workdir)
+            wait_until(lambda: any("/backup/" in k and not k.endswith(".lock")
+                                   for k in s3_server.list_keys(bucket, "pg/backup/")),
+                       timeout=60, what="the first backup file in the bucket")
+            proxy.set_mode("reset", after=0)
+            out, err = p.communicate(timeout=120)
+            assert p.returncode != 0, out + err
+            errors = [ln for ln in err.splitlines() if ": error: " in ln and "hint:" not in ln]
+            assert len(errors) == 1 and "repo1" in errors[0], err
+            print(errors[0])
+            keys = s3_server.list_keys(bucket, "pg/backup/")
+            assert not [k for k in keys if k.endswith("/backup.manifest")], keys
+            failed_ids = {k.split("/")[2] for k in keys}
+
+            proxy.set_mode("pass")
+            bid = take_backup(wv, conf, pg)
+            keys = s3_server.list_keys(bucket, "pg/backup/")
+            assert {k.split("/")[2] for k in keys} == {bid}, (failed_ids, keys)
+            assert "pg/backup/%s/backup.manifest" % bid in keys
+            no_uploads_left(s3_server, bucket)
+            ok = True
+        finally:
+            if not ok:
+                print("\n----- primary log -----\n%s" % pg.log()[-20000:])
+            pg.cleanup()
