@@ -5,7 +5,9 @@
  *   connect (replication) -> IDENTIFY_SYSTEM, check/record the cluster in each repository
  *   -> remove leftovers of interrupted backups -> lock object backup/<id>/backup.lock
  *   -> BASE_BACKUP: tar stream -> tar reader -> one job per regular file on the thread pool
- *      (sha256 + lz4 + object framing -> a sink per repository, committed with WV_PUT_NOSYNC)
+ *      (sha256 + lz4 + object framing -> a sink per repository, committed with WV_PUT_NOSYNC);
+ *      files of at most 1 MiB are gathered into bundles of 4 MiB, one job and one object each
+ *      (every file in it a complete object of its own, back to back; see manifest.h)
  *   -> wait for the jobs, wv_storage_flush -> wait until the WAL start..stop and the backup history
  *      file are archived -> read START/STOP TIME from the history file -> manifest (last, durable)
  *   -> remove the lock.
@@ -79,6 +81,35 @@ typedef struct file_job {
     uint64_t stored_size;
 } file_job;
 
+/* ---- bundles: small files, many to an object ------------------------------------------------ */
+
+/* A file of at most BUNDLE_FILE_MAX bytes is received whole into the current bundle; a bundle is
+ * stored once it holds BUNDLE_PLAIN_MAX bytes (or the stream ends): one request instead of one per
+ * file on an object store, one file instead of one per file on a disk. Each file in a bundle is
+ * still a complete object of its own, so reading one is a ranged read of the bundle. */
+#define BUNDLE_FILE_MAX  (1024 * 1024)
+#define BUNDLE_PLAIN_MAX (4 * 1024 * 1024)
+
+typedef struct bundle_member {
+    char *path;
+    uint64_t size;   /* from the tar header */
+    uint32_t mode;
+    int64_t mtime;
+    size_t data_off; /* where its content starts in the bundle's buffer */
+    /* results (consumer) */
+    uint8_t sha256[32];
+    uint64_t offset, stored_size;
+} bundle_member;
+
+typedef struct bundle_job {
+    struct backup_ctx *ctx;
+    uint32_t number;
+    char key[300];
+    wv_buf data; /* the plain content of every member, back to back */
+    bundle_member *m;
+    size_t n, cap;
+} bundle_job;
+
 typedef struct backup_ctx {
     wv_config *cfg;
     wv_repo *repos[WV_MAX_REPOS];
@@ -91,6 +122,9 @@ typedef struct backup_ctx {
     wv_tar_reader *tar;
     char *prefix; /* "pgdata" or "tblspc/<oid>" of the current archive */
     file_job *cur;
+    bundle_job *bundle; /* filling */
+    int in_bundle;      /* the current tar member goes into it */
+    uint32_t nbundles;
     int in_manifest;
     wv_pgrepl_backup_start start;
     wv_pgrepl_tablespace *tbs;
@@ -293,9 +327,140 @@ static void job_done(void *arg, int rc, const wv_err *jerr)
     job_free(j);
 }
 
+static void bundle_free(bundle_job *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->m[i].path);
+    free(b->m);
+    wv_buf_free(&b->data);
+    free(b);
+}
+
+/* Pool thread: store every member of a bundle, back to back, into one object per repository. */
+static int bundle_run(void *arg, wv_err *err)
+{
+    bundle_job *b = arg;
+    backup_ctx *ctx = b->ctx;
+    wv_sink *sinks[WV_MAX_REPOS] = {0};
+    int rc = 0, n = ctx->nrepos;
+    uint64_t off = 0;
+    const char *path = "";
+    for (int i = 0; i < n; i++)
+        if ((rc = wv_storage_put_open(ctx->repos[i]->st, b->key, WV_PUT_NOSYNC, &sinks[i], err)) < 0)
+            goto out;
+    for (size_t k = 0; k < b->n; k++) {
+        bundle_member *m = &b->m[k];
+        path = m->path;
+        if (wv_parallel_stopped(ctx->par)) {
+            rc = wv_err_set(err, WV_EINTERRUPTED, "storing \"%s\" stopped after another failure",
+                            m->path);
+            goto out;
+        }
+        wv_objwriter *w = wv_objwriter_new(sinks, n, &ctx->objopts);
+        wv_obj_info info;
+        rc = m->size ? wv_objwriter_write(w, b->data.data + m->data_off, (size_t)m->size, err) : 0;
+        if (rc == 0)
+            rc = wv_objwriter_finish(w, &info, err);
+        for (int i = 0; rc == 0 && i < n; i++) {
+            const wv_err *se = wv_objwriter_sink_error(w, i);
+            if (se) {
+                *err = *se;
+                rc = se->code ? se->code : WV_EIO;
+            }
+        }
+        wv_objwriter_free(w);
+        if (rc < 0)
+            goto out;
+        memcpy(m->sha256, info.sha256, 32);
+        m->stored_size = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
+        m->offset = off;
+        off += m->stored_size;
+    }
+    path = "";
+    for (int i = 0; i < n; i++) {
+        wv_sink *s = sinks[i];
+        sinks[i] = NULL;
+        if ((rc = wv_sink_commit(s, err)) < 0)
+            goto out;
+    }
+out:
+    for (int i = 0; i < n; i++)
+        wv_sink_abort(sinks[i]);
+    if (rc < 0 && rc != WV_EINTERRUPTED)
+        wv_err_prefix(err, "could not store %s%s%s\"%s\": ", *path ? "\"" : "", path,
+                      *path ? "\" in " : "", b->key);
+    return rc;
+}
+
+/* Main thread: record the members in the manifest. */
+static void bundle_done(void *arg, int rc, const wv_err *jerr)
+{
+    bundle_job *b = arg;
+    backup_ctx *ctx = b->ctx;
+    (void)jerr;
+    for (size_t k = 0; rc == 0 && k < b->n; k++) {
+        bundle_member *m = &b->m[k];
+        wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = m->path, .size = m->size,
+                               .mode = m->mode, .mtime = m->mtime, .stored_size = m->stored_size,
+                               .bundle = b->number, .offset = m->offset};
+        memcpy(e.sha256, m->sha256, 32);
+        wv_err me;
+        if (wv_manifest_writer_add(ctx->mw, &e, &me) < 0) {
+            wv_parallel_cancel(ctx->par, &me);
+            break;
+        }
+    }
+    bundle_free(b);
+}
+
+/* Hand the filling bundle (if any) to the pool. */
+static int bundle_submit(backup_ctx *ctx, wv_err *err)
+{
+    bundle_job *b = ctx->bundle;
+    if (!b)
+        return 0;
+    ctx->bundle = NULL;
+    int rc = wv_parallel_submit(ctx->par, bundle_run, bundle_done, b, err);
+    if (rc < 0)
+        bundle_free(b);
+    return rc;
+}
+
+static int bundle_add(backup_ctx *ctx, const char *path, uint64_t size, uint32_t mode,
+                      int64_t mtime, wv_err *err)
+{
+    if (!wv_manifest_path_valid(path))
+        return wv_err_set(err, WV_EPG, "the server sent a file with an unusable name \"%s\"", path);
+    if (ctx->bundle && ctx->bundle->data.len + size > BUNDLE_PLAIN_MAX) {
+        int rc = bundle_submit(ctx, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (!ctx->bundle) {
+        bundle_job *b = wv_xcalloc(1, sizeof(*b));
+        b->ctx = ctx;
+        b->number = ++ctx->nbundles;
+        wv_manifest_bundle_key(ctx->id, b->number, b->key, sizeof(b->key));
+        ctx->bundle = b;
+    }
+    bundle_job *b = ctx->bundle;
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->m = wv_xrealloc(b->m, b->cap * sizeof(*b->m));
+    }
+    b->m[b->n++] = (bundle_member){.path = wv_xstrdup(path), .size = size, .mode = mode,
+                                   .mtime = mtime, .data_off = b->data.len};
+    ctx->in_bundle = 1;
+    return 0;
+}
+
 static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t mode,
                       int64_t mtime, wv_err *err)
 {
+    if (size <= BUNDLE_FILE_MAX)
+        return bundle_add(ctx, path, size, mode, mtime, err);
     file_job *j = wv_xcalloc(1, sizeof(*j));
     j->ctx = ctx;
     j->path = wv_xstrdup(path);
@@ -320,6 +485,14 @@ static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t
 
 static int file_data(backup_ctx *ctx, const uint8_t *buf, size_t len, wv_err *err)
 {
+    if (ctx->in_bundle) {
+        bundle_job *b = ctx->bundle;
+        bundle_member *m = &b->m[b->n - 1];
+        if (b->data.len - m->data_off + len > m->size)
+            return wv_err_set(err, WV_EPG, "\"%s\": more data than its size", m->path);
+        wv_buf_append(&b->data, buf, len);
+        return 0;
+    }
     file_job *j = ctx->cur;
     if (!j)
         return wv_err_set(err, WV_EINTERNAL, "file data without a file");
@@ -351,6 +524,15 @@ static int file_data(backup_ctx *ctx, const uint8_t *buf, size_t len, wv_err *er
 
 static int end_file(backup_ctx *ctx, wv_err *err)
 {
+    if (ctx->in_bundle) {
+        bundle_job *b = ctx->bundle;
+        bundle_member *m = &b->m[b->n - 1];
+        ctx->in_bundle = 0;
+        if (b->data.len - m->data_off != m->size)
+            return wv_err_set(err, WV_EPG, "\"%s\": received %zu of %" PRIu64 " bytes", m->path,
+                              b->data.len - m->data_off, m->size);
+        return 0;
+    }
     file_job *j = ctx->cur;
     int rc = 0;
     if (!j)
@@ -399,7 +581,7 @@ static int tar_begin(void *arg, const wv_tar_entry *e, wv_err *err)
 static int tar_data(void *arg, const uint8_t *buf, size_t len, wv_err *err)
 {
     backup_ctx *ctx = arg;
-    return ctx->cur ? file_data(ctx, buf, len, err) : 0;
+    return ctx->cur || ctx->in_bundle ? file_data(ctx, buf, len, err) : 0;
 }
 
 static int tar_end(void *arg, wv_err *err)
@@ -988,6 +1170,8 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     rc = wv_pgrepl_base_backup(conn, &bo, &repl_cbs, &ctx, &end, &err);
     if (rc == 0)
         rc = finish_archive(&ctx, &err);
+    if (rc == 0)
+        rc = bundle_submit(&ctx, &err);
     if (rc < 0) {
         if (ctx.cur) {
             chan_abort(ctx.cur);
@@ -1092,6 +1276,7 @@ out:
     wv_pgrepl_close(conn);
     wv_parallel_free(ctx.par);
     wv_tar_reader_free(ctx.tar);
+    bundle_free(ctx.bundle);
     wv_manifest_writer_free(ctx.mw);
     wv_manifest_header_free(&h);
     free(ctx.prefix);

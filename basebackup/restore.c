@@ -410,6 +410,7 @@ static int pass_dirs(void *arg, const wv_manifest_entry *e, wv_err *err)
 typedef struct file_job {
     restore_ctx *c;
     char *key;
+    int64_t offset, length; /* the object's range in key (a bundle), or 0, -1 */
     char *dest;
     uint8_t sha256[32];
     uint64_t size;
@@ -453,7 +454,8 @@ static int file_job_run(void *arg, wv_err *err)
     rc = wv_mkdir_p(parent, err);
     free(parent);
     if (rc == 0)
-        rc = wv_repo_get_file(j->c->st, j->key, j->dest, WV_GET_NOSYNC, &info, err);
+        rc = wv_repo_get_file_range(j->c->st, j->key, j->offset, j->length, j->dest,
+                                    WV_GET_NOSYNC, &info, err);
     if (rc != 0)
         return rc;
     if (memcmp(info.sha256, j->sha256, 32) != 0 || info.plain_size != j->size) {
@@ -494,7 +496,9 @@ static int pass_files(void *arg, const wv_manifest_entry *e, wv_err *err)
     keep_path(c, lp);
     file_job *j = wv_xcalloc(1, sizeof(*j));
     j->c = c;
-    j->key = wv_xasprintf("backup/%s/%s", e->ref ? e->ref : c->b->h.id, e->path);
+    char key[300];
+    wv_manifest_file_object(c->b->h.id, e, key, sizeof(key), &j->offset, &j->length);
+    j->key = wv_xstrdup(key);
     j->dest = lp;
     memcpy(j->sha256, e->sha256, 32);
     j->size = e->size;

@@ -7,8 +7,10 @@
  *   walvault.repo   created from N's if M has none; M of another cluster is refused (WV_EMISMATCH)
  *   wal/...         every archived object (segments, partials, histories, backup histories, and
  *                   the plain-text restore point objects "<segment>.rp")
- *   backup/<id>/    every complete backup of N (one with a manifest): each file the manifest names,
- *                   then, after a flush of M, the manifest itself (what makes the backup exist)
+ *   backup/<id>/    every complete backup of N (one with a manifest): each file the manifest names
+ *                   (a bundle of small files is copied whole, once, every file in it verified as it
+ *                   streams past, see bundle.h), then, after a flush of M, the manifest itself
+ *                   (what makes the backup exist)
  *
  * Framed objects are copied byte for byte (compression stays as it is) and verified while they are
  * copied: the source is read through a tee that writes every byte into M's sink while the object
@@ -33,6 +35,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "bundle.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -145,7 +148,9 @@ static void tee_close(wv_source *s)
 
 static const wv_source_ops tee_ops = {.read = tee_read, .close = tee_close};
 
+
 /* ---- context and jobs ------------------------------------------------------------------------ */
+
 
 typedef struct sync_ctx {
     wv_config *cfg;
@@ -157,9 +162,11 @@ typedef struct sync_ctx {
     uint64_t backup_conflicts; /* conflicts of the backup being synced */
     uint64_t backups_copied;
     const char *backup_id; /* the backup being synced, for messages */
+    wv_bundle_set bundles; /* of the backup being synced, gathered from its manifest */
 } sync_ctx;
 
-typedef enum { OBJ_FRAMED, OBJ_PLAIN } obj_type;
+typedef enum { OBJ_FRAMED, OBJ_PLAIN, OBJ_BUNDLE } obj_type;
+
 typedef enum { OUT_NONE, OUT_COPIED, OUT_SKIPPED, OUT_CONFLICT } outcome;
 
 typedef struct job {
@@ -173,6 +180,7 @@ typedef struct job {
     outcome result;
     uint64_t bytes;
     wv_err conflict; /* OUT_CONFLICT: the message */
+    wv_bundle *bundle; /* OBJ_BUNDLE: its members (owned by the job) */
 } job;
 
 static const char *from_name(const sync_ctx *c)
@@ -265,9 +273,67 @@ out:
     return rc;
 }
 
+
+/* Read a bundle and verify every file in it; the first damaged file is the error. */
+static void first_problem(void *arg, const wv_bundle_member *m, const wv_err *e)
+{
+    wv_err *first = arg;
+    if (!first->code) {
+        *first = *e;
+        wv_err_prefix(first, "\"%s\" at offset %" PRIu64 ": ", m->path, m->offset);
+    }
+}
+
+static int verify_bundle(wv_source *src, const wv_bundle *b, wv_err *err)
+{
+    wv_err first;
+    wv_err_clear(&first);
+    size_t bad = 0;
+    int rc = wv_bundle_verify(src, b, first_problem, &first, &bad, err);
+    if (rc == 0 && bad) {
+        *err = first;
+        rc = first.code;
+    }
+    return rc;
+}
+
+/* The target has the bundle: identical if every file in it verifies against the manifest. */
+static int compare_bundle(job *j, wv_err *err)
+{
+    sync_ctx *c = j->ctx;
+    wv_source *src = NULL;
+    int rc = wv_storage_get_open(c->to->st, j->key, 0, -1, &src, err);
+    if (rc < 0)
+        return name_err(err, to_name(c), j->key);
+    wv_err e;
+    wv_err_clear(&e);
+    rc = verify_bundle(src, j->bundle, &e);
+    wv_source_close(src);
+    if (rc == WV_ECORRUPT) {
+        char why[1200];
+        snprintf(why, sizeof(why), "its content does not match the manifest of backup %s (%s)",
+                 c->backup_id ? c->backup_id : "?", e.msg);
+        set_conflict(j, why);
+        return 0;
+    }
+    if (rc < 0) {
+        *err = e;
+        return name_err(err, to_name(c), j->key);
+    }
+    j->result = OUT_SKIPPED;
+    return 0;
+}
+
 static int compare(job *j, wv_err *err)
 {
-    return j->type == OBJ_FRAMED ? compare_framed(j, err) : compare_plain(j, err);
+    switch (j->type) {
+    case OBJ_FRAMED:
+        return compare_framed(j, err);
+    case OBJ_BUNDLE:
+        return compare_bundle(j, err);
+    default:
+        return compare_plain(j, err);
+    }
 }
 
 /* A restore point object: lines "LSN\tTIME_US\tNAME". It has no checksum; check its form. */
@@ -388,6 +454,60 @@ out:
     return rc;
 }
 
+/* Copy a bundle, verifying every file in it while it streams into the target. */
+static int copy_bundle(job *j, wv_err *err)
+{
+    sync_ctx *c = j->ctx;
+    wv_source *src = NULL;
+    wv_sink *sink = NULL;
+    int rc = wv_storage_get_open(c->from->st, j->key, 0, -1, &src, err);
+    if (rc < 0) {
+        name_err(err, from_name(c), j->key);
+        goto out;
+    }
+    rc = wv_storage_put_open(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, &sink, err);
+    if (rc < 0) {
+        name_err(err, to_name(c), j->key);
+        goto out;
+    }
+    tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
+    wv_err_clear(&tee.out_err);
+    rc = verify_bundle(&tee.base, j->bundle, err);
+    if (rc < 0 && tee.out_failed) {
+        *err = tee.out_err;
+        rc = name_err(err, to_name(c), j->key);
+    } else if (rc < 0) {
+        wv_err_prefix(err, "%s: \"%s\" of backup %s: ", from_name(c), j->key,
+                      c->backup_id ? c->backup_id : "?");
+        if (rc == WV_ECORRUPT)
+            wv_err_hint(err,
+                        "the copy in %s is damaged: nothing was copied; if another "
+                        "repository holds a good copy, sync from that one",
+                        from_name(c));
+    }
+    if (rc < 0) {
+        wv_sink_abort(sink);
+        sink = NULL;
+        goto out;
+    }
+    rc = wv_sink_commit(sink, err);
+    sink = NULL;
+    if (rc == WV_EEXIST) {
+        rc = compare(j, err);
+        goto out;
+    }
+    if (rc < 0) {
+        name_err(err, to_name(c), j->key);
+        goto out;
+    }
+    j->result = OUT_COPIED;
+    j->bytes = tee.bytes;
+out:
+    wv_sink_abort(sink);
+    wv_source_close(src);
+    return rc;
+}
+
 static int job_run(void *arg, wv_err *err)
 {
     job *j = arg;
@@ -398,8 +518,17 @@ static int job_run(void *arg, wv_err *err)
         j->bytes = j->size;
         return 0;
     }
-    return j->type == OBJ_FRAMED ? copy_framed(j, err) : copy_plain(j, err);
+    switch (j->type) {
+    case OBJ_FRAMED:
+        return copy_framed(j, err);
+    case OBJ_BUNDLE:
+        return copy_bundle(j, err);
+    default:
+        return copy_plain(j, err);
+    }
 }
+
+
 
 static void job_done(void *arg, int rc, const wv_err *err)
 {
@@ -429,17 +558,19 @@ static void job_done(void *arg, int rc, const wv_err *err)
         }
     }
     free(j->key);
+    wv_bundle_free(j->bundle);
     free(j);
 }
 
-static int submit(sync_ctx *c, const char *key, obj_type type, uint64_t size, const uint8_t *expect,
-                  wv_err *err)
+static int submit_job(sync_ctx *c, const char *key, obj_type type, uint64_t size,
+                      const uint8_t *expect, wv_bundle *bundle, wv_err *err)
 {
     job *j = wv_xcalloc(1, sizeof(*j));
     j->ctx = c;
     j->key = wv_xstrdup(key);
     j->type = type;
     j->size = size;
+    j->bundle = bundle;
     j->present = keyset_has(&c->have, key);
     if (expect) {
         j->expect = 1;
@@ -448,8 +579,28 @@ static int submit(sync_ctx *c, const char *key, obj_type type, uint64_t size, co
     int rc = wv_parallel_submit(c->par, job_run, job_done, j, err);
     if (rc < 0) {
         free(j->key);
+        wv_bundle_free(j->bundle);
         free(j);
     }
+    return rc;
+}
+
+static int submit(sync_ctx *c, const char *key, obj_type type, uint64_t size, const uint8_t *expect,
+                  wv_err *err)
+{
+    return submit_job(c, key, type, size, expect, NULL, err);
+}
+
+/* The bundles gathered from a manifest: one job each (or just forget them, when err is NULL). */
+static int submit_bundles(sync_ctx *c, wv_err *err)
+{
+    int rc = 0;
+    wv_bundle_set_sort(&c->bundles);
+    for (size_t i = 0; i < c->bundles.n && err && rc == 0; i++) {
+        wv_bundle *b = wv_bundle_set_take(&c->bundles, i);
+        rc = submit_job(c, b->key, OBJ_BUNDLE, b->size, NULL, b, err);
+    }
+    wv_bundle_set_free(&c->bundles);
     return rc;
 }
 
@@ -592,10 +743,14 @@ static int manifest_entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
     sync_ctx *c = arg;
     if (e->type != WV_MANIFEST_FILE)
         return 0;
-    char *key = wv_xasprintf("backup/%s/%s", e->ref ? e->ref : c->backup_id, e->path);
-    int rc = submit(c, key, OBJ_FRAMED, e->stored_size, e->sha256, err);
-    free(key);
-    return rc;
+    char key[300];
+    int64_t off, len;
+    wv_manifest_file_object(c->backup_id, e, key, sizeof(key), &off, &len);
+    if (!e->bundle)
+        return submit(c, key, OBJ_FRAMED, e->stored_size, e->sha256, err);
+    /* a bundle is copied whole, once its manifest has named every file in it */
+    wv_bundle_set_add(&c->bundles, c->backup_id, e);
+    return 0;
 }
 
 /* Stream the manifest from the source into the target through the verifying reader. */
@@ -696,6 +851,10 @@ static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
     wv_manifest_header h = {0};
     int rc = wv_manifest_load(c->from->st, id, &h, manifest_entry_cb, c, NULL, err);
     wv_manifest_header_free(&h);
+    if (rc == 0)
+        rc = submit_bundles(c, err);
+    else
+        submit_bundles(c, NULL);
     if (rc < 0) {
         if (wv_parallel_stopped(c->par))
             return wv_parallel_wait(c->par, err); /* a copy failed: its error is the first */

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "bundle.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -121,6 +122,7 @@ typedef struct verify_ctx {
     keylist wal;           /* keys under wal/ */
     const char *backup_id; /* the backup whose manifest is being read */
     uint64_t objects, bytes, problems, backups;
+    wv_bundle_set bundles; /* of the backup whose manifest is being read */
     int first_code; /* of the first problem, over all repositories */
     uint64_t total_problems;
 } verify_ctx;
@@ -152,11 +154,13 @@ static void name_err(wv_err *err, const char *repo, const char *key)
         wv_err_prefix(err, "%s: \"%s\": ", repo, key);
 }
 
-typedef enum { OBJ_FRAMED, OBJ_RP } obj_type;
+typedef enum { OBJ_FRAMED, OBJ_RP, OBJ_BUNDLE } obj_type;
 
 typedef struct job {
     verify_ctx *ctx;
     char *key;
+    char *what;             /* the key, or for a file in a bundle "KEY at offset N (PATH)" */
+    int64_t offset, length; /* the object's range in key (0, -1: all of it) */
     char *backup; /* the backup whose manifest names this object, or NULL */
     obj_type type;
     int expect; /* size and sha256 below are the manifest's */
@@ -164,6 +168,10 @@ typedef struct job {
     uint8_t sha256[32];
     uint64_t bytes;
     wv_err problem; /* code 0: verified */
+    wv_bundle *bundle;  /* OBJ_BUNDLE: its files (owned) */
+    wv_err *problems;   /* OBJ_BUNDLE: one per damaged file */
+    size_t nproblems;
+    uint64_t objects;   /* OBJ_BUNDLE: files verified */
 } job;
 
 /* A restore point object: lines "LSN\tTIME_US\tNAME". */
@@ -216,40 +224,80 @@ static void check_framed(job *j)
     const char *of = j->backup ? " of backup " : "";
     const char *bid = j->backup ? j->backup : "";
     wv_obj_info info;
-    int rc = wv_storage_get_open(c->repo->st, j->key, 0, -1, &src, e);
+    int rc = wv_storage_get_open(c->repo->st, j->key, j->offset, j->length, &src, e);
     if (rc == WV_ENOTFOUND) {
-        wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->key, of, bid);
+        wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->what, of, bid);
         return;
     }
     if (rc < 0) {
-        name_err(e, rname(c), j->key);
+        name_err(e, rname(c), j->what);
         return;
     }
     discard = wv_filter_discard_new();
     rc = wv_object_read(src, discard, &info, e);
     if (rc == WV_ENOTFOUND) {
-        wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->key, of, bid);
+        wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->what, of, bid);
     } else if (rc < 0) {
-        name_err(e, rname(c), j->key);
+        name_err(e, rname(c), j->what);
         size_t n = strlen(e->msg);
         if (j->backup)
             snprintf(e->msg + n, sizeof(e->msg) - n, " (a file of backup %s)", j->backup);
     } else if (j->expect && info.plain_size != j->size) {
         wv_err_set(e, WV_ECORRUPT,
                    "%s: \"%s\"%s%s: size mismatch: %" PRIu64 " bytes, the manifest says %" PRIu64,
-                   rname(c), j->key, of, bid, info.plain_size, j->size);
+                   rname(c), j->what, of, bid, info.plain_size, j->size);
     } else if (j->expect && memcmp(info.sha256, j->sha256, 32) != 0) {
         char got[65], want[65];
         wv_sha256_hex(info.sha256, got);
         wv_sha256_hex(j->sha256, want);
         wv_err_set(e, WV_ECORRUPT,
                    "%s: \"%s\"%s%s: checksum mismatch: sha256 %.16s..., the manifest says %.16s...",
-                   rname(c), j->key, of, bid, got, want);
+                   rname(c), j->what, of, bid, got, want);
     } else {
         j->bytes = WV_OBJ_HEADER_SIZE + info.payload_size + WV_OBJ_TRAILER_SIZE;
     }
     wv_filter_chain_free(discard);
     wv_source_close(src);
+}
+
+static void bundle_problem(void *arg, const wv_bundle_member *m, const wv_err *e)
+{
+    job *j = arg;
+    j->problems = wv_xrealloc(j->problems, (j->nproblems + 1) * sizeof(*j->problems));
+    wv_err *p = &j->problems[j->nproblems++];
+    *p = *e;
+    wv_err_prefix(p, "%s: \"%s\" at offset %" PRIu64 " (%s) of backup %s: ", rname(j->ctx), j->key,
+                  m->offset, m->path, j->backup);
+}
+
+/* A bundle is read once, every file in it checked against the manifest. */
+static void check_bundle(job *j)
+{
+    verify_ctx *c = j->ctx;
+    wv_source *src = NULL;
+    wv_err *e = &j->problem;
+    int rc = wv_storage_get_open(c->repo->st, j->key, 0, -1, &src, e);
+    if (rc == WV_ENOTFOUND) {
+        wv_err_set(e, WV_ECORRUPT, "%s: \"%s\" of backup %s: missing (it holds %zu files, e.g. "
+                   "\"%s\")", rname(c), j->key, j->backup, j->bundle->n, j->bundle->m[0].path);
+        return;
+    }
+    if (rc < 0) {
+        name_err(e, rname(c), j->key);
+        return;
+    }
+    size_t bad = 0;
+    rc = wv_bundle_verify(src, j->bundle, bundle_problem, j, &bad, e);
+    wv_source_close(src);
+    if (rc < 0) {
+        name_err(e, rname(c), j->key);
+        size_t n = strlen(e->msg);
+        snprintf(e->msg + n, sizeof(e->msg) - n, " (a bundle of backup %s)", j->backup);
+        return;
+    }
+    j->objects = j->bundle->n - bad;
+    for (size_t i = 0; i < j->bundle->n; i++)
+        j->bytes += j->bundle->m[i].stored_size;
 }
 
 static int job_run(void *arg, wv_err *err)
@@ -258,6 +306,8 @@ static int job_run(void *arg, wv_err *err)
     (void)err; /* a problem is the job's result, not a failure of the runner */
     if (j->type == OBJ_RP)
         check_rp(j);
+    else if (j->type == OBJ_BUNDLE)
+        check_bundle(j);
     else
         check_framed(j);
     return 0;
@@ -271,12 +321,20 @@ static void job_done(void *arg, int rc, const wv_err *err)
         problem(c, err);
     else if (j->problem.code)
         problem(c, &j->problem);
-    else {
+    else if (j->type == OBJ_BUNDLE) {
+        for (size_t i = 0; i < j->nproblems; i++)
+            problem(c, &j->problems[i]);
+        c->objects += j->objects;
+        c->bytes += j->bytes;
+    } else {
         c->objects++;
         c->bytes += j->bytes;
     }
     free(j->key);
+    free(j->what);
     free(j->backup);
+    wv_bundle_free(j->bundle);
+    free(j->problems);
     free(j);
 }
 
@@ -286,8 +344,10 @@ static int submit(verify_ctx *c, const char *key, obj_type type, const wv_manife
     job *j = wv_xcalloc(1, sizeof(*j));
     j->ctx = c;
     j->key = wv_xstrdup(key);
+    j->length = -1;
     j->type = type;
     wv_err_clear(&j->problem);
+    j->what = wv_xstrdup(key);
     if (e) {
         j->backup = wv_xstrdup(c->backup_id);
         j->expect = 1;
@@ -297,6 +357,7 @@ static int submit(verify_ctx *c, const char *key, obj_type type, const wv_manife
     int rc = wv_parallel_submit(c->par, job_run, job_done, j, err);
     if (rc < 0) {
         free(j->key);
+        free(j->what);
         free(j->backup);
         free(j);
     }
@@ -340,10 +401,15 @@ static int manifest_entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
     verify_ctx *c = arg;
     if (e->type != WV_MANIFEST_FILE)
         return 0;
-    char *key = wv_xasprintf("backup/%s/%s", e->ref ? e->ref : c->backup_id, e->path);
-    int rc = submit(c, key, OBJ_FRAMED, e, err);
-    free(key);
-    return rc;
+    if (e->bundle) {
+        /* a bundle is checked whole, once the manifest has named every file in it */
+        wv_bundle_set_add(&c->bundles, c->backup_id, e);
+        return 0;
+    }
+    char key[300];
+    int64_t off, len;
+    wv_manifest_file_object(c->backup_id, e, key, sizeof(key), &off, &len);
+    return submit(c, key, OBJ_FRAMED, e, err);
 }
 
 /* The WAL a backup needs: start segment .. stop segment on its timeline, all archived. */
@@ -385,6 +451,24 @@ static int verify_backup(verify_ctx *c, const char *id, wv_err *err)
     wv_manifest_key(id, key, sizeof(key));
     c->backup_id = id;
     int rc = wv_manifest_load(c->repo->st, id, &h, manifest_entry_cb, c, NULL, &e);
+    wv_bundle_set_sort(&c->bundles);
+    for (size_t i = 0; rc == 0 && i < c->bundles.n; i++) {
+        wv_bundle *b = wv_bundle_set_take(&c->bundles, i);
+        job *j = wv_xcalloc(1, sizeof(*j));
+        j->ctx = c;
+        j->key = wv_xstrdup(b->key);
+        j->what = wv_xstrdup(b->key);
+        j->length = -1;
+        j->type = OBJ_BUNDLE;
+        j->bundle = b;
+        j->backup = wv_xstrdup(id);
+        wv_err_clear(&j->problem);
+        if (wv_parallel_submit(c->par, job_run, job_done, j, err) < 0) {
+            job_done(j, 0, NULL);
+            break;
+        }
+    }
+    wv_bundle_set_free(&c->bundles);
     /* Wait for this backup's objects before judging the manifest (the pool never fails). */
     if (wv_parallel_wait(c->par, err) < 0) {
         wv_manifest_header_free(&h);

@@ -70,6 +70,26 @@ int wv_manifest_path_valid(const char *path)
     return 0;
 }
 
+void wv_manifest_bundle_key(const char *id, uint32_t n, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "backup/%s/bundle/%" PRIu32, id, n);
+}
+
+void wv_manifest_file_object(const char *id, const wv_manifest_entry *e, char *key, size_t keylen,
+                             int64_t *offset, int64_t *length)
+{
+    const char *owner = e->ref ? e->ref : id;
+    if (e->bundle) {
+        wv_manifest_bundle_key(owner, e->bundle, key, keylen);
+        *offset = (int64_t)e->offset;
+        *length = (int64_t)e->stored_size;
+    } else {
+        snprintf(key, keylen, "backup/%s/%s", owner, e->path);
+        *offset = 0;
+        *length = -1;
+    }
+}
+
 void wv_manifest_key(const char *id, char *out, size_t outlen)
 {
     snprintf(out, outlen, "backup/%s/%s", id, WV_MANIFEST_NAME);
@@ -185,6 +205,8 @@ static int format_entry(wv_buf *b, const wv_manifest_entry *e, wv_err *err)
                       e->size, e->mode & 07777, e->mtime, hex, e->stored_size);
         if (e->ref)
             wv_buf_printf(b, " ref=%s", e->ref);
+        if (e->bundle)
+            wv_buf_printf(b, " bundle=%" PRIu32 " offset=%" PRIu64, e->bundle, e->offset);
         wv_buf_append_str(b, "\n");
         return 0;
     default:
@@ -615,6 +637,14 @@ static int parse_entry(wv_manifest_reader *r, const char *type, wv_err *err)
             e.ref = get(r, "ref");
             if (e.ref && !wv_manifest_id_valid(e.ref))
                 return bad(r, err, "bad backup reference \"%.70s\"", e.ref);
+            if (r->h->version >= 2 && get(r, "bundle")) {
+                if ((rc = need_u64(r, type, "bundle", UINT32_MAX, &u, err)) < 0 ||
+                    (rc = need_u64(r, type, "offset", UINT64_MAX, &e.offset, err)) < 0)
+                    return rc;
+                if (u == 0)
+                    return bad(r, err, "bad bundle 0");
+                e.bundle = (uint32_t)u;
+            }
             r->counted.files++;
             r->counted.size += e.size;
             r->counted.stored_size += e.stored_size;

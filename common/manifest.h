@@ -4,12 +4,12 @@
  * Object key: backup/<id>/backup.manifest (WV_MANIFEST_NAME), stored plain (UTF-8 text, not framed),
  * committed only after every file object and the WAL the backup needs are durable.
  *
- * Format, version 1: one record per line, "\n"-terminated. A record is a type word followed by
+ * Format, version 2 (version 1 lacks bundles; both are read): one record per line, "\n"-terminated. A record is a type word followed by
  * space-separated key=value fields. Values are percent-encoded: every byte outside 0x21..0x7e and
  * the bytes '%', '=' are written as %XX (uppercase hex); everything else is literal. Records, in
- * this order (keys within a record in any order; unknown keys and records are errors in version 1):
+ * this order (keys within a record in any order; unknown keys and records are errors):
  *
- *   walvault-manifest version=1
+ *   walvault-manifest version=2
  *   backup    id=20261125T101500Z label=TEXT keep=0|1 created-by=walvault%200.1.0
  *   cluster   system-id=DEC pg-version=150020 wal-segsize=16777216
  *   wal       timeline=DEC start-lsn=X/X stop-lsn=X/X checkpoint-lsn=X/X
@@ -21,6 +21,7 @@
  *   dir       path=P mode=OCTAL mtime=EPOCH
  *   symlink   path=P target=TEXT mode=OCTAL mtime=EPOCH
  *   file      path=P size=DEC mode=OCTAL mtime=EPOCH sha256=64HEX stored-size=DEC [ref=ID]
+ *             [bundle=DEC offset=DEC]
  *   totals    files=DEC dirs=DEC symlinks=DEC tablespaces=DEC size=DEC stored-size=DEC
  *   end       sha256=64HEX       (SHA-256 of every byte of the manifest before this line)
  *
@@ -28,6 +29,9 @@
  * (the data directory; "pgdata" itself for its root dir record) or "tblspc/<oid>/" (a tablespace,
  * "tblspc/<oid>" for its root). A file's content is the object backup/<ref or id>/<P>: ref names an
  * earlier backup holding an identical object (for incremental backups; absent = this backup).
+ * With bundle=N (N >= 1) it is instead the stored-size bytes at offset of the object
+ * backup/<ref or id>/bundle/<N>: small files are stored many to an object (one request instead of
+ * one per file on an object store), each still a complete framed object of its own, back to back.
  * sha256 is the digest of the plain content; stored-size the object's size in the repository.
  * "pgdata/backup_label" and "pgdata/backup_manifest" (PostgreSQL's own manifest) are ordinary files.
  *
@@ -43,7 +47,7 @@
 #include "error.h"
 #include "storage.h"
 
-#define WV_MANIFEST_VERSION 1
+#define WV_MANIFEST_VERSION 2
 #define WV_MANIFEST_NAME "backup.manifest"
 #define WV_MANIFEST_ID_MAX 64
 #define WV_MANIFEST_LINE_MAX (64 * 1024)
@@ -88,6 +92,8 @@ typedef struct wv_manifest_entry {
     uint8_t sha256[32];   /* file */
     uint64_t stored_size; /* file */
     const char *ref;      /* file: backup id holding the object, NULL = this backup */
+    uint32_t bundle;      /* file: 0 = an object of its own; N = inside bundle N, at offset */
+    uint64_t offset;
 } wv_manifest_entry;
 
 /* Release the strings of a header (not the struct). */
@@ -143,6 +149,14 @@ int wv_manifest_parse(const void *buf, size_t len, const char *name, wv_manifest
 
 /* The manifest key of a backup: "backup/<id>/backup.manifest". */
 void wv_manifest_key(const char *id, char *out, size_t outlen);
+
+/* The key of bundle n of backup id: backup/<id>/bundle/<n>. */
+void wv_manifest_bundle_key(const char *id, uint32_t n, char *out, size_t outlen);
+
+/* Where the stored object of file entry e of backup id is: its key, and the byte range in it
+ * (*offset, *length; 0 and -1 for an object of its own). */
+void wv_manifest_file_object(const char *id, const wv_manifest_entry *e, char *key, size_t keylen,
+                             int64_t *offset, int64_t *length);
 
 /* Stream backup/<id>/backup.manifest from the repository through the reader.
  * WV_ENOTFOUND if the backup has no manifest (it does not exist). */

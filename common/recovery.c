@@ -31,6 +31,7 @@ static int backup_on_path(const wv_archive *a, uint32_t tli, const wv_backup *b)
 typedef struct control_ref {
     const char *id;
     char key[600];
+    int64_t offset, length;
     int found;
 } control_ref;
 
@@ -39,7 +40,7 @@ static int control_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
     control_ref *f = arg;
     (void)err;
     if (e->type == WV_MANIFEST_FILE && strcmp(e->path, "pgdata/global/pg_control") == 0) {
-        snprintf(f->key, sizeof(f->key), "backup/%s/%s", e->ref ? e->ref : f->id, e->path);
+        wv_manifest_file_object(f->id, e, f->key, sizeof(f->key), &f->offset, &f->length);
         f->found = 1;
     }
     return 0;
@@ -61,7 +62,7 @@ static int backup_next_xid(wv_storage *st, const wv_backup *b, uint32_t *xid, wv
     wv_buf buf = WV_BUF_INIT;
     wv_source *src = NULL;
     wv_obj_info info;
-    rc = wv_storage_get_open(st, f.key, 0, -1, &src, err);
+    rc = wv_storage_get_open(st, f.key, f.offset, f.length, &src, err);
     if (rc == 0) {
         wv_filter *dest = wv_filter_buf_new(&buf);
         rc = wv_object_read(src, dest, &info, err);

@@ -195,9 +195,15 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
 int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
                      wv_obj_info *info, wv_err *err)
 {
+    return wv_repo_get_file_range(st, key, 0, -1, dest_path, flags, info, err);
+}
+
+int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
+                           const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err)
+{
     int nosync = (flags & WV_GET_NOSYNC) != 0;
     wv_source *src = NULL;
-    int rc = wv_storage_get_open(st, key, 0, -1, &src, err);
+    int rc = wv_storage_get_open(st, key, offset, length, &src, err);
     if (rc != 0)
         return rc;
     char *tmp = wv_temp_path_for(dest_path);
@@ -213,7 +219,9 @@ int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, uns
                             info, err);
     wv_filter_chain_free(dest);
     wv_source_close(src);
-    if (rc != 0)
+    if (rc != 0 && length >= 0)
+        wv_err_prefix(err, "%s: \"%s\" at offset %" PRId64 ": ", wv_storage_name(st), key, offset);
+    else if (rc != 0)
         wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(st), key);
     if (rc == 0 && !nosync)
         rc = wv_fsync_fd(fd, tmp, err);

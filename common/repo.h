@@ -79,6 +79,9 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
 #define WV_GET_HASH_THREAD 2
 int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
                      wv_obj_info *info, wv_err *err);
+/* The same for an object stored inside another (a bundle): the length bytes at offset of key. */
+int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
+                           const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err);
 
 /* Make an absent wv_obj_info field printable. */
 void wv_sha256_hex(const uint8_t sha[32], char out[65]);

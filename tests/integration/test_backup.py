@@ -61,7 +61,7 @@ def parse_manifest(path):
     lines = data.split(b"\n")
     assert lines[-1] == b"", "manifest must end with a newline"
     lines = lines[:-1]
-    assert lines[0] == b"walvault-manifest version=1"
+    assert lines[0] == b"walvault-manifest version=2"
     end = lines[-1].decode()
     body = b"\n".join(lines[:-1]) + b"\n"
     assert end == "end sha256=" + hashlib.sha256(body).hexdigest()
@@ -80,9 +80,20 @@ def parse_manifest(path):
     return header, entries, tablespaces
 
 
+def object_bytes(repo, bid, path):
+    """The stored object of a backup file: a file of its own, or its range of a bundle."""
+    _, entries, _ = parse_manifest(manifest_path(repo, bid))
+    e = entries[path]
+    if "bundle" not in e:
+        return open(os.path.join(repo.path, "backup", bid, path), "rb").read()
+    with open(os.path.join(repo.path, "backup", bid, "bundle", e["bundle"]), "rb") as f:
+        f.seek(int(e["offset"]))
+        return f.read(int(e["stored-size"]))
+
+
 def read_object(repo, bid, path):
     """Plain content of a stored backup file: strip header and trailer, undo lz4."""
-    raw = open(os.path.join(repo.path, "backup", bid, path), "rb").read()
+    raw = object_bytes(repo, bid, path)
     payload = raw[OBJ_HEADER:len(raw) - OBJ_TRAILER]
     if payload[:4] == b"\x04\x22\x4d\x18":
         return lz4.frame.decompress(payload)
@@ -157,6 +168,7 @@ def test_backup_matches_postgres_manifest(pg_factory, wv, repo, workdir):
 
     # rebuild a data directory from the objects and let pg_verifybackup judge it
     dest = make_pg_dir(os.path.join(workdir, "rebuilt"), 0o700)
+    bundled = {}
     for p, e in sorted(entries.items()):
         rel = p[len("pgdata/"):] if p.startswith("pgdata/") else \
             "pg_tblspc/" + p[len("tblspc/"):]
@@ -170,8 +182,25 @@ def test_backup_matches_postgres_manifest(pg_factory, wv, repo, workdir):
             with open(target, "wb") as fh:
                 fh.write(content)
             # the stored size is the object's size in the repository
-            assert int(e["stored-size"]) == os.path.getsize(
-                os.path.join(repo.path, "backup", bid, p))
+            if "bundle" in e:
+                bundled.setdefault(e["bundle"], []).append(
+                    (int(e["offset"]), int(e["stored-size"])))
+            else:
+                assert int(e["stored-size"]) == os.path.getsize(
+                    os.path.join(repo.path, "backup", bid, p))
+    # small files share bundles, back to back from offset 0, and nothing else is in them; files
+    # larger than 1 MiB have objects of their own
+    assert bundled, "no file was bundled"
+    for n, members in bundled.items():
+        members.sort()
+        pos = 0
+        for off, size in members:
+            assert off == pos, (n, members)
+            pos += size
+        assert pos == os.path.getsize(os.path.join(repo.path, "backup", bid, "bundle", n))
+    assert sum(len(m) for m in bundled.values()) > 500
+    assert all("bundle" not in e for e in entries.values()
+               if e["type"] == "file" and int(e["size"]) > 1024 * 1024)
     for d, dirs, files in os.walk(dest):
         for x in dirs + files:
             chown_pg(os.path.join(d, x))
@@ -188,8 +217,7 @@ def test_kill9_leaves_no_manifest_and_next_run_cleans_up(pg_factory, wv, repo):
 
     def some_file_stored():
         for bid in backup_ids(repo):
-            base = os.path.join(repo.path, "backup", bid, "pgdata", "base")
-            if os.path.isdir(base) and any(files for _, _, files in os.walk(base)):
+            if any(not f.endswith("backup.lock") for f in stored_files(repo, bid)):
                 return bid
         return None
     bid = wait_until(some_file_stored, timeout=120, what="first stored file")

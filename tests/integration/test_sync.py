@@ -252,6 +252,51 @@ def test_seed_empty_repository_and_damaged_source(outage, wv, workdir):
     assert objects(dst) == objects(src)
 
 
+def bundle_members(repo, bid):
+    """File records of a backup's manifest that live in bundles, as dicts."""
+    out = []
+    with open(os.path.join(repo, "backup", bid, "backup.manifest")) as f:
+        for line in f:
+            if line.startswith("file ") and " bundle=" in line:
+                out.append(dict(kv.split("=", 1) for kv in line.split()[1:]))
+    return out
+
+
+def test_bundles_verified_while_copied(outage, wv, workdir):
+    """A bundle (small files stored many to an object) is copied whole, every file in it checked
+    against the manifest on the way: a damaged file names the file and stops that backup; a
+    different bundle already in the target is a conflict, never replaced."""
+    s = outage
+    bid = s.outage_backup
+    members = bundle_members(s.r1, bid)
+    assert members, "the backup has no bundle"
+    victim = members[len(members) // 2]
+    bkey = "backup/%s/bundle/%s" % (bid, victim["bundle"])
+    manifest = "backup/%s/backup.manifest" % bid
+
+    src = copy_repo(s.r1, os.path.join(workdir, "src"))
+    size = int(victim["stored-size"])
+    flip_byte(os.path.join(src, bkey), int(victim["offset"]) + OBJ_HEADER + (size - 128 - OBJ_HEADER) // 2)
+    dst = make_pg_dir(os.path.join(workdir, "dst"))
+    cfg = Cfg(os.path.join(workdir, "w.conf"), {1: src, 2: dst})
+    res = sync(wv, cfg, "--from", "1", "--to", "2", check=5)
+    assert victim["path"] in res.stderr and bkey in res.stderr, res.stderr
+    assert bkey not in objects(dst) and manifest not in objects(dst)
+    assert not [f for f in tree_files(dst) if ".wvtmp-" in f]
+
+    # a target holding other bytes under the bundle's key: a conflict, left as it is
+    good = copy_repo(s.r1, os.path.join(workdir, "good"))
+    other = copy_repo(s.r1, os.path.join(workdir, "other"))
+    os.remove(os.path.join(other, manifest))
+    flip_byte(os.path.join(other, bkey), int(victim["offset"]) + OBJ_HEADER + 1)
+    before = read_bytes(os.path.join(other, bkey))
+    cfg2 = Cfg(os.path.join(workdir, "w2.conf"), {1: good, 2: other})
+    res = sync(wv, cfg2, "--from", "1", "--to", "2", check=6)
+    assert '"%s": conflict' % bkey in res.stderr and victim["path"] in res.stderr, res.stderr
+    assert read_bytes(os.path.join(other, bkey)) == before
+    assert manifest not in objects(other)
+
+
 @pytest.mark.parametrize("args,code,text", [
     ((), 2, "sync needs --from N and --to M"),
     (("--from", "1"), 2, "sync needs --from N and --to M"),

@@ -120,8 +120,27 @@ def tmp(archive):
 
 
 def backup_files(s, bid):
+    """The objects of a backup: bundles and files of their own."""
     pre = "backup/%s/" % bid
     return sorted(k for k in s.keys if k.startswith(pre) and not k.endswith("backup.manifest"))
+
+
+def own_files(s, bid):
+    return [k for k in backup_files(s, bid) if "/bundle/" not in k]
+
+
+def bundles(s, bid):
+    return [k for k in backup_files(s, bid) if "/bundle/" in k]
+
+
+def manifest_files(copy, bid):
+    """The manifest's file records as dicts (path, bundle, offset, stored-size, ...)."""
+    out = []
+    with open(copy.p("backup/%s/backup.manifest" % bid)) as f:
+        for line in f:
+            if line.startswith("file "):
+                out.append(dict(kv.split("=", 1) for kv in line.split()[1:]))
+    return out
 
 
 def biggest(copy, keys):
@@ -144,9 +163,10 @@ def test_clean_repository_verifies(archive, wv, tmp):
     assert res.returncode == 0, res.stdout + res.stderr
     sm = summaries(res)
     assert list(sm) == ["repo1"], res.stdout
-    nfiles = len(backup_files(archive, archive.b1)) + len(backup_files(archive, archive.b2))
+    nfiles = len(manifest_files(c, archive.b1)) + len(manifest_files(c, archive.b2))
+    assert bundles(archive, archive.b1) and own_files(archive, archive.b1)
     nwal = len([k for k in archive.keys if k.startswith("wal/")])
-    # every file object, both manifests and every WAL object
+    # every file (in a bundle or not), both manifests and every WAL object
     assert sm["repo1"]["objects"] == nfiles + 2 + nwal, (res.stdout, nfiles, nwal)
     assert sm["repo1"]["backups"] == 2
     assert sm["repo1"]["problems"] == 0
@@ -156,7 +176,7 @@ def test_clean_repository_verifies(archive, wv, tmp):
 
 def test_flipped_backup_byte_is_named(archive, wv, tmp):
     c = Copy(archive, tmp)
-    key = biggest(c, backup_files(archive, archive.b2))
+    key = biggest(c, own_files(archive, archive.b2))
     size = os.path.getsize(c.p(key))
     flip_byte(c.p(key), OBJ_HEADER + (size - OBJ_HEADER - 128) // 2)
     res = verify(wv, c)
@@ -168,9 +188,41 @@ def test_flipped_backup_byte_is_named(archive, wv, tmp):
     assert "basebackup sync" in res.stderr
 
 
+def test_flipped_byte_in_a_bundle_names_that_file(archive, wv, tmp):
+    """A bundle is read once; the damaged file is named (path, bundle, offset), the other files
+    in the same bundle still verify."""
+    c = Copy(archive, tmp)
+    members = [f for f in manifest_files(c, archive.b2) if "bundle" in f]
+    victim = max(members, key=lambda f: int(f["stored-size"]))
+    key = "backup/%s/bundle/%s" % (archive.b2, victim["bundle"])
+    size = int(victim["stored-size"])
+    flip_byte(c.p(key), int(victim["offset"]) + OBJ_HEADER + (size - OBJ_HEADER - 128) // 2)
+    res = verify(wv, c)
+    assert res.returncode == 5, res.stdout + res.stderr
+    named = lines_naming(res, key)
+    assert len(named) == 1, res.stderr
+    assert victim["path"] in named[0] and "offset %s" % victim["offset"] in named[0], named[0]
+    assert archive.b2 in named[0]
+    sm = summaries(res)["repo1"]
+    assert sm["problems"] == 1
+    clean = verify(wv, Copy(archive, tmp))
+    assert summaries(clean)["repo1"]["objects"] == sm["objects"] + 1
+
+
+def test_deleted_bundle_is_one_problem(archive, wv, tmp):
+    c = Copy(archive, tmp)
+    key = bundles(archive, archive.b1)[0]
+    os.unlink(c.p(key))
+    res = verify(wv, c)
+    assert res.returncode == 5, res.stdout + res.stderr
+    named = lines_naming(res, key)
+    assert len(named) == 1 and "missing" in named[0], res.stderr
+    assert summaries(res)["repo1"]["problems"] == 1
+
+
 def test_deleted_backup_object_is_missing(archive, wv, tmp):
     c = Copy(archive, tmp)
-    key = backup_files(archive, archive.b1)[0]
+    key = own_files(archive, archive.b1)[0]
     os.unlink(c.p(key))
     res = verify(wv, c)
     assert res.returncode == 5, res.stdout + res.stderr
@@ -201,11 +253,11 @@ def test_missing_wal_of_a_backup_is_named(archive, wv, tmp):
 
 def test_several_problems_all_reported(archive, wv, tmp):
     c = Copy(archive, tmp)
-    f1 = backup_files(archive, archive.b1)
+    f1 = own_files(archive, archive.b1)
     flipped = biggest(c, f1)
     size = os.path.getsize(c.p(flipped))
     flip_byte(c.p(flipped), OBJ_HEADER + (size - OBJ_HEADER - 128) // 3)
-    deleted = [k for k in backup_files(archive, archive.b2) if k.endswith("PG_VERSION")][0]
+    deleted = bundles(archive, archive.b2)[-1]
     os.unlink(c.p(deleted))
     wal = wal_segments(archive)[-1]
     flip_byte(c.p(wal), os.path.getsize(c.p(wal)) - 5)  # in the trailer

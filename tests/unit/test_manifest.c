@@ -51,7 +51,7 @@ static void entries(wv_manifest_entry *e)
                                .target = "/srv/my tablespace", .mode = 0777, .mtime = 5};
     e[3] = (wv_manifest_entry){.type = WV_MANIFEST_FILE, .path = "pgdata/base/1/1259",
                                .size = 8192 * 3, .mode = 0600, .mtime = 1795601001,
-                               .stored_size = 1234};
+                               .stored_size = 1234, .bundle = 2, .offset = 8192};
     for (int i = 0; i < 32; i++)
         e[3].sha256[i] = (uint8_t)(i * 7);
     e[4] = (wv_manifest_entry){.type = WV_MANIFEST_FILE, .path = "tblspc/16385/PG_15_x/1/2",
@@ -68,10 +68,11 @@ static int collect(void *arg, const wv_manifest_entry *e, wv_err *err)
     char hex[65] = "";
     if (e->type == WV_MANIFEST_FILE)
         wv_hex_encode(e->sha256, 32, hex);
-    wv_buf_printf(b, "%d|%s|%s|%u|%llu|%o|%lld|%s|%llu|%s\n", (int)e->type,
+    wv_buf_printf(b, "%d|%s|%s|%u|%llu|%o|%lld|%s|%llu|%s|%u@%llu\n", (int)e->type,
                   e->path ? e->path : "-", e->target ? e->target : "-", e->oid,
                   (unsigned long long)e->size, e->mode, (long long)e->mtime, hex,
-                  (unsigned long long)e->stored_size, e->ref ? e->ref : "-");
+                  (unsigned long long)e->stored_size, e->ref ? e->ref : "-", e->bundle,
+                  (unsigned long long)e->offset);
     return 0;
 }
 
@@ -99,7 +100,7 @@ static void test_round_trip(void **state)
     wv_buf text = WV_BUF_INIT;
     write_manifest(&text);
     /* human-readable: the first line says what it is */
-    assert_int_equal(strncmp(wv_buf_cstr(&text), "walvault-manifest version=1\n", 28), 0);
+    assert_int_equal(strncmp(wv_buf_cstr(&text), "walvault-manifest version=2\n", 28), 0);
 
     wv_buf want = WV_BUF_INIT;
     wv_manifest_entry e[NENTRIES];
@@ -215,11 +216,18 @@ typedef struct {
 } bad_case;
 
 static const bad_case bad_cases[] = {
-    {"walvault-manifest version=1", "something-else version=1", 1, WV_ECORRUPT,
+    {"walvault-manifest version=2", "something-else version=2", 1, WV_ECORRUPT,
      "line 1: not a walvault backup manifest"},
-    {"walvault-manifest version=1", "walvault-manifest version=2", 1, WV_EFORMAT,
-     "format version 2, this program understands up to 1"},
-    {"walvault-manifest version=1", "walvault-manifest version=x", 1, WV_ECORRUPT,
+    {"walvault-manifest version=2", "walvault-manifest version=3", 1, WV_EFORMAT,
+     "format version 3, this program understands up to 2"},
+    /* version 1 has no bundles */
+    {"walvault-manifest version=2", "walvault-manifest version=1", 1, WV_ECORRUPT,
+     "unknown key \"bundle\" in \"file\""},
+    {"bundle=2 offset=8192", "bundle=0 offset=8192", 1, WV_ECORRUPT, "bad bundle 0"},
+    {"bundle=2 offset=8192", "bundle=2", 1, WV_ECORRUPT, "\"file\" record lacks \"offset\""},
+    {"bundle=2 offset=8192", "offset=8192", 1, WV_ECORRUPT, "unknown key \"offset\""},
+    {"bundle=2 offset=8192", "bundle=2 offset=-1", 1, WV_ECORRUPT, "bad number"},
+    {"walvault-manifest version=2", "walvault-manifest version=x", 1, WV_ECORRUPT,
      "bad number \"x\" for \"version\""},
     {"backup id=", "backup xid=", 1, WV_ECORRUPT, "line 2: \"backup\" record lacks \"id\""},
     {"id=20261125T101500Z", "id=2026/11", 1, WV_ECORRUPT, "bad backup id"},
@@ -327,6 +335,52 @@ static int stop_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
     return 0;
 }
 
+/* A version 1 manifest (no bundles) is still read. */
+static void test_version1(void **state)
+{
+    (void)state;
+    wv_buf text = WV_BUF_INIT;
+    write_manifest(&text);
+    char *v1a = mutate(wv_buf_cstr(&text), "walvault-manifest version=2", "walvault-manifest version=1",
+                       0);
+    char *v1 = mutate(v1a, " bundle=2 offset=8192", "", 1);
+    wv_manifest_header h;
+    wv_err err;
+    wv_buf got = WV_BUF_INIT;
+    assert_int_equal(wv_manifest_parse(v1, strlen(v1), "m", &h, collect, &got, NULL, &err), 0);
+    assert_int_equal(h.version, 1);
+    assert_non_null(strstr(wv_buf_cstr(&got), "pgdata/base/1/1259|-|0|24576|600|1795601001|"));
+    assert_non_null(strstr(wv_buf_cstr(&got), "|1234|-|0@0\n"));
+    wv_manifest_header_free(&h);
+    wv_buf_free(&got);
+    free(v1a);
+    free(v1);
+    wv_buf_free(&text);
+}
+
+/* Where a file's object is: its own key, or a range of a bundle; ref names the owner. */
+static void test_file_object(void **state)
+{
+    (void)state;
+    char key[300];
+    int64_t off, len;
+    wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = "pgdata/base/1/1259",
+                           .stored_size = 1234};
+    wv_manifest_file_object("B1", &e, key, sizeof(key), &off, &len);
+    assert_string_equal(key, "backup/B1/pgdata/base/1/1259");
+    assert_true(off == 0 && len == -1);
+    e.bundle = 7;
+    e.offset = 8192;
+    wv_manifest_file_object("B1", &e, key, sizeof(key), &off, &len);
+    assert_string_equal(key, "backup/B1/bundle/7");
+    assert_true(off == 8192 && len == 1234);
+    e.ref = "B0";
+    wv_manifest_file_object("B1", &e, key, sizeof(key), &off, &len);
+    assert_string_equal(key, "backup/B0/bundle/7");
+    wv_manifest_bundle_key("B2", 4294967295u, key, sizeof(key));
+    assert_string_equal(key, "backup/B2/bundle/4294967295");
+}
+
 static void test_callback_error(void **state)
 {
     (void)state;
@@ -348,6 +402,8 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_callback_error),
+        cmocka_unit_test(test_version1),
+        cmocka_unit_test(test_file_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
