@@ -30,6 +30,7 @@
 #include "archive.h"
 #include "backupset.h"
 #include "buf.h"
+#include "bundle.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -307,6 +308,7 @@ typedef struct restore_ctx {
     wv_buf ts_names; /* the backup's tablespace locations, for messages */
     wv_parallel *par;
     uint64_t files, bytes, reused;
+    wv_bundle_set bundles; /* files stored in bundles: restored a bundle at a time */
     /* delta: every path the backup has */
     char **keep;
     size_t nkeep, capkeep;
@@ -441,6 +443,24 @@ static int same_content(const char *path, uint64_t size, const uint8_t sha[32])
     return ok;
 }
 
+/* Mode and modification time of a restored file. */
+static int finish_file(const char *dest, uint32_t mode, int64_t mtime, wv_err *err)
+{
+    if (chmod(dest, mode & 07777) != 0)
+        return wv_err_errno(err, WV_EIO, errno, "could not chmod \"%s\"", dest);
+    struct timeval tv[2] = {{.tv_sec = (time_t)mtime}, {.tv_sec = (time_t)mtime}};
+    utimes(dest, tv);
+    return 0;
+}
+
+static int make_parent(const char *path, wv_err *err)
+{
+    char *parent = wv_dirname_dup(path);
+    int rc = wv_mkdir_p(parent, err);
+    free(parent);
+    return rc;
+}
+
 static int file_job_run(void *arg, wv_err *err)
 {
     file_job *j = arg;
@@ -450,9 +470,7 @@ static int file_job_run(void *arg, wv_err *err)
         j->reused = 1;
         return 0;
     }
-    char *parent = wv_dirname_dup(j->dest);
-    rc = wv_mkdir_p(parent, err);
-    free(parent);
+    rc = make_parent(j->dest, err);
     if (rc == 0)
         rc = wv_repo_get_file_range(j->c->st, j->key, j->offset, j->length, j->dest,
                                     WV_GET_NOSYNC, &info, err);
@@ -464,11 +482,98 @@ static int file_job_run(void *arg, wv_err *err)
                           "%s: \"%s\" does not match the backup manifest (size or SHA-256)",
                           wv_storage_name(j->c->st), j->key);
     }
-    if (chmod(j->dest, j->mode & 07777) != 0)
-        return wv_err_errno(err, WV_EIO, errno, "could not chmod \"%s\"", j->dest);
-    struct timeval tv[2] = {{.tv_sec = (time_t)j->mtime}, {.tv_sec = (time_t)j->mtime}};
-    utimes(j->dest, tv);
-    return 0;
+    return finish_file(j->dest, j->mode, j->mtime, err);
+}
+
+/* ---- bundles: one read of the whole object, every file in it written and verified ----------- */
+
+typedef struct bundle_rjob {
+    restore_ctx *c;
+    wv_bundle *b;
+    uint64_t files, bytes, reused;
+} bundle_rjob;
+
+typedef struct member_fill {
+    wv_source *obj;
+    const wv_bundle_member *m;
+} member_fill;
+
+static int fill_member(void *arg, wv_filter *dest, wv_err *err)
+{
+    member_fill *f = arg;
+    return wv_bundle_check_object(f->obj, f->m, dest, err);
+}
+
+static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, wv_err *err)
+{
+    bundle_rjob *j = arg;
+    restore_ctx *c = j->c;
+    char *dest = local_path(c, m->path);
+    int rc = 0;
+    if (!dest)
+        return wv_err_set(err, WV_ECORRUPT, "manifest entry \"%s\" names an unknown tablespace",
+                          m->path);
+    if (c->o->delta && same_content(dest, m->size, m->sha256)) {
+        j->reused++;
+    } else {
+        member_fill f = {obj, m};
+        rc = make_parent(dest, err);
+        if (rc == 0 && (rc = wv_repo_write_file(dest, WV_GET_NOSYNC, fill_member, &f, err)) < 0)
+            wv_err_prefix(err, "%s: \"%s\" at offset %" PRIu64 " (%s): ", wv_storage_name(c->st),
+                          j->b->key, m->offset, m->path);
+        if (rc == 0)
+            rc = finish_file(dest, m->mode, m->mtime, err);
+    }
+    if (rc == 0) {
+        j->files++;
+        j->bytes += m->size;
+    }
+    free(dest);
+    return rc;
+}
+
+static int bundle_job_run(void *arg, wv_err *err)
+{
+    bundle_rjob *j = arg;
+    wv_source *src = NULL;
+    int rc = wv_storage_get_open(j->c->st, j->b->key, 0, -1, &src, err);
+    if (rc == 0) {
+        rc = wv_bundle_each(src, j->b, restore_member, j, err);
+        if (rc < 0 && !strstr(err->msg, j->b->key))
+            wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(j->c->st), j->b->key);
+    }
+    wv_source_close(src);
+    return rc;
+}
+
+static void bundle_job_done(void *arg, int rc, const wv_err *err)
+{
+    bundle_rjob *j = arg;
+    (void)err;
+    if (rc == 0) {
+        j->c->files += j->files;
+        j->c->bytes += j->bytes;
+        j->c->reused += j->reused;
+    }
+    wv_bundle_free(j->b);
+    free(j);
+}
+
+static int submit_bundles(restore_ctx *c, wv_err *err)
+{
+    int rc = 0;
+    wv_bundle_set_sort(&c->bundles);
+    for (size_t i = 0; i < c->bundles.n && rc == 0; i++) {
+        bundle_rjob *j = wv_xcalloc(1, sizeof(*j));
+        j->c = c;
+        j->b = wv_bundle_set_take(&c->bundles, i);
+        if ((rc = wv_parallel_submit(c->par, bundle_job_run, bundle_job_done, j, err)) < 0) {
+            wv_bundle_free(j->b);
+            free(j);
+        }
+    }
+    wv_bundle_set_free(&c->bundles);
+    return rc;
 }
 
 static void file_job_done(void *arg, int rc, const wv_err *err)
@@ -494,6 +599,11 @@ static int pass_files(void *arg, const wv_manifest_entry *e, wv_err *err)
         return wv_err_set(err, WV_ECORRUPT, "manifest entry \"%s\" names an unknown tablespace",
                           e->path);
     keep_path(c, lp);
+    if (e->bundle) {
+        free(lp);
+        wv_bundle_set_add(&c->bundles, c->b->h.id, e);
+        return 0;
+    }
     file_job *j = wv_xcalloc(1, sizeof(*j));
     j->c = c;
     char key[300];
@@ -909,6 +1019,9 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
     if ((rc = wv_parallel_new(cfg->process_max, cfg->process_max * 4, &c.par, &err)) != 0)
         goto out;
     rc = manifest_pass(&c, pass_files, &err);
+    if (rc == 0)
+        rc = submit_bundles(&c, &err);
+    wv_bundle_set_free(&c.bundles);
     if (rc != 0)
         wv_parallel_cancel(c.par, &err);
     wv_err jerr;

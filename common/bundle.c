@@ -41,6 +41,8 @@ void wv_bundle_set_add(wv_bundle_set *s, const char *id, const wv_manifest_entry
     m->offset = e->offset;
     m->stored_size = e->stored_size;
     m->size = e->size;
+    m->mode = e->mode;
+    m->mtime = e->mtime;
     memcpy(m->sha256, e->sha256, 32);
     b->size += e->stored_size;
 }
@@ -119,72 +121,103 @@ static void window_close(wv_source *s)
 
 static const wv_source_ops window_ops = {.read = window_read, .close = window_close};
 
-int wv_bundle_verify(wv_source *src, const wv_bundle *b, wv_bundle_problem_cb cb, void *arg,
-                     size_t *bad, wv_err *err)
+int wv_bundle_each(wv_source *src, const wv_bundle *b, wv_bundle_member_fn fn, void *arg,
+                   wv_err *err)
 {
     uint64_t pos = 0;
     int rc = 0;
     uint8_t scratch[4096];
-    wv_filter *discard = NULL;
-    if (bad)
-        *bad = 0;
     for (size_t i = 0; i < b->n; i++) {
         const wv_bundle_member *m = &b->m[i];
-        if (m->offset != pos) {
-            rc = wv_err_set(err, WV_ECORRUPT,
-                            "the manifest places \"%s\" at offset %" PRIu64 ", expected %" PRIu64,
-                            m->path, m->offset, pos);
-            goto out;
-        }
+        if (m->offset != pos)
+            return wv_err_set(err, WV_ECORRUPT,
+                              "the manifest places \"%s\" at offset %" PRIu64 ", expected %" PRIu64,
+                              m->path, m->offset, pos);
         window w = {.base = {.ops = &window_ops}, .in = src, .left = m->stored_size};
         wv_err_clear(&w.in_err);
-        wv_err e;
-        wv_err_clear(&e);
-        wv_obj_info info;
-        wv_filter_chain_free(discard);
-        discard = wv_filter_discard_new();
-        int r = wv_object_read(&w.base, discard, &info, &e);
+        rc = fn(arg, m, &w.base, err);
         if (w.in_failed) {
             *err = w.in_err;
-            rc = err->code ? err->code : WV_EIO;
-            goto out;
+            return err->code ? err->code : WV_EIO;
         }
-        if (r == 0 && w.left != 0)
-            r = wv_err_set(&e, WV_ECORRUPT, "the object ends %" PRIu64 " bytes before its stored "
-                           "size", w.left);
-        else if (r == 0 && info.plain_size != m->size)
-            r = wv_err_set(&e, WV_ECORRUPT, "size mismatch: %" PRIu64 " bytes, the manifest says "
-                           "%" PRIu64, info.plain_size, m->size);
-        else if (r == 0 && memcmp(info.sha256, m->sha256, 32) != 0)
-            r = wv_err_set(&e, WV_ECORRUPT, "checksum mismatch: the content's SHA-256 is not the "
-                           "manifest's");
-        if (r < 0) {
-            if (bad)
-                (*bad)++;
-            if (cb)
-                cb(arg, m, &e);
-        }
-        /* skip what the object layer left of a damaged member */
+        if (rc < 0)
+            return rc;
+        /* skip what fn left of the member */
         while (w.left > 0) {
             size_t got = 0;
             if ((rc = window_read(&w.base, scratch, sizeof(scratch), &got, err)) < 0)
-                goto out;
-            if (got == 0) {
-                rc = wv_err_set(err, WV_ECORRUPT,
-                                "truncated: it ends inside \"%s\" (%" PRIu64 " of %" PRIu64
-                                " bytes missing)",
-                                m->path, w.left, m->stored_size);
-                goto out;
-            }
+                return rc;
+            if (got == 0)
+                return wv_err_set(err, WV_ECORRUPT,
+                                  "truncated: it ends inside \"%s\" (%" PRIu64 " of %" PRIu64
+                                  " bytes missing)",
+                                  m->path, w.left, m->stored_size);
         }
         pos += m->stored_size;
     }
     size_t got = 0;
     if ((rc = wv_source_read(src, scratch, 1, &got, err)) < 0)
-        goto out;
+        return rc;
     if (got)
-        rc = wv_err_set(err, WV_ECORRUPT, "data after its last file (at offset %" PRIu64 ")", pos);
-out:
+        return wv_err_set(err, WV_ECORRUPT, "data after its last file (at offset %" PRIu64 ")",
+                          pos);
+    return 0;
+}
+
+int wv_bundle_check_object(wv_source *obj, const wv_bundle_member *m, wv_filter *dest,
+                           wv_err *err)
+{
+    wv_obj_info info;
+    int r = wv_object_read(obj, dest, &info, err);
+    if (r < 0)
+        return r;
+    uint8_t extra;
+    size_t got = 0;
+    if ((r = wv_source_read(obj, &extra, 1, &got, err)) < 0)
+        return r;
+    if (got)
+        return wv_err_set(err, WV_ECORRUPT, "the object ends before its stored size");
+    if (info.plain_size != m->size)
+        return wv_err_set(err, WV_ECORRUPT,
+                          "size mismatch: %" PRIu64 " bytes, the manifest says %" PRIu64,
+                          info.plain_size, m->size);
+    if (memcmp(info.sha256, m->sha256, 32) != 0)
+        return wv_err_set(err, WV_ECORRUPT,
+                          "checksum mismatch: the content's SHA-256 is not the manifest's");
+    return 0;
+}
+
+typedef struct verify_state {
+    wv_bundle_problem_cb cb;
+    void *arg;
+    size_t bad;
+} verify_state;
+
+static int verify_one(void *arg, const wv_bundle_member *m, wv_source *obj, wv_err *err)
+{
+    verify_state *v = arg;
+    wv_err e;
+    wv_err_clear(&e);
+    wv_filter *discard = wv_filter_discard_new();
+    int r = wv_bundle_check_object(obj, m, discard, &e);
     wv_filter_chain_free(discard);
+    if (r == WV_ECORRUPT || r == WV_EFORMAT) {
+        v->bad++;
+        if (v->cb)
+            v->cb(v->arg, m, &e);
+        return 0; /* a damaged member is reported; the next one is checked */
+    }
+    if (r < 0)
+        *err = e; /* the source failed (wv_bundle_each reports its own error) */
+    return r;
+}
+
+int wv_bundle_verify(wv_source *src, const wv_bundle *b, wv_bundle_problem_cb cb, void *arg,
+                     size_t *bad, wv_err *err)
+{
+    verify_state v = {cb, arg, 0};
+    int rc = wv_bundle_each(src, b, verify_one, &v, err);
+    if (bad)
+        *bad = v.bad;
     return rc;
 }

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "filter.h"
 #include "manifest.h"
 #include "storage.h"
 
@@ -28,6 +29,8 @@ typedef struct wv_bundle_member {
     char *path; /* the file's manifest path */
     uint64_t offset, stored_size, size;
     uint8_t sha256[32];
+    uint32_t mode;
+    int64_t mtime;
 } wv_bundle_member;
 
 typedef struct wv_bundle {
@@ -53,6 +56,22 @@ wv_bundle *wv_bundle_set_take(wv_bundle_set *s, size_t i);
 
 void wv_bundle_set_free(wv_bundle_set *s);
 void wv_bundle_free(wv_bundle *b);
+
+/*
+ * Walk bundle b in src (positioned at its start): for each member, in offset order, fn gets a
+ * source of exactly its stored bytes (what fn leaves unread is skipped). fn returning < 0 stops
+ * the walk with that result. Returns 0 once the whole bundle was read; WV_ECORRUPT if its layout
+ * does not match the manifest (a gap, too few bytes, data after the last member); src's error.
+ */
+typedef int (*wv_bundle_member_fn)(void *arg, const wv_bundle_member *m, wv_source *obj,
+                                   wv_err *err);
+int wv_bundle_each(wv_source *src, const wv_bundle *b, wv_bundle_member_fn fn, void *arg,
+                   wv_err *err);
+
+/* Decode one member's object from obj into dest and check it against the manifest (plain size,
+ * SHA-256, and that it fills its stored size exactly). 0, WV_ECORRUPT, or another error. */
+int wv_bundle_check_object(wv_source *obj, const wv_bundle_member *m, wv_filter *dest,
+                           wv_err *err);
 
 /* Called for each member that does not verify: err says why (WV_ECORRUPT, or WV_EFORMAT). */
 typedef void (*wv_bundle_problem_cb)(void *arg, const wv_bundle_member *m, const wv_err *err);

@@ -198,31 +198,20 @@ int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, uns
     return wv_repo_get_file_range(st, key, 0, -1, dest_path, flags, info, err);
 }
 
-int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
-                           const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err)
+int wv_repo_write_file(const char *dest_path, unsigned flags, wv_repo_fill_fn fill, void *arg,
+                       wv_err *err)
 {
     int nosync = (flags & WV_GET_NOSYNC) != 0;
-    wv_source *src = NULL;
-    int rc = wv_storage_get_open(st, key, offset, length, &src, err);
-    if (rc != 0)
-        return rc;
     char *tmp = wv_temp_path_for(dest_path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        rc = wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", tmp);
-        wv_source_close(src);
+        int rc = wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", tmp);
         free(tmp);
         return rc;
     }
     wv_filter *dest = wv_filter_fd_new(fd);
-    rc = wv_object_read_ext(src, dest, (flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0,
-                            info, err);
+    int rc = fill(arg, dest, err);
     wv_filter_chain_free(dest);
-    wv_source_close(src);
-    if (rc != 0 && length >= 0)
-        wv_err_prefix(err, "%s: \"%s\" at offset %" PRId64 ": ", wv_storage_name(st), key, offset);
-    else if (rc != 0)
-        wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(st), key);
     if (rc == 0 && !nosync)
         rc = wv_fsync_fd(fd, tmp, err);
     if (close(fd) != 0 && rc == 0)
@@ -236,6 +225,42 @@ int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int6
     }
     free(tmp);
     return nosync ? 0 : wv_fsync_parent(dest_path, err);
+}
+
+typedef struct get_fill {
+    wv_source *src;
+    unsigned flags;
+    wv_obj_info *info;
+    wv_storage *st;
+    const char *key;
+    int64_t offset, length;
+} get_fill;
+
+static int fill_from_object(void *arg, wv_filter *dest, wv_err *err)
+{
+    get_fill *g = arg;
+    int rc = wv_object_read_ext(g->src, dest,
+                                (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0,
+                                g->info, err);
+    if (rc != 0 && g->length >= 0)
+        wv_err_prefix(err, "%s: \"%s\" at offset %" PRId64 ": ", wv_storage_name(g->st), g->key,
+                      g->offset);
+    else if (rc != 0)
+        wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(g->st), g->key);
+    return rc;
+}
+
+int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
+                           const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err)
+{
+    wv_source *src = NULL;
+    int rc = wv_storage_get_open(st, key, offset, length, &src, err);
+    if (rc != 0)
+        return rc;
+    get_fill g = {src, flags, info, st, key, offset, length};
+    rc = wv_repo_write_file(dest_path, flags, fill_from_object, &g, err);
+    wv_source_close(src);
+    return rc;
 }
 
 void wv_sha256_hex(const uint8_t sha[32], char out[65])

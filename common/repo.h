@@ -79,6 +79,13 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
 #define WV_GET_HASH_THREAD 2
 int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
                      wv_obj_info *info, wv_err *err);
+/* Write dest_path atomically from what fill pushes into the filter it gets (an fd filter): temp
+ * file beside it, fsync of file and directory unless WV_GET_NOSYNC, rename; on any failure of fill
+ * or of the file system the temp file is removed and dest_path untouched. */
+typedef int (*wv_repo_fill_fn)(void *arg, wv_filter *dest, wv_err *err);
+int wv_repo_write_file(const char *dest_path, unsigned flags, wv_repo_fill_fn fill, void *arg,
+                       wv_err *err);
+
 /* The same for an object stored inside another (a bundle): the length bytes at offset of key. */
 int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
                            const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err);

@@ -275,3 +275,30 @@ def test_running_postmaster_and_delta(pitr):
     r.start(pg)
     expect_upto(pg, 3)
     pg.stop()
+
+
+def test_damaged_file_in_a_bundle_fails_naming_it(pitr, target):
+    """Small files are restored from their bundle in one read; a damaged one stops the restore
+    with an error naming the file, the bundle and the offset, and is not left under its name."""
+    from utils import OBJ_HEADER, flip_byte
+    repo = pitr.repo.copy_to(os.path.join(pitr.dir, "repo-damaged"),
+                             os.path.join(pitr.dir, "damaged.conf"))
+    bid = pitr.backup2_id
+    members = []
+    with open(os.path.join(repo.path, "backup", bid, "backup.manifest")) as f:
+        for line in f:
+            if line.startswith("file ") and " bundle=" in line:
+                members.append(dict(kv.split("=", 1) for kv in line.split()[1:]))
+    victim = max(members, key=lambda m: int(m["stored-size"]))
+    key = "backup/%s/bundle/%s" % (bid, victim["bundle"])
+    size = int(victim["stored-size"])
+    flip_byte(os.path.join(repo.path, key),
+              int(victim["offset"]) + OBJ_HEADER + (size - OBJ_HEADER - 128) // 2)
+    res = restore_into(pitr, target, "--backup", bid, "--immediate", repo=repo)
+    assert res.returncode == 5, res.stdout + res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ": error: " in ln and "hint:" not in ln]
+    assert len(errors) == 1, res.stderr
+    assert key in errors[0] and victim["path"] in errors[0], errors[0]
+    assert "offset %s" % victim["offset"] in errors[0], errors[0]
+    rel = victim["path"][len("pgdata/"):]
+    assert not os.path.exists(os.path.join(target, rel))
