@@ -200,6 +200,14 @@ static int stream_file(int fd, const char *path, uint64_t size, wv_objwriter *w,
 /* Per repository state of one push. */
 typedef struct target {
     wv_repo *repo;
+    /* An object store (WV_ST_ROUND_TRIPS): its cluster check runs on a thread while the file is
+     * compressed, and it is not asked beforehand whether it has the object: the conditional
+     * commit answers that (WV_EEXIST), and then the stored trailer is compared. */
+    int deferred;
+    pthread_t check_thread;
+    int check_started;
+    wv_err check_err; /* written by the check thread only; merged into err when it is joined */
+    const wal_header *wh;
     int have;          /* an object already exists under the key */
     wv_obj_info stored; /* its trailer, when have */
     wv_sink *sink;     /* open while we write */
@@ -250,6 +258,39 @@ static uint8_t kind_of(wv_walname_kind k)
         return 4;
     default:
         return 0;
+    }
+}
+
+/* ---- the cluster check of an object store, while the file is compressed --------------------- */
+
+static void *check_thread(void *arg)
+{
+    target *t = arg;
+    if (wv_repo_check_cluster(t->repo, t->wh->sysid, pg_major_of_magic(t->wh->magic),
+                              t->wh->seg_size, &t->check_err) == 0)
+        wv_err_clear(&t->check_err); /* a first use leaves the "not found" of its read there */
+    return NULL;
+}
+
+static void start_check(target *t)
+{
+    wv_err_clear(&t->check_err);
+    if (pthread_create(&t->check_thread, NULL, check_thread, t) == 0)
+        t->check_started = 1;
+    else
+        check_thread(t); /* no thread: check now (join_check merges the result) */
+}
+
+static void join_check(target *t)
+{
+    if (t->check_started) {
+        pthread_join(t->check_thread, NULL);
+        t->check_started = 0;
+    }
+    if (t->check_err.code) {
+        /* the more fundamental error: another cluster's repository, or unreachable */
+        t->err = t->check_err;
+        wv_err_clear(&t->check_err);
     }
 }
 
@@ -337,8 +378,15 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     for (int i = 0; i < cfg->nrepos; i++, ntg++) {
         target *t = &tg[i];
         wv_err_clear(&t->err);
+        t->wh = &wh;
         if (wv_repo_open(&cfg->repos[i], &t->repo, &t->err) != 0)
             continue;
+        if (wv_storage_features(t->repo->st) & WV_ST_ROUND_TRIPS) {
+            t->deferred = 1;
+            if (wh.sysid)
+                start_check(t);
+            continue;
+        }
         if (wh.sysid && wv_repo_check_cluster(t->repo, wh.sysid, pg_major_of_magic(wh.magic),
                                               wh.seg_size, &t->err) != 0)
             continue;
@@ -354,8 +402,11 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         usable += !tg[i].err.code;
         missing += !tg[i].err.code && !tg[i].have;
     }
-    if (usable == 0)
+    if (usable == 0) {
+        for (int i = 0; i < ntg; i++)
+            join_check(&tg[i]);
         goto report;
+    }
     if (missing == 0) {
         /* PostgreSQL re-archives after a crash: identical content is success. */
         uint8_t sha[32];
@@ -383,8 +434,11 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         map[nsinks] = i;
         sinks[nsinks++] = tg[i].sink;
     }
-    if (nsinks == 0)
+    if (nsinks == 0) {
+        for (int i = 0; i < ntg; i++)
+            join_check(&tg[i]);
         goto report;
+    }
     /* Segments of a server whose WAL we can read: record commit times and restore points. The
      * reader and the SHA-256 run on a helper thread while this one compresses and writes. */
     if ((kind == WV_WALNAME_SEGMENT || kind == WV_WALNAME_PARTIAL) &&
@@ -422,11 +476,15 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     }
     if (wv_objwriter_sinks_ok(w))
         wv_objwriter_finish(w, &info, err);
+    /* an object store's cluster check: nothing becomes visible before it passed */
+    for (int i = 0; i < ntg; i++)
+        join_check(&tg[i]);
     for (int j = 0; j < nsinks; j++) {
         const wv_err *se = wv_objwriter_sink_error(w, j);
         target *t = &tg[map[j]];
-        if (se) {
+        if (se && !t->err.code)
             t->err = *se;
+        if (t->err.code) {
             wv_sink_abort(t->sink);
             t->sink = NULL;
         }
@@ -456,16 +514,28 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     commit_all(tg, ntg);
     for (int i = 0; i < ntg; i++)
         if (tg[i].err.code == WV_EEXIST) {
-            /* A concurrent push of the same name won: compare with what it stored. */
-            if (wv_repo_read_info(tg[i].repo->st, key, &tg[i].stored, &tg[i].err) == 0)
+            /* Archived already (a re-push, or a concurrent push of the same name that won):
+             * compare with what is stored. */
+            wv_err e;
+            wv_err_clear(&e);
+            if (wv_repo_read_info(tg[i].repo->st, key, &tg[i].stored, &e) == 0) {
                 tg[i].have = 1;
+                wv_err_clear(&tg[i].err);
+            } else {
+                tg[i].err = e;
+            }
         }
     for (int i = 0; i < ntg; i++)
         if (!tg[i].err.code && tg[i].have && !tg[i].done &&
-            memcmp(tg[i].stored.sha256, info.sha256, 32) != 0) {
+            (memcmp(tg[i].stored.sha256, info.sha256, 32) != 0 ||
+             tg[i].stored.plain_size != info.plain_size)) {
             rc = conflict(&tg[i], name, info.sha256, err);
             goto out;
         }
+    for (int i = 0; i < ntg; i++)
+        if (!tg[i].err.code && tg[i].have && !tg[i].done)
+            wv_log_info("%s is already archived with identical content in %s", name,
+                        tg[i].repo->rc->name);
 
     char a[32], b[32];
     uint64_t stored = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
@@ -509,6 +579,7 @@ out:
     if (w)
         wv_objwriter_free(w);
     for (int i = 0; i < ntg; i++) {
+        join_check(&tg[i]);
         wv_sink_abort(tg[i].sink);
         wv_repo_close(tg[i].repo);
     }

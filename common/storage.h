@@ -20,6 +20,9 @@ enum {
     WV_ST_DIRS = 1 << 1,          /* keys are paths in a real directory tree */
     WV_ST_DIR_FSYNC = 1 << 2,     /* directory entries need fsync to be durable */
     WV_ST_SERVER_SHA256 = 1 << 3, /* the store verifies a SHA-256 we send */
+    WV_ST_ROUND_TRIPS = 1 << 4,   /* every operation is a request to a remote store on a connection
+                                   * of its own: worth overlapping with work, not worth doing just
+                                   * in case (s3) */
 };
 
 enum {

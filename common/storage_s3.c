@@ -1700,7 +1700,7 @@ static void s3_free(wv_storage *base)
 
 static const wv_storage_ops s3_ops = {
     .name = "s3",
-    .features = WV_ST_ATOMIC_PUT | WV_ST_SERVER_SHA256,
+    .features = WV_ST_ATOMIC_PUT | WV_ST_SERVER_SHA256 | WV_ST_ROUND_TRIPS,
     .put_open = s3_put_open,
     .get_open = s3_get_open,
     .stat = s3_stat,

@@ -333,3 +333,44 @@ def test_backup_upload_failure_leaves_no_backup(s3_server, wv, workdir):  # noqa
             if not ok:
                 print("\n----- primary log -----\n%s" % pg.log()[-20000:])
             pg.cleanup()
+
+
+def test_wal_push_rules_on_s3(s3_server, wv, workdir, wal_samples):  # noqa: F811
+    """On an object store wal-push does not ask first whether the segment exists: the cluster
+    check runs while the file is compressed and the conditional write finds an archived copy.
+    The repository rules hold all the same: an identical re-push succeeds, different content under
+    an archived name is refused and the stored object is untouched, another cluster's WAL is
+    refused naming both systems, and nothing of a refused push is visible."""
+    bucket = new_bucket(s3_server)
+    conf = Conf(os.path.join(workdir, "walvault.conf"), [s3_section(s3_server, bucket, workdir)],
+                global_section())
+    seg = wal_samples.a_segments[0]
+    name = os.path.basename(seg)
+    key = "pg/wal/%s/%s" % (name[:16], name)
+    res = wv.push(seg, config=conf.config, cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    stored = s3_server.get_object(bucket, key)
+
+    res = wv.push(seg, config=conf.config, cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    assert "already archived with identical content" in res.stderr, res.stderr
+
+    other_dir = make_pg_dir(os.path.join(workdir, "other"))
+    other = os.path.join(other_dir, name)
+    data = bytearray(read_bytes(seg))
+    data[200000:200008] = b"\xff" * 8  # the same segment name and header, other content
+    with open(other, "wb") as f:
+        f.write(bytes(data))
+    chown_pg(other)
+    res = wv.push(other, config=conf.config, cwd=workdir)
+    assert res.returncode == 6, res.stderr
+    assert "already archived with different content" in res.stderr, res.stderr
+    assert s3_server.get_object(bucket, key) == stored
+
+    before = {k: s3_server.get_object(bucket, k) for k in s3_server.list_keys(bucket)}
+    for b in wal_samples.b_segments[:3]:
+        res = wv.push(b, config=conf.config, cwd=workdir)
+        assert res.returncode == 7, res.stderr
+        assert str(wal_samples.a_sysid) in res.stderr and str(wal_samples.b_sysid) in res.stderr
+    assert {k: s3_server.get_object(bucket, k) for k in s3_server.list_keys(bucket)} == before
+    no_uploads_left(s3_server, bucket)
