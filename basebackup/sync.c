@@ -393,12 +393,28 @@ out:
     return rc;
 }
 
-static int copy_framed(job *j, wv_err *err)
+/* What is read through the tee is checked as it streams: one framed object against its trailer
+ * (and the manifest's digest), or a bundle file by file against the manifest. */
+static int check_stream(job *j, wv_source *in, wv_err *err)
+{
+    if (j->type == OBJ_BUNDLE)
+        return verify_bundle(in, j->bundle, err);
+    wv_obj_info info;
+    wv_filter *discard = wv_filter_discard_new();
+    int rc = wv_object_read(in, discard, &info, err);
+    wv_filter_chain_free(discard);
+    if (rc == 0 && j->expect && memcmp(info.sha256, j->sha256, 32) != 0)
+        rc = wv_err_set(err, WV_ECORRUPT, "content does not match the manifest of backup %s",
+                        j->ctx->backup_id ? j->ctx->backup_id : "?");
+    return rc;
+}
+
+/* Copy a framed object or a bundle, committed in the target only if it verified on the way. */
+static int copy_verified(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
     wv_source *src = NULL;
     wv_sink *sink = NULL;
-    wv_filter *discard = NULL;
     int rc = wv_storage_get_open(c->from->st, j->key, 0, -1, &src, err);
     if (rc < 0) {
         name_err(err, from_name(c), j->key);
@@ -411,23 +427,20 @@ static int copy_framed(job *j, wv_err *err)
     }
     tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
     wv_err_clear(&tee.out_err);
-    wv_obj_info info;
-    discard = wv_filter_discard_new();
-    rc = wv_object_read(&tee.base, discard, &info, err);
+    rc = check_stream(j, &tee.base, err);
     if (rc < 0 && tee.out_failed) {
         *err = tee.out_err;
         rc = name_err(err, to_name(c), j->key);
     } else if (rc < 0) {
-        name_err(err, from_name(c), j->key);
+        if (c->backup_id && j->type == OBJ_BUNDLE)
+            wv_err_prefix(err, "%s: \"%s\" of backup %s: ", from_name(c), j->key, c->backup_id);
+        else
+            name_err(err, from_name(c), j->key);
         if (rc == WV_ECORRUPT)
             wv_err_hint(err,
                         "the copy in %s is damaged: nothing was copied; if another "
                         "repository holds a good copy, sync from that one",
                         from_name(c));
-    } else if (j->expect && memcmp(info.sha256, j->sha256, 32) != 0) {
-        rc = wv_err_set(err, WV_ECORRUPT,
-                        "%s: \"%s\": content does not match the manifest of backup %s",
-                        from_name(c), j->key, c->backup_id ? c->backup_id : "?");
     }
     if (rc < 0) {
         wv_sink_abort(sink);
@@ -438,61 +451,6 @@ static int copy_framed(job *j, wv_err *err)
     sink = NULL;
     if (rc == WV_EEXIST) {
         /* Written meanwhile (a wal-push running now): identical is fine. */
-        rc = compare(j, err);
-        goto out;
-    }
-    if (rc < 0) {
-        name_err(err, to_name(c), j->key);
-        goto out;
-    }
-    j->result = OUT_COPIED;
-    j->bytes = tee.bytes;
-out:
-    wv_filter_chain_free(discard);
-    wv_sink_abort(sink);
-    wv_source_close(src);
-    return rc;
-}
-
-/* Copy a bundle, verifying every file in it while it streams into the target. */
-static int copy_bundle(job *j, wv_err *err)
-{
-    sync_ctx *c = j->ctx;
-    wv_source *src = NULL;
-    wv_sink *sink = NULL;
-    int rc = wv_storage_get_open(c->from->st, j->key, 0, -1, &src, err);
-    if (rc < 0) {
-        name_err(err, from_name(c), j->key);
-        goto out;
-    }
-    rc = wv_storage_put_open(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, &sink, err);
-    if (rc < 0) {
-        name_err(err, to_name(c), j->key);
-        goto out;
-    }
-    tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
-    wv_err_clear(&tee.out_err);
-    rc = verify_bundle(&tee.base, j->bundle, err);
-    if (rc < 0 && tee.out_failed) {
-        *err = tee.out_err;
-        rc = name_err(err, to_name(c), j->key);
-    } else if (rc < 0) {
-        wv_err_prefix(err, "%s: \"%s\" of backup %s: ", from_name(c), j->key,
-                      c->backup_id ? c->backup_id : "?");
-        if (rc == WV_ECORRUPT)
-            wv_err_hint(err,
-                        "the copy in %s is damaged: nothing was copied; if another "
-                        "repository holds a good copy, sync from that one",
-                        from_name(c));
-    }
-    if (rc < 0) {
-        wv_sink_abort(sink);
-        sink = NULL;
-        goto out;
-    }
-    rc = wv_sink_commit(sink, err);
-    sink = NULL;
-    if (rc == WV_EEXIST) {
         rc = compare(j, err);
         goto out;
     }
@@ -518,14 +476,7 @@ static int job_run(void *arg, wv_err *err)
         j->bytes = j->size;
         return 0;
     }
-    switch (j->type) {
-    case OBJ_FRAMED:
-        return copy_framed(j, err);
-    case OBJ_BUNDLE:
-        return copy_bundle(j, err);
-    default:
-        return copy_plain(j, err);
-    }
+    return j->type == OBJ_PLAIN ? copy_plain(j, err) : copy_verified(j, err);
 }
 
 
