@@ -111,111 +111,109 @@ static int run_verify(const uint8_t *data, size_t len, size_t max_read, size_t f
     return wv_bundle_verify(&src.base, bu, on_problem, s, bad, err);
 }
 
+/* Each test: a freshly built bundle; the members are gathered at the first check, so a test may
+ * change the manifest entries before. */
+typedef struct fixture {
+    built b;
+    wv_bundle *bu;
+    seen s;
+    size_t bad;
+    wv_err err;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    build(&f->b);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    wv_bundle_free(f->bu);
+    unbuild(&f->b);
+    free(f);
+    return 0;
+}
+
+static int check(fixture *f, size_t len, size_t max_read, size_t fail_at)
+{
+    if (!f->bu)
+        f->bu = gather(&f->b);
+    return run_verify(f->b.sink.data.data, len, max_read, fail_at, f->bu, &f->s, &f->bad, &f->err);
+}
+
 static void test_good_bundle(void **state)
 {
-    (void)state;
-    built b;
-    build(&b);
-    wv_bundle *bu = gather(&b);
-    seen s;
-    size_t bad = 99;
-    wv_err err;
+    fixture *f = *state;
     static const size_t reads[] = {0, 1, 7, 4096};
     for (size_t r = 0; r < sizeof(reads) / sizeof(reads[0]); r++) {
-        assert_int_equal(run_verify(b.sink.data.data, b.sink.data.len, reads[r], 0, bu, &s, &bad,
-                                    &err),
-                         0);
-        assert_int_equal(bad, 0);
-        assert_int_equal(s.n, 0);
+        f->bad = 99;
+        assert_int_equal(check(f, f->b.sink.data.len, reads[r], 0), 0);
+        assert_int_equal(f->bad, 0);
+        assert_int_equal(f->s.n, 0);
     }
-    wv_bundle_free(bu);
-    unbuild(&b);
 }
 
 static void test_damaged_member_named_others_checked(void **state)
 {
-    (void)state;
-    built b;
-    build(&b);
-    wv_bundle *bu = gather(&b);
-    seen s;
-    size_t bad;
-    wv_err err;
+    fixture *f = *state;
+    uint8_t *d = f->b.sink.data.data;
     /* a payload byte of member 2, then a trailer byte of member 3 */
-    b.sink.data.data[b.e[2].offset + WV_OBJ_HEADER_SIZE + 10] ^= 0x40;
-    assert_int_equal(run_verify(b.sink.data.data, b.sink.data.len, 0, 0, bu, &s, &bad, &err), 0);
-    assert_int_equal(bad, 1);
-    assert_string_equal(s.paths[0], b.paths[2]);
-    assert_int_equal(s.codes[0], WV_ECORRUPT);
-    b.sink.data.data[b.e[3].offset + b.e[3].stored_size - 20] ^= 0x01;
-    assert_int_equal(run_verify(b.sink.data.data, b.sink.data.len, 3, 0, bu, &s, &bad, &err), 0);
-    assert_int_equal(bad, 2);
-    assert_string_equal(s.paths[1], b.paths[3]);
-    wv_bundle_free(bu);
-    unbuild(&b);
+    d[f->b.e[2].offset + WV_OBJ_HEADER_SIZE + 10] ^= 0x40;
+    assert_int_equal(check(f, f->b.sink.data.len, 0, 0), 0);
+    assert_int_equal(f->bad, 1);
+    assert_string_equal(f->s.paths[0], f->b.paths[2]);
+    assert_int_equal(f->s.codes[0], WV_ECORRUPT);
+    d[f->b.e[3].offset + f->b.e[3].stored_size - 20] ^= 0x01;
+    assert_int_equal(check(f, f->b.sink.data.len, 3, 0), 0);
+    assert_int_equal(f->bad, 2);
+    assert_string_equal(f->s.paths[1], f->b.paths[3]);
 }
 
 static void test_manifest_mismatch(void **state)
 {
-    (void)state;
-    built b;
-    build(&b);
-    b.e[1].sha256[0] ^= 1; /* the manifest says another content for member 1 */
-    b.e[3].size += 1;      /* and another size for member 3 */
-    wv_bundle *bu = gather(&b);
-    seen s;
-    size_t bad;
-    wv_err err;
-    assert_int_equal(run_verify(b.sink.data.data, b.sink.data.len, 0, 0, bu, &s, &bad, &err), 0);
-    assert_int_equal(bad, 2);
-    assert_string_equal(s.paths[0], b.paths[1]);
-    assert_string_equal(s.paths[1], b.paths[3]);
-    wv_bundle_free(bu);
-    unbuild(&b);
+    fixture *f = *state;
+    f->b.e[1].sha256[0] ^= 1; /* the manifest says another content for member 1 */
+    f->b.e[3].size += 1;      /* and another size for member 3 */
+    assert_int_equal(check(f, f->b.sink.data.len, 0, 0), 0);
+    assert_int_equal(f->bad, 2);
+    assert_string_equal(f->s.paths[0], f->b.paths[1]);
+    assert_string_equal(f->s.paths[1], f->b.paths[3]);
 }
 
 static void test_layout_errors(void **state)
 {
-    (void)state;
-    built b;
-    build(&b);
-    wv_bundle *bu = gather(&b);
-    seen s;
-    size_t bad;
-    wv_err err;
+    fixture *f = *state;
+    wv_buf *data = &f->b.sink.data;
     /* truncated inside the last member */
-    assert_int_equal(run_verify(b.sink.data.data, b.sink.data.len - 5, 0, 0, bu, &s, &bad, &err),
-                     WV_ECORRUPT);
-    assert_non_null(strstr(err.msg, "truncated"));
-    assert_non_null(strstr(err.msg, b.paths[3]));
+    assert_int_equal(check(f, data->len - 5, 0, 0), WV_ECORRUPT);
+    assert_non_null(strstr(f->err.msg, "truncated"));
+    assert_non_null(strstr(f->err.msg, f->b.paths[3]));
     /* data after the last member */
-    wv_buf_append(&b.sink.data, "xyz", 3);
-    assert_int_equal(run_verify(b.sink.data.data, b.sink.data.len, 0, 0, bu, &s, &bad, &err),
-                     WV_ECORRUPT);
-    assert_non_null(strstr(err.msg, "data after its last file"));
-    b.sink.data.len -= 3;
+    wv_buf_append(data, "xyz", 3);
+    assert_int_equal(check(f, data->len, 0, 0), WV_ECORRUPT);
+    assert_non_null(strstr(f->err.msg, "data after its last file"));
+    data->len -= 3;
     /* a gap: the manifest places member 2 further on */
-    bu->m[2].offset += 1;
-    assert_int_equal(run_verify(b.sink.data.data, b.sink.data.len, 0, 0, bu, &s, &bad, &err),
-                     WV_ECORRUPT);
-    assert_non_null(strstr(err.msg, "the manifest places"));
-    bu->m[2].offset -= 1;
+    f->bu->m[2].offset += 1;
+    assert_int_equal(check(f, data->len, 0, 0), WV_ECORRUPT);
+    assert_non_null(strstr(f->err.msg, "the manifest places"));
+    f->bu->m[2].offset -= 1;
     /* the source fails: its own error, not a damaged member */
-    assert_int_equal(run_verify(b.sink.data.data, b.sink.data.len, 0, b.e[3].offset + 10, bu, &s,
-                                &bad, &err),
-                     WV_EUNREACHABLE);
-    assert_int_equal(s.n, 0);
-    wv_bundle_free(bu);
-    unbuild(&b);
+    assert_int_equal(check(f, data->len, 0, f->b.e[3].offset + 10), WV_EUNREACHABLE);
+    assert_int_equal(f->s.n, 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_bundle),
-        cmocka_unit_test(test_damaged_member_named_others_checked),
-        cmocka_unit_test(test_manifest_mismatch),
-        cmocka_unit_test(test_layout_errors),
+        cmocka_unit_test_setup_teardown(test_good_bundle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_member_named_others_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layout_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
