@@ -15,7 +15,8 @@
 #   4. makes real WAL and a database: a throwaway PostgreSQL 15 cluster runs pgbench -i -s --scale
 #      and bulk updates; its archive_command copies every finished segment aside and --segments
 #      full ones, spread over them, are kept; pgBackRest stanzas on the RGW are created,
-#   5. WAL: with the cluster stopped, per round, per segment, wal-push to S3, wal-push to SSH and
+#   5. WAL: with the cluster stopped, per round, per segment, wal-push to S3, wal-push to SSH
+#      (a new connection per push, and one shared through OpenSSH's ControlMaster) and
 #      pgbackrest archive-push to S3 (lz4) one after another in a rotating order, each into a
 #      destination that does not hold the segment yet (bench_offsite_measure.py, as postgres),
 #   6. backups: the cluster archives to all three repositories; per round basebackup backup to S3,
@@ -107,6 +108,12 @@ cleanup() {
         [[ -n "$d" && -f "$d/postmaster.pid" ]] || continue
         as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
     done
+    if [[ -n "${CMDIR:-}" && -d "$CMDIR" ]]; then  # the shared ssh connection's master
+        for d in "$CMDIR"/*; do
+            [[ -S "$d" ]] && as_pg ssh -o ControlPath="$d" -O exit -p "$SSH_PORT" 127.0.0.1 \
+                >/dev/null 2>&1 || true
+        done
+    fi
     if [[ -n "$SSHD_PID" ]] && kill -0 "$SSHD_PID" 2>/dev/null; then
         kill -TERM "$SSHD_PID" 2>/dev/null || true
         wait "$SSHD_PID" 2>/dev/null || true
@@ -221,7 +228,9 @@ for ((i = 0; i < 150; i++)); do
     sleep 0.1
 done
 ((i < 150)) || die "sshd does not listen on 127.0.0.1:$SSH_PORT"
-install -d -o postgres -g postgres -m 700 "$TMP/ssh-repo-wal" "$TMP/ssh-repo-backup"
+install -d -o postgres -g postgres -m 700 "$TMP/ssh-repo-wal" "$TMP/ssh-repo-backup" \
+    "$TMP/ssh-repo-wal-mux" "$TMP/cm"
+CMDIR="$TMP/cm"   # OpenSSH connection sharing for the "shared connection" method
 as_pg ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$SSHDIR/known_hosts" \
     -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes -i "$SSHDIR/id_ed25519" -p "$SSH_PORT" \
     -l postgres 127.0.0.1 true >/dev/null 2>"$SSHDIR/probe.err" \
@@ -322,6 +331,10 @@ identity_file = $SSHDIR/id_ed25519
 known_hosts = $SSHDIR/known_hosts
 remote_command = $WV/bin/walvault-remote
 EOF
+        if [[ "$2" == sshmux ]]; then
+            echo "ssh_command = ssh -o ControlMaster=auto -o ControlPath=$CMDIR/%C" \
+                "-o ControlPersist=300" >>"$f"
+        fi
     fi
     chown postgres:postgres "$f"
     chmod 644 "$f"
@@ -332,6 +345,8 @@ WVC_S3_BK="$TMP/wv-s3-backup.conf"
 WVC_SSH_BK="$TMP/wv-ssh-backup.conf"
 wv_conf "$WVC_S3_WAL" s3 wv-wal
 wv_conf "$WVC_SSH_WAL" ssh "$TMP/ssh-repo-wal"
+WVC_SSHMUX_WAL="$TMP/wv-sshmux-wal.conf"
+wv_conf "$WVC_SSHMUX_WAL" sshmux "$TMP/ssh-repo-wal-mux"
 wv_conf "$WVC_S3_BK" s3 wv-backup
 wv_conf "$WVC_SSH_BK" ssh "$TMP/ssh-repo-backup"
 
@@ -401,11 +416,12 @@ COMMON=(--tmp "$TMP/work" --results "$RESULTS" --rounds "$ROUNDS" --bin "$WV/bin
         --pgbackrest-conf "$BRCONF")
 
 # --- 5. WAL ----------------------------------------------------------------------------------------
-say "WAL: $NSEG segments x $ROUNDS rounds x 3 methods, interleaved"
+say "WAL: $NSEG segments x $ROUNDS rounds x 4 methods, interleaved"
 cd "$TMP"
 run_child as_pg "$PY" "$TMP/bench_offsite_measure.py" wal "${COMMON[@]}" --segdir "$SEGDIR" \
     --wv-s3-conf "$WVC_S3_WAL" --wv-s3-bucket wv-wal --wv-ssh-conf "$WVC_SSH_WAL" \
-    --wv-ssh-repo "$TMP/ssh-repo-wal" --stanza wal
+    --wv-ssh-repo "$TMP/ssh-repo-wal" --wv-sshmux-conf "$WVC_SSHMUX_WAL" \
+    --wv-sshmux-repo "$TMP/ssh-repo-wal-mux" --stanza wal
 
 # --- 6. backups --------------------------------------------------------------------------------------
 say "backups: the cluster archives to pgBackRest (S3), walvault S3 and walvault SSH"

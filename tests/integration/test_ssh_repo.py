@@ -10,6 +10,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import tempfile
 
 import pytest
 
@@ -156,6 +157,39 @@ def test_push_and_fetch(ssh_repo, wv, wal_samples, workdir):
                  cwd=workdir)
     assert r.returncode == 1, r.stderr
     assert "error" not in r.stderr.lower(), r.stderr
+
+
+def test_multiplexed_connection(ssh_repo, ssh_server, wv, wal_samples, workdir):  # noqa: F811
+    """OpenSSH's connection sharing through ssh_command (the setting docs/repositories.md gives):
+    the first push opens a master connection that the next pushes and fetches reuse; nothing
+    waits on the master, which is stopped with "ssh -O exit"."""
+    # a socket path must fit in 108 bytes (with ssh's 17-byte suffix while it is created)
+    cm = make_pg_dir(tempfile.mkdtemp(prefix="wvcm", dir="/tmp"), 0o700)
+    path = os.path.join(cm, "%C")
+    conf = ssh_repo.write(ssh_command="ssh -o ControlMaster=auto -o ControlPath=%s "
+                                      "-o ControlPersist=60" % path)
+    try:
+        segs = wal_samples.a_segments[:4]
+        for seg in segs:
+            r = run(wv.cmd("wal-push", seg, config=conf), check=False, timeout=60)
+            assert r.returncode == 0, r.stderr
+        sockets = os.listdir(cm)
+        assert len(sockets) == 1, sockets  # one master, shared
+        check = run(["ssh", "-o", "ControlPath=%s" % path, "-O", "check", "-p",
+                     str(ssh_server.port), "127.0.0.1"], check=False, timeout=30)
+        assert check.returncode == 0, check.stderr
+        names = [os.path.basename(p) for p in object_names(ssh_repo.path)]
+        for seg in segs:
+            assert os.path.basename(seg) in names
+            dest = os.path.join(workdir, os.path.basename(seg))
+            r = run(wv.cmd("wal-fetch", os.path.basename(seg), dest, config=conf), check=False,
+                    timeout=60)
+            assert r.returncode == 0, r.stderr
+            assert read_bytes(dest) == read_bytes(seg)
+    finally:
+        run(["ssh", "-o", "ControlPath=%s" % path, "-O", "exit", "-p", str(ssh_server.port),
+             "127.0.0.1"], check=False, timeout=30)
+        shutil.rmtree(cm, ignore_errors=True)
 
 
 def test_wrong_host_key_is_auth_error(ssh_repo, ssh_server, wv, wal_samples, workdir):  # noqa: F811
