@@ -1296,27 +1296,20 @@ static int s3_sink_commit(wv_sink *base, wv_err *err)
     if (!s->upload_id) {
         if ((s->flags & WV_PUT_NOSYNC) && !noreplace)
             return async_commit(s, err);
-        async_drain(s->st);
-        if (noreplace && (rc = check_absent(s, err)) != 0)
+    } else {
+        if (s->buf.len > 0 && (rc = start_part(s, err)) != 0)
             goto fail;
-        rc = put_single(s, err);
-        if (rc)
+        join_all(s);
+        if (s->failed) {
+            *err = s->first_err;
+            rc = err->code;
             goto fail;
-        sink_free(s);
-        return 0;
-    }
-    if (s->buf.len > 0 && (rc = start_part(s, err)) != 0)
-        goto fail;
-    join_all(s);
-    if (s->failed) {
-        *err = s->first_err;
-        rc = err->code;
-        goto fail;
+        }
     }
     async_drain(s->st);
     if (noreplace && (rc = check_absent(s, err)) != 0)
         goto fail;
-    rc = complete_upload(s, err);
+    rc = s->upload_id ? complete_upload(s, err) : put_single(s, err);
     if (rc)
         goto fail;
     sink_free(s);
