@@ -203,7 +203,6 @@ typedef struct target {
     /* An object store (WV_ST_ROUND_TRIPS): its cluster check runs on a thread while the file is
      * compressed, and it is not asked beforehand whether it has the object: the conditional
      * commit answers that (WV_EEXIST), and then the stored trailer is compared. */
-    int deferred;
     pthread_t check_thread;
     int check_started;
     wv_err check_err; /* written by the check thread only; merged into err when it is joined */
@@ -382,7 +381,6 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         if (wv_repo_open(&cfg->repos[i], &t->repo, &t->err) != 0)
             continue;
         if (wv_storage_features(t->repo->st) & WV_ST_ROUND_TRIPS) {
-            t->deferred = 1;
             if (wh.sysid)
                 start_check(t);
             continue;
