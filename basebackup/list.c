@@ -318,7 +318,8 @@ int wv_bbcmd_list(int argc, char **argv, const char *config_path)
             json = 1;
             break;
         case 'r':
-            repo = atoi(optarg);
+            if (wv_cli_repo_number("--repo", optarg, &repo, &err) < 0)
+                return wv_cli_fail(&err);
             break;
         case 'c':
             cli.config_path = optarg;
@@ -335,8 +336,7 @@ int wv_bbcmd_list(int argc, char **argv, const char *config_path)
         return wv_cli_fail(&err);
     if ((rc = wv_cli_load_config(&cli, &cfg, &err)) != 0)
         return wv_cli_fail(&err);
-    if (repo && !wv_config_repo(cfg, repo)) {
-        wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", repo, repo, cfg->file);
+    if (repo && wv_cli_repo_exists(cfg, "--repo", repo, &err) < 0) {
         wv_config_free(cfg);
         return wv_cli_fail(&err);
     }

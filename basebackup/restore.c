@@ -214,9 +214,8 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
             break;
         }
         case 'r':
-            o->repo = atoi(optarg);
-            if (o->repo < 1 || o->repo > 99)
-                return wv_err_set(err, WV_EUSAGE, "bad --repo \"%s\": expected a number", optarg);
+            if (wv_cli_repo_number("--repo", optarg, &o->repo, err) < 0)
+                return err->code;
             break;
         case 'N':
             o->dry_run = 1;
@@ -945,10 +944,8 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
             wv_log_warn("%s", err.msg);
         repo_plan_free(&rp);
     }
-    if (o.repo && !wv_config_repo(cfg, o.repo)) {
-        rc = wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", o.repo, o.repo, cfg->file);
+    if (o.repo && (rc = wv_cli_repo_exists(cfg, "--repo", o.repo, &err)) < 0)
         goto out;
-    }
     if (rc != 0) {
         if (first.code)
             err = first;

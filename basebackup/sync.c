@@ -852,17 +852,6 @@ static int sync_backups(sync_ctx *c, wv_err *err)
 
 /* ---- the command ----------------------------------------------------------------------------- */
 
-static int parse_repo_arg(const char *opt, const char *val, int *out, wv_err *err)
-{
-    char *end = NULL;
-    long v = strtol(val, &end, 10);
-    if (!*val || *end || v < 1 || v > 1000)
-        return wv_err_set(err, WV_EUSAGE, "%s: \"%s\" is not a repository number (N of [repoN])",
-                          opt, val);
-    *out = (int)v;
-    return 0;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -901,11 +890,11 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
     while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if (parse_repo_arg("--from", optarg, &from, &err) < 0)
+            if (wv_cli_repo_number("--from", optarg, &from, &err) < 0)
                 return wv_cli_fail(&err);
             break;
         case 't':
-            if (parse_repo_arg("--to", optarg, &to, &err) < 0)
+            if (wv_cli_repo_number("--to", optarg, &to, &err) < 0)
                 return wv_cli_fail(&err);
             break;
         case 'n':
@@ -935,13 +924,11 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
     }
     if ((rc = wv_cli_load_config(&cli, &ctx.cfg, &err)) != 0)
         return wv_cli_fail(&err);
+    if ((rc = wv_cli_repo_exists(ctx.cfg, "--from", from, &err)) < 0 ||
+        (rc = wv_cli_repo_exists(ctx.cfg, "--to", to, &err)) < 0)
+        goto out;
     const wv_repo_config *rfrom = wv_config_repo(ctx.cfg, from);
     const wv_repo_config *rto = wv_config_repo(ctx.cfg, to);
-    if (!rfrom || !rto) {
-        rc = wv_err_set(&err, WV_EUSAGE, "%s %d: no [repo%d] in %s", rfrom ? "--to" : "--from",
-                        rfrom ? to : from, rfrom ? to : from, ctx.cfg->file);
-        goto out;
-    }
     if ((rc = wv_repo_open(rfrom, &ctx.from, &err)) < 0 ||
         (rc = wv_repo_open(rto, &ctx.to, &err)) < 0)
         goto out;

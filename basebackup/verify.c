@@ -623,17 +623,10 @@ int wv_bbcmd_verify(int argc, char **argv, const char *config_path)
             }
             only = optarg;
             break;
-        case 'r': {
-            char *end = NULL;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 1 || v > 1000) {
-                wv_err_set(&err, WV_EUSAGE,
-                           "--repo: \"%s\" is not a repository number (N of [repoN])", optarg);
+        case 'r':
+            if (wv_cli_repo_number("--repo", optarg, &repo_n, &err) < 0)
                 return wv_cli_fail(&err);
-            }
-            repo_n = (int)v;
             break;
-        }
         case 'c':
             cli.config_path = optarg;
             break;
@@ -649,10 +642,8 @@ int wv_bbcmd_verify(int argc, char **argv, const char *config_path)
         return wv_cli_fail(&err);
     if ((rc = wv_cli_load_config(&cli, &cfg, &err)) != 0)
         return wv_cli_fail(&err);
-    if (repo_n && !wv_config_repo(cfg, repo_n)) {
-        rc = wv_err_set(&err, WV_EUSAGE, "--repo %d: no [repo%d] in %s", repo_n, repo_n, cfg->file);
+    if (repo_n && (rc = wv_cli_repo_exists(cfg, "--repo", repo_n, &err)) < 0)
         goto out;
-    }
     if (only && (rc = backup_exists(cfg, repo_n, only, &found, &err)) < 0)
         goto out;
     if (only && !found) {

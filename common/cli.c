@@ -75,6 +75,24 @@ int wv_cli_bad_option(const char *subcommand, char **argv, wv_err *err)
     return wv_err_hint(err, "run \"basebackup %s --help\" for usage", subcommand);
 }
 
+int wv_cli_repo_number(const char *opt, const char *val, int *out, wv_err *err)
+{
+    char *end = NULL;
+    long v = strtol(val, &end, 10);
+    if (!*val || *end || v < 1 || v > 1000)
+        return wv_err_set(err, WV_EUSAGE, "%s: \"%s\" is not a repository number (N of [repoN])",
+                          opt, val);
+    *out = (int)v;
+    return 0;
+}
+
+int wv_cli_repo_exists(const wv_config *cfg, const char *opt, int n, wv_err *err)
+{
+    if (wv_config_repo(cfg, n))
+        return 0;
+    return wv_err_set(err, WV_EUSAGE, "%s %d: no [repo%d] in %s", opt, n, n, cfg->file);
+}
+
 int wv_cli_no_more_args(const char *subcommand, int argc, char **argv, wv_err *err)
 {
     if (optind >= argc)

@@ -35,6 +35,13 @@ int wv_cli_bad_option(const char *subcommand, char **argv, wv_err *err);
 /* After the options: WV_EUSAGE naming the first argument left over, or 0 if there is none. */
 int wv_cli_no_more_args(const char *subcommand, int argc, char **argv, wv_err *err);
 
+/* An option naming a repository ("--repo 2"): N of [repoN], 1..1000, else WV_EUSAGE naming opt and
+ * val. Whether [repoN] exists is wv_cli_repo_exists's question, once the configuration is read. */
+int wv_cli_repo_number(const char *opt, const char *val, int *out, wv_err *err);
+
+/* 0 if cfg has [repoN], else WV_EUSAGE: "OPT N: no [repoN] in FILE". */
+int wv_cli_repo_exists(const wv_config *cfg, const char *opt, int n, wv_err *err);
+
 /* Report err on stderr (error line + hint) and return the exit code for it. */
 int wv_cli_fail(const wv_err *err);
 

@@ -136,3 +136,7 @@ def test_list_empty_repository(pitr):
     assert res.returncode != 0 and "--bogus" in res.stderr
     res = bb(pitr.restorer.wv, repo, "list", "--repo", "7", check=False)
     assert res.returncode != 0 and "no [repo7]" in res.stderr
+    # not a number: refused (it used to be read as 0, "every repository")
+    for bad in ("x", "0", "2x", ""):
+        res = bb(pitr.restorer.wv, repo, "list", "--repo", bad, check=False)
+        assert res.returncode == 2 and "is not a repository number" in res.stderr, (bad, res.stderr)

@@ -137,6 +137,8 @@ def test_bad_to_strings(pitr, target, text):
     (["--name", "x" * 64], "bad --name"),
     (["--tablespace-map", "relative=/x"], "bad --tablespace-map"),
     (["--frobnicate"], "unknown or incomplete option"),
+    (["--repo", "2x"], "--repo: \"2x\" is not a repository number"),
+    (["--repo", "7"], r"--repo 7: no \[repo7\] in "),
 ])
 def test_bad_arguments(pitr, target, args, needle):
     refused(restore_into(pitr, target, *args), needle)
