@@ -56,6 +56,23 @@ def take_backup(wv, repo, pg, *args):
     return m.group(1)
 
 
+def finish_module(restorer, pg, d, ok):
+    """The end of a module fixture: the restored servers stopped (with their logs printed when the
+    setup failed), the primary's log printed likewise and its server stopped, the directory removed
+    (kept with WALVAULT_KEEP=1)."""
+    restorer.cleanup(dump=not ok)
+    if not ok:
+        print("\n----- primary log -----\n%s" % pg.log()[-20000:])
+    pg.cleanup()
+    if not os.environ.get("WALVAULT_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def iso(t):
+    """A time as an ISO 8601 UTC string with microseconds, the form --to accepts."""
+    return utc(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def ts_of(dt):
     """A timezone-aware datetime as float seconds since the epoch."""
     return dt.timestamp()
@@ -222,12 +239,7 @@ def pitr(basetemp, wv):
         ok = True
         yield s
     finally:
-        s.restorer.cleanup(dump=not ok)
-        if not ok:
-            print("\n----- primary log -----\n%s" % pg.log()[-20000:])
-        pg.cleanup()
-        if not os.environ.get("WALVAULT_KEEP"):
-            shutil.rmtree(d, ignore_errors=True)
+        finish_module(s.restorer, pg, d, ok)
 
 
 def between(s, k):

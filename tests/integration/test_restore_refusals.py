@@ -17,7 +17,7 @@ import time
 import pytest
 
 from test_restore_pitr import (Restorer, amcheck, assert_nothing_written, bb, between,
-                               expect_upto, parse_wv_time, pitr, utc)  # noqa: F401 (fixture)
+                               expect_upto, iso, parse_wv_time, pitr)  # noqa: F401 (fixture)
 from utils import make_pg_dir, run, tree_files, wait_until
 
 
@@ -37,10 +37,6 @@ def refused(res, *needles):
 def restore_into(pitr, target_dir, *args, repo=None, env=None):
     return bb(pitr.restorer.wv, repo or pitr.repo, "restore", "--pgdata", target_dir, *args,
               check=False, env=env)
-
-
-def iso(t):
-    return utc(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @pytest.fixture

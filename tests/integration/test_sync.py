@@ -18,7 +18,8 @@ import shutil
 
 import pytest
 
-from test_restore_pitr import Restorer, bb, commit_batch, connstr, module_dir, take_backup
+from test_restore_pitr import (Restorer, bb, commit_batch, finish_module, module_dir,
+                               take_backup)
 from utils import (OBJ_HEADER, Postgres, chown_pg, flip_byte, make_pg_dir, read_bytes, run,
                    tree_files, wait_until)
 
@@ -120,12 +121,7 @@ def outage(basetemp, wv):
         ok = True
         yield s
     finally:
-        s.restorer.cleanup(dump=not ok)
-        if not ok:
-            print("\n----- primary log -----\n%s" % pg.log()[-20000:])
-        pg.cleanup()
-        if not os.environ.get("WALVAULT_KEEP"):
-            shutil.rmtree(d, ignore_errors=True)
+        finish_module(s.restorer, pg, d, ok)
 
 
 def test_outage_is_visible_and_nothing_lost_in_repo1(outage):

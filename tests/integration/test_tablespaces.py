@@ -9,13 +9,12 @@ naming no tablespace of the backup is refused.
 """
 
 import os
-import shutil
 import time
 
 import pytest
 
 from test_restore_pitr import (Restorer, amcheck, assert_nothing_written, bb, commit_batch,
-                               module_dir, primary_conf, take_backup, utc)
+                               finish_module, iso, module_dir, primary_conf, take_backup)
 from utils import Postgres, Repo, make_pg_dir, tree_files
 
 
@@ -55,16 +54,7 @@ def ts(basetemp, wv):
         ok = True
         yield s
     finally:
-        s.restorer.cleanup(dump=not ok)
-        if not ok:
-            print("\n----- primary log -----\n%s" % p.log()[-20000:])
-        p.cleanup()
-        if not os.environ.get("WALVAULT_KEEP"):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def iso(t):
-    return utc(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        finish_module(s.restorer, p, d, ok)
 
 
 def check_restored(pg, s, loc):

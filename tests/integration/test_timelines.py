@@ -14,13 +14,13 @@ timeline is refused.
 import json
 import os
 import re
-import shutil
 import time
 
 import pytest
 
-from test_restore_pitr import (Restorer, batches_in, bb, commit_batch, last_commit_time,
-                               module_dir, parse_wv_time, primary_conf, take_backup, utc)
+from test_restore_pitr import (Restorer, batches_in, bb, commit_batch, finish_module, iso,
+                               last_commit_time, module_dir, parse_wv_time, primary_conf,
+                               take_backup)
 from utils import Postgres, Repo
 
 
@@ -77,16 +77,7 @@ def tl(basetemp, wv):
         ok = True
         yield s
     finally:
-        s.restorer.cleanup(dump=not ok)
-        if not ok:
-            print("\n----- primary log -----\n%s" % p.log()[-20000:])
-        p.cleanup()
-        if not os.environ.get("WALVAULT_KEEP"):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def iso(t):
-    return utc(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        finish_module(s.restorer, p, d, ok)
 
 
 def out_of(pg):
