@@ -362,6 +362,19 @@ static int rp_valid(wv_buf *b)
     return 1;
 }
 
+/* The outcome of making j's object visible in the target (rc of the commit): written meanwhile
+ * (a wal-push running now) is compared, identical being fine; another failure is named. */
+static int committed(job *j, int rc, uint64_t bytes, wv_err *err)
+{
+    if (rc == WV_EEXIST)
+        return compare(j, err);
+    if (rc < 0)
+        return name_err(err, to_name(j->ctx), j->key);
+    j->result = OUT_COPIED;
+    j->bytes = bytes;
+    return 0;
+}
+
 static int copy_plain(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
@@ -376,18 +389,10 @@ static int copy_plain(job *j, wv_err *err)
                         j->key);
         goto out;
     }
-    rc =
-        wv_storage_put_all(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data, b.len, err);
-    if (rc == WV_EEXIST) {
-        rc = compare(j, err);
-        goto out;
-    }
-    if (rc < 0) {
-        name_err(err, to_name(c), j->key);
-        goto out;
-    }
-    j->result = OUT_COPIED;
-    j->bytes = b.len;
+    rc = committed(j,
+                   wv_storage_put_all(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data,
+                                      b.len, err),
+                   b.len, err);
 out:
     wv_buf_free(&b);
     return rc;
@@ -447,19 +452,9 @@ static int copy_verified(job *j, wv_err *err)
         sink = NULL;
         goto out;
     }
-    rc = wv_sink_commit(sink, err);
+    wv_sink *done = sink;
     sink = NULL;
-    if (rc == WV_EEXIST) {
-        /* Written meanwhile (a wal-push running now): identical is fine. */
-        rc = compare(j, err);
-        goto out;
-    }
-    if (rc < 0) {
-        name_err(err, to_name(c), j->key);
-        goto out;
-    }
-    j->result = OUT_COPIED;
-    j->bytes = tee.bytes;
+    rc = committed(j, wv_sink_commit(done, err), tee.bytes, err);
 out:
     wv_sink_abort(sink);
     wv_source_close(src);
