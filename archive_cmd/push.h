@@ -8,8 +8,8 @@
 #ifndef WALVAULT_ARCHIVE_PUSH_H
 #define WALVAULT_ARCHIVE_PUSH_H
 
-#include "config.h"
-#include "error.h"
+#include "core/config.h"
+#include "core/error.h"
 
 int wv_push_file(const wv_config *cfg, const char *path, wv_err *err);
 

@@ -16,13 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "fileio.h"
-#include "log.h"
-#include "object.h"
-#include "repo.h"
-#include "walname.h"
-#include "walreader.h"
+#include "core/buf.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "pipeline/object.h"
+#include "repo/repo.h"
+#include "pg/walname.h"
+#include "pg/walreader.h"
 
 /* PostgreSQL's XLogLongPageHeaderData: the first 40 bytes of every segment. */
 #define XLP_LONG_HEADER 0x0002

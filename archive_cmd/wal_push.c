@@ -1,9 +1,9 @@
 /* wal_push.c - PostgreSQL's archive_command: wal-push [-c FILE] WAL_PATH */
 #include <stdlib.h>
 
-#include "cli.h"
-#include "config.h"
-#include "log.h"
+#include "core/cli.h"
+#include "core/config.h"
+#include "core/log.h"
 #include "push.h"
 
 static const char usage[] =

@@ -27,20 +27,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
+#include "core/buf.h"
 #include "commands.h"
-#include "config.h"
-#include "error.h"
-#include "filter.h"
-#include "log.h"
-#include "manifest.h"
-#include "object.h"
-#include "parallel.h"
-#include "pgrepl.h"
-#include "repo.h"
-#include "storage.h"
-#include "tar.h"
-#include "walname.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "pipeline/filter.h"
+#include "core/log.h"
+#include "repo/manifest.h"
+#include "pipeline/object.h"
+#include "core/parallel.h"
+#include "pg/replication.h"
+#include "repo/repo.h"
+#include "storage/storage.h"
+#include "pipeline/tar.h"
+#include "pg/walname.h"
 
 #define CHUNK (256 * 1024)
 #define CHAN_SLOTS 4

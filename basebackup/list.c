@@ -8,17 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "archive.h"
-#include "backupset.h"
-#include "buf.h"
-#include "cli.h"
+#include "repo/walarchive.h"
+#include "repo/backupset.h"
+#include "core/buf.h"
+#include "core/cli.h"
 #include "commands.h"
-#include "config.h"
-#include "log.h"
-#include "recovery.h"
-#include "repo.h"
-#include "timeparse.h"
-#include "walname.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "repo/recovery.h"
+#include "repo/repo.h"
+#include "core/timeparse.h"
+#include "pg/walname.h"
 
 static const char usage[] =
     "usage: basebackup [-c FILE] list [--json] [--repo N]\n"

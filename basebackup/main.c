@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "commands.h"
-#include "error.h"
-#include "log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 /* One row per subcommand. */
 static const wv_bbcmd commands[] = {

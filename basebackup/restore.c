@@ -27,22 +27,22 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "archive.h"
-#include "backupset.h"
-#include "buf.h"
-#include "bundle.h"
-#include "cli.h"
+#include "repo/walarchive.h"
+#include "repo/backupset.h"
+#include "core/buf.h"
+#include "repo/bundle.h"
+#include "core/cli.h"
 #include "commands.h"
-#include "config.h"
-#include "fileio.h"
-#include "filter.h"
-#include "log.h"
-#include "manifest.h"
-#include "parallel.h"
-#include "recovery.h"
-#include "repo.h"
-#include "timeparse.h"
-#include "walname.h"
+#include "core/config.h"
+#include "core/fileio.h"
+#include "pipeline/filter.h"
+#include "core/log.h"
+#include "repo/manifest.h"
+#include "core/parallel.h"
+#include "repo/recovery.h"
+#include "repo/repo.h"
+#include "core/timeparse.h"
+#include "pg/walname.h"
 
 #define MAX_TS_MAP 32
 

@@ -24,20 +24,20 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
-#include "bundle.h"
-#include "cli.h"
+#include "core/buf.h"
+#include "repo/bundle.h"
+#include "core/cli.h"
 #include "commands.h"
-#include "config.h"
-#include "error.h"
-#include "filter.h"
-#include "log.h"
-#include "manifest.h"
-#include "object.h"
-#include "parallel.h"
-#include "repo.h"
-#include "storage.h"
-#include "walname.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "pipeline/filter.h"
+#include "core/log.h"
+#include "repo/manifest.h"
+#include "pipeline/object.h"
+#include "core/parallel.h"
+#include "repo/repo.h"
+#include "storage/storage.h"
+#include "pg/walname.h"
 
 #define RP_MAX (1024 * 1024) /* a restore point object is a few lines */
 

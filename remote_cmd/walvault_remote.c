@@ -21,10 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "log.h"
-#include "remoteproto.h"
-#include "storage_driver.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "storage/remoteproto.h"
+#include "storage/driver.h"
 
 /* Set by SIGTERM/SIGHUP: the read loop stops and an open write is aborted. */
 static volatile sig_atomic_t g_stop;

@@ -15,11 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "config.h"
-#include "log.h"
-#include "repo.h"
-#include "walname.h"
+#include "core/cli.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "repo/repo.h"
+#include "pg/walname.h"
 
 #define WV_FETCH_EXIT_NOTFOUND 1
 #define WV_FETCH_EXIT_ABORT 128

@@ -17,7 +17,7 @@ import pytest
 from ssh_server import ROOT, remote_helper, ssh_server  # noqa: F401 - fixtures
 from utils import chown_pg, free_port, make_pg_dir, read_bytes, run, wait_until
 
-# Frames of common/remoteproto.h.
+# Frames of common/storage/remoteproto.h.
 HELLO, PUT, DATA, COMMIT, ABORT, GET, STAT, LIST, REMOVE, FLUSH = range(1, 11)
 HELLO_OK, OK, ERROR, STAT_OK, ENTRY, END = range(0x81, 0x87)
 PROTO = 1

@@ -1,6 +1,6 @@
 /*
  * storage_check.c - a conformance check of one storage driver against the contract in
- * common/storage_driver.h, run against a live repository:
+ * common/storage/driver.h, run against a live repository:
  *     wv-storage-check -c CONF --repo N [--prefix P] [--large-mb M] [--many K]
  * Every object it writes lives under PREFIX (default "conformance/<pid>/") and is removed at the
  * end. Prints "ok - NAME" or "not ok - NAME: WHY" per check and a closing "N passed, M failed".
@@ -10,12 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "cli.h"
-#include "config.h"
-#include "filter.h"
-#include "log.h"
-#include "storage.h"
+#include "core/buf.h"
+#include "core/cli.h"
+#include "core/config.h"
+#include "pipeline/filter.h"
+#include "core/log.h"
+#include "storage/storage.h"
 
 static int passed, failed;
 

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "buf.h"
-#include "storage_driver.h"
+#include "core/buf.h"
+#include "storage/driver.h"
 
 /* --- in-memory sink and source (real implementations of the driver interface) ----------------- */
 

@@ -7,7 +7,7 @@
 
 #include <stdlib.h>
 
-#include "filter.h"
+#include "pipeline/filter.h"
 
 /* --- a terminal that keeps what it gets and records piece sizes --------------------------------
  */

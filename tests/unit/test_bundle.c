@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "bundle.h"
-#include "object.h"
+#include "repo/bundle.h"
+#include "pipeline/object.h"
 
 #include "memio.h"
 

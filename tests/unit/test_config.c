@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "error.h"
+#include "core/config.h"
+#include "core/error.h"
 
 #define POSIX_REPO "[repo1]\ntype = posix\npath = /r\n"
 

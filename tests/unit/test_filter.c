@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "filter.h"
+#include "pipeline/filter.h"
 
 #define MIB (1024 * 1024)
 

@@ -10,9 +10,9 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "buf.h"
-#include "filter.h"
-#include "manifest.h"
+#include "core/buf.h"
+#include "pipeline/filter.h"
+#include "repo/manifest.h"
 
 static const char *const weird_label = "nightly run 100% = \"ok\"\n\ttab \xc3\xa9t\xc3\xa9";
 

@@ -13,8 +13,8 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "object.h"
-#include "storage_driver.h"
+#include "pipeline/object.h"
+#include "storage/driver.h"
 
 #define MIB (1024 * 1024)
 

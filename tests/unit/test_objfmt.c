@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "objfmt.h"
+#include "pipeline/objfmt.h"
 
 static uint32_t le32(const uint8_t *p)
 {

@@ -17,10 +17,10 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "remoteproto.h"
-#include "storage.h"
-#include "storage_driver.h"
+#include "core/buf.h"
+#include "storage/remoteproto.h"
+#include "storage/storage.h"
+#include "storage/driver.h"
 
 /* ---- frames --------------------------------------------------------------------------------- */
 

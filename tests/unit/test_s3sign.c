@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "error.h"
-#include "s3sign.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "storage/s3/sign.h"
 
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define SUITE_KEY    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "tar.h"
+#include "core/buf.h"
+#include "pipeline/tar.h"
 
 /* ---- archive builder ------------------------------------------------------------------------ */
 

@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "error.h"
-#include "timeparse.h"
+#include "core/error.h"
+#include "core/timeparse.h"
 
 #define US  INT64_C(1000000)
 #define NOW INT64_C(1795600800) /* 2026-11-25 10:00:00 UTC */

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "error.h"
-#include "walname.h"
+#include "core/error.h"
+#include "pg/walname.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)

@@ -16,10 +16,10 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "buf.h"
-#include "error.h"
-#include "filter.h"
-#include "walreader.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "pipeline/filter.h"
+#include "pg/walreader.h"
 
 #define MiB         (UINT64_C(1) << 20)
 #define PG_EPOCH_US (946684800LL * 1000000LL)

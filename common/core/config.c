@@ -1,0 +1,870 @@
+/*
+ * config.c - walvault.conf loader.
+ *
+ * inih does the tokenising; this file feeds it through its own line reader so that every message
+ * can name the line: the reader counts lines, tracks section headers (which inih does not report
+ * for empty sections) and rejects indented continuation lines, and the key handler validates each
+ * key as it arrives. A repository's keys depend on its type, which may come after them, so the
+ * keys of a section are checked against the type as soon as the type is known, and required keys
+ * are checked when the section ends. The first error stops the parse.
+ */
+#include "core/config.h"
+
+#include "core/buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define T_POSIX (1u << WV_REPO_POSIX)
+#define T_S3    (1u << WV_REPO_S3)
+#define T_SSH   (1u << WV_REPO_SSH)
+
+enum global_key {
+    GK_COMPRESS,
+    GK_COMPRESS_LEVEL,
+    GK_PROCESS_MAX,
+    GK_LOG_LEVEL,
+    GK_ARCHIVE_TIMEOUT,
+    GK_COUNT
+};
+
+static const char *const global_keys[GK_COUNT] = {
+    [GK_COMPRESS] = "compress",
+    [GK_COMPRESS_LEVEL] = "compress_level",
+    [GK_PROCESS_MAX] = "process_max",
+    [GK_LOG_LEVEL] = "log_level",
+    [GK_ARCHIVE_TIMEOUT] = "archive_timeout",
+};
+
+enum repo_key {
+    RK_TYPE,
+    RK_PATH,
+    RK_ENDPOINT,
+    RK_REGION,
+    RK_BUCKET,
+    RK_PREFIX,
+    RK_URI_STYLE,
+    RK_CA_FILE,
+    RK_ACCESS_KEY_ID,
+    RK_SECRET_FILE,
+    RK_HOST,
+    RK_USER,
+    RK_PORT,
+    RK_SSH_COMMAND,
+    RK_IDENTITY_FILE,
+    RK_KNOWN_HOSTS,
+    RK_REMOTE_COMMAND,
+    RK_COUNT
+};
+
+static const struct {
+    const char *name;
+    unsigned types; /* the repository types that accept the key */
+} repo_keys[RK_COUNT] = {
+    [RK_TYPE] = {"type", T_POSIX | T_S3 | T_SSH},
+    [RK_PATH] = {"path", T_POSIX | T_SSH},
+    [RK_ENDPOINT] = {"endpoint", T_S3},
+    [RK_REGION] = {"region", T_S3},
+    [RK_BUCKET] = {"bucket", T_S3},
+    [RK_PREFIX] = {"prefix", T_S3},
+    [RK_URI_STYLE] = {"uri_style", T_S3},
+    [RK_CA_FILE] = {"ca_file", T_S3},
+    [RK_ACCESS_KEY_ID] = {"access_key_id", T_S3},
+    [RK_SECRET_FILE] = {"secret_access_key_file", T_S3},
+    [RK_HOST] = {"host", T_SSH},
+    [RK_USER] = {"user", T_SSH},
+    [RK_PORT] = {"port", T_SSH},
+    [RK_SSH_COMMAND] = {"ssh_command", T_SSH},
+    [RK_IDENTITY_FILE] = {"identity_file", T_SSH},
+    [RK_KNOWN_HOSTS] = {"known_hosts", T_SSH},
+    [RK_REMOTE_COMMAND] = {"remote_command", T_SSH},
+};
+
+static const char *const type_names[] = {
+    [WV_REPO_POSIX] = "posix", [WV_REPO_S3] = "s3", [WV_REPO_SSH] = "ssh"};
+
+/* What a section of each type must contain, in the order they are reported. */
+static const struct {
+    wv_repo_type type;
+    enum repo_key key;
+    const char *why;
+} required_keys[] = {
+    {WV_REPO_POSIX, RK_PATH, "a posix repository needs an absolute path"},
+    {WV_REPO_S3, RK_ENDPOINT, "an s3 repository needs an http:// or https:// endpoint URL"},
+    {WV_REPO_S3, RK_REGION, "an s3 repository needs a region (e.g. us-east-1)"},
+    {WV_REPO_S3, RK_BUCKET, "an s3 repository needs a bucket name"},
+    {WV_REPO_SSH, RK_HOST, "an ssh repository needs the backup server's host name"},
+    {WV_REPO_SSH, RK_PATH, "an ssh repository needs an absolute path on the backup server"},
+};
+
+enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_REPO };
+
+typedef struct parse_state {
+    const char *name; /* file name in messages */
+    const char *str;  /* source: a string ... */
+    FILE *fp;         /* ... or a file */
+    int read_errno;
+
+    int lineno;    /* lines read so far: the line inih is working on */
+    bool prev_key; /* the last non-comment line of this section was a key */
+
+    enum section_kind sec;
+    int repo_idx;    /* 0-based index of the current [repoN] */
+    int global_line; /* line of [global], 0 if not seen */
+    int global_key_line[GK_COUNT];
+    int repo_line[WV_MAX_REPOS];
+    int repo_key_line[WV_MAX_REPOS][RK_COUNT];
+
+    wv_config *cfg; /* repos[] indexed by N-1 until the parse ends */
+    bool failed;
+    int err_line;
+    wv_err err;
+} parse_state;
+
+static void failv(parse_state *ps, int line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void failv(parse_state *ps, int line, const char *fmt, va_list ap)
+{
+    char msg[WV_ERR_MSG_MAX];
+    if (ps->failed)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    ps->failed = true;
+    ps->err_line = line;
+    if (line > 0)
+        wv_err_set(&ps->err, WV_ECONFIG, "%s:%d: %s", ps->name, line, msg);
+    else
+        wv_err_set(&ps->err, WV_ECONFIG, "%s: %s", ps->name, msg);
+}
+
+static bool fail(parse_state *ps, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record the first error; later ones are dropped. Always returns false. */
+static bool fail(parse_state *ps, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    failv(ps, line, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static void hint(parse_state *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void hint(parse_state *ps, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ps->err.hint, sizeof(ps->err.hint), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- values ---- */
+
+/* A decimal integer in [lo, hi], digits only. */
+static bool parse_int(const char *s, long lo, long hi, int *out)
+{
+    long v = 0;
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (*s - '0');
+        if (v > hi)
+            return false;
+    }
+    if (v < lo)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool has_space_or_ctrl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* An absolute path, trailing slashes removed (except for "/" itself). */
+static char *abs_path(const char *v)
+{
+    if (v[0] != '/')
+        return NULL;
+    size_t n = strlen(v);
+    while (n > 1 && v[n - 1] == '/')
+        n--;
+    return wv_xstrndup(v, n);
+}
+
+static char *url(const char *v)
+{
+    size_t skip;
+    if (strncmp(v, "https://", 8) == 0)
+        skip = 8;
+    else if (strncmp(v, "http://", 7) == 0)
+        skip = 7;
+    else
+        return NULL;
+    if (!v[skip] || v[skip] == '/' || has_space_or_ctrl(v))
+        return NULL;
+    size_t n = strlen(v);
+    while (n > skip && v[n - 1] == '/')
+        n--;
+    return wv_xstrndup(v, n);
+}
+
+/* A word: non-empty, no blanks or control characters, and (for host names and users passed to
+ * ssh) not starting with '-', which ssh would read as an option. */
+static char *word(const char *v, bool no_dash)
+{
+    if (!*v || has_space_or_ctrl(v) || (no_dash && v[0] == '-'))
+        return NULL;
+    return wv_xstrdup(v);
+}
+
+/* ---- sections ---- */
+
+static const char *section_name(parse_state *ps, char *buf, size_t len)
+{
+    if (ps->sec == SEC_GLOBAL)
+        return "global";
+    snprintf(buf, len, "repo%d", ps->repo_idx + 1);
+    return buf;
+}
+
+static void end_section(parse_state *ps)
+{
+    if (ps->failed || ps->sec != SEC_REPO)
+        return;
+    wv_repo_config *r = &ps->cfg->repos[ps->repo_idx];
+    const int *lines = ps->repo_key_line[ps->repo_idx];
+    int sline = ps->repo_line[ps->repo_idx];
+    if (!lines[RK_TYPE]) {
+        fail(ps, sline, "[%s] has no \"type\": set type = posix, s3 or ssh", r->name);
+        hint(ps, "for a local directory: type = posix and path = /abs/path/to/repo");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(required_keys) / sizeof(required_keys[0]); i++) {
+        if (required_keys[i].type == r->type && !lines[required_keys[i].key]) {
+            fail(ps, sline, "[%s] has no \"%s\": %s", r->name, repo_keys[required_keys[i].key].name,
+                 required_keys[i].why);
+            return;
+        }
+    }
+}
+
+static bool is_comment_start(char c)
+{
+    return c == ';' || c == '#';
+}
+
+/* A section header line "[name]": checks the name and starts the section. */
+static void begin_section(parse_state *ps, const char *name, size_t len)
+{
+    int line = ps->lineno;
+    end_section(ps);
+    if (ps->failed)
+        return;
+    ps->prev_key = false;
+    if (len == 6 && memcmp(name, "global", 6) == 0) {
+        if (ps->global_line) {
+            fail(ps, line, "duplicate section [global] (first on line %d)", ps->global_line);
+            return;
+        }
+        ps->sec = SEC_GLOBAL;
+        ps->global_line = line;
+        return;
+    }
+    if (len == 5 && memcmp(name, "repo", 4) == 0 && name[4] >= '1' &&
+        name[4] <= '0' + WV_MAX_REPOS) {
+        int idx = name[4] - '1';
+        if (ps->repo_line[idx]) {
+            fail(ps, line, "duplicate section [%.*s] (first on line %d)", (int)len, name,
+                 ps->repo_line[idx]);
+            return;
+        }
+        ps->sec = SEC_REPO;
+        ps->repo_idx = idx;
+        ps->repo_line[idx] = line;
+        wv_repo_config *r = &ps->cfg->repos[idx];
+        r->index = idx + 1;
+        snprintf(r->name, sizeof(r->name), "repo%d", idx + 1);
+        return;
+    }
+    fail(ps, line, "unknown section [%.*s]: expected [global] or [repo1] .. [repo%d]",
+         (int)(len > 64 ? 64 : len), name, WV_MAX_REPOS);
+}
+
+/* ---- the line reader inih calls ---- */
+
+static int next_char(parse_state *ps)
+{
+    if (ps->fp) {
+        int c = getc(ps->fp);
+        if (c == EOF && ferror(ps->fp))
+            ps->read_errno = errno ? errno : EIO;
+        return c;
+    }
+    if (!*ps->str)
+        return EOF;
+    return (unsigned char)*ps->str++;
+}
+
+static char *reader(char *str, int num, void *stream)
+{
+    parse_state *ps = stream;
+    int i = 0, c = EOF;
+    bool too_long = false;
+
+    if (ps->failed || num < 3)
+        return NULL;
+    while ((c = next_char(ps)) != EOF) {
+        if (i < num - 1)
+            str[i++] = (char)c;
+        else
+            too_long = true;
+        if (c == '\n')
+            break;
+    }
+    if (i == 0 && c == EOF)
+        return NULL;
+    str[i] = '\0';
+    ps->lineno++;
+    if (too_long || (i == num - 1 && str[i - 1] != '\n' && c != EOF)) {
+        fail(ps, ps->lineno, "line is too long (at most %d characters)", num - 2);
+        return NULL;
+    }
+
+    const char *p = str;
+    if (ps->lineno == 1 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3;
+    bool indented = *p == ' ' || *p == '\t';
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (!*p || *p == '\n' || *p == '\r' || is_comment_start(*p))
+        return str;
+    if (indented && ps->prev_key) {
+        /* inih would append it to the previous key's value */
+        char sname[16];
+        fail(ps, ps->lineno,
+             "unexpected indented line in [%s]: a value must fit on one line and "
+             "a key must not be indented after another key",
+             section_name(ps, sname, sizeof(sname)));
+        return NULL;
+    }
+    if (*p == '[') {
+        const char *end = strchr(p + 1, ']');
+        if (!end)
+            return str; /* inih reports the syntax error */
+        const char *q = end + 1;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q && *q != '\n' && *q != '\r' && !is_comment_start(*q)) {
+            fail(ps, ps->lineno, "unexpected text after section header [%.*s]",
+                 (int)(end - p - 1 > 64 ? 64 : end - p - 1), p + 1);
+            return NULL;
+        }
+        begin_section(ps, p + 1, (size_t)(end - p - 1));
+        if (ps->failed)
+            return NULL;
+    }
+    return str;
+}
+
+/* ---- keys ---- */
+
+static void global_key(parse_state *ps, const char *key, const char *value)
+{
+    wv_config *cfg = ps->cfg;
+    int line = ps->lineno;
+    int k;
+    for (k = 0; k < GK_COUNT; k++)
+        if (strcmp(key, global_keys[k]) == 0)
+            break;
+    if (k == GK_COUNT) {
+        fail(ps, line, "unknown key \"%s\" in [global]", key);
+        hint(ps, "[global] accepts compress, compress_level, process_max, log_level and "
+                 "archive_timeout");
+        return;
+    }
+    if (ps->global_key_line[k]) {
+        fail(ps, line, "duplicate key \"%s\" in [global] (first set on line %d)", key,
+             ps->global_key_line[k]);
+        return;
+    }
+    ps->global_key_line[k] = line;
+
+    const char *expected = NULL;
+    switch ((enum global_key)k) {
+    case GK_COMPRESS:
+        if (strcmp(value, "lz4") == 0)
+            cfg->compress = WV_COMPRESS_LZ4;
+        else if (strcmp(value, "none") == 0)
+            cfg->compress = WV_COMPRESS_NONE;
+        else
+            expected = "lz4 or none";
+        break;
+    case GK_COMPRESS_LEVEL:
+        if (!parse_int(value, 1, 12, &cfg->compress_level))
+            expected = "an integer from 1 to 12";
+        break;
+    case GK_PROCESS_MAX:
+        if (!parse_int(value, 1, 64, &cfg->process_max))
+            expected = "an integer from 1 to 64";
+        break;
+    case GK_LOG_LEVEL:
+        if (wv_log_level_parse(value, &cfg->log_level) != 0)
+            expected = "error, warn, info or debug";
+        break;
+    case GK_ARCHIVE_TIMEOUT:
+        if (!parse_int(value, 1, 86400, &cfg->archive_timeout))
+            expected = "a number of seconds from 1 to 86400";
+        break;
+    case GK_COUNT:
+        break;
+    }
+    if (expected)
+        fail(ps, line, "bad value \"%s\" for key \"%s\" in [global]: expected %s", value, key,
+             expected);
+}
+
+static void set_str(char **field, char *v)
+{
+    free(*field);
+    *field = v;
+}
+
+static void not_for_type(parse_state *ps, int line, const char *key, const wv_repo_config *r)
+{
+    fail(ps, line, "key \"%s\" is not valid for a repository of type %s in [%s]", key,
+         type_names[r->type], r->name);
+}
+
+static void repo_key(parse_state *ps, const char *key, const char *value)
+{
+    wv_repo_config *r = &ps->cfg->repos[ps->repo_idx];
+    int *lines = ps->repo_key_line[ps->repo_idx];
+    int line = ps->lineno;
+    int k;
+    for (k = 0; k < RK_COUNT; k++)
+        if (strcmp(key, repo_keys[k].name) == 0)
+            break;
+    if (k == RK_COUNT) {
+        if (strcmp(key, "secret_access_key") == 0 || strcmp(key, "password") == 0) {
+            fail(ps, line,
+                 "key \"%s\" is not accepted in [%s]: secrets are never written in "
+                 "the configuration file",
+                 key, r->name);
+            hint(ps, "put the secret alone in a file readable only by its owner (chmod 600) and "
+                     "name it with secret_access_key_file");
+            return;
+        }
+        fail(ps, line, "unknown key \"%s\" in [%s]", key, r->name);
+        if (!lines[RK_TYPE] || r->type == WV_REPO_S3)
+            hint(ps, "repository keys: type; posix: path; s3: endpoint, region, bucket, prefix, "
+                     "uri_style, ca_file, access_key_id, secret_access_key_file; ssh: host, user, "
+                     "port, path, ssh_command, identity_file, known_hosts, remote_command");
+        else if (r->type == WV_REPO_POSIX)
+            hint(ps, "a posix repository accepts type and path");
+        else
+            hint(ps, "an ssh repository accepts type, host, user, port, path, ssh_command, "
+                     "identity_file, known_hosts and remote_command");
+        return;
+    }
+    if (lines[k]) {
+        fail(ps, line, "duplicate key \"%s\" in [%s] (first set on line %d)", key, r->name,
+             lines[k]);
+        return;
+    }
+    if (lines[RK_TYPE] && !(repo_keys[k].types & (1u << r->type))) {
+        not_for_type(ps, line, key, r);
+        return;
+    }
+    lines[k] = line;
+
+    const char *expected = NULL;
+    char *v = NULL;
+    switch ((enum repo_key)k) {
+    case RK_TYPE: {
+        int t;
+        for (t = WV_REPO_POSIX; t <= WV_REPO_SSH; t++)
+            if (strcmp(value, type_names[t]) == 0)
+                break;
+        if (t > WV_REPO_SSH) {
+            expected = "posix, s3 or ssh";
+            break;
+        }
+        r->type = (wv_repo_type)t;
+        /* Keys that came before the type: the first one the type does not accept. */
+        int bad = -1;
+        for (int j = 0; j < RK_COUNT; j++)
+            if (lines[j] && !(repo_keys[j].types & (1u << t)) && (bad < 0 || lines[j] < lines[bad]))
+                bad = j;
+        if (bad >= 0)
+            not_for_type(ps, lines[bad], repo_keys[bad].name, r);
+        break;
+    }
+    case RK_PATH:
+        if (!(v = abs_path(value)))
+            expected = "an absolute path";
+        else
+            set_str(&r->path, v);
+        break;
+    case RK_ENDPOINT:
+        if (!(v = url(value)))
+            expected = "an http:// or https:// URL";
+        else
+            set_str(&r->endpoint, v);
+        break;
+    case RK_REGION:
+        if (!(v = word(value, false)))
+            expected = "a region name without blanks";
+        else
+            set_str(&r->region, v);
+        break;
+    case RK_BUCKET:
+        if (strchr(value, '/') || !(v = word(value, false)))
+            expected = "a bucket name without blanks or '/'";
+        else
+            set_str(&r->bucket, v);
+        break;
+    case RK_PREFIX: {
+        size_t b = 0, e = strlen(value);
+        while (value[b] == '/')
+            b++;
+        while (e > b && value[e - 1] == '/')
+            e--;
+        if (has_space_or_ctrl(value))
+            expected = "a key prefix without blanks";
+        else
+            set_str(&r->prefix, wv_xstrndup(value + b, e - b));
+        break;
+    }
+    case RK_URI_STYLE:
+        if (strcmp(value, "path") == 0)
+            r->uri_style_host = 0;
+        else if (strcmp(value, "host") == 0)
+            r->uri_style_host = 1;
+        else
+            expected = "path or host";
+        break;
+    case RK_CA_FILE:
+    case RK_SECRET_FILE:
+    case RK_IDENTITY_FILE:
+    case RK_KNOWN_HOSTS: {
+        char **field = k == RK_CA_FILE         ? &r->ca_file
+                       : k == RK_SECRET_FILE   ? &r->secret_access_key_file
+                       : k == RK_IDENTITY_FILE ? &r->identity_file
+                                               : &r->known_hosts;
+        if (!(v = abs_path(value)) || strcmp(v, "/") == 0) {
+            free(v);
+            expected = "the absolute path of a file";
+        } else {
+            set_str(field, v);
+        }
+        break;
+    }
+    case RK_ACCESS_KEY_ID:
+        if (!(v = word(value, false)))
+            expected = "a key id without blanks";
+        else
+            set_str(&r->access_key_id, v);
+        break;
+    case RK_HOST:
+        if (!(v = word(value, true)) || strchr(v, '@')) {
+            free(v);
+            expected = "a host name (put the user name in \"user\")";
+        } else {
+            set_str(&r->host, v);
+        }
+        break;
+    case RK_USER:
+        if (!(v = word(value, true)) || strchr(v, '@')) {
+            free(v);
+            expected = "a user name";
+        } else {
+            set_str(&r->user, v);
+        }
+        break;
+    case RK_PORT:
+        if (!parse_int(value, 1, 65535, &r->port))
+            expected = "a port number from 1 to 65535";
+        break;
+    case RK_SSH_COMMAND:
+    case RK_REMOTE_COMMAND:
+        if (!*value)
+            expected = "a command";
+        else
+            set_str(k == RK_SSH_COMMAND ? &r->ssh_command : &r->remote_command, wv_xstrdup(value));
+        break;
+    case RK_COUNT:
+        break;
+    }
+    if (expected)
+        fail(ps, line, "bad value \"%s\" for key \"%s\" in [%s]: expected %s", value, key, r->name,
+             expected);
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+    parse_state *ps = user;
+    (void)section; /* the reader tracks sections, with their full names and lines */
+    if (ps->failed)
+        return 0;
+    ps->prev_key = true;
+    if (!value)
+        value = "";
+    switch (ps->sec) {
+    case SEC_NONE:
+        fail(ps, ps->lineno,
+             "key \"%s\" is outside any section: put it under [global] or a "
+             "[repoN] section",
+             key);
+        break;
+    case SEC_GLOBAL:
+        global_key(ps, key, value);
+        break;
+    case SEC_REPO:
+        repo_key(ps, key, value);
+        break;
+    }
+    return !ps->failed;
+}
+
+/* ---- public ---- */
+
+static void repo_free_fields(wv_repo_config *r)
+{
+    free(r->path);
+    free(r->endpoint);
+    free(r->region);
+    free(r->bucket);
+    free(r->prefix);
+    free(r->ca_file);
+    free(r->access_key_id);
+    free(r->secret_access_key_file);
+    free(r->host);
+    free(r->user);
+    free(r->ssh_command);
+    free(r->identity_file);
+    free(r->known_hosts);
+    free(r->remote_command);
+}
+
+void wv_config_free(wv_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (int i = 0; i < WV_MAX_REPOS; i++)
+        repo_free_fields(&cfg->repos[i]);
+    free(cfg->file);
+    free(cfg);
+}
+
+static int default_process_max(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > 8 ? 8 : (int)n;
+}
+
+static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
+{
+    wv_config *cfg = wv_xcalloc(1, sizeof(*cfg));
+    cfg->file = wv_xstrdup(ps->name);
+    cfg->compress = WV_COMPRESS_LZ4;
+    cfg->compress_level = 1;
+    cfg->process_max = default_process_max();
+    cfg->log_level = WV_LOG_INFO;
+    cfg->archive_timeout = 60;
+    ps->cfg = cfg;
+
+    int ret = ini_parse_stream(reader, ps, handler, ps);
+    if (ps->read_errno) {
+        ps->failed = false;
+        wv_err_errno(&ps->err, WV_ECONFIG, ps->read_errno,
+                     "could not read configuration file \"%s\"", ps->name);
+        ps->failed = true;
+        ps->err_line = 0;
+    } else if (ret == -2) {
+        ps->failed = false;
+        fail(ps, 0, "out of memory while parsing");
+    } else if (ret > 0 && (!ps->failed || ret < ps->err_line)) {
+        ps->failed = false;
+        fail(ps, ret, "syntax error: expected \"[section]\", \"key = value\" or a comment");
+    } else {
+        end_section(ps);
+    }
+
+    if (!ps->failed) {
+        int n = 0;
+        for (int i = 0; i < WV_MAX_REPOS; i++) {
+            if (!ps->repo_line[i])
+                continue;
+            wv_repo_config *r = &cfg->repos[i];
+            if (r->type == WV_REPO_SSH) {
+                if (!r->ssh_command)
+                    r->ssh_command = wv_xstrdup("ssh");
+                if (!r->remote_command)
+                    r->remote_command = wv_xstrdup("walvault-remote");
+            }
+            if (r->type == WV_REPO_S3 && !r->prefix)
+                r->prefix = wv_xstrdup("");
+            if (n != i) {
+                cfg->repos[n] = *r;
+                memset(r, 0, sizeof(*r));
+            }
+            n++;
+        }
+        cfg->nrepos = n;
+        if (n == 0) {
+            fail(ps, 0, "no repository configured: add a [repo1] section");
+            hint(ps, "a minimal file has three lines: \"[repo1]\", \"type = posix\" and "
+                     "\"path = /abs/path/to/repo\"");
+        }
+    }
+    if (ps->failed) {
+        wv_config_free(cfg);
+        if (err)
+            *err = ps->err;
+        return ps->err.code;
+    }
+    *out = cfg;
+    if (err)
+        wv_err_clear(err);
+    return 0;
+}
+
+const char *wv_config_path(const char *explicit_path)
+{
+    const char *env;
+    if (explicit_path && *explicit_path)
+        return explicit_path;
+    env = getenv("WALVAULT_CONFIG");
+    if (env && *env)
+        return env;
+    return WV_CONFIG_DEFAULT_PATH;
+}
+
+int wv_config_parse_string(const char *text, const char *name, wv_config **out, wv_err *err)
+{
+    parse_state ps = {.name = name ? name : "(string)", .str = text ? text : ""};
+    return run_parse(&ps, out, err);
+}
+
+int wv_config_load(const char *path, wv_config **out, wv_err *err)
+{
+    struct stat st;
+    if (!path)
+        path = wv_config_path(NULL);
+    FILE *fp = fopen(path, "re");
+    if (!fp) {
+        int e = errno;
+        wv_err_errno(err, WV_ECONFIG, e, "could not open configuration file \"%s\"", path);
+        wv_err_hint(err, e == ENOENT ? "pass -c FILE or set WALVAULT_CONFIG"
+                                     : "check the file's permissions, or pass -c FILE or set "
+                                       "WALVAULT_CONFIG");
+        return WV_ECONFIG;
+    }
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(fp);
+        wv_err_set(err, WV_ECONFIG, "configuration file \"%s\" is not a regular file", path);
+        wv_err_hint(err, "pass -c FILE or set WALVAULT_CONFIG");
+        return WV_ECONFIG;
+    }
+    parse_state ps = {.name = path, .fp = fp};
+    int rc = run_parse(&ps, out, err);
+    fclose(fp);
+    return rc;
+}
+
+const wv_repo_config *wv_config_repo(const wv_config *cfg, int index)
+{
+    for (int i = 0; cfg && i < cfg->nrepos; i++)
+        if (cfg->repos[i].index == index)
+            return &cfg->repos[i];
+    return NULL;
+}
+
+#define SECRET_MAX 4096
+
+int wv_config_read_secret_file(const char *path, char **out, wv_err *err)
+{
+    struct stat st;
+    char buf[SECRET_MAX + 1];
+    size_t len = 0;
+    int rc = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return wv_err_errno(err, WV_ECONFIG, errno, "could not open secret file \"%s\"", path);
+    if (fstat(fd, &st) != 0) {
+        rc = wv_err_errno(err, WV_ECONFIG, errno, "could not stat secret file \"%s\"", path);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = wv_err_set(err, WV_ECONFIG, "secret file \"%s\" is not a regular file", path);
+        goto out;
+    }
+    if (st.st_mode & (S_IRGRP | S_IROTH)) {
+        rc = wv_err_set(err, WV_ECONFIG, "secret file \"%s\" is readable by others: chmod 600 it",
+                        path);
+        goto out;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        rc = wv_err_set(err, WV_ECONFIG, "secret file \"%s\" is writable by others: chmod 600 it",
+                        path);
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = wv_err_errno(err, WV_ECONFIG, errno, "could not read secret file \"%s\"", path);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > SECRET_MAX) {
+            rc = wv_err_set(err, WV_ECONFIG, "secret file \"%s\" is larger than %d bytes", path,
+                            SECRET_MAX);
+            goto out;
+        }
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    if (len == 0) {
+        rc = wv_err_set(err, WV_ECONFIG, "secret file \"%s\" is empty", path);
+        goto out;
+    }
+    if (memchr(buf, '\0', len)) {
+        rc = wv_err_set(err, WV_ECONFIG, "secret file \"%s\" is not a text file", path);
+        goto out;
+    }
+    if (memchr(buf, '\n', len)) {
+        rc = wv_err_set(err, WV_ECONFIG, "secret file \"%s\" holds more than one line", path);
+        wv_err_hint(err, "the file must hold the secret alone, on one line");
+        goto out;
+    }
+    *out = wv_xstrndup(buf, len);
+out:
+    explicit_bzero(buf, sizeof(buf));
+    close(fd);
+    return rc;
+}

@@ -1,0 +1,81 @@
+/*
+ * config.h - walvault.conf: an INI file (inih) with [global] and [repo1]..[repoN].
+ *
+ * Which file: -c/--config FILE, else $WALVAULT_CONFIG, else /etc/walvault/walvault.conf
+ * (wv_config_path). Loading is all-or-nothing: a syntax error, an unknown section or key, a missing
+ * required key or a bad value fails with one line that names file, line and key, e.g.
+ *     /etc/walvault/walvault.conf:12: unknown key "compres" in [global]
+ * Secrets are never read from the command line: only from the environment or from files named here.
+ */
+#ifndef WALVAULT_CORE_CONFIG_H
+#define WALVAULT_CORE_CONFIG_H
+
+#include "core/error.h"
+#include "core/log.h"
+
+#define WV_CONFIG_DEFAULT_PATH "/etc/walvault/walvault.conf"
+#define WV_MAX_REPOS 8
+
+typedef enum wv_repo_type { WV_REPO_POSIX = 1, WV_REPO_S3, WV_REPO_SSH } wv_repo_type;
+typedef enum wv_compress { WV_COMPRESS_NONE = 0, WV_COMPRESS_LZ4 = 1 } wv_compress;
+
+typedef struct wv_repo_config {
+    int index;            /* N of [repoN] */
+    char name[16];        /* "repo1" */
+    wv_repo_type type;
+    char *path;           /* posix, ssh: absolute path of the repository */
+
+    /* s3 */
+    char *endpoint;       /* https://host[:port] or http://... */
+    char *region;
+    char *bucket;
+    char *prefix;         /* key prefix inside the bucket, no leading or trailing slash; may be "" */
+    int uri_style_host;   /* 1 = host style (bucket.endpoint), 0 = path style */
+    char *ca_file;
+    char *access_key_id;
+    char *secret_access_key_file; /* file readable by its owner only */
+
+    /* ssh */
+    char *host;
+    char *user;
+    int port;             /* 0 = ssh's default */
+    char *ssh_command;    /* default "ssh" */
+    char *identity_file;
+    char *known_hosts;
+    char *remote_command; /* the helper on the backup server; default "walvault-remote" */
+} wv_repo_config;
+
+typedef struct wv_config {
+    char *file;                 /* the path it was loaded from */
+    wv_compress compress;       /* [global] compress = lz4 | none (default lz4) */
+    int compress_level;         /* [global] compress_level = 1..12 (default 1) */
+    int process_max;            /* [global] process_max = 1..64 (default: online CPUs, at most 8) */
+    wv_log_level log_level;     /* [global] log_level = error | warn | info | debug (default info) */
+    int archive_timeout;        /* [global] archive_timeout = seconds basebackup waits for WAL (60) */
+    wv_repo_config repos[WV_MAX_REPOS];
+    int nrepos;                 /* repos[] sorted by index; at least one */
+} wv_config;
+
+/* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */
+const char *wv_config_path(const char *explicit_path);
+
+/* Load and validate. On failure *out is untouched and err names file:line and key. */
+int wv_config_load(const char *path, wv_config **out, wv_err *err);
+
+/* Parse from a string (tests); `name` stands for the file name in messages. */
+int wv_config_parse_string(const char *text, const char *name, wv_config **out, wv_err *err);
+
+void wv_config_free(wv_config *cfg);
+
+/* The repository [repoN], or NULL. */
+const wv_repo_config *wv_config_repo(const wv_config *cfg, int index);
+
+/*
+ * Read a secret from a file named in the configuration (e.g. secret_access_key_file): a regular
+ * file, not readable or writable by group or others, at most 4096 bytes, one line (a trailing
+ * newline is stripped), not empty. On success *out is a new string the caller frees (after
+ * clearing it). Messages name the file, never its contents.
+ */
+int wv_config_read_secret_file(const char *path, char **out, wv_err *err);
+
+#endif

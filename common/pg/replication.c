@@ -1,0 +1,401 @@
+/*
+ * pg/replication.c - libpq replication client. BASE_BACKUP uses PostgreSQL 15's protocol: two result sets
+ * (start position; tablespaces), one COPY OUT whose CopyData messages start with a type byte
+ * ('n' new archive: name, location; 'd' data; 'p' progress: int64; 'm' manifest follows), and a
+ * final result set with the end position.
+ */
+#include "pg/replication.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "core/buf.h"
+#include "pg/walname.h"
+
+struct wv_pgconn {
+    PGconn *conn;
+    int version;
+};
+
+/* libpq's message as one line: newlines folded, trailing blanks dropped. */
+static void one_line(const char *in, char *out, size_t outlen)
+{
+    size_t j = 0;
+    for (size_t i = 0; in && in[i] && j + 1 < outlen; i++) {
+        char ch = in[i];
+        if (ch == '\n' || ch == '\r' || ch == '\t') {
+            if (j > 0 && out[j - 1] != ' ' && in[i + 1])
+                out[j++] = ' ';
+            continue;
+        }
+        out[j++] = ch;
+    }
+    while (j > 0 && out[j - 1] == ' ')
+        j--;
+    out[j] = '\0';
+}
+
+static int pg_fail(wv_pgconn *c, wv_err *err, const char *what)
+{
+    char msg[768];
+    one_line(PQerrorMessage(c->conn), msg, sizeof(msg));
+    return wv_err_set(err, WV_EPG, "%s: %s", what, msg[0] ? msg : "no message from the server");
+}
+
+static int res_fail(wv_pgconn *c, PGresult *res, wv_err *err, const char *what)
+{
+    char msg[768];
+    one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(c->conn), msg, sizeof(msg));
+    if (!msg[0])
+        one_line(PQerrorMessage(c->conn), msg, sizeof(msg));
+    return wv_err_set(err, WV_EPG, "%s: %s", what, msg[0] ? msg : "unexpected server response");
+}
+
+int wv_pgrepl_connect(const char *connstr, wv_pgconn **out, wv_err *err)
+{
+    int have_replication = 0;
+    if (connstr && *connstr) {
+        char *perr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(connstr, &perr);
+        if (!opts) {
+            char msg[512];
+            one_line(perr, msg, sizeof(msg));
+            PQfreemem(perr);
+            return wv_err_set(err, WV_EUSAGE, "invalid connection string: %s", msg);
+        }
+        int has_password = 0;
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+            if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+                has_password = 1;
+            if (strcmp(o->keyword, "replication") == 0 && o->val && *o->val)
+                have_replication = 1;
+        }
+        PQconninfoFree(opts);
+        if (has_password) {
+            wv_err_set(err, WV_EUSAGE, "the connection string contains a password");
+            return wv_err_hint(err, "secrets are never accepted on the command line: use "
+                                    "~/.pgpass, PGPASSFILE or a service file");
+        }
+    }
+    const char *keys[4], *vals[4];
+    int n = 0;
+    if (connstr && *connstr) {
+        keys[n] = "dbname";
+        vals[n++] = connstr;
+    }
+    if (!have_replication) {
+        keys[n] = "replication";
+        vals[n++] = "true";
+    }
+    keys[n] = "fallback_application_name";
+    vals[n++] = "walvault";
+    keys[n] = NULL;
+    vals[n] = NULL;
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (!conn)
+        return wv_err_set(err, WV_EPG, "could not connect to the server: out of memory");
+    wv_pgconn *c = wv_xcalloc(1, sizeof(*c));
+    c->conn = conn;
+    if (PQstatus(conn) != CONNECTION_OK) {
+        int rc = pg_fail(c, err, "could not connect to the server");
+        wv_err_hint(err, "check -d, the PG* environment variables and pg_hba.conf (a "
+                         "\"replication\" entry is needed)");
+        wv_pgrepl_close(c);
+        return rc;
+    }
+    c->version = PQserverVersion(conn);
+    if (c->version < WV_PGREPL_MIN_VERSION) {
+        wv_err_set(err, WV_EPG, "PostgreSQL server version %d.%d is not supported: basebackup "
+                   "needs PostgreSQL 15 or newer", c->version / 10000,
+                   c->version >= 100000 ? c->version % 10000 : (c->version / 100) % 100);
+        wv_pgrepl_close(c);
+        return WV_EPG;
+    }
+    *out = c;
+    return 0;
+}
+
+void wv_pgrepl_close(wv_pgconn *c)
+{
+    if (!c)
+        return;
+    PQfinish(c->conn);
+    free(c);
+}
+
+int wv_pgrepl_server_version(const wv_pgconn *c)
+{
+    return c->version;
+}
+
+int wv_pgrepl_identify_system(wv_pgconn *c, wv_pg_system *out, wv_err *err)
+{
+    PGresult *res = PQexec(c->conn, "IDENTIFY_SYSTEM");
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = res_fail(c, res, err, "IDENTIFY_SYSTEM failed");
+        goto out;
+    }
+    if (PQntuples(res) != 1 || PQnfields(res) < 3) {
+        rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM returned %d rows and %d fields, expected 1 "
+                        "row with at least 3 fields", PQntuples(res), PQnfields(res));
+        goto out;
+    }
+    char *end;
+    const char *sid = PQgetvalue(res, 0, 0);
+    out->system_id = strtoull(sid, &end, 10);
+    if (!*sid || *end)
+        rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM: bad system identifier \"%s\"", sid);
+    const char *tli = PQgetvalue(res, 0, 1);
+    out->timeline = (uint32_t)strtoul(tli, &end, 10);
+    if (rc == 0 && (!*tli || *end || out->timeline == 0))
+        rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM: bad timeline \"%s\"", tli);
+    if (rc == 0 && wv_lsn_parse(PQgetvalue(res, 0, 2), &out->xlogpos) < 0)
+        rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM: bad position \"%s\"",
+                        PQgetvalue(res, 0, 2));
+out:
+    PQclear(res);
+    return rc;
+}
+
+int wv_pgrepl_show(wv_pgconn *c, const char *name, char *out, size_t outlen, wv_err *err)
+{
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || *p == '_' || (*p >= '0' && *p <= '9')))
+            return wv_err_set(err, WV_EUSAGE, "invalid setting name \"%s\"", name);
+    char *q = wv_xasprintf("SHOW %s", name);
+    PGresult *res = PQexec(c->conn, q);
+    free(q);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 1) {
+        char what[128];
+        snprintf(what, sizeof(what), "SHOW %s failed", name);
+        rc = res_fail(c, res, err, what);
+    } else {
+        snprintf(out, outlen, "%s", PQgetvalue(res, 0, 0));
+    }
+    PQclear(res);
+    return rc;
+}
+
+int wv_pgrepl_wal_segsize(wv_pgconn *c, uint64_t *out, wv_err *err)
+{
+    char v[64];
+    int rc = wv_pgrepl_show(c, "wal_segment_size", v, sizeof(v), err);
+    if (rc < 0)
+        return rc;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    uint64_t mult = 1;
+    if (strcmp(end, "kB") == 0)
+        mult = 1024;
+    else if (strcmp(end, "MB") == 0)
+        mult = 1024 * 1024;
+    else if (strcmp(end, "GB") == 0)
+        mult = 1024 * 1024 * 1024;
+    else if (*end)
+        mult = 0;
+    uint64_t size = (uint64_t)n * mult;
+    if (end == v || !wv_wal_segsize_valid(size))
+        return wv_err_set(err, WV_EPG, "unexpected wal_segment_size \"%s\"", v);
+    *out = size;
+    return 0;
+}
+
+static void free_start(wv_pgrepl_backup_start *s)
+{
+    for (size_t i = 0; i < s->ntablespaces; i++)
+        free(s->tablespaces[i].location);
+    free(s->tablespaces);
+    s->tablespaces = NULL;
+    s->ntablespaces = 0;
+}
+
+static int parse_position(wv_pgconn *c, PGresult *res, const char *what, uint64_t *lsn,
+                          uint32_t *tli, wv_err *err)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return res_fail(c, res, err, what);
+    if (PQntuples(res) != 1 || PQnfields(res) < 2)
+        return wv_err_set(err, WV_EPG, "%s: unexpected result (%d rows, %d fields)", what,
+                          PQntuples(res), PQnfields(res));
+    char *end;
+    const char *t = PQgetvalue(res, 0, 1);
+    unsigned long v = strtoul(t, &end, 10);
+    if (wv_lsn_parse(PQgetvalue(res, 0, 0), lsn) < 0 || !*t || *end || v == 0)
+        return wv_err_set(err, WV_EPG, "%s: bad position \"%s\" timeline \"%s\"", what,
+                          PQgetvalue(res, 0, 0), t);
+    *tli = (uint32_t)v;
+    return 0;
+}
+
+static void append_quoted(wv_buf *b, const char *s)
+{
+    wv_buf_append_str(b, "'");
+    for (; *s; s++) {
+        if (*s == '\'')
+            wv_buf_append_str(b, "'");
+        wv_buf_append(b, s, 1);
+    }
+    wv_buf_append_str(b, "'");
+}
+
+/* Drain results after an abort so the connection can be closed cleanly. */
+static void drain(wv_pgconn *c)
+{
+    PGresult *res;
+    while ((res = PQgetResult(c->conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+        PQclear(res);
+        if (st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
+            break; /* mid-copy: closing the connection is the only way out */
+    }
+}
+
+int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
+                          const wv_pgrepl_backup_cb *cb, void *arg, wv_pgrepl_backup_end *end,
+                          wv_err *err)
+{
+    wv_pgrepl_backup_start s = {0};
+    wv_buf q = WV_BUF_INIT;
+    PGresult *res = NULL;
+    int rc = 0;
+    int in_copy = 0;
+
+    wv_buf_append_str(&q, "BASE_BACKUP ( LABEL ");
+    append_quoted(&q, opts->label ? opts->label : "walvault");
+    if (opts->progress)
+        wv_buf_append_str(&q, ", PROGRESS");
+    wv_buf_printf(&q, ", CHECKPOINT '%s'", opts->fast_checkpoint ? "fast" : "spread");
+    wv_buf_printf(&q, ", WAIT %s", opts->wait ? "true" : "false");
+    if (opts->manifest)
+        /* CRC32C, PostgreSQL's default: SHA-256 there doubles the server's CPU per byte, and
+         * walvault computes the SHA-256 of every file itself; pg_verifybackup checks either. */
+        wv_buf_append_str(&q, ", MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C'");
+    if (opts->max_rate_kb > 0)
+        wv_buf_printf(&q, ", MAX_RATE %d", opts->max_rate_kb);
+    wv_buf_append_str(&q, " )");
+
+    if (!PQsendQuery(c->conn, wv_buf_cstr(&q))) {
+        rc = pg_fail(c, err, "could not send BASE_BACKUP");
+        goto out;
+    }
+    res = PQgetResult(c->conn);
+    if ((rc = parse_position(c, res, "could not start the base backup", &s.start_lsn,
+                             &s.start_tli, err)) < 0)
+        goto out;
+    PQclear(res);
+    res = PQgetResult(c->conn);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) < 3) {
+        rc = res_fail(c, res, err, "could not get the tablespace list of the base backup");
+        goto out;
+    }
+    s.ntablespaces = (size_t)PQntuples(res);
+    s.tablespaces = wv_xcalloc(s.ntablespaces ? s.ntablespaces : 1, sizeof(*s.tablespaces));
+    for (size_t i = 0; i < s.ntablespaces; i++) {
+        wv_pgrepl_tablespace *t = &s.tablespaces[i];
+        int row = (int)i;
+        t->oid = PQgetisnull(res, row, 0) ? 0 : (uint32_t)strtoul(PQgetvalue(res, row, 0), NULL, 10);
+        t->location = PQgetisnull(res, row, 1) ? NULL : wv_xstrdup(PQgetvalue(res, row, 1));
+        t->size_kb = PQgetisnull(res, row, 2) ? -1 : strtoll(PQgetvalue(res, row, 2), NULL, 10);
+    }
+    PQclear(res);
+    if (cb->begin && (rc = cb->begin(arg, &s, err)) < 0)
+        goto out;
+
+    res = PQgetResult(c->conn);
+    if (PQresultStatus(res) != PGRES_COPY_OUT) {
+        rc = res_fail(c, res, err, "could not receive the base backup");
+        goto out;
+    }
+    PQclear(res);
+    res = NULL;
+    in_copy = 1;
+    for (;;) {
+        char *buf = NULL;
+        int len = PQgetCopyData(c->conn, &buf, 0);
+        if (len == -1)
+            break;
+        if (len == -2) {
+            rc = pg_fail(c, err, "the base backup stream failed");
+            goto out;
+        }
+        if (len < 1) {
+            PQfreemem(buf);
+            continue;
+        }
+        const uint8_t *p = (const uint8_t *)buf;
+        switch (p[0]) {
+        case 'n': {
+            const char *name = (const char *)p + 1;
+            size_t rest = (size_t)len - 1;
+            size_t nl = strnlen(name, rest);
+            const char *loc = name + nl + 1;
+            if (nl == rest || strnlen(loc, rest - nl - 1) == rest - nl - 1) {
+                rc = wv_err_set(err, WV_EPG, "malformed new-archive message from the server");
+                break;
+            }
+            if (cb->archive)
+                rc = cb->archive(arg, name, *loc ? loc : NULL, err);
+            break;
+        }
+        case 'd':
+            if (cb->data)
+                rc = cb->data(arg, p + 1, (size_t)len - 1, err);
+            break;
+        case 'm':
+            if (cb->manifest)
+                rc = cb->manifest(arg, err);
+            break;
+        case 'p': {
+            if (len < 9) {
+                rc = wv_err_set(err, WV_EPG, "malformed progress message from the server");
+                break;
+            }
+            uint64_t v = 0;
+            for (int i = 1; i <= 8; i++)
+                v = (v << 8) | p[i];
+            if (cb->progress)
+                rc = cb->progress(arg, v, err);
+            break;
+        }
+        default:
+            rc = wv_err_set(err, WV_EPG, "unexpected message type 0x%02x in the base backup stream",
+                            p[0]);
+            break;
+        }
+        PQfreemem(buf);
+        if (rc < 0)
+            goto out;
+    }
+    in_copy = 0;
+    res = PQgetResult(c->conn);
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) { /* end of COPY */
+        PQclear(res);
+        res = PQgetResult(c->conn);
+    }
+    if ((rc = parse_position(c, res, "the base backup did not finish", &end->end_lsn,
+                             &end->end_tli, err)) < 0)
+        goto out;
+    PQclear(res);
+    res = NULL;
+    while ((res = PQgetResult(c->conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            rc = res_fail(c, res, err, "the base backup failed at its end");
+            goto out;
+        }
+        PQclear(res);
+    }
+out:
+    PQclear(res);
+    if (rc < 0 && !in_copy)
+        drain(c);
+    free_start(&s);
+    wv_buf_free(&q);
+    return rc;
+}

@@ -1,0 +1,354 @@
+/*
+ * object.c - write framed objects into several sinks at once, and read them back verified.
+ *
+ * Writing: the chain is sha256 -> [lz4] -> framer. The framer is the terminal stage: it sends the
+ * header before the first payload byte, counts the payload, and at finish builds the trailer from
+ * the plain size counted by the writer and the digest of the sha256 stage (finished just before
+ * it). Every piece goes, without a copy, to each sink still alive (the tee).
+ *
+ * Reading: one buffer of WV_FILTER_CHUNK + trailer bytes. After the header, the reader fills the
+ * buffer, pushes all but the last WV_OBJ_TRAILER_SIZE bytes as payload and keeps those (they may be
+ * the trailer) at the front; at the end of the source they are the trailer.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/object.h"
+
+/* --- writer ---------------------------------------------------------------------------------- */
+
+typedef struct framer_filter {
+    wv_filter base;
+    wv_objwriter *w;
+} framer_filter;
+
+struct wv_objwriter {
+    wv_sink **sinks;
+    wv_err *errs; /* errs[i].code != 0: sink i was dropped */
+    int nsinks;
+    int nok;
+    int first_failed; /* index of the first sink dropped, or -1 */
+    wv_obj_header hdr;
+    wv_obj_info info; /* wal facts set early; sizes and digest at finish */
+    wv_filter *head;  /* the sha256 stage */
+    wv_filter *framer;
+    int header_sent;
+    int state; /* 0 open, 1 finished, < 0 failed with that code */
+    wv_err fail;
+};
+
+/* Write one piece into every live sink. Fails only when none is left. */
+static int tee_write(wv_objwriter *w, const uint8_t *buf, size_t len, wv_err *err)
+{
+    for (int i = 0; i < w->nsinks; i++) {
+        if (w->errs[i].code != 0)
+            continue;
+        int rc = wv_sink_write(w->sinks[i], buf, len, &w->errs[i]);
+        if (rc < 0) {
+            if (w->errs[i].code == 0)
+                wv_err_set(&w->errs[i], rc, "could not write object");
+            if (w->first_failed < 0)
+                w->first_failed = i;
+            w->nok--;
+        }
+    }
+    if (w->nok > 0)
+        return 0;
+    if (w->first_failed < 0)
+        return wv_err_set(err, WV_EINTERNAL, "object writer has no sink to write to");
+    if (err)
+        *err = w->errs[w->first_failed];
+    return w->errs[w->first_failed].code;
+}
+
+static int framer_send_header(wv_objwriter *w, wv_err *err)
+{
+    uint8_t hdr[WV_OBJ_HEADER_SIZE];
+    int rc = wv_obj_header_encode(&w->hdr, hdr, err);
+    if (rc < 0)
+        return rc;
+    w->header_sent = 1;
+    return tee_write(w, hdr, sizeof(hdr), err);
+}
+
+static int framer_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    wv_objwriter *w = ((framer_filter *)f)->w;
+    int rc;
+    if (!w->header_sent && (rc = framer_send_header(w, err)) < 0)
+        return rc;
+    w->info.payload_size += len;
+    return tee_write(w, buf, len, err);
+}
+
+static int framer_finish(wv_filter *f, wv_err *err)
+{
+    wv_objwriter *w = ((framer_filter *)f)->w;
+    uint8_t trailer[WV_OBJ_TRAILER_SIZE];
+    int rc;
+    if (!w->header_sent && (rc = framer_send_header(w, err)) < 0)
+        return rc;
+    wv_sha256_filter_digest(w->head, w->info.sha256);
+    if ((rc = wv_obj_trailer_encode(&w->info, trailer, err)) < 0)
+        return rc;
+    return tee_write(w, trailer, sizeof(trailer), err);
+}
+
+static void framer_free(wv_filter *f)
+{
+    free(f);
+}
+
+static const wv_filter_ops framer_ops = {
+    .name = "object framer",
+    .write = framer_write,
+    .finish = framer_finish,
+    .free = framer_free,
+};
+
+wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_opts *opts)
+{
+    wv_obj_opts def = {.compress = WV_COMPRESS_LZ4, .level = 1, .kind = WV_OBJ_KIND_GENERIC};
+    if (!opts)
+        opts = &def;
+    wv_objwriter *w = wv_xcalloc(1, sizeof(*w));
+    if (nsinks < 0)
+        nsinks = 0;
+    w->sinks = wv_xcalloc((size_t)nsinks + 1, sizeof(*w->sinks));
+    w->errs = wv_xcalloc((size_t)nsinks + 1, sizeof(*w->errs));
+    for (int i = 0; i < nsinks; i++)
+        w->sinks[i] = sinks[i];
+    w->nsinks = w->nok = nsinks;
+    w->first_failed = -1;
+
+    uint8_t compression =
+        opts->compress == WV_COMPRESS_LZ4 ? WV_OBJ_COMPRESS_LZ4 : WV_OBJ_COMPRESS_NONE;
+    wv_obj_header_init(&w->hdr, opts->kind, compression);
+    wv_obj_info_init(&w->info);
+    w->info.compression = compression;
+    w->info.cipher = w->hdr.cipher;
+    w->info.digest = w->hdr.digest;
+    w->info.kind = opts->kind;
+
+    framer_filter *fr = wv_xcalloc(1, sizeof(*fr));
+    fr->base.ops = &framer_ops;
+    fr->w = w;
+    w->framer = &fr->base;
+    wv_filter *next = w->framer;
+    if (compression == WV_OBJ_COMPRESS_LZ4)
+        next = wv_lz4_compress_new(next, opts->level > 0 ? opts->level : 1);
+    w->head = opts->hash_thread
+                  ? wv_sha256_filter_new_threaded(next, opts->observe, opts->observe_arg)
+                  : wv_sha256_filter_new(next);
+    return w;
+}
+
+static int writer_failed(wv_objwriter *w, int rc, wv_err *err)
+{
+    w->state = rc;
+    if (err)
+        w->fail = *err;
+    else
+        wv_err_set(&w->fail, rc, "object write failed");
+    return rc;
+}
+
+static int writer_unusable(wv_objwriter *w, wv_err *err)
+{
+    if (w->state < 0) {
+        if (err)
+            *err = w->fail;
+        return w->state;
+    }
+    return wv_err_set(err, WV_EINTERNAL, "object writer used after finish");
+}
+
+int wv_objwriter_write(wv_objwriter *w, const void *buf, size_t len, wv_err *err)
+{
+    if (w->state != 0)
+        return writer_unusable(w, err);
+    w->info.plain_size += len;
+    int rc = wv_filter_write(w->head, buf, len, err);
+    return rc < 0 ? writer_failed(w, rc, err) : 0;
+}
+
+void wv_objwriter_set_walinfo(wv_objwriter *w, int64_t first_commit_us, int64_t last_commit_us,
+                              uint32_t commit_count, uint32_t restore_point_count)
+{
+    w->info.first_commit_us = first_commit_us;
+    w->info.last_commit_us = last_commit_us;
+    w->info.commit_count = commit_count;
+    w->info.restore_point_count = restore_point_count;
+}
+
+int wv_objwriter_finish(wv_objwriter *w, wv_obj_info *info, wv_err *err)
+{
+    if (w->state != 0)
+        return writer_unusable(w, err);
+    int rc = wv_filter_finish(w->head, err);
+    if (rc < 0)
+        return writer_failed(w, rc, err);
+    w->state = 1;
+    if (info)
+        *info = w->info;
+    return 0;
+}
+
+const wv_err *wv_objwriter_sink_error(const wv_objwriter *w, int i)
+{
+    if (i < 0 || i >= w->nsinks || w->errs[i].code == 0)
+        return NULL;
+    return &w->errs[i];
+}
+
+int wv_objwriter_sinks_ok(const wv_objwriter *w)
+{
+    return w->nok;
+}
+
+void wv_objwriter_free(wv_objwriter *w)
+{
+    if (!w)
+        return;
+    wv_filter_chain_free(w->head); /* sha256 -> [lz4] -> framer; the sinks are not filters */
+    free(w->sinks);
+    free(w->errs);
+    free(w);
+}
+
+/* --- reader ---------------------------------------------------------------------------------- */
+
+#define READ_CAP (WV_FILTER_CHUNK + WV_OBJ_TRAILER_SIZE)
+
+static int corrupt_hint(wv_err *err, int rc)
+{
+    if (rc == WV_ECORRUPT && err && err->hint[0] == '\0')
+        wv_err_hint(err, "fetch it from another repository, or archive it again if the original "
+                         "still exists");
+    return rc;
+}
+
+/* Fill buf up to cap bytes or the end of the source. */
+static int fill(wv_source *src, uint8_t *buf, size_t cap, size_t *have, int *eof, wv_err *err)
+{
+    while (*have < cap && !*eof) {
+        size_t got = 0;
+        int rc = wv_source_read(src, buf + *have, cap - *have, &got, err);
+        if (rc < 0)
+            return rc;
+        if (got == 0)
+            *eof = 1;
+        *have += got;
+    }
+    return 0;
+}
+
+int wv_object_read(wv_source *src, wv_filter *dest, wv_obj_info *info, wv_err *err)
+{
+    return wv_object_read_ext(src, dest, 0, info, err);
+}
+
+int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_info *info,
+                       wv_err *err)
+{
+    uint8_t *buf = wv_xmalloc(READ_CAP);
+    wv_filter *count = NULL, *sha = NULL, *lz4 = NULL, *first;
+    size_t have = 0;
+    uint64_t payload = 0;
+    int eof = 0, rc;
+    wv_obj_header hdr;
+    wv_obj_info ti;
+
+    if ((rc = fill(src, buf, WV_OBJ_HEADER_SIZE, &have, &eof, err)) < 0)
+        goto out;
+    if (have < WV_OBJ_HEADER_SIZE) {
+        rc = wv_err_set(err, WV_ECORRUPT,
+                        "object truncated: %zu bytes, shorter than its %d-byte header", have,
+                        WV_OBJ_HEADER_SIZE);
+        goto out;
+    }
+    if ((rc = wv_obj_header_decode(buf, have, &hdr, err)) < 0)
+        goto out;
+    if (hdr.cipher != WV_OBJ_CIPHER_NONE) {
+        rc = wv_err_set(err, WV_EFORMAT,
+                        "object is encrypted (aes-256-gcm), which this walvault cannot read");
+        wv_err_hint(err, "upgrade walvault to read this repository");
+        goto out;
+    }
+    count = wv_count_filter_new(dest);
+    sha = (flags & WV_OBJREAD_HASH_THREAD) ? wv_sha256_filter_new_threaded(count, NULL, NULL)
+                                           : wv_sha256_filter_new(count);
+    first = sha;
+    if (hdr.compression == WV_OBJ_COMPRESS_LZ4)
+        first = lz4 = wv_lz4_decompress_new(sha);
+    have = 0;
+
+    for (;;) {
+        if ((rc = fill(src, buf, READ_CAP, &have, &eof, err)) < 0)
+            goto out;
+        if (have > WV_OBJ_TRAILER_SIZE) {
+            size_t n = have - WV_OBJ_TRAILER_SIZE;
+            if ((rc = wv_filter_write(first, buf, n, err)) < 0)
+                goto out;
+            payload += n;
+            memmove(buf, buf + n, WV_OBJ_TRAILER_SIZE);
+            have = WV_OBJ_TRAILER_SIZE;
+        }
+        if (eof)
+            break;
+    }
+    if (have < WV_OBJ_TRAILER_SIZE) {
+        rc = wv_err_set(err, WV_ECORRUPT,
+                        "object truncated: %" PRIu64 " bytes, too short for header and trailer",
+                        (uint64_t)WV_OBJ_HEADER_SIZE + have);
+        goto out;
+    }
+    if ((rc = wv_obj_trailer_decode(buf, have, &ti, err)) < 0)
+        goto out;
+    if (ti.version != hdr.version || ti.compression != hdr.compression || ti.cipher != hdr.cipher ||
+        ti.digest != hdr.digest || ti.kind != hdr.kind) {
+        rc = wv_err_set(err, WV_ECORRUPT, "object header and trailer disagree");
+        goto out;
+    }
+    if (ti.payload_size != payload) {
+        rc = wv_err_set(err, WV_ECORRUPT,
+                        "object payload size mismatch: trailer says %" PRIu64
+                        " bytes, found %" PRIu64 ": the object is truncated or corrupt",
+                        ti.payload_size, payload);
+        goto out;
+    }
+    if ((rc = wv_filter_finish(first, err)) < 0)
+        goto out;
+    if (wv_count_filter_bytes(count) != ti.plain_size) {
+        rc = wv_err_set(err, WV_ECORRUPT,
+                        "size mismatch: trailer says %" PRIu64 " plain bytes, content has %" PRIu64
+                        ": stored content is corrupt",
+                        ti.plain_size, wv_count_filter_bytes(count));
+        goto out;
+    }
+    uint8_t digest[32];
+    wv_sha256_filter_digest(sha, digest);
+    if (memcmp(digest, ti.sha256, sizeof(digest)) != 0) {
+        rc = wv_err_set(err, WV_ECORRUPT, "checksum mismatch: stored content is corrupt");
+        goto out;
+    }
+    if (info)
+        *info = ti;
+    rc = 0;
+out:
+    /* Free our stages one by one: dest belongs to the caller. */
+    if (lz4)
+        lz4->ops->free(lz4);
+    if (sha)
+        sha->ops->free(sha);
+    if (count)
+        count->ops->free(count);
+    free(buf);
+    return corrupt_hint(err, rc);
+}
+
+int wv_object_info_decode(const uint8_t *trailer, size_t len, wv_obj_info *info, wv_err *err)
+{
+    return corrupt_hint(err, wv_obj_trailer_decode(trailer, len, info, err));
+}

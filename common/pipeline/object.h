@@ -1,0 +1,86 @@
+/*
+ * object.h - the object layer: stores plain content as a framed object (objfmt.h) into one or more
+ * storage sinks, and reads it back verified. It knows formats and filters, not storage drivers: it
+ * only calls wv_sink_write and wv_source_read, and never commits, aborts or closes them.
+ *
+ *   write: plain -> sha256 -> [lz4] -> framer (header, payload, trailer) -> tee into every sink
+ *   read:  source -> reader (header, payload, trailer held back) -> [lz4] -> sha256 -> count ->
+ * dest
+ *
+ * Invariants:
+ *  - Several sinks progress independently: a sink whose write fails is dropped from the tee with
+ *    its own error; writing fails only once every sink has failed. The caller commits exactly the
+ *    sinks for which wv_objwriter_sink_error() is NULL after a successful finish, and aborts the
+ * rest.
+ *  - wv_object_read streams into dest before verification is complete: the caller makes dest's
+ *    result visible (rename, commit) only if it returns 0.
+ */
+#ifndef WALVAULT_PIPELINE_OBJECT_H
+#define WALVAULT_PIPELINE_OBJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "pipeline/filter.h"
+#include "pipeline/objfmt.h"
+#include "storage/storage.h"
+
+typedef struct {
+    wv_compress compress; /* WV_COMPRESS_NONE or WV_COMPRESS_LZ4 */
+    int level;            /* lz4 level 1..12; 0 means 1 */
+    uint8_t kind;         /* WV_OBJ_KIND_* */
+    /* Hash on a helper thread, overlapping compression (one object at a time, as wal-push). */
+    int hash_thread;
+    /* With hash_thread: sees every piece of plain content on the helper thread. */
+    void (*observe)(void *arg, const uint8_t *buf, size_t len);
+    void *observe_arg;
+} wv_obj_opts;
+
+typedef struct wv_objwriter wv_objwriter;
+
+/* sinks[0..nsinks) are borrowed, not owned. opts NULL means lz4 level 1, kind generic. */
+wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_opts *opts);
+
+/* Push plain content. Fails only when every sink has failed (err then holds the first sink's
+ * error) or on an internal error. */
+int wv_objwriter_write(wv_objwriter *w, const void *buf, size_t len, wv_err *err);
+
+/* WAL facts for the trailer; call before finish. Unset: no times, zero counts. */
+void wv_objwriter_set_walinfo(wv_objwriter *w, int64_t first_commit_us, int64_t last_commit_us,
+                              uint32_t commit_count, uint32_t restore_point_count);
+
+/* Flush everything and write the trailer into every live sink; does NOT commit. info (may be NULL)
+ * receives what the trailer says. Fails as wv_objwriter_write does. */
+int wv_objwriter_finish(wv_objwriter *w, wv_obj_info *info, wv_err *err);
+
+/* The error that dropped sink i, or NULL if sink i is still good. */
+const wv_err *wv_objwriter_sink_error(const wv_objwriter *w, int i);
+
+/* Number of sinks still good. */
+int wv_objwriter_sinks_ok(const wv_objwriter *w);
+
+/* Frees the writer; never touches the sinks. NULL allowed. */
+void wv_objwriter_free(wv_objwriter *w);
+
+/* Read one object from src, stream its plain content into dest and finish dest, then verify plain
+ * size and SHA-256 against the trailer. WV_ECORRUPT for any damage (bad magic or check, truncation,
+ * payload size or digest mismatch, bad compressed data), WV_EFORMAT for a newer format or an
+ * encrypted object, the source's or dest's own error otherwise. info (may be NULL) is filled on
+ * success. dest is not freed; src is not closed. */
+int wv_object_read(wv_source *src, wv_filter *dest, wv_obj_info *info, wv_err *err);
+
+/* The same with flags: WV_OBJREAD_HASH_THREAD verifies the SHA-256 on a helper thread while the
+ * caller's thread decompresses and writes. */
+#define WV_OBJREAD_HASH_THREAD 1
+int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_info *info,
+                       wv_err *err);
+
+/* Decode a suffix read (len >= WV_OBJ_TRAILER_SIZE; the last 128 bytes are used): size, digest
+ * and format fields of a stored object without reading it. */
+int wv_object_info_decode(const uint8_t *trailer, size_t len, wv_obj_info *info, wv_err *err);
+
+/* wv_obj_kind_name(kind) is declared in objfmt.h. */
+
+#endif

@@ -1,0 +1,261 @@
+/*
+ * objfmt.c - encode and validate object headers and trailers (layout in objfmt.h).
+ *
+ * Decoding checks in an order that keeps the error classes honest: length, magic and check first
+ * (anything wrong there is damage: WV_ECORRUPT), then the version (an intact newer one is
+ * WV_EFORMAT), then every field of this version.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "pipeline/objfmt.h"
+
+#define HDR_CHECK_OFF    60
+#define TRL_CHECK_OFF    124
+#define TRL_VERSION_OFF  80
+#define TRL_RESERVED_OFF 86
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The first 4 bytes of SHA-256 of p[0..len), as a little-endian u32. */
+static uint32_t check_of(const uint8_t *p, size_t len)
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_Digest(p, len, md, &n, EVP_sha256(), NULL) != 1) {
+        fprintf(stderr, "walvault: fatal: sha256 is not available\n");
+        abort();
+    }
+    return get_u32(md);
+}
+
+static int all_zero(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/* Shared by header and trailer: values this version knows. Returns NULL or what is wrong. */
+static const char *bad_field(uint8_t compression, uint8_t cipher, uint8_t digest, uint8_t kind,
+                             char *buf, size_t cap)
+{
+    if (compression > WV_OBJ_COMPRESS_LZ4)
+        snprintf(buf, cap, "unknown compression %u", compression);
+    else if (cipher > WV_OBJ_CIPHER_AES256GCM)
+        snprintf(buf, cap, "unknown cipher %u", cipher);
+    else if (digest != WV_OBJ_DIGEST_SHA256)
+        snprintf(buf, cap, "unknown digest %u", digest);
+    else if (kind > WV_OBJ_KIND_MAX)
+        snprintf(buf, cap, "unknown object kind %u", kind);
+    else
+        return NULL;
+    return buf;
+}
+
+static int newer_version(wv_err *err, const char *part, unsigned version)
+{
+    wv_err_set(err, WV_EFORMAT,
+               "object %s has format version %u, written by a newer walvault (this one reads "
+               "version %d)",
+               part, version, WV_OBJ_VERSION);
+    return wv_err_hint(err, "upgrade walvault to read this repository");
+}
+
+static int unknown_value(wv_err *err, const char *part, const char *what)
+{
+    wv_err_set(err, WV_EFORMAT, "object %s: %s, written by a newer walvault?", part, what);
+    return wv_err_hint(err, "upgrade walvault to read this repository");
+}
+
+void wv_obj_header_init(wv_obj_header *h, uint8_t kind, uint8_t compression)
+{
+    memset(h, 0, sizeof(*h));
+    h->version = WV_OBJ_VERSION;
+    h->compression = compression;
+    h->cipher = WV_OBJ_CIPHER_NONE;
+    h->digest = WV_OBJ_DIGEST_SHA256;
+    h->kind = kind;
+}
+
+int wv_obj_header_encode(const wv_obj_header *h, uint8_t out[WV_OBJ_HEADER_SIZE], wv_err *err)
+{
+    char why[64];
+    if (h->version != WV_OBJ_VERSION)
+        return wv_err_set(err, WV_EINTERNAL, "cannot write object format version %u", h->version);
+    if (bad_field(h->compression, h->cipher, h->digest, h->kind, why, sizeof(why)))
+        return wv_err_set(err, WV_EINTERNAL, "cannot write object header: %s", why);
+    memset(out, 0, WV_OBJ_HEADER_SIZE);
+    memcpy(out, WV_OBJ_HEADER_MAGIC, 8);
+    put_u16(out + 8, WV_OBJ_VERSION);
+    put_u16(out + 10, WV_OBJ_HEADER_SIZE);
+    out[12] = h->compression;
+    out[13] = h->cipher;
+    out[14] = h->digest;
+    out[15] = h->kind;
+    put_u64(out + 16, h->key_id);
+    memcpy(out + 24, h->nonce, 12);
+    put_u32(out + HDR_CHECK_OFF, check_of(out, HDR_CHECK_OFF));
+    return 0;
+}
+
+int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_err *err)
+{
+    char why[64];
+    if (len < WV_OBJ_HEADER_SIZE)
+        return wv_err_set(err, WV_ECORRUPT, "truncated object header: %zu of %d bytes", len,
+                          WV_OBJ_HEADER_SIZE);
+    if (memcmp(buf, WV_OBJ_HEADER_MAGIC, 8) != 0)
+        return wv_err_set(err, WV_ECORRUPT,
+                          "bad object header magic: not a walvault object, or a corrupt one");
+    if (get_u32(buf + HDR_CHECK_OFF) != check_of(buf, HDR_CHECK_OFF))
+        return wv_err_set(err, WV_ECORRUPT, "object header check mismatch: the header is corrupt");
+    uint16_t version = get_u16(buf + 8);
+    if (version > WV_OBJ_VERSION)
+        return newer_version(err, "header", version);
+    if (version == 0)
+        return wv_err_set(err, WV_ECORRUPT, "bad object format version 0");
+    if (get_u16(buf + 10) != WV_OBJ_HEADER_SIZE)
+        return wv_err_set(err, WV_ECORRUPT, "bad object header length %u (expected %d)",
+                          get_u16(buf + 10), WV_OBJ_HEADER_SIZE);
+    if (bad_field(buf[12], buf[13], buf[14], buf[15], why, sizeof(why)))
+        return unknown_value(err, "header", why);
+    if (!all_zero(buf + 36, HDR_CHECK_OFF - 36))
+        return wv_err_set(err, WV_ECORRUPT, "object header has reserved bytes set");
+    h->version = version;
+    h->compression = buf[12];
+    h->cipher = buf[13];
+    h->digest = buf[14];
+    h->kind = buf[15];
+    h->key_id = get_u64(buf + 16);
+    memcpy(h->nonce, buf + 24, 12);
+    return 0;
+}
+
+void wv_obj_info_init(wv_obj_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->first_commit_us = WV_OBJ_TIME_NONE;
+    info->last_commit_us = WV_OBJ_TIME_NONE;
+    info->version = WV_OBJ_VERSION;
+    info->digest = WV_OBJ_DIGEST_SHA256;
+}
+
+int wv_obj_trailer_encode(const wv_obj_info *info, uint8_t out[WV_OBJ_TRAILER_SIZE], wv_err *err)
+{
+    char why[64];
+    if (info->version != WV_OBJ_VERSION)
+        return wv_err_set(err, WV_EINTERNAL, "cannot write object format version %u",
+                          info->version);
+    if (bad_field(info->compression, info->cipher, info->digest, info->kind, why, sizeof(why)))
+        return wv_err_set(err, WV_EINTERNAL, "cannot write object trailer: %s", why);
+    memset(out, 0, WV_OBJ_TRAILER_SIZE);
+    memcpy(out, WV_OBJ_TRAILER_MAGIC, 8);
+    put_u64(out + 8, info->plain_size);
+    put_u64(out + 16, info->payload_size);
+    memcpy(out + 24, info->sha256, 32);
+    put_u64(out + 56, (uint64_t)info->first_commit_us);
+    put_u64(out + 64, (uint64_t)info->last_commit_us);
+    put_u32(out + 72, info->commit_count);
+    put_u32(out + 76, info->restore_point_count);
+    put_u16(out + TRL_VERSION_OFF, WV_OBJ_VERSION);
+    out[82] = info->compression;
+    out[83] = info->cipher;
+    out[84] = info->digest;
+    out[85] = info->kind;
+    put_u32(out + TRL_CHECK_OFF, check_of(out, TRL_CHECK_OFF));
+    return 0;
+}
+
+int wv_obj_trailer_decode(const uint8_t *buf, size_t len, wv_obj_info *info, wv_err *err)
+{
+    char why[64];
+    if (len < WV_OBJ_TRAILER_SIZE)
+        return wv_err_set(err, WV_ECORRUPT, "truncated object trailer: %zu of %d bytes", len,
+                          WV_OBJ_TRAILER_SIZE);
+    const uint8_t *t = buf + (len - WV_OBJ_TRAILER_SIZE);
+    if (memcmp(t, WV_OBJ_TRAILER_MAGIC, 8) != 0)
+        return wv_err_set(err, WV_ECORRUPT,
+                          "bad object trailer magic: the object is truncated or corrupt");
+    if (get_u32(t + TRL_CHECK_OFF) != check_of(t, TRL_CHECK_OFF))
+        return wv_err_set(err, WV_ECORRUPT,
+                          "object trailer check mismatch: the trailer is corrupt");
+    uint16_t version = get_u16(t + TRL_VERSION_OFF);
+    if (version > WV_OBJ_VERSION)
+        return newer_version(err, "trailer", version);
+    if (version == 0)
+        return wv_err_set(err, WV_ECORRUPT, "bad object trailer format version 0");
+    if (bad_field(t[82], t[83], t[84], t[85], why, sizeof(why)))
+        return unknown_value(err, "trailer", why);
+    if (!all_zero(t + TRL_RESERVED_OFF, TRL_CHECK_OFF - TRL_RESERVED_OFF))
+        return wv_err_set(err, WV_ECORRUPT, "object trailer has reserved bytes set");
+    info->plain_size = get_u64(t + 8);
+    info->payload_size = get_u64(t + 16);
+    memcpy(info->sha256, t + 24, 32);
+    info->first_commit_us = (int64_t)get_u64(t + 56);
+    info->last_commit_us = (int64_t)get_u64(t + 64);
+    info->commit_count = get_u32(t + 72);
+    info->restore_point_count = get_u32(t + 76);
+    info->version = version;
+    info->compression = t[82];
+    info->cipher = t[83];
+    info->digest = t[84];
+    info->kind = t[85];
+    return 0;
+}
+
+const char *wv_obj_kind_name(uint8_t kind)
+{
+    static const char *const names[] = {
+        [WV_OBJ_KIND_GENERIC] = "generic",
+        [WV_OBJ_KIND_WAL] = "wal segment",
+        [WV_OBJ_KIND_PARTIAL] = "partial wal segment",
+        [WV_OBJ_KIND_HISTORY] = "timeline history",
+        [WV_OBJ_KIND_BACKUP_HISTORY] = "backup history",
+        [WV_OBJ_KIND_BACKUP_FILE] = "backup file",
+        [WV_OBJ_KIND_MANIFEST] = "manifest",
+        [WV_OBJ_KIND_REPO_INFO] = "repository info",
+    };
+    return kind <= WV_OBJ_KIND_MAX ? names[kind] : "unknown";
+}

@@ -1,0 +1,223 @@
+/*
+ * bundle.c - reading the bundles of a backup (see bundle.h).
+ */
+#include "repo/bundle.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "pipeline/filter.h"
+#include "pipeline/object.h"
+#include "storage/driver.h"
+
+void wv_bundle_set_add(wv_bundle_set *s, const char *id, const wv_manifest_entry *e)
+{
+    char key[300];
+    int64_t off, len;
+    wv_manifest_file_object(id, e, key, sizeof(key), &off, &len);
+    wv_bundle *b = NULL;
+    /* members of one bundle are written together, so the last bundle is the likely one */
+    for (size_t i = s->n; i-- > 0 && !b;)
+        if (s->b[i] && strcmp(s->b[i]->key, key) == 0)
+            b = s->b[i];
+    if (!b) {
+        if (s->n == s->cap) {
+            s->cap = s->cap ? 2 * s->cap : 16;
+            s->b = wv_xrealloc(s->b, s->cap * sizeof(*s->b));
+        }
+        b = wv_xcalloc(1, sizeof(*b));
+        snprintf(b->key, sizeof(b->key), "%s", key);
+        s->b[s->n++] = b;
+    }
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->m = wv_xrealloc(b->m, b->cap * sizeof(*b->m));
+    }
+    wv_bundle_member *m = &b->m[b->n++];
+    m->path = wv_xstrdup(e->path);
+    m->offset = e->offset;
+    m->stored_size = e->stored_size;
+    m->size = e->size;
+    m->mode = e->mode;
+    m->mtime = e->mtime;
+    memcpy(m->sha256, e->sha256, 32);
+    b->size += e->stored_size;
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const wv_bundle_member *)a)->offset;
+    uint64_t y = ((const wv_bundle_member *)b)->offset;
+    return x < y ? -1 : x > y;
+}
+
+void wv_bundle_set_sort(wv_bundle_set *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->b[i] && s->b[i]->n > 1)
+            qsort(s->b[i]->m, s->b[i]->n, sizeof(*s->b[i]->m), member_cmp);
+}
+
+wv_bundle *wv_bundle_set_take(wv_bundle_set *s, size_t i)
+{
+    wv_bundle *b = s->b[i];
+    s->b[i] = NULL;
+    return b;
+}
+
+void wv_bundle_free(wv_bundle *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->m[i].path);
+    free(b->m);
+    free(b);
+}
+
+void wv_bundle_set_free(wv_bundle_set *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        wv_bundle_free(s->b[i]);
+    free(s->b);
+    memset(s, 0, sizeof(*s));
+}
+
+/* At most `left` bytes of another source: one member. A failure of the source itself is kept
+ * apart from what the object layer makes of the bytes. */
+typedef struct window {
+    wv_source base;
+    wv_source *in;
+    uint64_t left;
+    int in_failed;
+    wv_err in_err;
+} window;
+
+static int window_read(wv_source *s, void *buf, size_t cap, size_t *got, wv_err *err)
+{
+    window *w = (window *)s;
+    *got = 0;
+    if (w->left == 0)
+        return 0;
+    if (cap > w->left)
+        cap = (size_t)w->left;
+    int rc = wv_source_read(w->in, buf, cap, got, &w->in_err);
+    if (rc < 0) {
+        w->in_failed = 1;
+        *err = w->in_err;
+        return rc;
+    }
+    w->left -= *got;
+    return 0;
+}
+
+static void window_close(wv_source *s)
+{
+    (void)s; /* the caller owns the wrapped source */
+}
+
+static const wv_source_ops window_ops = {.read = window_read, .close = window_close};
+
+int wv_bundle_each(wv_source *src, const wv_bundle *b, wv_bundle_member_fn fn, void *arg,
+                   wv_err *err)
+{
+    uint64_t pos = 0;
+    int rc = 0;
+    uint8_t scratch[4096];
+    for (size_t i = 0; i < b->n; i++) {
+        const wv_bundle_member *m = &b->m[i];
+        if (m->offset != pos)
+            return wv_err_set(err, WV_ECORRUPT,
+                              "the manifest places \"%s\" at offset %" PRIu64 ", expected %" PRIu64,
+                              m->path, m->offset, pos);
+        window w = {.base = {.ops = &window_ops}, .in = src, .left = m->stored_size};
+        wv_err_clear(&w.in_err);
+        rc = fn(arg, m, &w.base, err);
+        if (w.in_failed) {
+            *err = w.in_err;
+            return err->code ? err->code : WV_EIO;
+        }
+        if (rc < 0)
+            return rc;
+        /* skip what fn left of the member */
+        while (w.left > 0) {
+            size_t got = 0;
+            if ((rc = window_read(&w.base, scratch, sizeof(scratch), &got, err)) < 0)
+                return rc;
+            if (got == 0)
+                return wv_err_set(err, WV_ECORRUPT,
+                                  "truncated: it ends inside \"%s\" (%" PRIu64 " of %" PRIu64
+                                  " bytes missing)",
+                                  m->path, w.left, m->stored_size);
+        }
+        pos += m->stored_size;
+    }
+    size_t got = 0;
+    if ((rc = wv_source_read(src, scratch, 1, &got, err)) < 0)
+        return rc;
+    if (got)
+        return wv_err_set(err, WV_ECORRUPT, "data after its last file (at offset %" PRIu64 ")",
+                          pos);
+    return 0;
+}
+
+int wv_bundle_check_object(wv_source *obj, const wv_bundle_member *m, wv_filter *dest,
+                           wv_err *err)
+{
+    wv_obj_info info;
+    int r = wv_object_read(obj, dest, &info, err);
+    if (r < 0)
+        return r;
+    uint8_t extra;
+    size_t got = 0;
+    if ((r = wv_source_read(obj, &extra, 1, &got, err)) < 0)
+        return r;
+    if (got)
+        return wv_err_set(err, WV_ECORRUPT, "the object ends before its stored size");
+    if (info.plain_size != m->size)
+        return wv_err_set(err, WV_ECORRUPT,
+                          "size mismatch: %" PRIu64 " bytes, the manifest says %" PRIu64,
+                          info.plain_size, m->size);
+    if (memcmp(info.sha256, m->sha256, 32) != 0)
+        return wv_err_set(err, WV_ECORRUPT,
+                          "checksum mismatch: the content's SHA-256 is not the manifest's");
+    return 0;
+}
+
+typedef struct verify_state {
+    wv_bundle_problem_cb cb;
+    void *arg;
+    size_t bad;
+} verify_state;
+
+static int verify_one(void *arg, const wv_bundle_member *m, wv_source *obj, wv_err *err)
+{
+    verify_state *v = arg;
+    wv_err e;
+    wv_err_clear(&e);
+    wv_filter *discard = wv_filter_discard_new();
+    int r = wv_bundle_check_object(obj, m, discard, &e);
+    wv_filter_chain_free(discard);
+    if (r == WV_ECORRUPT || r == WV_EFORMAT) {
+        v->bad++;
+        if (v->cb)
+            v->cb(v->arg, m, &e);
+        return 0; /* a damaged member is reported; the next one is checked */
+    }
+    if (r < 0)
+        *err = e; /* the source failed (wv_bundle_each reports its own error) */
+    return r;
+}
+
+int wv_bundle_verify(wv_source *src, const wv_bundle *b, wv_bundle_problem_cb cb, void *arg,
+                     size_t *bad, wv_err *err)
+{
+    verify_state v = {cb, arg, 0};
+    int rc = wv_bundle_each(src, b, verify_one, &v, err);
+    if (bad)
+        *bad = v.bad;
+    return rc;
+}

@@ -1,0 +1,269 @@
+/* repo.c - repository layout and rules on top of a storage driver. */
+#include "repo/repo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/fileio.h"
+#include "pg/walname.h"
+
+int wv_repo_open(const wv_repo_config *rc, wv_repo **out, wv_err *err)
+{
+    wv_storage *st = NULL;
+    int rc_ = wv_storage_open(rc, &st, err);
+    if (rc_ != 0)
+        return rc_;
+    wv_repo *r = wv_xcalloc(1, sizeof(*r));
+    r->rc = rc;
+    r->st = st;
+    *out = r;
+    return 0;
+}
+
+void wv_repo_close(wv_repo *r)
+{
+    if (!r)
+        return;
+    wv_storage_free(r->st);
+    free(r);
+}
+
+static int parse_info(wv_repo *r, const char *text, wv_repo_info *info, wv_err *err)
+{
+    memset(info, 0, sizeof(*info));
+    const char *p = text;
+    int seen = 0;
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        char line[256];
+        if (n >= sizeof(line))
+            n = sizeof(line) - 1;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p = eol ? eol + 1 : p + n;
+        char *eq = strchr(line, '=');
+        if (line[0] == '#' || line[0] == '\0' || !eq)
+            continue;
+        *eq = '\0';
+        const char *key = line, *val = eq + 1;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(val, &end, 10);
+        if (errno || end == val || *end)
+            return wv_err_set(err, WV_ECORRUPT, "%s: bad value for \"%s\" in %s", r->rc->name,
+                              key, WV_REPO_INFO_KEY);
+        if (strcmp(key, "format") == 0) {
+            info->format = (int)v;
+            seen |= 1;
+        } else if (strcmp(key, "system_identifier") == 0) {
+            info->system_id = v;
+            seen |= 2;
+        } else if (strcmp(key, "pg_major") == 0) {
+            info->pg_major = (uint32_t)v;
+            seen |= 4;
+        } else if (strcmp(key, "wal_segment_size") == 0) {
+            info->wal_segsize = v;
+            seen |= 8;
+        }
+    }
+    if (seen != 15)
+        return wv_err_set(err, WV_ECORRUPT, "%s: %s in \"%s\" is incomplete", r->rc->name,
+                          WV_REPO_INFO_KEY, wv_storage_location(r->st));
+    if (info->format > WV_REPO_FORMAT)
+        return wv_err_set(err, WV_EFORMAT,
+                          "%s: repository format %d was written by a newer walvault (this one "
+                          "reads format %d)",
+                          r->rc->name, info->format, WV_REPO_FORMAT);
+    return 0;
+}
+
+int wv_repo_load_info(wv_repo *r, wv_err *err)
+{
+    wv_buf b = WV_BUF_INIT;
+    int rc = wv_storage_get_all(r->st, WV_REPO_INFO_KEY, 64 * 1024, &b, err);
+    if (rc == 0)
+        rc = parse_info(r, wv_buf_cstr(&b), &r->info, err);
+    if (rc == 0)
+        r->have_info = 1;
+    wv_buf_free(&b);
+    return rc;
+}
+
+int wv_repo_check_cluster(wv_repo *r, uint64_t system_id, uint32_t pg_major, uint64_t wal_segsize,
+                          wv_err *err)
+{
+    int rc = r->have_info ? 0 : wv_repo_load_info(r, err);
+    if (rc == WV_ENOTFOUND) {
+        /* First use: record this cluster. Another process may win the race; then re-read. */
+        char text[256];
+        int n = snprintf(text, sizeof(text),
+                         "# walvault repository: do not edit\nformat=%d\nsystem_identifier=%" PRIu64
+                         "\npg_major=%" PRIu32 "\nwal_segment_size=%" PRIu64 "\n",
+                         WV_REPO_FORMAT, system_id, pg_major, wal_segsize);
+        rc = wv_storage_put_all(r->st, WV_REPO_INFO_KEY, WV_PUT_NOREPLACE, text, (size_t)n, err);
+        if (rc == 0) {
+            r->have_info = 1;
+            r->info.format = WV_REPO_FORMAT;
+            r->info.system_id = system_id;
+            r->info.pg_major = pg_major;
+            r->info.wal_segsize = wal_segsize;
+            return 0;
+        }
+        if (rc != WV_EEXIST)
+            return rc;
+        rc = wv_repo_load_info(r, err);
+    }
+    if (rc != 0)
+        return rc;
+    if (r->info.system_id != system_id) {
+        wv_err_set(err, WV_EMISMATCH,
+                   "%s: refused: this WAL belongs to database system %" PRIu64
+                   ", but repository \"%s\" belongs to database system %" PRIu64,
+                   r->rc->name, system_id, wv_storage_location(r->st), r->info.system_id);
+        return wv_err_hint(err, "each cluster needs its own repository: a new initdb or a copy "
+                                "promoted elsewhere must not archive here; point its "
+                                "archive_command at another repository (nothing was written)");
+    }
+    if (r->info.wal_segsize != wal_segsize || (pg_major && r->info.pg_major != pg_major)) {
+        wv_err_set(err, WV_EMISMATCH,
+                   "%s: refused: this WAL is PostgreSQL %" PRIu32 " with %" PRIu64
+                   "-byte segments, but repository \"%s\" holds PostgreSQL %" PRIu32
+                   " with %" PRIu64 "-byte segments",
+                   r->rc->name, pg_major, wal_segsize, wv_storage_location(r->st),
+                   r->info.pg_major, r->info.wal_segsize);
+        return wv_err_hint(err, "after a major upgrade or a change of --wal-segsize, use a new "
+                                "repository");
+    }
+    return 0;
+}
+
+int wv_repo_wal_key(const char *walname, char *out, size_t outlen, wv_err *err)
+{
+    wv_walname wn;
+    int n;
+    switch (wv_walname_parse(walname, &wn)) {
+    case WV_WALNAME_SEGMENT:
+    case WV_WALNAME_PARTIAL:
+    case WV_WALNAME_BACKUP:
+        n = snprintf(out, outlen, "wal/%.16s/%s", walname, walname);
+        break;
+    case WV_WALNAME_HISTORY:
+        n = snprintf(out, outlen, "wal/history/%s", walname);
+        break;
+    default:
+        return wv_err_set(err, WV_EUSAGE,
+                          "\"%s\" is not a WAL segment, partial segment, timeline history or "
+                          "backup history file name",
+                          walname);
+    }
+    if (n < 0 || (size_t)n >= outlen)
+        return wv_err_set(err, WV_EINTERNAL, "object key for \"%s\" is too long", walname);
+    return 0;
+}
+
+int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err)
+{
+    wv_source *src = NULL;
+    uint8_t buf[WV_OBJ_TRAILER_SIZE];
+    size_t have = 0;
+    int rc = wv_storage_get_open(st, key, -(int64_t)WV_OBJ_TRAILER_SIZE, -1, &src, err);
+    if (rc != 0)
+        return rc;
+    while (have < sizeof(buf)) {
+        size_t got = 0;
+        rc = wv_source_read(src, buf + have, sizeof(buf) - have, &got, err);
+        if (rc != 0 || got == 0)
+            break;
+        have += got;
+    }
+    wv_source_close(src);
+    if (rc != 0)
+        return rc;
+    rc = wv_object_info_decode(buf, have, info, err);
+    if (rc != 0)
+        wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(st), key);
+    return rc;
+}
+
+int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
+                     wv_obj_info *info, wv_err *err)
+{
+    return wv_repo_get_file_range(st, key, 0, -1, dest_path, flags, info, err);
+}
+
+int wv_repo_write_file(const char *dest_path, unsigned flags, wv_repo_fill_fn fill, void *arg,
+                       wv_err *err)
+{
+    int nosync = (flags & WV_GET_NOSYNC) != 0;
+    char *tmp = wv_temp_path_for(dest_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int rc = wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", tmp);
+        free(tmp);
+        return rc;
+    }
+    wv_filter *dest = wv_filter_fd_new(fd);
+    int rc = fill(arg, dest, err);
+    wv_filter_chain_free(dest);
+    if (rc == 0 && !nosync)
+        rc = wv_fsync_fd(fd, tmp, err);
+    if (close(fd) != 0 && rc == 0)
+        rc = wv_err_errno(err, WV_EIO, errno, "could not close \"%s\"", tmp);
+    if (rc == 0 && rename(tmp, dest_path) != 0)
+        rc = wv_err_errno(err, WV_EIO, errno, "could not rename \"%s\" to \"%s\"", tmp, dest_path);
+    if (rc != 0) {
+        unlink(tmp);
+        free(tmp);
+        return rc;
+    }
+    free(tmp);
+    return nosync ? 0 : wv_fsync_parent(dest_path, err);
+}
+
+typedef struct get_fill {
+    wv_source *src;
+    unsigned flags;
+    wv_obj_info *info;
+    wv_storage *st;
+    const char *key;
+    int64_t offset, length;
+} get_fill;
+
+static int fill_from_object(void *arg, wv_filter *dest, wv_err *err)
+{
+    get_fill *g = arg;
+    int rc = wv_object_read_ext(g->src, dest,
+                                (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0,
+                                g->info, err);
+    if (rc != 0 && g->length >= 0)
+        wv_err_prefix(err, "%s: \"%s\" at offset %" PRId64 ": ", wv_storage_name(g->st), g->key,
+                      g->offset);
+    else if (rc != 0)
+        wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(g->st), g->key);
+    return rc;
+}
+
+int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
+                           const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err)
+{
+    wv_source *src = NULL;
+    int rc = wv_storage_get_open(st, key, offset, length, &src, err);
+    if (rc != 0)
+        return rc;
+    get_fill g = {src, flags, info, st, key, offset, length};
+    rc = wv_repo_write_file(dest_path, flags, fill_from_object, &g, err);
+    wv_source_close(src);
+    return rc;
+}
+
+void wv_sha256_hex(const uint8_t sha[32], char out[65])
+{
+    wv_hex_encode(sha, 32, out);
+}

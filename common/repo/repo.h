@@ -1,0 +1,96 @@
+/*
+ * repo.h - a repository: one storage driver plus walvault's layout and rules.
+ *
+ * Layout (object keys, the same on every medium):
+ *   walvault.repo                      repository info (text, key=value): format, system identifier,
+ *                                      PostgreSQL major version, WAL segment size. Written once, on
+ *                                      first use, never replaced.
+ *   wal/<first 16 hex>/<24 hex>        a WAL segment, e.g. wal/0000000100000000/000000010000000000000003
+ *   wal/<first 16 hex>/<24 hex>.partial, wal/<first 16 hex>/<24 hex>.<8 hex>.backup
+ *   wal/history/<8 hex>.history        timeline history files
+ *   backup/<id>/...                    base backups (basebackup); a backup exists once its manifest does
+ *
+ * Rules enforced here:
+ *  - The repository belongs to one cluster: the first WAL segment or backup records the system
+ *    identifier; anything of another cluster is refused with WV_EMISMATCH naming both identifiers.
+ *  - Objects are immutable: wv_repo_put_* never replaces an object with different content
+ *    (WV_ECONFLICT); an identical one is success, decided from the stored trailer's SHA-256.
+ *  - Fetched content reaches its destination file only after verification (temp file, fsync, rename).
+ */
+#ifndef WALVAULT_REPO_REPO_H
+#define WALVAULT_REPO_REPO_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "pipeline/object.h"
+#include "storage/storage.h"
+
+#define WV_REPO_INFO_KEY "walvault.repo"
+#define WV_REPO_FORMAT 1
+/* Beside a segment that holds restore points: "<segment key>.rp", lines "LSN\tTIME_US\tNAME"
+ * (NAME percent-encoded). */
+#define WV_REPO_RP_SUFFIX ".rp"
+
+typedef struct wv_repo_info {
+    int format;           /* WV_REPO_FORMAT */
+    uint64_t system_id;   /* PostgreSQL's database system identifier */
+    uint32_t pg_major;    /* 15 */
+    uint64_t wal_segsize; /* bytes */
+} wv_repo_info;
+
+typedef struct wv_repo {
+    const wv_repo_config *rc;
+    wv_storage *st;
+    int have_info;        /* info below was loaded or recorded */
+    wv_repo_info info;
+} wv_repo;
+
+int wv_repo_open(const wv_repo_config *rc, wv_repo **out, wv_err *err);
+void wv_repo_close(wv_repo *r); /* NULL allowed */
+
+/* Load walvault.repo. WV_ENOTFOUND if the repository was never used. */
+int wv_repo_load_info(wv_repo *r, wv_err *err);
+
+/*
+ * Check that a cluster may use this repository; records it on first use (race-safe: the info
+ * object is committed with WV_PUT_NOREPLACE and re-read if another process won).
+ * WV_EMISMATCH if another cluster (or another WAL segment size or major version) owns it.
+ */
+int wv_repo_check_cluster(wv_repo *r, uint64_t system_id, uint32_t pg_major, uint64_t wal_segsize,
+                          wv_err *err);
+
+/* The object key of an archived WAL-directory file (segment, partial, history, backup history).
+ * WV_EUSAGE if the name is not one of those. */
+int wv_repo_wal_key(const char *walname, char *out, size_t outlen, wv_err *err);
+
+/* The trailer of a stored object, by one suffix-range read. WV_ENOTFOUND if absent. */
+int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err);
+
+/*
+ * Fetch an object into dest_path: temp file beside it, verified stream, rename. dest_path is never
+ * left partial or unverified: on any failure the temp file is removed and dest_path untouched.
+ * flags: WV_GET_NOSYNC skips the fsync of file and directory (the caller syncs later, or, as for
+ * restore_command, PostgreSQL makes what it keeps durable itself); WV_GET_HASH_THREAD verifies the
+ * SHA-256 on a helper thread while this one decompresses (one fetch at a time, as wal-fetch).
+ */
+#define WV_GET_NOSYNC 1
+#define WV_GET_HASH_THREAD 2
+int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
+                     wv_obj_info *info, wv_err *err);
+/* Write dest_path atomically from what fill pushes into the filter it gets (an fd filter): temp
+ * file beside it, fsync of file and directory unless WV_GET_NOSYNC, rename; on any failure of fill
+ * or of the file system the temp file is removed and dest_path untouched. */
+typedef int (*wv_repo_fill_fn)(void *arg, wv_filter *dest, wv_err *err);
+int wv_repo_write_file(const char *dest_path, unsigned flags, wv_repo_fill_fn fill, void *arg,
+                       wv_err *err);
+
+/* The same for an object stored inside another (a bundle): the length bytes at offset of key. */
+int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
+                           const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err);
+
+/* Make an absent wv_obj_info field printable. */
+void wv_sha256_hex(const uint8_t sha[32], char out[65]);
+
+#endif
