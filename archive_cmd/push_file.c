@@ -25,9 +25,9 @@
 #include "pg/walreader.h"
 
 /* PostgreSQL's XLogLongPageHeaderData: the first 40 bytes of every segment. */
-#define XLP_LONG_HEADER 0x0002
+#define XLP_LONG_HEADER      0x0002
 #define WAL_LONG_HEADER_SIZE 40
-#define PUSH_CHUNK (1024 * 1024)
+#define PUSH_CHUNK           (1024 * 1024)
 
 typedef struct wal_header {
     uint16_t magic;
@@ -100,8 +100,9 @@ static int read_wal_header(int fd, const char *path, const char *name, const wv_
                           " bytes: the file is truncated or not a WAL segment",
                           path, file_size, h->seg_size);
     if (!wv_walname_valid_for_segsize(wn, h->seg_size))
-        return wv_err_set(err, WV_EUSAGE, "\"%s\" is not a valid name for %" PRIu32
-                          "-byte WAL segments", name, h->seg_size);
+        return wv_err_set(err, WV_EUSAGE,
+                          "\"%s\" is not a valid name for %" PRIu32 "-byte WAL segments", name,
+                          h->seg_size);
     uint64_t expect = wv_walname_segno(wn, h->seg_size) * h->seg_size;
     if (h->pageaddr != expect)
         return wv_err_set(err, WV_EUSAGE,
@@ -207,9 +208,9 @@ typedef struct target {
     int check_started;
     wv_err check_err; /* written by the check thread only; merged into err when it is joined */
     const wal_header *wh;
-    int have;          /* an object already exists under the key */
+    int have;           /* an object already exists under the key */
     wv_obj_info stored; /* its trailer, when have */
-    wv_sink *sink;     /* open while we write */
+    wv_sink *sink;      /* open while we write */
     int done;
     wv_err err;
 } target;
@@ -416,8 +417,8 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
                 rc = conflict(&tg[i], name, sha, err);
                 goto out;
             }
-        wv_log_info("%s is already archived with identical content in %d repositor%s", name,
-                    usable, usable == 1 ? "y" : "ies");
+        wv_log_info("%s is already archived with identical content in %d repositor%s", name, usable,
+                    usable == 1 ? "y" : "ies");
         goto report;
     }
 
@@ -541,8 +542,8 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     human_size(stored, b, sizeof(b));
     for (int i = 0; i < ntg; i++)
         if (tg[i].done)
-            wv_log_info("archived %s to %s (%s -> %s, %.1f%%, %.0f ms)", name,
-                        tg[i].repo->rc->name, a, b,
+            wv_log_info("archived %s to %s (%s -> %s, %.1f%%, %.0f ms)", name, tg[i].repo->rc->name,
+                        a, b,
                         info.plain_size ? 100.0 * (double)stored / (double)info.plain_size : 100.0,
                         now_ms() - t0);
 report:
@@ -565,8 +566,9 @@ report:
                     break;
                 }
             if (ok)
-                wv_err_hint(err, "%s is stored in %d of %d repositories; PostgreSQL retries the "
-                                 "push, which completes once the failing repository is back",
+                wv_err_hint(err,
+                            "%s is stored in %d of %d repositories; PostgreSQL retries the "
+                            "push, which completes once the failing repository is back",
                             name, ok, ntg);
         }
     }

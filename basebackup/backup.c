@@ -42,9 +42,9 @@
 #include "pipeline/tar.h"
 #include "pg/walname.h"
 
-#define CHUNK (256 * 1024)
-#define CHAN_SLOTS 4
-#define LOCK_NAME "backup.lock"
+#define CHUNK              (256 * 1024)
+#define CHAN_SLOTS         4
+#define LOCK_NAME          "backup.lock"
 #define STALE_LOCK_SECONDS (24 * 3600)
 
 /* ---- per-file job: a bounded channel from the stream reader to a pool thread --------------- */
@@ -92,7 +92,7 @@ typedef struct file_job {
 
 typedef struct bundle_member {
     char *path;
-    uint64_t size;   /* from the tar header */
+    uint64_t size; /* from the tar header */
     uint32_t mode;
     int64_t mtime;
     size_t data_off; /* where its content starts in the bundle's buffer */
@@ -244,7 +244,8 @@ static int job_run(void *arg, wv_err *err)
     wv_objwriter *w = NULL;
     int rc = 0, n = ctx->nrepos;
     for (int i = 0; i < n; i++)
-        if ((rc = wv_storage_put_open(ctx->repos[i]->st, j->key, WV_PUT_NOSYNC, &sinks[i], err)) < 0)
+        if ((rc = wv_storage_put_open(ctx->repos[i]->st, j->key, WV_PUT_NOSYNC, &sinks[i], err)) <
+            0)
             goto out;
     /* A large file (a 1 GiB relation segment) hashes on a helper thread while this one
      * compresses: otherwise it alone keeps one core busy long after the small files are done. */
@@ -312,8 +313,11 @@ static void job_done(void *arg, int rc, const wv_err *jerr)
                        j->path, j->plain_size, j->received);
             wv_parallel_cancel(ctx->par, &e);
         } else {
-            wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = j->path, .size = j->plain_size,
-                                   .mode = j->mode, .mtime = j->mtime,
+            wv_manifest_entry e = {.type = WV_MANIFEST_FILE,
+                                   .path = j->path,
+                                   .size = j->plain_size,
+                                   .mode = j->mode,
+                                   .mtime = j->mtime,
                                    .stored_size = j->stored_size};
             memcpy(e.sha256, j->sha256, 32);
             wv_err me;
@@ -348,7 +352,8 @@ static int bundle_run(void *arg, wv_err *err)
     uint64_t off = 0;
     const char *path = "";
     for (int i = 0; i < n; i++)
-        if ((rc = wv_storage_put_open(ctx->repos[i]->st, b->key, WV_PUT_NOSYNC, &sinks[i], err)) < 0)
+        if ((rc = wv_storage_put_open(ctx->repos[i]->st, b->key, WV_PUT_NOSYNC, &sinks[i], err)) <
+            0)
             goto out;
     for (size_t k = 0; k < b->n; k++) {
         bundle_member *m = &b->m[k];
@@ -402,9 +407,14 @@ static void bundle_done(void *arg, int rc, const wv_err *jerr)
     (void)jerr;
     for (size_t k = 0; rc == 0 && k < b->n; k++) {
         bundle_member *m = &b->m[k];
-        wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = m->path, .size = m->size,
-                               .mode = m->mode, .mtime = m->mtime, .stored_size = m->stored_size,
-                               .bundle = b->number, .offset = m->offset};
+        wv_manifest_entry e = {.type = WV_MANIFEST_FILE,
+                               .path = m->path,
+                               .size = m->size,
+                               .mode = m->mode,
+                               .mtime = m->mtime,
+                               .stored_size = m->stored_size,
+                               .bundle = b->number,
+                               .offset = m->offset};
         memcpy(e.sha256, m->sha256, 32);
         wv_err me;
         if (wv_manifest_writer_add(ctx->mw, &e, &me) < 0) {
@@ -450,8 +460,11 @@ static int bundle_add(backup_ctx *ctx, const char *path, uint64_t size, uint32_t
         b->cap = b->cap ? 2 * b->cap : 64;
         b->m = wv_xrealloc(b->m, b->cap * sizeof(*b->m));
     }
-    b->m[b->n++] = (bundle_member){.path = wv_xstrdup(path), .size = size, .mode = mode,
-                                   .mtime = mtime, .data_off = b->data.len};
+    b->m[b->n++] = (bundle_member){.path = wv_xstrdup(path),
+                                   .size = size,
+                                   .mode = mode,
+                                   .mtime = mtime,
+                                   .data_off = b->data.len};
     ctx->in_bundle = 1;
     return 0;
 }
@@ -542,8 +555,8 @@ static int end_file(backup_ctx *ctx, wv_err *err)
     if (j->size == UINT64_MAX) /* streamed without a known size */
         j->size = j->received;
     if (j->received != j->size)
-        return wv_err_set(err, WV_EPG, "\"%s\": received %" PRIu64 " of %" PRIu64 " bytes",
-                          j->path, j->received, j->size);
+        return wv_err_set(err, WV_EPG, "\"%s\": received %" PRIu64 " of %" PRIu64 " bytes", j->path,
+                          j->received, j->size);
     rc = chan_push(ctx, j, NULL, err);
     ctx->cur = NULL; /* the job owns itself now; job_done frees it */
     return rc;
@@ -612,7 +625,8 @@ static void draw_progress(backup_ctx *ctx, int final)
                          ? ((double)(ctx->total_bytes - (ctx->done_bytes < ctx->total_bytes
                                                              ? ctx->done_bytes
                                                              : ctx->total_bytes)) /
-                            1048576.0) / rate
+                            1048576.0) /
+                               rate
                          : 0;
         fprintf(stderr, "\r%5.1f%%  %8.1f MB  %7.1f MB/s  ETA %02d:%02d  ", pct, mb, rate,
                 (int)eta / 60, (int)eta % 60);
@@ -650,12 +664,13 @@ static int on_begin(void *arg, const wv_pgrepl_backup_start *s, wv_err *err)
     ctx->tbs = wv_xcalloc(s->ntablespaces + 1, sizeof(*ctx->tbs));
     for (size_t i = 0; i < s->ntablespaces; i++) {
         ctx->tbs[i].oid = s->tablespaces[i].oid;
-        ctx->tbs[i].location = s->tablespaces[i].location ? wv_xstrdup(s->tablespaces[i].location)
-                                                          : NULL;
+        ctx->tbs[i].location =
+            s->tablespaces[i].location ? wv_xstrdup(s->tablespaces[i].location) : NULL;
         if (s->tablespaces[i].size_kb > 0)
             ctx->total_bytes += (uint64_t)s->tablespaces[i].size_kb * 1024;
         if (s->tablespaces[i].oid && s->tablespaces[i].location) {
-            wv_manifest_entry e = {.type = WV_MANIFEST_TABLESPACE, .oid = s->tablespaces[i].oid,
+            wv_manifest_entry e = {.type = WV_MANIFEST_TABLESPACE,
+                                   .oid = s->tablespaces[i].oid,
                                    .target = s->tablespaces[i].location};
             int rc = wv_manifest_writer_add(ctx->mw, &e, err);
             if (rc < 0)
@@ -911,8 +926,10 @@ static int wait_for_key(backup_ctx *ctx, const char *walname, double deadline, i
             if (rc != WV_ENOTFOUND)
                 return rc;
             if (now_s() >= deadline) {
-                wv_err_set(err, WV_ETIMEOUT, "WAL file %s was not archived in %s within %d "
-                           "seconds", walname, ctx->repos[i]->rc->name, timeout);
+                wv_err_set(err, WV_ETIMEOUT,
+                           "WAL file %s was not archived in %s within %d "
+                           "seconds",
+                           walname, ctx->repos[i]->rc->name, timeout);
                 return wv_err_hint(err, "check archive_command (it must run wal-push) and "
                                         "pg_stat_archiver on the server; the backup is not valid "
                                         "without this WAL");
@@ -929,8 +946,8 @@ static int parse_server_time(const char *text, const char *tzname, int64_t *out)
     struct tm tm = {0};
     char zone[64] = "";
     int n = 0;
-    if (sscanf(text, "%d-%d-%d %d:%d:%d %63s%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, zone, &n) != 7)
+    if (sscanf(text, "%d-%d-%d %d:%d:%d %63s%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, zone, &n) != 7)
         return -1;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
@@ -1015,15 +1032,13 @@ static int read_history(backup_ctx *ctx, const char *histname, const char *tznam
     char v[256];
     if (!find_field(text, "START TIME", v, sizeof(v)) ||
         parse_server_time(v, tzname, &h->start_time) < 0) {
-        rc = wv_err_set(err, WV_ECORRUPT, "backup history file %s: no usable START TIME",
-                        histname);
+        rc = wv_err_set(err, WV_ECORRUPT, "backup history file %s: no usable START TIME", histname);
         goto out;
     }
     h->start_time_text = wv_xstrdup(v);
     if (!find_field(text, "STOP TIME", v, sizeof(v)) ||
         parse_server_time(v, tzname, &h->stop_time) < 0) {
-        rc = wv_err_set(err, WV_ECORRUPT, "backup history file %s: no usable STOP TIME",
-                        histname);
+        rc = wv_err_set(err, WV_ECORRUPT, "backup history file %s: no usable STOP TIME", histname);
         goto out;
     }
     h->stop_time_text = wv_xstrdup(v);
@@ -1059,9 +1074,12 @@ static int fmt_size(uint64_t n, char *out, size_t len)
 int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
 {
     static const struct option longopts[] = {
-        {"dbname", required_argument, NULL, 'd'}, {"label", required_argument, NULL, 'l'},
-        {"keep", no_argument, NULL, 'k'},         {"checkpoint", required_argument, NULL, 'C'},
-        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {"dbname", required_argument, NULL, 'd'},
+        {"label", required_argument, NULL, 'l'},
+        {"keep", no_argument, NULL, 'k'},
+        {"checkpoint", required_argument, NULL, 'C'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *connstr = NULL, *label = NULL;
@@ -1161,8 +1179,11 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
 
     char deflabel[128];
     snprintf(deflabel, sizeof(deflabel), "walvault backup %s", ctx.id);
-    wv_pgrepl_backup_opts bo = {.label = label ? label : deflabel, .fast_checkpoint = fast,
-                                .progress = 1, .manifest = 1, .wait = 0};
+    wv_pgrepl_backup_opts bo = {.label = label ? label : deflabel,
+                                .fast_checkpoint = fast,
+                                .progress = 1,
+                                .manifest = 1,
+                                .wait = 0};
     ctx.tty = isatty(2);
     ctx.t0 = now_s();
     wv_pgrepl_backup_end end = {0};
@@ -1258,8 +1279,8 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
         char a[32], b[32];
         fmt_size(t->size, a, sizeof(a));
         fmt_size(t->stored_size, b, sizeof(b));
-        printf("backup %s complete: %" PRIu64 " files, %s, stored %s, %.0f s, WAL %s..%s\n",
-               ctx.id, t->files, a, b, now_s() - t_start, h.start_segment, h.stop_segment);
+        printf("backup %s complete: %" PRIu64 " files, %s, stored %s, %.0f s, WAL %s..%s\n", ctx.id,
+               t->files, a, b, now_s() - t_start, h.start_segment, h.stop_segment);
         fflush(stdout);
     }
 

@@ -471,8 +471,8 @@ static int file_job_run(void *arg, wv_err *err)
     }
     rc = make_parent(j->dest, err);
     if (rc == 0)
-        rc = wv_repo_get_file_range(j->c->st, j->key, j->offset, j->length, j->dest,
-                                    WV_GET_NOSYNC, &info, err);
+        rc = wv_repo_get_file_range(j->c->st, j->key, j->offset, j->length, j->dest, WV_GET_NOSYNC,
+                                    &info, err);
     if (rc != 0)
         return rc;
     if (memcmp(info.sha256, j->sha256, 32) != 0 || info.plain_size != j->size) {

@@ -148,9 +148,7 @@ static void tee_close(wv_source *s)
 
 static const wv_source_ops tee_ops = {.read = tee_read, .close = tee_close};
 
-
 /* ---- context and jobs ------------------------------------------------------------------------ */
-
 
 typedef struct sync_ctx {
     wv_config *cfg;
@@ -179,7 +177,7 @@ typedef struct job {
     uint8_t sha256[32];
     outcome result;
     uint64_t bytes;
-    wv_err conflict; /* OUT_CONFLICT: the message */
+    wv_err conflict;   /* OUT_CONFLICT: the message */
     wv_bundle *bundle; /* OBJ_BUNDLE: its members (owned by the job) */
 } job;
 
@@ -272,7 +270,6 @@ out:
     wv_buf_free(&b);
     return rc;
 }
-
 
 /* Read a bundle and verify every file in it; the first damaged file is the error. */
 static void first_problem(void *arg, const wv_bundle_member *m, const wv_err *e)
@@ -389,10 +386,10 @@ static int copy_plain(job *j, wv_err *err)
                         j->key);
         goto out;
     }
-    rc = committed(j,
-                   wv_storage_put_all(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data,
-                                      b.len, err),
-                   b.len, err);
+    rc = committed(
+        j,
+        wv_storage_put_all(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data, b.len, err),
+        b.len, err);
 out:
     wv_buf_free(&b);
     return rc;
@@ -473,8 +470,6 @@ static int job_run(void *arg, wv_err *err)
     }
     return j->type == OBJ_PLAIN ? copy_plain(j, err) : copy_verified(j, err);
 }
-
-
 
 static void job_done(void *arg, int rc, const wv_err *err)
 {

@@ -123,7 +123,7 @@ typedef struct verify_ctx {
     const char *backup_id; /* the backup whose manifest is being read */
     uint64_t objects, bytes, problems, backups;
     wv_bundle_set bundles; /* of the backup whose manifest is being read */
-    int first_code; /* of the first problem, over all repositories */
+    int first_code;        /* of the first problem, over all repositories */
     uint64_t total_problems;
 } verify_ctx;
 
@@ -161,17 +161,17 @@ typedef struct job {
     char *key;
     char *what;             /* the key, or for a file in a bundle "KEY at offset N (PATH)" */
     int64_t offset, length; /* the object's range in key (0, -1: all of it) */
-    char *backup; /* the backup whose manifest names this object, or NULL */
+    char *backup;           /* the backup whose manifest names this object, or NULL */
     obj_type type;
     int expect; /* size and sha256 below are the manifest's */
     uint64_t size;
     uint8_t sha256[32];
     uint64_t bytes;
-    wv_err problem; /* code 0: verified */
-    wv_bundle *bundle;  /* OBJ_BUNDLE: its files (owned) */
-    wv_err *problems;   /* OBJ_BUNDLE: one per damaged file */
+    wv_err problem;    /* code 0: verified */
+    wv_bundle *bundle; /* OBJ_BUNDLE: its files (owned) */
+    wv_err *problems;  /* OBJ_BUNDLE: one per damaged file */
     size_t nproblems;
-    uint64_t objects;   /* OBJ_BUNDLE: files verified */
+    uint64_t objects; /* OBJ_BUNDLE: files verified */
 } job;
 
 /* A restore point object: lines "LSN\tTIME_US\tNAME". */
@@ -278,8 +278,10 @@ static void check_bundle(job *j)
     wv_err *e = &j->problem;
     int rc = wv_storage_get_open(c->repo->st, j->key, 0, -1, &src, e);
     if (rc == WV_ENOTFOUND) {
-        wv_err_set(e, WV_ECORRUPT, "%s: \"%s\" of backup %s: missing (it holds %zu files, e.g. "
-                   "\"%s\")", rname(c), j->key, j->backup, j->bundle->n, j->bundle->m[0].path);
+        wv_err_set(e, WV_ECORRUPT,
+                   "%s: \"%s\" of backup %s: missing (it holds %zu files, e.g. "
+                   "\"%s\")",
+                   rname(c), j->key, j->backup, j->bundle->n, j->bundle->m[0].path);
         return;
     }
     if (rc < 0) {

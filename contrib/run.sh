@@ -15,11 +15,11 @@ MODE="${1:-}"
 
 # Every Debian package any step needs. Append here, or in a contrib/packages-NAME.txt (read below).
 PACKAGES=(
-    build-essential cmake pkg-config
+    build-essential cmake pkg-config clang-format
     libpq-dev liblz4-dev lz4 libssl-dev libuv1-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
     postgresql-15 postgresql-client-15 postgresql-contrib
     python3 python3-pytest python3-pytest-timeout python3-psycopg2
-    tzdata util-linux python3-pytest-xdist python3-lz4
+    tzdata util-linux python3-pytest-xdist python3-lz4 openssh-server openssh-client
 )
 
 # Each contrib/packages-*.txt (one package a line, # comments) adds the packages of a test peer.
@@ -60,6 +60,22 @@ install_packages() {
         || die "apt-get install failed for: ${missing[*]}"
     # Debian creates and starts a default cluster with the server package: the tests start their own
     # servers on free ports, so the stock one is left alone (it listens on 5432 only).
+}
+
+# lint: the code matches .clang-format and common/'s includes point down its layers.
+lint() {
+    local off=() f rc=0
+    while IFS= read -r f; do
+        clang-format --dry-run -Werror "$ROOT/$f" >/dev/null 2>&1 || off+=("$f")
+    done < <(git -C "$ROOT" ls-files '*.c' '*.h')
+    if ((${#off[@]})); then
+        echo "files that differ from .clang-format (run: clang-format -i FILE): ${off[*]}"
+        rc=1
+    else
+        echo "every C file matches .clang-format"
+    fi
+    "$PYTHON" "$ROOT/contrib/check_layers.py" || rc=1
+    return $rc
 }
 
 # build DIR cmake-args... : configure and compile.
@@ -162,6 +178,10 @@ test)
     say "packages"
     install_packages
     record "packages" $?
+
+    say "lint (clang-format, include layers)"
+    lint
+    record "lint" $?
 
     say "build Release -DWV_WERROR=ON (build/)"
     if build "$ROOT/build" -DCMAKE_BUILD_TYPE=Release -DWV_WERROR=ON -DWV_TESTS=ON; then

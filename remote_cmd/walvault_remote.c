@@ -410,12 +410,24 @@ static int serve(server *sv, wv_err *err)
         if (rc)
             break;
         switch (sv->in.type) {
-        case WV_RP_PUT: rc = op_put(sv, err); break;
-        case WV_RP_GET: rc = op_get(sv, err); break;
-        case WV_RP_STAT: rc = op_stat(sv, err); break;
-        case WV_RP_LIST: rc = op_list(sv, err); break;
-        case WV_RP_REMOVE: rc = op_remove(sv, err); break;
-        case WV_RP_FLUSH: rc = op_flush(sv, err); break;
+        case WV_RP_PUT:
+            rc = op_put(sv, err);
+            break;
+        case WV_RP_GET:
+            rc = op_get(sv, err);
+            break;
+        case WV_RP_STAT:
+            rc = op_stat(sv, err);
+            break;
+        case WV_RP_LIST:
+            rc = op_list(sv, err);
+            break;
+        case WV_RP_REMOVE:
+            rc = op_remove(sv, err);
+            break;
+        case WV_RP_FLUSH:
+            rc = op_flush(sv, err);
+            break;
         default:
             rc = wv_err_set(err, WV_EFORMAT, "protocol error: unexpected %s frame",
                             wv_rp_type_name(sv->in.type));
@@ -434,10 +446,11 @@ static int serve(server *sv, wv_err *err)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: walvault-remote --repo PATH\n"
-                    "       walvault-remote --version\n"
-                    "Started over ssh by walvault's ssh repository driver; speaks a binary protocol "
-                    "on stdin and stdout.\n");
+    fprintf(stderr,
+            "usage: walvault-remote --repo PATH\n"
+            "       walvault-remote --version\n"
+            "Started over ssh by walvault's ssh repository driver; speaks a binary protocol "
+            "on stdin and stdout.\n");
 }
 
 int main(int argc, char **argv)

@@ -22,7 +22,7 @@
 #include "pg/walname.h"
 
 #define WV_FETCH_EXIT_NOTFOUND 1
-#define WV_FETCH_EXIT_ABORT 128
+#define WV_FETCH_EXIT_ABORT    128
 
 static const char usage[] =
     "usage: wal-fetch [-c FILE] WAL_NAME DEST_PATH\n"

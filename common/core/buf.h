@@ -22,7 +22,10 @@ typedef struct wv_buf {
     size_t cap;
 } wv_buf;
 
-#define WV_BUF_INIT {NULL, 0, 0}
+#define WV_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void wv_buf_init(wv_buf *b);
 void wv_buf_free(wv_buf *b);

@@ -12,7 +12,7 @@
 typedef struct wv_cli {
     const char *config_path; /* -c / --config, or NULL */
     int nargs;
-    char **args;             /* positional arguments (pointers into argv) */
+    char **args; /* positional arguments (pointers into argv) */
 } wv_cli;
 
 /*

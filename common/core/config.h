@@ -14,23 +14,23 @@
 #include "core/log.h"
 
 #define WV_CONFIG_DEFAULT_PATH "/etc/walvault/walvault.conf"
-#define WV_MAX_REPOS 8
+#define WV_MAX_REPOS           8
 
 typedef enum wv_repo_type { WV_REPO_POSIX = 1, WV_REPO_S3, WV_REPO_SSH } wv_repo_type;
 typedef enum wv_compress { WV_COMPRESS_NONE = 0, WV_COMPRESS_LZ4 = 1 } wv_compress;
 
 typedef struct wv_repo_config {
-    int index;            /* N of [repoN] */
-    char name[16];        /* "repo1" */
+    int index;     /* N of [repoN] */
+    char name[16]; /* "repo1" */
     wv_repo_type type;
-    char *path;           /* posix, ssh: absolute path of the repository */
+    char *path; /* posix, ssh: absolute path of the repository */
 
     /* s3 */
-    char *endpoint;       /* https://host[:port] or http://... */
+    char *endpoint; /* https://host[:port] or http://... */
     char *region;
     char *bucket;
-    char *prefix;         /* key prefix inside the bucket, no leading or trailing slash; may be "" */
-    int uri_style_host;   /* 1 = host style (bucket.endpoint), 0 = path style */
+    char *prefix;       /* key prefix inside the bucket, no leading or trailing slash; may be "" */
+    int uri_style_host; /* 1 = host style (bucket.endpoint), 0 = path style */
     char *ca_file;
     char *access_key_id;
     char *secret_access_key_file; /* file readable by its owner only */
@@ -38,22 +38,22 @@ typedef struct wv_repo_config {
     /* ssh */
     char *host;
     char *user;
-    int port;             /* 0 = ssh's default */
-    char *ssh_command;    /* default "ssh" */
+    int port;          /* 0 = ssh's default */
+    char *ssh_command; /* default "ssh" */
     char *identity_file;
     char *known_hosts;
     char *remote_command; /* the helper on the backup server; default "walvault-remote" */
 } wv_repo_config;
 
 typedef struct wv_config {
-    char *file;                 /* the path it was loaded from */
-    wv_compress compress;       /* [global] compress = lz4 | none (default lz4) */
-    int compress_level;         /* [global] compress_level = 1..12 (default 1) */
-    int process_max;            /* [global] process_max = 1..64 (default: online CPUs, at most 8) */
-    wv_log_level log_level;     /* [global] log_level = error | warn | info | debug (default info) */
-    int archive_timeout;        /* [global] archive_timeout = seconds basebackup waits for WAL (60) */
+    char *file;             /* the path it was loaded from */
+    wv_compress compress;   /* [global] compress = lz4 | none (default lz4) */
+    int compress_level;     /* [global] compress_level = 1..12 (default 1) */
+    int process_max;        /* [global] process_max = 1..64 (default: online CPUs, at most 8) */
+    wv_log_level log_level; /* [global] log_level = error | warn | info | debug (default info) */
+    int archive_timeout;    /* [global] archive_timeout = seconds basebackup waits for WAL (60) */
     wv_repo_config repos[WV_MAX_REPOS];
-    int nrepos;                 /* repos[] sorted by index; at least one */
+    int nrepos; /* repos[] sorted by index; at least one */
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */

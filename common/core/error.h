@@ -22,7 +22,7 @@
     XX(CONFIG, "configuration error", 3)                                                           \
     XX(IO, "i/o error", 4)                                                                         \
     XX(CORRUPT, "corrupt object", 5)                                                               \
-    XX(CONFLICT, "different content already archived", 6)                                        \
+    XX(CONFLICT, "different content already archived", 6)                                          \
     XX(MISMATCH, "repository belongs to another cluster", 7)                                       \
     XX(NOSPACE, "no space left on device", 8)                                                      \
     XX(UNREACHABLE, "repository unreachable", 9)                                                   \
@@ -30,7 +30,7 @@
     XX(FORMAT, "unsupported format", 11)                                                           \
     XX(PG, "postgresql error", 12)                                                                 \
     XX(REFUSED, "operation refused", 13)                                                           \
-    XX(EXIST, "already exists", 14)                                                               \
+    XX(EXIST, "already exists", 14)                                                                \
     XX(KEY, "wrong or missing encryption key", 15)                                                 \
     XX(TIMEOUT, "timed out", 16)                                                                   \
     XX(INTERRUPTED, "interrupted", 17)                                                             \
@@ -46,9 +46,9 @@ typedef enum wv_errcode {
 #define WV_ERR_MSG_MAX 1024
 
 typedef struct wv_err {
-    int code;                      /* 0 or a WV_E* value */
-    char msg[WV_ERR_MSG_MAX];      /* one line, no trailing period */
-    char hint[WV_ERR_MSG_MAX];     /* what to do next; may be empty */
+    int code;                  /* 0 or a WV_E* value */
+    char msg[WV_ERR_MSG_MAX];  /* one line, no trailing period */
+    char hint[WV_ERR_MSG_MAX]; /* what to do next; may be empty */
 } wv_err;
 
 /* Name ("NOTFOUND"), description and exit code (1..125) of a WV_E* value. */

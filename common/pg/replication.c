@@ -1,5 +1,5 @@
 /*
- * pg/replication.c - libpq replication client. BASE_BACKUP uses PostgreSQL 15's protocol: two result sets
+ * replication.c - libpq replication client. BASE_BACKUP uses PostgreSQL 15's protocol: two result sets
  * (start position; tablespaces), one COPY OUT whose CopyData messages start with a type byte
  * ('n' new archive: name, location; 'd' data; 'p' progress: int64; 'm' manifest follows), and a
  * final result set with the end position.
@@ -109,8 +109,10 @@ int wv_pgrepl_connect(const char *connstr, wv_pgconn **out, wv_err *err)
     }
     c->version = PQserverVersion(conn);
     if (c->version < WV_PGREPL_MIN_VERSION) {
-        wv_err_set(err, WV_EPG, "PostgreSQL server version %d.%d is not supported: basebackup "
-                   "needs PostgreSQL 15 or newer", c->version / 10000,
+        wv_err_set(err, WV_EPG,
+                   "PostgreSQL server version %d.%d is not supported: basebackup "
+                   "needs PostgreSQL 15 or newer",
+                   c->version / 10000,
                    c->version >= 100000 ? c->version % 10000 : (c->version / 100) % 100);
         wv_pgrepl_close(c);
         return WV_EPG;
@@ -141,8 +143,10 @@ int wv_pgrepl_identify_system(wv_pgconn *c, wv_pg_system *out, wv_err *err)
         goto out;
     }
     if (PQntuples(res) != 1 || PQnfields(res) < 3) {
-        rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM returned %d rows and %d fields, expected 1 "
-                        "row with at least 3 fields", PQntuples(res), PQnfields(res));
+        rc = wv_err_set(err, WV_EPG,
+                        "IDENTIFY_SYSTEM returned %d rows and %d fields, expected 1 "
+                        "row with at least 3 fields",
+                        PQntuples(res), PQnfields(res));
         goto out;
     }
     char *end;
@@ -155,8 +159,7 @@ int wv_pgrepl_identify_system(wv_pgconn *c, wv_pg_system *out, wv_err *err)
     if (rc == 0 && (!*tli || *end || out->timeline == 0))
         rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM: bad timeline \"%s\"", tli);
     if (rc == 0 && wv_lsn_parse(PQgetvalue(res, 0, 2), &out->xlogpos) < 0)
-        rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM: bad position \"%s\"",
-                        PQgetvalue(res, 0, 2));
+        rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM: bad position \"%s\"", PQgetvalue(res, 0, 2));
 out:
     PQclear(res);
     return rc;
@@ -285,8 +288,8 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
         goto out;
     }
     res = PQgetResult(c->conn);
-    if ((rc = parse_position(c, res, "could not start the base backup", &s.start_lsn,
-                             &s.start_tli, err)) < 0)
+    if ((rc = parse_position(c, res, "could not start the base backup", &s.start_lsn, &s.start_tli,
+                             err)) < 0)
         goto out;
     PQclear(res);
     res = PQgetResult(c->conn);
@@ -299,7 +302,8 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
     for (size_t i = 0; i < s.ntablespaces; i++) {
         wv_pgrepl_tablespace *t = &s.tablespaces[i];
         int row = (int)i;
-        t->oid = PQgetisnull(res, row, 0) ? 0 : (uint32_t)strtoul(PQgetvalue(res, row, 0), NULL, 10);
+        t->oid =
+            PQgetisnull(res, row, 0) ? 0 : (uint32_t)strtoul(PQgetvalue(res, row, 0), NULL, 10);
         t->location = PQgetisnull(res, row, 1) ? NULL : wv_xstrdup(PQgetvalue(res, row, 1));
         t->size_kb = PQgetisnull(res, row, 2) ? -1 : strtoll(PQgetvalue(res, row, 2), NULL, 10);
     }
@@ -378,8 +382,8 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
         PQclear(res);
         res = PQgetResult(c->conn);
     }
-    if ((rc = parse_position(c, res, "the base backup did not finish", &end->end_lsn,
-                             &end->end_tli, err)) < 0)
+    if ((rc = parse_position(c, res, "the base backup did not finish", &end->end_lsn, &end->end_tli,
+                             err)) < 0)
         goto out;
     PQclear(res);
     res = NULL;

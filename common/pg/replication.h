@@ -1,5 +1,5 @@
 /*
- * pg/replication.h - a libpq replication connection: IDENTIFY_SYSTEM, SHOW, BASE_BACKUP (PostgreSQL 15+).
+ * replication.h - a libpq replication connection: IDENTIFY_SYSTEM, SHOW, BASE_BACKUP (PostgreSQL 15+).
  *
  * The connection follows libpq's conventions: a connection string or URI (-d), else the PG*
  * environment variables and the service file. A password inside the connection string is refused
@@ -41,9 +41,9 @@ int wv_pgrepl_show(wv_pgconn *c, const char *name, char *out, size_t outlen, wv_
 int wv_pgrepl_wal_segsize(wv_pgconn *c, uint64_t *out, wv_err *err);
 
 typedef struct wv_pgrepl_tablespace {
-    uint32_t oid;      /* 0: the main data directory */
-    char *location;    /* NULL for the main data directory */
-    int64_t size_kb;   /* -1 unless PROGRESS */
+    uint32_t oid;    /* 0: the main data directory */
+    char *location;  /* NULL for the main data directory */
+    int64_t size_kb; /* -1 unless PROGRESS */
 } wv_pgrepl_tablespace;
 
 typedef struct wv_pgrepl_backup_start {

@@ -27,7 +27,7 @@ typedef struct sha256_filter {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    const uint8_t *job;   /* buffer to hash, NULL when idle */
+    const uint8_t *job; /* buffer to hash, NULL when idle */
     size_t job_len;
     int job_done;
     int job_failed;

@@ -253,7 +253,8 @@ static int handle_header(wv_tar_reader *t, wv_err *err)
     if (!checksum_ok(h))
         return wv_err_set(err, WV_ECORRUPT,
                           "bad tar header checksum in \"%s\" at offset %llu: not a tar archive or "
-                          "corrupt stream", t->name, (unsigned long long)hdr_off);
+                          "corrupt stream",
+                          t->name, (unsigned long long)hdr_off);
     uint64_t size, mode, mtime;
     if (parse_number(h + 124, 12, &size) < 0 || parse_number(h + 100, 8, &mode) < 0 ||
         parse_number(h + 136, 12, &mtime) < 0)
@@ -265,8 +266,8 @@ static int handle_header(wv_tar_reader *t, wv_err *err)
         if (size > WV_TAR_META_MAX)
             return wv_err_set(err, WV_ECORRUPT,
                               "tar metadata header of %llu bytes in \"%s\" at offset %llu is too "
-                              "large", (unsigned long long)size, t->name,
-                              (unsigned long long)hdr_off);
+                              "large",
+                              (unsigned long long)size, t->name, (unsigned long long)hdr_off);
         t->meta_type = flag;
         t->remaining = size;
         wv_buf_reset(&t->meta);
@@ -317,8 +318,9 @@ static int handle_header(wv_tar_reader *t, wv_err *err)
             t->state = ST_HEADER;
             return 0;
         }
-        return wv_err_set(err, WV_ECORRUPT, "tar member with an empty name in \"%s\" at offset %llu",
-                          t->name, (unsigned long long)hdr_off);
+        return wv_err_set(err, WV_ECORRUPT,
+                          "tar member with an empty name in \"%s\" at offset %llu", t->name,
+                          (unsigned long long)hdr_off);
     }
 
     wv_tar_entry e = {0};
@@ -458,9 +460,11 @@ int wv_tar_reader_finish(wv_tar_reader *t, wv_err *err)
                             : t->state == ST_DATA ? "the content of"
                                                   : "the padding of";
         int member = t->state == ST_DATA || t->state == ST_PAD;
-        wv_err_set(err, WV_ECORRUPT, "tar archive \"%s\" is truncated: it ends inside %s%s%s%s at "
-                   "offset %llu", t->name, where, member ? " \"" : "", member ? t->path : "",
-                   member ? "\"" : "", (unsigned long long)t->offset);
+        wv_err_set(err, WV_ECORRUPT,
+                   "tar archive \"%s\" is truncated: it ends inside %s%s%s%s at "
+                   "offset %llu",
+                   t->name, where, member ? " \"" : "", member ? t->path : "", member ? "\"" : "",
+                   (unsigned long long)t->offset);
         wv_err_hint(err, "the connection was probably lost; run the backup again");
         return fail(t, err, WV_ECORRUPT);
     }

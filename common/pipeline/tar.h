@@ -24,7 +24,7 @@
 
 #include "core/error.h"
 
-#define WV_TAR_BLOCK 512
+#define WV_TAR_BLOCK    512
 #define WV_TAR_META_MAX (64 * 1024)
 
 typedef enum wv_tar_type {

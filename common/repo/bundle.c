@@ -164,8 +164,7 @@ int wv_bundle_each(wv_source *src, const wv_bundle *b, wv_bundle_member_fn fn, v
     return 0;
 }
 
-int wv_bundle_check_object(wv_source *obj, const wv_bundle_member *m, wv_filter *dest,
-                           wv_err *err)
+int wv_bundle_check_object(wv_source *obj, const wv_bundle_member *m, wv_filter *dest, wv_err *err)
 {
     wv_obj_info info;
     int r = wv_object_read(obj, dest, &info, err);

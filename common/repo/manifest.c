@@ -201,8 +201,9 @@ static int format_entry(wv_buf *b, const wv_manifest_entry *e, wv_err *err)
         wv_hex_encode(e->sha256, 32, hex);
         wv_buf_append_str(b, "file");
         field_str(b, "path", e->path);
-        wv_buf_printf(b, " size=%" PRIu64 " mode=%04o mtime=%" PRId64 " sha256=%s stored-size=%" PRIu64,
-                      e->size, e->mode & 07777, e->mtime, hex, e->stored_size);
+        wv_buf_printf(
+            b, " size=%" PRIu64 " mode=%04o mtime=%" PRId64 " sha256=%s stored-size=%" PRIu64,
+            e->size, e->mode & 07777, e->mtime, hex, e->stored_size);
         if (e->ref)
             wv_buf_printf(b, " ref=%s", e->ref);
         if (e->bundle)
@@ -250,14 +251,16 @@ static void format_header(wv_buf *b, const wv_manifest_header *h)
     field_str(b, "label", h->label ? h->label : "");
     wv_buf_printf(b, " keep=%d", h->keep ? 1 : 0);
     field_str(b, "created-by", h->created_by ? h->created_by : "walvault " WALVAULT_VERSION);
-    wv_buf_printf(b, "\ncluster system-id=%" PRIu64 " pg-version=%" PRIu32 " wal-segsize=%" PRIu64
-                  "\n", h->system_id, h->pg_version, h->wal_segsize);
+    wv_buf_printf(
+        b, "\ncluster system-id=%" PRIu64 " pg-version=%" PRIu32 " wal-segsize=%" PRIu64 "\n",
+        h->system_id, h->pg_version, h->wal_segsize);
     wv_lsn_format(h->start_lsn, a);
     wv_lsn_format(h->stop_lsn, c);
     wv_lsn_format(h->checkpoint_lsn, d);
-    wv_buf_printf(b, "wal timeline=%" PRIu32 " start-lsn=%s stop-lsn=%s checkpoint-lsn=%s "
-                  "start-segment=%s stop-segment=%s\n", h->timeline, a, c, d, h->start_segment,
-                  h->stop_segment);
+    wv_buf_printf(b,
+                  "wal timeline=%" PRIu32 " start-lsn=%s stop-lsn=%s checkpoint-lsn=%s "
+                  "start-segment=%s stop-segment=%s\n",
+                  h->timeline, a, c, d, h->start_segment, h->stop_segment);
     wv_buf_printf(b, "time start=%" PRId64 " stop=%" PRId64, h->start_time, h->stop_time);
     field_str(b, "start-text", h->start_time_text ? h->start_time_text : "");
     field_str(b, "stop-text", h->stop_time_text ? h->stop_time_text : "");
@@ -297,7 +300,8 @@ int wv_manifest_writer_finish(wv_manifest_writer *w, const wv_manifest_header *h
     }
     wv_buf_reset(&b);
     const wv_manifest_totals *t = &w->totals;
-    wv_buf_printf(&b, "totals files=%" PRIu64 " dirs=%" PRIu64 " symlinks=%" PRIu64
+    wv_buf_printf(&b,
+                  "totals files=%" PRIu64 " dirs=%" PRIu64 " symlinks=%" PRIu64
                   " tablespaces=%" PRIu64 " size=%" PRIu64 " stored-size=%" PRIu64 "\n",
                   t->files, t->dirs, t->symlinks, t->tablespaces, t->size, t->stored_size);
     EVP_DigestUpdate(md, b.data, b.len);
@@ -610,8 +614,9 @@ static int parse_entry(wv_manifest_reader *r, const char *type, wv_err *err)
         r->counted.tablespaces++;
     } else if (strcmp(type, "dir") == 0 || strcmp(type, "symlink") == 0 ||
                strcmp(type, "file") == 0) {
-        e.type = type[0] == 'd' ? WV_MANIFEST_DIR : type[0] == 's' ? WV_MANIFEST_SYMLINK
-                                                                   : WV_MANIFEST_FILE;
+        e.type = type[0] == 'd'   ? WV_MANIFEST_DIR
+                 : type[0] == 's' ? WV_MANIFEST_SYMLINK
+                                  : WV_MANIFEST_FILE;
         if ((rc = need(r, type, "path", &e.path, err)) < 0)
             return rc;
         if (!wv_manifest_path_valid(e.path))
@@ -686,8 +691,10 @@ static int parse_line(wv_manifest_reader *r, char *line, size_t len, wv_err *err
             return bad(r, err, "bad version 0");
         if (u > WV_MANIFEST_VERSION) {
             r->failed = 1;
-            wv_err_set(err, WV_EFORMAT, "manifest \"%s\" has format version %" PRIu64
-                       ", this program understands up to %d", r->name, u, WV_MANIFEST_VERSION);
+            wv_err_set(err, WV_EFORMAT,
+                       "manifest \"%s\" has format version %" PRIu64
+                       ", this program understands up to %d",
+                       r->name, u, WV_MANIFEST_VERSION);
             return wv_err_hint(err, "upgrade walvault");
         }
         h->version = (int)u;
@@ -761,8 +768,10 @@ static int parse_line(wv_manifest_reader *r, char *line, size_t len, wv_err *err
                 (rc = no_extra(r, type, err)) < 0)
                 return rc;
             if (memcmp(d, &r->counted, sizeof(*d)) != 0)
-                return bad(r, err, "totals do not match the entries (%" PRIu64 " files listed, %"
-                           PRIu64 " declared)", r->counted.files, d->files);
+                return bad(r, err,
+                           "totals do not match the entries (%" PRIu64 " files listed, %" PRIu64
+                           " declared)",
+                           r->counted.files, d->files);
             r->state = R_END;
             return 0;
         }
@@ -831,8 +840,9 @@ int wv_manifest_reader_finish(wv_manifest_reader *r, wv_manifest_totals *totals,
                           r->name);
     if (r->state != R_DONE || r->line.len) {
         r->failed = 1;
-        wv_err_set(err, WV_ECORRUPT, "corrupt manifest \"%s\": truncated after line %" PRIu64
-                   " (no \"end\" record)", r->name, r->lineno);
+        wv_err_set(err, WV_ECORRUPT,
+                   "corrupt manifest \"%s\": truncated after line %" PRIu64 " (no \"end\" record)",
+                   r->name, r->lineno);
         return wv_err_hint(err, "the backup cannot be trusted; take a new backup");
     }
     if (totals)
@@ -841,8 +851,7 @@ int wv_manifest_reader_finish(wv_manifest_reader *r, wv_manifest_totals *totals,
 }
 
 int wv_manifest_parse(const void *buf, size_t len, const char *name, wv_manifest_header *h,
-                      wv_manifest_entry_cb cb, void *arg, wv_manifest_totals *totals,
-                      wv_err *err)
+                      wv_manifest_entry_cb cb, void *arg, wv_manifest_totals *totals, wv_err *err)
 {
     wv_manifest_reader *r = wv_manifest_reader_new(name, h, cb, arg);
     int rc = wv_manifest_reader_feed(r, buf, len, err);
@@ -854,8 +863,8 @@ int wv_manifest_parse(const void *buf, size_t len, const char *name, wv_manifest
     return rc;
 }
 
-int wv_manifest_load(wv_storage *st, const char *id, wv_manifest_header *h,
-                     wv_manifest_entry_cb cb, void *arg, wv_manifest_totals *totals, wv_err *err)
+int wv_manifest_load(wv_storage *st, const char *id, wv_manifest_header *h, wv_manifest_entry_cb cb,
+                     void *arg, wv_manifest_totals *totals, wv_err *err)
 {
     char key[256];
     if (!wv_manifest_id_valid(id))

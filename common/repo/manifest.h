@@ -48,9 +48,9 @@
 #include "pipeline/filter.h"
 #include "storage/storage.h"
 
-#define WV_MANIFEST_VERSION 2
-#define WV_MANIFEST_NAME "backup.manifest"
-#define WV_MANIFEST_ID_MAX 64
+#define WV_MANIFEST_VERSION  2
+#define WV_MANIFEST_NAME     "backup.manifest"
+#define WV_MANIFEST_ID_MAX   64
 #define WV_MANIFEST_LINE_MAX (64 * 1024)
 
 typedef struct wv_manifest_header {
@@ -60,7 +60,7 @@ typedef struct wv_manifest_header {
     int keep;
     char *created_by;
     uint64_t system_id;
-    uint32_t pg_version;         /* server_version_num, e.g. 150020 */
+    uint32_t pg_version; /* server_version_num, e.g. 150020 */
     uint64_t wal_segsize;
     uint32_t timeline;
     uint64_t start_lsn, stop_lsn, checkpoint_lsn;
@@ -84,10 +84,10 @@ typedef enum wv_manifest_type {
 
 typedef struct wv_manifest_entry {
     wv_manifest_type type;
-    const char *path;     /* tablespace: NULL */
-    const char *target;   /* symlink target; tablespace location */
-    uint32_t oid;         /* tablespace */
-    uint64_t size;        /* file */
+    const char *path;   /* tablespace: NULL */
+    const char *target; /* symlink target; tablespace location */
+    uint32_t oid;       /* tablespace */
+    uint64_t size;      /* file */
     uint32_t mode;
     int64_t mtime;
     uint8_t sha256[32];   /* file */
@@ -145,8 +145,7 @@ void wv_manifest_reader_free(wv_manifest_reader *r);
 
 /* Parse a manifest held in memory (tests, small tools). */
 int wv_manifest_parse(const void *buf, size_t len, const char *name, wv_manifest_header *h,
-                      wv_manifest_entry_cb cb, void *arg, wv_manifest_totals *totals,
-                      wv_err *err);
+                      wv_manifest_entry_cb cb, void *arg, wv_manifest_totals *totals, wv_err *err);
 
 /* The manifest key of a backup: "backup/<id>/backup.manifest". */
 void wv_manifest_key(const char *id, char *out, size_t outlen);
@@ -161,7 +160,7 @@ void wv_manifest_file_object(const char *id, const wv_manifest_entry *e, char *k
 
 /* Stream backup/<id>/backup.manifest from the repository through the reader.
  * WV_ENOTFOUND if the backup has no manifest (it does not exist). */
-int wv_manifest_load(wv_storage *st, const char *id, wv_manifest_header *h,
-                     wv_manifest_entry_cb cb, void *arg, wv_manifest_totals *totals, wv_err *err);
+int wv_manifest_load(wv_storage *st, const char *id, wv_manifest_header *h, wv_manifest_entry_cb cb,
+                     void *arg, wv_manifest_totals *totals, wv_err *err);
 
 #endif

@@ -22,12 +22,12 @@
 
 typedef struct wv_window {
     uint32_t tli;
-    int64_t from_us, to_us;   /* backup end .. last reachable commit (to >= from) */
+    int64_t from_us, to_us;    /* backup end .. last reachable commit (to >= from) */
     uint64_t from_lsn, to_lsn; /* backup stop LSN .. end of reachable WAL */
     char first_backup[WV_MANIFEST_ID_MAX];
-    int gap;                  /* the WAL after to_lsn has a gap */
+    int gap; /* the WAL after to_lsn has a gap */
     char missing[WV_WALNAME_SEGMENT_LEN];
-    int64_t resume_us;        /* gap: first commit after it (INT64_MIN if unknown) */
+    int64_t resume_us; /* gap: first commit after it (INT64_MIN if unknown) */
 } wv_window;
 
 int wv_recovery_windows(wv_storage *st, const wv_archive *a, const wv_backupset *bs,
@@ -53,14 +53,14 @@ typedef struct wv_target {
     const char *name;
 } wv_target;
 
-#define WV_TLI_AUTO 0
-#define WV_TLI_LATEST UINT32_MAX
+#define WV_TLI_AUTO    0
+#define WV_TLI_LATEST  UINT32_MAX
 #define WV_TLI_CURRENT (UINT32_MAX - 1)
 
 typedef struct wv_plan {
     const wv_backup *backup;
-    uint32_t tli;          /* recovery_target_timeline to write */
-    char tli_reason[256];  /* why this timeline */
+    uint32_t tli;         /* recovery_target_timeline to write */
+    char tli_reason[256]; /* why this timeline */
     wv_archive_reach reach;
     int64_t last_commit_us; /* last reachable commit on the chosen path (INT64_MIN if none) */
 } wv_plan;

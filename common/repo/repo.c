@@ -57,8 +57,8 @@ static int parse_info(wv_repo *r, const char *text, wv_repo_info *info, wv_err *
         errno = 0;
         unsigned long long v = strtoull(val, &end, 10);
         if (errno || end == val || *end)
-            return wv_err_set(err, WV_ECORRUPT, "%s: bad value for \"%s\" in %s", r->rc->name,
-                              key, WV_REPO_INFO_KEY);
+            return wv_err_set(err, WV_ECORRUPT, "%s: bad value for \"%s\" in %s", r->rc->name, key,
+                              WV_REPO_INFO_KEY);
         if (strcmp(key, "format") == 0) {
             info->format = (int)v;
             seen |= 1;
@@ -136,8 +136,8 @@ int wv_repo_check_cluster(wv_repo *r, uint64_t system_id, uint32_t pg_major, uin
                    "%s: refused: this WAL is PostgreSQL %" PRIu32 " with %" PRIu64
                    "-byte segments, but repository \"%s\" holds PostgreSQL %" PRIu32
                    " with %" PRIu64 "-byte segments",
-                   r->rc->name, pg_major, wal_segsize, wv_storage_location(r->st),
-                   r->info.pg_major, r->info.wal_segsize);
+                   r->rc->name, pg_major, wal_segsize, wv_storage_location(r->st), r->info.pg_major,
+                   r->info.wal_segsize);
         return wv_err_hint(err, "after a major upgrade or a change of --wal-segsize, use a new "
                                 "repository");
     }
@@ -239,9 +239,8 @@ typedef struct get_fill {
 static int fill_from_object(void *arg, wv_filter *dest, wv_err *err)
 {
     get_fill *g = arg;
-    int rc = wv_object_read_ext(g->src, dest,
-                                (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0,
-                                g->info, err);
+    int rc = wv_object_read_ext(
+        g->src, dest, (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0, g->info, err);
     if (rc != 0 && g->length >= 0)
         wv_err_prefix(err, "%s: \"%s\" at offset %" PRId64 ": ", wv_storage_name(g->st), g->key,
                       g->offset);

@@ -28,7 +28,7 @@
 #include "storage/storage.h"
 
 #define WV_REPO_INFO_KEY "walvault.repo"
-#define WV_REPO_FORMAT 1
+#define WV_REPO_FORMAT   1
 /* Beside a segment that holds restore points: "<segment key>.rp", lines "LSN\tTIME_US\tNAME"
  * (NAME percent-encoded). */
 #define WV_REPO_RP_SUFFIX ".rp"
@@ -43,7 +43,7 @@ typedef struct wv_repo_info {
 typedef struct wv_repo {
     const wv_repo_config *rc;
     wv_storage *st;
-    int have_info;        /* info below was loaded or recorded */
+    int have_info; /* info below was loaded or recorded */
     wv_repo_info info;
 } wv_repo;
 
@@ -75,7 +75,7 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
  * restore_command, PostgreSQL makes what it keeps durable itself); WV_GET_HASH_THREAD verifies the
  * SHA-256 on a helper thread while this one decompresses (one fetch at a time, as wal-fetch).
  */
-#define WV_GET_NOSYNC 1
+#define WV_GET_NOSYNC      1
 #define WV_GET_HASH_THREAD 2
 int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
                      wv_obj_info *info, wv_err *err);

@@ -21,7 +21,7 @@
 
 typedef struct wv_archive_tli {
     uint32_t tli;
-    uint64_t *segnos;       /* sorted, unique: archived segments of this timeline */
+    uint64_t *segnos; /* sorted, unique: archived segments of this timeline */
     size_t nseg;
     int has_history;        /* TLI.history archived (always false for timeline 1) */
     wv_history_entry *hist; /* its parsed entries (ancestors, oldest first) */
@@ -52,12 +52,12 @@ uint32_t wv_archive_tli_at(const wv_archive *a, uint32_t target_tli, uint64_t ls
 int wv_archive_on_path(const wv_archive *a, uint32_t target_tli, uint32_t tli, uint64_t lsn);
 
 typedef struct wv_archive_reach {
-    uint64_t last_segno;     /* last segment recovery can read without a gap */
-    uint32_t last_tli;       /* the timeline it is read from */
-    uint64_t end_lsn;        /* the first LSN after last_segno */
-    int gap;                 /* a later segment exists after a missing one */
+    uint64_t last_segno;                  /* last segment recovery can read without a gap */
+    uint32_t last_tli;                    /* the timeline it is read from */
+    uint64_t end_lsn;                     /* the first LSN after last_segno */
+    int gap;                              /* a later segment exists after a missing one */
     char missing[WV_WALNAME_SEGMENT_LEN]; /* the first missing segment (when gap or at end) */
-    uint64_t resume_segno;   /* gap: the next segment present after the gap */
+    uint64_t resume_segno;                /* gap: the next segment present after the gap */
     uint32_t resume_tli;
 } wv_archive_reach;
 
@@ -83,8 +83,7 @@ int wv_archive_last_commit(wv_storage *st, const wv_archive *a, uint32_t target_
 
 /* The first commit at or after from_segno on the path (for showing where WAL resumes). */
 int wv_archive_first_commit(wv_storage *st, const wv_archive *a, uint32_t target_tli,
-                            uint64_t from_segno, uint64_t to_segno, int64_t *time_us,
-                            wv_err *err);
+                            uint64_t from_segno, uint64_t to_segno, int64_t *time_us, wv_err *err);
 
 /*
  * Find a restore point by name in the archive's restore point objects. Returns 0 with the LSN of

@@ -58,7 +58,7 @@ struct wv_source {
 };
 
 typedef struct wv_storage_ops {
-    const char *name; /* "posix", "s3", "ssh" */
+    const char *name;  /* "posix", "s3", "ssh" */
     unsigned features; /* WV_ST_* bits */
     int (*put_open)(wv_storage *st, const char *key, unsigned flags, wv_sink **out, wv_err *err);
     int (*get_open)(wv_storage *st, const char *key, int64_t offset, int64_t length,

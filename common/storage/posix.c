@@ -409,9 +409,10 @@ int wv_storage_posix_new(const wv_repo_config *rc, wv_storage **out, wv_err *err
         wv_err_errno(err, e == ENOENT ? WV_ECONFIG : WV_EIO, e,
                      "%s: repository directory \"%s\" is not accessible", rc->name, rc->path);
         if (e == ENOENT)
-            wv_err_hint(err, "create it (owned by the user PostgreSQL runs as) or fix \"path\" in "
-                             "[%s]; walvault does not create it, so that an unmounted disk is "
-                             "never mistaken for an empty repository",
+            wv_err_hint(err,
+                        "create it (owned by the user PostgreSQL runs as) or fix \"path\" in "
+                        "[%s]; walvault does not create it, so that an unmounted disk is "
+                        "never mistaken for an empty repository",
                         rc->name);
         return err ? err->code : WV_EIO;
     }

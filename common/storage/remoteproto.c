@@ -7,23 +7,40 @@
 const char *wv_rp_type_name(uint8_t type)
 {
     switch (type) {
-    case WV_RP_HELLO: return "HELLO";
-    case WV_RP_PUT: return "PUT";
-    case WV_RP_DATA: return "DATA";
-    case WV_RP_COMMIT: return "COMMIT";
-    case WV_RP_ABORT: return "ABORT";
-    case WV_RP_GET: return "GET";
-    case WV_RP_STAT: return "STAT";
-    case WV_RP_LIST: return "LIST";
-    case WV_RP_REMOVE: return "REMOVE";
-    case WV_RP_FLUSH: return "FLUSH";
-    case WV_RP_HELLO_OK: return "HELLO_OK";
-    case WV_RP_OK: return "OK";
-    case WV_RP_ERROR: return "ERROR";
-    case WV_RP_STAT_OK: return "STAT_OK";
-    case WV_RP_ENTRY: return "ENTRY";
-    case WV_RP_END: return "END";
-    default: return NULL;
+    case WV_RP_HELLO:
+        return "HELLO";
+    case WV_RP_PUT:
+        return "PUT";
+    case WV_RP_DATA:
+        return "DATA";
+    case WV_RP_COMMIT:
+        return "COMMIT";
+    case WV_RP_ABORT:
+        return "ABORT";
+    case WV_RP_GET:
+        return "GET";
+    case WV_RP_STAT:
+        return "STAT";
+    case WV_RP_LIST:
+        return "LIST";
+    case WV_RP_REMOVE:
+        return "REMOVE";
+    case WV_RP_FLUSH:
+        return "FLUSH";
+    case WV_RP_HELLO_OK:
+        return "HELLO_OK";
+    case WV_RP_OK:
+        return "OK";
+    case WV_RP_ERROR:
+        return "ERROR";
+    case WV_RP_STAT_OK:
+        return "STAT_OK";
+    case WV_RP_ENTRY:
+        return "ENTRY";
+    case WV_RP_END:
+        return "END";
+    default:
+        return NULL;
     }
 }
 
@@ -302,8 +319,7 @@ int wv_rp_recv(wv_rp_io_fn readfull, void *ctx, wv_buf *scratch, wv_rp_msg *m, w
     return wv_rp_decode(type, p, len, m, err);
 }
 
-int wv_rp_send(wv_rp_io_fn writefull, void *ctx, wv_buf *scratch, const wv_rp_msg *m,
-               wv_err *err)
+int wv_rp_send(wv_rp_io_fn writefull, void *ctx, wv_buf *scratch, const wv_rp_msg *m, wv_err *err)
 {
     wv_buf_reset(scratch);
     wv_rp_encode(m, scratch);
@@ -320,7 +336,8 @@ int wv_rp_key_valid(const char *key)
     for (const char *p = key;; p++) {
         if (*p == '/' || *p == '\0') {
             size_t n = (size_t)(p - comp);
-            if (n == 0 || (n == 1 && comp[0] == '.') || (n == 2 && comp[0] == '.' && comp[1] == '.'))
+            if (n == 0 || (n == 1 && comp[0] == '.') ||
+                (n == 2 && comp[0] == '.' && comp[1] == '.'))
                 return 0;
             if (*p == '\0')
                 return 1;

@@ -31,10 +31,10 @@
 #include "core/error.h"
 
 #define WV_RP_PROTO_VERSION 1
-#define WV_RP_HEADER_SIZE 5
-#define WV_RP_CHUNK (256 * 1024)
-#define WV_RP_MAX_STR 4096
-#define WV_RP_MAX_PAYLOAD (WV_RP_CHUNK + 2 * WV_RP_MAX_STR + 64)
+#define WV_RP_HEADER_SIZE   5
+#define WV_RP_CHUNK         (256 * 1024)
+#define WV_RP_MAX_STR       4096
+#define WV_RP_MAX_PAYLOAD   (WV_RP_CHUNK + 2 * WV_RP_MAX_STR + 64)
 
 typedef enum wv_rp_type {
     /* client -> helper */
@@ -61,13 +61,13 @@ typedef enum wv_rp_type {
  * and is valid until the next receive. */
 typedef struct wv_rp_msg {
     uint8_t type;
-    uint32_t proto; /* HELLO, HELLO_OK */
-    uint32_t flags; /* PUT */
-    int32_t code;   /* ERROR */
-    int64_t offset; /* GET */
-    int64_t length; /* GET */
-    uint64_t size;  /* STAT_OK, ENTRY */
-    int64_t mtime;  /* STAT_OK, ENTRY */
+    uint32_t proto;               /* HELLO, HELLO_OK */
+    uint32_t flags;               /* PUT */
+    int32_t code;                 /* ERROR */
+    int64_t offset;               /* GET */
+    int64_t length;               /* GET */
+    uint64_t size;                /* STAT_OK, ENTRY */
+    int64_t mtime;                /* STAT_OK, ENTRY */
     char text[WV_RP_MAX_STR + 1]; /* key, prefix, version or error message */
     char hint[WV_RP_MAX_STR + 1]; /* ERROR */
     const uint8_t *data;          /* DATA */
@@ -98,8 +98,7 @@ typedef int (*wv_rp_io_fn)(void *ctx, void *buf, size_t len, wv_err *err);
 /* Read one frame with readfull into scratch and decode it into m. */
 int wv_rp_recv(wv_rp_io_fn readfull, void *ctx, wv_buf *scratch, wv_rp_msg *m, wv_err *err);
 /* Encode m into scratch and send it with writefull. */
-int wv_rp_send(wv_rp_io_fn writefull, void *ctx, wv_buf *scratch, const wv_rp_msg *m,
-               wv_err *err);
+int wv_rp_send(wv_rp_io_fn writefull, void *ctx, wv_buf *scratch, const wv_rp_msg *m, wv_err *err);
 
 /* Convenience constructors for the common frames (m is fully reset). */
 void wv_rp_msg_init(wv_rp_msg *m, uint8_t type);

@@ -38,9 +38,9 @@
 
 extern char **environ;
 
-#define ERR_TAIL 4096           /* bytes of ssh's stderr kept */
-#define DRAIN_MAX (1024 * 1024) /* bytes a source closed early reads on to keep its session */
-#define REAP_WAIT_MS 5000       /* how long a finished session may take to exit */
+#define ERR_TAIL     4096          /* bytes of ssh's stderr kept */
+#define DRAIN_MAX    (1024 * 1024) /* bytes a source closed early reads on to keep its session */
+#define REAP_WAIT_MS 5000          /* how long a finished session may take to exit */
 
 typedef struct ssh_storage ssh_storage;
 
@@ -244,9 +244,8 @@ static int session_lost(ssh_session *s, const char *when, wv_err *err)
         wv_err_set(err, WV_EUNREACHABLE, "could not reach %s over ssh: %s", st->hostport, line);
         return wv_err_hint(err, "check that the backup server is up and sshd listens there");
     }
-    return wv_err_set(err, WV_EUNREACHABLE,
-                      "connection to %s lost %s (ssh exit status %d): %s", st->hostport, when,
-                      code, line);
+    return wv_err_set(err, WV_EUNREACHABLE, "connection to %s lost %s (ssh exit status %d): %s",
+                      st->hostport, when, code, line);
 }
 
 /* Wait until fd is ready for events, collecting stderr meanwhile. */
@@ -294,8 +293,8 @@ static int session_writefull(void *ctx, void *buf, size_t len, wv_err *err)
     if (s->broken)
         return wv_err_set(err, WV_EUNREACHABLE, "connection to %s is closed", s->st->hostport);
     while (done < len) {
-        ssize_t n = send(s->fd_to, (const uint8_t *)buf + done, len - done,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n =
+            send(s->fd_to, (const uint8_t *)buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
             done += (size_t)n;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -371,8 +370,7 @@ static int session_start(ssh_storage *st, ssh_session **out, wv_err *err)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, to) != 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, from) != 0 ||
         pipe2(errp, O_CLOEXEC) != 0) {
-        rc = wv_err_errno(err, WV_EIO, errno, "could not create pipes for ssh to %s",
-                          st->hostport);
+        rc = wv_err_errno(err, WV_EIO, errno, "could not create pipes for ssh to %s", st->hostport);
         goto fail;
     }
     /* Each direction is one-way: half-close the unused halves so that EOF propagates. */
@@ -867,13 +865,13 @@ static int has_ctrl(const char *s)
 int wv_storage_ssh_new(const wv_repo_config *rc, wv_storage **out, wv_err *err)
 {
     const char *ssh_command = rc->ssh_command && *rc->ssh_command ? rc->ssh_command : "ssh";
-    const char *remote = rc->remote_command && *rc->remote_command ? rc->remote_command
-                                                                      : "walvault-remote";
+    const char *remote =
+        rc->remote_command && *rc->remote_command ? rc->remote_command : "walvault-remote";
     if (!rc->host || !*rc->host || rc->host[0] == '-' || strpbrk(rc->host, " \t@") ||
         has_ctrl(rc->host))
         return wv_err_set(err, WV_ECONFIG, "%s: host must be a host name or address", rc->name);
-    if (rc->user && (!*rc->user || rc->user[0] == '-' || strpbrk(rc->user, " \t@") ||
-                     has_ctrl(rc->user)))
+    if (rc->user &&
+        (!*rc->user || rc->user[0] == '-' || strpbrk(rc->user, " \t@") || has_ctrl(rc->user)))
         return wv_err_set(err, WV_ECONFIG, "%s: user must be an account name", rc->name);
     if (!rc->path || rc->path[0] != '/' || has_ctrl(rc->path))
         return wv_err_set(err, WV_ECONFIG, "%s: path must be an absolute path on the backup server",
@@ -887,8 +885,8 @@ int wv_storage_ssh_new(const wv_repo_config *rc, wv_storage **out, wv_err *err)
     pthread_mutex_init(&st->lock, NULL);
     st->host = wv_xstrdup(rc->host);
     st->remote_command = wv_xstrdup(remote);
-    st->hostport = rc->port ? wv_xasprintf("%s:%d", rc->host, rc->port)
-                            : wv_xasprintf("%s:22", rc->host);
+    st->hostport =
+        rc->port ? wv_xasprintf("%s:%d", rc->host, rc->port) : wv_xasprintf("%s:22", rc->host);
     wv_buf loc = WV_BUF_INIT;
     wv_buf_printf(&loc, "ssh://%s%s%s", rc->user ? rc->user : "", rc->user ? "@" : "", rc->host);
     if (rc->port)
@@ -911,10 +909,11 @@ int wv_storage_ssh_new(const wv_repo_config *rc, wv_storage **out, wv_err *err)
         p = e;
     }
     static const char *const opts[] = {
-        "BatchMode=yes",          "StrictHostKeyChecking=yes", "ServerAliveInterval=15",
-        "ServerAliveCountMax=3",  "ConnectTimeout=20",         "ClearAllForwardings=yes",
-        "ForwardAgent=no",        "ForwardX11=no",             "PermitLocalCommand=no",
-        "LogLevel=ERROR",
+        "BatchMode=yes",          "StrictHostKeyChecking=yes",
+        "ServerAliveInterval=15", "ServerAliveCountMax=3",
+        "ConnectTimeout=20",      "ClearAllForwardings=yes",
+        "ForwardAgent=no",        "ForwardX11=no",
+        "PermitLocalCommand=no",  "LogLevel=ERROR",
     };
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         arg_add(&a, wv_xstrdup("-o"));

@@ -92,8 +92,7 @@ static int with_repo(wv_storage *st, int rc, wv_err *err)
     return rc;
 }
 
-int wv_storage_put_open(wv_storage *st, const char *key, unsigned flags, wv_sink **out,
-                        wv_err *err)
+int wv_storage_put_open(wv_storage *st, const char *key, unsigned flags, wv_sink **out, wv_err *err)
 {
     if (!wv_storage_key_valid(key))
         return bad_key(st, key, err);

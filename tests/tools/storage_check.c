@@ -229,8 +229,7 @@ int main(int argc, char **argv)
         r = put(st, k, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, size, &err);
         check(r == 0, "put large object", &err);
         check(wv_storage_flush(st, &err) == 0, "flush", &err);
-        check(wv_storage_stat(st, k, &sb, &err) == 0 && sb.size == size, "large object size",
-              &err);
+        check(wv_storage_stat(st, k, &sb, &err) == 0 && sb.size == size, "large object size", &err);
         check(get_check(st, k, 0, -1, size, &err) == 0, "read large object", &err);
         check(get_check(st, k, (int64_t)size - 3000000, 2000000, size, &err) == 0,
               "read a range of the large object", &err);

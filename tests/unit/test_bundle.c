@@ -49,8 +49,11 @@ static void build(built *b)
         wv_objwriter_free(w);
         snprintf(b->paths[i], sizeof(b->paths[i]), "pgdata/base/1/%d", 1000 + i);
         uint64_t stored = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
-        b->e[i] = (wv_manifest_entry){.type = WV_MANIFEST_FILE, .path = b->paths[i],
-                                      .size = sizes[i], .stored_size = stored, .bundle = 3,
+        b->e[i] = (wv_manifest_entry){.type = WV_MANIFEST_FILE,
+                                      .path = b->paths[i],
+                                      .size = sizes[i],
+                                      .stored_size = stored,
+                                      .bundle = 3,
                                       .offset = off};
         memcpy(b->e[i].sha256, info.sha256, 32);
         off += stored;

@@ -43,22 +43,34 @@ static void fill_header(wv_manifest_header *h)
 static void entries(wv_manifest_entry *e)
 {
     memset(e, 0, sizeof(*e) * NENTRIES);
-    e[0] = (wv_manifest_entry){.type = WV_MANIFEST_TABLESPACE, .oid = 16385,
-                               .target = "/srv/my tablespace"};
-    e[1] = (wv_manifest_entry){.type = WV_MANIFEST_DIR, .path = "pgdata", .mode = 0700,
-                               .mtime = 1795601000};
-    e[2] = (wv_manifest_entry){.type = WV_MANIFEST_SYMLINK, .path = "pgdata/pg_tblspc/16385",
-                               .target = "/srv/my tablespace", .mode = 0777, .mtime = 5};
-    e[3] = (wv_manifest_entry){.type = WV_MANIFEST_FILE, .path = "pgdata/base/1/1259",
-                               .size = 8192 * 3, .mode = 0600, .mtime = 1795601001,
-                               .stored_size = 1234, .bundle = 2, .offset = 8192};
+    e[0] = (wv_manifest_entry){
+        .type = WV_MANIFEST_TABLESPACE, .oid = 16385, .target = "/srv/my tablespace"};
+    e[1] = (wv_manifest_entry){
+        .type = WV_MANIFEST_DIR, .path = "pgdata", .mode = 0700, .mtime = 1795601000};
+    e[2] = (wv_manifest_entry){.type = WV_MANIFEST_SYMLINK,
+                               .path = "pgdata/pg_tblspc/16385",
+                               .target = "/srv/my tablespace",
+                               .mode = 0777,
+                               .mtime = 5};
+    e[3] = (wv_manifest_entry){.type = WV_MANIFEST_FILE,
+                               .path = "pgdata/base/1/1259",
+                               .size = 8192 * 3,
+                               .mode = 0600,
+                               .mtime = 1795601001,
+                               .stored_size = 1234,
+                               .bundle = 2,
+                               .offset = 8192};
     for (int i = 0; i < 32; i++)
         e[3].sha256[i] = (uint8_t)(i * 7);
-    e[4] = (wv_manifest_entry){.type = WV_MANIFEST_FILE, .path = "tblspc/16385/PG_15_x/1/2",
-                               .size = 0, .mode = 0640, .mtime = -1, .stored_size = 77,
+    e[4] = (wv_manifest_entry){.type = WV_MANIFEST_FILE,
+                               .path = "tblspc/16385/PG_15_x/1/2",
+                               .size = 0,
+                               .mode = 0640,
+                               .mtime = -1,
+                               .stored_size = 77,
                                .ref = "20261124T000000Z"};
-    e[5] = (wv_manifest_entry){.type = WV_MANIFEST_DIR, .path = "tblspc/16385", .mode = 0700,
-                               .mtime = 9};
+    e[5] = (wv_manifest_entry){
+        .type = WV_MANIFEST_DIR, .path = "tblspc/16385", .mode = 0700, .mtime = 9};
 }
 
 /* Collects entries read back as formatted strings. */
@@ -119,7 +131,8 @@ static void test_round_trip(void **state)
         for (size_t off = 0; off < text.len; off += step)
             assert_int_equal(wv_manifest_reader_feed(r, text.data + off,
                                                      text.len - off < step ? text.len - off : step,
-                                                     &err), 0);
+                                                     &err),
+                             0);
         if (wv_manifest_reader_finish(r, &t, &err) != 0)
             fail_msg("finish: %s", err.msg);
         wv_manifest_reader_free(r);
@@ -284,8 +297,8 @@ static void test_malformed(void **state)
         wv_manifest_header h;
         wv_err err;
         wv_err_clear(&err);
-        int rc = wv_manifest_parse(m, strlen(m), "backup/x/backup.manifest", &h, NULL, NULL, NULL,
-                                   &err);
+        int rc =
+            wv_manifest_parse(m, strlen(m), "backup/x/backup.manifest", &h, NULL, NULL, NULL, &err);
         if (rc != c->want_rc || !strstr(err.msg, c->want))
             fail_msg("case %zu (%s -> %s): rc %d \"%s\", want %d \"%s\"", i, c->from, c->to, rc,
                      err.msg, c->want_rc, c->want);
@@ -341,8 +354,8 @@ static void test_version1(void **state)
     (void)state;
     wv_buf text = WV_BUF_INIT;
     write_manifest(&text);
-    char *v1a = mutate(wv_buf_cstr(&text), "walvault-manifest version=2", "walvault-manifest version=1",
-                       0);
+    char *v1a =
+        mutate(wv_buf_cstr(&text), "walvault-manifest version=2", "walvault-manifest version=1", 0);
     char *v1 = mutate(v1a, " bundle=2 offset=8192", "", 1);
     wv_manifest_header h;
     wv_err err;
@@ -364,8 +377,8 @@ static void test_file_object(void **state)
     (void)state;
     char key[300];
     int64_t off, len;
-    wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = "pgdata/base/1/1259",
-                           .stored_size = 1234};
+    wv_manifest_entry e = {
+        .type = WV_MANIFEST_FILE, .path = "pgdata/base/1/1259", .stored_size = 1234};
     wv_manifest_file_object("B1", &e, key, sizeof(key), &off, &len);
     assert_string_equal(key, "backup/B1/pgdata/base/1/1259");
     assert_true(off == 0 && len == -1);
@@ -397,12 +410,9 @@ static void test_callback_error(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_writer_rejects),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_callback_error),
-        cmocka_unit_test(test_version1),
+        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_writer_rejects),
+        cmocka_unit_test(test_malformed),      cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_callback_error), cmocka_unit_test(test_version1),
         cmocka_unit_test(test_file_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

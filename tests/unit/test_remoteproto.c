@@ -68,10 +68,10 @@ static void test_roundtrip_every_type(void **state)
     static uint8_t data[WV_RP_CHUNK];
     for (size_t i = 0; i < sizeof(data); i++)
         data[i] = (uint8_t)(i * 7 + 3);
-    const uint8_t types[] = {WV_RP_HELLO, WV_RP_PUT,    WV_RP_DATA,     WV_RP_COMMIT,
-                             WV_RP_ABORT, WV_RP_GET,    WV_RP_STAT,     WV_RP_LIST,
-                             WV_RP_REMOVE, WV_RP_FLUSH, WV_RP_HELLO_OK, WV_RP_OK,
-                             WV_RP_ERROR, WV_RP_STAT_OK, WV_RP_ENTRY,   WV_RP_END};
+    const uint8_t types[] = {WV_RP_HELLO,  WV_RP_PUT,     WV_RP_DATA,     WV_RP_COMMIT,
+                             WV_RP_ABORT,  WV_RP_GET,     WV_RP_STAT,     WV_RP_LIST,
+                             WV_RP_REMOVE, WV_RP_FLUSH,   WV_RP_HELLO_OK, WV_RP_OK,
+                             WV_RP_ERROR,  WV_RP_STAT_OK, WV_RP_ENTRY,    WV_RP_END};
     for (size_t i = 0; i < sizeof(types); i++) {
         wv_rp_msg *m = msg_new(types[i]);
         assert_non_null(wv_rp_type_name(types[i]));
@@ -159,9 +159,8 @@ static void test_truncated_payloads(void **state)
 {
     (void)state;
     /* Every proper prefix of every non-empty encoding is rejected. */
-    const uint8_t types[] = {WV_RP_HELLO, WV_RP_PUT,   WV_RP_GET,     WV_RP_STAT, WV_RP_LIST,
-                             WV_RP_REMOVE, WV_RP_ERROR, WV_RP_STAT_OK, WV_RP_ENTRY,
-                             WV_RP_HELLO_OK};
+    const uint8_t types[] = {WV_RP_HELLO,  WV_RP_PUT,   WV_RP_GET,     WV_RP_STAT,  WV_RP_LIST,
+                             WV_RP_REMOVE, WV_RP_ERROR, WV_RP_STAT_OK, WV_RP_ENTRY, WV_RP_HELLO_OK};
     for (size_t i = 0; i < sizeof(types); i++) {
         wv_rp_msg *m = msg_new(types[i]);
         strcpy(m->text, "abc");
@@ -293,10 +292,11 @@ static void test_recv_stream(void **state)
 static void test_key_rules(void **state)
 {
     (void)state;
-    const char *good[] = {"a", "wal/0000000100000000/000000010000000000000001", "a.b/c..d",
-                          ".hidden", "x/...", NULL};
-    const char *bad[] = {"", "/etc/passwd", "../x", "a/../../x", "a/..", "..", ".", "./a",
-                         "a//b", "a/", "a\\b", "a b", "a\tb", "a\x7f", "\xc3\xa9", NULL};
+    const char *good[] = {
+        "a", "wal/0000000100000000/000000010000000000000001", "a.b/c..d", ".hidden", "x/...", NULL};
+    const char *bad[] = {"",     "/etc/passwd", "../x",     "a/../../x", "a/..", "..",
+                         ".",    "./a",         "a//b",     "a/",        "a\\b", "a b",
+                         "a\tb", "a\x7f",       "\xc3\xa9", NULL};
     for (int i = 0; good[i]; i++)
         assert_true(wv_rp_key_valid(good[i]) && wv_storage_key_valid(good[i]));
     for (int i = 0; bad[i]; i++) {
@@ -402,9 +402,9 @@ static size_t get_bytes(wv_storage *st, const char *key, int64_t off, int64_t le
     size_t total = 0, got;
     assert_int_equal(wv_storage_get_open(st, key, off, len, &src, &err), 0);
     do {
-        assert_int_equal(wv_source_read(src, out + total, cap - total < 1000 ? cap - total : 1000,
-                                        &got, &err),
-                         0);
+        assert_int_equal(
+            wv_source_read(src, out + total, cap - total < 1000 ? cap - total : 1000, &got, &err),
+            0);
         total += got;
     } while (got > 0 && total < cap);
     wv_source_close(src);
@@ -552,8 +552,7 @@ static void test_driver_connection_errors(void **state)
          WV_ECONFIG, "could not be run", "not found"},
         {"kill -9 $$", NULL, WV_EUNREACHABLE, "backup.example:2222", "signal"},
         /* Not our protocol at all: a shell that prints a banner. */
-        {"echo 'Welcome to the backup server'; cat >/dev/null", NULL, WV_EFORMAT, "protocol",
-         ""},
+        {"echo 'Welcome to the backup server'; cat >/dev/null", NULL, WV_EFORMAT, "protocol", ""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[256], text[512];

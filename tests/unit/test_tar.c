@@ -65,7 +65,10 @@ static void add_member(wv_buf *a, char flag, const char *name, const char *prefi
     if (gnu)
         memcpy(h + 257, "ustar  ", 8);
     else
-        memcpy(h + 257, "ustar\0" "00", 8);
+        memcpy(h + 257,
+               "ustar\0"
+               "00",
+               8);
     strcpy((char *)h + 265, "postgres");
     strcpy((char *)h + 297, "postgres");
     if (prefix)
@@ -104,7 +107,7 @@ static void add_pax(wv_buf *a, const char *key, const char *val)
 /* ---- collector ------------------------------------------------------------------------------ */
 
 typedef struct {
-    wv_buf log;     /* "T path -> link size mode mtime;" per member, then "=<content>|" */
+    wv_buf log; /* "T path -> link size mode mtime;" per member, then "=<content>|" */
     int in_member;
     int fail_on_begin;
 } collector;
@@ -117,9 +120,9 @@ static int c_begin(void *arg, const wv_tar_entry *e, wv_err *err)
     if (c->fail_on_begin)
         return wv_err_set(err, WV_EIO, "stop requested at \"%s\"", e->path);
     c->in_member = 1;
-    const char *t = e->type == WV_TAR_FILE      ? "F"
-                    : e->type == WV_TAR_DIR     ? "D"
-                    : e->type == WV_TAR_SYMLINK ? "S"
+    const char *t = e->type == WV_TAR_FILE       ? "F"
+                    : e->type == WV_TAR_DIR      ? "D"
+                    : e->type == WV_TAR_SYMLINK  ? "S"
                     : e->type == WV_TAR_HARDLINK ? "H"
                                                  : "O";
     wv_buf_printf(&c->log, "%s %s -> %s %llu %o %lld=", t, e->path, e->linkname,
@@ -171,8 +174,8 @@ typedef struct {
     const char *name;
     void (*build)(wv_buf *a);
     int want_rc;
-    const char *want_log;  /* exact log on success */
-    const char *want_msg;  /* substring of the error message on failure */
+    const char *want_log; /* exact log on success */
+    const char *want_msg; /* substring of the error message on failure */
 } tar_case;
 
 static char long_name[300];
@@ -252,7 +255,10 @@ static void b_base256(wv_buf *a)
     put_base256(h + 124, 12, 3);
     put_octal(h + 136, 12, 4);
     h[156] = '0';
-    memcpy(h + 257, "ustar\0" "00", 8);
+    memcpy(h + 257,
+           "ustar\0"
+           "00",
+           8);
     set_checksum(h);
     wv_buf_append(a, h, 512);
     uint8_t blk[512] = {'x', 'y', 'z'};
@@ -323,17 +329,21 @@ static const tar_case cases[] = {
     {"no trailer", b_no_trailer, 0, "F a ->  3 600 5=abc|", NULL},
     {"directories and links", b_dirs_links, 0,
      "D base ->  0 700 10=|D pg_tblspc ->  0 700 11=|S pg_tblspc/16385 -> /srv/ts1 0 777 12=|"
-     "H hard -> base/x 0 600 13=|", NULL},
+     "H hard -> base/x 0 600 13=|",
+     NULL},
     {"ustar prefix", b_prefix, 0, "F some/long/prefix/file ->  1 640 3=p|", NULL},
     {"gnu long names", b_gnu_long, 0, NULL, NULL}, /* checked in test_long_names */
     {"pax headers", b_pax, 0, NULL, NULL},
     {"base-256 size", b_base256, 0, "F b256 ->  3 600 4=xyz|", NULL},
-    {"truncated content", b_truncated_data, WV_ECORRUPT, NULL, "ends inside the content of \"base/1/1259\""},
+    {"truncated content", b_truncated_data, WV_ECORRUPT, NULL,
+     "ends inside the content of \"base/1/1259\""},
     {"truncated padding", b_truncated_pad, WV_ECORRUPT, NULL, "ends inside the padding of \"f\""},
     {"truncated header", b_truncated_header, WV_ECORRUPT, NULL, "ends inside a header"},
     {"truncated long name", b_truncated_meta, WV_ECORRUPT, NULL, "truncated"},
-    {"garbage", b_garbage, WV_ECORRUPT, NULL, "bad tar header checksum in \"test.tar\" at offset 0"},
-    {"bad checksum", b_bad_checksum, WV_ECORRUPT, NULL, "bad tar header checksum in \"test.tar\" at offset 1024"},
+    {"garbage", b_garbage, WV_ECORRUPT, NULL,
+     "bad tar header checksum in \"test.tar\" at offset 0"},
+    {"bad checksum", b_bad_checksum, WV_ECORRUPT, NULL,
+     "bad tar header checksum in \"test.tar\" at offset 1024"},
     {"bad pax record", b_bad_pax, WV_ECORRUPT, NULL, "malformed pax header"},
     {"metadata too big", b_meta_too_big, WV_ECORRUPT, NULL, "too large"},
 };
@@ -355,17 +365,17 @@ static void test_table(void **state)
             if (rc != tc->want_rc)
                 fail_msg("case \"%s\" chunk %zu: rc %d, want %d (%s)", tc->name, chunks[k], rc,
                          tc->want_rc, err.msg);
-            if (tc->want_rc == 0 && tc->want_log &&
-                strcmp(wv_buf_cstr(&c.log), tc->want_log) != 0)
+            if (tc->want_rc == 0 && tc->want_log && strcmp(wv_buf_cstr(&c.log), tc->want_log) != 0)
                 fail_msg("case \"%s\" chunk %zu: log\n%s\nwant\n%s", tc->name, chunks[k],
                          wv_buf_cstr(&c.log), tc->want_log);
             if (tc->want_rc != 0 && !strstr(err.msg, tc->want_msg))
-                fail_msg("case \"%s\" chunk %zu: message \"%s\" lacks \"%s\"", tc->name,
-                         chunks[k], err.msg, tc->want_msg);
+                fail_msg("case \"%s\" chunk %zu: message \"%s\" lacks \"%s\"", tc->name, chunks[k],
+                         err.msg, tc->want_msg);
             /* the same events whatever the chunk size */
             if (k == 0)
                 wv_buf_append(&first, c.log.data, c.log.len);
-            else if (first.len != c.log.len || (c.log.len && memcmp(first.data, c.log.data, c.log.len)))
+            else if (first.len != c.log.len ||
+                     (c.log.len && memcmp(first.data, c.log.data, c.log.len)))
                 fail_msg("case \"%s\": chunk %zu differs from chunk 1", tc->name, chunks[k]);
             wv_buf_free(&c.log);
         }
@@ -431,14 +441,14 @@ static void test_gnu_tar_interop(void **state)
     char dir[] = "/tmp/wv-tar-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char *cmd = wv_xasprintf("cd %s && mkdir -p d/%.90s/%.90s && printf hello > d/%.90s/%.90s/f && "
-                             "ln -s target d/link", dir, long_name + 11, long_name + 101,
-                             long_name + 11, long_name + 101);
+                             "ln -s target d/link",
+                             dir, long_name + 11, long_name + 101, long_name + 11, long_name + 101);
     assert_int_equal(system(cmd), 0);
     free(cmd);
     const char *formats[] = {"gnu", "pax", "ustar"};
     for (size_t i = 0; i < 3; i++) {
-        cmd = wv_xasprintf("cd %s && tar --format=%s --sort=name --mtime=@1000 -cf a.tar d",
-                           dir, formats[i]);
+        cmd = wv_xasprintf("cd %s && tar --format=%s --sort=name --mtime=@1000 -cf a.tar d", dir,
+                           formats[i]);
         assert_int_equal(system(cmd), 0);
         free(cmd);
         char *path = wv_xasprintf("%s/a.tar", dir);

@@ -35,15 +35,15 @@ int wv_curl_load(wv_err *err);
 #ifndef WV_CURL_DL_IMPL
 #undef curl_easy_setopt
 #undef curl_easy_getinfo
-#define curl_global_init (*wv_curl.global_init)
-#define curl_easy_init (*wv_curl.easy_init)
-#define curl_easy_setopt (*wv_curl.easy_setopt)
-#define curl_easy_perform (*wv_curl.easy_perform)
-#define curl_easy_getinfo (*wv_curl.easy_getinfo)
-#define curl_easy_reset (*wv_curl.easy_reset)
-#define curl_easy_cleanup (*wv_curl.easy_cleanup)
-#define curl_easy_strerror (*wv_curl.easy_strerror)
-#define curl_slist_append (*wv_curl.slist_append)
+#define curl_global_init    (*wv_curl.global_init)
+#define curl_easy_init      (*wv_curl.easy_init)
+#define curl_easy_setopt    (*wv_curl.easy_setopt)
+#define curl_easy_perform   (*wv_curl.easy_perform)
+#define curl_easy_getinfo   (*wv_curl.easy_getinfo)
+#define curl_easy_reset     (*wv_curl.easy_reset)
+#define curl_easy_cleanup   (*wv_curl.easy_cleanup)
+#define curl_easy_strerror  (*wv_curl.easy_strerror)
+#define curl_slist_append   (*wv_curl.slist_append)
 #define curl_slist_free_all (*wv_curl.slist_free_all)
 #endif
 

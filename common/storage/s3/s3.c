@@ -120,8 +120,8 @@ typedef struct s3_resp {
     char code[64]; /* S3 error code from an <Error> document */
     char message[256];
     uint8_t sent_md5[16]; /* MD5 of the body sent, when the request has content_md5 */
-    s3_conn *conn; /* the transfer's connection, while it runs */
-    int acked;     /* the answer's first bytes were acknowledged at once */
+    s3_conn *conn;        /* the transfer's connection, while it runs */
+    int acked;            /* the answer's first bytes were acknowledged at once */
 } s3_resp;
 
 typedef struct body_reader {
@@ -1046,8 +1046,8 @@ static int s3_make_visible(s3_sink *s, s3_req *rq, s3_resp *rs, wv_err *err)
         rq->if_none_match = NULL;
         rc = s3_request(st, rq, rs, err);
     }
-    if (rc == 0 && (rs->status == 412 || (rs->status == 409 &&
-                                          strcmp(rs->code, "ConditionalRequestConflict") == 0)))
+    if (rc == 0 && (rs->status == 412 ||
+                    (rs->status == 409 && strcmp(rs->code, "ConditionalRequestConflict") == 0)))
         rc = wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", st->repo,
                         s->ukey, st->bucket);
     return rc;
