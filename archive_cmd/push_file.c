@@ -22,78 +22,22 @@
 #include "pipeline/object.h"
 #include "repo/repo.h"
 #include "pg/walname.h"
+#include "pg/walpage.h"
 #include "pg/walreader.h"
 
-/* PostgreSQL's XLogLongPageHeaderData: the first 40 bytes of every segment. */
-#define XLP_LONG_HEADER      0x0002
-#define WAL_LONG_HEADER_SIZE 40
-#define PUSH_CHUNK           (1024 * 1024)
-
-typedef struct wal_header {
-    uint16_t magic;
-    uint16_t info;
-    uint32_t tli;
-    uint64_t pageaddr;
-    uint64_t sysid;
-    uint32_t seg_size;
-    uint32_t blcksz;
-} wal_header;
-
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-/* XLOG_PAGE_MAGIC of each PostgreSQL major version (src/include/access/xlog_internal.h). */
-static uint32_t pg_major_of_magic(uint16_t magic)
-{
-    static const struct {
-        uint16_t magic;
-        uint32_t major;
-    } tab[] = {{0xD101, 11}, {0xD101, 12}, {0xD106, 13}, {0xD10D, 14},
-               {0xD110, 15}, {0xD113, 16}, {0xD116, 17}, {0xD118, 18}};
-    for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
-        if (tab[i].magic == magic)
-            return tab[i].major;
-    return 0;
-}
+#define PUSH_CHUNK (1024 * 1024)
 
 static int read_wal_header(int fd, const char *path, const char *name, const wv_walname *wn,
-                           uint64_t file_size, wal_header *h, wv_err *err)
+                           uint64_t file_size, wv_walpage *h, wv_err *err)
 {
-    uint8_t buf[WAL_LONG_HEADER_SIZE];
+    uint8_t buf[WV_XLP_LONG_HEADER_SIZE];
     size_t got = 0;
     int rc = wv_pread_full(fd, buf, sizeof(buf), 0, &got, path, err);
     if (rc != 0)
         return rc;
-    if (got < sizeof(buf))
-        return wv_err_set(err, WV_EUSAGE, "\"%s\" is too short to be a WAL segment (%zu bytes)",
-                          path, got);
-    h->magic = rd16(buf);
-    h->info = rd16(buf + 2);
-    h->tli = rd32(buf + 4);
-    h->pageaddr = rd64(buf + 8);
-    h->sysid = rd64(buf + 24);
-    h->seg_size = rd32(buf + 32);
-    h->blcksz = rd32(buf + 36);
-    if (!(h->info & XLP_LONG_HEADER) || pg_major_of_magic(h->magic) == 0)
-        return wv_err_set(err, WV_EUSAGE,
-                          "\"%s\" does not start with a PostgreSQL WAL segment header (page magic "
-                          "0x%04X, info 0x%04X)",
-                          path, h->magic, h->info);
-    if (!wv_wal_segsize_valid(h->seg_size))
-        return wv_err_set(err, WV_EUSAGE, "\"%s\" has an invalid WAL segment size %" PRIu32, path,
-                          h->seg_size);
+    rc = wv_walpage_check_first(buf, got, path, h, err);
+    if (rc != 0)
+        return rc;
     if (file_size != h->seg_size)
         return wv_err_set(err, WV_EUSAGE,
                           "\"%s\" is %" PRIu64 " bytes but its header says segments are %" PRIu32
@@ -207,7 +151,7 @@ typedef struct target {
     pthread_t check_thread;
     int check_started;
     wv_err check_err; /* written by the check thread only; merged into err when it is joined */
-    const wal_header *wh;
+    const wv_walpage *wh;
     int have;           /* an object already exists under the key */
     wv_obj_info stored; /* its trailer, when have */
     wv_sink *sink;      /* open while we write */
@@ -266,7 +210,7 @@ static uint8_t kind_of(wv_walname_kind k)
 static void *check_thread(void *arg)
 {
     target *t = arg;
-    if (wv_repo_check_cluster(t->repo, t->wh->sysid, pg_major_of_magic(t->wh->magic),
+    if (wv_repo_check_cluster(t->repo, t->wh->sysid, wv_walpage_major_of_magic(t->wh->magic),
                               t->wh->seg_size, &t->check_err) == 0)
         wv_err_clear(&t->check_err); /* a first use leaves the "not found" of its read there */
     return NULL;
@@ -342,7 +286,7 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     int ntg = 0, rc = 0, fd = -1;
     char key[256];
     struct stat sb;
-    wal_header wh = {0};
+    wv_walpage wh = {0};
     wv_objwriter *w = NULL;
     wv_obj_info info;
     uint8_t *chunk = NULL;
@@ -386,8 +330,9 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
                 start_check(t);
             continue;
         }
-        if (wh.sysid && wv_repo_check_cluster(t->repo, wh.sysid, pg_major_of_magic(wh.magic),
-                                              wh.seg_size, &t->err) != 0)
+        if (wh.sysid &&
+            wv_repo_check_cluster(t->repo, wh.sysid, wv_walpage_major_of_magic(wh.magic),
+                                  wh.seg_size, &t->err) != 0)
             continue;
         int r = wv_repo_read_info(t->repo->st, key, &t->stored, &t->err);
         if (r == 0)

@@ -5,7 +5,7 @@
  *  - A segment is a sequence of pages of xlp_xlog_blcksz bytes (8 kB by default). Every page starts
  *    with a 24-byte header {u16 magic, u16 info, u32 tli, u64 pageaddr, u32 rem_len, pad}; the
  * first page of a segment has a 40-byte long header that adds {u64 sysid, u32 seg_size, u32
- * blcksz}. XLP_FIRST_IS_CONTRECORD says the page starts with rem_len bytes continuing a record.
+ * blcksz}. WV_XLP_FIRST_IS_CONTRECORD says the page starts with rem_len bytes continuing a record.
  *  - Records start MAXALIGNed (8) and may span pages (and segments); their 24-byte header
  *    {u32 tot_len, u32 xid, u64 prev, u8 info, u8 rmid, pad, u32 crc} may itself be split. The CRC
  * is CRC-32C over the bytes after the header, then over the header up to xl_crc.
@@ -29,15 +29,8 @@
 #endif
 
 #include "core/buf.h"
-
-/* Page header. */
-#define SHORT_PHD                         24
-#define LONG_PHD                          40
-#define XLP_FIRST_IS_CONTRECORD           0x0001
-#define XLP_LONG_HEADER                   0x0002
-#define XLP_BKP_REMOVABLE                 0x0004
-#define XLP_FIRST_IS_OVERWRITE_CONTRECORD 0x0008
-#define XLP_ALL_FLAGS                     0x000F
+#include "core/bytes.h"
+#include "pg/walpage.h"
 
 /* Record header. */
 #define REC_HDR           24
@@ -109,7 +102,7 @@ struct wv_walreader {
     uint32_t rp_next; /* ring position in info.restore_points */
 
     /* Page header being collected at the start of a page. */
-    uint8_t phdr[LONG_PHD];
+    uint8_t phdr[WV_XLP_LONG_HEADER_SIZE];
     uint32_t phdr_len, phdr_need;
     bool in_page;      /* header of the current page consumed */
     uint64_t page_end; /* pos where the current page ends */
@@ -201,27 +194,6 @@ uint32_t wv_wal_crc32c(uint32_t crc, const void *buf, size_t len)
 
 /* --- helpers ---------------------------------------------------------------------------------- */
 
-static uint16_t rd16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 static uint64_t lsn_at(const wv_walreader *r, uint64_t pos)
 {
     return r->info.start_lsn + pos;
@@ -259,16 +231,16 @@ static void record_verified(wv_walreader *r)
     switch (r->kind) {
     case K_COMMIT:
     case K_COMMIT_PREPARED: {
-        int64_t t = (int64_t)rd64(r->md) + PG_EPOCH_UNIX_US;
+        int64_t t = (int64_t)wv_get_le64(r->md) + PG_EPOCH_UNIX_US;
         if (in->commit_count++ == 0)
             in->first_commit_us = t;
         in->last_commit_us = t;
         in->last_commit_lsn = end;
-        in->last_commit_xid = r->kind == K_COMMIT ? rd32(r->hdr + 4) : r->twophase_xid;
+        in->last_commit_xid = r->kind == K_COMMIT ? wv_get_le32(r->hdr + 4) : r->twophase_xid;
         break;
     }
     case K_ABORT: {
-        int64_t t = (int64_t)rd64(r->md) + PG_EPOCH_UNIX_US;
+        int64_t t = (int64_t)wv_get_le64(r->md) + PG_EPOCH_UNIX_US;
         if (in->abort_count++ == 0)
             in->first_abort_us = t;
         in->last_abort_us = t;
@@ -277,7 +249,7 @@ static void record_verified(wv_walreader *r)
     case K_RESTORE_POINT: {
         wv_wal_restore_point rp;
         memset(&rp, 0, sizeof(rp));
-        rp.time_us = (int64_t)rd64(r->md) + PG_EPOCH_UNIX_US;
+        rp.time_us = (int64_t)wv_get_le64(r->md) + PG_EPOCH_UNIX_US;
         memcpy(rp.name, r->md + 8, WV_WAL_RP_NAME_MAX - 1);
         rp.name[WV_WAL_RP_NAME_MAX - 1] = '\0';
         rp.lsn = end;
@@ -328,7 +300,7 @@ static bool parse_head(wv_walreader *r)
             break;
         } else if (id == XLR_BLOCK_ID_DATA_LONG) {
             NEED(4);
-            main_len = rd32(p + off);
+            main_len = wv_get_le32(p + off);
             TAKE(4);
             datatotal += main_len;
             break;
@@ -341,14 +313,14 @@ static bool parse_head(wv_walreader *r)
         } else if (id <= XLR_MAX_BLOCK_ID) {
             NEED(3);
             uint8_t fork_flags = p[off];
-            uint16_t data_len = rd16(p + off + 1);
+            uint16_t data_len = wv_get_le16(p + off + 1);
             TAKE(3);
             if ((fork_flags & BKPBLOCK_HAS_DATA) ? data_len == 0 : data_len != 0)
                 return false;
             datatotal += data_len;
             if (fork_flags & BKPBLOCK_HAS_IMAGE) {
                 NEED(5);
-                uint16_t bimg_len = rd16(p + off);
+                uint16_t bimg_len = wv_get_le16(p + off);
                 uint8_t bimg_info = p[off + 4];
                 TAKE(5);
                 if ((bimg_info & BKPIMAGE_HAS_HOLE) && (bimg_info & BKPIMAGE_COMPRESSED)) {
@@ -396,7 +368,7 @@ static void cp_advance(wv_walreader *r, uint64_t cursor)
 static void cp_field_done(wv_walreader *r)
 {
     static const uint32_t elem[] = {4, RELFILENODE_SIZE, 12, 16};
-    uint32_t v = rd32(r->cp_field);
+    uint32_t v = wv_get_le32(r->cp_field);
     if (r->cp_step == CP_XID) {
         r->twophase_xid = v;
         r->cp_step = CP_DONE;
@@ -423,7 +395,7 @@ static void md_consume(wv_walreader *r, uint64_t off, const uint8_t *p, size_t n
             if (!(r->hdr[16] & XLOG_XACT_HAS_INFO)) {
                 r->cp_step = CP_DONE;
             } else if (r->md_have >= 12) {
-                r->xinfo = rd32(r->md + 8);
+                r->xinfo = wv_get_le32(r->md + 8);
                 cp_advance(r, 12 + ((r->xinfo & XACT_XINFO_HAS_DBINFO) ? 8 : 0));
             }
         }
@@ -486,8 +458,8 @@ static enum rec_kind classify(const uint8_t *hdr)
 /* The 24-byte record header is complete: validate it as ValidXLogRecordHeader does. */
 static bool header_complete(wv_walreader *r)
 {
-    uint32_t tot = rd32(r->hdr);
-    uint64_t prev = rd64(r->hdr + 8);
+    uint32_t tot = wv_get_le32(r->hdr);
+    uint64_t prev = wv_get_le64(r->hdr + 8);
     uint8_t rmid = r->hdr[17];
     if (tot == 0) {
         stop(r, WV_WAL_END_OF_WAL, "end of WAL at " LSN_FMT " (zero record length)",
@@ -523,7 +495,7 @@ static void record_complete(wv_walreader *r)
 {
     uint32_t crc = wv_wal_crc32c(r->crc, r->hdr, 20) ^ 0xFFFFFFFFu;
     r->in_rec = false;
-    if (crc != rd32(r->hdr + 20)) {
+    if (crc != wv_get_le32(r->hdr + 20)) {
         stop(r, WV_WAL_END_OF_WAL, "end of WAL at " LSN_FMT " (record checksum mismatch)",
              LSN_ARGS(r->rec_lsn));
         return;
@@ -610,14 +582,14 @@ static bool valid_size(uint64_t v, uint64_t lo, uint64_t hi)
 static void page_header(wv_walreader *r)
 {
     const uint8_t *h = r->phdr;
-    uint16_t magic = rd16(h), flags = rd16(h + 2);
-    uint32_t tli = rd32(h + 4), rem_len = rd32(h + 16);
-    uint64_t pageaddr = rd64(h + 8);
+    uint16_t magic = wv_get_le16(h), flags = wv_get_le16(h + 2);
+    uint32_t tli = wv_get_le32(h + 4), rem_len = wv_get_le32(h + 16);
+    uint64_t pageaddr = wv_get_le64(h + 8);
 
     if (r->mode == M_TAIL) {
         /* After the end of WAL, a page of this very segment means WAL went on: damage. */
         if (magic == WV_WAL_PAGE_MAGIC && pageaddr == lsn_at(r, r->pos) &&
-            !(flags & ~XLP_ALL_FLAGS) && tli == r->info.timeline) {
+            !(flags & ~WV_XLP_ALL_FLAGS) && tli == r->info.timeline) {
             char was[sizeof(r->info.reason)];
             snprintf(was, sizeof(was), "%s", r->info.reason);
             stop(r, WV_WAL_GAVE_UP, "unreadable WAL before valid page " LSN_FMT ": %.70s",
@@ -631,8 +603,8 @@ static void page_header(wv_walreader *r)
             stop(r, WV_WAL_GAVE_UP, "not PostgreSQL 15 WAL (page magic 0x%04X)", magic);
             return;
         }
-        uint32_t seg_size = rd32(h + 32), blcksz = rd32(h + 36);
-        if (!(flags & XLP_LONG_HEADER) || (flags & ~XLP_ALL_FLAGS)) {
+        uint32_t seg_size = wv_get_le32(h + 32), blcksz = wv_get_le32(h + 36);
+        if (!(flags & WV_XLP_LONG_HEADER) || (flags & ~WV_XLP_ALL_FLAGS)) {
             stop(r, WV_WAL_GAVE_UP, "first page header flags 0x%04X are invalid", flags);
             return;
         }
@@ -652,9 +624,9 @@ static void page_header(wv_walreader *r)
         r->info.start_lsn = pageaddr;
         r->info.timeline = tli;
         r->page_end = blcksz;
-        if (flags & XLP_FIRST_IS_OVERWRITE_CONTRECORD)
+        if (flags & WV_XLP_FIRST_IS_OVERWRITE_CONTRECORD)
             return; /* the record the previous segment left unfinished was abandoned */
-        if (flags & XLP_FIRST_IS_CONTRECORD) {
+        if (flags & WV_XLP_FIRST_IS_CONTRECORD) {
             if (rem_len == 0 || rem_len > REC_MAX_LEN) {
                 stop(r, WV_WAL_GAVE_UP, "invalid continuation length %u on the first page",
                      rem_len);
@@ -667,7 +639,7 @@ static void page_header(wv_walreader *r)
     }
 
     r->page_end = r->pos + r->blcksz;
-    if (magic != WV_WAL_PAGE_MAGIC || (flags & ~XLP_ALL_FLAGS) || (flags & XLP_LONG_HEADER) ||
+    if (magic != WV_WAL_PAGE_MAGIC || (flags & ~WV_XLP_ALL_FLAGS) || (flags & WV_XLP_LONG_HEADER) ||
         pageaddr != lsn_at(r, r->pos) || tli < r->info.timeline) {
         if (magic == 0 && pageaddr == 0)
             stop(r, WV_WAL_END_OF_WAL, "end of WAL at " LSN_FMT " (zeroed page)",
@@ -679,7 +651,7 @@ static void page_header(wv_walreader *r)
         return;
     }
     r->info.timeline = tli;
-    if (flags & XLP_FIRST_IS_OVERWRITE_CONTRECORD) {
+    if (flags & WV_XLP_FIRST_IS_OVERWRITE_CONTRECORD) {
         /* PostgreSQL abandoned the record in progress and wrote on from here. */
         r->in_rec = false;
         r->skip_cont = 0;
@@ -688,7 +660,7 @@ static void page_header(wv_walreader *r)
     uint64_t expect = r->skip_cont ? r->skip_cont
                       : r->in_rec  ? (uint64_t)r->rec_tot - r->rec_got
                                    : 0;
-    bool cont = (flags & XLP_FIRST_IS_CONTRECORD) != 0;
+    bool cont = (flags & WV_XLP_FIRST_IS_CONTRECORD) != 0;
     if (r->in_rec && r->rec_got < 4) {
         /* Cannot happen: a record's length always lands on its first page (8-byte alignment). */
         stop(r, WV_WAL_GAVE_UP, "record header split before its length at " LSN_FMT,
@@ -696,7 +668,7 @@ static void page_header(wv_walreader *r)
         return;
     }
     if (r->in_rec && r->rec_got < REC_HDR)
-        expect = rd32(r->hdr) - r->rec_got;
+        expect = wv_get_le32(r->hdr) - r->rec_got;
     if (cont != (expect != 0) || (cont && rem_len != expect)) {
         stop(r, WV_WAL_END_OF_WAL,
              "end of WAL at " LSN_FMT " (continuation flag %d, length %u, "
@@ -719,7 +691,7 @@ int wv_walreader_feed(wv_walreader *r, const uint8_t *buf, size_t len)
         if (!r->in_page) {
             /* Collect the page header. */
             if (r->phdr_len == 0)
-                r->phdr_need = r->pos == 0 ? LONG_PHD : SHORT_PHD;
+                r->phdr_need = r->pos == 0 ? WV_XLP_LONG_HEADER_SIZE : WV_XLP_SHORT_HEADER_SIZE;
             size_t k = r->phdr_need - r->phdr_len < len ? r->phdr_need - r->phdr_len : len;
             memcpy(r->phdr + r->phdr_len, buf, k);
             r->phdr_len += (uint32_t)k;

@@ -1,6 +1,6 @@
 /*
  * filter.c - the generic parts of the push chain: freeing, the terminal stages (fd, buffer,
- * discard, storage sink), the byte-count observer, pumping a file descriptor and hex helpers.
+ * discard, storage sink), the byte-count observer, pumping a file descriptor.
  *
  * Observers split what they receive into pieces of at most WV_FILTER_CHUNK bytes before passing
  * them on, so that every stage below the head sees bounded pieces whatever the caller writes.
@@ -195,41 +195,6 @@ int wv_filter_pump_fd(wv_filter *f, int fd, const char *what, wv_err *err)
 out:
     free(buf);
     return rc;
-}
-
-void wv_hex_encode(const uint8_t *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0xf];
-    }
-    out[2 * len] = '\0';
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int wv_hex_decode(const char *in, uint8_t *out, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        int hi = hex_value(in[2 * i]);
-        if (hi < 0)
-            return WV_EFORMAT;
-        int lo = hex_value(in[2 * i + 1]);
-        if (lo < 0)
-            return WV_EFORMAT;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
 }
 
 /* --- A terminal filter writing into a sink ---------------------------------------------------- */

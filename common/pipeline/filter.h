@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/bytes.h" /* wv_hex_*, for digests */
 #include "core/error.h"
 #include "storage/storage.h"
 
@@ -100,9 +101,5 @@ wv_filter *wv_lz4_decompress_new(wv_filter *next);
 /* Convenience: push a whole file descriptor's content (from its current offset) into f, then
  * finish f. Reads in WV_FILTER_CHUNK pieces. */
 int wv_filter_pump_fd(wv_filter *f, int fd, const char *what, wv_err *err);
-
-/* Hex helpers for digests. out must hold 2*len+1 bytes. */
-void wv_hex_encode(const uint8_t *in, size_t len, char *out);
-int wv_hex_decode(const char *in, uint8_t *out, size_t len);
 
 #endif

@@ -13,49 +13,12 @@
 
 #include "pipeline/objfmt.h"
 
+#include "core/bytes.h"
+
 #define HDR_CHECK_OFF    60
 #define TRL_CHECK_OFF    124
 #define TRL_VERSION_OFF  80
 #define TRL_RESERVED_OFF 86
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* The first 4 bytes of SHA-256 of p[0..len), as a little-endian u32. */
 static uint32_t check_of(const uint8_t *p, size_t len)
@@ -66,7 +29,7 @@ static uint32_t check_of(const uint8_t *p, size_t len)
         fprintf(stderr, "walvault: fatal: sha256 is not available\n");
         abort();
     }
-    return get_u32(md);
+    return wv_get_le32(md);
 }
 
 static int all_zero(const uint8_t *p, size_t len)
@@ -128,15 +91,15 @@ int wv_obj_header_encode(const wv_obj_header *h, uint8_t out[WV_OBJ_HEADER_SIZE]
         return wv_err_set(err, WV_EINTERNAL, "cannot write object header: %s", why);
     memset(out, 0, WV_OBJ_HEADER_SIZE);
     memcpy(out, WV_OBJ_HEADER_MAGIC, 8);
-    put_u16(out + 8, WV_OBJ_VERSION);
-    put_u16(out + 10, WV_OBJ_HEADER_SIZE);
+    wv_put_le16(out + 8, WV_OBJ_VERSION);
+    wv_put_le16(out + 10, WV_OBJ_HEADER_SIZE);
     out[12] = h->compression;
     out[13] = h->cipher;
     out[14] = h->digest;
     out[15] = h->kind;
-    put_u64(out + 16, h->key_id);
+    wv_put_le64(out + 16, h->key_id);
     memcpy(out + 24, h->nonce, 12);
-    put_u32(out + HDR_CHECK_OFF, check_of(out, HDR_CHECK_OFF));
+    wv_put_le32(out + HDR_CHECK_OFF, check_of(out, HDR_CHECK_OFF));
     return 0;
 }
 
@@ -149,16 +112,16 @@ int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_er
     if (memcmp(buf, WV_OBJ_HEADER_MAGIC, 8) != 0)
         return wv_err_set(err, WV_ECORRUPT,
                           "bad object header magic: not a walvault object, or a corrupt one");
-    if (get_u32(buf + HDR_CHECK_OFF) != check_of(buf, HDR_CHECK_OFF))
+    if (wv_get_le32(buf + HDR_CHECK_OFF) != check_of(buf, HDR_CHECK_OFF))
         return wv_err_set(err, WV_ECORRUPT, "object header check mismatch: the header is corrupt");
-    uint16_t version = get_u16(buf + 8);
+    uint16_t version = wv_get_le16(buf + 8);
     if (version > WV_OBJ_VERSION)
         return newer_version(err, "header", version);
     if (version == 0)
         return wv_err_set(err, WV_ECORRUPT, "bad object format version 0");
-    if (get_u16(buf + 10) != WV_OBJ_HEADER_SIZE)
+    if (wv_get_le16(buf + 10) != WV_OBJ_HEADER_SIZE)
         return wv_err_set(err, WV_ECORRUPT, "bad object header length %u (expected %d)",
-                          get_u16(buf + 10), WV_OBJ_HEADER_SIZE);
+                          wv_get_le16(buf + 10), WV_OBJ_HEADER_SIZE);
     if (bad_field(buf[12], buf[13], buf[14], buf[15], why, sizeof(why)))
         return unknown_value(err, "header", why);
     if (!all_zero(buf + 36, HDR_CHECK_OFF - 36))
@@ -168,7 +131,7 @@ int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_er
     h->cipher = buf[13];
     h->digest = buf[14];
     h->kind = buf[15];
-    h->key_id = get_u64(buf + 16);
+    h->key_id = wv_get_le64(buf + 16);
     memcpy(h->nonce, buf + 24, 12);
     return 0;
 }
@@ -192,19 +155,19 @@ int wv_obj_trailer_encode(const wv_obj_info *info, uint8_t out[WV_OBJ_TRAILER_SI
         return wv_err_set(err, WV_EINTERNAL, "cannot write object trailer: %s", why);
     memset(out, 0, WV_OBJ_TRAILER_SIZE);
     memcpy(out, WV_OBJ_TRAILER_MAGIC, 8);
-    put_u64(out + 8, info->plain_size);
-    put_u64(out + 16, info->payload_size);
+    wv_put_le64(out + 8, info->plain_size);
+    wv_put_le64(out + 16, info->payload_size);
     memcpy(out + 24, info->sha256, 32);
-    put_u64(out + 56, (uint64_t)info->first_commit_us);
-    put_u64(out + 64, (uint64_t)info->last_commit_us);
-    put_u32(out + 72, info->commit_count);
-    put_u32(out + 76, info->restore_point_count);
-    put_u16(out + TRL_VERSION_OFF, WV_OBJ_VERSION);
+    wv_put_le64(out + 56, (uint64_t)info->first_commit_us);
+    wv_put_le64(out + 64, (uint64_t)info->last_commit_us);
+    wv_put_le32(out + 72, info->commit_count);
+    wv_put_le32(out + 76, info->restore_point_count);
+    wv_put_le16(out + TRL_VERSION_OFF, WV_OBJ_VERSION);
     out[82] = info->compression;
     out[83] = info->cipher;
     out[84] = info->digest;
     out[85] = info->kind;
-    put_u32(out + TRL_CHECK_OFF, check_of(out, TRL_CHECK_OFF));
+    wv_put_le32(out + TRL_CHECK_OFF, check_of(out, TRL_CHECK_OFF));
     return 0;
 }
 
@@ -218,10 +181,10 @@ int wv_obj_trailer_decode(const uint8_t *buf, size_t len, wv_obj_info *info, wv_
     if (memcmp(t, WV_OBJ_TRAILER_MAGIC, 8) != 0)
         return wv_err_set(err, WV_ECORRUPT,
                           "bad object trailer magic: the object is truncated or corrupt");
-    if (get_u32(t + TRL_CHECK_OFF) != check_of(t, TRL_CHECK_OFF))
+    if (wv_get_le32(t + TRL_CHECK_OFF) != check_of(t, TRL_CHECK_OFF))
         return wv_err_set(err, WV_ECORRUPT,
                           "object trailer check mismatch: the trailer is corrupt");
-    uint16_t version = get_u16(t + TRL_VERSION_OFF);
+    uint16_t version = wv_get_le16(t + TRL_VERSION_OFF);
     if (version > WV_OBJ_VERSION)
         return newer_version(err, "trailer", version);
     if (version == 0)
@@ -230,13 +193,13 @@ int wv_obj_trailer_decode(const uint8_t *buf, size_t len, wv_obj_info *info, wv_
         return unknown_value(err, "trailer", why);
     if (!all_zero(t + TRL_RESERVED_OFF, TRL_CHECK_OFF - TRL_RESERVED_OFF))
         return wv_err_set(err, WV_ECORRUPT, "object trailer has reserved bytes set");
-    info->plain_size = get_u64(t + 8);
-    info->payload_size = get_u64(t + 16);
+    info->plain_size = wv_get_le64(t + 8);
+    info->payload_size = wv_get_le64(t + 16);
     memcpy(info->sha256, t + 24, 32);
-    info->first_commit_us = (int64_t)get_u64(t + 56);
-    info->last_commit_us = (int64_t)get_u64(t + 64);
-    info->commit_count = get_u32(t + 72);
-    info->restore_point_count = get_u32(t + 76);
+    info->first_commit_us = (int64_t)wv_get_le64(t + 56);
+    info->last_commit_us = (int64_t)wv_get_le64(t + 64);
+    info->commit_count = wv_get_le32(t + 72);
+    info->restore_point_count = wv_get_le32(t + 76);
     info->version = version;
     info->compression = t[82];
     info->cipher = t[83];

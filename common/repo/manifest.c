@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "core/buf.h"
+#include "core/bytes.h"
 #include "pipeline/filter.h"
 #include "pg/walname.h"
 
@@ -403,17 +404,6 @@ static int bad(wv_manifest_reader *r, wv_err *err, const char *fmt, ...)
     return WV_ECORRUPT;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Decode percent-encoding; NULL on a bad escape or an encoded NUL. */
 static char *dec(const char *s, size_t n)
 {
@@ -425,7 +415,7 @@ static char *dec(const char *s, size_t n)
                 free(o);
                 return NULL;
             }
-            int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
+            int a = wv_hex_value(s[i + 1]), b = wv_hex_value(s[i + 2]);
             if (a < 0 || b < 0 || (a == 0 && b == 0)) {
                 free(o);
                 return NULL;

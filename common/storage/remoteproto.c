@@ -1,6 +1,8 @@
 /* remoteproto.c - frame encoding and decoding for the ssh driver and walvault-remote. */
 #include "storage/remoteproto.h"
 
+#include "core/bytes.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -44,28 +46,15 @@ const char *wv_rp_type_name(uint8_t type)
     }
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 void wv_rp_header_encode(uint8_t *out, uint8_t type, uint32_t len)
 {
-    put_u32(out, len);
+    wv_put_be32(out, len);
     out[4] = type;
 }
 
 int wv_rp_header_decode(const uint8_t *in, uint8_t *type, uint32_t *len, wv_err *err)
 {
-    uint32_t l = get_u32(in);
+    uint32_t l = wv_get_be32(in);
     if (!wv_rp_type_name(in[4]))
         return wv_err_set(err, WV_EFORMAT, "protocol error: unknown frame type 0x%02x", in[4]);
     if (l > WV_RP_MAX_PAYLOAD)
@@ -81,7 +70,7 @@ int wv_rp_header_decode(const uint8_t *in, uint8_t *type, uint32_t *len, wv_err 
 
 static void enc_u32(wv_buf *b, uint32_t v)
 {
-    put_u32(wv_buf_reserve(b, 4), v);
+    wv_put_be32(wv_buf_reserve(b, 4), v);
     b->len += 4;
 }
 
@@ -172,7 +161,7 @@ static uint32_t dec_u32(reader *r)
         short_payload(r);
         return 0;
     }
-    uint32_t v = get_u32(r->p + r->pos);
+    uint32_t v = wv_get_be32(r->p + r->pos);
     r->pos += 4;
     return v;
 }

@@ -677,7 +677,7 @@ static void test_digests(void **state)
     uint8_t md5[16];
     char b64[25], hex[33];
     wv_s3_md5("", 0, md5);
-    wv_s3_hex(md5, 16, hex);
+    wv_hex_encode(md5, 16, hex);
     assert_string_equal(hex, "d41d8cd98f00b204e9800998ecf8427e");
     wv_s3_base64(md5, 16, b64);
     assert_string_equal(b64, "1B2M2Y8AsgTpgAmY7PhCfg==");

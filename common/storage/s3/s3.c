@@ -815,7 +815,7 @@ typedef struct s3_sink {
 static int etag_matches(const char *etag, const uint8_t md5[16])
 {
     char hex[33];
-    wv_s3_hex(md5, 16, hex);
+    wv_hex_encode(md5, 16, hex);
     size_t n = strlen(etag);
     if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"')
         return n - 2 == 32 && strncasecmp(etag + 1, hex, 32) == 0;

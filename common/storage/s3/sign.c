@@ -9,6 +9,8 @@
  */
 #include "storage/s3/sign.h"
 
+#include "core/bytes.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,16 +19,6 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-
-void wv_s3_hex(const uint8_t *bin, size_t n, char *out)
-{
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hx[bin[i] >> 4];
-        out[2 * i + 1] = hx[bin[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 void wv_s3_base64(const uint8_t *bin, size_t n, char *out)
 {
@@ -38,7 +30,7 @@ void wv_s3_sha256_hex(const void *data, size_t len, char out[65])
     uint8_t md[32];
     unsigned int mdlen = 0;
     EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    wv_s3_hex(md, 32, out);
+    wv_hex_encode(md, 32, out);
 }
 
 void wv_s3_md5(const void *data, size_t len, uint8_t out[16])
@@ -210,7 +202,7 @@ int wv_s3_sign(const wv_s3_sign_input *in, wv_buf *authz, wv_buf *creq_out, wv_b
         goto out;
     }
     char sighex[65];
-    wv_s3_hex(sig, 32, sighex);
+    wv_hex_encode(sig, 32, sighex);
     wv_buf_printf(authz,
                   "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, "
                   "Signature=%s",

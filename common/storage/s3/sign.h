@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/bytes.h"
 #include "core/error.h"
 
 #define WV_S3_MAX_PARTS      10000
@@ -68,7 +69,6 @@ void wv_s3_amz_date(int64_t t, char out[17]);
 
 /* Lowercase hex of SHA-256 (65 bytes with NUL) and base64 of MD5 (25 bytes with NUL). */
 void wv_s3_sha256_hex(const void *data, size_t len, char out[65]);
-void wv_s3_hex(const uint8_t *bin, size_t n, char *out);
 void wv_s3_base64(const uint8_t *bin, size_t n, char *out);
 void wv_s3_md5(const void *data, size_t len, uint8_t out[16]);
 
