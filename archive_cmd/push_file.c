@@ -19,6 +19,7 @@
 #include "core/buf.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "core/units.h"
 #include "pipeline/object.h"
 #include "repo/repo.h"
 #include "pg/walname.h"
@@ -54,23 +55,6 @@ static int read_wal_header(int fd, const char *path, const char *name, const wv_
                           ", expected %" PRIX64 "): it was renamed or copied wrongly",
                           path, h->pageaddr, expect);
     return 0;
-}
-
-static void human_size(uint64_t n, char *out, size_t len)
-{
-    if (n >= 1024 * 1024)
-        snprintf(out, len, "%.1f MiB", (double)n / (1024.0 * 1024.0));
-    else if (n >= 1024)
-        snprintf(out, len, "%.1f KiB", (double)n / 1024.0);
-    else
-        snprintf(out, len, "%" PRIu64 " B", n);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
 /* Restore points seen in a segment, kept as text lines "LSN<TAB>TIME_US<TAB>NAME" (names are at
@@ -277,7 +261,7 @@ static void commit_all(target *tg, int ntg)
 
 int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
 {
-    double t0 = now_ms();
+    double t0 = wv_mono_s();
     const char *slash = strrchr(path, '/');
     const char *name = slash ? slash + 1 : path;
     wv_walname wn;
@@ -483,14 +467,14 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
 
     char a[32], b[32];
     uint64_t stored = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
-    human_size(info.plain_size, a, sizeof(a));
-    human_size(stored, b, sizeof(b));
+    wv_human_bytes(info.plain_size, a, sizeof(a));
+    wv_human_bytes(stored, b, sizeof(b));
     for (int i = 0; i < ntg; i++)
         if (tg[i].done)
             wv_log_info("archived %s to %s (%s -> %s, %.1f%%, %.0f ms)", name, tg[i].repo->rc->name,
                         a, b,
                         info.plain_size ? 100.0 * (double)stored / (double)info.plain_size : 100.0,
-                        now_ms() - t0);
+                        (wv_mono_s() - t0) * 1000.0);
 report:
     /* Every repository that failed is named; the first failure is the result. */
     {

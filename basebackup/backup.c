@@ -36,6 +36,7 @@
 #include "repo/manifest.h"
 #include "pipeline/object.h"
 #include "core/parallel.h"
+#include "core/units.h"
 #include "pg/replication.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
@@ -138,13 +139,6 @@ typedef struct backup_ctx {
     double t0, last_draw;
     int err_recorded;
 } backup_ctx;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void job_free(file_job *j)
 {
@@ -610,7 +604,7 @@ static void draw_progress(backup_ctx *ctx, int final)
 {
     if (!ctx->tty)
         return;
-    double t = now_s();
+    double t = wv_mono_s();
     if (!final && t - ctx->last_draw < 0.5)
         return;
     ctx->last_draw = t;
@@ -628,10 +622,10 @@ static void draw_progress(backup_ctx *ctx, int final)
                             1048576.0) /
                                rate
                          : 0;
-        fprintf(stderr, "\r%5.1f%%  %8.1f MB  %7.1f MB/s  ETA %02d:%02d  ", pct, mb, rate,
+        fprintf(stderr, "\r%5.1f%%  %8.1f MiB  %7.1f MiB/s  ETA %02d:%02d  ", pct, mb, rate,
                 (int)eta / 60, (int)eta % 60);
     } else {
-        fprintf(stderr, "\r%8.1f MB  %7.1f MB/s  ", mb, rate);
+        fprintf(stderr, "\r%8.1f MiB  %7.1f MiB/s  ", mb, rate);
     }
     if (final)
         fputc('\n', stderr);
@@ -925,7 +919,7 @@ static int wait_for_key(backup_ctx *ctx, const char *walname, double deadline, i
                 break;
             if (rc != WV_ENOTFOUND)
                 return rc;
-            if (now_s() >= deadline) {
+            if (wv_mono_s() >= deadline) {
                 wv_err_set(err, WV_ETIMEOUT,
                            "WAL file %s was not archived in %s within %d "
                            "seconds",
@@ -1059,18 +1053,6 @@ static const char usage_text[] =
     "  --keep                 never expire this backup\n"
     "  --checkpoint MODE      fast or spread (default spread)\n";
 
-static int fmt_size(uint64_t n, char *out, size_t len)
-{
-    const char *u[] = {"B", "kB", "MB", "GB", "TB"};
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1024 && i < 4) {
-        v /= 1024;
-        i++;
-    }
-    return snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
 int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
 {
     static const struct option longopts[] = {
@@ -1136,7 +1118,7 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     wv_pgconn *conn = NULL;
     wv_manifest_header h = {0};
     int rc, locked = 0;
-    double t_start = now_s();
+    double t_start = wv_mono_s();
 
     if ((rc = wv_config_load(wv_config_path(config_path), &ctx.cfg, &err)) < 0)
         goto out;
@@ -1185,7 +1167,7 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
                                 .manifest = 1,
                                 .wait = 0};
     ctx.tty = isatty(2);
-    ctx.t0 = now_s();
+    ctx.t0 = wv_mono_s();
     wv_pgrepl_backup_end end = {0};
     wv_log_debug("backup %s: starting (checkpoint %s)", ctx.id, fast ? "fast" : "spread");
     rc = wv_pgrepl_base_backup(conn, &bo, &repl_cbs, &ctx, &end, &err);
@@ -1221,7 +1203,7 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     uint64_t first = wv_lsn_to_segno(ctx.start.start_lsn, segsize);
     uint64_t last = wv_lsn_to_segno(end.end_lsn, segsize);
     int timeout = ctx.cfg->archive_timeout > 0 ? ctx.cfg->archive_timeout : 60;
-    double deadline = now_s() + timeout;
+    double deadline = wv_mono_s() + timeout;
     for (uint64_t seg = first; seg <= last; seg++) {
         char name[WV_WALNAME_SEGMENT_LEN];
         uint32_t tli = seg == last ? end.end_tli : ctx.start.start_tli;
@@ -1277,10 +1259,10 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     {
         const wv_manifest_totals *t = wv_manifest_writer_totals(ctx.mw);
         char a[32], b[32];
-        fmt_size(t->size, a, sizeof(a));
-        fmt_size(t->stored_size, b, sizeof(b));
+        wv_human_bytes(t->size, a, sizeof(a));
+        wv_human_bytes(t->stored_size, b, sizeof(b));
         printf("backup %s complete: %" PRIu64 " files, %s, stored %s, %.0f s, WAL %s..%s\n", ctx.id,
-               t->files, a, b, now_s() - t_start, h.start_segment, h.stop_segment);
+               t->files, a, b, wv_mono_s() - t_start, h.start_segment, h.stop_segment);
         fflush(stdout);
     }
 

@@ -18,6 +18,7 @@
 #include "repo/recovery.h"
 #include "repo/repo.h"
 #include "core/timeparse.h"
+#include "core/units.h"
 #include "pg/walname.h"
 
 static const char usage[] =
@@ -57,18 +58,6 @@ static void json_lsn(wv_buf *b, uint64_t lsn)
     char l[WV_LSN_LEN];
     wv_lsn_format(lsn, l);
     json_str(b, l);
-}
-
-static void human(uint64_t n, char *out, size_t len)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1024 && i < 4) {
-        v /= 1024;
-        i++;
-    }
-    snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
 /* Holes inside one timeline's own range of archived segments. */
@@ -229,7 +218,7 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
     }
     {
         char seg[32];
-        human(repo->info.wal_segsize, seg, sizeof(seg));
+        wv_human_bytes(repo->info.wal_segsize, seg, sizeof(seg));
         wv_buf_printf(
             out, "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64 ", %s WAL segments\n",
             rc->name, wv_storage_location(repo->st), repo->info.pg_major, repo->info.system_id,
@@ -249,8 +238,8 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
             wv_time_format(h->stop_time * 1000000LL, en, sizeof(en));
             wv_lsn_format(h->start_lsn, sl);
             wv_lsn_format(h->stop_lsn, el);
-            human(bs.b[i].totals.size, sz, sizeof(sz));
-            human(bs.b[i].totals.stored_size, ss, sizeof(ss));
+            wv_human_bytes(bs.b[i].totals.size, sz, sizeof(sz));
+            wv_human_bytes(bs.b[i].totals.stored_size, ss, sizeof(ss));
             wv_buf_printf(out,
                           "  %-18s %-20.20s %-24s %-24s %3" PRIu32
                           " %-11s %-11s %10s %10s %6" PRId64 " %s\n",

@@ -42,6 +42,7 @@
 #include "repo/recovery.h"
 #include "repo/repo.h"
 #include "core/timeparse.h"
+#include "core/units.h"
 #include "pg/walname.h"
 
 #define MAX_TS_MAP 32
@@ -805,13 +806,6 @@ static char *sibling_binary(const char *name)
     return p;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void describe_target(const wv_target *t, char *out, size_t len)
 {
     char v[WV_TIME_FORMAT_LEN];
@@ -979,7 +973,7 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
         conf_abs = wv_xstrdup(cfg->file);
 
     /* 3. Tablespaces first (their locations), then directories and links, then files. */
-    c.t0 = now_s();
+    c.t0 = wv_mono_s();
     if ((rc = manifest_pass(&c, pass_tablespaces, &err)) != 0)
         goto out;
     for (int i = 0; i < o.nmaps; i++)
@@ -1047,7 +1041,7 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
     if ((rc = write_recovery_conf(&c, &rp.plan, fetch_bin, conf_abs, &err)) != 0)
         goto out;
 
-    double secs = now_s() - c.t0;
+    double secs = wv_mono_s() - c.t0;
     char pgctl[PATH_MAX];
     snprintf(pgctl, sizeof(pgctl), "/usr/lib/postgresql/%" PRIu32 "/bin/pg_ctl",
              c.b->h.pg_version / 10000);

@@ -45,6 +45,7 @@
 #include "repo/manifest.h"
 #include "pipeline/object.h"
 #include "core/parallel.h"
+#include "core/units.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
 /* The tee below is a wv_source of its own (it wraps the source's reads). */
@@ -842,25 +843,6 @@ static int sync_backups(sync_ctx *c, wv_err *err)
 
 /* ---- the command ----------------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void human(uint64_t n, char *out, size_t len)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1024 && i < 4) {
-        v /= 1024;
-        i++;
-    }
-    snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
 int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
 {
     static const struct option longopts[] = {
@@ -872,7 +854,7 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
     wv_err err;
     wv_cli cli = {.config_path = config_path};
     sync_ctx ctx = {0};
-    double t0 = now_s();
+    double t0 = wv_mono_s();
 
     wv_err_clear(&err);
     opterr = 0;
@@ -939,13 +921,13 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
         goto out;
     {
         char sz[32];
-        human(ctx.copied_bytes, sz, sizeof(sz));
+        wv_human_bytes(ctx.copied_bytes, sz, sizeof(sz));
         printf("sync %s -> %s%s: %s %" PRIu64 " object%s (%s, %" PRIu64
                " backup%s), skipped %" PRIu64 " already there, %" PRIu64 " conflict%s, %.1f s\n",
                from_name(&ctx), to_name(&ctx), ctx.dry_run ? " (dry run)" : "",
                ctx.dry_run ? "would copy" : "copied", ctx.copied, ctx.copied == 1 ? "" : "s", sz,
                ctx.backups_copied, ctx.backups_copied == 1 ? "" : "s", ctx.skipped, ctx.conflicts,
-               ctx.conflicts == 1 ? "" : "s", now_s() - t0);
+               ctx.conflicts == 1 ? "" : "s", wv_mono_s() - t0);
         fflush(stdout);
     }
     if (ctx.conflicts) {

@@ -35,6 +35,7 @@
 #include "repo/manifest.h"
 #include "pipeline/object.h"
 #include "core/parallel.h"
+#include "core/units.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
 #include "pg/walname.h"
@@ -500,19 +501,12 @@ static int verify_backup(verify_ctx *c, const char *id, wv_err *err)
 
 /* ---- one repository -------------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* *found: whether --backup ID (if any) exists in this repository. */
 static int verify_repo(verify_ctx *c, const wv_repo_config *rc_, const char *only, int *found,
                        int workers, wv_err *err)
 {
     keylist ids = {0};
-    double t0 = now_s();
+    double t0 = wv_mono_s();
     int rc = wv_repo_open(rc_, &c->repo, err);
     c->objects = c->bytes = c->problems = c->backups = 0;
     if (rc == 0) {
@@ -552,7 +546,7 @@ static int verify_repo(verify_ctx *c, const wv_repo_config *rc_, const char *onl
         printf("verify %s: checked %" PRIu64 " objects (%" PRIu64 " bytes, %" PRIu64
                " backup%s), %" PRIu64 " problem%s, %.1f s\n",
                rname(c), c->objects, c->bytes, c->backups, c->backups == 1 ? "" : "s", c->problems,
-               c->problems == 1 ? "" : "s", now_s() - t0);
+               c->problems == 1 ? "" : "s", wv_mono_s() - t0);
         fflush(stdout);
     }
 out:
