@@ -12,6 +12,7 @@ policy) named in the error while the others are removed.
 
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -205,7 +206,8 @@ def test_https_without_ca_is_refused(s3_server, bucket, tool, tmp_path):
     # drop ca_file: the fixture's self-made CA is not trusted by the system store
     text = "".join(l for l in open(conf) if not l.startswith("ca_file"))
     open(conf, "w").write(text)
-    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", timeout=120)
+    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
+                  timeout=120)
     assert p.returncode != 0
     assert "ca_file" in p.stdout + p.stderr or "certificate" in p.stdout + p.stderr, p.stdout
 
@@ -221,7 +223,8 @@ def test_listing_across_pages(s3_server, bucket, tool, tmp_path):
 def test_wrong_secret_is_an_auth_error(s3_server, bucket, tool, tmp_path):
     wrong = "not-the-secret-" + uuid.uuid4().hex
     conf = write_config(tmp_path, s3_server, bucket, secret=wrong)
-    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", timeout=120)
+    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
+                  timeout=120)
     out = p.stdout + p.stderr
     assert p.returncode != 0
     assert "not ok - put small object" in p.stdout, out
@@ -229,6 +232,8 @@ def test_wrong_secret_is_an_auth_error(s3_server, bucket, tool, tmp_path):
     assert "SignatureDoesNotMatch" in out, out
     # absent keys must not look "not found" when the store refuses us
     assert "not ok - stat of absent key: not found" in p.stdout, out
+    assert re.search(r"^not ok - remove_many of 3 keys .*refused the credentials", p.stdout,
+                     re.M), out
     assert wrong not in out
     assert s3_server.secret_key not in out
     assert s3_server.list_keys(bucket) == []
@@ -237,7 +242,8 @@ def test_wrong_secret_is_an_auth_error(s3_server, bucket, tool, tmp_path):
 def test_missing_bucket_is_a_config_error(s3_server, bucket, tool, tmp_path):
     missing = "no-such-" + uuid.uuid4().hex[:12]
     conf = write_config(tmp_path, s3_server, bucket, bucket_override=missing)
-    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", timeout=120)
+    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
+                  timeout=120)
     out = p.stdout + p.stderr
     assert p.returncode != 0
     assert 'bucket "%s" does not exist' % missing in out, out
@@ -257,7 +263,8 @@ def test_env_credentials_take_precedence(s3_server, bucket, tool, tmp_path):
 def test_secret_file_readable_by_others_is_refused(s3_server, bucket, tool, tmp_path):
     conf = write_config(tmp_path, s3_server, bucket)
     os.chmod(tmp_path / "s3.secret", 0o644)
-    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", timeout=60)
+    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
+                  timeout=60)
     assert p.returncode != 0
     assert "s3.secret" in p.stdout + p.stderr
     assert s3_server.secret_key not in p.stdout + p.stderr
@@ -267,7 +274,7 @@ def test_gateway_down_is_unreachable_not_missing(s3_server, bucket, tool, tmp_pa
     conf = write_config(tmp_path, s3_server, bucket)
     s3_server.stop_gateway()
     try:
-        p = run_check(tool, conf, "--large-mb", "0", "--many", "1",
+        p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
                       env_extra={"WALVAULT_S3_TIMEOUT": "2"}, timeout=300)
     finally:
         s3_server.start_gateway()
@@ -276,6 +283,7 @@ def test_gateway_down_is_unreachable_not_missing(s3_server, bucket, tool, tmp_pa
     assert "could not reach" in out, out
     assert "not ok - stat of absent key: not found" in p.stdout, out
     assert "not ok - read of absent key: not found" in p.stdout, out
+    assert re.search(r"^not ok - remove_many of 3 keys .*could not reach", p.stdout, re.M), out
     # nothing half-written once the gateway is back
     assert s3_server.list_keys(bucket) == []
     no_uploads_left(s3_server, bucket)
@@ -302,7 +310,7 @@ def test_connections_always_cut_fail_cleanly(s3_server, bucket, tool, tmp_path):
     proxy = CuttingProxy(s3_server.http_port, cut_all=True, cut_after=4096)
     try:
         conf = proxied_config(tmp_path, s3_server, bucket, proxy)
-        p = run_check(tool, conf, "--large-mb", "20", "--many", "1",
+        p = run_check(tool, conf, "--large-mb", "20", "--many", "1", "--remove-many", "3",
                       env_extra={"WALVAULT_S3_TIMEOUT": "3"}, timeout=300)
     finally:
         proxy.close()
