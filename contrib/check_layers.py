@@ -20,7 +20,7 @@ INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
 def layer_of(relpath):
-    """The layer of a path below common/ ('storage/s3/s3.c' -> 'storage'), else None."""
+    """The layer of a path below common/ ("storage/s3/http.c" -> "storage"), else None."""
     first = relpath.split("/", 1)[0]
     return first if first in LAYERS else None
 

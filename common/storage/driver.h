@@ -30,6 +30,15 @@
  *              landed (they wait for the uploads in flight).
  *   free       release the driver.
  *
+ * Optional operations (NULL unless the driver sets the feature bit named):
+ *   remove_many  (WV_ST_REMOVE_MANY) delete n objects in fewer round trips than n removes (s3:
+ *              DeleteObjects, up to 1,000 keys a request). Absent keys count as removed. On
+ *              failure the error names the keys that could not be removed (the first few, and how
+ *              many there were); some of the others may have been removed already, so a caller
+ *              retries the whole list (removing is idempotent). storage.c has validated every key
+ *              and calls it only with n > 0; without the operation, wv_storage_remove_many()
+ *              calls remove once per key, stopping at the first failure.
+ *
  * Drivers are synchronous and thread-compatible: one wv_storage may be used from several threads at
  * once as long as each sink/source is used by one thread at a time.
  */
@@ -66,6 +75,7 @@ typedef struct wv_storage_ops {
     int (*stat)(wv_storage *st, const char *key, wv_stat *out, wv_err *err);
     int (*list)(wv_storage *st, const char *prefix, wv_list_cb cb, void *arg, wv_err *err);
     int (*remove)(wv_storage *st, const char *key, wv_err *err);
+    int (*remove_many)(wv_storage *st, const char *const *keys, size_t n, wv_err *err);
     int (*flush)(wv_storage *st, wv_err *err);
     void (*free)(wv_storage *st);
 } wv_storage_ops;

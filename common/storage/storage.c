@@ -127,6 +127,23 @@ int wv_storage_remove(wv_storage *st, const char *key, wv_err *err)
     return with_repo(st, st->ops->remove(st, key, err), err);
 }
 
+int wv_storage_remove_many(wv_storage *st, const char *const *keys, size_t n, wv_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!keys || !wv_storage_key_valid(keys[i]))
+            return bad_key(st, keys ? keys[i] : NULL, err);
+    if (n == 0)
+        return 0;
+    if (st->ops->remove_many)
+        return with_repo(st, st->ops->remove_many(st, keys, n, err), err);
+    for (size_t i = 0; i < n; i++) {
+        int rc = st->ops->remove(st, keys[i], err);
+        if (rc != 0)
+            return with_repo(st, rc, err);
+    }
+    return 0;
+}
+
 int wv_storage_flush(wv_storage *st, wv_err *err)
 {
     return with_repo(st, st->ops->flush(st, err), err);

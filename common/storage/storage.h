@@ -23,6 +23,8 @@ enum {
     WV_ST_ROUND_TRIPS = 1 << 4,   /* every operation is a request to a remote store on a connection
                                    * of its own: worth overlapping with work, not worth doing just
                                    * in case (s3) */
+    WV_ST_REMOVE_MANY = 1 << 5,   /* the driver deletes many keys per round trip (s3); without it
+                                   * wv_storage_remove_many removes them one by one */
 };
 
 enum {
@@ -58,6 +60,10 @@ int wv_storage_get_open(wv_storage *st, const char *key, int64_t offset, int64_t
 int wv_storage_stat(wv_storage *st, const char *key, wv_stat *out, wv_err *err);
 int wv_storage_list(wv_storage *st, const char *prefix, wv_list_cb cb, void *arg, wv_err *err);
 int wv_storage_remove(wv_storage *st, const char *key, wv_err *err);
+/* Remove n keys (absent ones count as removed): every key is validated first, and nothing is
+ * removed if one is invalid. With WV_ST_REMOVE_MANY in a few requests, else one remove per key.
+ * On failure some keys may be removed and others not; the error names those that failed. */
+int wv_storage_remove_many(wv_storage *st, const char *const *keys, size_t n, wv_err *err);
 int wv_storage_flush(wv_storage *st, wv_err *err);
 
 /* A key is valid if it is non-empty, relative, uses '/' separators, has no empty, "." or ".."

@@ -4,11 +4,15 @@ conformance program in tests/tools/) and an independent S3 client (s3_server.S3C
 Covers: the storage contract over http and https (verified TLS with the fixture's CA), objects
 larger than one part (multipart upload), range and suffix reads, listings that take several pages,
 a wrong secret (authentication error, secret never printed), a missing bucket (a configuration
-error, not "not found"), a stopped gateway (unreachable after retries, nothing left behind), and
-an abort that leaves neither an object nor an open multipart upload.
+error, not "not found"), a stopped gateway (unreachable after retries, nothing left behind),
+an abort that leaves neither an object nor an open multipart upload, and remove_many: more than
+one DeleteObjects batch in the conformance run, and keys the store refuses to delete (a bucket
+policy) named in the error while the others are removed.
 """
 
+import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -183,6 +187,9 @@ def test_conformance_http_with_multipart(s3_server, bucket, tool, tmp_path):
     conf = write_config(tmp_path, s3_server, bucket)
     p = run_check(tool, conf, "--large-mb", "20", "--many", "30")
     assert_all_ok(p)
+    # 1100 objects and 110 absent keys: two DeleteObjects batches (1000 keys at most each)
+    assert "ok - remove_many of 1210 keys (110 absent) under three prefixes" in \
+        p.stdout.splitlines(), p.stdout
     assert s3_server.list_keys(bucket) == []
     no_uploads_left(s3_server, bucket)
 
@@ -199,7 +206,8 @@ def test_https_without_ca_is_refused(s3_server, bucket, tool, tmp_path):
     # drop ca_file: the fixture's self-made CA is not trusted by the system store
     text = "".join(l for l in open(conf) if not l.startswith("ca_file"))
     open(conf, "w").write(text)
-    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", timeout=120)
+    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
+                  timeout=120)
     assert p.returncode != 0
     assert "ca_file" in p.stdout + p.stderr or "certificate" in p.stdout + p.stderr, p.stdout
 
@@ -215,7 +223,8 @@ def test_listing_across_pages(s3_server, bucket, tool, tmp_path):
 def test_wrong_secret_is_an_auth_error(s3_server, bucket, tool, tmp_path):
     wrong = "not-the-secret-" + uuid.uuid4().hex
     conf = write_config(tmp_path, s3_server, bucket, secret=wrong)
-    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", timeout=120)
+    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
+                  timeout=120)
     out = p.stdout + p.stderr
     assert p.returncode != 0
     assert "not ok - put small object" in p.stdout, out
@@ -223,6 +232,8 @@ def test_wrong_secret_is_an_auth_error(s3_server, bucket, tool, tmp_path):
     assert "SignatureDoesNotMatch" in out, out
     # absent keys must not look "not found" when the store refuses us
     assert "not ok - stat of absent key: not found" in p.stdout, out
+    assert re.search(r"^not ok - remove_many of 3 keys .*refused the credentials", p.stdout,
+                     re.M), out
     assert wrong not in out
     assert s3_server.secret_key not in out
     assert s3_server.list_keys(bucket) == []
@@ -231,7 +242,8 @@ def test_wrong_secret_is_an_auth_error(s3_server, bucket, tool, tmp_path):
 def test_missing_bucket_is_a_config_error(s3_server, bucket, tool, tmp_path):
     missing = "no-such-" + uuid.uuid4().hex[:12]
     conf = write_config(tmp_path, s3_server, bucket, bucket_override=missing)
-    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", timeout=120)
+    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
+                  timeout=120)
     out = p.stdout + p.stderr
     assert p.returncode != 0
     assert 'bucket "%s" does not exist' % missing in out, out
@@ -251,7 +263,8 @@ def test_env_credentials_take_precedence(s3_server, bucket, tool, tmp_path):
 def test_secret_file_readable_by_others_is_refused(s3_server, bucket, tool, tmp_path):
     conf = write_config(tmp_path, s3_server, bucket)
     os.chmod(tmp_path / "s3.secret", 0o644)
-    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", timeout=60)
+    p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
+                  timeout=60)
     assert p.returncode != 0
     assert "s3.secret" in p.stdout + p.stderr
     assert s3_server.secret_key not in p.stdout + p.stderr
@@ -261,7 +274,7 @@ def test_gateway_down_is_unreachable_not_missing(s3_server, bucket, tool, tmp_pa
     conf = write_config(tmp_path, s3_server, bucket)
     s3_server.stop_gateway()
     try:
-        p = run_check(tool, conf, "--large-mb", "0", "--many", "1",
+        p = run_check(tool, conf, "--large-mb", "0", "--many", "1", "--remove-many", "3",
                       env_extra={"WALVAULT_S3_TIMEOUT": "2"}, timeout=300)
     finally:
         s3_server.start_gateway()
@@ -270,6 +283,7 @@ def test_gateway_down_is_unreachable_not_missing(s3_server, bucket, tool, tmp_pa
     assert "could not reach" in out, out
     assert "not ok - stat of absent key: not found" in p.stdout, out
     assert "not ok - read of absent key: not found" in p.stdout, out
+    assert re.search(r"^not ok - remove_many of 3 keys .*could not reach", p.stdout, re.M), out
     # nothing half-written once the gateway is back
     assert s3_server.list_keys(bucket) == []
     no_uploads_left(s3_server, bucket)
@@ -296,7 +310,7 @@ def test_connections_always_cut_fail_cleanly(s3_server, bucket, tool, tmp_path):
     proxy = CuttingProxy(s3_server.http_port, cut_all=True, cut_after=4096)
     try:
         conf = proxied_config(tmp_path, s3_server, bucket, proxy)
-        p = run_check(tool, conf, "--large-mb", "20", "--many", "1",
+        p = run_check(tool, conf, "--large-mb", "20", "--many", "1", "--remove-many", "3",
                       env_extra={"WALVAULT_S3_TIMEOUT": "3"}, timeout=300)
     finally:
         proxy.close()
@@ -307,3 +321,70 @@ def test_connections_always_cut_fail_cleanly(s3_server, bucket, tool, tmp_path):
     assert "could not reach" in p.stdout, out
     assert [k for k in s3_server.list_keys(bucket) if "large/" in k] == []
     no_uploads_left(s3_server, bucket)
+
+
+def test_remove_many_names_the_keys_the_store_refuses(s3_server, bucket, tool, tmp_path):
+    # a bucket policy denies deleting under walvault/protected/: one DeleteObjects answers with
+    # an <Error> per protected key; those are named, the others are gone, absent keys are fine
+    c = s3_server.client()
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:DeleteObject",
+            "Resource": "arn:aws:s3:::%s/walvault/protected/*" % bucket,
+        }],
+    }
+    r = c.request("PUT", bucket, query=[("policy", "")], body=json.dumps(policy).encode())
+    assert r.status in (200, 204), r
+    try:
+        for k in ("protected/p1", "protected/p2", "free/f1", "free/f2"):
+            s3_server.put_object(bucket, "walvault/" + k, b"x")
+        conf = write_config(tmp_path, s3_server, bucket)
+        keys = ["protected/p1", "free/f1", "absent/a1", "protected/p2", "free/f2"]
+        p = run_check(tool, conf, *[a for k in keys for a in ("--remove", k)], timeout=120)
+        out = p.stdout + p.stderr
+        assert p.returncode == 1, out
+        assert 'could not delete 2 of 5 objects in bucket "%s"' % bucket in out, out
+        assert '"protected/p1" (AccessDenied)' in out, out
+        assert '"protected/p2" (AccessDenied)' in out, out
+        assert "free/" not in out, out
+        assert "hint: check that the access key may delete in the bucket" in p.stderr, out
+        assert s3_server.list_keys(bucket) == ["walvault/protected/p1", "walvault/protected/p2"]
+    finally:
+        r = c.request("DELETE", bucket, query=[("policy", "")])
+        assert r.status in (200, 204), r
+    # without the policy the same call removes them (and the already absent ones are fine)
+    p = run_check(tool, conf, *[a for k in keys for a in ("--remove", k)], timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "ok - remove_many of 5 keys" in p.stdout, p.stdout
+    assert s3_server.list_keys(bucket) == []
+
+
+def test_remove_many_of_one_protected_key(s3_server, bucket, tool, tmp_path):
+    c = s3_server.client()
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:DeleteObject",
+            "Resource": "arn:aws:s3:::%s/walvault/protected/*" % bucket,
+        }],
+    }
+    r = c.request("PUT", bucket, query=[("policy", "")], body=json.dumps(policy).encode())
+    assert r.status in (200, 204), r
+    try:
+        s3_server.put_object(bucket, "walvault/protected/only", b"x")
+        conf = write_config(tmp_path, s3_server, bucket)
+        p = run_check(tool, conf, "--remove", "protected/only", "--remove", "absent/x",
+                      timeout=120)
+        out = p.stdout + p.stderr
+        assert p.returncode == 1, out
+        assert 'repo1: could not delete "protected/only" in bucket "%s": AccessDenied' % bucket \
+            in out, out
+        assert s3_server.list_keys(bucket) == ["walvault/protected/only"]
+    finally:
+        r = c.request("DELETE", bucket, query=[("policy", "")])
+        assert r.status in (200, 204), r

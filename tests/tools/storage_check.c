@@ -1,9 +1,15 @@
 /*
  * storage_check.c - a conformance check of one storage driver against the contract in
  * common/storage/driver.h, run against a live repository:
- *     wv-storage-check -c CONF --repo N [--prefix P] [--large-mb M] [--many K]
+ *     wv-storage-check -c CONF --repo N [--prefix P] [--large-mb M] [--many K] [--remove-many R]
  * Every object it writes lives under PREFIX (default "conformance/<pid>/") and is removed at the
  * end. Prints "ok - NAME" or "not ok - NAME: WHY" per check and a closing "N passed, M failed".
+ * R is the number of objects removed with one wv_storage_remove_many call (default 1100 on a store
+ * with WV_ST_REMOVE_MANY, so that it takes more than one batch, else 40).
+ *
+ *     wv-storage-check -c CONF --repo N --remove KEY [--remove KEY]...
+ * only removes the keys given, with one wv_storage_remove_many call, and reports the outcome (the
+ * error and its hint on stderr): for tests that prepare the store themselves.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,10 +121,90 @@ static int remove_cb(void *arg, const char *key, const wv_stat *st)
     return wv_storage_remove(arg, key, &e) == 0 ? 0 : 1;
 }
 
+/* remove_many: keys under several prefixes with absent ones among them, in one call. */
+static void check_remove_many(wv_storage *st, const char *prefix, int count, wv_err *err)
+{
+    size_t cap = (size_t)count + (size_t)count / 10 + 1, n = 0, absent = 0;
+    char **keys = wv_xcalloc(cap, sizeof(char *));
+    int ok = 1, r;
+    for (int i = 0; i < count; i++) {
+        if (i % 3 == 0)
+            keys[n] = wv_xasprintf("%srm/a/key-%05d", prefix, i);
+        else if (i % 3 == 1)
+            keys[n] = wv_xasprintf("%srm/b/c/key-%05d", prefix, i);
+        else
+            keys[n] = wv_xasprintf("%srm-other/key-%05d", prefix, i);
+        if (ok)
+            ok = put(st, keys[n], WV_PUT_NOSYNC, 1, err) == 0;
+        n++;
+        if (i % 10 == 5) {
+            keys[n++] = wv_xasprintf("%srm/absent/key-%05d", prefix, i);
+            absent++;
+        }
+    }
+    if (ok)
+        ok = wv_storage_flush(st, err) == 0;
+    check(ok, "put objects to remove together", err);
+
+    char name[160];
+    snprintf(name, sizeof(name), "remove_many of %zu keys (%zu absent) under three prefixes", n,
+             absent);
+    r = wv_storage_remove_many(st, (const char *const *)keys, n, err);
+    check(r == 0, name, err);
+    char p2[512];
+    list_state ls = {0}, ls2 = {0};
+    snprintf(p2, sizeof(p2), "%srm", prefix);
+    r = wv_storage_list(st, p2, list_cb, &ls, err);
+    check(r == 0 && ls.count == 0, "nothing listed after remove_many", err);
+    wv_stat sb;
+    check(wv_storage_stat(st, keys[0], &sb, err) == WV_ENOTFOUND &&
+              wv_storage_stat(st, keys[n - 1], &sb, err) == WV_ENOTFOUND,
+          "stat after remove_many: not found", err);
+    check(wv_storage_remove_many(st, (const char *const *)keys, n, err) == 0,
+          "remove_many of keys that are all absent succeeds", err);
+    check(wv_storage_remove_many(st, NULL, 0, err) == 0, "remove_many of no keys succeeds", err);
+
+    /* an invalid key anywhere in the list: nothing is removed */
+    char keep[512];
+    wv_err e2;
+    wv_err_clear(&e2);
+    snprintf(keep, sizeof(keep), "%srm/keep", prefix);
+    r = put(st, keep, 0, 3, err);
+    const char *bad[] = {keep, "rm/../escape"};
+    int rr = wv_storage_remove_many(st, bad, 2, &e2);
+    check(r == 0 && rr == WV_EINTERNAL && wv_storage_stat(st, keep, &sb, err) == 0,
+          "remove_many with an invalid key fails and removes nothing", rr == 0 ? &e2 : err);
+    const char *one[] = {keep};
+    check(wv_storage_remove_many(st, one, 1, err) == 0 &&
+              wv_storage_list(st, p2, list_cb, &ls2, err) == 0 && ls2.count == 0,
+          "remove_many of one key", err);
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+/* --remove KEY...: one remove_many call, nothing else. */
+static int remove_only(wv_storage *st, const char *const *keys, size_t n)
+{
+    wv_err err;
+    wv_err_clear(&err);
+    int r = wv_storage_remove_many(st, keys, n, &err);
+    if (r == 0) {
+        printf("ok - remove_many of %zu keys\n", n);
+        return 0;
+    }
+    printf("not ok - remove_many of %zu keys: %s\n", n, err.msg);
+    fprintf(stderr, "wv-storage-check: %s\n", err.msg);
+    if (err.hint[0])
+        fprintf(stderr, "hint: %s\n", err.hint);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *conf = NULL, *prefix_arg = NULL;
-    int repo = 1, large_mb = 20, many = 50;
+    int repo = 1, large_mb = 20, many = 50, remove_n = -1;
+    size_t nremove = 0;
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
             conf = argv[++i];
@@ -130,9 +216,13 @@ int main(int argc, char **argv)
             large_mb = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--many") && i + 1 < argc)
             many = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--remove-many") && i + 1 < argc)
+            remove_n = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--remove") && i + 1 < argc)
+            nremove++, i++;
         else {
             fprintf(stderr, "usage: wv-storage-check -c CONF [--repo N] [--prefix P] "
-                            "[--large-mb M] [--many K]\n");
+                            "[--large-mb M] [--many K] [--remove-many R] | --remove KEY...\n");
             return 2;
         }
     }
@@ -152,6 +242,18 @@ int main(int argc, char **argv)
     if (wv_storage_open(rc, &st, &err) != 0) {
         wv_config_free(cfg);
         return wv_cli_fail(&err);
+    }
+
+    if (nremove > 0) {
+        const char **remove_keys = wv_xcalloc(nremove, sizeof(char *));
+        for (int i = 1, j = 0; i + 1 < argc; i += 2) /* every option has one value */
+            if (!strcmp(argv[i], "--remove"))
+                remove_keys[j++] = argv[i + 1];
+        int rr = remove_only(st, remove_keys, nremove);
+        free(remove_keys);
+        wv_storage_free(st);
+        wv_config_free(cfg);
+        return rr;
     }
 
     char prefix[256], key[512], key2[512];
@@ -261,6 +363,11 @@ int main(int argc, char **argv)
         check(wv_storage_list(st, p2, list_cb, &ls3, &err) == 0 && ls3.count == 0,
               "list of an absent prefix is empty", &err);
     }
+
+    if (remove_n < 0)
+        remove_n = (wv_storage_features(st) & WV_ST_REMOVE_MANY) ? 1100 : 40;
+    if (remove_n > 0)
+        check_remove_many(st, prefix, remove_n, &err);
 
     /* Remove everything we wrote. */
     wv_storage_list(st, prefix, remove_cb, st, &err);

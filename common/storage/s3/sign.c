@@ -424,6 +424,25 @@ const char *wv_s3_xml_get(const char *xml, size_t len, const char *from, const c
     return close + strlen(tag) + 3;
 }
 
+const char *wv_s3_xml_element(const char *xml, size_t len, const char *from, const char *tag,
+                              const char **inner, size_t *inner_len)
+{
+    const char *end = xml + len;
+    int empty;
+    const char *start = find_open(from ? from : xml, end, tag, &empty);
+    if (!start)
+        return NULL;
+    *inner = start;
+    *inner_len = 0;
+    if (empty)
+        return start;
+    const char *close = find_close(start, end, tag);
+    if (!close)
+        return NULL;
+    *inner_len = (size_t)(close - start);
+    return close + strlen(tag) + 3;
+}
+
 static int parse_u64(const char *s, uint64_t *out)
 {
     uint64_t v = 0;

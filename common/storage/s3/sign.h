@@ -89,6 +89,14 @@ uint64_t wv_s3_parts_capacity(unsigned n);
 const char *wv_s3_xml_get(const char *xml, size_t len, const char *from, const char *tag,
                           wv_buf *out);
 
+/*
+ * The raw content of the first <tag>...</tag> at or after `from` within [xml, xml+len), not decoded
+ * (nested elements stay as they are, for wv_s3_xml_get): *inner and *inner_len. Returns a pointer
+ * just past the closing tag, or NULL if absent or malformed.
+ */
+const char *wv_s3_xml_element(const char *xml, size_t len, const char *from, const char *tag,
+                              const char **inner, size_t *inner_len);
+
 /* Decode &amp; &lt; &gt; &quot; &apos; &#N; &#xH; from [s, s+n) into out. -1 on a bad entity. */
 int wv_s3_xml_unescape(wv_buf *out, const char *s, size_t n);
 
