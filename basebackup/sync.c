@@ -214,6 +214,41 @@ static void set_conflict(job *j, const char *why)
     j->result = OUT_CONFLICT;
 }
 
+/* The target holds a framed object under j's key whose trailer is b; the source's is a. The
+ * repository decides whether they are the same object; a different one is a conflict. */
+static void settle_framed(job *j, const wv_obj_info *a, const wv_obj_info *b)
+{
+    sync_ctx *c = j->ctx;
+    wv_err e;
+    wv_err_clear(&e);
+    if (wv_repo_same_object(c->to, j->key, b, a->sha256, a->plain_size, &e) != 0) {
+        char ha[65], hb[65], why[400];
+        wv_sha256_hex(a->sha256, ha);
+        wv_sha256_hex(b->sha256, hb);
+        snprintf(why, sizeof(why),
+                 "different content (%" PRIu64 " bytes sha256 %.16s... in %s, %" PRIu64
+                 " bytes sha256 %.16s... here)",
+                 a->plain_size, ha, from_name(c), b->plain_size, hb);
+        set_conflict(j, why);
+        return;
+    }
+    if (j->expect && memcmp(b->sha256, j->sha256, 32) != 0) {
+        set_conflict(j, "its content does not match the backup manifest");
+        return;
+    }
+    j->result = OUT_SKIPPED;
+}
+
+/* The copy in the target could not be read (its trailer): named, with a hint if damaged. */
+static int target_unreadable(job *j, int rc, wv_err *err)
+{
+    name_err(err, to_name(j->ctx), j->key);
+    if (rc == WV_ECORRUPT)
+        wv_err_hint(err, "the copy in %s is damaged: move it away by hand and run sync again",
+                    to_name(j->ctx));
+    return rc;
+}
+
 static int compare_framed(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
@@ -222,30 +257,9 @@ static int compare_framed(job *j, wv_err *err)
     if (rc < 0)
         return name_err(err, from_name(c), j->key);
     rc = wv_repo_read_info(c->to->st, j->key, &b, err);
-    if (rc < 0) {
-        name_err(err, to_name(c), j->key);
-        if (rc == WV_ECORRUPT)
-            wv_err_hint(err, "the copy in %s is damaged: move it away by hand and run sync again",
-                        to_name(c));
-        return rc;
-    }
-    char ha[65], hb[65];
-    if (a.plain_size != b.plain_size || memcmp(a.sha256, b.sha256, 32) != 0) {
-        wv_sha256_hex(a.sha256, ha);
-        wv_sha256_hex(b.sha256, hb);
-        char why[400];
-        snprintf(why, sizeof(why),
-                 "different content (%" PRIu64 " bytes sha256 %.16s... in %s, %" PRIu64
-                 " bytes sha256 %.16s... here)",
-                 a.plain_size, ha, from_name(c), b.plain_size, hb);
-        set_conflict(j, why);
-        return 0;
-    }
-    if (j->expect && memcmp(b.sha256, j->sha256, 32) != 0) {
-        set_conflict(j, "its content does not match the backup manifest");
-        return 0;
-    }
-    j->result = OUT_SKIPPED;
+    if (rc < 0)
+        return target_unreadable(j, rc, err);
+    settle_framed(j, &a, &b);
     return 0;
 }
 
@@ -373,6 +387,32 @@ static int committed(job *j, int rc, uint64_t bytes, wv_err *err)
     return 0;
 }
 
+/* The same for a framed object, committed under the repository's rules: written meanwhile and
+ * identical is skipped, different a conflict (the stored object untouched). */
+static int committed_framed(job *j, wv_sink *sink, const wv_obj_info *ours, uint64_t bytes,
+                            wv_err *err)
+{
+    int already = 0;
+    wv_obj_info stored;
+    int rc = wv_repo_commit_object(j->ctx->to, sink, j->key, j->key, ours, &already, &stored, err);
+    if (rc == WV_ECONFLICT) {
+        wv_err_clear(err);
+        settle_framed(j, ours, &stored);
+        return 0;
+    }
+    if (rc == WV_ECORRUPT && !already)
+        return target_unreadable(j, rc, err);
+    if (rc < 0)
+        return name_err(err, to_name(j->ctx), j->key);
+    if (already) {
+        settle_framed(j, ours, &stored);
+        return 0;
+    }
+    j->result = OUT_COPIED;
+    j->bytes = bytes;
+    return 0;
+}
+
 static int copy_plain(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
@@ -398,15 +438,14 @@ out:
 
 /* What is read through the tee is checked as it streams: one framed object against its trailer
  * (and the manifest's digest), or a bundle file by file against the manifest. */
-static int check_stream(job *j, wv_source *in, wv_err *err)
+static int check_stream(job *j, wv_source *in, wv_obj_info *info, wv_err *err)
 {
     if (j->type == OBJ_BUNDLE)
         return verify_bundle(in, j->bundle, err);
-    wv_obj_info info;
     wv_filter *discard = wv_filter_discard_new();
-    int rc = wv_object_read(in, discard, &info, err);
+    int rc = wv_object_read(in, discard, info, err);
     wv_filter_chain_free(discard);
-    if (rc == 0 && j->expect && memcmp(info.sha256, j->sha256, 32) != 0)
+    if (rc == 0 && j->expect && memcmp(info->sha256, j->sha256, 32) != 0)
         rc = wv_err_set(err, WV_ECORRUPT, "content does not match the manifest of backup %s",
                         j->ctx->backup_id ? j->ctx->backup_id : "?");
     return rc;
@@ -430,7 +469,8 @@ static int copy_verified(job *j, wv_err *err)
     }
     tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
     wv_err_clear(&tee.out_err);
-    rc = check_stream(j, &tee.base, err);
+    wv_obj_info info;
+    rc = check_stream(j, &tee.base, &info, err);
     if (rc < 0 && tee.out_failed) {
         *err = tee.out_err;
         rc = name_err(err, to_name(c), j->key);
@@ -452,7 +492,10 @@ static int copy_verified(job *j, wv_err *err)
     }
     wv_sink *done = sink;
     sink = NULL;
-    rc = committed(j, wv_sink_commit(done, err), tee.bytes, err);
+    if (j->type == OBJ_FRAMED)
+        rc = committed_framed(j, done, &info, tee.bytes, err);
+    else
+        rc = committed(j, wv_sink_commit(done, err), tee.bytes, err);
 out:
     wv_sink_abort(sink);
     wv_source_close(src);
