@@ -192,17 +192,6 @@ static const char *to_name(const sync_ctx *c)
     return wv_storage_name(c->to->st);
 }
 
-/* Prefix an error with the repository name and the key, unless the message names them already. */
-static int name_err(wv_err *err, const char *repo, const char *key)
-{
-    size_t n = strlen(repo);
-    if (strncmp(err->msg, repo, n) == 0 && err->msg[n] == ':')
-        return err->code;
-    if (strstr(err->msg, key))
-        return wv_err_prefix(err, "%s: ", repo);
-    return wv_err_prefix(err, "%s: \"%s\": ", repo, key);
-}
-
 static void set_conflict(job *j, const char *why)
 {
     sync_ctx *c = j->ctx;
@@ -242,7 +231,7 @@ static void settle_framed(job *j, const wv_obj_info *a, const wv_obj_info *b)
 /* The copy in the target could not be read (its trailer): named, with a hint if damaged. */
 static int target_unreadable(job *j, int rc, wv_err *err)
 {
-    name_err(err, to_name(j->ctx), j->key);
+    wv_err_context(err, to_name(j->ctx), j->key);
     if (rc == WV_ECORRUPT)
         wv_err_hint(err, "the copy in %s is damaged: move it away by hand and run sync again",
                     to_name(j->ctx));
@@ -255,7 +244,7 @@ static int compare_framed(job *j, wv_err *err)
     wv_obj_info a, b;
     int rc = wv_repo_read_info(c->from->st, j->key, &a, err);
     if (rc < 0)
-        return name_err(err, from_name(c), j->key);
+        return wv_err_context(err, from_name(c), j->key);
     rc = wv_repo_read_info(c->to->st, j->key, &b, err);
     if (rc < 0)
         return target_unreadable(j, rc, err);
@@ -269,11 +258,11 @@ static int compare_plain(job *j, wv_err *err)
     wv_buf a = WV_BUF_INIT, b = WV_BUF_INIT;
     int rc = wv_storage_get_all(c->from->st, j->key, RP_MAX, &a, err);
     if (rc < 0) {
-        name_err(err, from_name(c), j->key);
+        wv_err_context(err, from_name(c), j->key);
         goto out;
     }
     if ((rc = wv_storage_get_all(c->to->st, j->key, RP_MAX, &b, err)) < 0) {
-        name_err(err, to_name(c), j->key);
+        wv_err_context(err, to_name(c), j->key);
         goto out;
     }
     if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
@@ -316,7 +305,7 @@ static int compare_bundle(job *j, wv_err *err)
     wv_source *src = NULL;
     int rc = wv_storage_get_open(c->to->st, j->key, 0, -1, &src, err);
     if (rc < 0)
-        return name_err(err, to_name(c), j->key);
+        return wv_err_context(err, to_name(c), j->key);
     wv_err e;
     wv_err_clear(&e);
     rc = verify_bundle(src, j->bundle, &e);
@@ -330,7 +319,7 @@ static int compare_bundle(job *j, wv_err *err)
     }
     if (rc < 0) {
         *err = e;
-        return name_err(err, to_name(c), j->key);
+        return wv_err_context(err, to_name(c), j->key);
     }
     j->result = OUT_SKIPPED;
     return 0;
@@ -381,7 +370,7 @@ static int committed(job *j, int rc, uint64_t bytes, wv_err *err)
     if (rc == WV_EEXIST)
         return compare(j, err);
     if (rc < 0)
-        return name_err(err, to_name(j->ctx), j->key);
+        return wv_err_context(err, to_name(j->ctx), j->key);
     j->result = OUT_COPIED;
     j->bytes = bytes;
     return 0;
@@ -403,7 +392,7 @@ static int committed_framed(job *j, wv_sink *sink, const wv_obj_info *ours, uint
     if (rc == WV_ECORRUPT && !already)
         return target_unreadable(j, rc, err);
     if (rc < 0)
-        return name_err(err, to_name(j->ctx), j->key);
+        return wv_err_context(err, to_name(j->ctx), j->key);
     if (already) {
         settle_framed(j, ours, &stored);
         return 0;
@@ -419,7 +408,7 @@ static int copy_plain(job *j, wv_err *err)
     wv_buf b = WV_BUF_INIT;
     int rc = wv_storage_get_all(c->from->st, j->key, RP_MAX, &b, err);
     if (rc < 0) {
-        name_err(err, from_name(c), j->key);
+        wv_err_context(err, from_name(c), j->key);
         goto out;
     }
     if (!rp_valid(&b)) {
@@ -459,12 +448,12 @@ static int copy_verified(job *j, wv_err *err)
     wv_sink *sink = NULL;
     int rc = wv_storage_get_open(c->from->st, j->key, 0, -1, &src, err);
     if (rc < 0) {
-        name_err(err, from_name(c), j->key);
+        wv_err_context(err, from_name(c), j->key);
         goto out;
     }
     rc = wv_storage_put_open(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, &sink, err);
     if (rc < 0) {
-        name_err(err, to_name(c), j->key);
+        wv_err_context(err, to_name(c), j->key);
         goto out;
     }
     tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
@@ -473,12 +462,12 @@ static int copy_verified(job *j, wv_err *err)
     rc = check_stream(j, &tee.base, &info, err);
     if (rc < 0 && tee.out_failed) {
         *err = tee.out_err;
-        rc = name_err(err, to_name(c), j->key);
+        rc = wv_err_context(err, to_name(c), j->key);
     } else if (rc < 0) {
         if (c->backup_id && j->type == OBJ_BUNDLE)
-            wv_err_prefix(err, "%s: \"%s\" of backup %s: ", from_name(c), j->key, c->backup_id);
+            wv_err_context_at(err, from_name(c), j->key, " of backup %s", c->backup_id);
         else
-            name_err(err, from_name(c), j->key);
+            wv_err_context(err, from_name(c), j->key);
         if (rc == WV_ECORRUPT)
             wv_err_hint(err,
                         "the copy in %s is damaged: nothing was copied; if another "
@@ -749,34 +738,34 @@ static int copy_manifest(sync_ctx *c, const char *id, const char *key, wv_err *e
     uint64_t bytes = 0;
     int rc = wv_storage_get_open(c->from->st, key, 0, -1, &src, err);
     if (rc < 0) {
-        name_err(err, from_name(c), key);
+        wv_err_context(err, from_name(c), key);
         goto out;
     }
     if (!c->dry_run && (rc = wv_storage_put_open(c->to->st, key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC,
                                                  &sink, err)) < 0) {
-        name_err(err, to_name(c), key);
+        wv_err_context(err, to_name(c), key);
         goto out;
     }
     for (;;) {
         size_t got = 0;
         if ((rc = wv_source_read(src, buf, COPY_CHUNK, &got, err)) < 0) {
-            name_err(err, from_name(c), key);
+            wv_err_context(err, from_name(c), key);
             goto out;
         }
         if (got == 0)
             break;
         if ((rc = wv_manifest_reader_feed(rd, buf, got, err)) < 0) {
-            name_err(err, from_name(c), key);
+            wv_err_context(err, from_name(c), key);
             goto out;
         }
         if (sink && (rc = wv_sink_write(sink, buf, got, err)) < 0) {
-            name_err(err, to_name(c), key);
+            wv_err_context(err, to_name(c), key);
             goto out;
         }
         bytes += got;
     }
     if ((rc = wv_manifest_reader_finish(rd, NULL, err)) < 0) {
-        name_err(err, from_name(c), key);
+        wv_err_context(err, from_name(c), key);
         goto out;
     }
     if (strcmp(h.id, id) != 0 || h.system_id != c->from->info.system_id) {
@@ -789,7 +778,7 @@ static int copy_manifest(sync_ctx *c, const char *id, const char *key, wv_err *e
         rc = wv_sink_commit(sink, err);
         sink = NULL;
         if (rc < 0) {
-            name_err(err, to_name(c), key);
+            wv_err_context(err, to_name(c), key);
             goto out;
         }
     }
@@ -844,7 +833,7 @@ static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
         if (wv_parallel_stopped(c->par))
             return wv_parallel_wait(c->par, err); /* a copy failed: its error is the first */
         /* Reading the manifest failed: let the running copies stop, then report it. */
-        name_err(err, from_name(c), key);
+        wv_err_context(err, from_name(c), key);
         wv_parallel_cancel(c->par, err);
         wv_err ignore;
         wv_parallel_wait(c->par, &ignore);

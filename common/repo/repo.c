@@ -188,7 +188,7 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
         return rc;
     rc = wv_object_info_decode(buf, have, info, err);
     if (rc != 0)
-        wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(st), key);
+        wv_err_context(err, wv_storage_name(st), key);
     return rc;
 }
 
@@ -242,10 +242,9 @@ static int fill_from_object(void *arg, wv_filter *dest, wv_err *err)
     int rc = wv_object_read_ext(
         g->src, dest, (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0, g->info, err);
     if (rc != 0 && g->length >= 0)
-        wv_err_prefix(err, "%s: \"%s\" at offset %" PRId64 ": ", wv_storage_name(g->st), g->key,
-                      g->offset);
+        wv_err_context_at(err, wv_storage_name(g->st), g->key, " at offset %" PRId64, g->offset);
     else if (rc != 0)
-        wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(g->st), g->key);
+        wv_err_context(err, wv_storage_name(g->st), g->key);
     return rc;
 }
 
