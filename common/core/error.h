@@ -58,7 +58,7 @@ typedef struct wv_err {
     int code;                       /* 0 or a WV_E* value */
     char msg[WV_ERR_MSG_MAX];       /* one line, no trailing period */
     char hint[WV_ERR_MSG_MAX];      /* what to do next; may be empty */
-    char repo[WV_ERR_REPO_MAX];     /* the repository the message names at its front, or "" */
+    char repo[WV_ERR_REPO_MAX];     /* the repository the message names, or "" */
     char object[WV_ERR_OBJECT_MAX]; /* the object (key) the message names, or "" */
 } wv_err;
 
