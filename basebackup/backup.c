@@ -11,15 +11,15 @@
  *   -> wait for the jobs, wv_storage_flush -> wait until the WAL start..stop and the backup history
  *      file are archived -> read START/STOP TIME from the history file -> manifest (last, durable)
  *   -> remove the lock.
+ * The lock and the leftovers are the backup set's (repo/backupset.h), the bundle writer sits beside
+ * its reader (repo/bundle.h); this file runs the steps (wv_bbcmd_backup -> run_backup).
  *
  * Memory: each in-flight file job holds at most CHAN_SLOTS chunks of CHUNK bytes; at most
  * `inflight` jobs exist, so memory is bounded whatever the size of the database.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
