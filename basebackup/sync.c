@@ -228,7 +228,7 @@ static void settle_framed(job *j, const wv_obj_info *a, const wv_obj_info *b)
     j->result = OUT_SKIPPED;
 }
 
-/* The copy in the target could not be read (its trailer): named, with a hint if damaged. */
+/* The target failed, or its copy could not be read (its trailer): named, with a hint if damaged. */
 static int target_unreadable(job *j, int rc, wv_err *err)
 {
     wv_err_context(err, to_name(j->ctx), j->key);
@@ -389,10 +389,8 @@ static int committed_framed(job *j, wv_sink *sink, const wv_obj_info *ours, uint
         settle_framed(j, ours, &stored);
         return 0;
     }
-    if (rc == WV_ECORRUPT && !already)
+    if (rc < 0) /* the commit failed, or the stored trailer could not be read */
         return target_unreadable(j, rc, err);
-    if (rc < 0)
-        return wv_err_context(err, to_name(j->ctx), j->key);
     if (already) {
         settle_framed(j, ours, &stored);
         return 0;
