@@ -141,22 +141,33 @@ typedef struct target {
     wv_sink *sink;      /* open while we write */
     int done;
     wv_err err;
+    /* for the commit thread */
+    const char *key, *name;
+    const wv_obj_info *ours;
 } target;
 
-static int conflict(const target *t, const char *name, const uint8_t ours[32], wv_err *err)
-{
-    char a[65], b[65];
-    wv_sha256_hex(t->stored.sha256, a);
-    wv_sha256_hex(ours, b);
-    wv_err_set(err, WV_ECONFLICT,
-               "%s: %s is already archived with different content (stored sha256 %.16s..., this "
-               "file %.16s...); refusing to overwrite it",
-               t->repo->rc->name, name, a, b);
-    return wv_err_hint(err,
-                       "two servers may be archiving into one repository (split brain, or a "
-                       "restored copy still running with the old archive_command); check "
-                       "archive_command on every server; the archived copy was left untouched");
-}
+/* One push: the input file and every repository's state. */
+typedef struct push {
+    const wv_config *cfg;
+    const char *path, *name;
+    wv_walname wn;
+    wv_walname_kind kind;
+    char key[256];
+    int fd;
+    struct stat sb;
+    wv_walpage wh;
+    target tg[WV_MAX_REPOS];
+    int ntg;
+    /* the pipeline */
+    wv_sink *sinks[WV_MAX_REPOS];
+    int nsinks, map[WV_MAX_REPOS]; /* sink j belongs to target map[j] */
+    wv_objwriter *w;
+    wv_walreader *wr;
+    wv_buf rps; /* restore points seen */
+    uint8_t *chunk;
+    wv_obj_info info; /* what the trailer says */
+    double t0;
+} push;
 
 /* Hash the whole file without storing it (only when every repository already has it). */
 static int hash_file(int fd, const char *path, uint8_t out[32], wv_err *err)
@@ -222,21 +233,31 @@ static void join_check(target *t)
     }
 }
 
+static void join_checks(push *p)
+{
+    for (int i = 0; i < p->ntg; i++)
+        join_check(&p->tg[i]);
+}
+
 /* ---- parallel commit ------------------------------------------------------------------------ */
 
 /* Unlike the job runner's first-failure-stops-the-rest, every repository's commit must run to
- * its own end here (what succeeded stays), so each open sink gets a plain thread. */
+ * its own end here (what succeeded stays), so each open sink gets a plain thread. What a
+ * WV_EEXIST means (identical: archived already; different: a conflict) the repository decides. */
 static void *commit_thread(void *arg)
 {
     target *t = arg;
     wv_sink *s = t->sink;
     wv_err e;
+    int already = 0;
     wv_err_clear(&e);
     t->sink = NULL;
-    if (wv_sink_commit(s, &e) == 0)
-        t->done = 1;
-    else
+    if (wv_repo_commit_object(t->repo, s, t->key, t->name, t->ours, &already, &t->stored, &e) != 0)
         t->err = e;
+    else if (already)
+        t->have = 1;
+    else
+        t->done = 1;
     return NULL;
 }
 
@@ -259,157 +280,144 @@ static void commit_all(target *tg, int ntg)
             pthread_join(th[i], NULL);
 }
 
-int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
-{
-    double t0 = wv_mono_s();
-    const char *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
-    wv_walname wn;
-    wv_walname_kind kind = wv_walname_parse(name, &wn);
-    target tg[WV_MAX_REPOS];
-    int ntg = 0, rc = 0, fd = -1;
-    char key[256];
-    struct stat sb;
-    wv_walpage wh = {0};
-    wv_objwriter *w = NULL;
-    wv_obj_info info;
-    uint8_t *chunk = NULL;
-    wv_walreader *wr = NULL;
-    wv_buf rps = WV_BUF_INIT;
+/* ---- the steps of one push ------------------------------------------------------------------ */
 
-    memset(tg, 0, sizeof(tg));
-    if (kind == WV_WALNAME_INVALID)
+/* Step 1: the file is a WAL-directory file we can read, and (a segment) is what its name says. */
+static int open_input(push *p, wv_err *err)
+{
+    const char *slash = strrchr(p->path, '/');
+    p->name = slash ? slash + 1 : p->path;
+    p->kind = wv_walname_parse(p->name, &p->wn);
+    if (p->kind == WV_WALNAME_INVALID)
         return wv_err_set(err, WV_EUSAGE,
                           "\"%s\" is not a WAL segment, partial segment, timeline history or "
                           "backup history file",
-                          path);
-    if ((rc = wv_repo_wal_key(name, key, sizeof(key), err)) != 0)
+                          p->path);
+    int rc = wv_repo_wal_key(p->name, p->key, sizeof(p->key), err);
+    if (rc != 0)
         return rc;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = wv_err_errno(err, errno == ENOENT ? WV_EUSAGE : WV_EIO, errno, "could not open \"%s\"",
-                          path);
-        return rc;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        rc = wv_err_set(err, WV_EUSAGE, "\"%s\" is not a regular file", path);
-        goto out;
-    }
-    if (kind == WV_WALNAME_SEGMENT || kind == WV_WALNAME_PARTIAL) {
-        rc = read_wal_header(fd, path, name, &wn, (uint64_t)sb.st_size, &wh, err);
-        if (rc != 0)
-            goto out;
-    }
+    p->fd = open(p->path, O_RDONLY | O_CLOEXEC);
+    if (p->fd < 0)
+        return wv_err_errno(err, errno == ENOENT ? WV_EUSAGE : WV_EIO, errno,
+                            "could not open \"%s\"", p->path);
+    if (fstat(p->fd, &p->sb) != 0 || !S_ISREG(p->sb.st_mode))
+        return wv_err_set(err, WV_EUSAGE, "\"%s\" is not a regular file", p->path);
+    if (p->kind == WV_WALNAME_SEGMENT || p->kind == WV_WALNAME_PARTIAL)
+        return read_wal_header(p->fd, p->path, p->name, &p->wn, (uint64_t)p->sb.st_size, &p->wh,
+                               err);
+    return 0;
+}
 
-    /* Each repository on its own: one that is down or full does not stop the others; what
-     * succeeded stays, and PostgreSQL retries the whole push until every repository has it. */
-    for (int i = 0; i < cfg->nrepos; i++, ntg++) {
-        target *t = &tg[i];
+/* Step 2: every repository on its own: one that is down or full does not stop the others; what
+ * succeeded stays, and PostgreSQL retries the whole push until every repository has it. A disk
+ * (or ssh) repository is checked and asked for the object now; an object store's check starts
+ * on a thread. */
+static void open_targets(push *p)
+{
+    const wv_walpage *wh = &p->wh;
+    for (int i = 0; i < p->cfg->nrepos; i++, p->ntg++) {
+        target *t = &p->tg[i];
         wv_err_clear(&t->err);
-        t->wh = &wh;
-        if (wv_repo_open(&cfg->repos[i], &t->repo, &t->err) != 0)
+        t->wh = wh;
+        t->key = p->key;
+        t->name = p->name;
+        t->ours = &p->info;
+        if (wv_repo_open(&p->cfg->repos[i], &t->repo, &t->err) != 0)
             continue;
         if (wv_storage_features(t->repo->st) & WV_ST_ROUND_TRIPS) {
-            if (wh.sysid)
+            if (wh->sysid)
                 start_check(t);
             continue;
         }
-        if (wh.sysid &&
-            wv_repo_check_cluster(t->repo, wh.sysid, wv_walpage_major_of_magic(wh.magic),
-                                  wh.seg_size, &t->err) != 0)
+        if (wh->sysid &&
+            wv_repo_check_cluster(t->repo, wh->sysid, wv_walpage_major_of_magic(wh->magic),
+                                  wh->seg_size, &t->err) != 0)
             continue;
-        int r = wv_repo_read_info(t->repo->st, key, &t->stored, &t->err);
+        int r = wv_repo_read_info(t->repo->st, p->key, &t->stored, &t->err);
         if (r == 0)
             t->have = 1;
         else if (r == WV_ENOTFOUND)
             wv_err_clear(&t->err);
     }
+}
 
-    int missing = 0, usable = 0;
-    for (int i = 0; i < ntg; i++) {
-        usable += !tg[i].err.code;
-        missing += !tg[i].err.code && !tg[i].have;
-    }
-    if (usable == 0) {
-        for (int i = 0; i < ntg; i++)
-            join_check(&tg[i]);
-        goto report;
-    }
-    if (missing == 0) {
-        /* PostgreSQL re-archives after a crash: identical content is success. */
-        uint8_t sha[32];
-        if ((rc = hash_file(fd, path, sha, err)) != 0)
-            goto out;
-        for (int i = 0; i < ntg; i++)
-            if (!tg[i].err.code && (memcmp(sha, tg[i].stored.sha256, 32) != 0 ||
-                                    tg[i].stored.plain_size != (uint64_t)sb.st_size)) {
-                rc = conflict(&tg[i], name, sha, err);
-                goto out;
-            }
-        wv_log_info("%s is already archived with identical content in %d repositor%s", name, usable,
-                    usable == 1 ? "y" : "ies");
-        goto report;
-    }
+/* Every usable repository has the object already (PostgreSQL re-archives after a crash):
+ * identical content is success, different a conflict. */
+static int compare_all_present(push *p, int usable, wv_err *err)
+{
+    uint8_t sha[32];
+    int rc = hash_file(p->fd, p->path, sha, err);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < p->ntg; i++)
+        if (!p->tg[i].err.code &&
+            (rc = wv_repo_same_object(p->tg[i].repo, p->name, &p->tg[i].stored, sha,
+                                      (uint64_t)p->sb.st_size, err)) != 0)
+            return rc;
+    wv_log_info("%s is already archived with identical content in %d repositor%s", p->name, usable,
+                usable == 1 ? "y" : "ies");
+    return 0;
+}
 
-    /* One pass over the file into every repository that lacks it. */
-    wv_sink *sinks[WV_MAX_REPOS];
-    int nsinks = 0, map[WV_MAX_REPOS];
-    for (int i = 0; i < ntg; i++) {
-        if (tg[i].have || tg[i].err.code)
+/* Step 3: a sink in every repository that lacks the object, and the object writer over them.
+ * Returns the number of sinks. */
+static int build_pipeline(push *p)
+{
+    for (int i = 0; i < p->ntg; i++) {
+        target *t = &p->tg[i];
+        if (t->have || t->err.code)
             continue;
-        if (wv_storage_put_open(tg[i].repo->st, key, WV_PUT_NOREPLACE, &tg[i].sink, &tg[i].err))
+        if (wv_storage_put_open(t->repo->st, p->key, WV_PUT_NOREPLACE, &t->sink, &t->err))
             continue;
-        map[nsinks] = i;
-        sinks[nsinks++] = tg[i].sink;
+        p->map[p->nsinks] = i;
+        p->sinks[p->nsinks++] = t->sink;
     }
-    if (nsinks == 0) {
-        for (int i = 0; i < ntg; i++)
-            join_check(&tg[i]);
-        goto report;
-    }
+    if (p->nsinks == 0)
+        return 0;
     /* Segments of a server whose WAL we can read: record commit times and restore points. The
      * reader and the SHA-256 run on a helper thread while this one compresses and writes. */
-    if ((kind == WV_WALNAME_SEGMENT || kind == WV_WALNAME_PARTIAL) &&
-        wh.magic == WV_WAL_PAGE_MAGIC) {
-        wr = wv_walreader_new(wh.seg_size);
-        wv_walreader_set_rp_callback(wr, collect_rp, &rps);
+    if ((p->kind == WV_WALNAME_SEGMENT || p->kind == WV_WALNAME_PARTIAL) &&
+        p->wh.magic == WV_WAL_PAGE_MAGIC) {
+        p->wr = wv_walreader_new(p->wh.seg_size);
+        wv_walreader_set_rp_callback(p->wr, collect_rp, &p->rps);
     }
-    wv_obj_opts opts = {.compress = cfg->compress,
-                        .level = cfg->compress_level,
-                        .kind = kind_of(kind),
+    wv_obj_opts opts = {.compress = p->cfg->compress,
+                        .level = p->cfg->compress_level,
+                        .kind = kind_of(p->kind),
                         .hash_thread = 1,
-                        .observe = wr ? feed_walreader : NULL,
-                        .observe_arg = wr};
-    w = wv_objwriter_new(sinks, nsinks, &opts);
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        rc = wv_err_errno(err, WV_EIO, errno, "could not seek in \"%s\"", path);
-        goto out;
-    }
-    uint64_t total = 0;
-    rc = stream_file(fd, path, (uint64_t)sb.st_size, w, &total, &chunk, err);
+                        .observe = p->wr ? feed_walreader : NULL,
+                        .observe_arg = p->wr};
+    p->w = wv_objwriter_new(p->sinks, p->nsinks, &opts);
+    return p->nsinks;
+}
+
+/* Step 4: one pass over the file into every sink, then the trailer. An object store's cluster
+ * check is joined here: nothing becomes visible before it passed; a failed sink is aborted. */
+static int push_stream(push *p, wv_err *err)
+{
+    uint64_t total = 0, size = (uint64_t)p->sb.st_size;
+    if (lseek(p->fd, 0, SEEK_SET) < 0)
+        return wv_err_errno(err, WV_EIO, errno, "could not seek in \"%s\"", p->path);
+    int rc = stream_file(p->fd, p->path, size, p->w, &total, &p->chunk, err);
     if (rc != 0)
-        goto out;
-    if (total != (uint64_t)sb.st_size && wv_objwriter_sinks_ok(w)) {
-        rc = wv_err_set(err, WV_EIO, "\"%s\" changed size while it was being archived", path);
-        goto out;
-    }
-    if (wr) {
+        return rc;
+    if (total != size && wv_objwriter_sinks_ok(p->w))
+        return wv_err_set(err, WV_EIO, "\"%s\" changed size while it was being archived", p->path);
+    if (p->wr) {
         wv_walinfo wi;
-        wv_walreader_result(wr, &wi);
+        wv_walreader_result(p->wr, &wi);
         if (!wi.complete)
-            wv_log_warn("%s: commit times not recorded: %s", name, wi.reason);
+            wv_log_warn("%s: commit times not recorded: %s", p->name, wi.reason);
         else
-            wv_objwriter_set_walinfo(w, wi.first_commit_us, wi.last_commit_us, wi.commit_count,
+            wv_objwriter_set_walinfo(p->w, wi.first_commit_us, wi.last_commit_us, wi.commit_count,
                                      wi.restore_point_count);
     }
-    if (wv_objwriter_sinks_ok(w))
-        wv_objwriter_finish(w, &info, err);
-    /* an object store's cluster check: nothing becomes visible before it passed */
-    for (int i = 0; i < ntg; i++)
-        join_check(&tg[i]);
-    for (int j = 0; j < nsinks; j++) {
-        const wv_err *se = wv_objwriter_sink_error(w, j);
-        target *t = &tg[map[j]];
+    if (wv_objwriter_sinks_ok(p->w))
+        wv_objwriter_finish(p->w, &p->info, err);
+    join_checks(p);
+    for (int j = 0; j < p->nsinks; j++) {
+        const wv_err *se = wv_objwriter_sink_error(p->w, j);
+        target *t = &p->tg[p->map[j]];
         if (se && !t->err.code)
             t->err = *se;
         if (t->err.code) {
@@ -417,102 +425,158 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
             t->sink = NULL;
         }
     }
+    return 0;
+}
 
-    /* Restore point names go into a small object beside the segment, before the segment itself:
-     * once the segment is archived a re-push stops early and would never write it. */
-    if (rps.len) {
-        char rpkey[300];
-        snprintf(rpkey, sizeof(rpkey), "%s%s", key, WV_REPO_RP_SUFFIX);
-        for (int j = 0; j < nsinks; j++) {
-            target *t = &tg[map[j]];
-            if (t->err.code)
-                continue;
-            int r = wv_storage_put_all(t->repo->st, rpkey, WV_PUT_NOREPLACE, rps.data, rps.len,
-                                       &t->err);
-            if (r == WV_EEXIST)
-                wv_err_clear(&t->err);
-            else if (r != 0) {
-                wv_sink_abort(t->sink);
-                t->sink = NULL;
-            }
+/* Step 5: restore point names go into a small object beside the segment, before the segment
+ * itself: once the segment is archived a re-push stops early and would never write it. */
+static void store_restore_points(push *p)
+{
+    if (!p->rps.len)
+        return;
+    char rpkey[300];
+    snprintf(rpkey, sizeof(rpkey), "%s%s", p->key, WV_REPO_RP_SUFFIX);
+    for (int j = 0; j < p->nsinks; j++) {
+        target *t = &p->tg[p->map[j]];
+        if (t->err.code)
+            continue;
+        int r = wv_storage_put_all(t->repo->st, rpkey, WV_PUT_NOREPLACE, p->rps.data, p->rps.len,
+                                   &t->err);
+        if (r == WV_EEXIST)
+            wv_err_clear(&t->err);
+        else if (r != 0) {
+            wv_sink_abort(t->sink);
+            t->sink = NULL;
         }
     }
+}
 
-    /* Commit every repository at once (fsync or upload acknowledgement in parallel). */
-    commit_all(tg, ntg);
-    for (int i = 0; i < ntg; i++)
-        if (tg[i].err.code == WV_EEXIST) {
-            /* Archived already (a re-push, or a concurrent push of the same name that won):
-             * compare with what is stored. */
-            wv_err e;
-            wv_err_clear(&e);
-            if (wv_repo_read_info(tg[i].repo->st, key, &tg[i].stored, &e) == 0) {
-                tg[i].have = 1;
-                wv_err_clear(&tg[i].err);
-            } else {
-                tg[i].err = e;
-            }
+/* Step 6: commit every repository at once (fsync or upload acknowledgement in parallel); a
+ * repository that had the object before is compared with it. A conflict anywhere is the result,
+ * with its own hint. */
+static int commit_everywhere(push *p, wv_err *err)
+{
+    commit_all(p->tg, p->ntg);
+    for (int i = 0; i < p->ntg; i++) {
+        target *t = &p->tg[i];
+        if (!t->err.code && t->have && !t->done)
+            wv_repo_same_object(t->repo, p->name, &t->stored, p->info.sha256, p->info.plain_size,
+                                &t->err);
+        if (t->err.code == WV_ECONFLICT) {
+            *err = t->err;
+            return err->code;
         }
-    for (int i = 0; i < ntg; i++)
-        if (!tg[i].err.code && tg[i].have && !tg[i].done &&
-            (memcmp(tg[i].stored.sha256, info.sha256, 32) != 0 ||
-             tg[i].stored.plain_size != info.plain_size)) {
-            rc = conflict(&tg[i], name, info.sha256, err);
-            goto out;
-        }
-    for (int i = 0; i < ntg; i++)
-        if (!tg[i].err.code && tg[i].have && !tg[i].done)
-            wv_log_info("%s is already archived with identical content in %s", name,
-                        tg[i].repo->rc->name);
+    }
+    for (int i = 0; i < p->ntg; i++)
+        if (!p->tg[i].err.code && p->tg[i].have && !p->tg[i].done)
+            wv_log_info("%s is already archived with identical content in %s", p->name,
+                        p->tg[i].repo->rc->name);
+    return 0;
+}
 
+static void report_archived(const push *p)
+{
     char a[32], b[32];
-    uint64_t stored = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
-    wv_human_bytes(info.plain_size, a, sizeof(a));
+    uint64_t stored = p->info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
+    wv_human_bytes(p->info.plain_size, a, sizeof(a));
     wv_human_bytes(stored, b, sizeof(b));
-    for (int i = 0; i < ntg; i++)
-        if (tg[i].done)
-            wv_log_info("archived %s to %s (%s -> %s, %.1f%%, %.0f ms)", name, tg[i].repo->rc->name,
-                        a, b,
-                        info.plain_size ? 100.0 * (double)stored / (double)info.plain_size : 100.0,
-                        (wv_mono_s() - t0) * 1000.0);
-report:
-    /* Every repository that failed is named; the first failure is the result. */
-    {
-        int failed = 0, ok = 0;
-        for (int i = 0; i < ntg; i++)
-            if (tg[i].err.code)
-                failed++;
-            else
-                ok++;
-        if (failed) {
-            for (int i = 0; i < ntg && failed > 1; i++)
-                if (tg[i].err.code)
-                    wv_log_err(&tg[i].err);
-            for (int i = 0; i < ntg; i++)
-                if (tg[i].err.code) {
-                    *err = tg[i].err;
-                    rc = err->code;
-                    break;
-                }
-            if (ok)
-                wv_err_hint(err,
-                            "%s is stored in %d of %d repositories; PostgreSQL retries the "
-                            "push, which completes once the failing repository is back",
-                            name, ok, ntg);
+    for (int i = 0; i < p->ntg; i++)
+        if (p->tg[i].done)
+            wv_log_info("archived %s to %s (%s -> %s, %.1f%%, %.0f ms)", p->name,
+                        p->tg[i].repo->rc->name, a, b,
+                        p->info.plain_size ? 100.0 * (double)stored / (double)p->info.plain_size
+                                           : 100.0,
+                        (wv_mono_s() - p->t0) * 1000.0);
+}
+
+/* Step 7: every repository that failed is named; the first failure is the result. */
+static int report_failures(const push *p, wv_err *err)
+{
+    int failed = 0, ok = 0, rc = 0;
+    for (int i = 0; i < p->ntg; i++)
+        if (p->tg[i].err.code)
+            failed++;
+        else
+            ok++;
+    if (!failed)
+        return 0;
+    for (int i = 0; i < p->ntg && failed > 1; i++)
+        if (p->tg[i].err.code)
+            wv_log_err(&p->tg[i].err);
+    for (int i = 0; i < p->ntg; i++)
+        if (p->tg[i].err.code) {
+            *err = p->tg[i].err;
+            rc = err->code;
+            break;
         }
+    if (ok)
+        wv_err_hint(err,
+                    "%s is stored in %d of %d repositories; PostgreSQL retries the "
+                    "push, which completes once the failing repository is back",
+                    p->name, ok, p->ntg);
+    return rc;
+}
+
+static void push_free(push *p)
+{
+    free(p->chunk);
+    wv_walreader_free(p->wr);
+    wv_buf_free(&p->rps);
+    if (p->w)
+        wv_objwriter_free(p->w);
+    for (int i = 0; i < p->ntg; i++) {
+        join_check(&p->tg[i]);
+        wv_sink_abort(p->tg[i].sink);
+        wv_repo_close(p->tg[i].repo);
     }
-out:
-    free(chunk);
-    wv_walreader_free(wr);
-    wv_buf_free(&rps);
-    if (w)
-        wv_objwriter_free(w);
-    for (int i = 0; i < ntg; i++) {
-        join_check(&tg[i]);
-        wv_sink_abort(tg[i].sink);
-        wv_repo_close(tg[i].repo);
+    if (p->fd >= 0)
+        close(p->fd);
+}
+
+/* The steps of one push, in order; each repository keeps its own error until the report. */
+static int push_run(push *p, wv_err *err)
+{
+    int rc = open_input(p, err);
+    if (rc != 0)
+        return rc;
+    open_targets(p);
+    int missing = 0, usable = 0;
+    for (int i = 0; i < p->ntg; i++) {
+        usable += !p->tg[i].err.code;
+        missing += !p->tg[i].err.code && !p->tg[i].have;
     }
-    if (fd >= 0)
-        close(fd);
+    if (usable == 0) {
+        join_checks(p);
+        return report_failures(p, err);
+    }
+    if (missing == 0) {
+        if ((rc = compare_all_present(p, usable, err)) != 0)
+            return rc;
+        return report_failures(p, err);
+    }
+    if (build_pipeline(p) == 0) {
+        join_checks(p);
+        return report_failures(p, err);
+    }
+    if ((rc = push_stream(p, err)) != 0)
+        return rc;
+    store_restore_points(p);
+    if ((rc = commit_everywhere(p, err)) != 0)
+        return rc;
+    report_archived(p);
+    return report_failures(p, err);
+}
+
+int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
+{
+    push *p = wv_xcalloc(1, sizeof(*p));
+    p->cfg = cfg;
+    p->path = path;
+    p->fd = -1;
+    p->t0 = wv_mono_s();
+    wv_buf_init(&p->rps);
+    int rc = push_run(p, err);
+    push_free(p);
+    free(p);
     return rc;
 }

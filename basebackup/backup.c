@@ -11,15 +11,15 @@
  *   -> wait for the jobs, wv_storage_flush -> wait until the WAL start..stop and the backup history
  *      file are archived -> read START/STOP TIME from the history file -> manifest (last, durable)
  *   -> remove the lock.
+ * The lock and the leftovers are the backup set's (repo/backupset.h), the bundle writer sits beside
+ * its reader (repo/bundle.h); this file runs the steps (wv_bbcmd_backup -> run_backup).
  *
  * Memory: each in-flight file job holds at most CHAN_SLOTS chunks of CHUNK bytes; at most
  * `inflight` jobs exist, so memory is bounded whatever the size of the database.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +33,8 @@
 #include "core/error.h"
 #include "pipeline/filter.h"
 #include "core/log.h"
+#include "repo/backupset.h"
+#include "repo/bundle.h"
 #include "repo/manifest.h"
 #include "pipeline/object.h"
 #include "core/parallel.h"
@@ -43,10 +45,8 @@
 #include "pipeline/tar.h"
 #include "pg/walname.h"
 
-#define CHUNK              (256 * 1024)
-#define CHAN_SLOTS         4
-#define LOCK_NAME          "backup.lock"
-#define STALE_LOCK_SECONDS (24 * 3600)
+#define CHUNK      (256 * 1024)
+#define CHAN_SLOTS 4
 
 /* ---- per-file job: a bounded channel from the stream reader to a pool thread --------------- */
 
@@ -82,35 +82,6 @@ typedef struct file_job {
     uint64_t stored_size;
 } file_job;
 
-/* ---- bundles: small files, many to an object ------------------------------------------------ */
-
-/* A file of at most BUNDLE_FILE_MAX bytes is received whole into the current bundle; a bundle is
- * stored once it holds BUNDLE_PLAIN_MAX bytes (or the stream ends): one request instead of one per
- * file on an object store, one file instead of one per file on a disk. Each file in a bundle is
- * still a complete object of its own, so reading one is a ranged read of the bundle. */
-#define BUNDLE_FILE_MAX  (1024 * 1024)
-#define BUNDLE_PLAIN_MAX (4 * 1024 * 1024)
-
-typedef struct bundle_member {
-    char *path;
-    uint64_t size; /* from the tar header */
-    uint32_t mode;
-    int64_t mtime;
-    size_t data_off; /* where its content starts in the bundle's buffer */
-    /* results (consumer) */
-    uint8_t sha256[32];
-    uint64_t offset, stored_size;
-} bundle_member;
-
-typedef struct bundle_job {
-    struct backup_ctx *ctx;
-    uint32_t number;
-    char key[300];
-    wv_buf data; /* the plain content of every member, back to back */
-    bundle_member *m;
-    size_t n, cap;
-} bundle_job;
-
 typedef struct backup_ctx {
     wv_config *cfg;
     wv_repo *repos[WV_MAX_REPOS];
@@ -123,8 +94,8 @@ typedef struct backup_ctx {
     wv_tar_reader *tar;
     char *prefix; /* "pgdata" or "tblspc/<oid>" of the current archive */
     file_job *cur;
-    bundle_job *bundle; /* filling */
-    int in_bundle;      /* the current tar member goes into it */
+    wv_bundle_out *bundle; /* filling */
+    int in_bundle;         /* the current tar member goes into it */
     uint32_t nbundles;
     int in_manifest;
     wv_pgrepl_backup_start start;
@@ -325,110 +296,50 @@ static void job_done(void *arg, int rc, const wv_err *jerr)
     job_free(j);
 }
 
-static void bundle_free(bundle_job *b)
+/* Pool thread: store every member of a bundle, back to back, into one object per repository. */
+static int stopped(void *arg)
 {
-    if (!b)
-        return;
-    for (size_t i = 0; i < b->n; i++)
-        free(b->m[i].path);
-    free(b->m);
-    wv_buf_free(&b->data);
-    free(b);
+    return wv_parallel_stopped(arg);
 }
 
-/* Pool thread: store every member of a bundle, back to back, into one object per repository. */
 static int bundle_run(void *arg, wv_err *err)
 {
-    bundle_job *b = arg;
-    backup_ctx *ctx = b->ctx;
-    wv_sink *sinks[WV_MAX_REPOS] = {0};
-    int rc = 0, n = ctx->nrepos;
-    uint64_t off = 0;
-    const char *path = "";
-    for (int i = 0; i < n; i++)
-        if ((rc = wv_storage_put_open(ctx->repos[i]->st, b->key, WV_PUT_NOSYNC, &sinks[i], err)) <
-            0)
-            goto out;
-    for (size_t k = 0; k < b->n; k++) {
-        bundle_member *m = &b->m[k];
-        path = m->path;
-        if (wv_parallel_stopped(ctx->par)) {
-            rc = wv_err_set(err, WV_EINTERRUPTED, "storing \"%s\" stopped after another failure",
-                            m->path);
-            goto out;
-        }
-        wv_objwriter *w = wv_objwriter_new(sinks, n, &ctx->objopts);
-        wv_obj_info info;
-        rc = m->size ? wv_objwriter_write(w, b->data.data + m->data_off, (size_t)m->size, err) : 0;
-        if (rc == 0)
-            rc = wv_objwriter_finish(w, &info, err);
-        for (int i = 0; rc == 0 && i < n; i++) {
-            const wv_err *se = wv_objwriter_sink_error(w, i);
-            if (se) {
-                *err = *se;
-                rc = se->code ? se->code : WV_EIO;
-            }
-        }
-        wv_objwriter_free(w);
-        if (rc < 0)
-            goto out;
-        memcpy(m->sha256, info.sha256, 32);
-        m->stored_size = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
-        m->offset = off;
-        off += m->stored_size;
-    }
-    path = "";
-    for (int i = 0; i < n; i++) {
-        wv_sink *s = sinks[i];
-        sinks[i] = NULL;
-        if ((rc = wv_sink_commit(s, err)) < 0)
-            goto out;
-    }
-out:
-    for (int i = 0; i < n; i++)
-        wv_sink_abort(sinks[i]);
-    if (rc < 0 && rc != WV_EINTERRUPTED)
-        wv_err_prefix(err, "could not store %s%s%s\"%s\": ", *path ? "\"" : "", path,
-                      *path ? "\" in " : "", b->key);
-    return rc;
+    wv_bundle_out *b = arg;
+    backup_ctx *ctx = b->data_arg;
+    wv_storage *st[WV_MAX_REPOS];
+    for (int i = 0; i < ctx->nrepos; i++)
+        st[i] = ctx->repos[i]->st;
+    return wv_bundle_out_store(b, st, ctx->nrepos, &ctx->objopts, stopped, ctx->par, err);
 }
 
 /* Main thread: record the members in the manifest. */
 static void bundle_done(void *arg, int rc, const wv_err *jerr)
 {
-    bundle_job *b = arg;
-    backup_ctx *ctx = b->ctx;
+    wv_bundle_out *b = arg;
+    backup_ctx *ctx = b->data_arg;
     (void)jerr;
     for (size_t k = 0; rc == 0 && k < b->n; k++) {
-        bundle_member *m = &b->m[k];
-        wv_manifest_entry e = {.type = WV_MANIFEST_FILE,
-                               .path = m->path,
-                               .size = m->size,
-                               .mode = m->mode,
-                               .mtime = m->mtime,
-                               .stored_size = m->stored_size,
-                               .bundle = b->number,
-                               .offset = m->offset};
-        memcpy(e.sha256, m->sha256, 32);
+        wv_manifest_entry e;
+        wv_bundle_out_entry(b, k, &e);
         wv_err me;
         if (wv_manifest_writer_add(ctx->mw, &e, &me) < 0) {
             wv_parallel_cancel(ctx->par, &me);
             break;
         }
     }
-    bundle_free(b);
+    wv_bundle_out_free(b);
 }
 
 /* Hand the filling bundle (if any) to the pool. */
 static int bundle_submit(backup_ctx *ctx, wv_err *err)
 {
-    bundle_job *b = ctx->bundle;
+    wv_bundle_out *b = ctx->bundle;
     if (!b)
         return 0;
     ctx->bundle = NULL;
     int rc = wv_parallel_submit(ctx->par, bundle_run, bundle_done, b, err);
     if (rc < 0)
-        bundle_free(b);
+        wv_bundle_out_free(b);
     return rc;
 }
 
@@ -437,28 +348,16 @@ static int bundle_add(backup_ctx *ctx, const char *path, uint64_t size, uint32_t
 {
     if (!wv_manifest_path_valid(path))
         return wv_err_set(err, WV_EPG, "the server sent a file with an unusable name \"%s\"", path);
-    if (ctx->bundle && ctx->bundle->data.len + size > BUNDLE_PLAIN_MAX) {
+    if (ctx->bundle && !wv_bundle_out_fits(ctx->bundle, size)) {
         int rc = bundle_submit(ctx, err);
         if (rc < 0)
             return rc;
     }
     if (!ctx->bundle) {
-        bundle_job *b = wv_xcalloc(1, sizeof(*b));
-        b->ctx = ctx;
-        b->number = ++ctx->nbundles;
-        wv_manifest_bundle_key(ctx->id, b->number, b->key, sizeof(b->key));
-        ctx->bundle = b;
+        ctx->bundle = wv_bundle_out_new(ctx->id, ++ctx->nbundles);
+        ctx->bundle->data_arg = ctx;
     }
-    bundle_job *b = ctx->bundle;
-    if (b->n == b->cap) {
-        b->cap = b->cap ? 2 * b->cap : 64;
-        b->m = wv_xrealloc(b->m, b->cap * sizeof(*b->m));
-    }
-    b->m[b->n++] = (bundle_member){.path = wv_xstrdup(path),
-                                   .size = size,
-                                   .mode = mode,
-                                   .mtime = mtime,
-                                   .data_off = b->data.len};
+    wv_bundle_out_add(ctx->bundle, path, size, mode, mtime);
     ctx->in_bundle = 1;
     return 0;
 }
@@ -466,7 +365,7 @@ static int bundle_add(backup_ctx *ctx, const char *path, uint64_t size, uint32_t
 static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t mode,
                       int64_t mtime, wv_err *err)
 {
-    if (size <= BUNDLE_FILE_MAX)
+    if (size <= WV_BUNDLE_FILE_MAX)
         return bundle_add(ctx, path, size, mode, mtime, err);
     file_job *j = wv_xcalloc(1, sizeof(*j));
     j->ctx = ctx;
@@ -492,14 +391,8 @@ static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t
 
 static int file_data(backup_ctx *ctx, const uint8_t *buf, size_t len, wv_err *err)
 {
-    if (ctx->in_bundle) {
-        bundle_job *b = ctx->bundle;
-        bundle_member *m = &b->m[b->n - 1];
-        if (b->data.len - m->data_off + len > m->size)
-            return wv_err_set(err, WV_EPG, "\"%s\": more data than its size", m->path);
-        wv_buf_append(&b->data, buf, len);
-        return 0;
-    }
+    if (ctx->in_bundle)
+        return wv_bundle_out_append(ctx->bundle, buf, len, err);
     file_job *j = ctx->cur;
     if (!j)
         return wv_err_set(err, WV_EINTERNAL, "file data without a file");
@@ -532,13 +425,8 @@ static int file_data(backup_ctx *ctx, const uint8_t *buf, size_t len, wv_err *er
 static int end_file(backup_ctx *ctx, wv_err *err)
 {
     if (ctx->in_bundle) {
-        bundle_job *b = ctx->bundle;
-        bundle_member *m = &b->m[b->n - 1];
         ctx->in_bundle = 0;
-        if (b->data.len - m->data_off != m->size)
-            return wv_err_set(err, WV_EPG, "\"%s\": received %zu of %" PRIu64 " bytes", m->path,
-                              b->data.len - m->data_off, m->size);
-        return 0;
+        return wv_bundle_out_end(ctx->bundle, err);
     }
     file_job *j = ctx->cur;
     int rc = 0;
@@ -735,171 +623,13 @@ static int on_progress(void *arg, uint64_t done, wv_err *err)
 static const wv_pgrepl_backup_cb repl_cbs = {on_begin, on_archive, on_manifest, on_data,
                                              on_progress};
 
-/* ---- leftovers and lock --------------------------------------------------------------------- */
+/* ---- the lock ----------------------------------------------------------------------------- */
 
-typedef struct {
-    char **ids;
-    size_t n, cap;
-    wv_buf seen_manifest; /* "\n"-separated ids that have a manifest */
-} scan;
-
-static int scan_cb(void *arg, const char *key, const wv_stat *st)
+static wv_storage **storages(backup_ctx *ctx, wv_storage **st)
 {
-    scan *s = arg;
-    (void)st;
-    if (strncmp(key, "backup/", 7) != 0)
-        return 0;
-    const char *id = key + 7;
-    const char *slash = strchr(id, '/');
-    if (!slash)
-        return 0;
-    char *idz = wv_xstrndup(id, (size_t)(slash - id));
-    if (strcmp(slash + 1, WV_MANIFEST_NAME) == 0) {
-        wv_buf_printf(&s->seen_manifest, "\n%s\n", idz);
-        free(idz);
-        return 0;
-    }
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->ids[i], idz) == 0) {
-            free(idz);
-            return 0;
-        }
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 16;
-        s->ids = wv_xrealloc(s->ids, s->cap * sizeof(char *));
-    }
-    s->ids[s->n++] = idz;
-    return 0;
-}
-
-typedef struct {
-    wv_storage *st;
-    int rc;
-    wv_err *err;
-    const char *skip; /* remove this key last */
-} rm_ctx;
-
-static int rm_cb(void *arg, const char *key, const wv_stat *st)
-{
-    rm_ctx *r = arg;
-    (void)st;
-    if (r->skip && strcmp(key, r->skip) == 0)
-        return 0;
-    if (wv_storage_remove(r->st, key, r->err) < 0)
-        r->rc = r->err->code;
-    return 0;
-}
-
-/* Remove every object of backup <id> (the lock last). */
-static int remove_backup_dir(wv_storage *st, const char *id, wv_err *err)
-{
-    char prefix[256], lock[256];
-    snprintf(prefix, sizeof(prefix), "backup/%s/", id);
-    snprintf(lock, sizeof(lock), "backup/%s/%s", id, LOCK_NAME);
-    rm_ctx r = {st, 0, err, lock};
-    int rc = wv_storage_list(st, prefix, rm_cb, &r, err);
-    if (rc < 0)
-        return rc;
-    if (r.rc < 0)
-        return r.rc;
-    return wv_storage_remove(st, lock, err);
-}
-
-/* Is the lock of backup <id> held by a live process? Lock content: "pid host epoch\n". */
-static int lock_alive(wv_storage *st, const char *id)
-{
-    char key[256];
-    snprintf(key, sizeof(key), "backup/%s/%s", id, LOCK_NAME);
-    wv_buf b = WV_BUF_INIT;
-    wv_err e;
-    wv_stat sb;
-    int alive = 0;
-    if (wv_storage_get_all(st, key, 4096, &b, &e) < 0) {
-        /* no lock: alive only if young (another process between creating objects and its lock
-         * cannot happen: the lock is written first) */
-        wv_buf_free(&b);
-        return 0;
-    }
-    long pid = 0;
-    char host[256] = "";
-    long long epoch = 0;
-    if (sscanf(wv_buf_cstr(&b), "%ld %255s %lld", &pid, host, &epoch) == 3) {
-        char me[256] = "";
-        gethostname(me, sizeof(me) - 1);
-        if (strcmp(host, me) == 0) {
-            alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
-        } else {
-            /* another host: trust the lock while it is younger than a day */
-            alive = wv_storage_stat(st, key, &sb, &e) == 0 &&
-                    (int64_t)time(NULL) - sb.mtime < STALE_LOCK_SECONDS;
-        }
-    }
-    wv_buf_free(&b);
-    return alive;
-}
-
-static int cleanup_leftovers(wv_storage *st, const char *repo_name, wv_err *err)
-{
-    scan s = {0};
-    wv_buf_init(&s.seen_manifest);
-    int rc = wv_storage_list(st, "backup/", scan_cb, &s, err);
-    for (size_t i = 0; rc == 0 && i < s.n; i++) {
-        char needle[WV_MANIFEST_ID_MAX + 3];
-        snprintf(needle, sizeof(needle), "\n%s\n", s.ids[i]);
-        if (strstr(wv_buf_cstr(&s.seen_manifest), needle))
-            continue;
-        if (lock_alive(st, s.ids[i]))
-            continue;
-        wv_log_info("%s: removing the leftovers of interrupted backup %s", repo_name, s.ids[i]);
-        rc = remove_backup_dir(st, s.ids[i], err);
-    }
-    for (size_t i = 0; i < s.n; i++)
-        free(s.ids[i]);
-    free(s.ids);
-    wv_buf_free(&s.seen_manifest);
-    return rc;
-}
-
-/* Choose a unique id and take the lock in every repository. */
-static int take_lock(backup_ctx *ctx, wv_err *err)
-{
-    char host[256] = "";
-    gethostname(host, sizeof(host) - 1);
-    for (char *p = host; *p; p++)
-        if (*p == ' ')
-            *p = '_';
-    time_t t = time(NULL);
-    for (int attempt = 0; attempt < 10; attempt++, t++) {
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(ctx->id, sizeof(ctx->id), "%Y%m%dT%H%M%SZ", &tm);
-        char key[256];
-        snprintf(key, sizeof(key), "backup/%s/%s", ctx->id, LOCK_NAME);
-        char *content = wv_xasprintf("%ld %s %lld\n", (long)getpid(), host[0] ? host : "-",
-                                     (long long)time(NULL));
-        int rc = 0, i;
-        for (i = 0; i < ctx->nrepos; i++) {
-            wv_stat sb;
-            char mkey[256];
-            wv_manifest_key(ctx->id, mkey, sizeof(mkey));
-            if (wv_storage_stat(ctx->repos[i]->st, mkey, &sb, NULL) == 0) {
-                rc = WV_EEXIST;
-                break;
-            }
-            rc = wv_storage_put_all(ctx->repos[i]->st, key, WV_PUT_NOREPLACE, content,
-                                    strlen(content), err);
-            if (rc < 0)
-                break;
-        }
-        free(content);
-        if (rc == 0)
-            return 0;
-        for (int k = 0; k < i; k++)
-            wv_storage_remove(ctx->repos[k]->st, key, NULL);
-        if (rc != WV_EEXIST)
-            return rc;
-    }
-    return wv_err_set(err, WV_EEXIST, "could not choose a unique backup id");
+    for (int i = 0; i < ctx->nrepos; i++)
+        st[i] = ctx->repos[i]->st;
+    return st;
 }
 
 /* ---- WAL and server times ------------------------------------------------------------------- */
@@ -1053,7 +783,13 @@ static const char usage_text[] =
     "  --keep                 never expire this backup\n"
     "  --checkpoint MODE      fast or spread (default spread)\n";
 
-int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
+typedef struct backup_args {
+    const char *config_path, *connstr, *label;
+    int keep, fast;
+} backup_args;
+
+/* Step 0: the command line. Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, backup_args *a)
 {
     static const struct option longopts[] = {
         {"dbname", required_argument, NULL, 'd'},
@@ -1064,8 +800,6 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *connstr = NULL, *label = NULL;
-    int keep = 0, fast = 0;
     wv_err err;
     wv_err_clear(&err);
     int opt;
@@ -1074,22 +808,22 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     while ((opt = getopt_long(argc, argv, "d:c:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'd':
-            connstr = optarg;
+            a->connstr = optarg;
             break;
         case 'l':
-            label = optarg;
+            a->label = optarg;
             break;
         case 'k':
-            keep = 1;
+            a->keep = 1;
             break;
         case 'c':
-            config_path = optarg;
+            a->config_path = optarg;
             break;
         case 'C':
             if (strcmp(optarg, "fast") == 0)
-                fast = 1;
+                a->fast = 1;
             else if (strcmp(optarg, "spread") == 0)
-                fast = 0;
+                a->fast = 0;
             else {
                 wv_err_set(&err, WV_EUSAGE, "invalid --checkpoint \"%s\": use fast or spread",
                            optarg);
@@ -1113,182 +847,267 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
         wv_log_err(&err);
         return wv_err_exit_code(err.code);
     }
+    return -1;
+}
 
-    backup_ctx ctx = {0};
-    wv_pgconn *conn = NULL;
-    wv_manifest_header h = {0};
-    int rc, locked = 0;
-    double t_start = wv_mono_s();
-
-    if ((rc = wv_config_load(wv_config_path(config_path), &ctx.cfg, &err)) < 0)
-        goto out;
-    wv_log_set_level(ctx.cfg->log_level);
-    ctx.objopts.compress = ctx.cfg->compress;
-    ctx.objopts.level = ctx.cfg->compress_level;
-    ctx.objopts.kind = WV_OBJ_KIND_BACKUP_FILE;
-    for (int i = 0; i < ctx.cfg->nrepos; i++) {
-        if ((rc = wv_repo_open(&ctx.cfg->repos[i], &ctx.repos[i], &err)) < 0)
-            goto out;
-        ctx.nrepos++;
-    }
-
-    if ((rc = wv_pgrepl_connect(connstr, &conn, &err)) < 0)
-        goto out;
+/* What the server said of itself. */
+typedef struct server_facts {
     wv_pg_system sys;
     uint64_t segsize;
     char tzname[128];
-    if ((rc = wv_pgrepl_identify_system(conn, &sys, &err)) < 0 ||
-        (rc = wv_pgrepl_wal_segsize(conn, &segsize, &err)) < 0 ||
-        (rc = wv_pgrepl_show(conn, "log_timezone", tzname, sizeof(tzname), &err)) < 0)
-        goto out;
-    int version = wv_pgrepl_server_version(conn);
-    for (int i = 0; i < ctx.nrepos; i++) {
-        if ((rc = wv_repo_check_cluster(ctx.repos[i], sys.system_id, (uint32_t)(version / 10000),
-                                        segsize, &err)) < 0)
-            goto out;
-        if ((rc = cleanup_leftovers(ctx.repos[i]->st, ctx.repos[i]->rc->name, &err)) < 0)
-            goto out;
+    int version;
+} server_facts;
+
+/* Step 1: configuration and repositories. */
+static int open_repos(backup_ctx *ctx, const char *config_path, wv_err *err)
+{
+    int rc = wv_config_load(wv_config_path(config_path), &ctx->cfg, err);
+    if (rc < 0)
+        return rc;
+    wv_log_set_level(ctx->cfg->log_level);
+    ctx->objopts.compress = ctx->cfg->compress;
+    ctx->objopts.level = ctx->cfg->compress_level;
+    ctx->objopts.kind = WV_OBJ_KIND_BACKUP_FILE;
+    for (int i = 0; i < ctx->cfg->nrepos; i++) {
+        if ((rc = wv_repo_open(&ctx->cfg->repos[i], &ctx->repos[i], err)) < 0)
+            return rc;
+        ctx->nrepos++;
     }
-    if ((rc = take_lock(&ctx, &err)) < 0)
-        goto out;
-    locked = 1;
+    return 0;
+}
 
-    if ((rc = wv_manifest_writer_new(NULL, &ctx.mw, &err)) < 0)
-        goto out;
-    int workers = ctx.cfg->process_max > 0 ? ctx.cfg->process_max : 2;
-    if ((rc = wv_parallel_new(workers, workers * 2 + 2, &ctx.par, &err)) < 0)
-        goto out;
+/* Step 2: connect, identify the cluster; every repository must be this cluster's (or new); the
+ * leftovers of interrupted backups go; the lock of this backup is taken everywhere. */
+static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **conn,
+                            server_facts *sf, wv_err *err)
+{
+    wv_storage *st[WV_MAX_REPOS];
+    int rc = wv_pgrepl_connect(a->connstr, conn, err);
+    if (rc < 0)
+        return rc;
+    if ((rc = wv_pgrepl_identify_system(*conn, &sf->sys, err)) < 0 ||
+        (rc = wv_pgrepl_wal_segsize(*conn, &sf->segsize, err)) < 0 ||
+        (rc = wv_pgrepl_show(*conn, "log_timezone", sf->tzname, sizeof(sf->tzname), err)) < 0)
+        return rc;
+    sf->version = wv_pgrepl_server_version(*conn);
+    for (int i = 0; i < ctx->nrepos; i++) {
+        if ((rc = wv_repo_check_cluster(ctx->repos[i], sf->sys.system_id,
+                                        (uint32_t)(sf->version / 10000), sf->segsize, err)) < 0)
+            return rc;
+        if ((rc = wv_backup_cleanup_leftovers(ctx->repos[i]->st, err)) < 0)
+            return rc;
+    }
+    return wv_backup_lock_take(storages(ctx, st), ctx->nrepos, ctx->id, sizeof(ctx->id), err);
+}
 
-    char deflabel[128];
-    snprintf(deflabel, sizeof(deflabel), "walvault backup %s", ctx.id);
-    wv_pgrepl_backup_opts bo = {.label = label ? label : deflabel,
-                                .fast_checkpoint = fast,
-                                .progress = 1,
-                                .manifest = 1,
-                                .wait = 0};
-    ctx.tty = isatty(2);
-    ctx.t0 = wv_mono_s();
-    wv_pgrepl_backup_end end = {0};
-    wv_log_debug("backup %s: starting (checkpoint %s)", ctx.id, fast ? "fast" : "spread");
-    rc = wv_pgrepl_base_backup(conn, &bo, &repl_cbs, &ctx, &end, &err);
+/* Step 3: BASE_BACKUP streamed through the tar reader into the jobs; every job done and every
+ * repository flushed. */
+static int stream_backup(backup_ctx *ctx, wv_pgconn *conn, const wv_pgrepl_backup_opts *bo,
+                         wv_pgrepl_backup_end *end, wv_err *err)
+{
+    int rc = wv_manifest_writer_new(NULL, &ctx->mw, err);
+    if (rc < 0)
+        return rc;
+    int workers = ctx->cfg->process_max > 0 ? ctx->cfg->process_max : 2;
+    if ((rc = wv_parallel_new(workers, workers * 2 + 2, &ctx->par, err)) < 0)
+        return rc;
+    ctx->tty = isatty(2);
+    ctx->t0 = wv_mono_s();
+    wv_log_debug("backup %s: starting (checkpoint %s)", ctx->id,
+                 bo->fast_checkpoint ? "fast" : "spread");
+    rc = wv_pgrepl_base_backup(conn, bo, &repl_cbs, ctx, end, err);
     if (rc == 0)
-        rc = finish_archive(&ctx, &err);
+        rc = finish_archive(ctx, err);
     if (rc == 0)
-        rc = bundle_submit(&ctx, &err);
+        rc = bundle_submit(ctx, err);
     if (rc < 0) {
-        if (ctx.cur) {
-            chan_abort(ctx.cur);
-            ctx.cur = NULL;
+        if (ctx->cur) {
+            chan_abort(ctx->cur);
+            ctx->cur = NULL;
         }
-        if (ctx.tar) {
-            wv_tar_reader_free(ctx.tar);
-            ctx.tar = NULL;
+        if (ctx->tar) {
+            wv_tar_reader_free(ctx->tar);
+            ctx->tar = NULL;
         }
-        wv_parallel_cancel(ctx.par, &err);
+        wv_parallel_cancel(ctx->par, err);
         wv_err jerr;
-        wv_parallel_wait(ctx.par, &jerr);
-        goto out;
+        wv_parallel_wait(ctx->par, &jerr);
+        return rc;
     }
-    if ((rc = wv_parallel_wait(ctx.par, &err)) < 0)
-        goto out;
-    draw_progress(&ctx, 1);
-    wv_pgrepl_close(conn);
-    conn = NULL;
+    if ((rc = wv_parallel_wait(ctx->par, err)) < 0)
+        return rc;
+    draw_progress(ctx, 1);
+    return 0;
+}
 
-    for (int i = 0; i < ctx.nrepos; i++)
-        if ((rc = wv_storage_flush(ctx.repos[i]->st, &err)) < 0)
-            goto out;
+static int flush_repos(backup_ctx *ctx, wv_err *err)
+{
+    for (int i = 0; i < ctx->nrepos; i++) {
+        int rc = wv_storage_flush(ctx->repos[i]->st, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
 
-    /* The WAL from start to stop and the backup history file must be in every repository. */
-    uint64_t first = wv_lsn_to_segno(ctx.start.start_lsn, segsize);
-    uint64_t last = wv_lsn_to_segno(end.end_lsn, segsize);
-    int timeout = ctx.cfg->archive_timeout > 0 ? ctx.cfg->archive_timeout : 60;
+/* Step 4: the WAL from start to stop and the backup history file must be in every repository;
+ * histname receives the history file's name. */
+static int wait_for_wal(backup_ctx *ctx, const server_facts *sf, const wv_pgrepl_backup_end *end,
+                        char histname[WV_WALNAME_BACKUP_LEN], wv_err *err)
+{
+    uint64_t segsize = sf->segsize;
+    uint64_t first = wv_lsn_to_segno(ctx->start.start_lsn, segsize);
+    uint64_t last = wv_lsn_to_segno(end->end_lsn, segsize);
+    int timeout = ctx->cfg->archive_timeout > 0 ? ctx->cfg->archive_timeout : 60;
     double deadline = wv_mono_s() + timeout;
     for (uint64_t seg = first; seg <= last; seg++) {
         char name[WV_WALNAME_SEGMENT_LEN];
-        uint32_t tli = seg == last ? end.end_tli : ctx.start.start_tli;
+        uint32_t tli = seg == last ? end->end_tli : ctx->start.start_tli;
         wv_walname_format_segment(tli, seg, segsize, name);
-        if ((rc = wait_for_key(&ctx, name, deadline, timeout, &err)) < 0)
-            goto out;
+        int rc = wait_for_key(ctx, name, deadline, timeout, err);
+        if (rc < 0)
+            return rc;
     }
-    char histname[WV_WALNAME_BACKUP_LEN];
-    wv_walname_format_backup(end.end_tli, ctx.start.start_lsn, segsize, histname);
-    if ((rc = wait_for_key(&ctx, histname, deadline, timeout, &err)) < 0)
-        goto out;
+    wv_walname_format_backup(end->end_tli, ctx->start.start_lsn, segsize, histname);
+    return wait_for_key(ctx, histname, deadline, timeout, err);
+}
 
-    snprintf(h.id, sizeof(h.id), "%s", ctx.id);
-    h.version = WV_MANIFEST_VERSION;
-    h.label = wv_xstrdup(bo.label);
-    h.keep = keep;
-    h.created_by = wv_xstrdup("walvault " WALVAULT_VERSION);
-    h.system_id = sys.system_id;
-    h.pg_version = (uint32_t)version;
-    h.wal_segsize = segsize;
-    h.timeline = end.end_tli;
-    h.start_lsn = ctx.start.start_lsn;
-    h.stop_lsn = end.end_lsn;
-    h.checkpoint_lsn = ctx.start.start_lsn;
-    wv_walname_format_segment(ctx.start.start_tli, first, segsize, h.start_segment);
-    wv_walname_format_segment(end.end_tli, last, segsize, h.stop_segment);
-    if ((rc = read_history(&ctx, histname, tzname, &h, &err)) < 0)
-        goto out;
+/* Step 5: the manifest header, times from the server's backup history file. */
+static int fill_header(backup_ctx *ctx, const backup_args *a, const server_facts *sf,
+                       const wv_pgrepl_backup_end *end, const char *label, const char *histname,
+                       wv_manifest_header *h, wv_err *err)
+{
+    uint64_t segsize = sf->segsize;
+    snprintf(h->id, sizeof(h->id), "%s", ctx->id);
+    h->version = WV_MANIFEST_VERSION;
+    h->label = wv_xstrdup(label);
+    h->keep = a->keep;
+    h->created_by = wv_xstrdup("walvault " WALVAULT_VERSION);
+    h->system_id = sf->sys.system_id;
+    h->pg_version = (uint32_t)sf->version;
+    h->wal_segsize = segsize;
+    h->timeline = end->end_tli;
+    h->start_lsn = ctx->start.start_lsn;
+    h->stop_lsn = end->end_lsn;
+    h->checkpoint_lsn = ctx->start.start_lsn;
+    wv_walname_format_segment(ctx->start.start_tli, wv_lsn_to_segno(ctx->start.start_lsn, segsize),
+                              segsize, h->start_segment);
+    wv_walname_format_segment(end->end_tli, wv_lsn_to_segno(end->end_lsn, segsize), segsize,
+                              h->stop_segment);
+    return read_history(ctx, histname, sf->tzname, h, err);
+}
 
-    /* The manifest, last and durable: its commit is what makes the backup exist. */
-    for (int i = 0; i < ctx.nrepos; i++) {
+/* Step 6: the manifest, last and durable: its commit is what makes the backup exist. */
+static int write_manifests(backup_ctx *ctx, const wv_manifest_header *h, wv_err *err)
+{
+    for (int i = 0; i < ctx->nrepos; i++) {
         char key[256];
-        wv_manifest_key(ctx.id, key, sizeof(key));
+        wv_manifest_key(ctx->id, key, sizeof(key));
         wv_sink *sink = NULL;
-        if ((rc = wv_storage_put_open(ctx.repos[i]->st, key, WV_PUT_NOREPLACE, &sink, &err)) < 0)
-            goto out;
+        int rc = wv_storage_put_open(ctx->repos[i]->st, key, WV_PUT_NOREPLACE, &sink, err);
+        if (rc < 0)
+            return rc;
         wv_filter *f = wv_filter_sink_new(sink);
-        rc = wv_manifest_writer_finish(ctx.mw, &h, f, &err);
+        rc = wv_manifest_writer_finish(ctx->mw, h, f, err);
         wv_filter_chain_free(f);
         if (rc < 0) {
             wv_sink_abort(sink);
-            goto out;
+            return rc;
         }
-        if ((rc = wv_sink_commit(sink, &err)) < 0)
-            goto out;
+        if ((rc = wv_sink_commit(sink, err)) < 0)
+            return rc;
     }
-    for (int i = 0; i < ctx.nrepos; i++) {
-        char key[256];
-        snprintf(key, sizeof(key), "backup/%s/%s", ctx.id, LOCK_NAME);
-        wv_storage_remove(ctx.repos[i]->st, key, NULL);
-    }
-    locked = 0;
-    {
-        const wv_manifest_totals *t = wv_manifest_writer_totals(ctx.mw);
-        char a[32], b[32];
-        wv_human_bytes(t->size, a, sizeof(a));
-        wv_human_bytes(t->stored_size, b, sizeof(b));
-        printf("backup %s complete: %" PRIu64 " files, %s, stored %s, %.0f s, WAL %s..%s\n", ctx.id,
-               t->files, a, b, wv_mono_s() - t_start, h.start_segment, h.stop_segment);
-        fflush(stdout);
-    }
+    return 0;
+}
 
-out:
-    if (rc < 0 && locked) {
-        /* Best effort: remove this backup's objects now; the next run removes what remains. */
-        for (int i = 0; i < ctx.nrepos; i++) {
-            wv_err ignore;
-            remove_backup_dir(ctx.repos[i]->st, ctx.id, &ignore);
-        }
+/* Step 7: the summary line. */
+static void report_backup(const backup_ctx *ctx, const wv_manifest_header *h, double t_start)
+{
+    const wv_manifest_totals *t = wv_manifest_writer_totals(ctx->mw);
+    char a[32], b[32];
+    wv_human_bytes(t->size, a, sizeof(a));
+    wv_human_bytes(t->stored_size, b, sizeof(b));
+    printf("backup %s complete: %" PRIu64 " files, %s, stored %s, %.0f s, WAL %s..%s\n", ctx->id,
+           t->files, a, b, wv_mono_s() - t_start, h->start_segment, h->stop_segment);
+    fflush(stdout);
+}
+
+static void backup_ctx_free(backup_ctx *ctx)
+{
+    wv_parallel_free(ctx->par);
+    wv_tar_reader_free(ctx->tar);
+    wv_bundle_out_free(ctx->bundle);
+    wv_manifest_writer_free(ctx->mw);
+    free(ctx->prefix);
+    for (size_t i = 0; i < ctx->ntbs; i++)
+        free(ctx->tbs[i].location);
+    free(ctx->tbs);
+    for (int i = 0; i < ctx->nrepos; i++)
+        wv_repo_close(ctx->repos[i]);
+    wv_config_free(ctx->cfg);
+}
+
+/* Steps 1..7; on failure after the lock, this backup's objects are removed (best effort: the
+ * next run removes what remains). */
+static int run_backup(backup_ctx *ctx, const backup_args *a, wv_manifest_header *h, wv_err *err)
+{
+    double t_start = wv_mono_s();
+    wv_pgconn *conn = NULL;
+    server_facts sf;
+    wv_pgrepl_backup_end end = {0};
+    char deflabel[128], histname[WV_WALNAME_BACKUP_LEN];
+    wv_storage *st[WV_MAX_REPOS];
+    memset(&sf, 0, sizeof(sf));
+    int rc = open_repos(ctx, a->config_path, err);
+    if (rc == 0)
+        rc = connect_and_lock(ctx, a, &conn, &sf, err);
+    if (rc < 0) {
+        wv_pgrepl_close(conn);
+        return rc;
     }
+    snprintf(deflabel, sizeof(deflabel), "walvault backup %s", ctx->id);
+    wv_pgrepl_backup_opts bo = {.label = a->label ? a->label : deflabel,
+                                .fast_checkpoint = a->fast,
+                                .progress = 1,
+                                .manifest = 1,
+                                .wait = 0};
+    rc = stream_backup(ctx, conn, &bo, &end, err);
+    wv_pgrepl_close(conn);
+    if (rc == 0)
+        rc = flush_repos(ctx, err);
+    if (rc == 0)
+        rc = wait_for_wal(ctx, &sf, &end, histname, err);
+    if (rc == 0)
+        rc = fill_header(ctx, a, &sf, &end, bo.label, histname, h, err);
+    if (rc == 0)
+        rc = write_manifests(ctx, h, err);
+    if (rc < 0) {
+        for (int i = 0; i < ctx->nrepos; i++) {
+            wv_err ignore;
+            wv_backup_remove(ctx->repos[i]->st, ctx->id, &ignore);
+        }
+        return rc;
+    }
+    wv_backup_lock_release(storages(ctx, st), ctx->nrepos, ctx->id);
+    report_backup(ctx, h, t_start);
+    return 0;
+}
+
+int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
+{
+    backup_args a = {.config_path = config_path};
+    int code = parse_args(argc, argv, &a);
+    if (code >= 0)
+        return code;
+    backup_ctx ctx = {0};
+    wv_manifest_header h = {0};
+    wv_err err;
+    wv_err_clear(&err);
+    int rc = run_backup(&ctx, &a, &h, &err);
     if (ctx.tty && rc < 0)
         fputc('\n', stderr);
-    wv_pgrepl_close(conn);
-    wv_parallel_free(ctx.par);
-    wv_tar_reader_free(ctx.tar);
-    bundle_free(ctx.bundle);
-    wv_manifest_writer_free(ctx.mw);
+    backup_ctx_free(&ctx);
     wv_manifest_header_free(&h);
-    free(ctx.prefix);
-    for (size_t i = 0; i < ctx.ntbs; i++)
-        free(ctx.tbs[i].location);
-    free(ctx.tbs);
-    for (int i = 0; i < ctx.nrepos; i++)
-        wv_repo_close(ctx.repos[i]);
-    wv_config_free(ctx.cfg);
     if (rc < 0) {
         wv_log_err(&err);
         return wv_err_exit_code(rc);

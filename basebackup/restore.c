@@ -519,8 +519,8 @@ static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, 
         member_fill f = {obj, m};
         rc = make_parent(dest, err);
         if (rc == 0 && (rc = wv_repo_write_file(dest, WV_GET_NOSYNC, fill_member, &f, err)) < 0)
-            wv_err_prefix(err, "%s: \"%s\" at offset %" PRIu64 " (%s): ", wv_storage_name(c->st),
-                          j->b->key, m->offset, m->path);
+            wv_err_context_at(err, wv_storage_name(c->st), j->b->key, " at offset %" PRIu64 " (%s)",
+                              m->offset, m->path);
         if (rc == 0)
             rc = finish_file(dest, m->mode, m->mtime, err);
     }
@@ -539,8 +539,8 @@ static int bundle_job_run(void *arg, wv_err *err)
     int rc = wv_storage_get_open(j->c->st, j->b->key, 0, -1, &src, err);
     if (rc == 0) {
         rc = wv_bundle_each(src, j->b, restore_member, j, err);
-        if (rc < 0 && !strstr(err->msg, j->b->key))
-            wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(j->c->st), j->b->key);
+        if (rc < 0)
+            wv_err_context(err, wv_storage_name(j->c->st), j->b->key);
     }
     wv_source_close(src);
     return rc;
@@ -874,8 +874,8 @@ static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_pl
     if (r == 0)
         r = wv_recovery_plan(rp->repo->st, rp->arch, &rp->bs, &o->target, o->timeline, o->backup_id,
                              &rp->plan, err);
-    if (r != 0 && strncmp(err->msg, rc->name, strlen(rc->name)) != 0)
-        wv_err_prefix(err, "%s: ", rc->name);
+    if (r != 0)
+        wv_err_context(err, rc->name, NULL);
     return r;
 }
 

@@ -192,17 +192,6 @@ static const char *to_name(const sync_ctx *c)
     return wv_storage_name(c->to->st);
 }
 
-/* Prefix an error with the repository name and the key, unless the message names them already. */
-static int name_err(wv_err *err, const char *repo, const char *key)
-{
-    size_t n = strlen(repo);
-    if (strncmp(err->msg, repo, n) == 0 && err->msg[n] == ':')
-        return err->code;
-    if (strstr(err->msg, key))
-        return wv_err_prefix(err, "%s: ", repo);
-    return wv_err_prefix(err, "%s: \"%s\": ", repo, key);
-}
-
 static void set_conflict(job *j, const char *why)
 {
     sync_ctx *c = j->ctx;
@@ -214,38 +203,52 @@ static void set_conflict(job *j, const char *why)
     j->result = OUT_CONFLICT;
 }
 
+/* The target holds a framed object under j's key whose trailer is b; the source's is a. The
+ * repository decides whether they are the same object; a different one is a conflict. */
+static void settle_framed(job *j, const wv_obj_info *a, const wv_obj_info *b)
+{
+    sync_ctx *c = j->ctx;
+    wv_err e;
+    wv_err_clear(&e);
+    if (wv_repo_same_object(c->to, j->key, b, a->sha256, a->plain_size, &e) != 0) {
+        char ha[65], hb[65], why[400];
+        wv_sha256_hex(a->sha256, ha);
+        wv_sha256_hex(b->sha256, hb);
+        snprintf(why, sizeof(why),
+                 "different content (%" PRIu64 " bytes sha256 %.16s... in %s, %" PRIu64
+                 " bytes sha256 %.16s... here)",
+                 a->plain_size, ha, from_name(c), b->plain_size, hb);
+        set_conflict(j, why);
+        return;
+    }
+    if (j->expect && memcmp(b->sha256, j->sha256, 32) != 0) {
+        set_conflict(j, "its content does not match the backup manifest");
+        return;
+    }
+    j->result = OUT_SKIPPED;
+}
+
+/* The target failed, or its copy could not be read (its trailer): named, with a hint if damaged. */
+static int target_unreadable(job *j, int rc, wv_err *err)
+{
+    wv_err_context(err, to_name(j->ctx), j->key);
+    if (rc == WV_ECORRUPT)
+        wv_err_hint(err, "the copy in %s is damaged: move it away by hand and run sync again",
+                    to_name(j->ctx));
+    return rc;
+}
+
 static int compare_framed(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
     wv_obj_info a, b;
     int rc = wv_repo_read_info(c->from->st, j->key, &a, err);
     if (rc < 0)
-        return name_err(err, from_name(c), j->key);
+        return wv_err_context(err, from_name(c), j->key);
     rc = wv_repo_read_info(c->to->st, j->key, &b, err);
-    if (rc < 0) {
-        name_err(err, to_name(c), j->key);
-        if (rc == WV_ECORRUPT)
-            wv_err_hint(err, "the copy in %s is damaged: move it away by hand and run sync again",
-                        to_name(c));
-        return rc;
-    }
-    char ha[65], hb[65];
-    if (a.plain_size != b.plain_size || memcmp(a.sha256, b.sha256, 32) != 0) {
-        wv_sha256_hex(a.sha256, ha);
-        wv_sha256_hex(b.sha256, hb);
-        char why[400];
-        snprintf(why, sizeof(why),
-                 "different content (%" PRIu64 " bytes sha256 %.16s... in %s, %" PRIu64
-                 " bytes sha256 %.16s... here)",
-                 a.plain_size, ha, from_name(c), b.plain_size, hb);
-        set_conflict(j, why);
-        return 0;
-    }
-    if (j->expect && memcmp(b.sha256, j->sha256, 32) != 0) {
-        set_conflict(j, "its content does not match the backup manifest");
-        return 0;
-    }
-    j->result = OUT_SKIPPED;
+    if (rc < 0)
+        return target_unreadable(j, rc, err);
+    settle_framed(j, &a, &b);
     return 0;
 }
 
@@ -255,11 +258,11 @@ static int compare_plain(job *j, wv_err *err)
     wv_buf a = WV_BUF_INIT, b = WV_BUF_INIT;
     int rc = wv_storage_get_all(c->from->st, j->key, RP_MAX, &a, err);
     if (rc < 0) {
-        name_err(err, from_name(c), j->key);
+        wv_err_context(err, from_name(c), j->key);
         goto out;
     }
     if ((rc = wv_storage_get_all(c->to->st, j->key, RP_MAX, &b, err)) < 0) {
-        name_err(err, to_name(c), j->key);
+        wv_err_context(err, to_name(c), j->key);
         goto out;
     }
     if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
@@ -302,7 +305,7 @@ static int compare_bundle(job *j, wv_err *err)
     wv_source *src = NULL;
     int rc = wv_storage_get_open(c->to->st, j->key, 0, -1, &src, err);
     if (rc < 0)
-        return name_err(err, to_name(c), j->key);
+        return wv_err_context(err, to_name(c), j->key);
     wv_err e;
     wv_err_clear(&e);
     rc = verify_bundle(src, j->bundle, &e);
@@ -316,7 +319,7 @@ static int compare_bundle(job *j, wv_err *err)
     }
     if (rc < 0) {
         *err = e;
-        return name_err(err, to_name(c), j->key);
+        return wv_err_context(err, to_name(c), j->key);
     }
     j->result = OUT_SKIPPED;
     return 0;
@@ -367,7 +370,31 @@ static int committed(job *j, int rc, uint64_t bytes, wv_err *err)
     if (rc == WV_EEXIST)
         return compare(j, err);
     if (rc < 0)
-        return name_err(err, to_name(j->ctx), j->key);
+        return wv_err_context(err, to_name(j->ctx), j->key);
+    j->result = OUT_COPIED;
+    j->bytes = bytes;
+    return 0;
+}
+
+/* The same for a framed object, committed under the repository's rules: written meanwhile and
+ * identical is skipped, different a conflict (the stored object untouched). */
+static int committed_framed(job *j, wv_sink *sink, const wv_obj_info *ours, uint64_t bytes,
+                            wv_err *err)
+{
+    int already = 0;
+    wv_obj_info stored;
+    int rc = wv_repo_commit_object(j->ctx->to, sink, j->key, j->key, ours, &already, &stored, err);
+    if (rc == WV_ECONFLICT) {
+        wv_err_clear(err);
+        settle_framed(j, ours, &stored);
+        return 0;
+    }
+    if (rc < 0) /* the commit failed, or the stored trailer could not be read */
+        return target_unreadable(j, rc, err);
+    if (already) {
+        settle_framed(j, ours, &stored);
+        return 0;
+    }
     j->result = OUT_COPIED;
     j->bytes = bytes;
     return 0;
@@ -379,7 +406,7 @@ static int copy_plain(job *j, wv_err *err)
     wv_buf b = WV_BUF_INIT;
     int rc = wv_storage_get_all(c->from->st, j->key, RP_MAX, &b, err);
     if (rc < 0) {
-        name_err(err, from_name(c), j->key);
+        wv_err_context(err, from_name(c), j->key);
         goto out;
     }
     if (!rp_valid(&b)) {
@@ -398,15 +425,14 @@ out:
 
 /* What is read through the tee is checked as it streams: one framed object against its trailer
  * (and the manifest's digest), or a bundle file by file against the manifest. */
-static int check_stream(job *j, wv_source *in, wv_err *err)
+static int check_stream(job *j, wv_source *in, wv_obj_info *info, wv_err *err)
 {
     if (j->type == OBJ_BUNDLE)
         return verify_bundle(in, j->bundle, err);
-    wv_obj_info info;
     wv_filter *discard = wv_filter_discard_new();
-    int rc = wv_object_read(in, discard, &info, err);
+    int rc = wv_object_read(in, discard, info, err);
     wv_filter_chain_free(discard);
-    if (rc == 0 && j->expect && memcmp(info.sha256, j->sha256, 32) != 0)
+    if (rc == 0 && j->expect && memcmp(info->sha256, j->sha256, 32) != 0)
         rc = wv_err_set(err, WV_ECORRUPT, "content does not match the manifest of backup %s",
                         j->ctx->backup_id ? j->ctx->backup_id : "?");
     return rc;
@@ -420,25 +446,26 @@ static int copy_verified(job *j, wv_err *err)
     wv_sink *sink = NULL;
     int rc = wv_storage_get_open(c->from->st, j->key, 0, -1, &src, err);
     if (rc < 0) {
-        name_err(err, from_name(c), j->key);
+        wv_err_context(err, from_name(c), j->key);
         goto out;
     }
     rc = wv_storage_put_open(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, &sink, err);
     if (rc < 0) {
-        name_err(err, to_name(c), j->key);
+        wv_err_context(err, to_name(c), j->key);
         goto out;
     }
     tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
     wv_err_clear(&tee.out_err);
-    rc = check_stream(j, &tee.base, err);
+    wv_obj_info info;
+    rc = check_stream(j, &tee.base, &info, err);
     if (rc < 0 && tee.out_failed) {
         *err = tee.out_err;
-        rc = name_err(err, to_name(c), j->key);
+        rc = wv_err_context(err, to_name(c), j->key);
     } else if (rc < 0) {
         if (c->backup_id && j->type == OBJ_BUNDLE)
-            wv_err_prefix(err, "%s: \"%s\" of backup %s: ", from_name(c), j->key, c->backup_id);
+            wv_err_context_at(err, from_name(c), j->key, " of backup %s", c->backup_id);
         else
-            name_err(err, from_name(c), j->key);
+            wv_err_context(err, from_name(c), j->key);
         if (rc == WV_ECORRUPT)
             wv_err_hint(err,
                         "the copy in %s is damaged: nothing was copied; if another "
@@ -452,7 +479,10 @@ static int copy_verified(job *j, wv_err *err)
     }
     wv_sink *done = sink;
     sink = NULL;
-    rc = committed(j, wv_sink_commit(done, err), tee.bytes, err);
+    if (j->type == OBJ_FRAMED)
+        rc = committed_framed(j, done, &info, tee.bytes, err);
+    else
+        rc = committed(j, wv_sink_commit(done, err), tee.bytes, err);
 out:
     wv_sink_abort(sink);
     wv_source_close(src);
@@ -706,34 +736,34 @@ static int copy_manifest(sync_ctx *c, const char *id, const char *key, wv_err *e
     uint64_t bytes = 0;
     int rc = wv_storage_get_open(c->from->st, key, 0, -1, &src, err);
     if (rc < 0) {
-        name_err(err, from_name(c), key);
+        wv_err_context(err, from_name(c), key);
         goto out;
     }
     if (!c->dry_run && (rc = wv_storage_put_open(c->to->st, key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC,
                                                  &sink, err)) < 0) {
-        name_err(err, to_name(c), key);
+        wv_err_context(err, to_name(c), key);
         goto out;
     }
     for (;;) {
         size_t got = 0;
         if ((rc = wv_source_read(src, buf, COPY_CHUNK, &got, err)) < 0) {
-            name_err(err, from_name(c), key);
+            wv_err_context(err, from_name(c), key);
             goto out;
         }
         if (got == 0)
             break;
         if ((rc = wv_manifest_reader_feed(rd, buf, got, err)) < 0) {
-            name_err(err, from_name(c), key);
+            wv_err_context(err, from_name(c), key);
             goto out;
         }
         if (sink && (rc = wv_sink_write(sink, buf, got, err)) < 0) {
-            name_err(err, to_name(c), key);
+            wv_err_context(err, to_name(c), key);
             goto out;
         }
         bytes += got;
     }
     if ((rc = wv_manifest_reader_finish(rd, NULL, err)) < 0) {
-        name_err(err, from_name(c), key);
+        wv_err_context(err, from_name(c), key);
         goto out;
     }
     if (strcmp(h.id, id) != 0 || h.system_id != c->from->info.system_id) {
@@ -746,7 +776,7 @@ static int copy_manifest(sync_ctx *c, const char *id, const char *key, wv_err *e
         rc = wv_sink_commit(sink, err);
         sink = NULL;
         if (rc < 0) {
-            name_err(err, to_name(c), key);
+            wv_err_context(err, to_name(c), key);
             goto out;
         }
     }
@@ -801,7 +831,7 @@ static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
         if (wv_parallel_stopped(c->par))
             return wv_parallel_wait(c->par, err); /* a copy failed: its error is the first */
         /* Reading the manifest failed: let the running copies stop, then report it. */
-        name_err(err, from_name(c), key);
+        wv_err_context(err, from_name(c), key);
         wv_parallel_cancel(c->par, err);
         wv_err ignore;
         wv_parallel_wait(c->par, &ignore);

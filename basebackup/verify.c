@@ -144,17 +144,6 @@ static void problem(verify_ctx *c, const wv_err *e)
 }
 
 /* Prefix a storage or object-layer error with the repository and the key, unless it names them. */
-static void name_err(wv_err *err, const char *repo, const char *key)
-{
-    size_t n = strlen(repo);
-    if (strncmp(err->msg, repo, n) == 0 && err->msg[n] == ':')
-        return;
-    if (strstr(err->msg, key))
-        wv_err_prefix(err, "%s: ", repo);
-    else
-        wv_err_prefix(err, "%s: \"%s\": ", repo, key);
-}
-
 typedef enum { OBJ_FRAMED, OBJ_RP, OBJ_BUNDLE } obj_type;
 
 typedef struct job {
@@ -207,7 +196,7 @@ static void check_rp(job *j)
     wv_buf b = WV_BUF_INIT;
     int rc = wv_storage_get_all(c->repo->st, j->key, RP_MAX, &b, &j->problem);
     if (rc < 0)
-        name_err(&j->problem, rname(c), j->key);
+        wv_err_context(&j->problem, rname(c), j->key);
     else if (!rp_valid(&b))
         wv_err_set(&j->problem, WV_ECORRUPT, "%s: \"%s\": corrupt: not a restore point object",
                    rname(c), j->key);
@@ -231,7 +220,7 @@ static void check_framed(job *j)
         return;
     }
     if (rc < 0) {
-        name_err(e, rname(c), j->what);
+        wv_err_context(e, rname(c), j->what);
         return;
     }
     discard = wv_filter_discard_new();
@@ -239,7 +228,7 @@ static void check_framed(job *j)
     if (rc == WV_ENOTFOUND) {
         wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->what, of, bid);
     } else if (rc < 0) {
-        name_err(e, rname(c), j->what);
+        wv_err_context(e, rname(c), j->what);
         size_t n = strlen(e->msg);
         if (j->backup)
             snprintf(e->msg + n, sizeof(e->msg) - n, " (a file of backup %s)", j->backup);
@@ -267,8 +256,8 @@ static void bundle_problem(void *arg, const wv_bundle_member *m, const wv_err *e
     j->problems = wv_xrealloc(j->problems, (j->nproblems + 1) * sizeof(*j->problems));
     wv_err *p = &j->problems[j->nproblems++];
     *p = *e;
-    wv_err_prefix(p, "%s: \"%s\" at offset %" PRIu64 " (%s) of backup %s: ", rname(j->ctx), j->key,
-                  m->offset, m->path, j->backup);
+    wv_err_context_at(p, rname(j->ctx), j->key, " at offset %" PRIu64 " (%s) of backup %s",
+                      m->offset, m->path, j->backup);
 }
 
 /* A bundle is read once, every file in it checked against the manifest. */
@@ -286,14 +275,14 @@ static void check_bundle(job *j)
         return;
     }
     if (rc < 0) {
-        name_err(e, rname(c), j->key);
+        wv_err_context(e, rname(c), j->key);
         return;
     }
     size_t bad = 0;
     rc = wv_bundle_verify(src, j->bundle, bundle_problem, j, &bad, e);
     wv_source_close(src);
     if (rc < 0) {
-        name_err(e, rname(c), j->key);
+        wv_err_context(e, rname(c), j->key);
         size_t n = strlen(e->msg);
         snprintf(e->msg + n, sizeof(e->msg) - n, " (a bundle of backup %s)", j->backup);
         return;
@@ -478,7 +467,7 @@ static int verify_backup(verify_ctx *c, const char *id, wv_err *err)
         return err->code;
     }
     if (rc < 0) {
-        name_err(&e, rname(c), key);
+        wv_err_context(&e, rname(c), key);
         if (rc == WV_ENOTFOUND)
             wv_err_set(&e, WV_ECORRUPT, "%s: \"%s\": missing", rname(c), key);
         problem(c, &e);

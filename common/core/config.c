@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,130 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_ARCHIVE_TIMEOUT] = "archive_timeout",
 };
 
+static bool parse_int(const char *s, long lo, long hi, int *out)
+{
+    long v = 0;
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (*s - '0');
+        if (v > hi)
+            return false;
+    }
+    if (v < lo)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool has_space_or_ctrl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* An absolute path, trailing slashes removed (except for "/" itself). */
+static char *abs_path(const char *v)
+{
+    if (v[0] != '/')
+        return NULL;
+    size_t n = strlen(v);
+    while (n > 1 && v[n - 1] == '/')
+        n--;
+    return wv_xstrndup(v, n);
+}
+
+static char *url(const char *v)
+{
+    size_t skip;
+    if (strncmp(v, "https://", 8) == 0)
+        skip = 8;
+    else if (strncmp(v, "http://", 7) == 0)
+        skip = 7;
+    else
+        return NULL;
+    if (!v[skip] || v[skip] == '/' || has_space_or_ctrl(v))
+        return NULL;
+    size_t n = strlen(v);
+    while (n > skip && v[n - 1] == '/')
+        n--;
+    return wv_xstrndup(v, n);
+}
+
+/* A word: non-empty, no blanks or control characters, and (for host names and users passed to
+ * ssh) not starting with '-', which ssh would read as an option. */
+static char *word(const char *v, bool no_dash)
+{
+    if (!*v || has_space_or_ctrl(v) || (no_dash && v[0] == '-'))
+        return NULL;
+    return wv_xstrdup(v);
+}
+
+/* ---- the value of each repository key ---- */
+
+static char *p_path(const char *v)
+{
+    return abs_path(v);
+}
+
+static char *p_url(const char *v)
+{
+    return url(v);
+}
+
+static char *p_word(const char *v)
+{
+    return word(v, false);
+}
+
+static char *p_bucket(const char *v)
+{
+    return strchr(v, '/') ? NULL : word(v, false);
+}
+
+/* A key prefix: leading and trailing slashes dropped; may be empty. */
+static char *p_prefix(const char *v)
+{
+    size_t b = 0, e = strlen(v);
+    if (has_space_or_ctrl(v))
+        return NULL;
+    while (v[b] == '/')
+        b++;
+    while (e > b && v[e - 1] == '/')
+        e--;
+    return wv_xstrndup(v + b, e - b);
+}
+
+static char *p_file(const char *v)
+{
+    char *p = abs_path(v);
+    if (p && strcmp(p, "/") == 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* A host or user name passed to ssh: a word not starting with '-', without '@'. */
+static char *p_ssh_name(const char *v)
+{
+    char *p = word(v, true);
+    if (p && strchr(p, '@')) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static char *p_command(const char *v)
+{
+    return *v ? wv_xstrdup(v) : NULL;
+}
+
 enum repo_key {
     RK_TYPE,
     RK_PATH,
@@ -66,31 +191,62 @@ enum repo_key {
     RK_COUNT
 };
 
-static const struct {
-    const char *name;
-    unsigned types; /* the repository types that accept the key */
-} repo_keys[RK_COUNT] = {
-    [RK_TYPE] = {"type", T_POSIX | T_S3 | T_SSH},
-    [RK_PATH] = {"path", T_POSIX | T_SSH},
-    [RK_ENDPOINT] = {"endpoint", T_S3},
-    [RK_REGION] = {"region", T_S3},
-    [RK_BUCKET] = {"bucket", T_S3},
-    [RK_PREFIX] = {"prefix", T_S3},
-    [RK_URI_STYLE] = {"uri_style", T_S3},
-    [RK_CA_FILE] = {"ca_file", T_S3},
-    [RK_ACCESS_KEY_ID] = {"access_key_id", T_S3},
-    [RK_SECRET_FILE] = {"secret_access_key_file", T_S3},
-    [RK_HOST] = {"host", T_SSH},
-    [RK_USER] = {"user", T_SSH},
-    [RK_PORT] = {"port", T_SSH},
-    [RK_SSH_COMMAND] = {"ssh_command", T_SSH},
-    [RK_IDENTITY_FILE] = {"identity_file", T_SSH},
-    [RK_KNOWN_HOSTS] = {"known_hosts", T_SSH},
-    [RK_REMOTE_COMMAND] = {"remote_command", T_SSH},
-};
-
 static const char *const type_names[] = {
     [WV_REPO_POSIX] = "posix", [WV_REPO_S3] = "s3", [WV_REPO_SSH] = "ssh"};
+static const char *const uri_styles[] = {"path", "host"}; /* uri_style_host 0, 1 */
+
+/* How a key's value is read: a string (parser, field), one of a list of words (an int field, the
+ * word's index plus a base), or a number in a range (an int field). */
+typedef enum { V_STR, V_CHOICE, V_INT } value_kind;
+
+#define R_FIELD(f) offsetof(wv_repo_config, f)
+_Static_assert(sizeof(wv_repo_type) == sizeof(int), "type is stored as an int");
+
+static const struct repo_key_def {
+    const char *name;
+    unsigned types; /* the repository types that accept the key */
+    value_kind kind;
+    size_t offset;                /* the field of wv_repo_config */
+    char *(*parse)(const char *); /* V_STR: the stored value, or NULL for a bad one */
+    const char *const *choices;   /* V_CHOICE: allowed words, from index base */
+    int base, nchoices;
+    long lo, hi; /* V_INT */
+    const char *expected;
+} repo_keys[RK_COUNT] = {
+    [RK_TYPE] = {"type", T_POSIX | T_S3 | T_SSH, V_CHOICE, R_FIELD(type), NULL, type_names,
+                 WV_REPO_POSIX, WV_REPO_SSH - WV_REPO_POSIX + 1, 0, 0, "posix, s3 or ssh"},
+    [RK_PATH] = {"path", T_POSIX | T_SSH, V_STR, R_FIELD(path), p_path,
+                 .expected = "an absolute path"},
+    [RK_ENDPOINT] = {"endpoint", T_S3, V_STR, R_FIELD(endpoint), p_url,
+                     .expected = "an http:// or https:// URL"},
+    [RK_REGION] = {"region", T_S3, V_STR, R_FIELD(region), p_word,
+                   .expected = "a region name without blanks"},
+    [RK_BUCKET] = {"bucket", T_S3, V_STR, R_FIELD(bucket), p_bucket,
+                   .expected = "a bucket name without blanks or '/'"},
+    [RK_PREFIX] = {"prefix", T_S3, V_STR, R_FIELD(prefix), p_prefix,
+                   .expected = "a key prefix without blanks"},
+    [RK_URI_STYLE] = {"uri_style", T_S3, V_CHOICE, R_FIELD(uri_style_host), NULL, uri_styles, 0, 2,
+                      .expected = "path or host"},
+    [RK_CA_FILE] = {"ca_file", T_S3, V_STR, R_FIELD(ca_file), p_file,
+                    .expected = "the absolute path of a file"},
+    [RK_ACCESS_KEY_ID] = {"access_key_id", T_S3, V_STR, R_FIELD(access_key_id), p_word,
+                          .expected = "a key id without blanks"},
+    [RK_SECRET_FILE] = {"secret_access_key_file", T_S3, V_STR, R_FIELD(secret_access_key_file),
+                        p_file, .expected = "the absolute path of a file"},
+    [RK_HOST] = {"host", T_SSH, V_STR, R_FIELD(host), p_ssh_name,
+                 .expected = "a host name (put the user name in \"user\")"},
+    [RK_USER] = {"user", T_SSH, V_STR, R_FIELD(user), p_ssh_name, .expected = "a user name"},
+    [RK_PORT] = {"port", T_SSH, V_INT, R_FIELD(port), .lo = 1, .hi = 65535,
+                 .expected = "a port number from 1 to 65535"},
+    [RK_SSH_COMMAND] = {"ssh_command", T_SSH, V_STR, R_FIELD(ssh_command), p_command,
+                        .expected = "a command"},
+    [RK_IDENTITY_FILE] = {"identity_file", T_SSH, V_STR, R_FIELD(identity_file), p_file,
+                          .expected = "the absolute path of a file"},
+    [RK_KNOWN_HOSTS] = {"known_hosts", T_SSH, V_STR, R_FIELD(known_hosts), p_file,
+                        .expected = "the absolute path of a file"},
+    [RK_REMOTE_COMMAND] = {"remote_command", T_SSH, V_STR, R_FIELD(remote_command), p_command,
+                           .expected = "a command"},
+};
 
 /* What a section of each type must contain, in the order they are reported. */
 static const struct {
@@ -173,69 +329,6 @@ static void hint(parse_state *ps, const char *fmt, ...)
 /* ---- values ---- */
 
 /* A decimal integer in [lo, hi], digits only. */
-static bool parse_int(const char *s, long lo, long hi, int *out)
-{
-    long v = 0;
-    if (!*s)
-        return false;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        v = v * 10 + (*s - '0');
-        if (v > hi)
-            return false;
-    }
-    if (v < lo)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
-static bool has_space_or_ctrl(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || *s == 0x7f)
-            return true;
-    return false;
-}
-
-/* An absolute path, trailing slashes removed (except for "/" itself). */
-static char *abs_path(const char *v)
-{
-    if (v[0] != '/')
-        return NULL;
-    size_t n = strlen(v);
-    while (n > 1 && v[n - 1] == '/')
-        n--;
-    return wv_xstrndup(v, n);
-}
-
-static char *url(const char *v)
-{
-    size_t skip;
-    if (strncmp(v, "https://", 8) == 0)
-        skip = 8;
-    else if (strncmp(v, "http://", 7) == 0)
-        skip = 7;
-    else
-        return NULL;
-    if (!v[skip] || v[skip] == '/' || has_space_or_ctrl(v))
-        return NULL;
-    size_t n = strlen(v);
-    while (n > skip && v[n - 1] == '/')
-        n--;
-    return wv_xstrndup(v, n);
-}
-
-/* A word: non-empty, no blanks or control characters, and (for host names and users passed to
- * ssh) not starting with '-', which ssh would read as an option. */
-static char *word(const char *v, bool no_dash)
-{
-    if (!*v || has_space_or_ctrl(v) || (no_dash && v[0] == '-'))
-        return NULL;
-    return wv_xstrdup(v);
-}
-
 /* ---- sections ---- */
 
 static const char *section_name(parse_state *ps, char *buf, size_t len)
@@ -454,6 +547,37 @@ static void not_for_type(parse_state *ps, int line, const char *key, const wv_re
          type_names[r->type], r->name);
 }
 
+/* Store value into the field of d; false for a value the key does not accept. */
+static bool set_repo_value(wv_repo_config *r, const struct repo_key_def *d, const char *value)
+{
+    char *field = (char *)r + d->offset;
+    switch (d->kind) {
+    case V_STR: {
+        char *v = d->parse(value);
+        if (!v)
+            return false;
+        set_str((char **)(void *)field, v);
+        return true;
+    }
+    case V_CHOICE:
+        for (int i = 0; i < d->nchoices; i++)
+            if (strcmp(value, d->choices[d->base + i]) == 0) {
+                int n = d->base + i;
+                memcpy(field, &n, sizeof(n));
+                return true;
+            }
+        return false;
+    case V_INT: {
+        int n;
+        if (!parse_int(value, d->lo, d->hi, &n))
+            return false;
+        memcpy(field, &n, sizeof(n));
+        return true;
+    }
+    }
+    return false;
+}
+
 static void repo_key(parse_state *ps, const char *key, const char *value)
 {
     wv_repo_config *r = &ps->cfg->repos[ps->repo_idx];
@@ -496,127 +620,21 @@ static void repo_key(parse_state *ps, const char *key, const char *value)
     }
     lines[k] = line;
 
-    const char *expected = NULL;
-    char *v = NULL;
-    switch ((enum repo_key)k) {
-    case RK_TYPE: {
-        int t;
-        for (t = WV_REPO_POSIX; t <= WV_REPO_SSH; t++)
-            if (strcmp(value, type_names[t]) == 0)
-                break;
-        if (t > WV_REPO_SSH) {
-            expected = "posix, s3 or ssh";
-            break;
-        }
-        r->type = (wv_repo_type)t;
+    if (!set_repo_value(r, &repo_keys[k], value)) {
+        fail(ps, line, "bad value \"%s\" for key \"%s\" in [%s]: expected %s", value, key, r->name,
+             repo_keys[k].expected);
+        return;
+    }
+    if (k == RK_TYPE) {
         /* Keys that came before the type: the first one the type does not accept. */
         int bad = -1;
         for (int j = 0; j < RK_COUNT; j++)
-            if (lines[j] && !(repo_keys[j].types & (1u << t)) && (bad < 0 || lines[j] < lines[bad]))
+            if (lines[j] && !(repo_keys[j].types & (1u << r->type)) &&
+                (bad < 0 || lines[j] < lines[bad]))
                 bad = j;
         if (bad >= 0)
             not_for_type(ps, lines[bad], repo_keys[bad].name, r);
-        break;
     }
-    case RK_PATH:
-        if (!(v = abs_path(value)))
-            expected = "an absolute path";
-        else
-            set_str(&r->path, v);
-        break;
-    case RK_ENDPOINT:
-        if (!(v = url(value)))
-            expected = "an http:// or https:// URL";
-        else
-            set_str(&r->endpoint, v);
-        break;
-    case RK_REGION:
-        if (!(v = word(value, false)))
-            expected = "a region name without blanks";
-        else
-            set_str(&r->region, v);
-        break;
-    case RK_BUCKET:
-        if (strchr(value, '/') || !(v = word(value, false)))
-            expected = "a bucket name without blanks or '/'";
-        else
-            set_str(&r->bucket, v);
-        break;
-    case RK_PREFIX: {
-        size_t b = 0, e = strlen(value);
-        while (value[b] == '/')
-            b++;
-        while (e > b && value[e - 1] == '/')
-            e--;
-        if (has_space_or_ctrl(value))
-            expected = "a key prefix without blanks";
-        else
-            set_str(&r->prefix, wv_xstrndup(value + b, e - b));
-        break;
-    }
-    case RK_URI_STYLE:
-        if (strcmp(value, "path") == 0)
-            r->uri_style_host = 0;
-        else if (strcmp(value, "host") == 0)
-            r->uri_style_host = 1;
-        else
-            expected = "path or host";
-        break;
-    case RK_CA_FILE:
-    case RK_SECRET_FILE:
-    case RK_IDENTITY_FILE:
-    case RK_KNOWN_HOSTS: {
-        char **field = k == RK_CA_FILE         ? &r->ca_file
-                       : k == RK_SECRET_FILE   ? &r->secret_access_key_file
-                       : k == RK_IDENTITY_FILE ? &r->identity_file
-                                               : &r->known_hosts;
-        if (!(v = abs_path(value)) || strcmp(v, "/") == 0) {
-            free(v);
-            expected = "the absolute path of a file";
-        } else {
-            set_str(field, v);
-        }
-        break;
-    }
-    case RK_ACCESS_KEY_ID:
-        if (!(v = word(value, false)))
-            expected = "a key id without blanks";
-        else
-            set_str(&r->access_key_id, v);
-        break;
-    case RK_HOST:
-        if (!(v = word(value, true)) || strchr(v, '@')) {
-            free(v);
-            expected = "a host name (put the user name in \"user\")";
-        } else {
-            set_str(&r->host, v);
-        }
-        break;
-    case RK_USER:
-        if (!(v = word(value, true)) || strchr(v, '@')) {
-            free(v);
-            expected = "a user name";
-        } else {
-            set_str(&r->user, v);
-        }
-        break;
-    case RK_PORT:
-        if (!parse_int(value, 1, 65535, &r->port))
-            expected = "a port number from 1 to 65535";
-        break;
-    case RK_SSH_COMMAND:
-    case RK_REMOTE_COMMAND:
-        if (!*value)
-            expected = "a command";
-        else
-            set_str(k == RK_SSH_COMMAND ? &r->ssh_command : &r->remote_command, wv_xstrdup(value));
-        break;
-    case RK_COUNT:
-        break;
-    }
-    if (expected)
-        fail(ps, line, "bad value \"%s\" for key \"%s\" in [%s]: expected %s", value, key, r->name,
-             expected);
 }
 
 static int handler(void *user, const char *section, const char *key, const char *value)

@@ -53,6 +53,8 @@ void wv_err_clear(wv_err *err)
     err->code = 0;
     err->msg[0] = '\0';
     err->hint[0] = '\0';
+    err->repo[0] = '\0';
+    err->object[0] = '\0';
 }
 
 int wv_err_setv(wv_err *err, int code, const char *fmt, va_list ap)
@@ -62,6 +64,8 @@ int wv_err_setv(wv_err *err, int code, const char *fmt, va_list ap)
     err->code = code;
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     err->hint[0] = '\0';
+    err->repo[0] = '\0';
+    err->object[0] = '\0';
     return code;
 }
 
@@ -102,23 +106,96 @@ int wv_err_hint(wv_err *err, const char *fmt, ...)
     return err->code;
 }
 
+/* Put text in front of the message (cut at the end if the whole does not fit). */
+static void put_front(wv_err *err, const char *text)
+{
+    char old[WV_ERR_MSG_MAX];
+    size_t plen = strlen(text), olen = strlen(err->msg);
+    memcpy(old, err->msg, olen + 1);
+    if (plen >= sizeof(err->msg))
+        plen = sizeof(err->msg) - 1;
+    if (plen + olen >= sizeof(err->msg))
+        olen = sizeof(err->msg) - 1 - plen;
+    memcpy(err->msg, text, plen);
+    memcpy(err->msg + plen, old, olen);
+    err->msg[plen + olen] = '\0';
+}
+
 int wv_err_prefix(wv_err *err, const char *fmt, ...)
 {
-    char prefix[256], old[WV_ERR_MSG_MAX];
+    char prefix[WV_ERR_MSG_MAX];
     va_list ap;
     if (!err)
         return 0;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
-    size_t plen = strlen(prefix), olen = strlen(err->msg);
-    memcpy(old, err->msg, olen + 1);
-    if (plen >= sizeof(err->msg))
-        plen = sizeof(err->msg) - 1;
-    if (plen + olen >= sizeof(err->msg))
-        olen = sizeof(err->msg) - 1 - plen;
-    memcpy(err->msg, prefix, plen);
-    memcpy(err->msg + plen, old, olen);
-    err->msg[plen + olen] = '\0';
+    put_front(err, prefix);
     return err->code;
+}
+
+static void record(char *field, size_t cap, const char *value)
+{
+    if (value && !field[0])
+        snprintf(field, cap, "%s", value);
+}
+
+int wv_err_names(wv_err *err, const char *repo, const char *object)
+{
+    if (!err || !err->code)
+        return err ? err->code : 0;
+    record(err->repo, sizeof(err->repo), repo);
+    record(err->object, sizeof(err->object), object);
+    return err->code;
+}
+
+/*
+ * The one place that reads a message's text: a message that begins with "REPO: " names its
+ * repository although nobody recorded it. The s3 driver writes its repository's name in front of
+ * each of its messages (it has several dozen), as do the repository rules' messages written with
+ * the name in their format; that is taken for a recorded repository, so that it is not put in
+ * front a second time.
+ */
+static int names_repo(const wv_err *err, const char *repo)
+{
+    size_t n = strlen(repo);
+    return n && strncmp(err->msg, repo, n) == 0 && err->msg[n] == ':';
+}
+
+static int context(wv_err *err, const char *repo, const char *object, const char *detail)
+{
+    char prefix[WV_ERR_OBJECT_MAX + WV_ERR_REPO_MAX + 512];
+    size_t n = 0;
+    if (!err || !err->code)
+        return err ? err->code : 0;
+    if (err->repo[0])
+        return err->code;
+    if (repo && names_repo(err, repo)) {
+        record(err->repo, sizeof(err->repo), repo);
+        return err->code;
+    }
+    prefix[0] = '\0';
+    if (repo)
+        n += (size_t)snprintf(prefix + n, sizeof(prefix) - n, "%s: ", repo);
+    if (object && (detail || !err->object[0]))
+        snprintf(prefix + n, sizeof(prefix) - n, "\"%s\"%s: ", object, detail ? detail : "");
+    put_front(err, prefix);
+    record(err->repo, sizeof(err->repo), repo);
+    record(err->object, sizeof(err->object), object);
+    return err->code;
+}
+
+int wv_err_context(wv_err *err, const char *repo, const char *object)
+{
+    return context(err, repo, object, NULL);
+}
+
+int wv_err_context_at(wv_err *err, const char *repo, const char *object, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    return context(err, repo, object, detail);
 }

@@ -5,6 +5,13 @@
  * caller's wv_err with a complete, one-line, lowercase message (what failed, on which object) and an
  * optional hint (what to do next). There is no global error state: every call gets its own wv_err.
  *
+ * Context: the repository and the object an error is about travel as fields of the record, not only
+ * as text. wv_err_context puts "REPO: " and "\"OBJECT\": " in front of the message for whichever
+ * of the two is not recorded yet, and records them; so a message is never prefixed twice, and no
+ * caller searches a message for a name. Whoever writes a name into a message's text himself (a
+ * driver naming the path of a key) says so with wv_err_names. wv_err_set and wv_err_clear reset
+ * both fields.
+ *
  * The table WV_ERR_MAP is the single place that maps a failure class to its name and to the exit code
  * a program returns for it. WV_ENOTFOUND is distinct from every other failure, everywhere: a driver
  * that cannot tell "absent" from "unreachable" must report the latter.
@@ -43,12 +50,16 @@ typedef enum wv_errcode {
 #undef WV__ERR_ENUM
 } wv_errcode;
 
-#define WV_ERR_MSG_MAX 1024
+#define WV_ERR_MSG_MAX    1024
+#define WV_ERR_REPO_MAX   16 /* as wv_repo_config.name */
+#define WV_ERR_OBJECT_MAX 320
 
 typedef struct wv_err {
-    int code;                  /* 0 or a WV_E* value */
-    char msg[WV_ERR_MSG_MAX];  /* one line, no trailing period */
-    char hint[WV_ERR_MSG_MAX]; /* what to do next; may be empty */
+    int code;                       /* 0 or a WV_E* value */
+    char msg[WV_ERR_MSG_MAX];       /* one line, no trailing period */
+    char hint[WV_ERR_MSG_MAX];      /* what to do next; may be empty */
+    char repo[WV_ERR_REPO_MAX];     /* the repository the message names, or "" */
+    char object[WV_ERR_OBJECT_MAX]; /* the object (key) the message names, or "" */
 } wv_err;
 
 /* Name ("NOTFOUND"), description and exit code (1..125) of a WV_E* value. */
@@ -74,7 +85,26 @@ int wv_err_errno(wv_err *err, int code, int errnum, const char *fmt, ...)
 /* Set or replace the hint of an already recorded error. Returns err->code. */
 int wv_err_hint(wv_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Prefix the recorded message with context ("repo1: "). Returns err->code. */
+/* Prefix the recorded message with free text ("could not store ...: "). Returns err->code. The
+ * repository and the object are put in front with wv_err_context instead. */
 int wv_err_prefix(wv_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Name what the error is about, once: puts "REPO: \"OBJECT\": " in front of the message, with
+ * only the parts not recorded yet, and records them (either may be NULL). The repository is the
+ * outermost context: once it is recorded the message is complete and nothing more is put in front
+ * (an object given then is not recorded either). Returns err->code; a NULL or clear err is left.
+ *
+ * wv_err_context_at is the same with a detail on the object ("\"KEY\" at offset 4096 (PATH)"):
+ * as long as the repository is not recorded, the object and its detail are put in front even if
+ * the message names the object already, since the detail says where in it.
+ */
+int wv_err_context(wv_err *err, const char *repo, const char *object);
+int wv_err_context_at(wv_err *err, const char *repo, const char *object, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The message names these already (its author wrote them into the text): record them, put
+ * nothing in front. Either may be NULL; a recorded one is kept. Returns err->code. */
+int wv_err_names(wv_err *err, const char *repo, const char *object);
 
 #endif

@@ -1,10 +1,16 @@
-/* backupset.c - enumerate the backups of a repository. */
+/* backupset.c - enumerate the backups of a repository; the backup lock and leftovers. */
 #include "repo/backupset.h"
 
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/buf.h"
+#include "core/log.h"
 
 typedef struct {
     char **ids;
@@ -111,4 +117,199 @@ const wv_backup *wv_backupset_find(const wv_backupset *set, const char *id)
         if (strcmp(set->b[i].h.id, id) == 0)
             return &set->b[i];
     return NULL;
+}
+
+/* ---- the lock and leftovers ------------------------------------------------------------------ */
+
+void wv_backup_lock_key(const char *id, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "backup/%s/%s", id, WV_BACKUP_LOCK_NAME);
+}
+
+typedef struct {
+    char **ids;
+    size_t n, cap;
+    wv_buf seen_manifest; /* "\n"-separated ids that have a manifest */
+} scan;
+
+static int scan_cb(void *arg, const char *key, const wv_stat *st)
+{
+    scan *s = arg;
+    (void)st;
+    if (strncmp(key, "backup/", 7) != 0)
+        return 0;
+    const char *id = key + 7;
+    const char *slash = strchr(id, '/');
+    if (!slash)
+        return 0;
+    char *idz = wv_xstrndup(id, (size_t)(slash - id));
+    if (strcmp(slash + 1, WV_MANIFEST_NAME) == 0) {
+        wv_buf_printf(&s->seen_manifest, "\n%s\n", idz);
+        free(idz);
+        return 0;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->ids[i], idz) == 0) {
+            free(idz);
+            return 0;
+        }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->ids = wv_xrealloc(s->ids, s->cap * sizeof(char *));
+    }
+    s->ids[s->n++] = idz;
+    return 0;
+}
+
+typedef struct {
+    wv_storage *st;
+    int rc;
+    wv_err *err;
+    const char *skip; /* remove this key last */
+} rm_ctx;
+
+static int rm_cb(void *arg, const char *key, const wv_stat *st)
+{
+    rm_ctx *r = arg;
+    (void)st;
+    if (r->skip && strcmp(key, r->skip) == 0)
+        return 0;
+    if (wv_storage_remove(r->st, key, r->err) < 0)
+        r->rc = r->err->code;
+    return 0;
+}
+
+int wv_backup_remove(wv_storage *st, const char *id, wv_err *err)
+{
+    char prefix[256], lock[256];
+    snprintf(prefix, sizeof(prefix), "backup/%s/", id);
+    wv_backup_lock_key(id, lock, sizeof(lock));
+    rm_ctx r = {st, 0, err, lock};
+    int rc = wv_storage_list(st, prefix, rm_cb, &r, err);
+    if (rc < 0)
+        return rc;
+    if (r.rc < 0)
+        return r.rc;
+    return wv_storage_remove(st, lock, err);
+}
+
+int wv_backup_lock_alive(wv_storage *st, const char *id)
+{
+    char key[256];
+    wv_backup_lock_key(id, key, sizeof(key));
+    wv_buf b = WV_BUF_INIT;
+    wv_err e;
+    wv_stat sb;
+    int alive = 0;
+    if (wv_storage_get_all(st, key, 4096, &b, &e) < 0) {
+        /* no lock: not alive (a running backup writes its lock before any other object) */
+        wv_buf_free(&b);
+        return 0;
+    }
+    long pid = 0;
+    char host[256] = "";
+    long long epoch = 0;
+    if (sscanf(wv_buf_cstr(&b), "%ld %255s %lld", &pid, host, &epoch) == 3) {
+        char me[256] = "";
+        gethostname(me, sizeof(me) - 1);
+        if (strcmp(host, me) == 0) {
+            alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+        } else {
+            /* another host: trust the lock while it is younger than a day */
+            alive = wv_storage_stat(st, key, &sb, &e) == 0 &&
+                    (int64_t)time(NULL) - sb.mtime < WV_BACKUP_STALE_LOCK_SECONDS;
+        }
+    }
+    wv_buf_free(&b);
+    return alive;
+}
+
+int wv_backup_leftovers(wv_storage *st, char ***ids, size_t *n, wv_err *err)
+{
+    scan s = {0};
+    *ids = NULL;
+    *n = 0;
+    wv_buf_init(&s.seen_manifest);
+    int rc = wv_storage_list(st, "backup/", scan_cb, &s, err);
+    for (size_t i = 0; i < s.n; i++) {
+        char needle[WV_MANIFEST_ID_MAX + 3];
+        snprintf(needle, sizeof(needle), "\n%s\n", s.ids[i]);
+        if (rc != 0 || strstr(wv_buf_cstr(&s.seen_manifest), needle) ||
+            wv_backup_lock_alive(st, s.ids[i])) {
+            free(s.ids[i]);
+            continue;
+        }
+        s.ids[(*n)++] = s.ids[i];
+    }
+    wv_buf_free(&s.seen_manifest);
+    if (rc != 0 || *n == 0) {
+        free(s.ids);
+        *n = 0;
+        return rc;
+    }
+    *ids = s.ids;
+    return 0;
+}
+
+int wv_backup_cleanup_leftovers(wv_storage *st, wv_err *err)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    int rc = wv_backup_leftovers(st, &ids, &n, err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        wv_log_info("%s: removing the leftovers of interrupted backup %s", wv_storage_name(st),
+                    ids[i]);
+        rc = wv_backup_remove(st, ids[i], err);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rc;
+}
+
+int wv_backup_lock_acquire(wv_storage *st, const char *id, wv_err *err)
+{
+    char key[256], mkey[256], host[256] = "";
+    wv_stat sb;
+    wv_manifest_key(id, mkey, sizeof(mkey));
+    if (wv_storage_stat(st, mkey, &sb, NULL) == 0)
+        return wv_err_set(err, WV_EEXIST, "%s: backup %s exists already", wv_storage_name(st), id);
+    gethostname(host, sizeof(host) - 1);
+    for (char *p = host; *p; p++)
+        if (*p == ' ')
+            *p = '_';
+    wv_backup_lock_key(id, key, sizeof(key));
+    char *content =
+        wv_xasprintf("%ld %s %lld\n", (long)getpid(), host[0] ? host : "-", (long long)time(NULL));
+    int rc = wv_storage_put_all(st, key, WV_PUT_NOREPLACE, content, strlen(content), err);
+    free(content);
+    return rc;
+}
+
+int wv_backup_lock_take(wv_storage *const *st, int n, char *id, size_t idlen, wv_err *err)
+{
+    time_t t = time(NULL);
+    for (int attempt = 0; attempt < 10; attempt++, t++) {
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(id, idlen, "%Y%m%dT%H%M%SZ", &tm);
+        int rc = 0, i;
+        for (i = 0; i < n; i++)
+            if ((rc = wv_backup_lock_acquire(st[i], id, err)) < 0)
+                break;
+        if (rc == 0)
+            return 0;
+        wv_backup_lock_release(st, i, id);
+        if (rc != WV_EEXIST)
+            return rc;
+    }
+    return wv_err_set(err, WV_EEXIST, "could not choose a unique backup id");
+}
+
+void wv_backup_lock_release(wv_storage *const *st, int n, const char *id)
+{
+    char key[256];
+    wv_backup_lock_key(id, key, sizeof(key));
+    for (int i = 0; i < n; i++)
+        wv_storage_remove(st[i], key, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * bundle.c - reading the bundles of a backup (see bundle.h).
+ * bundle.c - reading and writing the bundles of a backup (see bundle.h).
  */
 #include "repo/bundle.h"
 
@@ -219,4 +219,142 @@ int wv_bundle_verify(wv_source *src, const wv_bundle *b, wv_bundle_problem_cb cb
     if (bad)
         *bad = v.bad;
     return rc;
+}
+
+/* ---- writing --------------------------------------------------------------------------------- */
+
+wv_bundle_out *wv_bundle_out_new(const char *id, uint32_t number)
+{
+    wv_bundle_out *b = wv_xcalloc(1, sizeof(*b));
+    b->number = number;
+    wv_manifest_bundle_key(id, number, b->key, sizeof(b->key));
+    wv_buf_init(&b->data);
+    return b;
+}
+
+void wv_bundle_out_free(wv_bundle_out *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->m[i].path);
+    free(b->m);
+    wv_buf_free(&b->data);
+    free(b);
+}
+
+int wv_bundle_out_fits(const wv_bundle_out *b, uint64_t size)
+{
+    return b->data.len + size <= WV_BUNDLE_PLAIN_MAX;
+}
+
+void wv_bundle_out_add(wv_bundle_out *b, const char *path, uint64_t size, uint32_t mode,
+                       int64_t mtime)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->m = wv_xrealloc(b->m, b->cap * sizeof(*b->m));
+    }
+    b->m[b->n++] = (wv_bundle_out_file){.path = wv_xstrdup(path),
+                                        .size = size,
+                                        .mode = mode,
+                                        .mtime = mtime,
+                                        .data_off = b->data.len};
+}
+
+int wv_bundle_out_append(wv_bundle_out *b, const void *buf, size_t len, wv_err *err)
+{
+    wv_bundle_out_file *m = &b->m[b->n - 1];
+    if (b->data.len - m->data_off + len > m->size)
+        return wv_err_set(err, WV_EPG, "\"%s\": more data than its size", m->path);
+    wv_buf_append(&b->data, buf, len);
+    return 0;
+}
+
+int wv_bundle_out_end(wv_bundle_out *b, wv_err *err)
+{
+    wv_bundle_out_file *m = &b->m[b->n - 1];
+    if (b->data.len - m->data_off != m->size)
+        return wv_err_set(err, WV_EPG, "\"%s\": received %zu of %" PRIu64 " bytes", m->path,
+                          b->data.len - m->data_off, m->size);
+    return 0;
+}
+
+/* One member as a complete framed object into every sink; fills its sha256 and stored size. */
+static int store_member(wv_bundle_out *b, wv_bundle_out_file *m, wv_sink *const *sinks, int n,
+                        const wv_obj_opts *opts, wv_err *err)
+{
+    wv_objwriter *w = wv_objwriter_new(sinks, n, opts);
+    wv_obj_info info;
+    int rc = m->size ? wv_objwriter_write(w, b->data.data + m->data_off, (size_t)m->size, err) : 0;
+    if (rc == 0)
+        rc = wv_objwriter_finish(w, &info, err);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const wv_err *se = wv_objwriter_sink_error(w, i);
+        if (se) {
+            *err = *se;
+            rc = se->code ? se->code : WV_EIO;
+        }
+    }
+    wv_objwriter_free(w);
+    if (rc < 0)
+        return rc;
+    memcpy(m->sha256, info.sha256, 32);
+    m->stored_size = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
+    return 0;
+}
+
+int wv_bundle_out_store(wv_bundle_out *b, wv_storage *const *st, int n, const wv_obj_opts *opts,
+                        int (*stopped)(void *arg), void *stop_arg, wv_err *err)
+{
+    wv_sink *sinks[WV_MAX_REPOS] = {0};
+    int rc = 0;
+    uint64_t off = 0;
+    const char *path = "";
+    if (n > WV_MAX_REPOS)
+        return wv_err_set(err, WV_EINTERNAL, "too many repositories for \"%s\"", b->key);
+    for (int i = 0; i < n; i++)
+        if ((rc = wv_storage_put_open(st[i], b->key, WV_PUT_NOSYNC, &sinks[i], err)) < 0)
+            goto out;
+    for (size_t k = 0; k < b->n; k++) {
+        wv_bundle_out_file *m = &b->m[k];
+        path = m->path;
+        if (stopped && stopped(stop_arg)) {
+            rc = wv_err_set(err, WV_EINTERRUPTED, "storing \"%s\" stopped after another failure",
+                            m->path);
+            goto out;
+        }
+        if ((rc = store_member(b, m, sinks, n, opts, err)) < 0)
+            goto out;
+        m->offset = off;
+        off += m->stored_size;
+    }
+    path = "";
+    for (int i = 0; i < n; i++) {
+        wv_sink *s = sinks[i];
+        sinks[i] = NULL;
+        if ((rc = wv_sink_commit(s, err)) < 0)
+            goto out;
+    }
+out:
+    for (int i = 0; i < n; i++)
+        wv_sink_abort(sinks[i]);
+    if (rc < 0 && rc != WV_EINTERRUPTED)
+        wv_err_prefix(err, "could not store %s%s%s\"%s\": ", *path ? "\"" : "", path,
+                      *path ? "\" in " : "", b->key);
+    return rc;
+}
+
+void wv_bundle_out_entry(const wv_bundle_out *b, size_t k, wv_manifest_entry *e)
+{
+    const wv_bundle_out_file *m = &b->m[k];
+    *e = (wv_manifest_entry){.type = WV_MANIFEST_FILE,
+                             .path = m->path,
+                             .size = m->size,
+                             .mode = m->mode,
+                             .mtime = m->mtime,
+                             .stored_size = m->stored_size,
+                             .bundle = b->number,
+                             .offset = m->offset};
+    memcpy(e->sha256, m->sha256, 32);
 }

@@ -401,6 +401,7 @@ static int bad(wv_manifest_reader *r, wv_err *err, const char *fmt, ...)
     wv_err_set(err, WV_ECORRUPT, "corrupt manifest \"%s\": line %" PRIu64 ": %s", r->name,
                r->lineno, msg);
     wv_err_hint(err, "the backup cannot be trusted; take a new backup");
+    wv_err_names(err, NULL, r->name);
     return WV_ECORRUPT;
 }
 
@@ -685,6 +686,7 @@ static int parse_line(wv_manifest_reader *r, char *line, size_t len, wv_err *err
                        "manifest \"%s\" has format version %" PRIu64
                        ", this program understands up to %d",
                        r->name, u, WV_MANIFEST_VERSION);
+            wv_err_names(err, NULL, r->name);
             return wv_err_hint(err, "upgrade walvault");
         }
         h->version = (int)u;
@@ -833,6 +835,7 @@ int wv_manifest_reader_finish(wv_manifest_reader *r, wv_manifest_totals *totals,
         wv_err_set(err, WV_ECORRUPT,
                    "corrupt manifest \"%s\": truncated after line %" PRIu64 " (no \"end\" record)",
                    r->name, r->lineno);
+        wv_err_names(err, NULL, r->name);
         return wv_err_hint(err, "the backup cannot be trusted; take a new backup");
     }
     if (totals)

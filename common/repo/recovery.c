@@ -69,7 +69,7 @@ static int backup_next_xid(wv_storage *st, const wv_backup *b, uint32_t *xid, wv
         wv_filter_chain_free(dest);
         wv_source_close(src);
         if (rc != 0)
-            wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(st), f.key);
+            wv_err_context(err, wv_storage_name(st), f.key);
     }
     if (rc == 0 && buf.len >= PG_CONTROL_NEXTXID_OFFSET + 8) {
         uint32_t version;

@@ -188,7 +188,7 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
         return rc;
     rc = wv_object_info_decode(buf, have, info, err);
     if (rc != 0)
-        wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(st), key);
+        wv_err_context(err, wv_storage_name(st), key);
     return rc;
 }
 
@@ -242,10 +242,9 @@ static int fill_from_object(void *arg, wv_filter *dest, wv_err *err)
     int rc = wv_object_read_ext(
         g->src, dest, (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0, g->info, err);
     if (rc != 0 && g->length >= 0)
-        wv_err_prefix(err, "%s: \"%s\" at offset %" PRId64 ": ", wv_storage_name(g->st), g->key,
-                      g->offset);
+        wv_err_context_at(err, wv_storage_name(g->st), g->key, " at offset %" PRId64, g->offset);
     else if (rc != 0)
-        wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(g->st), g->key);
+        wv_err_context(err, wv_storage_name(g->st), g->key);
     return rc;
 }
 
@@ -260,6 +259,72 @@ int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int6
     rc = wv_repo_write_file(dest_path, flags, fill_from_object, &g, err);
     wv_source_close(src);
     return rc;
+}
+
+int wv_repo_same_object(const wv_repo *r, const char *name, const wv_obj_info *stored,
+                        const uint8_t sha256[32], uint64_t plain_size, wv_err *err)
+{
+    char a[65], b[65];
+    if (memcmp(stored->sha256, sha256, 32) == 0 && stored->plain_size == plain_size)
+        return 0;
+    wv_sha256_hex(stored->sha256, a);
+    wv_sha256_hex(sha256, b);
+    wv_err_set(err, WV_ECONFLICT,
+               "%s: %s is already archived with different content (stored sha256 %.16s..., this "
+               "file %.16s...); refusing to overwrite it",
+               r->rc->name, name, a, b);
+    return wv_err_hint(err,
+                       "two servers may be archiving into one repository (split brain, or a "
+                       "restored copy still running with the old archive_command); check "
+                       "archive_command on every server; the archived copy was left untouched");
+}
+
+int wv_repo_commit_object(wv_repo *r, wv_sink *sink, const char *key, const char *name,
+                          const wv_obj_info *ours, int *already, wv_obj_info *stored, wv_err *err)
+{
+    wv_obj_info mine;
+    *already = 0;
+    int rc = wv_sink_commit(sink, err);
+    if (rc != WV_EEXIST)
+        return rc;
+    /* Archived already: a re-push, or a concurrent writer of the same name that won. */
+    if (!stored)
+        stored = &mine;
+    wv_err_clear(err);
+    if ((rc = wv_repo_read_info(r->st, key, stored, err)) != 0)
+        return rc;
+    if ((rc = wv_repo_same_object(r, name, stored, ours->sha256, ours->plain_size, err)) != 0)
+        return rc;
+    *already = 1;
+    return 0;
+}
+
+int wv_repo_put_object(wv_repo *r, const char *key, const char *name, unsigned extra_flags,
+                       const wv_obj_opts *opts, const void *data, size_t len, int *already,
+                       wv_obj_info *info, wv_err *err)
+{
+    wv_sink *sink = NULL;
+    wv_obj_info ours;
+    *already = 0;
+    int rc = wv_storage_put_open(r->st, key, WV_PUT_NOREPLACE | extra_flags, &sink, err);
+    if (rc != 0)
+        return rc;
+    wv_objwriter *w = wv_objwriter_new(&sink, 1, opts);
+    rc = len ? wv_objwriter_write(w, data, len, err) : 0;
+    if (rc == 0)
+        rc = wv_objwriter_finish(w, &ours, err);
+    if (rc == 0 && wv_objwriter_sink_error(w, 0)) {
+        *err = *wv_objwriter_sink_error(w, 0);
+        rc = err->code ? err->code : WV_EIO;
+    }
+    wv_objwriter_free(w);
+    if (rc != 0) {
+        wv_sink_abort(sink);
+        return rc;
+    }
+    if (info)
+        *info = ours;
+    return wv_repo_commit_object(r, sink, key, name, &ours, already, NULL, err);
 }
 
 void wv_sha256_hex(const uint8_t sha[32], char out[65])

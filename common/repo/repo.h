@@ -13,8 +13,9 @@
  * Rules enforced here:
  *  - The repository belongs to one cluster: the first WAL segment or backup records the system
  *    identifier; anything of another cluster is refused with WV_EMISMATCH naming both identifiers.
- *  - Objects are immutable: wv_repo_put_* never replaces an object with different content
- *    (WV_ECONFLICT); an identical one is success, decided from the stored trailer's SHA-256.
+ *  - Objects are immutable: wv_repo_put_object / wv_repo_commit_object never replace an object
+ *    with different content (WV_ECONFLICT); an identical one is success, decided from the stored
+ *    trailer's SHA-256 and plain size by wv_repo_same_object, the one place of that decision.
  *  - Fetched content reaches its destination file only after verification (temp file, fsync, rename).
  */
 #ifndef WALVAULT_REPO_REPO_H
@@ -89,6 +90,32 @@ int wv_repo_write_file(const char *dest_path, unsigned flags, wv_repo_fill_fn fi
 /* The same for an object stored inside another (a bundle): the length bytes at offset of key. */
 int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
                            const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err);
+
+/*
+ * The rule "an archived name is never overwritten with different content".
+ *
+ * wv_repo_same_object decides it: 0 if the trailer `stored` (read from r) describes the content
+ * (sha256, plain_size); otherwise WV_ECONFLICT, "REPO: NAME is already archived with different
+ * content ...", with the split-brain hint (name is what the user knows the object by: the WAL
+ * file name for wal-push, the key for sync).
+ *
+ * wv_repo_commit_object commits sink, opened on key with WV_PUT_NOREPLACE, whose object's trailer
+ * is `ours`. The sink is consumed. A WV_EEXIST of the commit (archived earlier, or meanwhile by a
+ * concurrent writer of the same name) is decided by the stored trailer: identical is success with
+ * *already = 1 (stored, when not NULL, receives that trailer), different WV_ECONFLICT; the
+ * stored object is never touched. *already is 0 when this commit made the object visible.
+ *
+ * wv_repo_put_object stores len bytes of plain content as one framed object under key with those
+ * rules (put_open with WV_PUT_NOREPLACE | extra_flags, write, commit_object); on any failure
+ * nothing becomes visible under key.
+ */
+int wv_repo_same_object(const wv_repo *r, const char *name, const wv_obj_info *stored,
+                        const uint8_t sha256[32], uint64_t plain_size, wv_err *err);
+int wv_repo_commit_object(wv_repo *r, wv_sink *sink, const char *key, const char *name,
+                          const wv_obj_info *ours, int *already, wv_obj_info *stored, wv_err *err);
+int wv_repo_put_object(wv_repo *r, const char *key, const char *name, unsigned extra_flags,
+                       const wv_obj_opts *opts, const void *data, size_t len, int *already,
+                       wv_obj_info *info, wv_err *err);
 
 /* Make an absent wv_obj_info field printable. */
 void wv_sha256_hex(const uint8_t sha[32], char out[65]);

@@ -91,14 +91,15 @@ static int load_history(wv_storage *st, wv_archive *a, const char *key, wv_err *
         wv_filter_chain_free(dest);
         wv_source_close(src);
         if (rc != 0)
-            wv_err_prefix(err, "%s: \"%s\": ", wv_storage_name(st), key);
+            wv_err_context(err, wv_storage_name(st), key);
     }
     if (rc == 0) {
         wv_archive_tli *t = get_tli(a, wn.tli);
         rc = wv_history_parse((const char *)b.data, b.len, &t->hist, &t->nhist, err);
-        if (rc != 0)
+        if (rc != 0) {
             wv_err_prefix(err, "%s: %s: ", wv_storage_name(st), name);
-        else
+            wv_err_names(err, wv_storage_name(st), NULL);
+        } else
             t->has_history = 1;
         if (rc == 0 && wn.tli > a->max_history_tli)
             a->max_history_tli = wn.tli;

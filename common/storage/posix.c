@@ -39,6 +39,7 @@ typedef struct posix_source {
     int fd;
     uint64_t remaining;
     char *path;
+    const char *key; /* inside path */
 } posix_source;
 
 static char *full_path(posix_storage *st, const char *key)
@@ -71,10 +72,20 @@ static void sink_free(posix_sink *s)
     free(s);
 }
 
+/* Every message of this driver names the path of its key, so the key is recorded as named: a
+ * caller that puts the repository in front does not add it again. (The storage layer names the
+ * repository; a sink's or source's error is named by its user.) */
+static int named(int rc, const posix_sink *s, wv_err *err)
+{
+    if (rc != 0)
+        wv_err_names(err, NULL, s->final_path + strlen(s->st->root) + 1);
+    return rc;
+}
+
 static int posix_sink_write(wv_sink *base, const void *buf, size_t len, wv_err *err)
 {
     posix_sink *s = (posix_sink *)base;
-    return wv_write_all(s->fd, buf, len, s->tmp_path, err);
+    return named(wv_write_all(s->fd, buf, len, s->tmp_path, err), s, err);
 }
 
 static void posix_sink_abort(wv_sink *base)
@@ -110,11 +121,12 @@ static int posix_sink_commit(wv_sink *base, wv_err *err)
     }
     if (rc != 0) {
         unlink(s->tmp_path);
+        named(rc, s, err);
         sink_free(s);
         return rc;
     }
     if (sync)
-        rc = wv_fsync_parent(s->final_path, err);
+        rc = named(wv_fsync_parent(s->final_path, err), s, err);
     sink_free(s);
     return rc;
 }
@@ -180,7 +192,8 @@ static int posix_source_read(wv_source *base, void *buf, size_t cap, size_t *got
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return wv_err_errno(err, WV_EIO, errno, "could not read \"%s\"", s->path);
+            wv_err_errno(err, WV_EIO, errno, "could not read \"%s\"", s->path);
+            return wv_err_names(err, NULL, s->key);
         }
         *got = (size_t)n;
         s->remaining -= (uint64_t)n;
@@ -243,6 +256,7 @@ static int posix_get_open(wv_storage *base, const char *key, int64_t offset, int
     s->fd = fd;
     s->remaining = len;
     s->path = path;
+    s->key = path + strlen(st->root) + 1;
     *out = &s->base;
     return 0;
 }

@@ -547,8 +547,10 @@ static int ssh_sink_write(wv_sink *base, const void *buf, size_t len, wv_err *er
         len -= n;
         if (k->len == WV_RP_CHUNK) {
             int rc = sink_send_data(k, err);
-            if (rc)
-                return wv_err_prefix(err, "could not write \"%s\": ", k->key);
+            if (rc) {
+                wv_err_prefix(err, "could not write \"%s\": ", k->key);
+                return wv_err_names(err, NULL, k->key);
+            }
         }
     }
     return 0;
@@ -566,6 +568,8 @@ static int ssh_sink_commit(wv_sink *base, wv_err *err)
         rc = session_expect(k->sess, WV_RP_OK, "COMMIT", err);
     if (rc != 0 && k->sess->broken)
         wv_err_prefix(err, "could not store \"%s\": ", k->key);
+    if (rc != 0 && (k->sess->broken || k->sess->msg.type == WV_RP_ERROR))
+        wv_err_names(err, NULL, k->key); /* the helper's messages name the path of the key */
     sink_free(k);
     return rc;
 }
@@ -637,7 +641,8 @@ static int source_next(ssh_source *r, wv_err *err)
         return 0;
     case WV_RP_ERROR:
         r->done = 1;
-        return remote_error(s, err);
+        remote_error(s, err);
+        return wv_err_names(err, NULL, r->key); /* the helper's messages name its path */
     default:
         s->broken = 1;
         return wv_err_set(err, WV_EFORMAT, "protocol error from %s: %s frame while reading",

@@ -80,15 +80,17 @@ int wv_storage_key_valid(const char *key)
 
 static int bad_key(wv_storage *st, const char *key, wv_err *err)
 {
-    return wv_err_set(err, WV_EINTERNAL, "%s: invalid object key \"%s\"", st->name,
-                      key ? key : "(null)");
+    wv_err_set(err, WV_EINTERNAL, "%s: invalid object key \"%s\"", st->name, key ? key : "(null)");
+    return wv_err_names(err, st->name, key);
 }
 
-/* Prefix a driver's message with the repository name unless it already starts with it. */
+/* Every error of a driver operation names the repository (once: core/error.c). The object is
+ * named by the driver where its message says which (the path of the key, or the key itself);
+ * sinks and sources are named by their users, who know the repository and the key. */
 static int with_repo(wv_storage *st, int rc, wv_err *err)
 {
-    if (rc != 0 && err && strncmp(err->msg, st->name, strlen(st->name)) != 0)
-        wv_err_prefix(err, "%s: ", st->name);
+    if (rc != 0)
+        wv_err_context(err, st->name, NULL);
     return rc;
 }
 
@@ -196,6 +198,7 @@ int wv_storage_get_all(wv_storage *st, const char *key, size_t max, wv_buf *out,
         if (out->len > max) {
             rc = wv_err_set(err, WV_ECORRUPT, "%s: object \"%s\" is larger than %zu bytes",
                             st->name, key, max);
+            wv_err_names(err, st->name, key);
             break;
         }
     }
