@@ -363,6 +363,12 @@ static void cut_wal(const wv_retention_input *in, wv_retention_result *r)
         wv_retention_wal_result *w = &r->timelines[t];
         w->tli = tl->tli;
         w->keep_from = UINT64_MAX;
+        if (r->norder == 0) {
+            w->keep_from = 0;
+            snprintf(w->reason, sizeof(w->reason),
+                     "no complete backup: the first one may be running");
+            continue;
+        }
         if (!ancestry_known(tl)) {
             w->keep_from = 0;
             snprintf(w->reason, sizeof(w->reason),

@@ -48,6 +48,7 @@
  *  - A timeline's cut (keep_from) is the lowest segment any kept backup needs on it; everything
  *    below it may go. A timeline no kept backup needs may go entirely (keep_from = UINT64_MAX).
  *  - A timeline above 1 without its history file keeps all its WAL (its ancestry is unknown).
+ *  - Without any complete backup no WAL goes: the first backup may be running.
  *
  * Invariants, checked after every computation (a failure is WV_EINTERNAL, and nothing should then
  * be deleted): the newest complete backup is kept; every backup with `keep` is kept; no segment a
