@@ -42,7 +42,8 @@
  *  - A kept backup B on timeline T needs T's segments from the one holding B's start LSN, and
  *    every timeline X whose history says T wrote B's start LSN (T's descendants that forked after
  *    B's start) from the segment where X begins (its fork point). Recovery from B may follow any of
- *    them, so all of it stays. (PostgreSQL reads the segment holding a fork point from the child
+ *    them, so all of it stays. (A fork between B's start and stop, which recovery from B could not
+ *    follow, still counts: the start decides, erring on the side of keeping.) (PostgreSQL reads the segment holding a fork point from the child
  *    timeline and may fall back to the parent's copy, so the parent keeps that segment too: the
  *    parent's cut is at or below B's start, which is below the fork.)
  *  - A timeline's cut (keep_from) is the lowest segment any kept backup needs on it; everything

@@ -407,6 +407,24 @@ static void test_same_day(void **state)
                     "20261201T232959Z: daily 2026-12-01\n"
                     "20261202T103000Z: newest, daily 2026-12-02, weekly 2026-W49\n");
     assert_cut(sc, 1, start_seg(sc, "20261129T170000Z"), NULL);
+    wv_retention_result_free(&sc->r);
+
+    /* the same stop second: the greater stop LSN is the newer, whatever the ids say */
+    add_backup(sc, "2026-12-02 11:30:00", 600, NULL, 0, 1)->stop_lsn += 2;
+    snprintf(sc->ids[sc->nb - 1], sizeof(sc->ids[0]), "a-greater-lsn");
+    add_backup(sc, "2026-12-02 11:30:00", 600, NULL, 0, 1)->stop_lsn += 1;
+    snprintf(sc->ids[sc->nb - 1], sizeof(sc->ids[0]), "z-lesser-lsn");
+    run(sc);
+    assert_kept(sc, "20261129T170000Z: daily 2026-11-29, weekly 2026-W48\n"
+                    "20261130T130000Z: daily 2026-11-30\n"
+                    "20261201T232959Z: daily 2026-12-01\n"
+                    "a-greater-lsn: newest, daily 2026-12-02, weekly 2026-W49\n");
+    wv_retention_result_free(&sc->r);
+
+    /* the same stop second and LSN: the greater id */
+    sc->b[sc->nb - 2].stop_lsn = sc->b[sc->nb - 1].stop_lsn;
+    run(sc);
+    assert_string_equal(sc->ids[sc->r.order[sc->r.norder - 1]], "z-lesser-lsn");
     sc_free(sc);
 }
 
@@ -649,6 +667,16 @@ static void test_two_timelines(void **state)
                     "20261230T010000Z: newest, daily 2026-12-30\n");
     assert_cut(sc, 1, start_seg(sc, "old-primary"), NULL);
     assert_cut(sc, 2, start_seg(sc, "20261220T010000Z"), NULL);
+    wv_retention_result_free(&sc->r);
+
+    /* one of the old primary that started before the fork and ended after it: recovery from it
+     * cannot follow timeline 2, but the start decides, so timeline 2 is kept (erring on the side
+     * of keeping) */
+    sc->b[1].start_time = fork - 600;
+    sc->b[1].start_lsn = lsn_at(sc->b[1].start_time);
+    run(sc);
+    assert_cut(sc, 1, start_seg(sc, "old-primary"), NULL);
+    assert_cut(sc, 2, seg_at(fork), "timeline 2 begins at");
     sc_free(sc);
 }
 
