@@ -216,7 +216,8 @@ static int merge(const wv_retention_keys *base, const wv_retention_keys *over,
 int wv_retention_config_check(const wv_retention_config *rc, int *line, wv_err *err)
 {
     wv_retention_policy p;
-    if (rc->global.line && !wv_retention_policy_has_rules(&rc->global.p)) {
+    merge(&rc->global, NULL, &p);
+    if (rc->global.line && !wv_retention_policy_has_rules(&p)) {
         *line = rc->global.line;
         wv_err_set(err, WV_ECONFIG,
                    "[retention] has no rule: it would expire every backup but "

@@ -249,9 +249,28 @@ static int lowest_needed_segment(const wv_retention_backup *b, const wv_retentio
     return 0;
 }
 
-static int check_invariants(const wv_retention_policy *p, const wv_retention_input *in,
-                            const wv_retention_result *r, long newest, wv_err *err)
+int wv_retention_verify(const wv_retention_policy *p, const wv_retention_input *in,
+                        const wv_retention_result *r, wv_err *err)
 {
+    long newest = -1;
+    if (r->nbackups != in->nbackups || r->ntimelines != in->ntimelines)
+        return wv_err_set(err, WV_EINTERNAL, "retention: the result does not match its input");
+    for (size_t i = 0; i < in->nbackups; i++)
+        if (in->backups[i].complete &&
+            (newest < 0 || cmp_backup(&in->backups[i], &in->backups[newest]) > 0))
+            newest = (long)i;
+    for (size_t t = 0; t < in->ntimelines; t++) {
+        const wv_retention_wal_result *w = &r->timelines[t];
+        if (w->tli != in->timelines[t].tli)
+            return wv_err_set(err, WV_EINTERNAL, "retention: the result does not match its input");
+        if (w->keep_from != 0 &&
+            (!wv_retention_policy_has_rules(p) || newest < 0 || !ancestry_known(&in->timelines[t])))
+            return wv_err_set(err, WV_EINTERNAL,
+                              "retention: WAL of timeline %" PRIu32 " would expire with %s", w->tli,
+                              !wv_retention_policy_has_rules(p) ? "no retention rule"
+                              : newest < 0                      ? "no complete backup"
+                                                                : "its history unknown");
+    }
     if (newest >= 0 && r->backups[newest].verdict != WV_RETENTION_KEPT)
         return wv_err_set(err, WV_EINTERNAL, "retention: the newest backup \"%s\" would expire",
                           in->backups[newest].id);
@@ -413,7 +432,6 @@ int wv_retention_apply(const wv_retention_policy *policy, const wv_retention_inp
 {
     wv_retention_result r = {0};
     size_t *order, n = 0;
-    long newest = -1;
     int rc = validate(in, err);
     if (rc != 0)
         return rc;
@@ -432,8 +450,6 @@ int wv_retention_apply(const wv_retention_policy *policy, const wv_retention_inp
     }
     sort_order(in->backups, order, n);
     r.norder = n;
-    if (n > 0)
-        newest = (long)order[n - 1];
 
     if (!r.has_policy) {
         for (size_t k = 0; k < n; k++) {
@@ -464,7 +480,7 @@ int wv_retention_apply(const wv_retention_policy *policy, const wv_retention_inp
         for (size_t t = 0; t < in->ntimelines; t++)
             r.timelines[t].nexpire = 0;
 
-    rc = check_invariants(policy, in, &r, newest, err);
+    rc = wv_retention_verify(policy, in, &r, err);
     if (rc != 0) {
         wv_retention_result_free(&r);
         return rc;

@@ -172,6 +172,16 @@ int wv_retention_apply(const wv_retention_policy *policy, const wv_retention_inp
 
 void wv_retention_result_free(wv_retention_result *r);
 
+/*
+ * Check the invariants of a result against its input, restated directly (wv_retention_apply runs
+ * it before returning; expire runs it again before deleting anything): the newest complete backup
+ * and every `keep` backup kept, incomplete ones ignored, no segment a kept backup reads below its
+ * timeline's cut, nothing expired without a rule, no WAL expired without a complete backup or on a
+ * timeline of unknown ancestry. 0, or WV_EINTERNAL naming the first violation.
+ */
+int wv_retention_verify(const wv_retention_policy *policy, const wv_retention_input *in,
+                        const wv_retention_result *r, wv_err *err);
+
 /* Whether segment segno of timeline tli may go by this result (timelines not in it: no). */
 int wv_retention_segment_may_go(const wv_retention_result *r, uint32_t tli, uint64_t segno);
 

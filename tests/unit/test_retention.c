@@ -828,6 +828,56 @@ static void test_bad_input(void **state)
     sc_free(sc);
 }
 
+/* The invariant check refuses a result that would delete what must stay. */
+static void test_verify(void **state)
+{
+    (void)state;
+    int64_t fork = T("2026-12-10 12:00:00");
+    uint32_t p1[] = {1};
+    wv_err err;
+    scenario *sc = sc_new("2026-12-31 12:00:00");
+    sc->p.daily = 15 * DAY;
+    add_backup(sc, "2026-12-09 02:00:00", 3600, NULL, 1, 1);
+    add_backup(sc, "2026-12-20 02:00:00", 3600, NULL, 0, 2);
+    add_backup(sc, "2026-12-30 02:00:00", 3600, NULL, 0, 2);
+    add_tl1(sc, T("2026-12-12 00:00:00"));
+    add_timeline(sc, 2, 1, p1, &fork, 1, sc->now);
+    run(sc);
+    wv_retention_input in = {sc->b, sc->nb, sc->t, sc->nt, segsize, sc->now};
+    assert_int_equal(wv_retention_verify(&sc->p, &in, &sc->r, &err), 0);
+
+    wv_retention_backup_result *newest = &sc->r.backups[2], *kept = &sc->r.backups[0];
+    newest->verdict = WV_RETENTION_EXPIRED;
+    assert_int_equal(wv_retention_verify(&sc->p, &in, &sc->r, &err), WV_EINTERNAL);
+    assert_string_equal(err.msg, "retention: the newest backup \"20261230T010000Z\" would expire");
+    newest->verdict = WV_RETENTION_KEPT;
+
+    kept->verdict = WV_RETENTION_EXPIRED;
+    assert_int_equal(wv_retention_verify(&sc->p, &in, &sc->r, &err), WV_EINTERNAL);
+    assert_string_equal(err.msg,
+                        "retention: backup \"20261209T010000Z\" would expire with keep set");
+    kept->verdict = WV_RETENTION_KEPT;
+
+    /* timeline 2's fork segment is needed by the kept backup on timeline 1 */
+    sc->r.timelines[1].keep_from = seg_at(fork) + 1;
+    assert_int_equal(wv_retention_verify(&sc->p, &in, &sc->r, &err), WV_EINTERNAL);
+    assert_non_null(strstr(err.msg, "of timeline 2 would expire but kept backup "
+                                    "\"20261209T010000Z\" needs it"));
+    sc->r.timelines[1].keep_from = seg_at(fork);
+    sc->r.timelines[0].keep_from = start_seg(sc, "20261209T010000Z") + 1;
+    assert_int_equal(wv_retention_verify(&sc->p, &in, &sc->r, &err), WV_EINTERNAL);
+    sc->r.timelines[0].keep_from = start_seg(sc, "20261209T010000Z");
+    assert_int_equal(wv_retention_verify(&sc->p, &in, &sc->r, &err), 0);
+
+    /* without a rule nothing may go */
+    wv_retention_policy none;
+    wv_retention_policy_init(&none);
+    assert_int_equal(wv_retention_verify(&none, &in, &sc->r, &err), WV_EINTERNAL);
+    assert_string_equal(err.msg,
+                        "retention: WAL of timeline 1 would expire with no retention rule");
+    sc_free(sc);
+}
+
 /* The adapters fill the input from what the repository modules load. */
 static void test_adapters(void **state)
 {
@@ -1157,6 +1207,7 @@ int main(void)
         cmocka_unit_test(test_no_policy),
         cmocka_unit_test(test_incomplete),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_verify),
         cmocka_unit_test(test_adapters),
         cmocka_unit_test(test_property),
     };
