@@ -968,7 +968,7 @@ static void expected_rules(const scenario *sc, size_t i, char *out, size_t len)
 {
     const wv_retention_backup *b = &sc->b[i];
     const wv_retention_policy *p = &sc->p;
-    char buf[64], k1[32], k2[32];
+    char buf[WV_RETENTION_RULE_TEXT_MAX + 16], k1[32], k2[32];
     size_t used = 0;
     out[0] = '\0';
 #define ADD(...)                                                                                   \
