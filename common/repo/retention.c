@@ -508,6 +508,22 @@ int wv_retention_segment_may_go(const wv_retention_result *r, uint32_t tli, uint
     return 0;
 }
 
+int wv_retention_walname_may_go(const wv_retention_result *r, const char *name, uint64_t segsize)
+{
+    wv_walname w;
+    switch (wv_walname_parse(name, &w)) {
+    case WV_WALNAME_SEGMENT:
+    case WV_WALNAME_PARTIAL:
+    case WV_WALNAME_BACKUP:
+        return wv_walname_valid_for_segsize(&w, segsize) &&
+               wv_retention_segment_may_go(r, w.tli, wv_walname_segno(&w, segsize));
+    case WV_WALNAME_HISTORY:
+    case WV_WALNAME_INVALID:
+        break;
+    }
+    return 0;
+}
+
 void wv_retention_rules_text(const wv_retention_backup_result *b, char *out, size_t outlen)
 {
     size_t used = 0;

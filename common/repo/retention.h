@@ -185,6 +185,13 @@ int wv_retention_verify(const wv_retention_policy *policy, const wv_retention_in
 /* Whether segment segno of timeline tli may go by this result (timelines not in it: no). */
 int wv_retention_segment_may_go(const wv_retention_result *r, uint32_t tli, uint64_t segno);
 
+/*
+ * Whether the archived WAL file `name` may go: a segment, a .partial or a .backup file when its
+ * segment is below its timeline's cut; a history file, a name of another kind or size, or a
+ * timeline not in the result: never.
+ */
+int wv_retention_walname_may_go(const wv_retention_result *r, const char *name, uint64_t segsize);
+
 /* The rule texts of a backup result joined with ", " ("daily 2026-11-30, weekly 2026-W48"). */
 void wv_retention_rules_text(const wv_retention_backup_result *b, char *out, size_t outlen);
 

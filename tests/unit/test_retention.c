@@ -724,6 +724,35 @@ static void test_three_timelines(void **state)
     assert_cut(sc, 3, start_seg(sc, "20261225T010000Z"), "kept backup 20261225T010000Z");
     assert_cut(sc, 4, ALL, NULL);
     assert_cut(sc, 5, 0, NULL);
+    /* by name: history files never go, .partial and .backup files with their segment */
+    char name[WV_WALNAME_BACKUP_LEN];
+    uint64_t cut3 = start_seg(sc, "20261225T010000Z");
+    static const char *const never[] = {
+        "00000001.history",         "00000002.history", "00000003.history",
+        "00000004.history",         "00000005.history", "000000050000000000000001",
+        "000000060000000000000001", "RECOVERYXLOG",     "000000010000000000000001.tmp",
+        "00000002.history.partial",
+    };
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+        if (wv_retention_walname_may_go(&sc->r, never[i], SEGSIZE))
+            fail_msg("%s may go", never[i]);
+    wv_walname_format_segment(1, 3, SEGSIZE, name);
+    assert_true(wv_retention_walname_may_go(&sc->r, name, SEGSIZE));
+    strcat(name, ".partial");
+    assert_true(wv_retention_walname_may_go(&sc->r, name, SEGSIZE));
+    wv_walname_format_backup(3, wv_segno_to_lsn(cut3 - 1, SEGSIZE) + 0x28, SEGSIZE, name);
+    assert_true(wv_retention_walname_may_go(&sc->r, name, SEGSIZE));
+    wv_walname_format_backup(3, wv_segno_to_lsn(cut3, SEGSIZE) + 0x28, SEGSIZE, name);
+    assert_false(wv_retention_walname_may_go(&sc->r, name, SEGSIZE));
+    wv_walname_format_segment(3, cut3, SEGSIZE, name);
+    assert_false(wv_retention_walname_may_go(&sc->r, name, SEGSIZE));
+    strcat(name, ".partial");
+    assert_false(wv_retention_walname_may_go(&sc->r, name, SEGSIZE));
+    wv_walname_format_segment(3, cut3 - 1, SEGSIZE, name);
+    assert_true(wv_retention_walname_may_go(&sc->r, name, SEGSIZE));
+    /* a segment number a 1 GiB cluster cannot have is not one of ours */
+    assert_false(
+        wv_retention_walname_may_go(&sc->r, "0000000100000000000000FF", UINT64_C(1) << 30));
     wv_retention_result_free(&sc->r);
 
     /* the backup on timeline 2 kept: 2 from its start, 3 from its fork, 1 not needed */
