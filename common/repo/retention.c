@@ -121,16 +121,36 @@ static int cmp_backup(const wv_retention_backup *a, const wv_retention_backup *b
     return strcmp(a->id, b->id);
 }
 
-/* Insertion sort of indices, oldest first: backup sets arrive sorted, so this is linear there. */
-static void sort_order(const wv_retention_backup *bk, size_t *idx, size_t n)
+static int cmp_id(const wv_retention_backup *a, const wv_retention_backup *b)
 {
-    for (size_t i = 1; i < n; i++) {
-        size_t v = idx[i], j = i;
-        while (j > 0 && cmp_backup(&bk[idx[j - 1]], &bk[v]) > 0) {
-            idx[j] = idx[j - 1];
-            j--;
+    return strcmp(a->id, b->id);
+}
+
+/* Heap sort of indices into bk, ascending by cmp: O(n log n) whatever the input, in place. */
+static void sort_idx(const wv_retention_backup *bk, size_t *idx, size_t n,
+                     int (*cmp)(const wv_retention_backup *, const wv_retention_backup *))
+{
+    for (size_t end = n, start = n / 2;;) {
+        size_t root;
+        if (start > 0) {
+            root = --start; /* building the heap */
+        } else if (end > 1) {
+            size_t t = idx[0]; /* the largest goes to the end */
+            idx[0] = idx[--end];
+            idx[end] = t;
+            root = 0;
+        } else {
+            return;
         }
-        idx[j] = v;
+        for (size_t child; (child = 2 * root + 1) < end; root = child) {
+            if (child + 1 < end && cmp(&bk[idx[child]], &bk[idx[child + 1]]) < 0)
+                child++;
+            if (cmp(&bk[idx[root]], &bk[idx[child]]) >= 0)
+                break;
+            size_t t = idx[root];
+            idx[root] = idx[child];
+            idx[child] = t;
+        }
     }
 }
 
@@ -213,10 +233,6 @@ static int validate(const wv_retention_input *in, wv_err *err)
         const wv_retention_backup *b = &in->backups[i];
         if (!b->id || !*b->id)
             return wv_err_set(err, WV_EUSAGE, "retention: backup %zu has no id", i);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(in->backups[j].id, b->id) == 0)
-                return wv_err_set(err, WV_EUSAGE, "retention: backup \"%s\" is listed twice",
-                                  b->id);
         if (!b->complete)
             continue;
         if (b->stop_time < b->start_time || b->stop_lsn < b->start_lsn || b->timeline == 0)
@@ -238,7 +254,15 @@ static int lowest_needed_segment(const wv_retention_backup *b, const wv_retentio
     if (!reachable)
         return 0;
     uint64_t first = wv_lsn_to_segno(b->start_lsn, segsize);
-    for (size_t s = 0; s < t->nseg; s++) {
+    size_t lo = 0, hi = t->nseg; /* the first archived segment >= first */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->segnos[mid] < first)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t s = lo; s < t->nseg; s++) {
         uint64_t n = t->segnos[s];
         /* t wrote part of segment n on its own path when it had begun before the segment's end */
         if (n >= first && tli_at(t, wv_segno_to_lsn(n + 1, segsize) - 1) == t->tli) {
@@ -442,13 +466,25 @@ int wv_retention_apply(const wv_retention_policy *policy, const wv_retention_inp
     r.backups = wv_xcalloc(in->nbackups ? in->nbackups : 1, sizeof(*r.backups));
     r.timelines = wv_xcalloc(in->ntimelines ? in->ntimelines : 1, sizeof(*r.timelines));
     order = r.order = wv_xcalloc(in->nbackups ? in->nbackups : 1, sizeof(*order));
+    /* ids once each: sorted by id, a repeated one sits next to itself */
+    for (size_t i = 0; i < in->nbackups; i++)
+        order[i] = i;
+    sort_idx(in->backups, order, in->nbackups, cmp_id);
+    for (size_t k = 1; k < in->nbackups; k++) {
+        if (strcmp(in->backups[order[k - 1]].id, in->backups[order[k]].id) == 0) {
+            wv_err_set(err, WV_EUSAGE, "retention: backup \"%s\" is listed twice",
+                       in->backups[order[k]].id);
+            wv_retention_result_free(&r);
+            return WV_EUSAGE;
+        }
+    }
     for (size_t i = 0; i < in->nbackups; i++) {
         if (in->backups[i].complete)
             order[n++] = i;
         else
             r.backups[i].verdict = WV_RETENTION_IGNORED;
     }
-    sort_order(in->backups, order, n);
+    sort_idx(in->backups, order, n, cmp_backup);
     r.norder = n;
 
     if (!r.has_policy) {
