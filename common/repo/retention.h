@@ -38,22 +38,26 @@
  *
  * WAL, per timeline (segments are named on a timeline; history files are never expired; a
  * backup history file NAME.backup and a NAME.partial go exactly when their segment NAME's number
- * is below the cut of its timeline: wv_retention_segment_may_go):
+ * is below the cut of its timeline: wv_retention_walname_may_go):
  *  - A kept backup B on timeline T needs T's segments from the one holding B's start LSN, and
  *    every timeline X whose history says T wrote B's start LSN (T's descendants that forked after
  *    B's start) from the segment where X begins (its fork point). Recovery from B may follow any of
- *    them, so all of it stays. (A fork between B's start and stop, which recovery from B could not
- *    follow, still counts: the start decides, erring on the side of keeping.) (PostgreSQL reads the segment holding a fork point from the child
- *    timeline and may fall back to the parent's copy, so the parent keeps that segment too: the
- *    parent's cut is at or below B's start, which is below the fork.)
+ *    them, so all of it stays. A fork between B's start and stop, which recovery from B could not
+ *    follow, still counts: the start decides, erring on the side of keeping.
+ *  - PostgreSQL reads the segment holding a fork point from the child timeline and may fall back
+ *    to the parent's copy, so the parent keeps that segment too: the parent's cut is at or below
+ *    B's start, which is below the fork.
  *  - A timeline's cut (keep_from) is the lowest segment any kept backup needs on it; everything
  *    below it may go. A timeline no kept backup needs may go entirely (keep_from = UINT64_MAX).
+ *    One cut per timeline: WAL between two kept backups stays, so an old `keep` backup holds all
+ *    WAL of its timeline from its start on.
  *  - A timeline above 1 without its history file keeps all its WAL (its ancestry is unknown).
  *  - Without any complete backup no WAL goes: the first backup may be running.
  *
- * Invariants, checked after every computation (a failure is WV_EINTERNAL, and nothing should then
- * be deleted): the newest complete backup is kept; every backup with `keep` is kept; no segment a
- * kept backup needs is below its timeline's cut; without a rule nothing expires.
+ * Invariants, checked after every computation by wv_retention_verify (a failure is WV_EINTERNAL,
+ * and nothing should then be deleted): the newest complete backup is kept; every backup with
+ * `keep` is kept; no segment a kept backup needs is below its timeline's cut; without a rule
+ * nothing expires.
  */
 #ifndef WALVAULT_REPO_RETENTION_H
 #define WALVAULT_REPO_RETENTION_H
