@@ -262,7 +262,7 @@ static const struct {
     {WV_REPO_SSH, RK_PATH, "an ssh repository needs an absolute path on the backup server"},
 };
 
-enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_REPO };
+enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_REPO, SEC_RETENTION };
 
 typedef struct parse_state {
     const char *name; /* file name in messages */
@@ -335,6 +335,8 @@ static const char *section_name(parse_state *ps, char *buf, size_t len)
 {
     if (ps->sec == SEC_GLOBAL)
         return "global";
+    if (ps->sec == SEC_RETENTION)
+        return "retention";
     snprintf(buf, len, "repo%d", ps->repo_idx + 1);
     return buf;
 }
@@ -380,6 +382,16 @@ static void begin_section(parse_state *ps, const char *name, size_t len)
         }
         ps->sec = SEC_GLOBAL;
         ps->global_line = line;
+        return;
+    }
+    if (len == 9 && memcmp(name, "retention", 9) == 0) {
+        if (ps->cfg->retention.global.line) {
+            fail(ps, line, "duplicate section [retention] (first on line %d)",
+                 ps->cfg->retention.global.line);
+            return;
+        }
+        ps->sec = SEC_RETENTION;
+        ps->cfg->retention.global.line = line;
         return;
     }
     if (len == 5 && memcmp(name, "repo", 4) == 0 && name[4] >= '1' &&
@@ -578,12 +590,29 @@ static bool set_repo_value(wv_repo_config *r, const struct repo_key_def *d, cons
     return false;
 }
 
+/* A key of [retention] or a retention.* override of [repoN]: parsed in config_retention.c. */
+static void retention_key(parse_state *ps, wv_retention_keys *rk, const char *section, int prefixed,
+                          const char *key, const char *value)
+{
+    wv_err e;
+    wv_err_clear(&e);
+    if (wv_retention_config_key(rk, section, prefixed, key, value, ps->lineno, &e) != 0) {
+        fail(ps, ps->lineno, "%s", e.msg);
+        if (e.hint[0])
+            hint(ps, "%s", e.hint);
+    }
+}
+
 static void repo_key(parse_state *ps, const char *key, const char *value)
 {
     wv_repo_config *r = &ps->cfg->repos[ps->repo_idx];
     int *lines = ps->repo_key_line[ps->repo_idx];
     int line = ps->lineno;
     int k;
+    if (strncmp(key, "retention.", 10) == 0) {
+        retention_key(ps, &ps->cfg->retention.repo[ps->repo_idx], r->name, 1, key + 10, value);
+        return;
+    }
     for (k = 0; k < RK_COUNT; k++)
         if (strcmp(key, repo_keys[k].name) == 0)
             break;
@@ -659,6 +688,9 @@ static int handler(void *user, const char *section, const char *key, const char 
     case SEC_REPO:
         repo_key(ps, key, value);
         break;
+    case SEC_RETENTION:
+        retention_key(ps, &ps->cfg->retention.global, "retention", 0, key, value);
+        break;
     }
     return !ps->failed;
 }
@@ -727,6 +759,15 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
         fail(ps, ret, "syntax error: expected \"[section]\", \"key = value\" or a comment");
     } else {
         end_section(ps);
+    }
+    if (!ps->failed) {
+        int line = 0;
+        wv_err e;
+        if (wv_retention_config_check(&cfg->retention, &line, &e) != 0) {
+            fail(ps, line, "%s", e.msg);
+            if (e.hint[0])
+                hint(ps, "%s", e.hint);
+        }
     }
 
     if (!ps->failed) {

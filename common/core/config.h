@@ -5,6 +5,7 @@
  * (wv_config_path). Loading is all-or-nothing: a syntax error, an unknown section or key, a missing
  * required key or a bad value fails with one line that names file, line and key, e.g.
  *     /etc/walvault/walvault.conf:12: unknown key "compres" in [global]
+ * [retention] and the retention.KEY overrides of [repoN]: see core/retention_config.h.
  * Secrets are never read from the command line: only from the environment or from files named here.
  */
 #ifndef WALVAULT_CORE_CONFIG_H
@@ -12,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/retention_config.h"
 
 #define WV_CONFIG_DEFAULT_PATH "/etc/walvault/walvault.conf"
 #define WV_MAX_REPOS           8
@@ -54,6 +56,9 @@ typedef struct wv_config {
     int archive_timeout;    /* [global] archive_timeout = seconds basebackup waits for WAL (60) */
     wv_repo_config repos[WV_MAX_REPOS];
     int nrepos; /* repos[] sorted by index; at least one */
+    /* [retention] and the retention.* keys of each [repoN]: wv_retention_config_for_repo gives a
+     * repository's policy (see core/retention_config.h) */
+    wv_retention_config retention;
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */
