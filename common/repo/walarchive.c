@@ -355,7 +355,11 @@ int wv_archive_find_restore_point(wv_storage *st, const wv_archive *a, const cha
                 }
                 found = 1;
             } else if (seen.len < 200) {
-                wv_buf_printf(&seen, "%s\"%s\"", seen.len ? ", " : "", nm);
+                /* each name once, however many times it was archived */
+                char quoted[132];
+                snprintf(quoted, sizeof(quoted), "\"%s\"", nm);
+                if (!seen.len || !strstr(wv_buf_cstr(&seen), quoted))
+                    wv_buf_printf(&seen, "%s%s", seen.len ? ", " : "", quoted);
             }
         }
         wv_buf_free(&b);
