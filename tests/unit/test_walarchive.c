@@ -468,6 +468,32 @@ static void test_restore_points(void **state)
     wv_archive_free(a);
 }
 
+/* A timeline known only by its history file (promoted, nothing archived on it yet). */
+static void test_history_only(void **state)
+{
+    repo_t *r = *state;
+    put_segment(r, 1, 1, NONE, NONE);
+    put_segment(r, 1, 2, NONE, NONE);
+    put_history(r, 2, "1\t0/2800000\tno recovery target specified\n");
+    wv_archive *a = scan(r);
+    assert_int_equal(a->ntl, 2);
+    const wv_archive_tli *t2 = wv_archive_timeline(a, 2);
+    assert_non_null(t2);
+    assert_true(t2->has_history);
+    assert_int_equal(t2->nseg, 0);
+    assert_int_equal(wv_archive_latest_tli(a), 2);
+    assert_int_equal(a->max_history_tli, 2);
+    /* timeline 2 reads segment 1 from timeline 1, then needs its own segment 2 */
+    wv_archive_reach res;
+    wv_err err;
+    assert_int_equal(wv_archive_reach_from(a, 2, LSN(0, 0x1000028), &res, &err), 0);
+    assert_int_equal(res.last_segno, 1);
+    assert_int_equal(res.last_tli, 1);
+    assert_false(res.gap);
+    assert_string_equal(res.missing, "000000020000000000000002");
+    wv_archive_free(a);
+}
+
 static void test_bad_history(void **state)
 {
     repo_t *r = *state;
@@ -504,6 +530,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timelines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_times, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_points, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_not_an_object, setup, teardown),
     };
