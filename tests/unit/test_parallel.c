@@ -77,7 +77,7 @@ typedef struct {
     int done_calls, done_ok, done_interrupted, done_failed, done_off_thread;
     int submitted;
     int max_outstanding; /* submitted and not done, seen from the submitting thread */
-    gate g;
+    gate g, g2;
     wv_parallel *p;
 } world;
 
@@ -87,6 +87,7 @@ typedef enum {
     J_FAIL_SILENT,   /* fail without filling err */
     J_BLOCK,         /* wait at the gate, then succeed */
     J_BLOCK_FAIL,    /* wait at the gate, then fail */
+    J_GATE2_FAIL,    /* wait at the second gate, then fail with WV_EIO */
     J_UNTIL_STOPPED, /* run until the runner is stopped, then give up */
     J_INTERRUPTED,   /* give up on its own as interrupted */
 } job_kind;
@@ -107,6 +108,7 @@ static void world_init(world *w)
 {
     memset(w, 0, sizeof(*w));
     gate_init(&w->g);
+    gate_init(&w->g2);
 }
 
 static int job_run(void *arg, wv_err *err)
@@ -142,6 +144,10 @@ static int job_run(void *arg, wv_err *err)
     case J_BLOCK_FAIL:
         gate_wait(&w->g);
         rc = wv_err_set(err, WV_EUNREACHABLE, "job %d failed", j->id);
+        break;
+    case J_GATE2_FAIL:
+        gate_wait(&w->g2);
+        rc = wv_err_set(err, WV_EIO, "job %d failed", j->id);
         break;
     case J_UNTIL_STOPPED:
         while (!wv_parallel_stopped(w->p))
@@ -287,6 +293,7 @@ static void test_many_jobs(void **state)
     assert_int_equal(wv_parallel_nerrors(w.p), 0);
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
     free(jobs);
 }
 
@@ -320,6 +327,7 @@ static void test_max_inflight(void **state)
             fail_msg("limit %d: jobs never overlapped", limit);
         wv_parallel_free(w.p);
         gate_destroy(&w.g);
+        gate_destroy(&w.g2);
     }
 }
 
@@ -368,6 +376,7 @@ static void test_submit_after_failure(void **state)
     assert_int_equal(w.done_off_thread, 0);
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 /* The first failure stops the rest: jobs queued behind it are skipped (run is not called, done
@@ -379,7 +388,7 @@ static void test_first_failure_skips_queued(void **state)
     world w;
     world_init(&w);
     job block[NBLOCK], queued[NQUEUED];
-    job bad = {.w = &w, .kind = J_FAIL, .id = 99, .sleep = 100};
+    job bad = {.w = &w, .kind = J_GATE2_FAIL, .id = 99};
     wv_err err;
     wv_err_clear(&err);
     assert_int_equal(wv_parallel_new(POOL, 64, &w.p, &err), 0);
@@ -390,10 +399,12 @@ static void test_first_failure_skips_queued(void **state)
     wait_until_started(&w, NBLOCK);
     /* the last pool thread takes bad (first in the queue); the others queue behind it */
     assert_int_equal(submit(&w, &bad, &err), 0);
+    wait_until_started(&w, NBLOCK + 1);
     for (int i = 0; i < NQUEUED; i++) {
         queued[i] = (job){.w = &w, .kind = J_ADD, .id = 100 + i, .value = 1000};
         assert_int_equal(submit(&w, &queued[i], &err), 0);
     }
+    gate_open(&w.g2); /* now bad fails */
     for (int i = 0; i < 10000 && !wv_parallel_stopped(w.p); i++)
         sleep_ms(1);
     assert_true(wv_parallel_stopped(w.p));
@@ -421,6 +432,7 @@ static void test_first_failure_skips_queued(void **state)
     assert_int_equal(wv_parallel_nerrors(w.p), 1);
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 /* Several jobs failing at once: every error is collected (the first 16 kept, the count exact),
@@ -460,6 +472,7 @@ static void test_errors_collected(void **state)
     assert_int_equal(w.done_failed, N);
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 /* A job that fails without a message still gets one, with its code. */
@@ -480,6 +493,7 @@ static void test_failure_without_message(void **state)
     assert_int_equal(j.err.code, WV_ECORRUPT);
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 /* Running jobs see wv_parallel_stopped() turn true when another fails, and may give up: their
@@ -510,6 +524,7 @@ static void test_running_jobs_see_stop(void **state)
     }
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 /* A job that gives up as interrupted on its own (no other failure): the rest is stopped, and
@@ -537,6 +552,7 @@ static void test_job_interrupted_alone(void **state)
     assert_int_equal(intr.rc, WV_EINTERRUPTED);
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 /* The producer cancels: its error is the first one; queued jobs are skipped; submit refuses. */
@@ -580,6 +596,7 @@ static void test_cancel(void **state)
     assert_int_equal(wv_parallel_nerrors(w.p), 0); /* the producer's error is not a job's */
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 
     /* a cancel after a job failed keeps the job's error first */
     world_init(&w);
@@ -595,6 +612,7 @@ static void test_cancel(void **state)
     assert_string_equal(err.msg, "job 1 failed");
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 
     /* a cancel without a reason still stops, and wait does not report success */
     world_init(&w);
@@ -607,6 +625,7 @@ static void test_cancel(void **state)
     assert_true(strlen(err.msg) > 0);
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 /* done runs only on the submitting thread, from poll (without blocking), submit or wait. */
@@ -636,6 +655,7 @@ static void test_poll(void **state)
     assert_int_equal(j.dones, 1);
     wv_parallel_free(w.p);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 /* free waits for every job (done included) before it returns. */
@@ -658,6 +678,7 @@ static void test_free_waits(void **state)
     for (int i = 0; i < N; i++)
         assert_int_equal(jobs[i].dones, 1);
     gate_destroy(&w.g);
+    gate_destroy(&w.g2);
 }
 
 int main(void)
