@@ -201,8 +201,9 @@ coverage_report() {
     for f in common archive_cmd restore_cmd basebackup remote_cmd; do
         filters+=(--filter "$root_re/$f/")
     done
-    gcovr --root "$ROOT" "${filters[@]}" -j 2 --json "$out/coverage.json" "$gdir" "$dir" </dev/null \
-        || return 1
+    # gcov writes its .gcov files into the working directory: keep them out of the clone.
+    (cd "$out" && gcovr --root "$ROOT" "${filters[@]}" -j 2 --json "$out/coverage.json" \
+        "$gdir" "$dir" </dev/null) || return 1
     gcovr --root "$ROOT" --add-tracefile "$out/coverage.json" --html-details "$out/index.html" \
         --html-title "walvault coverage" --json-summary "$out/summary.json" --print-summary \
         </dev/null || return 1
