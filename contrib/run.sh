@@ -4,6 +4,11 @@
 #     bash contrib/run.sh demo    install what is needed, build, run contrib/demo.sh (archive + PITR)
 #     bash contrib/run.sh test    install, build Release -Werror, unit + integration tests, then the same
 #                                 again built with ASan+UBSan (every finding is fatal)
+#     bash contrib/run.sh coverage  build with gcov (-DWV_COVERAGE=ON, build-coverage/), run the unit
+#                                 tests and the integration suite against those binaries, then print
+#                                 line and branch coverage of common/ and of each program folder and
+#                                 write an HTML report to build-coverage/coverage/index.html
+#                                 (WALVAULT_PYTEST_ARGS as for test, e.g. "-n 2 --dist loadgroup")
 #
 # Build directories live in the clone (build/, build-asan/); the binaries are installed into a
 # world-readable temporary directory because PostgreSQL runs them as the postgres user and the clone
@@ -38,7 +43,7 @@ say() { printf '\n=== %s\n' "$*"; }
 die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    echo "usage: bash contrib/run.sh demo|test" >&2
+    echo "usage: bash contrib/run.sh demo|test|coverage" >&2
     exit 2
 }
 
@@ -152,6 +157,82 @@ run_suites() {
     record "$label integration tests" $rc
 }
 
+# --- coverage mode -------------------------------------------------------------------------------
+# The programs run as root (unit tests, basebackup), as postgres (archive_command and
+# restore_command, started by the servers) and, for the ssh tests, as postgres again under sshd,
+# which does not pass our environment on. Every process writes its counters under GCOV_PREFIX, a
+# world-writable mirror of the build tree whose .gcda files exist, empty and mode 0666, before the
+# first program runs (libgcov merges into an existing file, whoever owns it, and creates nothing);
+# walvault-remote is installed behind a wrapper that sets GCOV_PREFIX itself. The .gcno files are
+# copied beside the counters so that gcovr reads the mirror as it would read the build tree.
+
+# coverage_prepare BUILD_DIR GCOV_DIR: forget earlier counters, build the writable mirror.
+coverage_prepare() {
+    local dir="$1" gdir="$2" gcno
+    find "$dir" -name '*.gcda' -delete
+    while IFS= read -r -d '' gcno; do
+        (umask 000 && mkdir -p "$gdir$(dirname "$gcno")") || return 1
+        cp "$gcno" "$gdir$gcno" || return 1
+        : >"$gdir${gcno%.gcno}.gcda" && chmod 666 "$gdir${gcno%.gcno}.gcda" || return 1
+    done < <(find "$(cd "$dir" && pwd)" -name '*.gcno' -print0)
+    chmod 755 "$gdir"
+}
+
+# coverage_wrap_remote BIN_DIR GCOV_DIR: walvault-remote sets GCOV_PREFIX itself (sshd starts it
+# with an environment of its own); argv[0] is kept, so its messages do not change.
+coverage_wrap_remote() {
+    local bin="$1" gdir="$2"
+    [[ -x "$bin/walvault-remote" ]] || return 0
+    mv "$bin/walvault-remote" "$bin/walvault-remote.real" || return 1
+    printf '#!/bin/bash
+export GCOV_PREFIX=%q GCOV_PREFIX_STRIP=0
+exec -a "$0" %q "$@"
+' \
+        "$gdir" "$bin/walvault-remote.real" >"$bin/walvault-remote" || return 1
+    chmod 755 "$bin/walvault-remote"
+}
+
+# coverage_report BUILD_DIR GCOV_DIR: gcovr over the mirror; a table per folder, HTML beside it.
+coverage_report() {
+    local dir="$1" gdir="$2" out="$1/coverage" root_re f filters=()
+    rm -rf "$out" && mkdir -p "$out" || return 1
+    find "$gdir" -name '*.gcda' -size 0 -delete   # objects no program ran
+    root_re="$("$PYTHON" -c 'import re, sys; print(re.escape(sys.argv[1]))' "$ROOT")"
+    for f in common archive_cmd restore_cmd basebackup remote_cmd; do
+        filters+=(--filter "$root_re/$f/")
+    done
+    # gcov writes its .gcov files into the working directory: keep them out of the clone.
+    (cd "$out" && gcovr --root "$ROOT" "${filters[@]}" -j 2 --json "$out/coverage.json" \
+        "$gdir" "$dir" </dev/null) || return 1
+    gcovr --root "$ROOT" --add-tracefile "$out/coverage.json" --html-details "$out/index.html" \
+        --html-title "walvault coverage" --json-summary "$out/summary.json" --print-summary \
+        </dev/null || return 1
+    "$PYTHON" - "$out/summary.json" <<'PY'
+import json, sys
+files = json.load(open(sys.argv[1]))["files"]
+groups = {}
+def add(name, f):
+    g = groups.setdefault(name, [0, 0, 0, 0])
+    g[0] += f["line_covered"]; g[1] += f["line_total"]
+    g[2] += f["branch_covered"]; g[3] += f["branch_total"]
+for f in files:
+    parts = f["filename"].split("/")
+    add("total", f)
+    add(parts[0] + "/", f)
+    if parts[0] == "common" and len(parts) > 2:
+        add("common/" + parts[1] + "/", f)
+def pct(a, b):
+    return "%5.1f%%" % (100.0 * a / b) if b else "    -"
+order = ["common/"] + sorted(k for k in groups if k.startswith("common/") and k != "common/") \
+    + sorted(k for k in groups if not k.startswith("common") and k != "total") + ["total"]
+print("%-20s %-22s %-22s" % ("folder", "lines", "branches"))
+for k in order:
+    lc, lt, bc, bt = groups[k]
+    print("%-20s %6s %7d/%-7d %6s %7d/%-7d" % (k, pct(lc, lt), lc, lt, pct(bc, bt), bc, bt))
+PY
+    echo "HTML report: $out/index.html"
+}
+
 # The integration tests mostly wait on servers (little CPU): run four at a time. Every test starts
 # its own servers on free ports in its own directories, so they do not meet; modules that build a
 # costly cluster once mark their tests with one xdist_group, kept on one worker (loadgroup).
@@ -225,6 +306,39 @@ test)
         record "no sanitizer reports" 0
     fi
     unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS WALVAULT_SANITIZER_LOG_DIR
+    echo "total time: $((SECONDS - START)) s"
+    summary
+    exit $FAILED
+    ;;
+coverage)
+    START=$SECONDS
+    say "packages"
+    PACKAGES+=(gcovr)   # only this mode needs it
+    install_packages
+    record "packages" $?
+
+    CDIR="$ROOT/build-coverage"
+    say "build Debug --coverage -O0 (build-coverage/)"
+    if ! build "$CDIR" -DCMAKE_BUILD_TYPE=Debug -DWV_COVERAGE=ON -DWV_WERROR=ON -DWV_TESTS=ON; then
+        record "build coverage" 1
+        summary
+        exit 1
+    fi
+    record "build coverage" 0
+    GCOVDIR="$(mktemp -d /tmp/walvault-gcov.XXXXXX)" || die "mktemp failed"
+    INSTALL_DIRS+=("$GCOVDIR")
+    coverage_prepare "$CDIR" "$GCOVDIR" || die "could not prepare the counters in $GCOVDIR"
+    export GCOV_PREFIX="$GCOVDIR" GCOV_PREFIX_STRIP=0
+    if BIN="$(install_bin "$CDIR")" && coverage_wrap_remote "$BIN" "$GCOVDIR"; then
+        run_suites "coverage" "$CDIR" "$BIN"
+    else
+        record "install coverage" 1
+    fi
+    unset GCOV_PREFIX GCOV_PREFIX_STRIP
+
+    say "coverage report (gcovr)"
+    coverage_report "$CDIR" "$GCOVDIR"
+    record "coverage report" $?
     echo "total time: $((SECONDS - START)) s"
     summary
     exit $FAILED

@@ -58,12 +58,13 @@ static void log_line(wv_log_level level, const char *tag, const char *fmt, va_li
     if (n < 0 || (size_t)n >= sizeof(line))
         n = 0;
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    /* One write per line so that concurrent processes do not interleave within a line. */
+    /* One write per line so that concurrent processes do not interleave within a line. A message
+     * too long for the buffer is cut so that the line still ends in its newline. */
     size_t len = strlen(line);
-    if (len + 1 < sizeof(line)) {
-        line[len] = '\n';
-        line[len + 1] = '\0';
-    }
+    if (len + 1 >= sizeof(line))
+        len = sizeof(line) - 2;
+    line[len] = '\n';
+    line[len + 1] = '\0';
     fputs(line, stderr);
     fflush(stderr);
 }

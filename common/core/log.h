@@ -30,7 +30,7 @@ void wv_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void wv_log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
- * Print a recorded error: "PROG: error: MSG" and, when there is one, "PROG: hint: HINT".
+ * Print a recorded error: "PROG: error: MSG" and, when there is one, "PROG: error: hint: HINT".
  * The first line alone is complete; the hint tells the operator what to do next.
  */
 void wv_log_err(const wv_err *err);

@@ -21,6 +21,7 @@ struct wv_parallel {
     atomic_int stopped;
     int first_rc;
     wv_err first;
+    wv_err interrupted; /* the first job that gave up as interrupted on its own, if any */
     size_t nerrors;
     wv_err errors[WV_PARALLEL_MAX_ERRORS];
 };
@@ -32,6 +33,7 @@ typedef struct job {
     wv_job_done_fn done;
     void *arg;
     int rc;
+    int ran; /* run was called (the job was not skipped) */
     wv_err err;
 } job;
 
@@ -77,6 +79,7 @@ static void work_cb(uv_work_t *w)
         j->rc = wv_err_set(&j->err, WV_EINTERRUPTED, "skipped after an earlier failure");
         return;
     }
+    j->ran = 1;
     j->rc = j->run(j->arg, &j->err);
     if (j->rc < 0 && j->err.code == 0)
         wv_err_set(&j->err, j->rc, "job failed without a message");
@@ -92,6 +95,8 @@ static void after_cb(uv_work_t *w, int status)
         j->rc = wv_err_set(&j->err, WV_EINTERRUPTED, "cancelled after an earlier failure");
     if (j->rc < 0 && j->rc != WV_EINTERRUPTED)
         record_error(p, j->rc, &j->err);
+    else if (j->rc == WV_EINTERRUPTED && j->ran && !p->interrupted.code)
+        p->interrupted = j->err; /* it stopped the rest: reported if nothing else failed */
     p->inflight--;
     if (j->done)
         j->done(j->arg, j->rc, &j->err);
@@ -117,11 +122,21 @@ void wv_parallel_cancel(wv_parallel *p, const wv_err *why)
     atomic_store(&p->stopped, 1);
 }
 
+/* The first failure; when the runner stopped without one (a job gave up as interrupted on its
+ * own, or a cancel without a reason), WV_EINTERRUPTED with a message all the same. */
 static int first_error(wv_parallel *p, wv_err *err)
 {
-    if (err)
-        *err = p->first;
-    return p->first_rc ? p->first_rc : WV_EINTERRUPTED;
+    if (p->first_rc) {
+        if (err)
+            *err = p->first;
+        return p->first_rc;
+    }
+    if (p->interrupted.code) {
+        if (err)
+            *err = p->interrupted;
+        return WV_EINTERRUPTED;
+    }
+    return wv_err_set(err, WV_EINTERRUPTED, "jobs stopped before all of them ran");
 }
 
 int wv_parallel_submit(wv_parallel *p, wv_job_run_fn run, wv_job_done_fn done, void *arg,
@@ -154,7 +169,7 @@ int wv_parallel_wait(wv_parallel *p, wv_err *err)
 {
     while (p->inflight > 0)
         uv_run(&p->loop, UV_RUN_ONCE);
-    if (p->first_rc)
+    if (p->first_rc || atomic_load(&p->stopped))
         return first_error(p, err);
     return 0;
 }

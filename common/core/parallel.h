@@ -47,7 +47,9 @@ int wv_parallel_stopped(const wv_parallel *p);
  * this error as the first one, unless a job failed first. */
 void wv_parallel_cancel(wv_parallel *p, const wv_err *why);
 
-/* Wait until every job is done; returns 0 or the first failure (err filled with it). */
+/* Wait until every job is done; returns 0 or the first failure (err filled with it). A runner
+ * stopped without a failure (a job gave up as WV_EINTERRUPTED on its own, or a cancel without a
+ * reason) returns WV_EINTERRUPTED: some jobs were skipped, so not everything was done. */
 int wv_parallel_wait(wv_parallel *p, wv_err *err);
 
 /* Errors collected (the first WV_PARALLEL_MAX_ERRORS are kept; the count is exact). */

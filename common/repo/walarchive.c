@@ -127,14 +127,16 @@ int wv_archive_scan(wv_storage *st, uint64_t segsize, wv_archive **out, wv_err *
     }
     for (size_t i = 0; i < a->ntl; i++) {
         wv_archive_tli *t = &a->tls[i];
-        qsort(t->segnos, t->nseg, sizeof(uint64_t), cmp_u64);
+        if (t->nseg > 1) /* segnos is NULL for a timeline known only by its history file */
+            qsort(t->segnos, t->nseg, sizeof(uint64_t), cmp_u64);
         size_t w = 0;
         for (size_t j = 0; j < t->nseg; j++)
             if (w == 0 || t->segnos[w - 1] != t->segnos[j])
                 t->segnos[w++] = t->segnos[j];
         t->nseg = w;
     }
-    qsort(a->tls, a->ntl, sizeof(*a->tls), cmp_tli);
+    if (a->ntl > 1) /* tls is NULL in an empty archive: qsort must not get it */
+        qsort(a->tls, a->ntl, sizeof(*a->tls), cmp_tli);
     *out = a;
     return 0;
 }
@@ -356,7 +358,11 @@ int wv_archive_find_restore_point(wv_storage *st, const wv_archive *a, const cha
                 }
                 found = 1;
             } else if (seen.len < 200) {
-                wv_buf_printf(&seen, "%s\"%s\"", seen.len ? ", " : "", nm);
+                /* each name once, however many times it was archived */
+                char quoted[132];
+                snprintf(quoted, sizeof(quoted), "\"%s\"", nm);
+                if (!seen.len || !strstr(wv_buf_cstr(&seen), quoted))
+                    wv_buf_printf(&seen, "%s%s", seen.len ? ", " : "", quoted);
             }
         }
         wv_buf_free(&b);
