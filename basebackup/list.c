@@ -88,6 +88,7 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
     wv_archive *arch = NULL;
     wv_backupset bs = {0};
     wv_window *w = NULL;
+    wv_recovery_facts facts = {0};
     size_t nw = 0;
     gap gaps[64];
     size_t ngaps = 0;
@@ -105,7 +106,9 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
     if (r == 0 && !empty)
         r = wv_archive_scan(repo->st, repo->info.wal_segsize, &arch, err);
     if (r == 0 && !empty)
-        r = wv_recovery_windows(repo->st, arch, &bs, &w, &nw, err);
+        r = wv_recovery_facts_gather(repo->st, arch, &bs, NULL, &facts, err);
+    if (r == 0 && !empty)
+        r = wv_recovery_windows(&facts, &w, &nw, err);
     if (r != 0)
         goto out;
     if (!empty)
@@ -277,6 +280,7 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
                       bs.norphans, bs.norphans == 1 ? "" : "s");
 out:
     free(w);
+    wv_recovery_facts_free(&facts);
     wv_archive_free(arch);
     wv_backupset_free(&bs);
     wv_repo_close(repo);

@@ -847,11 +847,13 @@ typedef struct repo_plan {
     wv_repo *repo;
     wv_archive *arch;
     wv_backupset bs;
+    wv_recovery_facts facts;
     wv_plan plan;
 } repo_plan;
 
 static void repo_plan_free(repo_plan *rp)
 {
+    wv_recovery_facts_free(&rp->facts);
     wv_backupset_free(&rp->bs);
     wv_archive_free(rp->arch);
     wv_repo_close(rp->repo);
@@ -872,8 +874,9 @@ static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_pl
     if (r == 0)
         r = wv_archive_scan(rp->repo->st, rp->repo->info.wal_segsize, &rp->arch, err);
     if (r == 0)
-        r = wv_recovery_plan(rp->repo->st, rp->arch, &rp->bs, &o->target, o->timeline, o->backup_id,
-                             &rp->plan, err);
+        r = wv_recovery_facts_gather(rp->repo->st, rp->arch, &rp->bs, &o->target, &rp->facts, err);
+    if (r == 0)
+        r = wv_recovery_decide(&rp->facts, &o->target, o->timeline, o->backup_id, &rp->plan, err);
     if (r != 0 && strncmp(err->msg, rc->name, strlen(rc->name)) != 0)
         wv_err_prefix(err, "%s: ", rc->name);
     return r;
