@@ -882,6 +882,226 @@ static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_pl
     return r;
 }
 
+/* ---- the steps of a restore ------------------------------------------------------------------ */
+
+/* Arguments, then the configuration they name. */
+static int load_options(int argc, char **argv, const char *config_path, restore_opts *o,
+                        wv_config **cfg, wv_err *err)
+{
+    int rc = parse_args(argc, argv, o, err);
+    if (rc == 0 && !o->config_path)
+        o->config_path = config_path;
+    if (rc == 0) {
+        wv_cli cli = {.config_path = o->config_path};
+        rc = wv_cli_load_config(&cli, cfg, err);
+    }
+    return rc;
+}
+
+/* The data directory: absolute, no server running on it, empty unless --delta. */
+static int check_pgdata(restore_ctx *c, int *exists, wv_err *err)
+{
+    int empty, rc;
+    c->pgdata = absolute(c->o->pgdata);
+    size_t pl = strlen(c->pgdata);
+    while (pl > 1 && c->pgdata[pl - 1] == '/')
+        c->pgdata[--pl] = '\0';
+
+    if ((rc = check_no_server(c->pgdata, err)) != 0 ||
+        (rc = dir_state(c->pgdata, exists, &empty, err)) != 0)
+        return rc;
+    if (*exists && !empty && !c->o->delta) {
+        rc = wv_err_set(err, WV_EREFUSED,
+                        "data directory \"%s\" is not empty: refusing to "
+                        "restore over it",
+                        c->pgdata);
+        wv_err_hint(err, "restore into a new or empty directory, or pass --delta to reuse the "
+                         "files whose checksum matches and replace the rest; nothing was written");
+        return rc;
+    }
+    return 0;
+}
+
+/* The plan: the first repository that reaches the target (or --repo N). */
+static int plan_restore(const wv_config *cfg, const restore_opts *o, repo_plan *rp, wv_err *err)
+{
+    wv_err first;
+    wv_err_clear(&first);
+    int rc = WV_EREFUSED;
+    for (int i = 0; i < cfg->nrepos; i++) {
+        if (o->repo && cfg->repos[i].index != o->repo)
+            continue;
+        rc = plan_on_repo(&cfg->repos[i], o, rp, err);
+        if (rc == 0)
+            break;
+        if (!first.code)
+            first = *err;
+        else
+            wv_log_warn("%s", err->msg);
+        repo_plan_free(rp);
+    }
+    if (o->repo) {
+        int known = wv_cli_repo_exists(cfg, "--repo", o->repo, err);
+        if (known < 0)
+            return known;
+    }
+    if (rc != 0 && first.code)
+        *err = first;
+    return rc;
+}
+
+/* Say what will be restored, from where, to which target and on which timeline. */
+static void report_plan(const restore_opts *o, const repo_plan *rp, const char *tdesc)
+{
+    const wv_backup *b = rp->plan.backup;
+    char stop[WV_TIME_FORMAT_LEN];
+    wv_time_format(b->h.stop_time * 1000000LL, stop, sizeof(stop));
+    wv_log_info("restoring backup %s (ended %s, timeline %" PRIu32 ") from %s", b->h.id, stop,
+                b->h.timeline, rp->repo->rc->name);
+    wv_log_info("recovery target: %s; recovery_target_timeline = %" PRIu32 " (%s)", tdesc,
+                rp->plan.tli, rp->plan.tli_reason);
+    if (o->dry_run)
+        wv_log_info("dry run: nothing written");
+}
+
+/* wal-fetch beside this program and the absolute configuration path, for restore_command. */
+static int find_restore_command(const wv_config *cfg, char **fetch_bin, char **conf_abs,
+                                wv_err *err)
+{
+    *fetch_bin = sibling_binary("wal-fetch");
+    if (access(*fetch_bin, X_OK) != 0)
+        return wv_err_set(err, WV_ECONFIG, "wal-fetch not found beside basebackup (\"%s\")",
+                          *fetch_bin);
+    *conf_abs = realpath(cfg->file, NULL);
+    if (!*conf_abs)
+        *conf_abs = wv_xstrdup(cfg->file);
+    return 0;
+}
+
+/* The backup's tablespaces, their (mapped) locations checked: every map used, each empty. */
+static int place_tablespaces(restore_ctx *c, wv_err *err)
+{
+    const restore_opts *o = c->o;
+    int rc = manifest_pass(c, pass_tablespaces, err);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < o->nmaps; i++)
+        if (!c->maps_used[i]) {
+            rc = wv_err_set(err, WV_EUSAGE,
+                            "--tablespace-map \"%s\": backup %s has no tablespace at that "
+                            "location (its tablespaces: %s)",
+                            o->maps[i].old_path, c->b->h.id,
+                            c->ts_names.len ? wv_buf_cstr(&c->ts_names) : "none");
+            wv_err_hint(err, "nothing was written");
+            return rc;
+        }
+    for (int i = 0; i < c->nts; i++) {
+        int tex, tempty;
+        if ((rc = dir_state(c->ts[i].location, &tex, &tempty, err)) != 0)
+            return rc;
+        if (tex && !tempty && !o->delta) {
+            rc = wv_err_set(err, WV_EREFUSED, "tablespace %" PRIu32 " location \"%s\" is not empty",
+                            c->ts[i].oid, c->ts[i].location);
+            wv_err_hint(err,
+                        "map it elsewhere with --tablespace-map %s=/new/empty/dir, or use "
+                        "--delta",
+                        c->ts[i].location);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Every file of the backup, fetched in parallel (bundles a bundle at a time) and verified. */
+static int fetch_files(restore_ctx *c, const wv_config *cfg, wv_err *err)
+{
+    int rc = wv_parallel_new(cfg->process_max, cfg->process_max * 4, &c->par, err);
+    if (rc != 0)
+        return rc;
+    rc = manifest_pass(c, pass_files, err);
+    if (rc == 0)
+        rc = submit_bundles(c, err);
+    wv_bundle_set_free(&c->bundles);
+    if (rc != 0)
+        wv_parallel_cancel(c->par, err);
+    wv_err jerr;
+    int jrc = wv_parallel_wait(c->par, &jerr);
+    if (rc == 0 && jrc != 0) {
+        rc = jrc;
+        *err = jerr;
+    }
+    return rc;
+}
+
+/* --delta: remove what the backup does not have, in the data directory and each tablespace. */
+static int prune_delta(restore_ctx *c, wv_err *err)
+{
+    int rc;
+    qsort(c->keep, c->nkeep, sizeof(char *), cmp_str);
+    if ((rc = prune(c, c->pgdata, err)) != 0)
+        return rc;
+    for (int i = 0; i < c->nts; i++)
+        if ((rc = prune(c, c->ts[i].location, err)) != 0)
+            return rc;
+    return 0;
+}
+
+/* Tablespaces first (their locations), then directories and links, then files; then one sync of
+ * each file system. */
+static int write_data_dir(restore_ctx *c, const wv_config *cfg, int exists, wv_err *err)
+{
+    int rc;
+    if ((rc = place_tablespaces(c, err)) != 0)
+        return rc;
+    if (!exists && mkdir(c->pgdata, 0700) != 0 && errno != EEXIST)
+        return wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", c->pgdata);
+    if ((rc = manifest_pass(c, pass_dirs, err)) != 0 || (rc = fetch_files(c, cfg, err)) != 0)
+        return rc;
+    if (c->o->delta && (rc = prune_delta(c, err)) != 0)
+        return rc;
+    if ((rc = wv_syncfs(c->pgdata, err)) != 0)
+        return rc;
+    for (int i = 0; i < c->nts; i++)
+        if ((rc = wv_syncfs(c->ts[i].location, err)) != 0)
+            return rc;
+    return 0;
+}
+
+/* What was restored and how to start the server. */
+static void report_done(const restore_ctx *c, const repo_plan *rp, const char *tdesc)
+{
+    const restore_opts *o = c->o;
+    double secs = wv_mono_s() - c->t0;
+    char pgctl[PATH_MAX];
+    snprintf(pgctl, sizeof(pgctl), "/usr/lib/postgresql/%" PRIu32 "/bin/pg_ctl",
+             c->b->h.pg_version / 10000);
+    if (access(pgctl, X_OK) != 0)
+        snprintf(pgctl, sizeof(pgctl), "pg_ctl");
+    wv_log_info("restored %" PRIu64 " files (%.1f MiB%s) in %.1f s into %s", c->files,
+                (double)c->bytes / 1048576.0, o->delta ? ", reused where unchanged" : "", secs,
+                c->pgdata);
+    if (o->delta)
+        wv_log_info("delta: %" PRIu64 " files were already identical", c->reused);
+    printf("restored backup %s into %s; recovery to %s on timeline %" PRIu32 ", then %s\n",
+           c->b->h.id, c->pgdata, tdesc, rp->plan.tli,
+           o->target.kind == WV_TARGET_LATEST ? "promote" : o->action);
+    printf("start the server (as the user that owns %s):\n    %s -D %s -l %s/restore.log start\n",
+           c->pgdata, pgctl, c->pgdata, c->pgdata);
+}
+
+static void restore_ctx_free(restore_ctx *c)
+{
+    if (c->par)
+        wv_parallel_free(c->par);
+    for (int i = 0; i < c->nts; i++)
+        free(c->ts[i].location);
+    wv_buf_free(&c->ts_names);
+    for (size_t i = 0; i < c->nkeep; i++)
+        free(c->keep[i]);
+    free(c->keep);
+    free(c->pgdata);
+}
+
 int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
 {
     restore_opts o;
@@ -889,187 +1109,31 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
     wv_config *cfg = NULL;
     repo_plan rp;
     restore_ctx c;
-    int rc;
-    char *conf_abs = NULL, *fetch_bin = NULL;
+    int rc, exists = 0;
+    char *conf_abs = NULL, *fetch_bin = NULL, tdesc[128];
 
     memset(&rp, 0, sizeof(rp));
     memset(&c, 0, sizeof(c));
     wv_err_clear(&err);
-    rc = parse_args(argc, argv, &o, &err);
-    if (rc == 0 && !o.config_path)
-        o.config_path = config_path;
-    if (rc == 0) {
-        wv_cli cli = {.config_path = o.config_path};
-        rc = wv_cli_load_config(&cli, &cfg, &err);
-    }
-    if (rc != 0)
-        goto out;
     c.o = &o;
-    c.pgdata = absolute(o.pgdata);
-    size_t pl = strlen(c.pgdata);
-    while (pl > 1 && c.pgdata[pl - 1] == '/')
-        c.pgdata[--pl] = '\0';
-
-    /* 1. Nothing running, nothing in the way. */
-    int exists, empty;
-    if ((rc = check_no_server(c.pgdata, &err)) != 0 ||
-        (rc = dir_state(c.pgdata, &exists, &empty, &err)) != 0)
+    /* Every check, and the plan, before the first byte is written. */
+    if ((rc = load_options(argc, argv, config_path, &o, &cfg, &err)) != 0 ||
+        (rc = check_pgdata(&c, &exists, &err)) != 0 || (rc = plan_restore(cfg, &o, &rp, &err)) != 0)
         goto out;
-    if (exists && !empty && !o.delta) {
-        rc = wv_err_set(&err, WV_EREFUSED,
-                        "data directory \"%s\" is not empty: refusing to "
-                        "restore over it",
-                        c.pgdata);
-        wv_err_hint(&err, "restore into a new or empty directory, or pass --delta to reuse the "
-                          "files whose checksum matches and replace the rest; nothing was written");
-        goto out;
-    }
-
-    /* 2. The plan: the first repository that reaches the target (or --repo N). */
-    wv_err first;
-    wv_err_clear(&first);
-    rc = WV_EREFUSED;
-    for (int i = 0; i < cfg->nrepos; i++) {
-        if (o.repo && cfg->repos[i].index != o.repo)
-            continue;
-        rc = plan_on_repo(&cfg->repos[i], &o, &rp, &err);
-        if (rc == 0)
-            break;
-        if (!first.code)
-            first = err;
-        else
-            wv_log_warn("%s", err.msg);
-        repo_plan_free(&rp);
-    }
-    if (o.repo && (rc = wv_cli_repo_exists(cfg, "--repo", o.repo, &err)) < 0)
-        goto out;
-    if (rc != 0) {
-        if (first.code)
-            err = first;
-        goto out;
-    }
     c.st = rp.repo->st;
     c.b = rp.plan.backup;
-
-    char tdesc[128], stop[WV_TIME_FORMAT_LEN], lc[WV_TIME_FORMAT_LEN] = "none";
     describe_target(&o.target, tdesc, sizeof(tdesc));
-    wv_time_format(c.b->h.stop_time * 1000000LL, stop, sizeof(stop));
-    if (rp.plan.last_commit_us != INT64_MIN)
-        wv_time_format(rp.plan.last_commit_us, lc, sizeof(lc));
-    wv_log_info("restoring backup %s (ended %s, timeline %" PRIu32 ") from %s", c.b->h.id, stop,
-                c.b->h.timeline, rp.repo->rc->name);
-    wv_log_info("recovery target: %s; recovery_target_timeline = %" PRIu32 " (%s)", tdesc,
-                rp.plan.tli, rp.plan.tli_reason);
-    if (o.dry_run) {
-        wv_log_info("dry run: nothing written");
+    report_plan(&o, &rp, tdesc);
+    if (o.dry_run || (rc = find_restore_command(cfg, &fetch_bin, &conf_abs, &err)) != 0)
         goto out;
-    }
-
-    fetch_bin = sibling_binary("wal-fetch");
-    if (access(fetch_bin, X_OK) != 0) {
-        rc = wv_err_set(&err, WV_ECONFIG, "wal-fetch not found beside basebackup (\"%s\")",
-                        fetch_bin);
-        goto out;
-    }
-    conf_abs = realpath(cfg->file, NULL);
-    if (!conf_abs)
-        conf_abs = wv_xstrdup(cfg->file);
-
-    /* 3. Tablespaces first (their locations), then directories and links, then files. */
     c.t0 = wv_mono_s();
-    if ((rc = manifest_pass(&c, pass_tablespaces, &err)) != 0)
+    /* Durable: the data, then the recovery settings last. */
+    if ((rc = write_data_dir(&c, cfg, exists, &err)) != 0 ||
+        (rc = write_recovery_conf(&c, &rp.plan, fetch_bin, conf_abs, &err)) != 0)
         goto out;
-    for (int i = 0; i < o.nmaps; i++)
-        if (!c.maps_used[i]) {
-            rc = wv_err_set(&err, WV_EUSAGE,
-                            "--tablespace-map \"%s\": backup %s has no tablespace at that "
-                            "location (its tablespaces: %s)",
-                            o.maps[i].old_path, c.b->h.id,
-                            c.ts_names.len ? wv_buf_cstr(&c.ts_names) : "none");
-            wv_err_hint(&err, "nothing was written");
-            goto out;
-        }
-    for (int i = 0; i < c.nts; i++) {
-        int tex, tempty;
-        if ((rc = dir_state(c.ts[i].location, &tex, &tempty, &err)) != 0)
-            goto out;
-        if (tex && !tempty && !o.delta) {
-            rc =
-                wv_err_set(&err, WV_EREFUSED, "tablespace %" PRIu32 " location \"%s\" is not empty",
-                           c.ts[i].oid, c.ts[i].location);
-            wv_err_hint(&err,
-                        "map it elsewhere with --tablespace-map %s=/new/empty/dir, or use "
-                        "--delta",
-                        c.ts[i].location);
-            goto out;
-        }
-    }
-    if (!exists && mkdir(c.pgdata, 0700) != 0 && errno != EEXIST) {
-        rc = wv_err_errno(&err, WV_EIO, errno, "could not create \"%s\"", c.pgdata);
-        goto out;
-    }
-    if ((rc = manifest_pass(&c, pass_dirs, &err)) != 0)
-        goto out;
-    if ((rc = wv_parallel_new(cfg->process_max, cfg->process_max * 4, &c.par, &err)) != 0)
-        goto out;
-    rc = manifest_pass(&c, pass_files, &err);
-    if (rc == 0)
-        rc = submit_bundles(&c, &err);
-    wv_bundle_set_free(&c.bundles);
-    if (rc != 0)
-        wv_parallel_cancel(c.par, &err);
-    wv_err jerr;
-    int jrc = wv_parallel_wait(c.par, &jerr);
-    if (rc == 0 && jrc != 0) {
-        rc = jrc;
-        err = jerr;
-    }
-    if (rc != 0)
-        goto out;
-    if (o.delta) {
-        qsort(c.keep, c.nkeep, sizeof(char *), cmp_str);
-        if ((rc = prune(&c, c.pgdata, &err)) != 0)
-            goto out;
-        for (int i = 0; i < c.nts; i++)
-            if ((rc = prune(&c, c.ts[i].location, &err)) != 0)
-                goto out;
-    }
-
-    /* 4. Durable: one sync of each file system, then the recovery settings last. */
-    if ((rc = wv_syncfs(c.pgdata, &err)) != 0)
-        goto out;
-    for (int i = 0; i < c.nts; i++)
-        if ((rc = wv_syncfs(c.ts[i].location, &err)) != 0)
-            goto out;
-    if ((rc = write_recovery_conf(&c, &rp.plan, fetch_bin, conf_abs, &err)) != 0)
-        goto out;
-
-    double secs = wv_mono_s() - c.t0;
-    char pgctl[PATH_MAX];
-    snprintf(pgctl, sizeof(pgctl), "/usr/lib/postgresql/%" PRIu32 "/bin/pg_ctl",
-             c.b->h.pg_version / 10000);
-    if (access(pgctl, X_OK) != 0)
-        snprintf(pgctl, sizeof(pgctl), "pg_ctl");
-    wv_log_info("restored %" PRIu64 " files (%.1f MiB%s) in %.1f s into %s", c.files,
-                (double)c.bytes / 1048576.0, o.delta ? ", reused where unchanged" : "", secs,
-                c.pgdata);
-    if (o.delta)
-        wv_log_info("delta: %" PRIu64 " files were already identical", c.reused);
-    printf("restored backup %s into %s; recovery to %s on timeline %" PRIu32 ", then %s\n",
-           c.b->h.id, c.pgdata, tdesc, rp.plan.tli,
-           o.target.kind == WV_TARGET_LATEST ? "promote" : o.action);
-    printf("start the server (as the user that owns %s):\n    %s -D %s -l %s/restore.log start\n",
-           c.pgdata, pgctl, c.pgdata, c.pgdata);
+    report_done(&c, &rp, tdesc);
 out:
-    if (c.par)
-        wv_parallel_free(c.par);
-    for (int i = 0; i < c.nts; i++)
-        free(c.ts[i].location);
-    wv_buf_free(&c.ts_names);
-    for (size_t i = 0; i < c.nkeep; i++)
-        free(c.keep[i]);
-    free(c.keep);
-    free(c.pgdata);
+    restore_ctx_free(&c);
     free(conf_abs);
     free(fetch_bin);
     for (int i = 0; i < o.nmaps; i++) {
