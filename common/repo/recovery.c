@@ -830,7 +830,7 @@ static void explain_timeline(const wv_target *t, uint32_t timeline, int first_op
     char *r = plan->tli_reason;
     size_t len = sizeof(plan->tli_reason);
     if (timeline == WV_TLI_AUTO && t->kind == WV_TARGET_IMMEDIATE)
-        snprintf(r, len, "the backup's timeline, which holds the target (the end of the backup)");
+        snprintf(r, len, "the backup's timeline, which holds the target: the end of the backup");
     else if (timeline == WV_TLI_AUTO && !first_option)
         snprintf(r, len,
                  "the only timeline that holds the target: the newer ones part from it before it");
