@@ -95,6 +95,69 @@ static const char usage[] =
 
 /* ---- argument parsing ------------------------------------------------------------------------ */
 
+/* One of --to, --lsn, --xid, --name, --immediate (c is its getopt code). */
+static int parse_target(int c, const char *arg, wv_target *t, wv_err *err)
+{
+    char *end;
+    switch (c) {
+    case 't': {
+        int rc = wv_time_parse(arg, (int64_t)time(NULL), &t->time_us, err);
+        if (rc != 0)
+            return rc;
+        t->kind = WV_TARGET_TIME;
+        break;
+    }
+    case 'L':
+        if (wv_lsn_parse(arg, &t->lsn) != 0)
+            return wv_err_set(err, WV_EUSAGE, "bad --lsn \"%s\": expected an LSN like 0/3000028",
+                              arg);
+        t->kind = WV_TARGET_LSN;
+        break;
+    case 'x': {
+        errno = 0;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (errno || end == arg || *end || v < 3 || v > UINT32_MAX || arg[0] == '-')
+            return wv_err_set(err, WV_EUSAGE,
+                              "bad --xid \"%s\": expected a transaction id (a number >= 3)", arg);
+        t->xid = (uint32_t)v;
+        t->kind = WV_TARGET_XID;
+        break;
+    }
+    case 'n':
+        if (!arg[0] || strlen(arg) >= 64)
+            return wv_err_set(err, WV_EUSAGE,
+                              "bad --name \"%s\": a restore point name has 1 to 63 bytes", arg);
+        t->name = arg;
+        t->kind = WV_TARGET_NAME;
+        break;
+    case 'i':
+        t->kind = WV_TARGET_IMMEDIATE;
+        break;
+    }
+    return 0;
+}
+
+/* --timeline latest|current|N. */
+static int parse_timeline(const char *arg, uint32_t *timeline, wv_err *err)
+{
+    char *end;
+    if (strcmp(arg, "latest") == 0) {
+        *timeline = WV_TLI_LATEST;
+    } else if (strcmp(arg, "current") == 0) {
+        *timeline = WV_TLI_CURRENT;
+    } else {
+        errno = 0;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (errno || end == arg || *end || v < 1 || v >= WV_TLI_CURRENT)
+            return wv_err_set(err, WV_EUSAGE,
+                              "bad --timeline \"%s\": expected latest, current or a "
+                              "timeline number",
+                              arg);
+        *timeline = (uint32_t)v;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
 {
     static const struct option longopts[] = {
@@ -122,7 +185,6 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:D:h", longopts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'c':
             o->config_path = optarg;
@@ -130,67 +192,28 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
         case 'D':
             o->pgdata = optarg;
             break;
-        case 't': {
-            int rc = wv_time_parse(optarg, (int64_t)time(NULL), &o->target.time_us, err);
+        case 't':
+        case 'L':
+        case 'x':
+        case 'n':
+        case 'i': {
+            int rc = parse_target(c, optarg, &o->target, err);
             if (rc != 0)
                 return rc;
-            o->target.kind = WV_TARGET_TIME;
             ntargets++;
             break;
         }
-        case 'L':
-            if (wv_lsn_parse(optarg, &o->target.lsn) != 0)
-                return wv_err_set(err, WV_EUSAGE,
-                                  "bad --lsn \"%s\": expected an LSN like 0/3000028", optarg);
-            o->target.kind = WV_TARGET_LSN;
-            ntargets++;
-            break;
-        case 'x': {
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 3 || v > UINT32_MAX || optarg[0] == '-')
-                return wv_err_set(err, WV_EUSAGE,
-                                  "bad --xid \"%s\": expected a transaction id (a number >= 3)",
-                                  optarg);
-            o->target.xid = (uint32_t)v;
-            o->target.kind = WV_TARGET_XID;
-            ntargets++;
-            break;
-        }
-        case 'n':
-            if (!optarg[0] || strlen(optarg) >= 64)
-                return wv_err_set(err, WV_EUSAGE,
-                                  "bad --name \"%s\": a restore point name has 1 to 63 bytes",
-                                  optarg);
-            o->target.name = optarg;
-            o->target.kind = WV_TARGET_NAME;
-            ntargets++;
-            break;
-        case 'i':
-            o->target.kind = WV_TARGET_IMMEDIATE;
-            ntargets++;
-            break;
         case 'b':
             if (!wv_manifest_id_valid(optarg))
                 return wv_err_set(err, WV_EUSAGE, "bad --backup \"%s\": not a backup id", optarg);
             o->backup_id = optarg;
             break;
-        case 'T':
-            if (strcmp(optarg, "latest") == 0) {
-                o->timeline = WV_TLI_LATEST;
-            } else if (strcmp(optarg, "current") == 0) {
-                o->timeline = WV_TLI_CURRENT;
-            } else {
-                errno = 0;
-                unsigned long v = strtoul(optarg, &end, 10);
-                if (errno || end == optarg || *end || v < 1 || v >= WV_TLI_CURRENT)
-                    return wv_err_set(err, WV_EUSAGE,
-                                      "bad --timeline \"%s\": expected latest, current or a "
-                                      "timeline number",
-                                      optarg);
-                o->timeline = (uint32_t)v;
-            }
+        case 'T': {
+            int rc = parse_timeline(optarg, &o->timeline, err);
+            if (rc != 0)
+                return rc;
             break;
+        }
         case 'a':
             if (strcmp(optarg, "promote") && strcmp(optarg, "pause") && strcmp(optarg, "shutdown"))
                 return wv_err_set(err, WV_EUSAGE,
@@ -718,6 +741,71 @@ static int is_recovery_line(const char *line)
     return strncmp(line, "restore_command", 15) == 0 || strncmp(line, "recovery_target", 15) == 0;
 }
 
+/* The recovery settings restore writes: restore_command, the target, the timeline. */
+static void recovery_settings(const restore_opts *o, const wv_plan *plan, const char *fetch_bin,
+                              const char *conf, wv_buf *out)
+{
+    char now[WV_TIME_FORMAT_LEN];
+    wv_time_format((int64_t)time(NULL) * 1000000, now, sizeof(now));
+    wv_buf_printf(out, "# Recovery settings written by walvault basebackup restore at %s\n", now);
+    wv_buf_append_str(out, "restore_command = ");
+    wv_buf cmd = WV_BUF_INIT;
+    shell_word(&cmd, fetch_bin);
+    wv_buf_append_str(&cmd, " -c ");
+    shell_word(&cmd, conf);
+    wv_buf_append_str(&cmd, " %f %p");
+    conf_quote(out, wv_buf_cstr(&cmd));
+    wv_buf_free(&cmd);
+    wv_buf_append_str(out, "\n");
+    const wv_target *t = &o->target;
+    char v[WV_TIME_FORMAT_LEN];
+    switch (t->kind) {
+    case WV_TARGET_TIME:
+        wv_time_format(t->time_us, v, sizeof(v));
+        wv_buf_append_str(out, "recovery_target_time = ");
+        conf_quote(out, v);
+        wv_buf_append_str(out, "\n");
+        break;
+    case WV_TARGET_LSN:
+        wv_lsn_format(t->lsn, v);
+        wv_buf_append_str(out, "recovery_target_lsn = ");
+        conf_quote(out, v);
+        wv_buf_append_str(out, "\n");
+        break;
+    case WV_TARGET_XID:
+        wv_buf_printf(out, "recovery_target_xid = '%" PRIu32 "'\n", t->xid);
+        break;
+    case WV_TARGET_NAME:
+        wv_buf_append_str(out, "recovery_target_name = ");
+        conf_quote(out, t->name);
+        wv_buf_append_str(out, "\n");
+        break;
+    case WV_TARGET_IMMEDIATE:
+        wv_buf_append_str(out, "recovery_target = 'immediate'\n");
+        break;
+    case WV_TARGET_LATEST:
+        break;
+    }
+    if (t->kind != WV_TARGET_LATEST)
+        wv_buf_printf(out, "recovery_target_action = '%s'\n", o->action);
+    wv_buf_printf(out, "recovery_target_timeline = '%" PRIu32 "'\n", plan->tli);
+}
+
+/* Signals: standby.signal (a backup of a standby) removed, recovery.signal created last. */
+static int write_signals(const restore_ctx *c, wv_err *err)
+{
+    char *standby = wv_xasprintf("%s/standby.signal", c->pgdata);
+    if (unlink(standby) == 0)
+        wv_log_warn("removed standby.signal from the restored data directory (the backup was "
+                    "taken on a standby)");
+    free(standby);
+    char *sig = wv_xasprintf("%s/recovery.signal", c->pgdata);
+    int rc = write_file_durably(sig, "", err);
+    free(sig);
+    return rc;
+}
+
+/* postgresql.auto.conf: its lines without earlier recovery settings, then ours; then the signals. */
 static int write_recovery_conf(restore_ctx *c, const wv_plan *plan, const char *fetch_bin,
                                const char *conf, wv_err *err)
 {
@@ -733,64 +821,11 @@ static int write_recovery_conf(restore_ctx *c, const wv_plan *plan, const char *
     }
     if (out.len && out.data[out.len - 1] != '\n')
         wv_buf_append_str(&out, "\n");
-    char now[WV_TIME_FORMAT_LEN];
-    wv_time_format((int64_t)time(NULL) * 1000000, now, sizeof(now));
-    wv_buf_printf(&out, "# Recovery settings written by walvault basebackup restore at %s\n", now);
-    wv_buf_append_str(&out, "restore_command = ");
-    wv_buf cmd = WV_BUF_INIT;
-    shell_word(&cmd, fetch_bin);
-    wv_buf_append_str(&cmd, " -c ");
-    shell_word(&cmd, conf);
-    wv_buf_append_str(&cmd, " %f %p");
-    conf_quote(&out, wv_buf_cstr(&cmd));
-    wv_buf_free(&cmd);
-    wv_buf_append_str(&out, "\n");
-    const wv_target *t = &c->o->target;
-    char v[WV_TIME_FORMAT_LEN];
-    switch (t->kind) {
-    case WV_TARGET_TIME:
-        wv_time_format(t->time_us, v, sizeof(v));
-        wv_buf_append_str(&out, "recovery_target_time = ");
-        conf_quote(&out, v);
-        wv_buf_append_str(&out, "\n");
-        break;
-    case WV_TARGET_LSN:
-        wv_lsn_format(t->lsn, v);
-        wv_buf_append_str(&out, "recovery_target_lsn = ");
-        conf_quote(&out, v);
-        wv_buf_append_str(&out, "\n");
-        break;
-    case WV_TARGET_XID:
-        wv_buf_printf(&out, "recovery_target_xid = '%" PRIu32 "'\n", t->xid);
-        break;
-    case WV_TARGET_NAME:
-        wv_buf_append_str(&out, "recovery_target_name = ");
-        conf_quote(&out, t->name);
-        wv_buf_append_str(&out, "\n");
-        break;
-    case WV_TARGET_IMMEDIATE:
-        wv_buf_append_str(&out, "recovery_target = 'immediate'\n");
-        break;
-    case WV_TARGET_LATEST:
-        break;
-    }
-    if (t->kind != WV_TARGET_LATEST)
-        wv_buf_printf(&out, "recovery_target_action = '%s'\n", c->o->action);
-    wv_buf_printf(&out, "recovery_target_timeline = '%" PRIu32 "'\n", plan->tli);
+    recovery_settings(c->o, plan, fetch_bin, conf, &out);
     int rc = write_file_durably(path, wv_buf_cstr(&out), err);
     wv_buf_free(&out);
     free(path);
-    if (rc != 0)
-        return rc;
-    char *standby = wv_xasprintf("%s/standby.signal", c->pgdata);
-    if (unlink(standby) == 0)
-        wv_log_warn("removed standby.signal from the restored data directory (the backup was "
-                    "taken on a standby)");
-    free(standby);
-    char *sig = wv_xasprintf("%s/recovery.signal", c->pgdata);
-    rc = write_file_durably(sig, "", err);
-    free(sig);
-    return rc;
+    return rc == 0 ? write_signals(c, err) : rc;
 }
 
 static char *sibling_binary(const char *name)
