@@ -910,8 +910,14 @@ static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_pl
         r = wv_archive_scan(rp->repo->st, rp->repo->info.wal_segsize, &rp->arch, err);
     if (r == 0)
         r = wv_recovery_facts_gather(rp->repo->st, rp->arch, &rp->bs, &o->target, &rp->facts, err);
-    if (r == 0)
+    if (r == 0) {
+        uint64_t trailers, controls;
         r = wv_recovery_decide(&rp->facts, &o->target, o->timeline, o->backup_id, &rp->plan, err);
+        wv_recovery_facts_reads(&rp->facts, &trailers, &controls);
+        wv_log_debug("%s: the plan read %" PRIu64 " segment trailers and %" PRIu64
+                     " backup control files",
+                     rc->name, trailers, controls);
+    }
     if (r != 0 && strncmp(err->msg, rc->name, strlen(rc->name)) != 0)
         wv_err_prefix(err, "%s: ", rc->name);
     return r;
