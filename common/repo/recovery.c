@@ -824,6 +824,7 @@ static size_t candidates(const wv_archive *a, const wv_target *t, uint32_t timel
     return n;
 }
 
+/* Why this timeline, in the words restore prints (tests and users read them). */
 static void explain_timeline(const wv_target *t, uint32_t timeline, int first_option,
                              uint32_t latest, const option *o, wv_plan *plan)
 {
