@@ -82,164 +82,192 @@ static size_t find_gaps(const wv_archive *a, gap *out, size_t max)
     return n;
 }
 
-static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first, wv_err *err)
+/* Everything list shows of one repository, gathered before anything is rendered. */
+typedef struct listing {
+    const char *name;
+    char *location;
+    int empty; /* nothing archived yet: only name and location */
+    wv_repo_info info;
+    wv_backupset bs;
+    wv_archive *arch;
+    wv_window *w;
+    size_t nw;
+    gap gaps[64];
+    size_t ngaps;
+} listing;
+
+static void listing_free(listing *l)
+{
+    free(l->w);
+    wv_archive_free(l->arch);
+    wv_backupset_free(&l->bs);
+    free(l->location);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Read one repository: its identity, backups, archive inventory and recoverable windows. */
+static int gather_listing(const wv_repo_config *rc, listing *l, wv_err *err)
 {
     wv_repo *repo = NULL;
-    wv_archive *arch = NULL;
-    wv_backupset bs = {0};
-    wv_window *w = NULL;
-    size_t nw = 0;
-    gap gaps[64];
-    size_t ngaps = 0;
-    int empty = 0;
+    wv_recovery_facts facts = {0};
+    memset(l, 0, sizeof(*l));
+    l->name = rc->name;
     int r = wv_repo_open(rc, &repo, err);
     if (r == 0) {
+        l->location = wv_xstrdup(wv_storage_location(repo->st));
         r = wv_repo_load_info(repo, err);
         if (r == WV_ENOTFOUND) {
-            empty = 1;
+            l->empty = 1;
             r = 0;
         }
+        l->info = repo->info;
     }
-    if (r == 0 && !empty)
-        r = wv_backupset_load(repo->st, &bs, err);
-    if (r == 0 && !empty)
-        r = wv_archive_scan(repo->st, repo->info.wal_segsize, &arch, err);
-    if (r == 0 && !empty)
-        r = wv_recovery_windows(repo->st, arch, &bs, &w, &nw, err);
-    if (r != 0)
-        goto out;
-    if (!empty)
-        ngaps = find_gaps(arch, gaps, 64);
+    if (r == 0 && !l->empty)
+        r = wv_backupset_load(repo->st, &l->bs, err);
+    if (r == 0 && !l->empty)
+        r = wv_archive_scan(repo->st, repo->info.wal_segsize, &l->arch, err);
+    if (r == 0 && !l->empty)
+        r = wv_recovery_facts_gather(repo->st, l->arch, &l->bs, NULL, &facts, err);
+    if (r == 0 && !l->empty)
+        r = wv_recovery_windows(&facts, &l->w, &l->nw, err);
+    if (r == 0 && !l->empty)
+        l->ngaps = find_gaps(l->arch, l->gaps, 64);
+    wv_recovery_facts_free(&facts);
+    wv_repo_close(repo);
+    return r;
+}
 
-    if (json) {
-        wv_buf_append_str(out, first ? "" : ",");
-        wv_buf_append_str(out, "\n  {\"repo\": ");
-        json_str(out, rc->name);
-        wv_buf_append_str(out, ", \"location\": ");
-        json_str(out, wv_storage_location(repo->st));
-        if (empty) {
-            wv_buf_append_str(out, ", \"empty\": true, \"backups\": [], \"windows\": [], "
-                                   "\"timelines\": [], \"gaps\": []}");
-            goto out;
-        }
+static void json_backups(const wv_backupset *bs, wv_buf *out)
+{
+    for (size_t i = 0; i < bs->n; i++) {
+        const wv_manifest_header *h = &bs->b[i].h;
+        wv_buf_append_str(out, i ? ",\n    {" : "\n    {");
+        wv_buf_append_str(out, "\"id\": ");
+        json_str(out, h->id);
+        wv_buf_append_str(out, ", \"label\": ");
+        json_str(out, h->label);
+        wv_buf_printf(out, ", \"keep\": %s, \"timeline\": %" PRIu32 ", \"start_lsn\": ",
+                      h->keep ? "true" : "false", h->timeline);
+        json_lsn(out, h->start_lsn);
+        wv_buf_append_str(out, ", \"stop_lsn\": ");
+        json_lsn(out, h->stop_lsn);
+        wv_buf_append_str(out, ", \"start_time\": ");
+        json_time(out, h->start_time * 1000000LL);
+        wv_buf_append_str(out, ", \"stop_time\": ");
+        json_time(out, h->stop_time * 1000000LL);
         wv_buf_printf(out,
-                      ", \"empty\": false, \"system_identifier\": \"%" PRIu64
-                      "\", \"pg_major\": %" PRIu32 ", \"wal_segment_size\": %" PRIu64
-                      ",\n   \"backups\": [",
-                      repo->info.system_id, repo->info.pg_major, repo->info.wal_segsize);
-        for (size_t i = 0; i < bs.n; i++) {
-            const wv_manifest_header *h = &bs.b[i].h;
-            wv_buf_append_str(out, i ? ",\n    {" : "\n    {");
-            wv_buf_append_str(out, "\"id\": ");
-            json_str(out, h->id);
-            wv_buf_append_str(out, ", \"label\": ");
-            json_str(out, h->label);
-            wv_buf_printf(out, ", \"keep\": %s, \"timeline\": %" PRIu32 ", \"start_lsn\": ",
-                          h->keep ? "true" : "false", h->timeline);
-            json_lsn(out, h->start_lsn);
-            wv_buf_append_str(out, ", \"stop_lsn\": ");
-            json_lsn(out, h->stop_lsn);
-            wv_buf_append_str(out, ", \"start_time\": ");
-            json_time(out, h->start_time * 1000000LL);
-            wv_buf_append_str(out, ", \"stop_time\": ");
-            json_time(out, h->stop_time * 1000000LL);
-            wv_buf_printf(out,
-                          ", \"duration_s\": %" PRId64 ", \"files\": %" PRIu64
-                          ", \"size\": %" PRIu64 ", \"stored_size\": %" PRIu64
-                          ", \"pg_version\": %" PRIu32 "}",
-                          h->stop_time - h->start_time, bs.b[i].totals.files, bs.b[i].totals.size,
-                          bs.b[i].totals.stored_size, h->pg_version);
-        }
-        wv_buf_append_str(out, "],\n   \"windows\": [");
-        for (size_t i = 0; i < nw; i++) {
-            wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"from\": ", i ? ",\n    " : "\n    ",
-                          w[i].tli);
-            json_time(out, w[i].from_us);
-            wv_buf_append_str(out, ", \"to\": ");
-            json_time(out, w[i].to_us);
-            wv_buf_append_str(out, ", \"from_lsn\": ");
-            json_lsn(out, w[i].from_lsn);
-            wv_buf_append_str(out, ", \"to_lsn\": ");
-            json_lsn(out, w[i].to_lsn);
-            wv_buf_append_str(out, ", \"first_backup\": ");
-            json_str(out, w[i].first_backup);
-            if (w[i].gap) {
-                wv_buf_append_str(out, ", \"stops_at_missing_segment\": ");
-                json_str(out, w[i].missing);
-                wv_buf_append_str(out, ", \"wal_resumes_at\": ");
-                json_time(out, w[i].resume_us);
-            }
-            wv_buf_append_str(out, "}");
-        }
-        wv_buf_append_str(out, "],\n   \"timelines\": [");
-        for (size_t t = 0; t < arch->ntl; t++) {
-            const wv_archive_tli *tl = &arch->tls[t];
-            char a[WV_WALNAME_SEGMENT_LEN] = "", b[WV_WALNAME_SEGMENT_LEN] = "";
-            if (tl->nseg) {
-                wv_walname_format_segment(tl->tli, tl->segnos[0], arch->segsize, a);
-                wv_walname_format_segment(tl->tli, tl->segnos[tl->nseg - 1], arch->segsize, b);
-            }
-            wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"segments\": %zu, \"history\": %s",
-                          t ? ", " : "", tl->tli, tl->nseg, tl->has_history ? "true" : "false");
-            wv_buf_append_str(out, ", \"first_segment\": ");
-            json_str(out, a);
-            wv_buf_append_str(out, ", \"last_segment\": ");
-            json_str(out, b);
-            wv_buf_append_str(out, "}");
-        }
-        wv_buf_append_str(out, "],\n   \"gaps\": [");
-        for (size_t g = 0; g < ngaps; g++) {
-            char a[WV_WALNAME_SEGMENT_LEN], b[WV_WALNAME_SEGMENT_LEN];
-            wv_walname_format_segment(gaps[g].tli, gaps[g].first, arch->segsize, a);
-            wv_walname_format_segment(gaps[g].tli, gaps[g].last, arch->segsize, b);
-            wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"first_missing\": ", g ? ", " : "",
-                          gaps[g].tli);
-            json_str(out, a);
-            wv_buf_append_str(out, ", \"last_missing\": ");
-            json_str(out, b);
-            wv_buf_append_str(out, "}");
-        }
-        wv_buf_append_str(out, "],\n   \"incomplete_backups\": [");
-        for (size_t i = 0; i < bs.norphans; i++) {
-            wv_buf_append_str(out, i ? ", " : "");
-            json_str(out, bs.orphans[i]);
-        }
-        wv_buf_append_str(out, "]}");
-        goto out;
+                      ", \"duration_s\": %" PRId64 ", \"files\": %" PRIu64 ", \"size\": %" PRIu64
+                      ", \"stored_size\": %" PRIu64 ", \"pg_version\": %" PRIu32 "}",
+                      h->stop_time - h->start_time, bs->b[i].totals.files, bs->b[i].totals.size,
+                      bs->b[i].totals.stored_size, h->pg_version);
     }
+}
 
-    /* Text, for people. */
-    if (!first)
-        wv_buf_append_str(out, "\n");
-    if (empty) {
-        wv_buf_printf(out, "%s (%s): empty, nothing archived yet\n", rc->name,
-                      wv_storage_location(repo->st));
-        goto out;
+static void json_windows(const wv_window *w, size_t nw, wv_buf *out)
+{
+    for (size_t i = 0; i < nw; i++) {
+        wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"from\": ", i ? ",\n    " : "\n    ",
+                      w[i].tli);
+        json_time(out, w[i].from_us);
+        wv_buf_append_str(out, ", \"to\": ");
+        json_time(out, w[i].to_us);
+        wv_buf_append_str(out, ", \"from_lsn\": ");
+        json_lsn(out, w[i].from_lsn);
+        wv_buf_append_str(out, ", \"to_lsn\": ");
+        json_lsn(out, w[i].to_lsn);
+        wv_buf_append_str(out, ", \"first_backup\": ");
+        json_str(out, w[i].first_backup);
+        if (w[i].gap) {
+            wv_buf_append_str(out, ", \"stops_at_missing_segment\": ");
+            json_str(out, w[i].missing);
+            wv_buf_append_str(out, ", \"wal_resumes_at\": ");
+            json_time(out, w[i].resume_us);
+        }
+        wv_buf_append_str(out, "}");
     }
-    {
-        char seg[32];
-        wv_human_bytes(repo->info.wal_segsize, seg, sizeof(seg));
-        wv_buf_printf(
-            out, "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64 ", %s WAL segments\n",
-            rc->name, wv_storage_location(repo->st), repo->info.pg_major, repo->info.system_id,
-            seg);
+}
+
+static void json_archive(const listing *l, wv_buf *out)
+{
+    const wv_archive *arch = l->arch;
+    for (size_t t = 0; t < arch->ntl; t++) {
+        const wv_archive_tli *tl = &arch->tls[t];
+        char a[WV_WALNAME_SEGMENT_LEN] = "", b[WV_WALNAME_SEGMENT_LEN] = "";
+        if (tl->nseg) {
+            wv_walname_format_segment(tl->tli, tl->segnos[0], arch->segsize, a);
+            wv_walname_format_segment(tl->tli, tl->segnos[tl->nseg - 1], arch->segsize, b);
+        }
+        wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"segments\": %zu, \"history\": %s",
+                      t ? ", " : "", tl->tli, tl->nseg, tl->has_history ? "true" : "false");
+        wv_buf_append_str(out, ", \"first_segment\": ");
+        json_str(out, a);
+        wv_buf_append_str(out, ", \"last_segment\": ");
+        json_str(out, b);
+        wv_buf_append_str(out, "}");
     }
-    if (bs.n == 0) {
+    wv_buf_append_str(out, "],\n   \"gaps\": [");
+    for (size_t g = 0; g < l->ngaps; g++) {
+        char a[WV_WALNAME_SEGMENT_LEN], b[WV_WALNAME_SEGMENT_LEN];
+        wv_walname_format_segment(l->gaps[g].tli, l->gaps[g].first, arch->segsize, a);
+        wv_walname_format_segment(l->gaps[g].tli, l->gaps[g].last, arch->segsize, b);
+        wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"first_missing\": ", g ? ", " : "",
+                      l->gaps[g].tli);
+        json_str(out, a);
+        wv_buf_append_str(out, ", \"last_missing\": ");
+        json_str(out, b);
+        wv_buf_append_str(out, "}");
+    }
+}
+
+static void render_json(const listing *l, int first, wv_buf *out)
+{
+    const wv_backupset *bs = &l->bs;
+    wv_buf_append_str(out, first ? "" : ",");
+    wv_buf_append_str(out, "\n  {\"repo\": ");
+    json_str(out, l->name);
+    wv_buf_append_str(out, ", \"location\": ");
+    json_str(out, l->location);
+    if (l->empty) {
+        wv_buf_append_str(out, ", \"empty\": true, \"backups\": [], \"windows\": [], "
+                               "\"timelines\": [], \"gaps\": []}");
+        return;
+    }
+    wv_buf_printf(out,
+                  ", \"empty\": false, \"system_identifier\": \"%" PRIu64
+                  "\", \"pg_major\": %" PRIu32 ", \"wal_segment_size\": %" PRIu64
+                  ",\n   \"backups\": [",
+                  l->info.system_id, l->info.pg_major, l->info.wal_segsize);
+    json_backups(bs, out);
+    wv_buf_append_str(out, "],\n   \"windows\": [");
+    json_windows(l->w, l->nw, out);
+    wv_buf_append_str(out, "],\n   \"timelines\": [");
+    json_archive(l, out);
+    wv_buf_append_str(out, "],\n   \"incomplete_backups\": [");
+    for (size_t i = 0; i < bs->norphans; i++) {
+        wv_buf_append_str(out, i ? ", " : "");
+        json_str(out, bs->orphans[i]);
+    }
+    wv_buf_append_str(out, "]}");
+}
+
+static void text_backups(const wv_backupset *bs, wv_buf *out)
+{
+    if (bs->n == 0) {
         wv_buf_append_str(out, "  no backups yet: take one with \"basebackup backup\"\n");
     } else {
         wv_buf_printf(out, "  %-18s %-20s %-24s %-24s %3s %-11s %-11s %10s %10s %6s %s\n", "backup",
                       "label", "started", "ended", "tli", "start lsn", "stop lsn", "size", "stored",
                       "secs", "keep");
-        for (size_t i = 0; i < bs.n; i++) {
-            const wv_manifest_header *h = &bs.b[i].h;
+        for (size_t i = 0; i < bs->n; i++) {
+            const wv_manifest_header *h = &bs->b[i].h;
             char st[WV_TIME_FORMAT_LEN], en[WV_TIME_FORMAT_LEN], sl[WV_LSN_LEN], el[WV_LSN_LEN];
             char sz[32], ss[32];
             wv_time_format(h->start_time * 1000000LL, st, sizeof(st));
             wv_time_format(h->stop_time * 1000000LL, en, sizeof(en));
             wv_lsn_format(h->start_lsn, sl);
             wv_lsn_format(h->stop_lsn, el);
-            wv_human_bytes(bs.b[i].totals.size, sz, sizeof(sz));
-            wv_human_bytes(bs.b[i].totals.stored_size, ss, sizeof(ss));
+            wv_human_bytes(bs->b[i].totals.size, sz, sizeof(sz));
+            wv_human_bytes(bs->b[i].totals.stored_size, ss, sizeof(ss));
             wv_buf_printf(out,
                           "  %-18s %-20.20s %-24s %-24s %3" PRIu32
                           " %-11s %-11s %10s %10s %6" PRId64 " %s\n",
@@ -247,10 +275,16 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
                           el, sz, ss, h->stop_time - h->start_time, h->keep ? "yes" : "no");
         }
     }
+}
+
+static void text_windows(const listing *l, wv_buf *out)
+{
+    const wv_window *w = l->w;
+    const wv_archive *arch = l->arch;
     wv_buf_append_str(out, "  recoverable window:\n");
-    if (nw == 0)
+    if (l->nw == 0)
         wv_buf_append_str(out, "    none: no backup whose WAL is complete in the archive\n");
-    for (size_t i = 0; i < nw; i++) {
+    for (size_t i = 0; i < l->nw; i++) {
         char a[WV_TIME_FORMAT_LEN], b[WV_TIME_FORMAT_LEN];
         wv_time_format(w[i].from_us, a, sizeof(a));
         wv_time_format(w[i].to_us, b, sizeof(b));
@@ -266,20 +300,47 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
                           w[i].missing, rs);
         }
     }
-    for (size_t g = 0; g < ngaps; g++) {
+    for (size_t g = 0; g < l->ngaps; g++) {
         char a[WV_WALNAME_SEGMENT_LEN], b[WV_WALNAME_SEGMENT_LEN];
-        wv_walname_format_segment(gaps[g].tli, gaps[g].first, arch->segsize, a);
-        wv_walname_format_segment(gaps[g].tli, gaps[g].last, arch->segsize, b);
+        wv_walname_format_segment(l->gaps[g].tli, l->gaps[g].first, arch->segsize, a);
+        wv_walname_format_segment(l->gaps[g].tli, l->gaps[g].last, arch->segsize, b);
         wv_buf_printf(out, "  gap in the archive: %s .. %s missing\n", a, b);
     }
-    if (bs.norphans)
+}
+
+/* Text, for people. */
+static void render_text(const listing *l, int first, wv_buf *out)
+{
+    const wv_backupset *bs = &l->bs;
+    if (!first)
+        wv_buf_append_str(out, "\n");
+    if (l->empty) {
+        wv_buf_printf(out, "%s (%s): empty, nothing archived yet\n", l->name, l->location);
+        return;
+    }
+    {
+        char seg[32];
+        wv_human_bytes(l->info.wal_segsize, seg, sizeof(seg));
+        wv_buf_printf(
+            out, "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64 ", %s WAL segments\n",
+            l->name, l->location, l->info.pg_major, l->info.system_id, seg);
+    }
+    text_backups(&l->bs, out);
+    text_windows(l, out);
+    if (bs->norphans)
         wv_buf_printf(out, "  %zu incomplete backup%s (no manifest; removed by the next backup)\n",
-                      bs.norphans, bs.norphans == 1 ? "" : "s");
-out:
-    free(w);
-    wv_archive_free(arch);
-    wv_backupset_free(&bs);
-    wv_repo_close(repo);
+                      bs->norphans, bs->norphans == 1 ? "" : "s");
+}
+
+static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first, wv_err *err)
+{
+    listing l;
+    int r = gather_listing(rc, &l, err);
+    if (r == 0 && json)
+        render_json(&l, first, out);
+    else if (r == 0)
+        render_text(&l, first, out);
+    listing_free(&l);
     return r;
 }
 

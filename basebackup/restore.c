@@ -95,6 +95,69 @@ static const char usage[] =
 
 /* ---- argument parsing ------------------------------------------------------------------------ */
 
+/* One of --to, --lsn, --xid, --name, --immediate (c is its getopt code). */
+static int parse_target(int c, const char *arg, wv_target *t, wv_err *err)
+{
+    char *end;
+    switch (c) {
+    case 't': {
+        int rc = wv_time_parse(arg, (int64_t)time(NULL), &t->time_us, err);
+        if (rc != 0)
+            return rc;
+        t->kind = WV_TARGET_TIME;
+        break;
+    }
+    case 'L':
+        if (wv_lsn_parse(arg, &t->lsn) != 0)
+            return wv_err_set(err, WV_EUSAGE, "bad --lsn \"%s\": expected an LSN like 0/3000028",
+                              arg);
+        t->kind = WV_TARGET_LSN;
+        break;
+    case 'x': {
+        errno = 0;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (errno || end == arg || *end || v < 3 || v > UINT32_MAX || arg[0] == '-')
+            return wv_err_set(err, WV_EUSAGE,
+                              "bad --xid \"%s\": expected a transaction id (a number >= 3)", arg);
+        t->xid = (uint32_t)v;
+        t->kind = WV_TARGET_XID;
+        break;
+    }
+    case 'n':
+        if (!arg[0] || strlen(arg) >= 64)
+            return wv_err_set(err, WV_EUSAGE,
+                              "bad --name \"%s\": a restore point name has 1 to 63 bytes", arg);
+        t->name = arg;
+        t->kind = WV_TARGET_NAME;
+        break;
+    case 'i':
+        t->kind = WV_TARGET_IMMEDIATE;
+        break;
+    }
+    return 0;
+}
+
+/* --timeline latest|current|N. */
+static int parse_timeline(const char *arg, uint32_t *timeline, wv_err *err)
+{
+    char *end;
+    if (strcmp(arg, "latest") == 0) {
+        *timeline = WV_TLI_LATEST;
+    } else if (strcmp(arg, "current") == 0) {
+        *timeline = WV_TLI_CURRENT;
+    } else {
+        errno = 0;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (errno || end == arg || *end || v < 1 || v >= WV_TLI_CURRENT)
+            return wv_err_set(err, WV_EUSAGE,
+                              "bad --timeline \"%s\": expected latest, current or a "
+                              "timeline number",
+                              arg);
+        *timeline = (uint32_t)v;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
 {
     static const struct option longopts[] = {
@@ -122,7 +185,6 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:D:h", longopts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'c':
             o->config_path = optarg;
@@ -130,67 +192,28 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
         case 'D':
             o->pgdata = optarg;
             break;
-        case 't': {
-            int rc = wv_time_parse(optarg, (int64_t)time(NULL), &o->target.time_us, err);
+        case 't':
+        case 'L':
+        case 'x':
+        case 'n':
+        case 'i': {
+            int rc = parse_target(c, optarg, &o->target, err);
             if (rc != 0)
                 return rc;
-            o->target.kind = WV_TARGET_TIME;
             ntargets++;
             break;
         }
-        case 'L':
-            if (wv_lsn_parse(optarg, &o->target.lsn) != 0)
-                return wv_err_set(err, WV_EUSAGE,
-                                  "bad --lsn \"%s\": expected an LSN like 0/3000028", optarg);
-            o->target.kind = WV_TARGET_LSN;
-            ntargets++;
-            break;
-        case 'x': {
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 3 || v > UINT32_MAX || optarg[0] == '-')
-                return wv_err_set(err, WV_EUSAGE,
-                                  "bad --xid \"%s\": expected a transaction id (a number >= 3)",
-                                  optarg);
-            o->target.xid = (uint32_t)v;
-            o->target.kind = WV_TARGET_XID;
-            ntargets++;
-            break;
-        }
-        case 'n':
-            if (!optarg[0] || strlen(optarg) >= 64)
-                return wv_err_set(err, WV_EUSAGE,
-                                  "bad --name \"%s\": a restore point name has 1 to 63 bytes",
-                                  optarg);
-            o->target.name = optarg;
-            o->target.kind = WV_TARGET_NAME;
-            ntargets++;
-            break;
-        case 'i':
-            o->target.kind = WV_TARGET_IMMEDIATE;
-            ntargets++;
-            break;
         case 'b':
             if (!wv_manifest_id_valid(optarg))
                 return wv_err_set(err, WV_EUSAGE, "bad --backup \"%s\": not a backup id", optarg);
             o->backup_id = optarg;
             break;
-        case 'T':
-            if (strcmp(optarg, "latest") == 0) {
-                o->timeline = WV_TLI_LATEST;
-            } else if (strcmp(optarg, "current") == 0) {
-                o->timeline = WV_TLI_CURRENT;
-            } else {
-                errno = 0;
-                unsigned long v = strtoul(optarg, &end, 10);
-                if (errno || end == optarg || *end || v < 1 || v >= WV_TLI_CURRENT)
-                    return wv_err_set(err, WV_EUSAGE,
-                                      "bad --timeline \"%s\": expected latest, current or a "
-                                      "timeline number",
-                                      optarg);
-                o->timeline = (uint32_t)v;
-            }
+        case 'T': {
+            int rc = parse_timeline(optarg, &o->timeline, err);
+            if (rc != 0)
+                return rc;
             break;
+        }
         case 'a':
             if (strcmp(optarg, "promote") && strcmp(optarg, "pause") && strcmp(optarg, "shutdown"))
                 return wv_err_set(err, WV_EUSAGE,
@@ -718,6 +741,71 @@ static int is_recovery_line(const char *line)
     return strncmp(line, "restore_command", 15) == 0 || strncmp(line, "recovery_target", 15) == 0;
 }
 
+/* The recovery settings restore writes: restore_command, the target, the timeline. */
+static void recovery_settings(const restore_opts *o, const wv_plan *plan, const char *fetch_bin,
+                              const char *conf, wv_buf *out)
+{
+    char now[WV_TIME_FORMAT_LEN];
+    wv_time_format((int64_t)time(NULL) * 1000000, now, sizeof(now));
+    wv_buf_printf(out, "# Recovery settings written by walvault basebackup restore at %s\n", now);
+    wv_buf_append_str(out, "restore_command = ");
+    wv_buf cmd = WV_BUF_INIT;
+    shell_word(&cmd, fetch_bin);
+    wv_buf_append_str(&cmd, " -c ");
+    shell_word(&cmd, conf);
+    wv_buf_append_str(&cmd, " %f %p");
+    conf_quote(out, wv_buf_cstr(&cmd));
+    wv_buf_free(&cmd);
+    wv_buf_append_str(out, "\n");
+    const wv_target *t = &o->target;
+    char v[WV_TIME_FORMAT_LEN];
+    switch (t->kind) {
+    case WV_TARGET_TIME:
+        wv_time_format(t->time_us, v, sizeof(v));
+        wv_buf_append_str(out, "recovery_target_time = ");
+        conf_quote(out, v);
+        wv_buf_append_str(out, "\n");
+        break;
+    case WV_TARGET_LSN:
+        wv_lsn_format(t->lsn, v);
+        wv_buf_append_str(out, "recovery_target_lsn = ");
+        conf_quote(out, v);
+        wv_buf_append_str(out, "\n");
+        break;
+    case WV_TARGET_XID:
+        wv_buf_printf(out, "recovery_target_xid = '%" PRIu32 "'\n", t->xid);
+        break;
+    case WV_TARGET_NAME:
+        wv_buf_append_str(out, "recovery_target_name = ");
+        conf_quote(out, t->name);
+        wv_buf_append_str(out, "\n");
+        break;
+    case WV_TARGET_IMMEDIATE:
+        wv_buf_append_str(out, "recovery_target = 'immediate'\n");
+        break;
+    case WV_TARGET_LATEST:
+        break;
+    }
+    if (t->kind != WV_TARGET_LATEST)
+        wv_buf_printf(out, "recovery_target_action = '%s'\n", o->action);
+    wv_buf_printf(out, "recovery_target_timeline = '%" PRIu32 "'\n", plan->tli);
+}
+
+/* Signals: standby.signal (a backup of a standby) removed, recovery.signal created last. */
+static int write_signals(const restore_ctx *c, wv_err *err)
+{
+    char *standby = wv_xasprintf("%s/standby.signal", c->pgdata);
+    if (unlink(standby) == 0)
+        wv_log_warn("removed standby.signal from the restored data directory (the backup was "
+                    "taken on a standby)");
+    free(standby);
+    char *sig = wv_xasprintf("%s/recovery.signal", c->pgdata);
+    int rc = write_file_durably(sig, "", err);
+    free(sig);
+    return rc;
+}
+
+/* postgresql.auto.conf: its lines without earlier recovery settings, then ours; then the signals. */
 static int write_recovery_conf(restore_ctx *c, const wv_plan *plan, const char *fetch_bin,
                                const char *conf, wv_err *err)
 {
@@ -733,64 +821,11 @@ static int write_recovery_conf(restore_ctx *c, const wv_plan *plan, const char *
     }
     if (out.len && out.data[out.len - 1] != '\n')
         wv_buf_append_str(&out, "\n");
-    char now[WV_TIME_FORMAT_LEN];
-    wv_time_format((int64_t)time(NULL) * 1000000, now, sizeof(now));
-    wv_buf_printf(&out, "# Recovery settings written by walvault basebackup restore at %s\n", now);
-    wv_buf_append_str(&out, "restore_command = ");
-    wv_buf cmd = WV_BUF_INIT;
-    shell_word(&cmd, fetch_bin);
-    wv_buf_append_str(&cmd, " -c ");
-    shell_word(&cmd, conf);
-    wv_buf_append_str(&cmd, " %f %p");
-    conf_quote(&out, wv_buf_cstr(&cmd));
-    wv_buf_free(&cmd);
-    wv_buf_append_str(&out, "\n");
-    const wv_target *t = &c->o->target;
-    char v[WV_TIME_FORMAT_LEN];
-    switch (t->kind) {
-    case WV_TARGET_TIME:
-        wv_time_format(t->time_us, v, sizeof(v));
-        wv_buf_append_str(&out, "recovery_target_time = ");
-        conf_quote(&out, v);
-        wv_buf_append_str(&out, "\n");
-        break;
-    case WV_TARGET_LSN:
-        wv_lsn_format(t->lsn, v);
-        wv_buf_append_str(&out, "recovery_target_lsn = ");
-        conf_quote(&out, v);
-        wv_buf_append_str(&out, "\n");
-        break;
-    case WV_TARGET_XID:
-        wv_buf_printf(&out, "recovery_target_xid = '%" PRIu32 "'\n", t->xid);
-        break;
-    case WV_TARGET_NAME:
-        wv_buf_append_str(&out, "recovery_target_name = ");
-        conf_quote(&out, t->name);
-        wv_buf_append_str(&out, "\n");
-        break;
-    case WV_TARGET_IMMEDIATE:
-        wv_buf_append_str(&out, "recovery_target = 'immediate'\n");
-        break;
-    case WV_TARGET_LATEST:
-        break;
-    }
-    if (t->kind != WV_TARGET_LATEST)
-        wv_buf_printf(&out, "recovery_target_action = '%s'\n", c->o->action);
-    wv_buf_printf(&out, "recovery_target_timeline = '%" PRIu32 "'\n", plan->tli);
+    recovery_settings(c->o, plan, fetch_bin, conf, &out);
     int rc = write_file_durably(path, wv_buf_cstr(&out), err);
     wv_buf_free(&out);
     free(path);
-    if (rc != 0)
-        return rc;
-    char *standby = wv_xasprintf("%s/standby.signal", c->pgdata);
-    if (unlink(standby) == 0)
-        wv_log_warn("removed standby.signal from the restored data directory (the backup was "
-                    "taken on a standby)");
-    free(standby);
-    char *sig = wv_xasprintf("%s/recovery.signal", c->pgdata);
-    rc = write_file_durably(sig, "", err);
-    free(sig);
-    return rc;
+    return rc == 0 ? write_signals(c, err) : rc;
 }
 
 static char *sibling_binary(const char *name)
@@ -847,11 +882,13 @@ typedef struct repo_plan {
     wv_repo *repo;
     wv_archive *arch;
     wv_backupset bs;
+    wv_recovery_facts facts;
     wv_plan plan;
 } repo_plan;
 
 static void repo_plan_free(repo_plan *rp)
 {
+    wv_recovery_facts_free(&rp->facts);
     wv_backupset_free(&rp->bs);
     wv_archive_free(rp->arch);
     wv_repo_close(rp->repo);
@@ -872,11 +909,238 @@ static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_pl
     if (r == 0)
         r = wv_archive_scan(rp->repo->st, rp->repo->info.wal_segsize, &rp->arch, err);
     if (r == 0)
-        r = wv_recovery_plan(rp->repo->st, rp->arch, &rp->bs, &o->target, o->timeline, o->backup_id,
-                             &rp->plan, err);
+        r = wv_recovery_facts_gather(rp->repo->st, rp->arch, &rp->bs, &o->target, &rp->facts, err);
+    if (r == 0) {
+        uint64_t trailers, controls;
+        r = wv_recovery_decide(&rp->facts, &o->target, o->timeline, o->backup_id, &rp->plan, err);
+        wv_recovery_facts_reads(&rp->facts, &trailers, &controls);
+        wv_log_debug("%s: the plan read %" PRIu64 " segment trailers and %" PRIu64
+                     " backup control files",
+                     rc->name, trailers, controls);
+    }
     if (r != 0)
         wv_err_context(err, rc->name, NULL);
     return r;
+}
+
+/* ---- the steps of a restore ------------------------------------------------------------------ */
+
+/* Arguments, then the configuration they name. */
+static int load_options(int argc, char **argv, const char *config_path, restore_opts *o,
+                        wv_config **cfg, wv_err *err)
+{
+    int rc = parse_args(argc, argv, o, err);
+    if (rc == 0 && !o->config_path)
+        o->config_path = config_path;
+    if (rc == 0) {
+        wv_cli cli = {.config_path = o->config_path};
+        rc = wv_cli_load_config(&cli, cfg, err);
+    }
+    return rc;
+}
+
+/* The data directory: absolute, no server running on it, empty unless --delta. */
+static int check_pgdata(restore_ctx *c, int *exists, wv_err *err)
+{
+    int empty, rc;
+    c->pgdata = absolute(c->o->pgdata);
+    size_t pl = strlen(c->pgdata);
+    while (pl > 1 && c->pgdata[pl - 1] == '/')
+        c->pgdata[--pl] = '\0';
+
+    if ((rc = check_no_server(c->pgdata, err)) != 0 ||
+        (rc = dir_state(c->pgdata, exists, &empty, err)) != 0)
+        return rc;
+    if (*exists && !empty && !c->o->delta) {
+        rc = wv_err_set(err, WV_EREFUSED,
+                        "data directory \"%s\" is not empty: refusing to "
+                        "restore over it",
+                        c->pgdata);
+        wv_err_hint(err, "restore into a new or empty directory, or pass --delta to reuse the "
+                         "files whose checksum matches and replace the rest; nothing was written");
+        return rc;
+    }
+    return 0;
+}
+
+/* The plan: the first repository that reaches the target (or --repo N). */
+static int plan_restore(const wv_config *cfg, const restore_opts *o, repo_plan *rp, wv_err *err)
+{
+    wv_err first;
+    wv_err_clear(&first);
+    int rc = WV_EREFUSED;
+    for (int i = 0; i < cfg->nrepos; i++) {
+        if (o->repo && cfg->repos[i].index != o->repo)
+            continue;
+        rc = plan_on_repo(&cfg->repos[i], o, rp, err);
+        if (rc == 0)
+            break;
+        if (!first.code)
+            first = *err;
+        else
+            wv_log_warn("%s", err->msg);
+        repo_plan_free(rp);
+    }
+    if (o->repo) {
+        int known = wv_cli_repo_exists(cfg, "--repo", o->repo, err);
+        if (known < 0)
+            return known;
+    }
+    if (rc != 0 && first.code)
+        *err = first;
+    return rc;
+}
+
+/* Say what will be restored, from where, to which target and on which timeline. */
+static void report_plan(const restore_opts *o, const repo_plan *rp, const char *tdesc)
+{
+    const wv_backup *b = rp->plan.backup;
+    char stop[WV_TIME_FORMAT_LEN];
+    wv_time_format(b->h.stop_time * 1000000LL, stop, sizeof(stop));
+    wv_log_info("restoring backup %s (ended %s, timeline %" PRIu32 ") from %s", b->h.id, stop,
+                b->h.timeline, rp->repo->rc->name);
+    wv_log_info("recovery target: %s; recovery_target_timeline = %" PRIu32 " (%s)", tdesc,
+                rp->plan.tli, rp->plan.tli_reason);
+    if (o->dry_run)
+        wv_log_info("dry run: nothing written");
+}
+
+/* wal-fetch beside this program and the absolute configuration path, for restore_command. */
+static int find_restore_command(const wv_config *cfg, char **fetch_bin, char **conf_abs,
+                                wv_err *err)
+{
+    *fetch_bin = sibling_binary("wal-fetch");
+    if (access(*fetch_bin, X_OK) != 0)
+        return wv_err_set(err, WV_ECONFIG, "wal-fetch not found beside basebackup (\"%s\")",
+                          *fetch_bin);
+    *conf_abs = realpath(cfg->file, NULL);
+    if (!*conf_abs)
+        *conf_abs = wv_xstrdup(cfg->file);
+    return 0;
+}
+
+/* The backup's tablespaces, their (mapped) locations checked: every map used, each empty. */
+static int place_tablespaces(restore_ctx *c, wv_err *err)
+{
+    const restore_opts *o = c->o;
+    int rc = manifest_pass(c, pass_tablespaces, err);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < o->nmaps; i++)
+        if (!c->maps_used[i]) {
+            rc = wv_err_set(err, WV_EUSAGE,
+                            "--tablespace-map \"%s\": backup %s has no tablespace at that "
+                            "location (its tablespaces: %s)",
+                            o->maps[i].old_path, c->b->h.id,
+                            c->ts_names.len ? wv_buf_cstr(&c->ts_names) : "none");
+            wv_err_hint(err, "nothing was written");
+            return rc;
+        }
+    for (int i = 0; i < c->nts; i++) {
+        int tex, tempty;
+        if ((rc = dir_state(c->ts[i].location, &tex, &tempty, err)) != 0)
+            return rc;
+        if (tex && !tempty && !o->delta) {
+            rc = wv_err_set(err, WV_EREFUSED, "tablespace %" PRIu32 " location \"%s\" is not empty",
+                            c->ts[i].oid, c->ts[i].location);
+            wv_err_hint(err,
+                        "map it elsewhere with --tablespace-map %s=/new/empty/dir, or use "
+                        "--delta",
+                        c->ts[i].location);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Every file of the backup, fetched in parallel (bundles a bundle at a time) and verified. */
+static int fetch_files(restore_ctx *c, const wv_config *cfg, wv_err *err)
+{
+    int rc = wv_parallel_new(cfg->process_max, cfg->process_max * 4, &c->par, err);
+    if (rc != 0)
+        return rc;
+    rc = manifest_pass(c, pass_files, err);
+    if (rc == 0)
+        rc = submit_bundles(c, err);
+    wv_bundle_set_free(&c->bundles);
+    if (rc != 0)
+        wv_parallel_cancel(c->par, err);
+    wv_err jerr;
+    int jrc = wv_parallel_wait(c->par, &jerr);
+    if (rc == 0 && jrc != 0) {
+        rc = jrc;
+        *err = jerr;
+    }
+    return rc;
+}
+
+/* --delta: remove what the backup does not have, in the data directory and each tablespace. */
+static int prune_delta(restore_ctx *c, wv_err *err)
+{
+    int rc;
+    qsort(c->keep, c->nkeep, sizeof(char *), cmp_str);
+    if ((rc = prune(c, c->pgdata, err)) != 0)
+        return rc;
+    for (int i = 0; i < c->nts; i++)
+        if ((rc = prune(c, c->ts[i].location, err)) != 0)
+            return rc;
+    return 0;
+}
+
+/* Tablespaces first (their locations), then directories and links, then files; then one sync of
+ * each file system. */
+static int write_data_dir(restore_ctx *c, const wv_config *cfg, int exists, wv_err *err)
+{
+    int rc;
+    if ((rc = place_tablespaces(c, err)) != 0)
+        return rc;
+    if (!exists && mkdir(c->pgdata, 0700) != 0 && errno != EEXIST)
+        return wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", c->pgdata);
+    if ((rc = manifest_pass(c, pass_dirs, err)) != 0 || (rc = fetch_files(c, cfg, err)) != 0)
+        return rc;
+    if (c->o->delta && (rc = prune_delta(c, err)) != 0)
+        return rc;
+    if ((rc = wv_syncfs(c->pgdata, err)) != 0)
+        return rc;
+    for (int i = 0; i < c->nts; i++)
+        if ((rc = wv_syncfs(c->ts[i].location, err)) != 0)
+            return rc;
+    return 0;
+}
+
+/* What was restored and how to start the server. */
+static void report_done(const restore_ctx *c, const repo_plan *rp, const char *tdesc)
+{
+    const restore_opts *o = c->o;
+    double secs = wv_mono_s() - c->t0;
+    char pgctl[PATH_MAX];
+    snprintf(pgctl, sizeof(pgctl), "/usr/lib/postgresql/%" PRIu32 "/bin/pg_ctl",
+             c->b->h.pg_version / 10000);
+    if (access(pgctl, X_OK) != 0)
+        snprintf(pgctl, sizeof(pgctl), "pg_ctl");
+    wv_log_info("restored %" PRIu64 " files (%.1f MiB%s) in %.1f s into %s", c->files,
+                (double)c->bytes / 1048576.0, o->delta ? ", reused where unchanged" : "", secs,
+                c->pgdata);
+    if (o->delta)
+        wv_log_info("delta: %" PRIu64 " files were already identical", c->reused);
+    printf("restored backup %s into %s; recovery to %s on timeline %" PRIu32 ", then %s\n",
+           c->b->h.id, c->pgdata, tdesc, rp->plan.tli,
+           o->target.kind == WV_TARGET_LATEST ? "promote" : o->action);
+    printf("start the server (as the user that owns %s):\n    %s -D %s -l %s/restore.log start\n",
+           c->pgdata, pgctl, c->pgdata, c->pgdata);
+}
+
+static void restore_ctx_free(restore_ctx *c)
+{
+    if (c->par)
+        wv_parallel_free(c->par);
+    for (int i = 0; i < c->nts; i++)
+        free(c->ts[i].location);
+    wv_buf_free(&c->ts_names);
+    for (size_t i = 0; i < c->nkeep; i++)
+        free(c->keep[i]);
+    free(c->keep);
+    free(c->pgdata);
 }
 
 int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
@@ -886,187 +1150,31 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
     wv_config *cfg = NULL;
     repo_plan rp;
     restore_ctx c;
-    int rc;
-    char *conf_abs = NULL, *fetch_bin = NULL;
+    int rc, exists = 0;
+    char *conf_abs = NULL, *fetch_bin = NULL, tdesc[128];
 
     memset(&rp, 0, sizeof(rp));
     memset(&c, 0, sizeof(c));
     wv_err_clear(&err);
-    rc = parse_args(argc, argv, &o, &err);
-    if (rc == 0 && !o.config_path)
-        o.config_path = config_path;
-    if (rc == 0) {
-        wv_cli cli = {.config_path = o.config_path};
-        rc = wv_cli_load_config(&cli, &cfg, &err);
-    }
-    if (rc != 0)
-        goto out;
     c.o = &o;
-    c.pgdata = absolute(o.pgdata);
-    size_t pl = strlen(c.pgdata);
-    while (pl > 1 && c.pgdata[pl - 1] == '/')
-        c.pgdata[--pl] = '\0';
-
-    /* 1. Nothing running, nothing in the way. */
-    int exists, empty;
-    if ((rc = check_no_server(c.pgdata, &err)) != 0 ||
-        (rc = dir_state(c.pgdata, &exists, &empty, &err)) != 0)
+    /* Every check, and the plan, before the first byte is written. */
+    if ((rc = load_options(argc, argv, config_path, &o, &cfg, &err)) != 0 ||
+        (rc = check_pgdata(&c, &exists, &err)) != 0 || (rc = plan_restore(cfg, &o, &rp, &err)) != 0)
         goto out;
-    if (exists && !empty && !o.delta) {
-        rc = wv_err_set(&err, WV_EREFUSED,
-                        "data directory \"%s\" is not empty: refusing to "
-                        "restore over it",
-                        c.pgdata);
-        wv_err_hint(&err, "restore into a new or empty directory, or pass --delta to reuse the "
-                          "files whose checksum matches and replace the rest; nothing was written");
-        goto out;
-    }
-
-    /* 2. The plan: the first repository that reaches the target (or --repo N). */
-    wv_err first;
-    wv_err_clear(&first);
-    rc = WV_EREFUSED;
-    for (int i = 0; i < cfg->nrepos; i++) {
-        if (o.repo && cfg->repos[i].index != o.repo)
-            continue;
-        rc = plan_on_repo(&cfg->repos[i], &o, &rp, &err);
-        if (rc == 0)
-            break;
-        if (!first.code)
-            first = err;
-        else
-            wv_log_warn("%s", err.msg);
-        repo_plan_free(&rp);
-    }
-    if (o.repo && (rc = wv_cli_repo_exists(cfg, "--repo", o.repo, &err)) < 0)
-        goto out;
-    if (rc != 0) {
-        if (first.code)
-            err = first;
-        goto out;
-    }
     c.st = rp.repo->st;
     c.b = rp.plan.backup;
-
-    char tdesc[128], stop[WV_TIME_FORMAT_LEN], lc[WV_TIME_FORMAT_LEN] = "none";
     describe_target(&o.target, tdesc, sizeof(tdesc));
-    wv_time_format(c.b->h.stop_time * 1000000LL, stop, sizeof(stop));
-    if (rp.plan.last_commit_us != INT64_MIN)
-        wv_time_format(rp.plan.last_commit_us, lc, sizeof(lc));
-    wv_log_info("restoring backup %s (ended %s, timeline %" PRIu32 ") from %s", c.b->h.id, stop,
-                c.b->h.timeline, rp.repo->rc->name);
-    wv_log_info("recovery target: %s; recovery_target_timeline = %" PRIu32 " (%s)", tdesc,
-                rp.plan.tli, rp.plan.tli_reason);
-    if (o.dry_run) {
-        wv_log_info("dry run: nothing written");
+    report_plan(&o, &rp, tdesc);
+    if (o.dry_run || (rc = find_restore_command(cfg, &fetch_bin, &conf_abs, &err)) != 0)
         goto out;
-    }
-
-    fetch_bin = sibling_binary("wal-fetch");
-    if (access(fetch_bin, X_OK) != 0) {
-        rc = wv_err_set(&err, WV_ECONFIG, "wal-fetch not found beside basebackup (\"%s\")",
-                        fetch_bin);
-        goto out;
-    }
-    conf_abs = realpath(cfg->file, NULL);
-    if (!conf_abs)
-        conf_abs = wv_xstrdup(cfg->file);
-
-    /* 3. Tablespaces first (their locations), then directories and links, then files. */
     c.t0 = wv_mono_s();
-    if ((rc = manifest_pass(&c, pass_tablespaces, &err)) != 0)
+    /* Durable: the data, then the recovery settings last. */
+    if ((rc = write_data_dir(&c, cfg, exists, &err)) != 0 ||
+        (rc = write_recovery_conf(&c, &rp.plan, fetch_bin, conf_abs, &err)) != 0)
         goto out;
-    for (int i = 0; i < o.nmaps; i++)
-        if (!c.maps_used[i]) {
-            rc = wv_err_set(&err, WV_EUSAGE,
-                            "--tablespace-map \"%s\": backup %s has no tablespace at that "
-                            "location (its tablespaces: %s)",
-                            o.maps[i].old_path, c.b->h.id,
-                            c.ts_names.len ? wv_buf_cstr(&c.ts_names) : "none");
-            wv_err_hint(&err, "nothing was written");
-            goto out;
-        }
-    for (int i = 0; i < c.nts; i++) {
-        int tex, tempty;
-        if ((rc = dir_state(c.ts[i].location, &tex, &tempty, &err)) != 0)
-            goto out;
-        if (tex && !tempty && !o.delta) {
-            rc =
-                wv_err_set(&err, WV_EREFUSED, "tablespace %" PRIu32 " location \"%s\" is not empty",
-                           c.ts[i].oid, c.ts[i].location);
-            wv_err_hint(&err,
-                        "map it elsewhere with --tablespace-map %s=/new/empty/dir, or use "
-                        "--delta",
-                        c.ts[i].location);
-            goto out;
-        }
-    }
-    if (!exists && mkdir(c.pgdata, 0700) != 0 && errno != EEXIST) {
-        rc = wv_err_errno(&err, WV_EIO, errno, "could not create \"%s\"", c.pgdata);
-        goto out;
-    }
-    if ((rc = manifest_pass(&c, pass_dirs, &err)) != 0)
-        goto out;
-    if ((rc = wv_parallel_new(cfg->process_max, cfg->process_max * 4, &c.par, &err)) != 0)
-        goto out;
-    rc = manifest_pass(&c, pass_files, &err);
-    if (rc == 0)
-        rc = submit_bundles(&c, &err);
-    wv_bundle_set_free(&c.bundles);
-    if (rc != 0)
-        wv_parallel_cancel(c.par, &err);
-    wv_err jerr;
-    int jrc = wv_parallel_wait(c.par, &jerr);
-    if (rc == 0 && jrc != 0) {
-        rc = jrc;
-        err = jerr;
-    }
-    if (rc != 0)
-        goto out;
-    if (o.delta) {
-        qsort(c.keep, c.nkeep, sizeof(char *), cmp_str);
-        if ((rc = prune(&c, c.pgdata, &err)) != 0)
-            goto out;
-        for (int i = 0; i < c.nts; i++)
-            if ((rc = prune(&c, c.ts[i].location, &err)) != 0)
-                goto out;
-    }
-
-    /* 4. Durable: one sync of each file system, then the recovery settings last. */
-    if ((rc = wv_syncfs(c.pgdata, &err)) != 0)
-        goto out;
-    for (int i = 0; i < c.nts; i++)
-        if ((rc = wv_syncfs(c.ts[i].location, &err)) != 0)
-            goto out;
-    if ((rc = write_recovery_conf(&c, &rp.plan, fetch_bin, conf_abs, &err)) != 0)
-        goto out;
-
-    double secs = wv_mono_s() - c.t0;
-    char pgctl[PATH_MAX];
-    snprintf(pgctl, sizeof(pgctl), "/usr/lib/postgresql/%" PRIu32 "/bin/pg_ctl",
-             c.b->h.pg_version / 10000);
-    if (access(pgctl, X_OK) != 0)
-        snprintf(pgctl, sizeof(pgctl), "pg_ctl");
-    wv_log_info("restored %" PRIu64 " files (%.1f MiB%s) in %.1f s into %s", c.files,
-                (double)c.bytes / 1048576.0, o.delta ? ", reused where unchanged" : "", secs,
-                c.pgdata);
-    if (o.delta)
-        wv_log_info("delta: %" PRIu64 " files were already identical", c.reused);
-    printf("restored backup %s into %s; recovery to %s on timeline %" PRIu32 ", then %s\n",
-           c.b->h.id, c.pgdata, tdesc, rp.plan.tli,
-           o.target.kind == WV_TARGET_LATEST ? "promote" : o.action);
-    printf("start the server (as the user that owns %s):\n    %s -D %s -l %s/restore.log start\n",
-           c.pgdata, pgctl, c.pgdata, c.pgdata);
+    report_done(&c, &rp, tdesc);
 out:
-    if (c.par)
-        wv_parallel_free(c.par);
-    for (int i = 0; i < c.nts; i++)
-        free(c.ts[i].location);
-    wv_buf_free(&c.ts_names);
-    for (size_t i = 0; i < c.nkeep; i++)
-        free(c.keep[i]);
-    free(c.keep);
-    free(c.pgdata);
+    restore_ctx_free(&c);
     free(conf_abs);
     free(fetch_bin);
     for (int i = 0; i < o.nmaps; i++) {

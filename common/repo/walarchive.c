@@ -252,59 +252,6 @@ int wv_archive_reach_from(const wv_archive *a, uint32_t target_tli, uint64_t sta
     return 0;
 }
 
-static int segment_info(wv_storage *st, const wv_archive *a, uint32_t target_tli, uint64_t segno,
-                        wv_obj_info *info, wv_err *err)
-{
-    char name[WV_WALNAME_SEGMENT_LEN], key[64];
-    wv_walname_format_segment(wv_archive_tli_for_segno(a, target_tli, segno), segno, a->segsize,
-                              name);
-    snprintf(key, sizeof(key), "wal/%.16s/%s", name, name);
-    return wv_repo_read_info(st, key, info, err);
-}
-
-int wv_archive_last_commit(wv_storage *st, const wv_archive *a, uint32_t target_tli,
-                           uint64_t from_segno, uint64_t to_segno, int64_t *time_us,
-                           uint64_t *segno_out, wv_err *err)
-{
-    *time_us = INT64_MIN;
-    for (uint64_t s = to_segno + 1; s-- > from_segno;) {
-        wv_obj_info info;
-        int rc = segment_info(st, a, target_tli, s, &info, err);
-        if (rc == WV_ENOTFOUND)
-            continue;
-        if (rc != 0)
-            return rc;
-        if (info.commit_count > 0 && info.last_commit_us != INT64_MIN) {
-            *time_us = info.last_commit_us;
-            if (segno_out)
-                *segno_out = s;
-            return 0;
-        }
-        if (s == 0)
-            break;
-    }
-    return 0;
-}
-
-int wv_archive_first_commit(wv_storage *st, const wv_archive *a, uint32_t target_tli,
-                            uint64_t from_segno, uint64_t to_segno, int64_t *time_us, wv_err *err)
-{
-    *time_us = INT64_MIN;
-    for (uint64_t s = from_segno; s <= to_segno; s++) {
-        wv_obj_info info;
-        int rc = segment_info(st, a, target_tli, s, &info, err);
-        if (rc == WV_ENOTFOUND)
-            continue;
-        if (rc != 0)
-            return rc;
-        if (info.commit_count > 0 && info.first_commit_us != INT64_MIN) {
-            *time_us = info.first_commit_us;
-            return 0;
-        }
-    }
-    return 0;
-}
-
 static void pct_decode(const char *in, char *out, size_t outlen)
 {
     size_t o = 0;

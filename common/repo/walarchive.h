@@ -4,10 +4,9 @@
  * wv_archive_scan lists wal/ once: the segments of every timeline (sorted), and the parsed
  * timeline history files. From that, without reading any WAL:
  *  - wv_archive_reach: following the history of a target timeline from a start LSN (a backup's
- *    start), how far recovery gets before the first missing segment;
- * and with one trailer read per segment looked at:
- *  - wv_archive_last_commit: the last commit time recovery can replay up to a segment.
- * Times are the server's commit timestamps recorded by wal-push in each object's trailer.
+ *    start), how far recovery gets before the first missing segment.
+ * The commit times wal-push records in each segment's trailer are read by the recovery facts
+ * (recovery.h), one trailer per segment looked at.
  */
 #ifndef WALVAULT_REPO_WALARCHIVE_H
 #define WALVAULT_REPO_WALARCHIVE_H
@@ -72,18 +71,6 @@ int wv_archive_reach_from(const wv_archive *a, uint32_t target_tli, uint64_t sta
 
 /* The segment (and its timeline) recovery reads for segno on the way to target_tli. */
 uint32_t wv_archive_tli_for_segno(const wv_archive *a, uint32_t target_tli, uint64_t segno);
-
-/*
- * The newest commit in segments [from_segno, to_segno] on the path to target_tli: reads trailers
- * backwards from to_segno. *time_us = INT64_MIN when there is none.
- */
-int wv_archive_last_commit(wv_storage *st, const wv_archive *a, uint32_t target_tli,
-                           uint64_t from_segno, uint64_t to_segno, int64_t *time_us,
-                           uint64_t *segno_out, wv_err *err);
-
-/* The first commit at or after from_segno on the path (for showing where WAL resumes). */
-int wv_archive_first_commit(wv_storage *st, const wv_archive *a, uint32_t target_tli,
-                            uint64_t from_segno, uint64_t to_segno, int64_t *time_us, wv_err *err);
 
 /*
  * Find a restore point by name in the archive's restore point objects. Returns 0 with the LSN of

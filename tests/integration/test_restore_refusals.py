@@ -3,10 +3,11 @@
 Each refusal: a non-zero exit, one line on stderr that says why (with the recoverable window where
 the archive is the reason), and the target directory not created (or left exactly as it was).
 Cases: non-empty PGDATA without --delta; a running postmaster; a target before the first backup's
-end; a time after the last archived commit (window and pg_switch_wal hint); a target inside a WAL
-gap (a segment deleted from a copy of the repository); bad --to strings; two targets at once; an
-unknown backup id; a restore point that was never archived; bad --lsn/--xid/--timeline. And --delta
-does what it promises: a damaged, a removed and a stray file are repaired, the rest reused.
+end (also with --repo 1); a time after the last archived commit (window and pg_switch_wal hint); a
+target inside a WAL gap (a segment deleted from a copy of the repository); bad --to strings; two
+targets at once; an unknown backup id; a restore point that was never archived; bad
+--lsn/--xid/--timeline. And --delta does what it promises: a damaged, a removed and a stray file are
+repaired, the rest reused.
 """
 
 import datetime
@@ -70,6 +71,10 @@ def test_target_before_first_backup(pitr, target):
     assert lo < pitr.batches[0]["commit"] and abs(hi - pitr.last_commit) < 1e-3
     # an LSN before the backup's end, too
     refused(restore_into(pitr, target, "--lsn", "0/100"), "before the end of the oldest usable")
+    assert_nothing_written(target)
+    # the same with --repo 1: refused with the plan's reason (it used to crash)
+    refused(restore_into(pitr, target, "--repo", "1", "--to", iso(t)),
+            "repo1: target time .* is before the end of the oldest usable backup")
     assert_nothing_written(target)
 
 

@@ -1,16 +1,18 @@
 """Timelines: a restored server promoted while archiving into the same repository, and PITR onto
 either timeline afterwards.
 
-The primary P writes batches 1 and 2 on timeline 1 after a walvault backup. A server R restored to
-a time between them promotes (timeline 2) with archive_command pointing at the same repository,
-and writes batches 21 and 22. Then P writes batch 3 on timeline 1. Proves: timeline 2's history
-file and WAL are archived; list shows both timelines and a window on each ending at its own last
-commit; one instant between batches 21 and 22 restores to timeline 2 by default (the output says
-which timeline and why) and to timeline 1's data with --timeline 1 or current; a time after
-timeline 2's last commit goes to timeline 1 that reaches it; --timeline latest is 2; an unknown
+The primary P writes batches 1 and 2 on timeline 1 after a walvault backup, and a restore point
+after batch 2 in the same segment. A server R restored to a time between batches 1 and 2 promotes
+(timeline 2) with archive_command pointing at the same repository, and writes batches 21 and 22.
+Then P writes batch 3 on timeline 1. Both timelines go on past the point where they part. Proves:
+timeline 2's history file and WAL are archived; list shows both timelines and a window on each
+ending at its own last commit; restore picks the timeline that holds the target (an LSN and a
+restore point of timeline 1 after the fork, --immediate on the backup's timeline, a time before
+the fork on timeline 2 that holds it too, a time after timeline 2's last commit on timeline 1);
+no target, a time on both, and a transaction id (not recorded per segment) are refused with each
+timeline's newest commit until --timeline says which; --timeline 1, current and latest; an unknown
 timeline is refused.
 """
-
 import json
 import os
 import re
@@ -48,6 +50,7 @@ def tl(basetemp, wv):
         b[1] = commit_batch(p, 1)
         time.sleep(0.6)
         b[2] = commit_batch(p, 2)
+        s.rp_lsn = p.sql_value("select pg_create_restore_point('tl1_after_fork')::text")
         p.switch_wal_and_wait_archived()
 
         # R: back to between batches 1 and 2, promoted, archiving into the same repository
@@ -109,15 +112,19 @@ def mid(a, b):
 
 
 # (--timeline argument or None, target time, expected timeline, expected batches, reason words)
+def just_before(a):
+    return lambda s: s.b[a]["commit"] - 0.05
+
+
 CASES = [
-    ("auto-tl2", None, mid(21, 22), 2, {0, 1, 21}, "newest timeline whose history reaches"),
+    ("tl2", "2", mid(21, 22), 2, {0, 1, 21}, "--timeline 2"),
     ("tl1", "1", mid(21, 22), 1, {0, 1, 2}, "--timeline 1"),
     ("current", "current", mid(21, 22), 1, {0, 1, 2}, "--timeline current"),
     ("latest", "latest", mid(21, 22), 2, {0, 1, 21}, "latest timeline"),
     ("auto-after-tl2", None, mid("tl2_last", 3), 1, {0, 1, 2},
      "newest timeline whose history reaches"),
-    ("auto-before-fork", None, mid(1, "fork_at"), 2, {0, 1},
-     "newest timeline whose history reaches"),
+    # before batch 1, the first commit of the segment where the timelines part: the same on both
+    ("auto-before-fork", None, just_before(1), 2, {0}, "newest timeline whose history reaches"),
 ]
 
 
@@ -139,10 +146,72 @@ def test_pitr_on_timelines(tl, name, timeline, when, want_tli, want, reason):
     pg.stop()
 
 
-def test_end_of_archive_follows_latest_timeline(tl):
-    pg = tl.restorer.restore_and_start("end")
+def test_end_of_archive_on_latest_timeline(tl):
+    pg = tl.restorer.restore_and_start("end", "--timeline", "latest")
     assert set(batches_in(pg)) == {0, 1, 21, 22}
     assert "on timeline 2" in pg.restore_result.stdout
+    pg.stop()
+
+
+def newest_commits(stderr):
+    return {int(m.group(1)): parse_wv_time(m.group(2))
+            for m in re.finditer(r"timeline (\d+) \(newest commit ([^)]+)\)", stderr)}
+
+
+# Both timelines continue past their fork: no target, a time after it on both, and a transaction
+# id are refused, naming each timeline with its newest commit, and nothing is written.
+GUESSES = [
+    ("end", lambda s: [], "the end of the archive is on more than one timeline"),
+    ("time", lambda s: ["--to", iso(mid(21, 22)(s))], "is on more than one timeline"),
+    ("xid", lambda s: ["--xid", str(s.b[3]["xid"])],
+     "may have committed on more than one timeline"),
+]
+
+
+@pytest.mark.parametrize("name, args, words", GUESSES, ids=[g[0] for g in GUESSES])
+def test_refuses_to_guess_between_timelines(tl, name, args, words):
+    target = os.path.join(tl.dir, "guess-" + name)
+    res = bb(tl.restorer.wv, tl.repo, "restore", "--pgdata", target, *args(tl), check=False)
+    assert res.returncode != 0, res.stdout + res.stderr
+    assert words in res.stderr, res.stderr
+    assert "both continue past the point where they part" in res.stderr, res.stderr
+    newest = newest_commits(res.stderr)
+    assert set(newest) == {1, 2}, res.stderr
+    assert abs(newest[1] - tl.tl1_last) < 2e-6 and abs(newest[2] - tl.tl2_last) < 2e-6, res.stderr
+    assert "pass --timeline 2 or --timeline 1" in res.stderr, res.stderr
+    assert not os.path.exists(target)
+
+
+def test_xid_on_timeline_1_with_timeline(tl):
+    pg = tl.restorer.restore("xid-tl1", "--xid", str(tl.b[3]["xid"]), "--timeline", "1")
+    assert "on timeline 1" in pg.restore_result.stdout
+    tl.restorer.start(pg)
+    assert set(batches_in(pg)) == {0, 1, 2, 3}
+    pg.stop()
+
+
+# Targets that only one timeline holds: a restore point and an LSN written on timeline 1 after the
+# fork (timeline 2's WAL reaches past the restore point's LSN, with other contents), and the end
+# of the backup, which is on the backup's own timeline.
+HOLDERS = [
+    ("name", lambda s: ["--name", "tl1_after_fork"], 1, {0, 1, 2},
+     "newest timeline whose history reaches"),
+    ("lsn", lambda s: ["--lsn", s.b[3]["lsn"]], 1, {0, 1, 2, 3},
+     "newest timeline whose history reaches"),
+    ("immediate", lambda s: ["--immediate"], 1, {0}, "the backup's timeline, which holds the target"),
+]
+
+
+@pytest.mark.parametrize("name, args, want_tli, want, reason", HOLDERS, ids=[h[0] for h in HOLDERS])
+def test_target_recovers_on_the_timeline_that_holds_it(tl, name, args, want_tli, want, reason):
+    pg = tl.restorer.restore("holds-" + name, *args(tl))
+    out = out_of(pg)
+    assert re.search(r"recovery_target_timeline = %d \(.*%s" % (want_tli, re.escape(reason)), out), \
+        out
+    auto = open(os.path.join(pg.datadir, "postgresql.auto.conf")).read()
+    assert "recovery_target_timeline = '%d'" % want_tli in auto
+    tl.restorer.start(pg)
+    assert set(batches_in(pg)) == want
     pg.stop()
 
 

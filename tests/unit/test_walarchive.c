@@ -23,6 +23,7 @@
 #include "pg/walname.h"
 #include "pipeline/object.h"
 #include "repo/repo.h"
+#include "repo/recovery.h"
 #include "repo/walarchive.h"
 #include "storage/storage.h"
 
@@ -161,13 +162,6 @@ static void test_empty(void **state)
     assert_string_equal(err.msg, "WAL segment 000000010000000000000002 is not in the archive");
 
     int64_t t = 0;
-    uint64_t s = 77;
-    assert_int_equal(wv_archive_last_commit(r->st, a, 1, 0, 10, &t, &s, &err), 0);
-    assert_true(t == NONE);
-    assert_int_equal(s, 77); /* untouched when there is none */
-    assert_int_equal(wv_archive_first_commit(r->st, a, 1, 0, 10, &t, &err), 0);
-    assert_true(t == NONE);
-
     uint64_t lsn;
     uint32_t tli;
     assert_int_equal(wv_archive_find_restore_point(r->st, a, "x", &lsn, &t, &tli, &err),
@@ -344,6 +338,21 @@ static void test_timelines(void **state)
     wv_archive_free(a);
 }
 
+/* The commit times wal-push recorded in each segment's trailer, as the recovery planner's gather
+ * step reads them from a real repository (the search along timeline paths is the pure planner's,
+ * tested in test_recovery.c). */
+static void expect_commits(wv_recovery_facts *f, uint32_t tli, uint64_t segno, uint32_t count,
+                           int64_t first_us, int64_t last_us)
+{
+    wv_segment_commits c;
+    wv_err err;
+    wv_err_clear(&err);
+    assert_int_equal(f->ops->segment_commits(f->arg, tli, segno, &c, &err), 0);
+    assert_int_equal(c.count, count);
+    assert_true(c.first_us == first_us);
+    assert_true(c.last_us == last_us);
+}
+
 static void test_commit_times(void **state)
 {
     repo_t *r = *state;
@@ -351,67 +360,44 @@ static void test_commit_times(void **state)
     /* a segment without commits between two with */
     put_segment(r, 4, 20, 90000, 90500);
     put_segment(r, 4, 21, NONE, NONE);
+    put_segment(r, 4, 22, 91000, 91500);
     wv_archive *a = scan(r);
+    wv_backupset none = {0};
+    wv_recovery_facts f;
     wv_err err;
     wv_err_clear(&err);
-    int64_t t;
-    uint64_t s;
+    assert_int_equal(wv_recovery_facts_gather(r->st, a, &none, NULL, &f, &err), 0);
 
-    assert_int_equal(wv_archive_last_commit(r->st, a, 1, 1, 6, &t, &s, &err), 0);
-    assert_int_equal(t, 6500);
-    assert_int_equal(s, 6);
-    assert_int_equal(wv_archive_last_commit(r->st, a, 1, 1, 3, &t, &s, &err), 0);
-    assert_int_equal(t, 3500);
-    assert_int_equal(s, 3);
-    assert_int_equal(wv_archive_first_commit(r->st, a, 1, 2, 6, &t, &err), 0);
-    assert_int_equal(t, 2000);
+    expect_commits(&f, 1, 1, 2, 1000, 1500);
+    expect_commits(&f, 1, 6, 2, 6000, 6500);
+    expect_commits(&f, 2, 5, 2, 25000, 25500);
+    expect_commits(&f, 3, 7, 0, NONE, NONE);
+    expect_commits(&f, 3, 10, 2, 40000, 40500);
+    expect_commits(&f, 4, 21, 0, NONE, NONE);
+    expect_commits(&f, 4, 22, 2, 91000, 91500);
+    /* asked twice: read once */
+    expect_commits(&f, 4, 22, 2, 91000, 91500);
+    uint64_t trailers = 0, controls = 0;
+    wv_recovery_facts_reads(&f, &trailers, &controls);
+    assert_int_equal(trailers, 7);
+    assert_int_equal(controls, 0);
 
-    /* on timeline 2's path: segments 5.. are timeline 2's */
-    assert_int_equal(wv_archive_last_commit(r->st, a, 2, 1, 7, &t, &s, &err), 0);
-    assert_int_equal(t, 27500);
-    assert_int_equal(s, 7);
-    assert_int_equal(wv_archive_first_commit(r->st, a, 2, 5, 7, &t, &err), 0);
-    assert_int_equal(t, 25000);
-    assert_int_equal(wv_archive_last_commit(r->st, a, 2, 1, 4, &t, &s, &err), 0);
-    assert_int_equal(t, 4500);
-
-    /* timeline 3: 10 is the last, 9 is missing (skipped), 7 has no commits */
-    assert_int_equal(wv_archive_last_commit(r->st, a, 3, 1, 9, &t, &s, &err), 0);
-    assert_int_equal(t, 38500);
-    assert_int_equal(s, 8);
-    assert_int_equal(wv_archive_last_commit(r->st, a, 3, 1, 12, &t, &s, &err), 0);
-    assert_int_equal(t, 40500);
-    assert_int_equal(s, 10);
-    assert_int_equal(wv_archive_first_commit(r->st, a, 3, 7, 12, &t, &err), 0);
-    assert_int_equal(t, 38000);
-    assert_int_equal(wv_archive_first_commit(r->st, a, 3, 9, 9, &t, &err), 0);
-    assert_true(t == NONE);
-    s = 1234;
-    assert_int_equal(wv_archive_last_commit(r->st, a, 3, 7, 7, &t, &s, &err), 0);
-    assert_true(t == NONE);
-    assert_int_equal(s, 1234);
-    assert_int_equal(wv_archive_last_commit(r->st, a, 4, 21, 21, &t, NULL, &err), 0);
-    assert_true(t == NONE);
-    assert_int_equal(wv_archive_last_commit(r->st, a, 4, 0, 21, &t, NULL, &err), 0);
-    assert_int_equal(t, 90500);
-    /* from segment 0, with none at all on the way down */
-    assert_int_equal(wv_archive_last_commit(r->st, a, 5, 0, 3, &t, NULL, &err), 0);
-    assert_true(t == NONE);
+    /* a segment that is not archived is WV_ENOTFOUND (timeline 3 has no segment 9) */
+    wv_segment_commits c;
+    assert_int_equal(f.ops->segment_commits(f.arg, 3, 9, &c, &err), WV_ENOTFOUND);
+    wv_recovery_facts_free(&f);
 
     /* a damaged trailer is an error naming the object, never "no commit" */
     put_raw(r, "wal/0000000100000000/000000010000000000000009", "this is not an object at all");
     wv_archive_free(a);
     a = scan(r);
     wv_err_clear(&err);
-    int rc = wv_archive_last_commit(r->st, a, 1, 1, 9, &t, &s, &err);
+    assert_int_equal(wv_recovery_facts_gather(r->st, a, &none, NULL, &f, &err), 0);
+    int rc = f.ops->segment_commits(f.arg, 1, 9, &c, &err);
     assert_true(rc < 0);
     assert_int_not_equal(rc, WV_ENOTFOUND);
     assert_non_null(strstr(err.msg, "000000010000000000000009"));
-    wv_err_clear(&err);
-    rc = wv_archive_first_commit(r->st, a, 1, 9, 9, &t, &err);
-    assert_true(rc < 0);
-    assert_int_not_equal(rc, WV_ENOTFOUND);
-    assert_non_null(strstr(err.msg, "000000010000000000000009"));
+    wv_recovery_facts_free(&f);
     wv_archive_free(a);
 }
 
