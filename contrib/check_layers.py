@@ -8,7 +8,11 @@ one above it, and nothing in common/ includes a program's header:
 
 Every include of a project header names its layer ("core/buf.h", "storage/s3/sign.h"); a bare
 name is allowed only for a header next to the including file in a program folder ("push.h").
-Exit 0 when the rule holds, 1 with one line per offending include otherwise.
+
+Every module of common/ (a .c file) has its unit-test file tests/unit/test_<module>.c, or is named
+in TESTED_BY below with the test that covers it (a driver that needs a live peer is tested against
+one by the integration suite).
+Exit 0 when the rules hold, 1 with one line per offending include or untested module otherwise.
 """
 import os
 import re
@@ -16,6 +20,21 @@ import sys
 
 LAYERS = ["core", "storage", "pipeline", "pg", "repo"]
 PROGRAMS = ["archive_cmd", "restore_cmd", "basebackup", "remote_cmd", "tests"]
+# Modules whose tests are not tests/unit/test_<module>.c, and where they are.
+TESTED_BY = {
+    "common/core/config_retention.c": "tests/unit/test_retention_config.c",
+    "common/pipeline/filter_lz4.c": "tests/unit/test_filter.c",
+    "common/pipeline/filter_sha256.c": "tests/unit/test_filter.c",
+    "common/storage/posix.c": "tests/unit/test_storage.c",
+    "common/storage/s3/sign.c": "tests/unit/test_s3sign.c",
+    "common/storage/s3/curl_dl.c": "tests/integration/test_s3_driver.py",
+    "common/storage/s3/driver.c": "tests/integration/test_s3_driver.py",
+    "common/storage/s3/http.c": "tests/integration/test_s3_driver.py",
+    "common/storage/s3/read.c": "tests/integration/test_s3_driver.py",
+    "common/storage/s3/write.c": "tests/integration/test_s3_driver.py",
+    "common/storage/ssh.c": "tests/integration/test_ssh_repo.py",
+    "common/pg/replication.c": "tests/integration/test_backup.py",
+}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
@@ -58,13 +77,21 @@ def main():
                         elif here is not None and LAYERS.index(target) > LAYERS.index(here):
                             problems.append(f"{rel}:{lineno}: {here}/ includes \"{inc}\" from "
                                             f"{target}/, a layer above it")
+    for dirpath, _, names in os.walk(os.path.join(root, "common")):
+        for name in sorted(names):
+            if not name.endswith(".c"):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            test = TESTED_BY.get(rel, f"tests/unit/test_{name[:-2]}.c")
+            if not os.path.exists(os.path.join(root, test)):
+                problems.append(f"{rel}: no test file {test}")
     for p in problems:
         print(p)
     if problems:
-        print(f"check_layers: {len(problems)} include(s) break the rule "
-              f"({' < '.join(LAYERS)})")
+        print(f"check_layers: {len(problems)} problem(s): includes must point down "
+              f"({' < '.join(LAYERS)}) and every module needs its test")
         return 1
-    print(f"check_layers: includes point down ({' < '.join(LAYERS)})")
+    print(f"check_layers: includes point down ({' < '.join(LAYERS)}); every module has its test")
     return 0
 
 
