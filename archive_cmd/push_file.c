@@ -386,7 +386,7 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     /* Segments of a server whose WAL we can read: record commit times and restore points. The
      * reader and the SHA-256 run on a helper thread while this one compresses and writes. */
     if ((kind == WV_WALNAME_SEGMENT || kind == WV_WALNAME_PARTIAL) &&
-        wh.magic == WV_WAL_PAGE_MAGIC) {
+        wv_walreader_reads_major(wv_walpage_major_of_magic(wh.magic))) {
         wr = wv_walreader_new(wh.seg_size);
         wv_walreader_set_rp_callback(wr, collect_rp, &rps);
     }
