@@ -34,8 +34,9 @@ fail() {
     exit 1
 }
 
-mkdir -p "$CACHE" || fail "cannot create the cache directory $CACHE" "run as root or set WALVAULT_PG_CACHE"
-chmod 755 "$CACHE" "$(dirname "$CACHE")" 2>/dev/null
+# Directories it creates are world-readable (umask 022); existing ones are left as they are.
+(umask 022 && mkdir -p "$CACHE") || fail "cannot create the cache directory $CACHE" \
+    "run as root or set WALVAULT_PG_CACHE"
 
 # ready MAJOR DIR: the server in DIR/bin answers --version with MAJOR.
 ready() {
