@@ -185,6 +185,7 @@ def cyc(request, basetemp, wv):
         s.last_commit = last_commit_time(pg)
         s.last_segment = switch_and_wait(pg)
         pg.stop()
+        s.primary_log = pg.log()
 
         # The fork: a copy of the repository, a server restored to between batches 1 and 2 that
         # promotes (timeline 2) and archives into the copy.
@@ -298,6 +299,9 @@ def windows(repo, wv):
 
 
 def test_window_equals_pg_waldump(cyc, wv):
+    # wal-push read every segment of this version to its end (it warns when it cannot).
+    assert "commit times not recorded" not in cyc.primary_log, cyc.primary_log[-3000:]
+    assert len(cyc.repo.segments()) >= 3
     doc, win = windows(cyc.repo, wv)
     assert doc["pg_major"] == cyc.major
     assert int(doc["system_identifier"]) == cyc.sysid
