@@ -377,7 +377,7 @@ static int build_pipeline(push *p)
     /* Segments of a server whose WAL we can read: record commit times and restore points. The
      * reader and the SHA-256 run on a helper thread while this one compresses and writes. */
     if ((p->kind == WV_WALNAME_SEGMENT || p->kind == WV_WALNAME_PARTIAL) &&
-        p->wh.magic == WV_WAL_PAGE_MAGIC) {
+        wv_walreader_reads_major(wv_walpage_major_of_magic(p->wh.magic))) {
         p->wr = wv_walreader_new(p->wh.seg_size);
         wv_walreader_set_rp_callback(p->wr, collect_rp, &p->rps);
     }

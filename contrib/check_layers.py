@@ -33,7 +33,6 @@ TESTED_BY = {
     "common/storage/s3/read.c": "tests/integration/test_s3_driver.py",
     "common/storage/s3/write.c": "tests/integration/test_s3_driver.py",
     "common/storage/ssh.c": "tests/integration/test_ssh_repo.py",
-    "common/pg/replication.c": "tests/integration/test_backup.py",
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 

@@ -10,6 +10,10 @@
 #                                 write an HTML report to build-coverage/coverage/index.html
 #                                 (WALVAULT_PYTEST_ARGS as for test, e.g. "-n 2 --dist loadgroup")
 #
+# test also installs PostgreSQL 16, 17 and 18 (contrib/pgversions.sh, cached in
+# /var/cache/walvault/pg/<version>/ and reused by the next run) for tests/integration/test_pg_versions.py;
+# the rest of the suite runs on Debian's PostgreSQL 15.
+#
 # Build directories live in the clone (build/, build-asan/); the binaries are installed into a
 # world-readable temporary directory because PostgreSQL runs them as the postgres user and the clone
 # may sit under /root. Exit status: 0 only when every step passed.
@@ -263,6 +267,19 @@ test)
     say "lint (clang-format, include layers)"
     lint
     record "lint" $?
+
+    # The servers of the other major versions; each test of a version that is missing fails (CI).
+    say "PostgreSQL 16, 17, 18 (contrib/pgversions.sh)"
+    if PGV="$(bash "$ROOT/contrib/pgversions.sh" </dev/null)"; then
+        record "PostgreSQL 16-18 servers" 0
+    else
+        record "PostgreSQL 16-18 servers" 1
+    fi
+    while read -r major dir; do
+        [[ -n "$major" ]] || continue
+        export "WALVAULT_PG${major}_BINDIR=$dir"
+        echo "WALVAULT_PG${major}_BINDIR=$dir"
+    done <<<"${PGV:-}"
 
     say "build Release -DWV_WERROR=ON (build/)"
     if build "$ROOT/build" -DCMAKE_BUILD_TYPE=Release -DWV_WERROR=ON -DWV_TESTS=ON; then

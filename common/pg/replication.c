@@ -1,5 +1,6 @@
 /*
- * replication.c - libpq replication client. BASE_BACKUP uses PostgreSQL 15's protocol: two result sets
+ * replication.c - libpq replication client. BASE_BACKUP uses the protocol of PostgreSQL 15 to 18
+ * (the same in all four; 17 added options, INCREMENTAL among them, that are not used): two result sets
  * (start position; tablespaces), one COPY OUT whose CopyData messages start with a type byte
  * ('n' new archive: name, location; 'd' data; 'p' progress: int64; 'm' manifest follows), and a
  * final result set with the end position.
@@ -19,6 +20,7 @@
 struct wv_pgconn {
     PGconn *conn;
     int version;
+    uint64_t system_id; /* from IDENTIFY_SYSTEM; 0 until asked */
 };
 
 /* libpq's message as one line: newlines folded, trailing blanks dropped. */
@@ -108,6 +110,18 @@ int wv_pgrepl_connect(const char *connstr, wv_pgconn **out, wv_err *err)
         return rc;
     }
     c->version = PQserverVersion(conn);
+    if (c->version / 10000 > WV_PGREPL_MAX_MAJOR) {
+        wv_err_set(err, WV_EPG,
+                   "PostgreSQL server version %d.%d is not supported: basebackup knows PostgreSQL "
+                   "15 to %d",
+                   c->version / 10000, c->version % 10000, WV_PGREPL_MAX_MAJOR);
+        wv_err_hint(err,
+                    "its WAL and backup formats are not known to this walvault: use a "
+                    "release that supports PostgreSQL %d",
+                    c->version / 10000);
+        wv_pgrepl_close(c);
+        return WV_EPG;
+    }
     if (c->version < WV_PGREPL_MIN_VERSION) {
         wv_err_set(err, WV_EPG,
                    "PostgreSQL server version %d.%d is not supported: basebackup "
@@ -160,6 +174,8 @@ int wv_pgrepl_identify_system(wv_pgconn *c, wv_pg_system *out, wv_err *err)
         rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM: bad timeline \"%s\"", tli);
     if (rc == 0 && wv_lsn_parse(PQgetvalue(res, 0, 2), &out->xlogpos) < 0)
         rc = wv_err_set(err, WV_EPG, "IDENTIFY_SYSTEM: bad position \"%s\"", PQgetvalue(res, 0, 2));
+    if (rc == 0)
+        c->system_id = out->system_id;
 out:
     PQclear(res);
     return rc;
@@ -206,6 +222,107 @@ int wv_pgrepl_wal_segsize(wv_pgconn *c, uint64_t *out, wv_err *err)
     if (end == v || !wv_wal_segsize_valid(size))
         return wv_err_set(err, WV_EPG, "unexpected wal_segment_size \"%s\"", v);
     *out = size;
+    return 0;
+}
+
+/* --- PostgreSQL's backup_manifest head ------------------------------------------------------- */
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+int wv_pg_manifest_head_parse(const char *buf, size_t len, wv_pg_manifest_head *out, wv_err *err)
+{
+    const char *p = buf, *end = buf + len;
+    memset(out, 0, sizeof(*out));
+    int have_sysid = 0;
+    p = skip_ws(p, end);
+    if (p == end || *p++ != '{')
+        return wv_err_set(err, WV_EPG, "the server's backup manifest does not start with '{'");
+    /* Members "key": integer, up to "Files" (whose array is not read here). */
+    for (int member = 0;; member++) {
+        p = skip_ws(p, end);
+        if (p == end || *p != '"')
+            return wv_err_set(err, WV_EPG,
+                              "the server's backup manifest has no \"Files\" in its first %zu "
+                              "bytes",
+                              len);
+        const char *key = ++p;
+        while (p < end && *p != '"')
+            p++;
+        if (p == end)
+            return wv_err_set(err, WV_EPG, "the server's backup manifest ends inside a key");
+        size_t klen = (size_t)(p - key);
+        p = skip_ws(p + 1, end);
+        if (p == end || *p++ != ':')
+            return wv_err_set(err, WV_EPG,
+                              "the server's backup manifest lacks a ':' after \"%.*s\"",
+                              (int)(klen > 64 ? 64 : klen), key);
+        p = skip_ws(p, end);
+        if (klen == 5 && memcmp(key, "Files", 5) == 0)
+            break;
+        uint64_t v = 0;
+        const char *digits = p;
+        int overflow = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            uint64_t d = (uint64_t)(*p++ - '0');
+            overflow |= v > (UINT64_MAX - d) / 10;
+            v = v * 10 + d;
+        }
+        if (p == digits || p == end || overflow)
+            return wv_err_set(err, WV_EPG,
+                              "the server's backup manifest has no integer for \"%.*s\"",
+                              (int)(klen > 64 ? 64 : klen), key);
+        if (member == 0) {
+            if (klen != 34 || memcmp(key, "PostgreSQL-Backup-Manifest-Version", 34) != 0)
+                return wv_err_set(err, WV_EPG,
+                                  "the server's backup manifest does not start with "
+                                  "\"PostgreSQL-Backup-Manifest-Version\"");
+            if (v != 1 && v != 2)
+                return wv_err_set(err, WV_EPG,
+                                  "the server's backup manifest has version %" PRIu64
+                                  ", not 1 or 2 (the versions PostgreSQL 15 to 18 write)",
+                                  v);
+            out->version = (int)v;
+        } else if (klen == 17 && memcmp(key, "System-Identifier", 17) == 0) {
+            out->system_id = v;
+            have_sysid = 1;
+        }
+        p = skip_ws(p, end);
+        if (p == end || *p++ != ',')
+            return wv_err_set(err, WV_EPG,
+                              "the server's backup manifest lacks a ',' after \"%.*s\"",
+                              (int)(klen > 64 ? 64 : klen), key);
+    }
+    if (out->version == 0)
+        return wv_err_set(err, WV_EPG,
+                          "the server's backup manifest does not start with "
+                          "\"PostgreSQL-Backup-Manifest-Version\"");
+    if (out->version == 2 && !have_sysid)
+        return wv_err_set(err, WV_EPG,
+                          "the server's version 2 backup manifest has no \"System-Identifier\"");
+    if (out->version == 1 && have_sysid)
+        return wv_err_set(err, WV_EPG,
+                          "the server's version 1 backup manifest has a \"System-Identifier\"");
+    return 0;
+}
+
+int wv_pg_manifest_head_check(const wv_pg_manifest_head *h, int server_version, uint64_t system_id,
+                              wv_err *err)
+{
+    int want = server_version >= 170000 ? 2 : 1;
+    if (h->version != want)
+        return wv_err_set(err, WV_EPG,
+                          "PostgreSQL %d sent a version %d backup manifest, expected version %d",
+                          server_version / 10000, h->version, want);
+    if (h->version == 2 && system_id && h->system_id != system_id)
+        return wv_err_set(err, WV_EPG,
+                          "the server's backup manifest belongs to database system %" PRIu64
+                          ", but the server is database system %" PRIu64,
+                          h->system_id, system_id);
     return 0;
 }
 
@@ -268,6 +385,9 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
     PGresult *res = NULL;
     int rc = 0;
     int in_copy = 0;
+    int in_manifest = 0;
+    char mhead[WV_PG_MANIFEST_HEAD_MAX];
+    size_t mhead_len = 0;
 
     wv_buf_append_str(&q, "BASE_BACKUP ( LABEL ");
     append_quoted(&q, opts->label ? opts->label : "walvault");
@@ -348,10 +468,17 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
             break;
         }
         case 'd':
+            if (in_manifest && mhead_len < sizeof(mhead)) {
+                size_t k = (size_t)len - 1 < sizeof(mhead) - mhead_len ? (size_t)len - 1
+                                                                       : sizeof(mhead) - mhead_len;
+                memcpy(mhead + mhead_len, p + 1, k);
+                mhead_len += k;
+            }
             if (cb->data)
                 rc = cb->data(arg, p + 1, (size_t)len - 1, err);
             break;
         case 'm':
+            in_manifest = 1;
             if (cb->manifest)
                 rc = cb->manifest(arg, err);
             break;
@@ -377,6 +504,15 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
             goto out;
     }
     in_copy = 0;
+    if (opts->manifest) {
+        if (!in_manifest) {
+            rc = wv_err_set(err, WV_EPG, "the server sent no backup manifest");
+            goto out;
+        }
+        if ((rc = wv_pg_manifest_head_parse(mhead, mhead_len, &end->manifest, err)) < 0 ||
+            (rc = wv_pg_manifest_head_check(&end->manifest, c->version, c->system_id, err)) < 0)
+            goto out;
+    }
     res = PQgetResult(c->conn);
     if (PQresultStatus(res) == PGRES_COMMAND_OK) { /* end of COPY */
         PQclear(res);

@@ -1,5 +1,6 @@
 /*
- * replication.h - a libpq replication connection: IDENTIFY_SYSTEM, SHOW, BASE_BACKUP (PostgreSQL 15+).
+ * replication.h - a libpq replication connection: IDENTIFY_SYSTEM, SHOW, BASE_BACKUP (PostgreSQL 15
+ * to 18: the BASE_BACKUP options used here and its COPY stream are the same in all four).
  *
  * The connection follows libpq's conventions: a connection string or URI (-d), else the PG*
  * environment variables and the service file. A password inside the connection string is refused
@@ -16,6 +17,8 @@
 #include "core/error.h"
 
 #define WV_PGREPL_MIN_VERSION 150000
+/* The newest major version whose protocol, WAL and backup manifest are known (18.x). */
+#define WV_PGREPL_MAX_MAJOR 18
 
 typedef struct wv_pgconn wv_pgconn;
 
@@ -25,8 +28,8 @@ typedef struct wv_pg_system {
     uint64_t xlogpos;
 } wv_pg_system;
 
-/* Connect; WV_EPG for a refused connection or a server older than PostgreSQL 15 (the message
- * names the version), WV_EUSAGE for a password in connstr. connstr may be NULL. */
+/* Connect; WV_EPG for a refused connection or a server older than PostgreSQL 15 or newer than 18
+ * (the message names the version), WV_EUSAGE for a password in connstr. connstr may be NULL. */
 int wv_pgrepl_connect(const char *connstr, wv_pgconn **out, wv_err *err);
 void wv_pgrepl_close(wv_pgconn *c); /* NULL allowed */
 
@@ -75,13 +78,43 @@ typedef struct wv_pgrepl_backup_cb {
     int (*progress)(void *arg, uint64_t done, wv_err *err);
 } wv_pgrepl_backup_cb;
 
+/*
+ * The head of PostgreSQL's backup_manifest (JSON), up to its "Files" key:
+ *   { "PostgreSQL-Backup-Manifest-Version": 1, "Files": [ ...                 (13 to 16)
+ *   { "PostgreSQL-Backup-Manifest-Version": 2, "System-Identifier": N, ...    (17 on)
+ * Version 2 exists for incremental backups (17), which must name the system they belong to.
+ */
+typedef struct wv_pg_manifest_head {
+    int version;        /* 1 or 2 */
+    uint64_t system_id; /* version 2; 0 for version 1 */
+} wv_pg_manifest_head;
+
+/* The longest head looked at: the version and the system identifier come first. */
+#define WV_PG_MANIFEST_HEAD_MAX 512
+
+/* Parse the first len bytes of a backup_manifest (all of it or its first WV_PG_MANIFEST_HEAD_MAX
+ * bytes). WV_EPG naming what is wrong: not a manifest, a version other than 1 or 2, a version 2
+ * without a system identifier. */
+int wv_pg_manifest_head_parse(const char *buf, size_t len, wv_pg_manifest_head *out, wv_err *err);
+
+/*
+ * The manifest checked against the server: version 2 from PostgreSQL 17 on and 1 before (the
+ * server_version_num says which), and a version 2 manifest's system identifier equal to system_id
+ * (IDENTIFY_SYSTEM's). WV_EPG naming both values otherwise.
+ */
+int wv_pg_manifest_head_check(const wv_pg_manifest_head *h, int server_version, uint64_t system_id,
+                              wv_err *err);
+
 typedef struct wv_pgrepl_backup_end {
     uint64_t end_lsn;
     uint32_t end_tli;
+    wv_pg_manifest_head manifest; /* when opts->manifest: parsed and checked (see above) */
 } wv_pgrepl_backup_end;
 
 /* Run BASE_BACKUP and stream it through the callbacks. A lost connection or a server error is
- * WV_EPG with the server's message; a callback's error aborts the backup and is returned as is. */
+ * WV_EPG with the server's message; a callback's error aborts the backup and is returned as is.
+ * With opts->manifest, the manifest's head is checked once it has arrived (wv_pg_manifest_head_check
+ * against IDENTIFY_SYSTEM's answer on this connection, which must have been asked first). */
 int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
                           const wv_pgrepl_backup_cb *cb, void *arg, wv_pgrepl_backup_end *end,
                           wv_err *err);

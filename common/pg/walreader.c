@@ -1,7 +1,8 @@
 /*
- * walreader.c - streaming PostgreSQL 15 WAL record reader (see walreader.h).
+ * walreader.c - streaming PostgreSQL 15 to 18 WAL record reader (see walreader.h).
  *
- * Layout it relies on (src/include/access/xlog_internal.h, xlogrecord.h, xact.h of PostgreSQL 15):
+ * Layout it relies on (src/include/access/xlog_internal.h, xlogrecord.h, xact.h, rmgrlist.h of
+ * PostgreSQL 15, 16, 17 and 18; what differs between them is listed at struct wal_layout):
  *  - A segment is a sequence of pages of xlp_xlog_blcksz bytes (8 kB by default). Every page starts
  *    with a 24-byte header {u16 magic, u16 info, u32 tli, u64 pageaddr, u32 rem_len, pad}; the
  * first page of a segment has a 40-byte long header that adds {u64 sysid, u32 seg_size, u32
@@ -37,7 +38,7 @@
 #define REC_MAX_LEN       0x3FFFFFFFu /* PostgreSQL cannot allocate a larger record */
 #define RM_XLOG_ID        0
 #define RM_XACT_ID        1
-#define RM_MAX_BUILTIN_ID 21 /* RM_LOGICALMSG_ID in PostgreSQL 15 */
+#define RM_MAX_BUILTIN_ID 21 /* RM_LOGICALMSG_ID, the last built-in one in PostgreSQL 15..18 */
 #define RM_MIN_CUSTOM_ID  128
 
 /* Block references. */
@@ -51,7 +52,7 @@
 #define BKPBLOCK_SAME_REL         0x80
 #define BKPIMAGE_HAS_HOLE         0x01
 #define BKPIMAGE_COMPRESSED       0x1C /* PGLZ 0x04, LZ4 0x08, ZSTD 0x10 */
-#define RELFILENODE_SIZE          12
+#define RELFILENODE_SIZE          12   /* RelFileNode (15), RelFileLocator (16+): 3 x u32 */
 
 /* XLOG and xact record kinds. */
 #define XLR_RMGR_INFO_MASK           0xF0
@@ -70,6 +71,36 @@
 #define XACT_XINFO_HAS_TWOPHASE      (1u << 4)
 #define XACT_XINFO_HAS_DROPPED_STATS (1u << 8)
 #define RESTORE_POINT_SIZE           (8 + 64) /* xl_restore_point {TimestampTz rp_time; char rp_name[64]} */
+
+/*
+ * What differs between the versions this reader knows, as far as it reads. The record header
+ * (XLogRecord, 24 bytes), the block reference headers (XLogRecordBlockHeader, the image header and
+ * its compression flags, RelFileNode renamed RelFileLocator in 16 but still three u32), the data
+ * headers, the xact info bits and the order of a commit record's optional parts, the restore point
+ * record and the XLOG record kinds are the same in 15, 16, 17 and 18. Only the element of the
+ * dropped-statistics array of a commit record changed: xl_xact_stats_item is {int kind; Oid dboid;
+ * Oid objoid} (12 bytes) up to 17 and {int kind; Oid dboid; uint32 objid_lo, objid_hi} (16 bytes)
+ * from 18 on; it lies before the two-phase xid that COMMIT PREPARED carries.
+ */
+typedef struct wal_layout {
+    int major;
+    uint32_t stats_item_size;
+} wal_layout;
+
+static const wal_layout layouts[] = {{15, 12}, {16, 12}, {17, 12}, {18, 16}};
+
+static const wal_layout *layout_of_major(int major)
+{
+    for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
+        if (layouts[i].major == major)
+            return &layouts[i];
+    return NULL;
+}
+
+bool wv_walreader_reads_major(int major)
+{
+    return layout_of_major(major) != NULL;
+}
 
 /* PostgreSQL's epoch (2000-01-01) in unix microseconds. */
 #define PG_EPOCH_UNIX_US (946684800LL * 1000000LL)
@@ -92,9 +123,11 @@ enum mode {
 };
 
 struct wv_walreader {
-    uint64_t segsize; /* 0 until known */
-    uint32_t blcksz;  /* 0 until the first page header is read */
-    uint64_t pos;     /* bytes of the segment consumed */
+    uint64_t segsize;         /* 0 until known */
+    uint16_t magic;           /* of the first page; every later page must carry the same */
+    const wal_layout *layout; /* NULL until the first page header is read */
+    uint32_t blcksz;          /* 0 until the first page header is read */
+    uint64_t pos;             /* bytes of the segment consumed */
     enum mode mode;
     wv_walinfo info; /* results so far (bytes_fed, complete are filled in by result()) */
     wv_walreader_rp_cb rp_cb;
@@ -367,7 +400,7 @@ static void cp_advance(wv_walreader *r, uint64_t cursor)
 
 static void cp_field_done(wv_walreader *r)
 {
-    static const uint32_t elem[] = {4, RELFILENODE_SIZE, 12, 16};
+    const uint32_t elem[] = {4, RELFILENODE_SIZE, r->layout->stats_item_size, 16};
     uint32_t v = wv_get_le32(r->cp_field);
     if (r->cp_step == CP_XID) {
         r->twophase_xid = v;
@@ -588,8 +621,8 @@ static void page_header(wv_walreader *r)
 
     if (r->mode == M_TAIL) {
         /* After the end of WAL, a page of this very segment means WAL went on: damage. */
-        if (magic == WV_WAL_PAGE_MAGIC && pageaddr == lsn_at(r, r->pos) &&
-            !(flags & ~WV_XLP_ALL_FLAGS) && tli == r->info.timeline) {
+        if (magic == r->magic && pageaddr == lsn_at(r, r->pos) && !(flags & ~WV_XLP_ALL_FLAGS) &&
+            tli == r->info.timeline) {
             char was[sizeof(r->info.reason)];
             snprintf(was, sizeof(was), "%s", r->info.reason);
             stop(r, WV_WAL_GAVE_UP, "unreadable WAL before valid page " LSN_FMT ": %.70s",
@@ -599,10 +632,21 @@ static void page_header(wv_walreader *r)
     }
 
     if (r->pos == 0) {
-        if (magic != WV_WAL_PAGE_MAGIC) {
-            stop(r, WV_WAL_GAVE_UP, "not PostgreSQL 15 WAL (page magic 0x%04X)", magic);
+        int major = wv_walpage_major_of_magic(magic);
+        r->layout = layout_of_major(major);
+        if (!r->layout) {
+            if (major)
+                stop(r, WV_WAL_GAVE_UP,
+                     "PostgreSQL %d WAL (page magic 0x%04X) is not read: commit times are read "
+                     "from PostgreSQL %d to %d WAL",
+                     major, magic, WV_WALREADER_MAJOR_MIN, WV_WALREADER_MAJOR_MAX);
+            else
+                stop(r, WV_WAL_GAVE_UP, "not WAL of a known PostgreSQL version (page magic 0x%04X)",
+                     magic);
             return;
         }
+        r->magic = magic;
+        r->info.pg_major = (uint32_t)major;
         uint32_t seg_size = wv_get_le32(h + 32), blcksz = wv_get_le32(h + 36);
         if (!(flags & WV_XLP_LONG_HEADER) || (flags & ~WV_XLP_ALL_FLAGS)) {
             stop(r, WV_WAL_GAVE_UP, "first page header flags 0x%04X are invalid", flags);
@@ -639,7 +683,7 @@ static void page_header(wv_walreader *r)
     }
 
     r->page_end = r->pos + r->blcksz;
-    if (magic != WV_WAL_PAGE_MAGIC || (flags & ~WV_XLP_ALL_FLAGS) || (flags & WV_XLP_LONG_HEADER) ||
+    if (magic != r->magic || (flags & ~WV_XLP_ALL_FLAGS) || (flags & WV_XLP_LONG_HEADER) ||
         pageaddr != lsn_at(r, r->pos) || tli < r->info.timeline) {
         if (magic == 0 && pageaddr == 0)
             stop(r, WV_WAL_END_OF_WAL, "end of WAL at " LSN_FMT " (zeroed page)",

@@ -1,5 +1,5 @@
 /*
- * walreader.h - a streaming reader of PostgreSQL 15 WAL segments that collects the facts a
+ * walreader.h - a streaming reader of PostgreSQL 15, 16, 17 and 18 WAL segments that collects the facts a
  * point-in-time restore needs: the first and last commit time in a segment, commit/abort/restore
  * point counts, the last commit's xid and end LSN, and the end of the last valid record.
  *
@@ -25,14 +25,18 @@
 #ifndef WALVAULT_PG_WALREADER_H
 #define WALVAULT_PG_WALREADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "pipeline/filter.h"
 
-/* WAL page magic of PostgreSQL 15 (XLOG_PAGE_MAGIC); pages with another magic are not understood.
+/* The major versions whose WAL records this reader understands. The version is taken from the
+ * segment's first page magic (pg/walpage.h); every later page must carry the same magic. WAL of
+ * another version gives up with a reason naming its version (or its magic when no release used it).
  */
-#define WV_WAL_PAGE_MAGIC 0xD110
+#define WV_WALREADER_MAJOR_MIN 15
+#define WV_WALREADER_MAJOR_MAX 18
 
 /* Restore point names are at most 63 bytes (PostgreSQL's MAXFNAMELEN - 1). */
 #define WV_WAL_RP_NAME_MAX 64
@@ -68,6 +72,7 @@ typedef struct wv_walinfo {
         last_commit_lsn;  /* end of the last commit record (MAXALIGNed, as PostgreSQL reports) */
     uint64_t start_lsn;   /* LSN of the segment's first byte, from its first page; 0 if unknown */
     uint32_t timeline;    /* from the first page header; 0 if unknown */
+    uint32_t pg_major;    /* from the first page's magic; 0 if unknown */
     uint64_t end_lsn;     /* end of the last valid record (MAXALIGNed); 0 if none */
     uint64_t cont_len;    /* bytes at the start continuing the previous segment's last record */
     uint64_t pending_lsn; /* start of a record that runs past the segment's end; 0 if none */
@@ -88,6 +93,9 @@ typedef void (*wv_walreader_rp_cb)(const wv_wal_restore_point *rp, void *arg);
 /* segsize: the WAL segment size in bytes (a power of two, 1 MiB .. 1 GiB), or 0 to take it from the
  * segment's first page header. */
 wv_walreader *wv_walreader_new(uint64_t segsize);
+
+/* Whether WAL of this major version (see pg/walpage.h) is read, i.e. 15..18. */
+bool wv_walreader_reads_major(int major);
 void wv_walreader_free(wv_walreader *r);
 
 void wv_walreader_set_rp_callback(wv_walreader *r, wv_walreader_rp_cb cb, void *arg);

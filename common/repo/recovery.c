@@ -7,6 +7,7 @@
 #include "repo/recovery.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,8 +124,15 @@ static int control_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
     return 0;
 }
 
-#define PG_CONTROL_VERSION_15     1300
-#define PG_CONTROL_NEXTXID_OFFSET 64 /* ControlFileData.checkPointCopy.nextXid (PG 15) */
+/* ControlFileData.checkPointCopy.nextXid lies at byte 64 in PostgreSQL 15 to 18: 17 added
+ * CheckPoint.wal_level (pg_control version 1700) into the padding after fullPageWrites, so the
+ * offset stayed. pg_control_version of 15 and 16 is 1300, of 17 1700, of 18 1800. */
+#define PG_CONTROL_NEXTXID_OFFSET 64
+
+static bool pg_control_version_known(uint32_t v)
+{
+    return v == 1300 || v == 1700 || v == 1800;
+}
 
 static int backup_next_xid(wv_storage *st, const wv_backup *b, uint32_t *xid, wv_err *err)
 {
@@ -153,7 +161,7 @@ static int backup_next_xid(wv_storage *st, const wv_backup *b, uint32_t *xid, wv
         uint64_t next;
         memcpy(&version, buf.data + 8, sizeof(version));
         memcpy(&next, buf.data + PG_CONTROL_NEXTXID_OFFSET, sizeof(next));
-        if (version == PG_CONTROL_VERSION_15)
+        if (pg_control_version_known(version))
             *xid = (uint32_t)next;
     }
     wv_buf_free(&buf);

@@ -122,6 +122,20 @@ int wv_repo_check_cluster(wv_repo *r, uint64_t system_id, uint32_t pg_major, uin
     }
     if (rc != 0)
         return rc;
+    /* The major version first: after pg_upgrade the system identifier differs too, and the version
+     * is what tells the user what happened. */
+    if (pg_major && r->info.pg_major != pg_major) {
+        wv_err_set(err, WV_EMISMATCH,
+                   "%s: refused: this cluster is PostgreSQL %" PRIu32 ", but repository \"%s\" "
+                   "holds PostgreSQL %" PRIu32 " (a repository belongs to one major version)",
+                   r->rc->name, pg_major, wv_storage_location(r->st), r->info.pg_major);
+        return wv_err_hint(
+            err,
+            "after pg_upgrade, archive PostgreSQL %" PRIu32 " into a new repository: "
+            "point [%s] at a new location or add a [repoN] for it and use that; "
+            "this one stays readable for its PostgreSQL %" PRIu32 " backups (nothing was written)",
+            pg_major, r->rc->name, r->info.pg_major);
+    }
     if (r->info.system_id != system_id) {
         wv_err_set(err, WV_EMISMATCH,
                    "%s: refused: this WAL belongs to database system %" PRIu64
@@ -131,15 +145,13 @@ int wv_repo_check_cluster(wv_repo *r, uint64_t system_id, uint32_t pg_major, uin
                                 "promoted elsewhere must not archive here; point its "
                                 "archive_command at another repository (nothing was written)");
     }
-    if (r->info.wal_segsize != wal_segsize || (pg_major && r->info.pg_major != pg_major)) {
+    if (r->info.wal_segsize != wal_segsize) {
         wv_err_set(err, WV_EMISMATCH,
-                   "%s: refused: this WAL is PostgreSQL %" PRIu32 " with %" PRIu64
-                   "-byte segments, but repository \"%s\" holds PostgreSQL %" PRIu32
-                   " with %" PRIu64 "-byte segments",
-                   r->rc->name, pg_major, wal_segsize, wv_storage_location(r->st), r->info.pg_major,
-                   r->info.wal_segsize);
-        return wv_err_hint(err, "after a major upgrade or a change of --wal-segsize, use a new "
-                                "repository");
+                   "%s: refused: this cluster has %" PRIu64
+                   "-byte WAL segments, but repository \"%s\" "
+                   "holds %" PRIu64 "-byte segments",
+                   r->rc->name, wal_segsize, wv_storage_location(r->st), r->info.wal_segsize);
+        return wv_err_hint(err, "after a change of --wal-segsize, use a new repository");
     }
     return 0;
 }

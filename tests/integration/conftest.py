@@ -136,8 +136,8 @@ class PgFactory:
         self.basedir = basedir
         self.servers = []
 
-    def new(self, name="pg"):
-        pg = Postgres(self.basedir, name)
+    def new(self, name="pg", bindir=None):
+        pg = Postgres(self.basedir, name, bindir=bindir)
         self.servers.append(pg)
         return pg
 

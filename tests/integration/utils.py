@@ -1,4 +1,5 @@
-"""Helpers for the integration suite: real PostgreSQL 15 servers and the walvault binaries.
+"""Helpers for the integration suite: real PostgreSQL servers (15, and 16-18 where installed) and the
+walvault binaries.
 
 Everything PostgreSQL touches runs as the ``postgres`` user (the tests run as root), in directories
 owned by it, on free loopback ports. Helpers poll (``wait_until``) instead of sleeping.
@@ -19,6 +20,54 @@ import time
 PG_USER = "postgres"
 PG_BINDIR = os.environ.get("PG_BINDIR") or (
     sorted(glob.glob("/usr/lib/postgresql/15/bin"))[-1:] or ["/usr/lib/postgresql/15/bin"])[0]
+
+# Servers of other major versions: WALVAULT_PG<N>_BINDIR (contrib/pgversions.sh installs them and
+# run.sh exports these), else a complete entry of its cache (/var/cache/walvault/pg/<N>.<minor>/,
+# WALVAULT_PG_CACHE). 15 is PG_BINDIR (Debian's). The 16 and 17 builds hold only the server
+# (postgres, initdb, pg_ctl); a Postgres of theirs runs Debian 15's client tools (psql, pgbench,
+# pg_isready), which PostgreSQL keeps compatible with newer servers.
+PG_VERSIONS = (15, 16, 17, 18)
+PG_CACHE = os.environ.get("WALVAULT_PG_CACHE") or "/var/cache/walvault/pg"
+
+
+def pg_version_bindir(major):
+    """The bin directory of a PostgreSQL server of this major version, or None."""
+    if major == 15:
+        return PG_BINDIR if os.path.exists(os.path.join(PG_BINDIR, "initdb")) else None
+    env = os.environ.get("WALVAULT_PG%d_BINDIR" % major)
+    if env:
+        return env if os.path.exists(os.path.join(env, "postgres")) else None
+    done = [d for d in glob.glob(os.path.join(PG_CACHE, "%d.*" % major))
+            if os.path.exists(os.path.join(d, ".walvault-complete"))]
+    done.sort(key=lambda d: [int(x) for x in re.findall(r"\d+", os.path.basename(d))])
+    return os.path.join(done[-1], "bin") if done else None
+
+
+def pg_versions():
+    """{major: bindir or None} for every version the suite knows."""
+    return {v: pg_version_bindir(v) for v in PG_VERSIONS}
+
+
+def need_pg_version(major):
+    """The bindir of PostgreSQL `major`; a test without it fails under CI=true (the test command
+    installs every version) and is skipped elsewhere, saying how to install it."""
+    import pytest
+    d = pg_version_bindir(major)
+    if d:
+        return d
+    msg = ("PostgreSQL %d is not installed: run contrib/pgversions.sh as root, or set "
+           "WALVAULT_PG%d_BINDIR to its bin directory" % (major, major))
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def pg_version_tool(name, major):
+    """A client tool that must match the server version it reads (pg_waldump, pg_controldata):
+    that version's own, or None when its installation has none."""
+    d = pg_version_bindir(major)
+    p = os.path.join(d, name) if d else None
+    return p if p and os.path.exists(p) else None
 
 # The on-repository object format: a 64-byte header, the payload, a 128-byte trailer.
 OBJ_HEADER = 64
@@ -240,20 +289,29 @@ class Repo:
 
 
 class Postgres:
-    """A PostgreSQL 15 server run as postgres in its own directory, on a free loopback port."""
+    """A PostgreSQL server run as postgres in its own directory, on a free loopback port: Debian's
+    15 (PG_BINDIR), or with bindir that of another version (pg_version_bindir), whose missing
+    client tools are taken from PG_BINDIR."""
 
-    def __init__(self, basedir, name="pg"):
+    def __init__(self, basedir, name="pg", bindir=None):
         self.basedir = basedir
+        self.bindir = bindir
         self.name = name
         self.datadir = os.path.join(basedir, name)
         self.logfile = os.path.join(basedir, name + ".log")
         self.port = free_port()
         self.log_mark = 0
 
+    def bin(self, name):
+        """A program of this server's installation, else Debian 15's (a client tool)."""
+        if self.bindir and os.path.exists(os.path.join(self.bindir, name)):
+            return os.path.join(self.bindir, name)
+        return pg_bin(name)
+
     # --- setup -------------------------------------------------------------------------------
     def initdb(self, wal_segsize=16, extra=()):
         make_pg_dir(self.basedir, 0o755)
-        run([pg_bin("initdb"), "-D", self.datadir, "-U", PG_USER, "--auth=trust", "--no-sync",
+        run([self.bin("initdb"), "-D", self.datadir, "-U", PG_USER, "--auth=trust", "--no-sync",
              "-E", "UTF8", "--locale=C", "--wal-segsize=%d" % wal_segsize, *extra])
         self._base_conf()
         return self
@@ -292,7 +350,7 @@ class Postgres:
             open(self.logfile, "a").close()
             chown_pg(self.logfile)
         self.log_mark = os.path.getsize(self.logfile)
-        argv = [pg_bin("pg_ctl"), "-D", self.datadir, "-l", self.logfile, "-o", "-c port=%d" % self.port]
+        argv = [self.bin("pg_ctl"), "-D", self.datadir, "-l", self.logfile, "-o", "-c port=%d" % self.port]
         if wait:
             argv += ["-w", "-t", "120", "start"]
         else:
@@ -301,7 +359,7 @@ class Postgres:
         return self
 
     def stop(self, mode="fast", check=True):
-        return run([pg_bin("pg_ctl"), "-D", self.datadir, "-m", mode, "-w", "-t", "120", "stop"],
+        return run([self.bin("pg_ctl"), "-D", self.datadir, "-m", mode, "-w", "-t", "120", "stop"],
                    check=check, timeout=180)
 
     def pid(self):
@@ -340,10 +398,10 @@ class Postgres:
             self.kill9()
 
     def promote(self):
-        run([pg_bin("pg_ctl"), "-D", self.datadir, "-w", "-t", "120", "promote"], timeout=180)
+        run([self.bin("pg_ctl"), "-D", self.datadir, "-w", "-t", "120", "promote"], timeout=180)
 
     def wait_ready(self, timeout=120):
-        wait_until(lambda: run([pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", self.port],
+        wait_until(lambda: run([self.bin("pg_isready"), "-h", "127.0.0.1", "-p", self.port],
                                check=False).returncode == 0, timeout=timeout, what="server to accept")
 
     # --- queries -----------------------------------------------------------------------------
@@ -364,19 +422,19 @@ class Postgres:
         return rows[0][0] if rows else None
 
     def psql(self, query, dbname="postgres"):
-        return run([pg_bin("psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+        return run([self.bin("psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
                     "-p", self.port, "-U", PG_USER, "-d", dbname, "-c", query]).stdout.strip()
 
     def pgbench(self, *args):
-        return run([pg_bin("pgbench"), "-h", "127.0.0.1", "-p", self.port, "-U", PG_USER, *args,
+        return run([self.bin("pgbench"), "-h", "127.0.0.1", "-p", self.port, "-U", PG_USER, *args,
                     "postgres"], timeout=600)
 
     def basebackup(self, dest, *args):
-        run([pg_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", self.port, "-U", PG_USER, "-D", dest,
+        run([self.bin("pg_basebackup"), "-h", "127.0.0.1", "-p", self.port, "-U", PG_USER, "-D", dest,
              "-c", "fast", "--no-sync", *args], timeout=600)
 
     def system_identifier(self):
-        out = run([pg_bin("pg_controldata"), "-D", self.datadir]).stdout
+        out = run([self.bin("pg_controldata"), "-D", self.datadir]).stdout
         return int(re.search(r"Database system identifier:\s+(\d+)", out).group(1))
 
     def switch_wal_and_wait_archived(self, timeout=120):

@@ -1,6 +1,8 @@
 /*
- * test_walreader.c - the streaming WAL reader against real PostgreSQL 15 segments (made by
- * data/gen_wal.sh, checked against what pg_waldump reported about them in data/wal/expected.txt),
+ * test_walreader.c - the streaming WAL reader against real PostgreSQL 15 and 18 segments (made by
+ * data/gen_wal.sh, checked against what that version's pg_waldump reported about them in
+ * data/wal/expected.txt and data/wal18/expected.txt; 16 and 17 are checked by the integration
+ * suite, since their portable builds have no pg_waldump to make such data with),
  * fed in pieces of 1, 7, 4096 bytes and whole; garbage, truncated, recycled (stale tail), forged
  * and corrupted segments; a synthetic 16 MiB segment for the cost per byte (printed, not asserted).
  */
@@ -46,7 +48,28 @@ typedef struct {
     uint64_t end;
 } seg_row;
 
+/* The data set the tests read: "wal" (PostgreSQL 15) or "wal18"; set by each test's setup. */
+static const char *set_dir = "wal";
+static int set_major = 15;
+
+static int use_15(void **state)
+{
+    (void)state;
+    set_dir = "wal";
+    set_major = 15;
+    return 0;
+}
+
+static int use_18(void **state)
+{
+    (void)state;
+    set_dir = "wal18";
+    set_major = 18;
+    return 0;
+}
+
 static struct {
+    const char *dir; /* the data set loaded */
     uint64_t segsize;
     seg_row segs[8];
     int nsegs;
@@ -65,10 +88,15 @@ static uint64_t parse_lsn(const char *s)
 
 static void load_expected(void)
 {
-    if (ex.segsize)
+    if (ex.dir == set_dir)
         return;
-    FILE *f = fopen(WV_TEST_DATA "/wal/expected.txt", "r");
-    assert_non_null(f);
+    memset(&ex, 0, sizeof(ex));
+    ex.dir = set_dir;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s/expected.txt", WV_TEST_DATA, set_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s", path);
     char line[512], a[64], b[64], c[64], d[64], e[64], g[64];
     long long us;
     unsigned xid;
@@ -153,7 +181,7 @@ static void check_counts(const wv_walinfo *got, const wv_walinfo *want)
 static void load_lz4(const char *file, wv_buf *out)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/wal/%s", WV_TEST_DATA, file);
+    snprintf(path, sizeof(path), "%s/%s/%s", WV_TEST_DATA, set_dir, file);
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     wv_filter *chain = wv_lz4_decompress_new(wv_filter_buf_new(out));
@@ -221,6 +249,7 @@ static void test_real_segments(void **state)
                 check_counts(&got, &want);
                 assert_int_equal(got.start_lsn, seg_start(seg->name));
                 assert_int_equal(got.timeline, 1);
+                assert_int_equal(got.pg_major, set_major);
                 assert_int_equal(got.end_lsn, seg->end);
                 assert_int_equal(got.bytes_fed, ex.segsize);
                 assert_true(got.record_count > 0);
@@ -299,6 +328,53 @@ static void test_commit_prepared_xid(void **state)
         checked++;
     }
     assert_true(checked >= 2);
+}
+
+/* The version matters: the same bytes read as another version's WAL (the page magic of every page
+ * rewritten) find another xid in a COMMIT PREPARED that dropped a table, because the dropped
+ * statistics items before it are 12 bytes up to 17 and 16 bytes from 18 on. */
+static void test_layout_by_version(void **state)
+{
+    (void)state;
+    load_expected();
+    int checked = 0;
+    for (int i = 0; i < ex.nxacts; i++) {
+        const xact_row *x = &ex.xacts[i];
+        if (strcmp(x->kind, "COMMIT_PREPARED") != 0)
+            continue;
+        const seg_row *seg = NULL;
+        for (int s = 0; s < ex.nsegs; s++)
+            if (strcmp(ex.segs[s].name, x->seg) == 0)
+                seg = &ex.segs[s];
+        assert_non_null(seg);
+        wv_buf data = WV_BUF_INIT;
+        load_lz4(seg->file, &data);
+        uint64_t cut = x->end - seg_start(seg->name);
+        wv_walinfo same, other;
+        read_chunked(data.data, (size_t)cut, 4096, ex.segsize, &same);
+        assert_int_equal(same.last_commit_xid, x->xid);
+        /* 15 <-> 16 (same layout) and 15/16 <-> 18 (stats items differ). */
+        uint16_t magic_same = set_major == 18 ? 0xD118 : 0xD113;
+        uint16_t magic_other = set_major == 18 ? 0xD116 : 0xD118;
+        for (int pass = 0; pass < 2; pass++) {
+            uint16_t m = pass ? magic_other : magic_same;
+            for (size_t page = 0; page < data.len; page += 8192)
+                memcpy(data.data + page, &m, 2);
+            read_chunked(data.data, (size_t)cut, 4096, ex.segsize, &other);
+            assert_int_equal(other.pg_major,
+                             pass ? (set_major == 18 ? 17 : 18) : (set_major == 18 ? 18 : 16));
+            assert_int_equal(other.commit_count, same.commit_count);
+            if (pass == 0)
+                assert_int_equal(other.last_commit_xid, x->xid);
+            else {
+                /* Only the one that dropped a table (and so carries statistics items) differs. */
+                if (other.last_commit_xid != x->xid)
+                    checked++;
+            }
+        }
+        wv_buf_free(&data);
+    }
+    assert_int_equal(checked, 1);
 }
 
 static void test_filter_adapter(void **state)
@@ -479,9 +555,9 @@ static void test_garbage(void **state)
             for (size_t i = 0; i < MiB; i++)
                 buf[i] = "walvault is not WAL\n"[i % 20];
             break;
-        case 3: /* another PostgreSQL version's WAL (16: 0xD113) */
+        case 3: /* WAL of a version whose records are not read (14: 0xD10D) */
             memcpy(buf, real.data, MiB);
-            buf[0] = 0x13;
+            buf[0] = 0x0D;
             break;
         case 4: /* the right magic but a nonsense first header */
             memcpy(buf, real.data, MiB);
@@ -510,6 +586,10 @@ static void test_garbage(void **state)
             }
             assert_false(got.complete);
             assert_int_equal(got.stop, WV_WAL_GAVE_UP);
+            if (kind == 3)
+                assert_non_null(strstr(got.reason, "PostgreSQL 14 WAL (page magic 0xD10D)"));
+            if (kind == 0 || kind == 1 || kind == 2)
+                assert_non_null(strstr(got.reason, "not WAL of a known PostgreSQL version"));
             assert_int_equal(got.commit_count, 0);
             assert_int_equal(got.record_count, 0);
             assert_true(got.last_commit_us == INT64_MIN);
@@ -614,7 +694,9 @@ header:;
     while (done < tot) {
         if (s->pos % 8192 == 0) {
             uint8_t *h = s->seg + s->pos;
-            uint16_t magic = WV_WAL_PAGE_MAGIC, pinfo = done ? 1 : s->overwrite_next ? 8 : 0;
+            uint16_t magic = 0xD110 /* PostgreSQL 15 */, pinfo = done                ? 1
+                                                                 : s->overwrite_next ? 8
+                                                                                     : 0;
             s->overwrite_next = 0;
             uint32_t tli = 1, rem = done ? tot - done : 0;
             uint64_t addr = s->start + s->pos;
@@ -650,7 +732,7 @@ static void make_synthetic(synth *s, uint64_t segsize)
     s->seg = wv_xcalloc(1, segsize);
     s->prev = s->start - 64;
     /* Long first page header. */
-    uint16_t magic = WV_WAL_PAGE_MAGIC, info = 2;
+    uint16_t magic = 0xD110 /* PostgreSQL 15 */, info = 2;
     uint32_t tli = 1, ss = (uint32_t)segsize, bs = 8192;
     memcpy(s->seg, &magic, 2);
     memcpy(s->seg + 2, &info, 2);
@@ -732,11 +814,17 @@ static void test_synthetic_16mib(void **state)
 
 int main(void)
 {
+#define BOTH(t) cmocka_unit_test_setup(t, use_15), cmocka_unit_test_setup(t, use_18)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_real_segments),  cmocka_unit_test(test_commit_prepared_xid),
-        cmocka_unit_test(test_filter_adapter), cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_recycled),       cmocka_unit_test(test_broken_chain_and_crc),
-        cmocka_unit_test(test_garbage),        cmocka_unit_test(test_synthetic_16mib),
+        BOTH(test_real_segments),
+        BOTH(test_commit_prepared_xid),
+        BOTH(test_layout_by_version),
+        BOTH(test_filter_adapter),
+        BOTH(test_truncated),
+        BOTH(test_recycled),
+        BOTH(test_broken_chain_and_crc),
+        BOTH(test_garbage),
+        cmocka_unit_test(test_synthetic_16mib),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,18 +1,23 @@
 #!/bin/bash
-# gen_wal.sh - regenerate the WAL test data under tests/unit/data/wal/ (used by test_walreader.c).
+# gen_wal.sh - regenerate the WAL test data under tests/unit/data/wal/ (PostgreSQL 15) or
+# tests/unit/data/walNN/ (PostgreSQL NN), used by test_walreader.c.
 #
-# Runs a throwaway PostgreSQL 15 cluster with 1 MiB WAL segments on a free loopback port, runs a known
+# Runs a throwaway PostgreSQL cluster with 1 MiB WAL segments on a free loopback port, runs a known
 # workload (commits, aborts, two-phase commits and rollbacks, a restore point, full-page images, records
 # spanning pages and a segment boundary, a 300 kB record, a WAL switch), archives the finished segments,
 # stores them lz4-compressed, and writes what pg_waldump reports about them to wal/expected.txt.
 #
-# Usage (as root, needs postgresql-15 and lz4):  tests/unit/data/gen_wal.sh
+# Usage (as root, needs lz4 and a server with its own pg_waldump, psql, pg_controldata):
+#     tests/unit/data/gen_wal.sh                      Debian's postgresql-15, into wal/
+#     tests/unit/data/gen_wal.sh /var/cache/walvault/pg/18.6/bin     that server's version, into wal18/
+# (contrib/pgversions.sh installs 18 with every tool; the npm builds of 16 and 17 have no pg_waldump.)
 # The output differs on every run (timestamps, xids); the tests read expected.txt, so any run is valid.
 set -euo pipefail
 
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${1:-/usr/lib/postgresql/15/bin}
 HERE=$(cd "$(dirname "$0")" && pwd)
-OUT=$HERE/wal
+MAJOR=$("$PGBIN/postgres" --version | sed -E 's/.* ([0-9]+)\..*/\1/')
+if [ "$MAJOR" = 15 ]; then OUT=$HERE/wal; else OUT=$HERE/wal$MAJOR; fi
 WORK=$(mktemp -d /tmp/wv-genwal.XXXXXX)
 chown postgres: "$WORK"
 
