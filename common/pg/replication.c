@@ -376,51 +376,42 @@ static void drain(wv_pgconn *c)
     }
 }
 
-int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
-                          const wv_pgrepl_backup_cb *cb, void *arg, wv_pgrepl_backup_end *end,
-                          wv_err *err)
+static void build_base_backup_query(const wv_pgrepl_backup_opts *opts, wv_buf *q)
 {
-    wv_pgrepl_backup_start s = {0};
-    wv_buf q = WV_BUF_INIT;
-    PGresult *res = NULL;
-    int rc = 0;
-    int in_copy = 0;
-    int in_manifest = 0;
-    char mhead[WV_PG_MANIFEST_HEAD_MAX];
-    size_t mhead_len = 0;
-
-    wv_buf_append_str(&q, "BASE_BACKUP ( LABEL ");
-    append_quoted(&q, opts->label ? opts->label : "walvault");
+    wv_buf_append_str(q, "BASE_BACKUP ( LABEL ");
+    append_quoted(q, opts->label ? opts->label : "walvault");
     if (opts->progress)
-        wv_buf_append_str(&q, ", PROGRESS");
-    wv_buf_printf(&q, ", CHECKPOINT '%s'", opts->fast_checkpoint ? "fast" : "spread");
-    wv_buf_printf(&q, ", WAIT %s", opts->wait ? "true" : "false");
+        wv_buf_append_str(q, ", PROGRESS");
+    wv_buf_printf(q, ", CHECKPOINT '%s'", opts->fast_checkpoint ? "fast" : "spread");
+    wv_buf_printf(q, ", WAIT %s", opts->wait ? "true" : "false");
     if (opts->manifest)
         /* CRC32C, PostgreSQL's default: SHA-256 there doubles the server's CPU per byte, and
          * walvault computes the SHA-256 of every file itself; pg_verifybackup checks either. */
-        wv_buf_append_str(&q, ", MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C'");
+        wv_buf_append_str(q, ", MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C'");
     if (opts->max_rate_kb > 0)
-        wv_buf_printf(&q, ", MAX_RATE %d", opts->max_rate_kb);
-    wv_buf_append_str(&q, " )");
+        wv_buf_printf(q, ", MAX_RATE %d", opts->max_rate_kb);
+    wv_buf_append_str(q, " )");
+}
 
-    if (!PQsendQuery(c->conn, wv_buf_cstr(&q))) {
-        rc = pg_fail(c, err, "could not send BASE_BACKUP");
-        goto out;
-    }
-    res = PQgetResult(c->conn);
-    if ((rc = parse_position(c, res, "could not start the base backup", &s.start_lsn, &s.start_tli,
-                             err)) < 0)
-        goto out;
+/* The two result sets before the COPY: the start position, then the tablespaces. */
+static int read_backup_start(wv_pgconn *c, wv_pgrepl_backup_start *s, wv_err *err)
+{
+    PGresult *res = PQgetResult(c->conn);
+    int rc = parse_position(c, res, "could not start the base backup", &s->start_lsn, &s->start_tli,
+                            err);
     PQclear(res);
+    if (rc < 0)
+        return rc;
     res = PQgetResult(c->conn);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) < 3) {
         rc = res_fail(c, res, err, "could not get the tablespace list of the base backup");
-        goto out;
+        PQclear(res);
+        return rc;
     }
-    s.ntablespaces = (size_t)PQntuples(res);
-    s.tablespaces = wv_xcalloc(s.ntablespaces ? s.ntablespaces : 1, sizeof(*s.tablespaces));
-    for (size_t i = 0; i < s.ntablespaces; i++) {
-        wv_pgrepl_tablespace *t = &s.tablespaces[i];
+    s->ntablespaces = (size_t)PQntuples(res);
+    s->tablespaces = wv_xcalloc(s->ntablespaces ? s->ntablespaces : 1, sizeof(*s->tablespaces));
+    for (size_t i = 0; i < s->ntablespaces; i++) {
+        wv_pgrepl_tablespace *t = &s->tablespaces[i];
         int row = (int)i;
         t->oid =
             PQgetisnull(res, row, 0) ? 0 : (uint32_t)strtoul(PQgetvalue(res, row, 0), NULL, 10);
@@ -428,111 +419,142 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
         t->size_kb = PQgetisnull(res, row, 2) ? -1 : strtoll(PQgetvalue(res, row, 2), NULL, 10);
     }
     PQclear(res);
-    if (cb->begin && (rc = cb->begin(arg, &s, err)) < 0)
-        goto out;
+    return 0;
+}
 
-    res = PQgetResult(c->conn);
+/* What the COPY stream has shown so far of the server's backup_manifest. */
+typedef struct manifest_seen {
+    int started;
+    char head[WV_PG_MANIFEST_HEAD_MAX];
+    size_t head_len;
+} manifest_seen;
+
+/* One CopyData message of the base backup stream (its type byte first). */
+static int copy_message(const uint8_t *p, size_t len, const wv_pgrepl_backup_cb *cb, void *arg,
+                        manifest_seen *m, wv_err *err)
+{
+    switch (p[0]) {
+    case 'n': {
+        const char *name = (const char *)p + 1;
+        size_t rest = len - 1;
+        size_t nl = strnlen(name, rest);
+        const char *loc = name + nl + 1;
+        if (nl == rest || strnlen(loc, rest - nl - 1) == rest - nl - 1)
+            return wv_err_set(err, WV_EPG, "malformed new-archive message from the server");
+        return cb->archive ? cb->archive(arg, name, *loc ? loc : NULL, err) : 0;
+    }
+    case 'd':
+        if (m->started && m->head_len < sizeof(m->head)) {
+            size_t room = sizeof(m->head) - m->head_len;
+            size_t k = len - 1 < room ? len - 1 : room;
+            memcpy(m->head + m->head_len, p + 1, k);
+            m->head_len += k;
+        }
+        return cb->data ? cb->data(arg, p + 1, len - 1, err) : 0;
+    case 'm':
+        m->started = 1;
+        return cb->manifest ? cb->manifest(arg, err) : 0;
+    case 'p': {
+        if (len < 9)
+            return wv_err_set(err, WV_EPG, "malformed progress message from the server");
+        uint64_t v = 0;
+        for (int i = 1; i <= 8; i++)
+            v = (v << 8) | p[i];
+        return cb->progress ? cb->progress(arg, v, err) : 0;
+    }
+    default:
+        return wv_err_set(err, WV_EPG, "unexpected message type 0x%02x in the base backup stream",
+                          p[0]);
+    }
+}
+
+/* The COPY OUT stream, message by message, until its end. */
+static int receive_copy(wv_pgconn *c, const wv_pgrepl_backup_cb *cb, void *arg, manifest_seen *m,
+                        wv_err *err)
+{
+    PGresult *res = PQgetResult(c->conn);
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
-        rc = res_fail(c, res, err, "could not receive the base backup");
-        goto out;
+        int rc = res_fail(c, res, err, "could not receive the base backup");
+        PQclear(res);
+        return rc;
     }
     PQclear(res);
-    res = NULL;
-    in_copy = 1;
     for (;;) {
         char *buf = NULL;
         int len = PQgetCopyData(c->conn, &buf, 0);
         if (len == -1)
-            break;
-        if (len == -2) {
-            rc = pg_fail(c, err, "the base backup stream failed");
-            goto out;
-        }
-        if (len < 1) {
-            PQfreemem(buf);
-            continue;
-        }
-        const uint8_t *p = (const uint8_t *)buf;
-        switch (p[0]) {
-        case 'n': {
-            const char *name = (const char *)p + 1;
-            size_t rest = (size_t)len - 1;
-            size_t nl = strnlen(name, rest);
-            const char *loc = name + nl + 1;
-            if (nl == rest || strnlen(loc, rest - nl - 1) == rest - nl - 1) {
-                rc = wv_err_set(err, WV_EPG, "malformed new-archive message from the server");
-                break;
-            }
-            if (cb->archive)
-                rc = cb->archive(arg, name, *loc ? loc : NULL, err);
-            break;
-        }
-        case 'd':
-            if (in_manifest && mhead_len < sizeof(mhead)) {
-                size_t k = (size_t)len - 1 < sizeof(mhead) - mhead_len ? (size_t)len - 1
-                                                                       : sizeof(mhead) - mhead_len;
-                memcpy(mhead + mhead_len, p + 1, k);
-                mhead_len += k;
-            }
-            if (cb->data)
-                rc = cb->data(arg, p + 1, (size_t)len - 1, err);
-            break;
-        case 'm':
-            in_manifest = 1;
-            if (cb->manifest)
-                rc = cb->manifest(arg, err);
-            break;
-        case 'p': {
-            if (len < 9) {
-                rc = wv_err_set(err, WV_EPG, "malformed progress message from the server");
-                break;
-            }
-            uint64_t v = 0;
-            for (int i = 1; i <= 8; i++)
-                v = (v << 8) | p[i];
-            if (cb->progress)
-                rc = cb->progress(arg, v, err);
-            break;
-        }
-        default:
-            rc = wv_err_set(err, WV_EPG, "unexpected message type 0x%02x in the base backup stream",
-                            p[0]);
-            break;
-        }
+            return 0;
+        if (len == -2)
+            return pg_fail(c, err, "the base backup stream failed");
+        int rc = len < 1 ? 0 : copy_message((const uint8_t *)buf, (size_t)len, cb, arg, m, err);
         PQfreemem(buf);
         if (rc < 0)
-            goto out;
+            return rc;
     }
-    in_copy = 0;
-    if (opts->manifest) {
-        if (!in_manifest) {
-            rc = wv_err_set(err, WV_EPG, "the server sent no backup manifest");
-            goto out;
-        }
-        if ((rc = wv_pg_manifest_head_parse(mhead, mhead_len, &end->manifest, err)) < 0 ||
-            (rc = wv_pg_manifest_head_check(&end->manifest, c->version, c->system_id, err)) < 0)
-            goto out;
-    }
-    res = PQgetResult(c->conn);
+}
+
+/* The server's backup_manifest must be there and belong to this server (version 2 from 17 on). */
+static int check_manifest(wv_pgconn *c, const manifest_seen *m, wv_pgrepl_backup_end *end,
+                          wv_err *err)
+{
+    if (!m->started)
+        return wv_err_set(err, WV_EPG, "the server sent no backup manifest");
+    int rc = wv_pg_manifest_head_parse(m->head, m->head_len, &end->manifest, err);
+    return rc < 0 ? rc : wv_pg_manifest_head_check(&end->manifest, c->version, c->system_id, err);
+}
+
+/* After the COPY: the end position, then whatever results remain. */
+static int read_backup_end(wv_pgconn *c, wv_pgrepl_backup_end *end, wv_err *err)
+{
+    PGresult *res = PQgetResult(c->conn);
     if (PQresultStatus(res) == PGRES_COMMAND_OK) { /* end of COPY */
         PQclear(res);
         res = PQgetResult(c->conn);
     }
-    if ((rc = parse_position(c, res, "the base backup did not finish", &end->end_lsn, &end->end_tli,
-                             err)) < 0)
-        goto out;
+    int rc =
+        parse_position(c, res, "the base backup did not finish", &end->end_lsn, &end->end_tli, err);
     PQclear(res);
-    res = NULL;
+    if (rc < 0)
+        return rc;
     while ((res = PQgetResult(c->conn)) != NULL) {
         ExecStatusType st = PQresultStatus(res);
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
             rc = res_fail(c, res, err, "the base backup failed at its end");
-            goto out;
+            PQclear(res);
+            return rc;
         }
         PQclear(res);
     }
-out:
-    PQclear(res);
+    return 0;
+}
+
+int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
+                          const wv_pgrepl_backup_cb *cb, void *arg, wv_pgrepl_backup_end *end,
+                          wv_err *err)
+{
+    wv_pgrepl_backup_start s = {0};
+    manifest_seen m = {0};
+    wv_buf q = WV_BUF_INIT;
+    int rc = 0, in_copy = 0;
+
+    build_base_backup_query(opts, &q);
+    if (!PQsendQuery(c->conn, wv_buf_cstr(&q)))
+        rc = pg_fail(c, err, "could not send BASE_BACKUP");
+    if (rc == 0)
+        rc = read_backup_start(c, &s, err);
+    if (rc == 0 && cb->begin && (rc = cb->begin(arg, &s, err)) > 0)
+        rc = 0; /* the callbacks' contract: negative stops, anything else goes on */
+    if (rc == 0) {
+        in_copy = 1;
+        rc = receive_copy(c, cb, arg, &m, err);
+    }
+    if (rc == 0) {
+        in_copy = 0;
+        if (opts->manifest)
+            rc = check_manifest(c, &m, end, err);
+    }
+    if (rc == 0)
+        rc = read_backup_end(c, end, err);
     if (rc < 0 && !in_copy)
         drain(c);
     free_start(&s);
