@@ -323,6 +323,13 @@ static void b_meta_too_big(wv_buf *a)
     wv_buf_append(a, h, 512);
 }
 
+/* A GNU long-name header with no content (found by fuzzing: the name was read from a NULL buffer). */
+static void b_empty_long_name(wv_buf *a)
+{
+    add_member(a, 'L', "././@LongLink", NULL, NULL, NULL, 0, 0, 0, 1);
+    add_member(a, '0', "f", NULL, NULL, "x", 1, 0600, 1, 0);
+}
+
 static const tar_case cases[] = {
     {"regular", b_regular, 0,
      "F PG_VERSION ->  3 600 1700000000=15\n|F empty ->  0 600 1=|F oldstyle ->  1 644 2=x|", NULL},
@@ -346,6 +353,7 @@ static const tar_case cases[] = {
      "bad tar header checksum in \"test.tar\" at offset 1024"},
     {"bad pax record", b_bad_pax, WV_ECORRUPT, NULL, "malformed pax header"},
     {"metadata too big", b_meta_too_big, WV_ECORRUPT, NULL, "too large"},
+    {"empty long name", b_empty_long_name, WV_ECORRUPT, NULL, "tar member with an empty name"},
 };
 
 static void test_table(void **state)
