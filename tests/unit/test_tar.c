@@ -486,6 +486,25 @@ static void test_gnu_tar_interop(void **state)
     free(cmd);
 }
 
+/* A member name from the stream is quoted in a message on one line (found by fuzzing: a name
+ * holding a newline and an escape made the truncation message span lines). */
+static void test_message_one_line(void **state)
+{
+    (void)state;
+    wv_buf a = WV_BUF_INIT;
+    add_member(&a, '0', "evil\nname\x1b[2J", NULL, NULL, "abc", 3, 0600, 1, 0);
+    a.len = 512 + 1; /* cut inside the content */
+    collector c = {0};
+    wv_err err;
+    wv_err_clear(&err);
+    assert_int_equal(run(&a, 4096, &c, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "\"evil?name?[2J\""));
+    for (const char *p = err.msg; *p; p++)
+        assert_true((unsigned char)*p >= ' ');
+    wv_buf_free(&c.log);
+    wv_buf_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_callback_error_stops),
         cmocka_unit_test(test_gnu_tar_interop),
+        cmocka_unit_test(test_message_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
