@@ -119,14 +119,18 @@ static inline size_t fz_cut_next(fz_cut *c)
 /* --- error messages ---------------------------------------------------------------------------- */
 
 /* The house rule: a failure has a code from the table and a one-line message; the hint is one
- * line too (or empty). */
+ * line too (or empty). One line means no control characters at all: no newline, no carriage
+ * return, no terminal escape copied from the input. */
 static inline void fz_check_err(const wv_err *e, int rc)
 {
     FZ_CHECK(rc < 0 && rc >= WV_EINTERNAL, "code %d outside the error table", rc);
     FZ_CHECK(e->code == rc, "returned %d but the record says %d (%s)", rc, e->code, e->msg);
     FZ_CHECK(e->msg[0] != '\0', "error %d without a message", rc);
-    FZ_CHECK(!strchr(e->msg, '\n'), "message spans lines: %s", e->msg);
-    FZ_CHECK(!strchr(e->hint, '\n'), "hint spans lines: %s", e->hint);
+    for (const char *p = e->msg; *p; p++)
+        FZ_CHECK((unsigned char)*p >= ' ' || *p == '\t', "control character in message: %s",
+                 e->msg);
+    for (const char *p = e->hint; *p; p++)
+        FZ_CHECK((unsigned char)*p >= ' ' || *p == '\t', "control character in hint: %s", e->hint);
 }
 
 /* --- an in-memory source ----------------------------------------------------------------------- */
