@@ -386,6 +386,10 @@ static void test_xml_unescape(void **state)
         }
         wv_buf_free(&b);
     }
+    /* found by fuzzing: a raw NUL passed, and a listed key was cut short at it */
+    wv_buf z = WV_BUF_INIT;
+    assert_int_equal(wv_s3_xml_unescape(&z, "wal/a\0b", 7), -1);
+    wv_buf_free(&z);
     wv_buf e = WV_BUF_INIT;
     wv_s3_xml_escape(&e, "a&b<c>'\"");
     assert_string_equal(wv_buf_cstr(&e), "a&amp;b&lt;c&gt;&apos;&quot;");
@@ -640,6 +644,19 @@ static void test_parse_list(void **state)
         }
         wv_buf_free(&tok);
     }
+    /* A key holding a NUL byte is refused, not handed out cut short (found by fuzzing). */
+    static const char nul_key[] = "<ListBucketResult><Contents><Key>p/a\0b</Key><Size>1</Size>"
+                                  "</Contents></ListBucketResult>";
+    collected c;
+    memset(&c, 0, sizeof(c));
+    wv_buf tok = WV_BUF_INIT;
+    wv_err err;
+    int truncated = -1;
+    assert_int_equal(
+        wv_s3_parse_list(nul_key, sizeof(nul_key) - 1, collect, &c, &truncated, &tok, &err),
+        WV_EFORMAT);
+    assert_int_equal(c.n, 0);
+    wv_buf_free(&tok);
 }
 
 static void test_dates(void **state)

@@ -270,6 +270,10 @@ int wv_s3_xml_unescape(wv_buf *out, const char *s, size_t n)
         char c;
     } ents[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
     size_t i = 0;
+    /* No XML document holds a NUL character, raw or as &#0;: a key cut at one would name
+     * another object. */
+    if (memchr(s, '\0', n))
+        return -1;
     while (i < n) {
         if (s[i] != '&') {
             size_t j = i;
