@@ -15,9 +15,9 @@
 #                                 work directory (grown corpora, crash inputs) is kept and named at
 #                                 the end: the committed corpus grows only when you merge into it.
 #
-# Build directories live in the clone (build/, build-asan/); the binaries are installed into a
-# world-readable temporary directory because PostgreSQL runs them as the postgres user and the clone
-# may sit under /root. Exit status: 0 only when every step passed.
+# Build directories live in the clone (build/, build-asan/, build-fuzz/); the binaries are installed
+# into a world-readable temporary directory because PostgreSQL runs them as the postgres user and the
+# clone may sit under /root. Exit status: 0 only when every step passed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
