@@ -389,6 +389,7 @@ static void test_xml_unescape(void **state)
     /* found by fuzzing: a raw NUL passed, and a listed key was cut short at it */
     wv_buf z = WV_BUF_INIT;
     assert_int_equal(wv_s3_xml_unescape(&z, "wal/a\0b", 7), -1);
+    assert_int_equal(wv_s3_xml_unescape(&z, NULL, 0), 0); /* empty text, as an empty buffer has */
     wv_buf_free(&z);
     wv_buf e = WV_BUF_INIT;
     wv_s3_xml_escape(&e, "a&b<c>'\"");

@@ -272,7 +272,7 @@ int wv_s3_xml_unescape(wv_buf *out, const char *s, size_t n)
     size_t i = 0;
     /* No XML document holds a NUL character, raw or as &#0;: a key cut at one would name
      * another object. */
-    if (memchr(s, '\0', n))
+    if (n && memchr(s, '\0', n))
         return -1;
     while (i < n) {
         if (s[i] != '&') {
