@@ -175,7 +175,7 @@ fuzz_build() {
 # Prints one line per target; returns 1 if any target found something.
 fuzz_run() {
     local secs="$1" work="$2" src t bin log rc found=0 leaks=0 dict
-    local execs eps cov corp files findings
+    local execs eps cov corp files bytes findings
     lsan_works && leaks=1
     mkdir -p "$work/corpus" "$work/findings" "$work/logs"
     printf '%-12s %12s %9s %6s %14s  %s\n' target executions exec/s cov corpus findings
@@ -204,7 +204,8 @@ fuzz_run() {
         eps="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
         cov="$(grep -a -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
         files="$(find "$work/corpus/$t" -type f | wc -l)"
-        corp="$files/$(du -sb "$work/corpus/$t" | cut -f1)b"
+        bytes="$(find "$work/corpus/$t" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
+        corp="$files/${bytes}b"
         findings="$(find "$work/findings/$t" -type f | wc -l)"
         if [[ $rc != 0 || $findings != 0 ]]; then
             found=1
