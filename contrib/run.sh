@@ -3,7 +3,17 @@
 #
 #     bash contrib/run.sh demo    install what is needed, build, run contrib/demo.sh (archive + PITR)
 #     bash contrib/run.sh test    install, build Release -Werror, unit + integration tests, then the same
-#                                 again built with ASan+UBSan (every finding is fatal)
+#                                 again built with ASan+UBSan (every finding is fatal), then every
+#                                 fuzz target for a few seconds
+#     bash contrib/run.sh fuzz [SECONDS]
+#                                 build the libFuzzer targets of tests/fuzz (clang, -DWV_FUZZ=ON, in
+#                                 build-fuzz/) and run each for SECONDS (default 60), one at a time,
+#                                 on a copy of its corpus tests/fuzz/corpus/<name>/ with its
+#                                 dictionary tests/fuzz/<name>.dict; prints executions, exec/s,
+#                                 coverage, corpus size and findings per target; exits non-zero on
+#                                 any crash, hang, leak, sanitizer report or broken invariant. The
+#                                 work directory (grown corpora, crash inputs) is kept and named at
+#                                 the end: the committed corpus grows only when you merge into it.
 #     bash contrib/run.sh coverage  build with gcov (-DWV_COVERAGE=ON, build-coverage/), run the unit
 #                                 tests and the integration suite against those binaries, then print
 #                                 line and branch coverage of common/ and of each program folder and
@@ -14,9 +24,9 @@
 # /var/cache/walvault/pg/<version>/ and reused by the next run) for tests/integration/test_pg_versions.py;
 # the rest of the suite runs on Debian's PostgreSQL 15.
 #
-# Build directories live in the clone (build/, build-asan/); the binaries are installed into a
-# world-readable temporary directory because PostgreSQL runs them as the postgres user and the clone
-# may sit under /root. Exit status: 0 only when every step passed.
+# Build directories live in the clone (build/, build-asan/, build-fuzz/); the binaries are installed
+# into a world-readable temporary directory because PostgreSQL runs them as the postgres user and the
+# clone may sit under /root. Exit status: 0 only when every step passed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,7 +57,7 @@ say() { printf '\n=== %s\n' "$*"; }
 die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    echo "usage: bash contrib/run.sh demo|test|coverage" >&2
+    echo "usage: bash contrib/run.sh demo|test|coverage|fuzz [SECONDS]" >&2
     exit 2
 }
 
@@ -235,6 +245,77 @@ for k in order:
     print("%-20s %6s %7d/%-7d %6s %7d/%-7d" % (k, pct(lc, lt), lc, lt, pct(bc, bt), bc, bt))
 PY
     echo "HTML report: $out/index.html"
+
+# --- fuzzing (tests/fuzz; tests/README.md, "Fuzzing") ---------------------------------------------
+
+# fuzz_build: the library and every tests/fuzz/fuzz_*.c target, with clang, in build-fuzz/.
+fuzz_build() {
+    build "$ROOT/build-fuzz" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DWV_FUZZ=ON -DWV_TESTS=OFF -DWV_WERROR=ON
+}
+
+# fuzz_run SECONDS WORKDIR: run every target for SECONDS, one after the other, each on a copy of
+# its corpus in WORKDIR/corpus/<name> (findings in WORKDIR/findings/<name>, logs in WORKDIR/logs).
+# Prints one line per target; returns 1 if any target found something.
+fuzz_run() {
+    local secs="$1" work="$2" src t bin log rc found=0 leaks=0 dict
+    local execs eps cov corp files bytes findings
+    lsan_works && leaks=1
+    mkdir -p "$work/corpus" "$work/findings" "$work/logs"
+    printf '%-12s %12s %9s %6s %14s  %s\n' target executions exec/s cov corpus findings
+    for src in "$ROOT"/tests/fuzz/fuzz_*.c; do
+        t="$(basename "$src" .c)"
+        t="${t#fuzz_}"
+        bin="$ROOT/build-fuzz/fuzz_$t"
+        log="$work/logs/$t.log"
+        rm -rf "$work/corpus/$t" "$work/findings/$t"
+        mkdir -p "$work/corpus/$t" "$work/findings/$t"
+        [[ -d "$ROOT/tests/fuzz/corpus/$t" ]] && cp -a "$ROOT/tests/fuzz/corpus/$t/." "$work/corpus/$t/"
+        dict=()
+        [[ -f "$ROOT/tests/fuzz/$t.dict" ]] && dict=(-dict="$ROOT/tests/fuzz/$t.dict")
+        if [[ ! -x "$bin" ]]; then
+            printf '%-12s not built\n' "$t"
+            found=1
+            continue
+        fi
+        # -timeout: an input taking 20 s is a hang; -rss_limit_mb: a bomb is an out-of-memory finding.
+        ASAN_OPTIONS="detect_leaks=$leaks:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" \
+            "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+            -detect_leaks="$leaks" -artifact_prefix="$work/findings/$t/" "${dict[@]}" \
+            "$work/corpus/$t" >"$log" 2>&1 </dev/null
+        rc=$?
+        execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
+        eps="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
+        cov="$(grep -a -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
+        files="$(find "$work/corpus/$t" -type f | wc -l)"
+        bytes="$(find "$work/corpus/$t" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
+        corp="$files/${bytes}b"
+        findings="$(find "$work/findings/$t" -type f | wc -l)"
+        if [[ $rc != 0 || $findings != 0 ]]; then
+            found=1
+            printf '%-12s %12s %9s %6s %14s  %s (exit %s; log %s)\n' "$t" "${execs:-?}" \
+                "${eps:-?}" "${cov:-?}" "$corp" "$findings" "$rc" "$log"
+            grep -a -m3 -E 'ERROR: |runtime error|invariant broken' "$log" | sed 's/^/    /'
+        else
+            printf '%-12s %12s %9s %6s %14s  %s\n' "$t" "$execs" "$eps" "${cov:-?}" "$corp" 0
+        fi
+    done
+    return $found
+}
+
+# fuzz_step SECONDS: test mode's step: build, then every target briefly (kept building and clean).
+fuzz_step() {
+    local work rc
+    say "fuzz targets, $1 s each (build-fuzz/)"
+    if ! fuzz_build; then
+        record "fuzz targets" 1
+        return
+    fi
+    work="$(mktemp -d /tmp/walvault-fuzz.XXXXXX)"
+    fuzz_run "$1" "$work"
+    rc=$?
+    ((rc)) && echo "fuzz findings kept in $work" || rm -rf "$work"
+    record "fuzz targets ($1 s each)" $rc
 }
 
 # The integration tests mostly wait on servers (little CPU): run four at a time. Every test starts
@@ -323,6 +404,7 @@ test)
         record "no sanitizer reports" 0
     fi
     unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS WALVAULT_SANITIZER_LOG_DIR
+    fuzz_step 4
     echo "total time: $((SECONDS - START)) s"
     summary
     exit $FAILED
@@ -359,6 +441,23 @@ coverage)
     echo "total time: $((SECONDS - START)) s"
     summary
     exit $FAILED
+
+fuzz)
+    SECS="${2:-60}"
+    [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -gt 0 ]] || usage
+    say "packages"
+    install_packages || die "packages missing"
+    say "build (build-fuzz/, clang, -DWV_FUZZ=ON)"
+    fuzz_build || die "fuzz build failed"
+    WORK="$(mktemp -d /tmp/walvault-fuzz.XXXXXX)"
+    say "fuzz: every target for $SECS s, one at a time (work directory $WORK)"
+    fuzz_run "$SECS" "$WORK"
+    rc=$?
+    echo
+    echo "grown corpora in $WORK/corpus/<name>; to keep new inputs, merge them (minimised):"
+    echo "    build-fuzz/fuzz_NAME -merge=1 tests/fuzz/corpus/NAME $WORK/corpus/NAME"
+    if ((rc)); then echo "FUZZ: FINDINGS (inputs in $WORK/findings)"; else echo "FUZZ: NO FINDINGS"; fi
+    exit $rc
     ;;
 *)
     usage

@@ -57,12 +57,22 @@ void wv_err_clear(wv_err *err)
     err->object[0] = '\0';
 }
 
+/* A message is one line whatever it quotes (a member name from a tar stream, a value from a
+ * manifest): control characters, newlines included, become '?'. Tabs stay. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if (((unsigned char)*s < ' ' && *s != '\t') || *s == 0x7f)
+            *s = '?';
+}
+
 int wv_err_setv(wv_err *err, int code, const char *fmt, va_list ap)
 {
     if (!err)
         return code;
     err->code = code;
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    one_line(err->msg);
     err->hint[0] = '\0';
     err->repo[0] = '\0';
     err->object[0] = '\0';
@@ -103,6 +113,7 @@ int wv_err_hint(wv_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
     va_end(ap);
+    one_line(err->hint);
     return err->code;
 }
 
@@ -119,6 +130,7 @@ static void put_front(wv_err *err, const char *text)
     memcpy(err->msg, text, plen);
     memcpy(err->msg + plen, old, olen);
     err->msg[plen + olen] = '\0';
+    one_line(err->msg);
 }
 
 int wv_err_prefix(wv_err *err, const char *fmt, ...)

@@ -49,6 +49,9 @@ int wv_log_level_parse(const char *s, wv_log_level *out)
 }
 
 static void log_line(wv_log_level level, const char *tag, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void log_line(wv_log_level level, const char *tag, const char *fmt, va_list ap)
 {
     char line[4096];
     int n;

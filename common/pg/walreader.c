@@ -252,6 +252,14 @@ static void stop(wv_walreader *r, wv_wal_stop why, const char *fmt, ...)
 
 /* --- results ---------------------------------------------------------------------------------- */
 
+/* A TimestampTz (microseconds since 2000) as unix microseconds. A record's time is whatever its
+ * bytes say: one too late to move by the epoch difference is the latest time (not an overflow). */
+static int64_t pg_time_us(const uint8_t *p)
+{
+    int64_t t = (int64_t)wv_get_le64(p);
+    return t > INT64_MAX - PG_EPOCH_UNIX_US ? INT64_MAX : t + PG_EPOCH_UNIX_US;
+}
+
 static void record_verified(wv_walreader *r)
 {
     wv_walinfo *in = &r->info;
@@ -264,7 +272,7 @@ static void record_verified(wv_walreader *r)
     switch (r->kind) {
     case K_COMMIT:
     case K_COMMIT_PREPARED: {
-        int64_t t = (int64_t)wv_get_le64(r->md) + PG_EPOCH_UNIX_US;
+        int64_t t = pg_time_us(r->md);
         if (in->commit_count++ == 0)
             in->first_commit_us = t;
         in->last_commit_us = t;
@@ -273,7 +281,7 @@ static void record_verified(wv_walreader *r)
         break;
     }
     case K_ABORT: {
-        int64_t t = (int64_t)wv_get_le64(r->md) + PG_EPOCH_UNIX_US;
+        int64_t t = pg_time_us(r->md);
         if (in->abort_count++ == 0)
             in->first_abort_us = t;
         in->last_abort_us = t;
@@ -282,7 +290,7 @@ static void record_verified(wv_walreader *r)
     case K_RESTORE_POINT: {
         wv_wal_restore_point rp;
         memset(&rp, 0, sizeof(rp));
-        rp.time_us = (int64_t)wv_get_le64(r->md) + PG_EPOCH_UNIX_US;
+        rp.time_us = pg_time_us(r->md);
         memcpy(rp.name, r->md + 8, WV_WAL_RP_NAME_MAX - 1);
         rp.name[WV_WAL_RP_NAME_MAX - 1] = '\0';
         rp.lsn = end;

@@ -147,7 +147,7 @@ static char *field_str(const uint8_t *p, size_t n)
     size_t len = 0;
     while (len < n && p[len])
         len++;
-    return wv_xstrndup((const char *)p, len);
+    return wv_xstrndup(len ? (const char *)p : "", len); /* p is NULL for an empty GNU long name */
 }
 
 /* Normalise a member path: drop leading "./" and "/" and a trailing '/'. */

@@ -386,6 +386,11 @@ static void test_xml_unescape(void **state)
         }
         wv_buf_free(&b);
     }
+    /* found by fuzzing: a raw NUL passed, and a listed key was cut short at it */
+    wv_buf z = WV_BUF_INIT;
+    assert_int_equal(wv_s3_xml_unescape(&z, "wal/a\0b", 7), -1);
+    assert_int_equal(wv_s3_xml_unescape(&z, NULL, 0), 0); /* empty text, as an empty buffer has */
+    wv_buf_free(&z);
     wv_buf e = WV_BUF_INIT;
     wv_s3_xml_escape(&e, "a&b<c>'\"");
     assert_string_equal(wv_buf_cstr(&e), "a&amp;b&lt;c&gt;&apos;&quot;");
@@ -587,6 +592,17 @@ static const list_case list_cases[] = {
      0,
      0,
      ""},
+    /* found by fuzzing: with nothing outside the entries, an empty (NULL) buffer was searched */
+    {"nothing but entries",
+     "<ListBucketResult>" ENTRY("p/a", "1", "2020-01-01T00:00:00Z") "</ListBucketResult>",
+     0,
+     0,
+     1,
+     {"p/a"},
+     {1},
+     1577836800,
+     0,
+     ""},
     {"cut short",
      LBR_OPEN ENTRY("p/a", "1", "2020-01-01T00:00:00Z"),
      WV_EFORMAT,
@@ -629,6 +645,19 @@ static void test_parse_list(void **state)
         }
         wv_buf_free(&tok);
     }
+    /* A key holding a NUL byte is refused, not handed out cut short (found by fuzzing). */
+    static const char nul_key[] = "<ListBucketResult><Contents><Key>p/a\0b</Key><Size>1</Size>"
+                                  "</Contents></ListBucketResult>";
+    collected c;
+    memset(&c, 0, sizeof(c));
+    wv_buf tok = WV_BUF_INIT;
+    wv_err err;
+    int truncated = -1;
+    assert_int_equal(
+        wv_s3_parse_list(nul_key, sizeof(nul_key) - 1, collect, &c, &truncated, &tok, &err),
+        WV_EFORMAT);
+    assert_int_equal(c.n, 0);
+    wv_buf_free(&tok);
 }
 
 static void test_dates(void **state)

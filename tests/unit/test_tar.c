@@ -323,6 +323,13 @@ static void b_meta_too_big(wv_buf *a)
     wv_buf_append(a, h, 512);
 }
 
+/* A GNU long-name header with no content (found by fuzzing: the name was read from a NULL buffer). */
+static void b_empty_long_name(wv_buf *a)
+{
+    add_member(a, 'L', "././@LongLink", NULL, NULL, NULL, 0, 0, 0, 1);
+    add_member(a, '0', "f", NULL, NULL, "x", 1, 0600, 1, 0);
+}
+
 static const tar_case cases[] = {
     {"regular", b_regular, 0,
      "F PG_VERSION ->  3 600 1700000000=15\n|F empty ->  0 600 1=|F oldstyle ->  1 644 2=x|", NULL},
@@ -346,6 +353,7 @@ static const tar_case cases[] = {
      "bad tar header checksum in \"test.tar\" at offset 1024"},
     {"bad pax record", b_bad_pax, WV_ECORRUPT, NULL, "malformed pax header"},
     {"metadata too big", b_meta_too_big, WV_ECORRUPT, NULL, "too large"},
+    {"empty long name", b_empty_long_name, WV_ECORRUPT, NULL, "tar member with an empty name"},
 };
 
 static void test_table(void **state)
@@ -478,6 +486,25 @@ static void test_gnu_tar_interop(void **state)
     free(cmd);
 }
 
+/* A member name from the stream is quoted in a message on one line (found by fuzzing: a name
+ * holding a newline and an escape made the truncation message span lines). */
+static void test_message_one_line(void **state)
+{
+    (void)state;
+    wv_buf a = WV_BUF_INIT;
+    add_member(&a, '0', "evil\nname\x1b[2J", NULL, NULL, "abc", 3, 0600, 1, 0);
+    a.len = 512 + 1; /* cut inside the content */
+    collector c = {0};
+    wv_err err;
+    wv_err_clear(&err);
+    assert_int_equal(run(&a, 4096, &c, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "\"evil?name?[2J\""));
+    for (const char *p = err.msg; *p; p++)
+        assert_true((unsigned char)*p >= ' ');
+    wv_buf_free(&c.log);
+    wv_buf_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -485,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_callback_error_stops),
         cmocka_unit_test(test_gnu_tar_interop),
+        cmocka_unit_test(test_message_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -766,6 +766,42 @@ static void make_synthetic(synth *s, uint64_t segsize)
     }
 }
 
+/* A commit whose time is too late to convert to unix time (found by fuzzing: the conversion
+ * overflowed a signed 64-bit integer, undefined behaviour). It counts, at the latest time. */
+static void test_commit_time_overflow(void **state)
+{
+    (void)state;
+    synth s;
+    memset(&s, 0, sizeof(s));
+    s.segsize = MiB;
+    s.start = 5 * MiB;
+    s.seg = wv_xcalloc(1, MiB);
+    s.prev = s.start - 64;
+    uint16_t magic = 0xD110 /* PostgreSQL 15 */, info = 2;
+    uint32_t tli = 1, ss = (uint32_t)MiB, bs = 8192;
+    memcpy(s.seg, &magic, 2);
+    memcpy(s.seg + 2, &info, 2);
+    memcpy(s.seg + 4, &tli, 4);
+    memcpy(s.seg + 8, &s.start, 8);
+    memcpy(s.seg + 32, &ss, 4);
+    memcpy(s.seg + 36, &bs, 4);
+    s.pos = 40;
+    const int64_t times[] = {INT64_MAX - 5, INT64_MAX - PG_EPOCH_US, 1000};
+    for (int i = 0; i < 3; i++) {
+        uint8_t md[8];
+        memcpy(md, &times[i], 8);
+        assert_int_equal(synth_record(&s, 1, i == 1 ? 0x20 : 0x00, md, 8, 0, 0, 0), 1);
+    }
+    wv_walinfo got;
+    read_chunked(s.seg, MiB, 7, MiB, &got);
+    assert_int_equal(got.commit_count, 2);
+    assert_int_equal(got.abort_count, 1);
+    assert_true(got.first_commit_us == INT64_MAX);
+    assert_true(got.first_abort_us == INT64_MAX);
+    assert_true(got.last_commit_us == 1000 + PG_EPOCH_US);
+    free(s.seg);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -825,6 +861,7 @@ int main(void)
         BOTH(test_broken_chain_and_crc),
         BOTH(test_garbage),
         cmocka_unit_test(test_synthetic_16mib),
+        cmocka_unit_test(test_commit_time_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -262,6 +262,10 @@ int wv_s3_xml_unescape(wv_buf *out, const char *s, size_t n)
         char c;
     } ents[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
     size_t i = 0;
+    /* No XML document holds a NUL character, raw or as &#0;: a key cut at one would name
+     * another object. */
+    if (n && memchr(s, '\0', n))
+        return -1;
     while (i < n) {
         if (s[i] != '&') {
             size_t j = i;
@@ -563,9 +567,10 @@ int wv_s3_parse_list(const char *xml, size_t len, wv_s3_list_fn fn, void *arg, i
     }
     wv_buf_append(&outside, outside_start, (size_t)(body_end - outside_start));
 
-    if (wv_s3_xml_get((const char *)outside.data, outside.len, NULL, "IsTruncated", &v))
+    /* wv_buf_cstr: outside.data is NULL when nothing lies outside the entries */
+    if (wv_s3_xml_get(wv_buf_cstr(&outside), outside.len, NULL, "IsTruncated", &v))
         *truncated = strcmp(wv_buf_cstr(&v), "true") == 0;
-    if (*truncated && (!wv_s3_xml_get((const char *)outside.data, outside.len, NULL,
+    if (*truncated && (!wv_s3_xml_get(wv_buf_cstr(&outside), outside.len, NULL,
                                       "NextContinuationToken", next_token) ||
                        next_token->len == 0)) {
         wv_buf_free(&outside);

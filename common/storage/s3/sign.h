@@ -97,7 +97,8 @@ const char *wv_s3_xml_get(const char *xml, size_t len, const char *from, const c
 const char *wv_s3_xml_element(const char *xml, size_t len, const char *from, const char *tag,
                               const char **inner, size_t *inner_len);
 
-/* Decode &amp; &lt; &gt; &quot; &apos; &#N; &#xH; from [s, s+n) into out. -1 on a bad entity. */
+/* Decode &amp; &lt; &gt; &quot; &apos; &#N; &#xH; from [s, s+n) into out. -1 on a bad entity
+ * or a NUL byte. */
 int wv_s3_xml_unescape(wv_buf *out, const char *s, size_t n);
 
 /* Append s escaped for XML text (&, <, >, ", '). */
