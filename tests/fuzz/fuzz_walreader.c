@@ -19,6 +19,7 @@
  * commit times, the end of the last commit and of the last record, the restore point names, and
  * that a switch record stops the reader.
  */
+#include "pg/walpage.h"
 #include "pg/walreader.h"
 #include "fuzz.h"
 
@@ -64,7 +65,7 @@ static void page_header(bld *b)
     int first = b->out.len == 0;
     /* bytes of the record in progress still to come; none for a record that starts here */
     uint64_t rem = b->rec_written > 0 || b->in_cont ? b->rec_total - b->rec_written : 0;
-    w16(h, WV_WAL_PAGE_MAGIC);
+    w16(h, wv_walpage_magic_of_major(15));
     w16(h + 2, (uint16_t)((first ? 0x0002 : 0) | (rem ? 0x0001 : 0)));
     w32(h + 4, b->tli);
     w64(h + 8, b->start + b->out.len);
