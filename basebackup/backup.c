@@ -33,6 +33,8 @@
 #include "core/error.h"
 #include "pipeline/filter.h"
 #include "core/log.h"
+#include "core/notify.h"
+#include "pg/archcheck.h"
 #include "repo/backupset.h"
 #include "repo/bundle.h"
 #include "repo/manifest.h"
@@ -887,7 +889,8 @@ static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **c
         return rc;
     if ((rc = wv_pgrepl_identify_system(*conn, &sf->sys, err)) < 0 ||
         (rc = wv_pgrepl_wal_segsize(*conn, &sf->segsize, err)) < 0 ||
-        (rc = wv_pgrepl_show(*conn, "log_timezone", sf->tzname, sizeof(sf->tzname), err)) < 0)
+        (rc = wv_pgrepl_show(*conn, "log_timezone", sf->tzname, sizeof(sf->tzname), err)) < 0 ||
+        (rc = wv_archcheck_server(*conn, ctx->cfg->file, err)) < 0)
         return rc;
     sf->version = wv_pgrepl_server_version(*conn);
     for (int i = 0; i < ctx->nrepos; i++) {
@@ -1106,6 +1109,10 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     int rc = run_backup(&ctx, &a, &h, &err);
     if (ctx.tty && rc < 0)
         fputc('\n', stderr);
+    wv_notify(ctx.cfg, &(wv_notify_event){.event = "backup",
+                                          .ok = rc == 0,
+                                          .message = rc ? err.msg : "backup complete",
+                                          .backup = ctx.id[0] ? ctx.id : NULL});
     backup_ctx_free(&ctx);
     wv_manifest_header_free(&h);
     if (rc < 0) {

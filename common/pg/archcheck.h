@@ -1,0 +1,42 @@
+/*
+ * archcheck.h - "does archiving work": the server's archive_mode and archive_command judged against
+ * this installation's wal-push and this configuration file. `basebackup backup` calls
+ * wv_archcheck_server before BASE_BACKUP (so a backup never streams only to time out waiting for
+ * WAL), `basebackup check` reports it as one of its steps.
+ *
+ * archive_command is read the way /bin/sh would split it (PostgreSQL runs it with sh -c): words,
+ * '...' and "..." quoting, backslash escapes, and the separators ;, &, &&, |, ||. It passes when
+ * one of its simple commands is, after leading NAME=VALUE assignments and an optional env or exec:
+ *   - a program that is this installation's wal-push: the same file once symbolic links are
+ *     resolved, or a bare name that $PATH (ours) resolves to it;
+ *   - whose configuration is ours: -c FILE, -cFILE, --config FILE or --config=FILE, else a
+ *     WALVAULT_CONFIG=FILE assignment, else the default path; the same file as ours once resolved
+ *     (a relative FILE cannot be judged: PostgreSQL runs the command in its data directory);
+ *   - with %p as an argument.
+ * archive_library (PostgreSQL 15) must be empty: when set, archive_command is not used.
+ */
+#ifndef WALVAULT_PG_ARCHCHECK_H
+#define WALVAULT_PG_ARCHCHECK_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+#include "pg/replication.h"
+
+/* This installation's wal-push: the file beside the running program (resolved /proc/self/exe). */
+int wv_archcheck_wal_push_path(char *out, size_t outlen, wv_err *err);
+
+/*
+ * The decision, on values as SHOW prints them. 0 when archiving is set up for us; otherwise
+ * WV_EREFUSED with one line naming the setting and what is wrong, and a hint with the fix.
+ * archive_library may be NULL (not shown by the server). wal_push and config_file are paths.
+ */
+int wv_archcheck_settings(const char *archive_mode, const char *archive_library,
+                          const char *archive_command, const char *wal_push,
+                          const char *config_file, wv_err *err);
+
+/* SHOW archive_mode, archive_library and archive_command on c, then wv_archcheck_settings with
+ * this installation's wal-push. */
+int wv_archcheck_server(wv_pgconn *c, const char *config_file, wv_err *err);
+
+#endif
