@@ -11,6 +11,7 @@
 static const wv_bbcmd commands[] = {
     {"backup", wv_bbcmd_backup,
      "backup  [-d CONNSTR] [--label TEXT] [--keep] [--checkpoint fast|spread]"},
+    {"check", wv_bbcmd_check, "check   [-d CONNSTR]"},
     {"list", wv_bbcmd_list, "list    [--json] [--repo N]"},
     {"restore", wv_bbcmd_restore,
      "restore --pgdata DIR [--to TIME | --lsn LSN | --xid XID | --name NAME | --immediate]\n"

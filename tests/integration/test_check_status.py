@@ -1,0 +1,214 @@
+"""basebackup check, basebackup status and notify_command against a real PostgreSQL 15.
+
+check: passes on a good setup; fails naming the step for archive_mode off, an archive_command that
+names another configuration file, a repository the user cannot write, and a repository the
+switched WAL never reaches (named); backup refuses before BASE_BACKUP when archiving is off.
+status: ok right after a backup; warning and critical by age under a shifted clock
+(WALVAULT_TEST_NOW); a repository down is reported while the other is shown; exit codes 0/1/2/3;
+the --prometheus textfile checked by a strict parser; --json.
+notify_command: the hook receives one valid JSON object; a failing hook does not fail the backup.
+"""
+import json
+import os
+import re
+import shutil
+import stat
+import time
+
+import pytest
+
+from utils import PG_USER, Repo, make_pg_dir, run
+
+pytestmark = pytest.mark.xdist_group("check_status")
+
+
+def connstr(pg):
+    return "host=127.0.0.1 port=%d user=%s dbname=postgres" % (pg.port, PG_USER)
+
+
+def cluster(pg_factory, wv, config, archive_command=None, archive_mode="on"):
+    pg = pg_factory.new("pg").initdb()
+    pg.conf(archive_mode=archive_mode, archive_timeout=0,
+            archive_command=archive_command or wv.archive_command(config))
+    pg.start()
+    return pg
+
+
+def check(wv, config, pg, env=None):
+    return run(wv.cmd("basebackup", "check", "-d", connstr(pg), config=config), check=False,
+               env=env, timeout=120)
+
+
+def two_repos(workdir, extra=""):
+    """A configuration with repo1 and repo2 (posix), and one with repo1 only."""
+    r1 = make_pg_dir(os.path.join(workdir, "repo1"))
+    r2 = make_pg_dir(os.path.join(workdir, "repo2"))
+    both = os.path.join(workdir, "both.conf")
+    only1 = os.path.join(workdir, "only1.conf")
+    with open(both, "w") as f:
+        f.write(extra + "[repo1]\ntype = posix\npath = %s\n\n[repo2]\ntype = posix\npath = %s\n"
+                % (r1, r2))
+    with open(only1, "w") as f:
+        f.write(extra + "[repo1]\ntype = posix\npath = %s\n" % r1)
+    return r1, r2, both, only1
+
+
+# --- check --------------------------------------------------------------------------------------
+
+def test_check_passes(pg_factory, wv, repo):
+    pg = cluster(pg_factory, wv, repo.config)
+    res = check(wv, repo.config, pg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "check passed"
+    for want in ("ok: configuration ", "ok: repo1 (", "ok: PostgreSQL 15.", "ok: archive_mode = on",
+                 "ok: archive_command runs ", "ok: WAL "):
+        assert any(line.startswith(want) for line in lines), (want, res.stdout)
+    m = re.search(r"ok: WAL ([0-9A-F]{24}) switched and archived in repo1", res.stdout)
+    assert m and repo.has(m.group(1))
+    assert res.stderr == ""
+    # the probe object is gone
+    probe_dir = os.path.join(repo.path, "check")
+    assert not os.path.exists(probe_dir) or os.listdir(probe_dir) == []
+    # twice in a row: the second switch still produces a segment (nothing written in between)
+    res2 = check(wv, repo.config, pg)
+    assert res2.returncode == 0, res2.stdout + res2.stderr
+    m2 = re.search(r"ok: WAL ([0-9A-F]{24}) switched", res2.stdout)
+    assert m2.group(1) > m.group(1)
+
+
+def test_check_archive_mode_off(pg_factory, wv, repo):
+    pg = cluster(pg_factory, wv, repo.config, archive_mode="off")
+    res = check(wv, repo.config, pg)
+    assert res.returncode == 13, res.stdout + res.stderr
+    assert "archive_mode is off on the server: no WAL is archived" in res.stderr
+    assert "ALTER SYSTEM SET archive_mode = on" in res.stderr
+    assert "ok: repo1 (" in res.stdout and "ok: WAL" not in res.stdout
+    assert res.stdout.splitlines()[-1] == "check failed: 1 problem"
+
+
+def test_backup_refuses_before_streaming_when_archiving_is_off(pg_factory, wv, repo):
+    pg = cluster(pg_factory, wv, repo.config, archive_mode="off")
+    t0 = time.monotonic()
+    res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                     config=repo.config), check=False)
+    assert res.returncode == 13, res.stderr
+    assert "archive_mode is off" in res.stderr
+    assert time.monotonic() - t0 < 20
+    assert not os.path.exists(os.path.join(repo.path, "backup")) or \
+        os.listdir(os.path.join(repo.path, "backup")) == []
+
+
+def test_check_archive_command_other_config(pg_factory, wv, repo, workdir):
+    other = Repo(os.path.join(workdir, "other"), os.path.join(workdir, "other.conf"))
+    pg = cluster(pg_factory, wv, repo.config, archive_command=wv.archive_command(other.config))
+    res = check(wv, repo.config, pg)
+    assert res.returncode == 13, res.stdout + res.stderr
+    assert ("runs wal-push with another configuration file (%s, not %s)"
+            % (other.config, repo.config)) in res.stderr
+    assert "ALTER SYSTEM SET archive_command = '%s'" % wv.archive_command(repo.config) \
+        in res.stderr
+    # backup refuses too, before BASE_BACKUP
+    res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                     config=repo.config), check=False)
+    assert res.returncode == 13 and "another configuration file" in res.stderr
+
+
+def test_check_archive_command_not_wal_push(pg_factory, wv, repo):
+    pg = cluster(pg_factory, wv, repo.config, archive_command="cp %p /tmp/nowhere/%f")
+    res = check(wv, repo.config, pg)
+    assert res.returncode == 13
+    assert "does not run this installation's wal-push" in res.stderr
+
+
+def test_check_unwritable_repository(pg_factory, wv, repo):
+    pg = cluster(pg_factory, wv, repo.config)
+    os.chmod(repo.path, 0o555)  # check runs as postgres, the owner, who cannot write now
+    try:
+        res = check(wv, repo.config, pg)
+    finally:
+        os.chmod(repo.path, 0o700)
+    assert res.returncode != 0, res.stdout
+    err = res.stderr.splitlines()
+    assert err[0].startswith("basebackup: repo1") or "repo1" in err[0], res.stderr
+    assert "ermission denied" in err[0]
+    assert "must be able to write to %s" % repo.path in res.stderr
+    assert "ok: repo1" not in res.stdout
+
+
+def test_check_names_the_repository_the_wal_never_reaches(pg_factory, wv, workdir):
+    r1, r2, both, only1 = two_repos(workdir, "[monitor]\ncheck_timeout = 5s\n\n")
+    # archive_command pushes to repo1 only, through a configuration that lacks repo2; check is
+    # run with the configuration of both. So that the command passes the archive_command step,
+    # the hook is wal-push with both.conf that a wrapper swaps for only1.conf.
+    wrapper = os.path.join(workdir, "push-only1.sh")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec %s -c %s \"$1\"\n" % (wv.exe("wal-push"), only1))
+    os.chmod(wrapper, 0o755)
+    pg = cluster(pg_factory, wv, both,
+                 archive_command="%s %%p || %s" % (wrapper, wv.archive_command(both) + " --never"))
+    # the command: the wrapper (repo1 only) succeeds, so the wal-push of both.conf never runs
+    res = check(wv, both, pg)
+    assert res.returncode == 16, res.stdout + res.stderr
+    assert re.search(r"ok: WAL [0-9A-F]{24} switched and archived in repo1", res.stdout)
+    assert re.search(r"WAL file [0-9A-F]{24} did not arrive in repo2 within 5 s", res.stderr), \
+        res.stderr
+    assert "pg_stat_archiver" in res.stderr
+
+
+# --- notify_command -------------------------------------------------------------------------------
+
+def hook(workdir, name, body):
+    path = os.path.join(workdir, name)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def test_notify_receives_json_and_a_failing_hook_does_not_fail_the_backup(pg_factory, wv, repo,
+                                                                         workdir):
+    out = os.path.join(workdir, "events")
+    make_pg_dir(out)
+    ok_hook = hook(workdir, "hook.sh", 'cat > %s/"$WALVAULT_EVENT.$$.json"' % out)
+    repo.write_config("[global]\nnotify_command = %s\n" % ok_hook)
+    pg = cluster(pg_factory, wv, repo.config)
+    res = check(wv, repo.config, pg, env={"AWS_SECRET_ACCESS_KEY": "topsecret"})
+    assert res.returncode == 0, res.stderr
+    res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                     config=repo.config), check=False, timeout=300)
+    assert res.returncode == 0, res.stderr
+    events = {}
+    for name in os.listdir(out):
+        with open(os.path.join(out, name)) as f:
+            text = f.read()
+        assert "topsecret" not in text
+        ev = json.loads(text)
+        events[ev["event"]] = ev
+    assert set(events) == {"check", "backup"}
+    for ev in events.values():
+        assert ev["status"] == "ok"
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", ev["time"])
+        assert isinstance(ev["message"], str) and ev["message"]
+    assert re.match(r"^\d{8}T\d{6}Z$", events["backup"]["backup"])
+
+    bad = hook(workdir, "bad.sh", "cat >/dev/null; echo hook broke >&2; exit 3")
+    repo.write_config("[global]\nnotify_command = %s\n" % bad)
+    res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                     config=repo.config), check=False, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "notify_command failed: exit 3 (the event was \"backup\" with status ok)" in res.stderr
+    # an error event: archiving off -> backup fails, the hook hears about it
+    repo.write_config("[global]\nnotify_command = %s\n" % ok_hook)
+    shutil.rmtree(out)
+    make_pg_dir(out)
+    pg.conf(archive_mode="off")
+    pg.stop()
+    pg.start()
+    res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), config=repo.config), check=False)
+    assert res.returncode == 13
+    (name,) = os.listdir(out)
+    with open(os.path.join(out, name)) as f:
+        ev = json.load(f)
+    assert ev["event"] == "backup" and ev["status"] == "error"
+    assert "archive_mode is off" in ev["message"]
