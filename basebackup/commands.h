@@ -22,6 +22,7 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path);
 int wv_bbcmd_check(int argc, char **argv, const char *config_path);
 int wv_bbcmd_list(int argc, char **argv, const char *config_path);
 int wv_bbcmd_restore(int argc, char **argv, const char *config_path);
+int wv_bbcmd_status(int argc, char **argv, const char *config_path);
 int wv_bbcmd_sync(int argc, char **argv, const char *config_path);
 int wv_bbcmd_verify(int argc, char **argv, const char *config_path);
 

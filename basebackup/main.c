@@ -18,6 +18,7 @@ static const wv_bbcmd commands[] = {
      "                                [--backup ID] [--timeline latest|current|N]\n"
      "                                [--target-action promote|pause|shutdown] [--delta]\n"
      "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]"},
+    {"status", wv_bbcmd_status, "status  [--json] [--prometheus FILE] [-d CONNSTR] [--repo N]"},
     {"sync", wv_bbcmd_sync, "sync    --from N --to M [--dry-run]"},
     {"verify", wv_bbcmd_verify, "verify  [--backup ID] [--repo N]"},
 };

@@ -212,3 +212,203 @@ def test_notify_receives_json_and_a_failing_hook_does_not_fail_the_backup(pg_fac
         ev = json.load(f)
     assert ev["event"] == "backup" and ev["status"] == "error"
     assert "archive_mode is off" in ev["message"]
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+PROM_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+PROM_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|'
+                         r'\\["\\n])*)"\})? (\S+)$')
+
+
+def parse_prom(text):
+    """A strict reader of the textfile format node_exporter accepts: {(name, label): value}."""
+    assert text.endswith("\n")
+    samples, types, helps, current = {}, set(), set(), None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert PROM_NAME.match(name) and name not in helps, line
+            helps.add(name)
+            current = name
+        elif line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ")
+            assert name == current and name not in types and typ in ("gauge", "counter"), line
+            types.add(name)
+        else:
+            assert not line.startswith("#"), line
+            m = PROM_SAMPLE.match(line)
+            assert m, line
+            name, label = m.group(1), m.group(4)
+            assert name == current, "sample %s outside its family" % line  # grouped
+            assert name.startswith("walvault_")
+            key = (name, label)
+            assert key not in samples, line
+            samples[key] = float(m.group(5))
+    return samples
+
+
+def status(wv, config, *args, env=None):
+    return run(wv.cmd("basebackup", "status", *args, config=config), check=False, env=env,
+               timeout=120)
+
+
+def take_backup(wv, config, pg):
+    res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                     config=config), check=False, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_status_levels_by_age(pg_factory, wv, repo, workdir):
+    pg = cluster(pg_factory, wv, repo.config)
+    take_backup(wv, repo.config, pg)
+    now = int(time.time())
+    d = ["-d", connstr(pg)]
+    res = status(wv, repo.config, *d)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.search(r"^repo1 \(posix %s\): OK$" % re.escape(repo.path), res.stdout, re.M)
+    assert re.search(r"^  backup:    \d{8}T\d{6}Z, \d+ s ago, ", res.stdout, re.M), res.stdout
+    assert re.search(r"^  wal:       [0-9A-F]{24}, archived \d+ s ago \(object mtime\), 0 "
+                     r"completed segments not archived$", res.stdout, re.M), res.stdout
+    assert re.search(r"^  space:     .* used, .* free$", res.stdout, re.M)
+    assert "rto: never measured" in res.stdout
+    assert res.stdout.splitlines()[-1] == "status: OK"
+
+    res = status(wv, repo.config, "--json", *d)
+    assert res.returncode == 0
+    doc = json.loads(res.stdout)
+    assert doc["status"] == "OK" and doc["exit_code"] == 0
+    (r1,) = doc["repositories"]
+    assert r1["up"] and r1["last_backup"]["size"] > 0 and r1["bytes"] > r1["last_backup"]["stored_size"]
+    assert r1["free_bytes"] > 0 and r1["segments_behind"] == 0 and r1["rpo_s"] == 0
+    assert doc["server"]["failed_count"] == 0
+
+    # a shifted clock: 25.5 h later a warning, 27 h later critical (the server idle: WAL age
+    # does not count while nothing waits)
+    env = {"WALVAULT_TEST_NOW": str(now + 25 * 3600 + 1800)}
+    res = status(wv, repo.config, *d, env=env)
+    assert res.returncode == 1, res.stdout
+    assert "warning: the newest backup is 25 h 30 min old (backup_warn_age = 25h)" in res.stdout
+    env = {"WALVAULT_TEST_NOW": str(now + 27 * 3600)}
+    res = status(wv, repo.config, *d, env=env)
+    assert res.returncode == 2, res.stdout
+    assert "critical: the newest backup is 27 h 0 min old (backup_max_age = 26h)" in res.stdout
+    assert res.stdout.splitlines()[-1].startswith("status: CRITICAL: repo1: critical: the newest")
+    # without -d the server's activity is unknown: 20 minutes without WAL is a warning
+    env = {"WALVAULT_TEST_NOW": str(now + 1200)}
+    res = status(wv, repo.config, env=env)
+    assert res.returncode == 1, res.stdout
+    assert "warning: nothing archived for 20 min (wal_warn_age = 15m)" in res.stdout
+
+    # thresholds from [monitor]
+    repo.write_config("[monitor]\nbackup_max_age = 2h\nbackup_warn_age = 1h\n")
+    env = {"WALVAULT_TEST_NOW": str(now + 5400)}
+    res = status(wv, repo.config, *d, env=env)
+    assert res.returncode == 1 and "(backup_warn_age = 1h)" in res.stdout, res.stdout
+
+    # the textfile
+    prom = os.path.join(workdir, "walvault.prom")
+    res = status(wv, repo.config, *d, "--prometheus", prom, env=env)
+    assert res.returncode == 1
+    with open(prom) as f:
+        m = parse_prom(f.read())
+    assert m[("walvault_status", None)] == 1
+    assert m[("walvault_repo_up", "repo1")] == 1
+    assert 5400 <= m[("walvault_last_backup_age_seconds", "repo1")] < 5400 + 120
+    assert m[("walvault_last_wal_archived_age_seconds", "repo1")] >= 5400
+    assert m[("walvault_repo_bytes", "repo1")] > 0
+    assert m[("walvault_repo_free_bytes", "repo1")] > 0
+    assert m[("walvault_wal_segments_behind", "repo1")] == 0
+    assert stat.S_IMODE(os.stat(prom).st_mode) == 0o644
+    assert os.listdir(workdir).count("walvault.prom") == 1
+    assert not [n for n in os.listdir(workdir) if "wvtmp" in n]
+
+
+def test_status_archiving_stuck_while_the_server_writes(pg_factory, wv, repo):
+    pg = cluster(pg_factory, wv, repo.config)
+    take_backup(wv, repo.config, pg)
+    # archiving breaks (wal-push never runs), the server keeps writing
+    pg.conf(archive_command="false && " + wv.archive_command(repo.config))
+    pg.sql("select pg_reload_conf()")
+    for _ in range(3):
+        pg.sql("create table if not exists t (i int); insert into t select generate_series(1, 100)")
+        pg.sql("select pg_switch_wal()")
+    res = status(wv, repo.config, "-d", connstr(pg),
+                 env={"WALVAULT_TEST_NOW": str(int(time.time()) + 7200)})
+    assert res.returncode == 2, res.stdout
+    assert re.search(r"[1-9]\d* completed segments? not archived", res.stdout), res.stdout
+    assert "critical: nothing archived for 2 h " in res.stdout and "while the server writes" \
+        in res.stdout
+    assert "archive_command is failing (pg_stat_archiver: last failure" in res.stdout
+    assert re.search(r"^server: primary, current WAL [0-9A-F]{24}, pg_stat_archiver "
+                     r"failed_count [1-9]", res.stdout, re.M), res.stdout
+
+
+def test_status_one_repository_down_the_other_shown(pg_factory, wv, workdir):
+    r1, r2, both, _ = two_repos(workdir)
+    out = os.path.join(workdir, "events")
+    make_pg_dir(out)
+    h = hook(workdir, "hook.sh", 'cat > %s/"$WALVAULT_EVENT.json"' % out)
+    with open(both) as f:
+        text = f.read()
+    with open(both, "w") as f:
+        f.write("[global]\nnotify_command = %s\n\n" % h + text)
+    pg = cluster(pg_factory, wv, both)
+    take_backup(wv, both, pg)
+    os.remove(os.path.join(out, "backup.json"))
+    os.chmod(r2, 0)
+    try:
+        res = status(wv, both)
+        jres = status(wv, both, "--json")
+        prom = os.path.join(workdir, "s.prom")
+        status(wv, both, "--prometheus", prom)
+    finally:
+        os.chmod(r2, 0o700)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert re.search(r"^repo1 \(posix %s\): OK$" % re.escape(r1), res.stdout, re.M), res.stdout
+    assert re.search(r"^repo2 \(posix %s\): CRITICAL$" % re.escape(r2), res.stdout, re.M)
+    assert re.search(r"^  error:     .*ermission denied", res.stdout, re.M), res.stdout
+    assert res.stdout.count("  backup:    ") == 1  # repo1's, shown
+    doc = json.loads(jres.stdout)
+    assert [r["up"] for r in doc["repositories"]] == [True, False]
+    assert doc["repositories"][0]["last_backup"]["id"]
+    with open(prom) as f:
+        m = parse_prom(f.read())
+    assert m[("walvault_repo_up", "repo1")] == 1 and m[("walvault_repo_up", "repo2")] == 0
+    assert ("walvault_last_backup_age_seconds", "repo1") in m
+    assert ("walvault_last_backup_age_seconds", "repo2") not in m
+    assert m[("walvault_status", None)] == 2
+    # critical: the hook heard about it
+    with open(os.path.join(out, "status.json")) as f:
+        ev = json.load(f)
+    assert ev["event"] == "status" and ev["status"] == "error" and ev["repo"] == "repo2"
+    assert "repo2: critical: unreachable" in ev["message"]
+    # --repo 1 alone is fine
+    assert status(wv, both, "--repo", "1").returncode == 0
+
+
+def test_status_unknown_and_rto(wv, repo, workdir):
+    res = status(wv, os.path.join(workdir, "missing.conf"))
+    assert res.returncode == 3
+    assert res.stdout.startswith("status: UNKNOWN: ")
+    assert status(wv, repo.config, "--bogus").returncode == 3
+    assert status(wv, repo.config, "--repo", "7").returncode == 3
+    # an empty repository: critical (no backup, nothing archived)
+    res = status(wv, repo.config)
+    assert res.returncode == 2 and "critical: no complete backup" in res.stdout
+    # a textfile that cannot be written: unknown, and said on stderr
+    res = status(wv, repo.config, "--prometheus", os.path.join(workdir, "nodir", "x.prom"))
+    assert res.returncode == 3 and "nodir/" in res.stderr
+    # the RTO of the last drill, from the local state directory
+    state = make_pg_dir(os.path.join(workdir, "state"))
+    repo.write_config("[global]\nstate_path = %s\n" % state)
+    with open(os.path.join(state, "last-drill.json"), "w") as f:
+        json.dump({"status": "ok", "time": "2026-11-25T03:00:00Z", "total_s": 42.5}, f)
+    res = status(wv, repo.config)
+    assert "rto: 42 s (drill of 2026-11-25T03:00:00Z)" in res.stdout or \
+        "rto: 43 s (drill of 2026-11-25T03:00:00Z)" in res.stdout, res.stdout
+    prom = os.path.join(workdir, "r.prom")
+    status(wv, repo.config, "--prometheus", prom)
+    with open(prom) as f:
+        assert parse_prom(f.read())[("walvault_last_drill_rto_seconds", None)] == 42.5
