@@ -186,6 +186,8 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
     wv_recovery_facts facts = {0};
     wv_window *w = NULL;
     size_t nw = 0;
+    if (r->rc->path)
+        snprintf(r->location, sizeof(r->location), "%s", r->rc->path);
     int rc = wv_repo_open(r->rc, &repo, err);
     if (rc == 0) {
         snprintf(r->location, sizeof(r->location), "%s", wv_storage_location(repo->st));
@@ -301,7 +303,11 @@ static void judge(repo_status *r, const wv_config *cfg, const server_facts *sf)
     const wv_monitor_config *m = &cfg->monitor;
     char a[64], t[32];
     if (!r->up) {
-        problem(r, CRITICAL, "unreachable: %s", r->err.msg);
+        const char *msg = r->err.msg;
+        size_t nl = strlen(r->rc->name);
+        if (strncmp(msg, r->rc->name, nl) == 0 && strncmp(msg + nl, ": ", 2) == 0)
+            msg += nl + 2; /* the repository is named already */
+        problem(r, CRITICAL, "unreachable: %s", msg);
         return;
     }
     if (!r->have_backup) {
