@@ -889,8 +889,7 @@ static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **c
         return rc;
     if ((rc = wv_pgrepl_identify_system(*conn, &sf->sys, err)) < 0 ||
         (rc = wv_pgrepl_wal_segsize(*conn, &sf->segsize, err)) < 0 ||
-        (rc = wv_pgrepl_show(*conn, "log_timezone", sf->tzname, sizeof(sf->tzname), err)) < 0 ||
-        (rc = wv_archcheck_server(*conn, ctx->cfg->file, err)) < 0)
+        (rc = wv_pgrepl_show(*conn, "log_timezone", sf->tzname, sizeof(sf->tzname), err)) < 0)
         return rc;
     sf->version = wv_pgrepl_server_version(*conn);
     for (int i = 0; i < ctx->nrepos; i++) {
@@ -900,6 +899,8 @@ static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **c
         if ((rc = wv_backup_cleanup_leftovers(ctx->repos[i]->st, err)) < 0)
             return rc;
     }
+    if ((rc = wv_archcheck_server(*conn, ctx->cfg->file, err)) < 0)
+        return rc;
     return wv_backup_lock_take(storages(ctx, st), ctx->nrepos, ctx->id, sizeof(ctx->id), err);
 }
 
