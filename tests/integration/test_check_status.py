@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from utils import PG_USER, Repo, make_pg_dir, run
+from utils import PG_USER, Repo, make_pg_dir, run, wait_until
 
 pytestmark = pytest.mark.xdist_group("check_status")
 
@@ -334,6 +334,8 @@ def test_status_archiving_stuck_while_the_server_writes(pg_factory, wv, repo):
     for _ in range(3):
         pg.sql("create table if not exists t (i int); insert into t select generate_series(1, 100)")
         pg.sql("select pg_switch_wal()")
+    wait_until(lambda: pg.archiver_stats()["failed_count"] >= 1, timeout=60,
+               what="archive failures")
     res = status(wv, repo.config, "-d", connstr(pg),
                  env={"WALVAULT_TEST_NOW": str(int(time.time()) + 7200)})
     assert res.returncode == 2, res.stdout
