@@ -22,10 +22,10 @@
  * current segment, bounded by archive_timeout, is what a loss would cost).
  *
  * RTO: drill writes its last result to STATE/last-drill.json (STATE: [global] state_path, default
- * /var/lib/walvault/state; local, never in a repository), a JSON object with at least "total_s"
- * (seconds from the start of the restore until the server answered) and "time" (ISO 8601 UTC);
- * "status" ("ok" | "error") when present must be "ok" for the RTO to count. Absent: "never
- * measured".
+ * /var/lib/walvault/state; local, never in a repository; STATE/status/last-drill.json is read too),
+ * a JSON object with at least "total_s" (seconds from the start of the restore until the checks
+ * passed; "rto_s" or "total_seconds" accepted too) and "time" (ISO 8601 UTC); "status" ("ok" |
+ * "error") when present must be "ok" for the RTO to count. Absent: "never measured".
  *
  * Exit codes (monitoring-plugin convention): 0 ok, 1 warning, 2 critical, 3 unknown (bad command
  * line, configuration unreadable, the textfile not writable). notify_command runs (event
@@ -360,38 +360,64 @@ static void judge(repo_status *r, const wv_config *cfg, const server_facts *sf)
                 sf->last_failed_wal, sf->last_failed_time);
 }
 
-/* drill's last result: *rto seconds and its time text, or 0 when never measured. */
+/* The value after "key": in a small JSON object (no nesting needed here), or NULL. */
+static const char *json_value(const char *doc, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\"", key);
+    const char *p = strstr(doc, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    if (*p++ != ':')
+        return NULL;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+/* drill's last result: *rto seconds and its time text, or 0 when never measured. The file is
+ * STATE/last-drill.json, else STATE/status/last-drill.json; the seconds are "total_s" (also
+ * accepted: "rto_s", "total_seconds"); a "status" other than "ok" is a failed drill: no RTO. */
 static int read_drill(const wv_config *cfg, double *rto, char *when, size_t whenlen)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/last-drill.json",
-             cfg->state_path ? cfg->state_path : WV_CONFIG_DEFAULT_STATE_PATH);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *s = strstr(buf, "\"status\"");
-    if (s && !strstr(s, "\"ok\"") && strchr(s, ':')) {
-        const char *v = strchr(s, ':') + 1;
-        while (*v == ' ')
-            v++;
-        if (strncmp(v, "\"ok\"", 4) != 0)
-            return 0;
+    const char *state = cfg->state_path ? cfg->state_path : WV_CONFIG_DEFAULT_STATE_PATH;
+    static const char *const names[] = {"last-drill.json", "status/last-drill.json"};
+    char buf[16384];
+    size_t n = 0;
+    int found = 0;
+    for (size_t k = 0; k < 2 && !found; k++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", state, names[k]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        found = 1;
     }
-    const char *t = strstr(buf, "\"total_s\"");
-    if (!t || !(t = strchr(t, ':')))
+    if (!found)
+        return 0;
+    buf[n] = '\0';
+    const char *st = json_value(buf, "status");
+    if (st && strncmp(st, "\"ok\"", 4) != 0)
+        return 0;
+    static const char *const keys[] = {"total_s", "rto_s", "total_seconds"};
+    const char *v = NULL;
+    for (size_t k = 0; k < 3 && !v; k++)
+        v = json_value(buf, keys[k]);
+    if (!v)
         return 0;
     char *end;
-    double v = strtod(t + 1, &end);
-    if (end == t + 1 || v < 0)
+    double d = strtod(v, &end);
+    if (end == v || !(d >= 0))
         return 0;
-    *rto = v;
+    *rto = d;
     when[0] = '\0';
-    const char *w = strstr(buf, "\"time\"");
-    if (w && (w = strchr(w, ':')) && (w = strchr(w, '"'))) {
+    const char *w = json_value(buf, "time");
+    if (w && *w == '"') {
         const char *e = strchr(w + 1, '"');
         if (e && (size_t)(e - w - 1) < whenlen) {
             memcpy(when, w + 1, (size_t)(e - w - 1));

@@ -414,3 +414,9 @@ def test_status_unknown_and_rto(wv, repo, workdir):
     status(wv, repo.config, "--prometheus", prom)
     with open(prom) as f:
         assert parse_prom(f.read())[("walvault_last_drill_rto_seconds", None)] == 42.5
+    # a failed drill measures nothing
+    with open(os.path.join(state, "last-drill.json"), "w") as f:
+        json.dump({"status": "error", "time": "2026-11-26T03:00:00Z", "total_s": 7}, f)
+    assert "rto: never measured" in status(wv, repo.config).stdout
+    os.remove(os.path.join(state, "last-drill.json"))
+    assert "rto: never measured" in status(wv, repo.config).stdout
