@@ -7,6 +7,7 @@
 #
 # The source token is read from a file only root/postgres can read: walvault gives hooks no
 # secrets in their environment. Put the token alone in /etc/walvault/betterstack.token (chmod 600).
+# (TOKEN_FILE and URL override the defaults when the script is run by hand.)
 set -eu
 TOKEN_FILE=${TOKEN_FILE:-/etc/walvault/betterstack.token}
 URL=${URL:-https://in.logs.betterstack.com}

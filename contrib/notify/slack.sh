@@ -5,12 +5,13 @@
 #   notify_command = /usr/local/bin/walvault-slack
 #
 # The webhook URL is a secret: keep it alone in /etc/walvault/slack.url (chmod 600). Needs jq.
+# Only errors are posted; "all" as the first argument posts every event. (URL_FILE overrides the
+# file when the script is run by hand: notify_command passes hooks no environment of their own.)
 set -eu
 URL_FILE=${URL_FILE:-/etc/walvault/slack.url}
-ONLY_ERRORS=${ONLY_ERRORS:-yes}
 event=$(cat)
 status=$(printf '%s' "$event" | jq -r .status)
-[ "$ONLY_ERRORS" = yes ] && [ "$status" = ok ] && exit 0
+if [ "$status" = ok ] && [ "${1:-}" != all ]; then exit 0; fi
 text=$(printf '%s' "$event" |
     jq -r '"walvault \(.event) on \(.host): \(.status | ascii_upcase)\n\(.message)"')
 body=$(jq -n --arg text "$text" '{text: $text}')

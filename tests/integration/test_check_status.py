@@ -420,3 +420,86 @@ def test_status_unknown_and_rto(wv, repo, workdir):
     assert "rto: never measured" in status(wv, repo.config).stdout
     os.remove(os.path.join(state, "last-drill.json"))
     assert "rto: never measured" in status(wv, repo.config).stdout
+
+
+# --- contrib/notify examples ----------------------------------------------------------------------
+
+NOTIFY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contrib",
+                          "notify")
+EVENT = json.dumps({"event": "backup", "status": "error", "message": "repo2: \"x\" failed",
+                    "time": "2026-11-25T02:00:00Z", "host": "db1", "program": "basebackup"})
+
+
+class Catcher:
+    """A local HTTP server that records each POST (headers, body)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        got = self.got = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                got.append((dict(self.headers), self.rfile.read(n).decode()))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/" % self.srv.server_port
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+
+
+def test_contrib_notify_examples(workdir):
+    token = os.path.join(workdir, "token")
+    with open(token, "w") as f:
+        f.write("tok123\n")
+    os.chmod(token, 0o600)
+    c = Catcher()
+    try:
+        res = run(["sh", os.path.join(NOTIFY_DIR, "betterstack.sh")], as_postgres=False,
+                  input=EVENT, env={"TOKEN_FILE": token, "URL": c.url})
+        assert res.returncode == 0, res.stderr
+        headers, body = c.got[0]
+        assert headers["Authorization"] == "Bearer tok123"
+        assert json.loads(body) == json.loads(EVENT)
+
+        url = os.path.join(workdir, "slack.url")
+        with open(url, "w") as f:
+            f.write(c.url + "\n")
+        res = run(["sh", os.path.join(NOTIFY_DIR, "slack.sh")], as_postgres=False, input=EVENT,
+                  env={"URL_FILE": url})
+        assert res.returncode == 0, res.stderr
+        text = json.loads(c.got[1][1])["text"]
+        assert text == 'walvault backup on db1: ERROR\nrepo2: "x" failed'
+        ok_event = EVENT.replace('"error"', '"ok"')
+        run(["sh", os.path.join(NOTIFY_DIR, "slack.sh")], as_postgres=False, input=ok_event,
+            env={"URL_FILE": url})
+        assert len(c.got) == 2  # successes are not posted
+    finally:
+        c.close()
+
+    # mail: a stand-in mail(1) on PATH records its arguments and stdin
+    fake = make_pg_dir(os.path.join(workdir, "fakebin"), 0o755)
+    out = os.path.join(workdir, "mail.out")
+    with open(os.path.join(fake, "mail"), "w") as f:
+        f.write('#!/bin/sh\n{ echo "ARGS $*"; cat; } > %s\n' % out)
+    os.chmod(os.path.join(fake, "mail"), 0o755)
+    env = {"PATH": fake + ":/usr/bin:/bin"}
+    res = run(["sh", os.path.join(NOTIFY_DIR, "mail.sh"), "dba@example.com"], as_postgres=False,
+              input=EVENT, env=env)
+    assert res.returncode == 0, res.stderr
+    with open(out) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "ARGS -s walvault: backup failed on db1 dba@example.com"
+    assert json.loads(lines[1]) == json.loads(EVENT)
+    os.remove(out)
+    run(["sh", os.path.join(NOTIFY_DIR, "mail.sh"), "dba@example.com"], as_postgres=False,
+        input=EVENT.replace('"error"', '"ok"'), env=env)
+    assert not os.path.exists(out)
