@@ -396,6 +396,10 @@ def test_status_unknown_and_rto(wv, repo, workdir):
     assert res.stdout.startswith("status: UNKNOWN: ")
     assert status(wv, repo.config, "--bogus").returncode == 3
     assert status(wv, repo.config, "--repo", "7").returncode == 3
+    res = status(wv, repo.config, "-d", "host=127.0.0.1 password=hunter2")
+    assert res.returncode == 3 and "contains a password" in res.stderr
+    res = check(wv, repo.config, type("pg", (), {"port": 1})())  # an unreachable server
+    assert res.returncode == 12 and "could not connect to the server" in res.stderr
     # an empty repository: critical (no backup, nothing archived)
     res = status(wv, repo.config)
     assert res.returncode == 2 and "critical: no complete backup" in res.stdout
