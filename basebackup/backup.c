@@ -899,7 +899,7 @@ static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **c
         if ((rc = wv_backup_cleanup_leftovers(ctx->repos[i]->st, err)) < 0)
             return rc;
     }
-    if ((rc = wv_archcheck_server(*conn, ctx->cfg->file, err)) < 0)
+    if ((rc = wv_archcheck_server(*conn, ctx->cfg->file, WV_ARCHCHECK_WARN_CONFIG, err)) < 0)
         return rc;
     return wv_backup_lock_take(storages(ctx, st), ctx->nrepos, ctx->id, sizeof(ctx->id), err);
 }

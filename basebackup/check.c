@@ -298,14 +298,14 @@ static void check_server(check_ctx *c, const char *connstr)
         return;
     }
     /* archive_mode alone first: its own line */
-    r = wv_archcheck_settings(mode, NULL, "x", wp, c->cfg->file, &err);
+    r = wv_archcheck_settings(mode, NULL, "x", wp, c->cfg->file, 0, &err);
     if (r < 0 && strncmp(err.msg, "archive_mode", 12) == 0) {
         failed(c, r, &err);
         return;
     }
     ok("archive_mode = %s", mode);
     wv_err_clear(&err);
-    if ((r = wv_archcheck_settings(mode, lib, cmd, wp, c->cfg->file, &err)) < 0) {
+    if ((r = wv_archcheck_settings(mode, lib, cmd, wp, c->cfg->file, 0, &err)) < 0) {
         failed(c, r, &err);
         return;
     }

@@ -10,6 +10,7 @@
 
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/log.h"
 
 #define MAX_WORDS 128
 
@@ -195,7 +196,7 @@ static const char *judge(const words *ws, int b, int e, const char *wp_real, con
 
 int wv_archcheck_settings(const char *archive_mode, const char *archive_library,
                           const char *archive_command, const char *wal_push,
-                          const char *config_file, wv_err *err)
+                          const char *config_file, unsigned flags, wv_err *err)
 {
     char wp_real[PATH_MAX], cf_real[PATH_MAX];
     if (strcmp(archive_mode, "on") != 0 && strcmp(archive_mode, "always") != 0) {
@@ -256,7 +257,16 @@ int wv_archcheck_settings(const char *archive_mode, const char *archive_library,
     if (strcmp(why, "%p") == 0)
         wv_err_set(err, WV_EREFUSED, "archive_command \"%s\" does not pass %%p to wal-push",
                    archive_command);
-    else if (strcmp(why, "config") == 0)
+    else if (strcmp(why, "config") == 0 && (flags & WV_ARCHCHECK_WARN_CONFIG)) {
+        wv_log_warn("archive_command \"%s\" runs wal-push with another configuration file (%s, "
+                    "not %s)",
+                    archive_command, detail, cf_real);
+        wv_log_warn("hint: unless it names the same repositories, the WAL of this backup will "
+                    "not arrive; basebackup check tells; ALTER SYSTEM SET archive_command = "
+                    "'%s'; SELECT pg_reload_conf();",
+                    want);
+        return 0;
+    } else if (strcmp(why, "config") == 0)
         wv_err_set(err, WV_EREFUSED,
                    "archive_command \"%s\" runs wal-push with another configuration file (%s, "
                    "not %s)",
@@ -269,7 +279,7 @@ int wv_archcheck_settings(const char *archive_mode, const char *archive_library,
                        want);
 }
 
-int wv_archcheck_server(wv_pgconn *c, const char *config_file, wv_err *err)
+int wv_archcheck_server(wv_pgconn *c, const char *config_file, unsigned flags, wv_err *err)
 {
     char mode[64], lib[1024], cmd[4096], wp[PATH_MAX];
     int rc = wv_pgrepl_show(c, "archive_mode", mode, sizeof(mode), err);
@@ -281,5 +291,5 @@ int wv_archcheck_server(wv_pgconn *c, const char *config_file, wv_err *err)
         rc = wv_archcheck_wal_push_path(wp, sizeof(wp), err);
     if (rc < 0)
         return rc;
-    return wv_archcheck_settings(mode, lib, cmd, wp, config_file, err);
+    return wv_archcheck_settings(mode, lib, cmd, wp, config_file, flags, err);
 }

@@ -31,12 +31,19 @@ int wv_archcheck_wal_push_path(char *out, size_t outlen, wv_err *err);
  * WV_EREFUSED with one line naming the setting and what is wrong, and a hint with the fix.
  * archive_library may be NULL (not shown by the server). wal_push and config_file are paths.
  */
+/* flags: WV_ARCHCHECK_WARN_CONFIG: when the only thing wrong is the configuration file (wal-push of
+ * this installation runs with %p, but with another file), log the message and its hint as a
+ * warning and return 0. backup uses it: another file may well name the same repositories (e.g.
+ * through another endpoint), and a backup whose WAL does not arrive still fails, naming the
+ * segment; check, which can tell, refuses. */
+#define WV_ARCHCHECK_WARN_CONFIG 1u
+
 int wv_archcheck_settings(const char *archive_mode, const char *archive_library,
                           const char *archive_command, const char *wal_push,
-                          const char *config_file, wv_err *err);
+                          const char *config_file, unsigned flags, wv_err *err);
 
 /* SHOW archive_mode, archive_library and archive_command on c, then wv_archcheck_settings with
  * this installation's wal-push. */
-int wv_archcheck_server(wv_pgconn *c, const char *config_file, wv_err *err);
+int wv_archcheck_server(wv_pgconn *c, const char *config_file, unsigned flags, wv_err *err);
 
 #endif

@@ -2,7 +2,8 @@
 
 check: passes on a good setup; fails naming the step for archive_mode off, an archive_command that
 names another configuration file, a repository the user cannot write, and a repository the
-switched WAL never reaches (named); backup refuses before BASE_BACKUP when archiving is off.
+switched WAL never reaches (named); backup refuses before BASE_BACKUP when archiving is off or
+archive_command does not run wal-push, and warns when it runs it with another configuration file.
 status: ok right after a backup; warning and critical by age under a shifted clock
 (WALVAULT_TEST_NOW); a repository down is reported while the other is shown; exit codes 0/1/2/3;
 the --prometheus textfile checked by a strict parser; --json.
@@ -108,10 +109,16 @@ def test_check_archive_command_other_config(pg_factory, wv, repo, workdir):
             % (other.config, repo.config)) in res.stderr
     assert "ALTER SYSTEM SET archive_command = '%s'" % wv.archive_command(repo.config) \
         in res.stderr
-    # backup refuses too, before BASE_BACKUP
+    # backup only warns (another file may name the same repositories), then times out waiting
+    # for WAL that went elsewhere, naming the segment
+    repo.write_config("[global]\narchive_timeout = 3\n")
     res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
                      config=repo.config), check=False)
-    assert res.returncode == 13 and "another configuration file" in res.stderr
+    assert res.returncode == 16, res.stderr
+    assert "basebackup: warning: archive_command" in res.stderr
+    assert "another configuration file" in res.stderr
+    assert re.search(r"WAL file [0-9A-F]{24} was not archived in repo1 within 3 seconds",
+                     res.stderr)
 
 
 def test_check_archive_command_not_wal_push(pg_factory, wv, repo):

@@ -59,7 +59,7 @@ static int teardown(void **state)
 static int judge(const char *mode, const char *lib, const char *cmd, wv_err *err)
 {
     wv_err_clear(err);
-    return wv_archcheck_settings(mode, lib, cmd, wp, conf, err);
+    return wv_archcheck_settings(mode, lib, cmd, wp, conf, 0, err);
 }
 
 static void test_good(void **state)
@@ -128,6 +128,17 @@ static void test_bad(void **state)
              "archive_command \"%s\" runs wal-push with another configuration file (%s, not %s)",
              cmd, other, conf);
     assert_string_equal(err.msg, msg);
+
+    /* backup's leniency: another file is a warning, anything else still refused */
+    wv_err_clear(&err);
+    assert_int_equal(wv_archcheck_settings("on", "", cmd, wp, conf, WV_ARCHCHECK_WARN_CONFIG, &err),
+                     0);
+    assert_int_equal(
+        wv_archcheck_settings("on", "", "false", wp, conf, WV_ARCHCHECK_WARN_CONFIG, &err),
+        WV_EREFUSED);
+    assert_int_equal(
+        wv_archcheck_settings("off", "", cmd, wp, conf, WV_ARCHCHECK_WARN_CONFIG, &err),
+        WV_EREFUSED);
 
     snprintf(cmd, sizeof(cmd), "%s -c walvault.conf %%p", wp);
     assert_int_equal(judge("on", "", cmd, &err), WV_EREFUSED);
