@@ -33,6 +33,8 @@
 #include "core/error.h"
 #include "pipeline/filter.h"
 #include "core/log.h"
+#include "core/notify.h"
+#include "pg/archcheck.h"
 #include "repo/backupset.h"
 #include "repo/bundle.h"
 #include "repo/manifest.h"
@@ -897,6 +899,8 @@ static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **c
         if ((rc = wv_backup_cleanup_leftovers(ctx->repos[i]->st, err)) < 0)
             return rc;
     }
+    if ((rc = wv_archcheck_server(*conn, ctx->cfg->file, WV_ARCHCHECK_WARN_CONFIG, err)) < 0)
+        return rc;
     return wv_backup_lock_take(storages(ctx, st), ctx->nrepos, ctx->id, sizeof(ctx->id), err);
 }
 
@@ -1106,6 +1110,10 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     int rc = run_backup(&ctx, &a, &h, &err);
     if (ctx.tty && rc < 0)
         fputc('\n', stderr);
+    wv_notify(ctx.cfg, &(wv_notify_event){.event = "backup",
+                                          .ok = rc == 0,
+                                          .message = rc ? err.msg : "backup complete",
+                                          .backup = ctx.id[0] ? ctx.id : NULL});
     backup_ctx_free(&ctx);
     wv_manifest_header_free(&h);
     if (rc < 0) {

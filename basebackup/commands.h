@@ -19,8 +19,10 @@ typedef struct wv_bbcmd {
 } wv_bbcmd;
 
 int wv_bbcmd_backup(int argc, char **argv, const char *config_path);
+int wv_bbcmd_check(int argc, char **argv, const char *config_path);
 int wv_bbcmd_list(int argc, char **argv, const char *config_path);
 int wv_bbcmd_restore(int argc, char **argv, const char *config_path);
+int wv_bbcmd_status(int argc, char **argv, const char *config_path);
 int wv_bbcmd_sync(int argc, char **argv, const char *config_path);
 int wv_bbcmd_verify(int argc, char **argv, const char *config_path);
 

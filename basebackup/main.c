@@ -11,12 +11,14 @@
 static const wv_bbcmd commands[] = {
     {"backup", wv_bbcmd_backup,
      "backup  [-d CONNSTR] [--label TEXT] [--keep] [--checkpoint fast|spread]"},
+    {"check", wv_bbcmd_check, "check   [-d CONNSTR]"},
     {"list", wv_bbcmd_list, "list    [--json] [--repo N]"},
     {"restore", wv_bbcmd_restore,
      "restore --pgdata DIR [--to TIME | --lsn LSN | --xid XID | --name NAME | --immediate]\n"
      "                                [--backup ID] [--timeline latest|current|N]\n"
      "                                [--target-action promote|pause|shutdown] [--delta]\n"
      "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]"},
+    {"status", wv_bbcmd_status, "status  [--json] [--prometheus FILE] [-d CONNSTR] [--repo N]"},
     {"sync", wv_bbcmd_sync, "sync    --from N --to M [--dry-run]"},
     {"verify", wv_bbcmd_verify, "verify  [--backup ID] [--repo N]"},
 };

@@ -23,6 +23,7 @@ PROGRAMS = ["archive_cmd", "restore_cmd", "basebackup", "remote_cmd", "tests"]
 # Modules whose tests are not tests/unit/test_<module>.c, and where they are.
 TESTED_BY = {
     "common/core/config_retention.c": "tests/unit/test_retention_config.c",
+    "common/core/config_monitor.c": "tests/unit/test_monitor_config.c",
     "common/pipeline/filter_lz4.c": "tests/unit/test_filter.c",
     "common/pipeline/filter_sha256.c": "tests/unit/test_filter.c",
     "common/storage/posix.c": "tests/unit/test_storage.c",

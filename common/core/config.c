@@ -35,6 +35,8 @@ enum global_key {
     GK_PROCESS_MAX,
     GK_LOG_LEVEL,
     GK_ARCHIVE_TIMEOUT,
+    GK_NOTIFY_COMMAND,
+    GK_STATE_PATH,
     GK_COUNT
 };
 
@@ -44,6 +46,8 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_PROCESS_MAX] = "process_max",
     [GK_LOG_LEVEL] = "log_level",
     [GK_ARCHIVE_TIMEOUT] = "archive_timeout",
+    [GK_NOTIFY_COMMAND] = "notify_command",
+    [GK_STATE_PATH] = "state_path",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -262,7 +266,7 @@ static const struct {
     {WV_REPO_SSH, RK_PATH, "an ssh repository needs an absolute path on the backup server"},
 };
 
-enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_REPO, SEC_RETENTION };
+enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_REPO, SEC_RETENTION, SEC_MONITOR };
 
 typedef struct parse_state {
     const char *name; /* file name in messages */
@@ -337,6 +341,8 @@ static const char *section_name(parse_state *ps, char *buf, size_t len)
         return "global";
     if (ps->sec == SEC_RETENTION)
         return "retention";
+    if (ps->sec == SEC_MONITOR)
+        return "monitor";
     snprintf(buf, len, "repo%d", ps->repo_idx + 1);
     return buf;
 }
@@ -392,6 +398,15 @@ static void begin_section(parse_state *ps, const char *name, size_t len)
         }
         ps->sec = SEC_RETENTION;
         ps->cfg->retention.global.line = line;
+        return;
+    }
+    if (len == 7 && memcmp(name, "monitor", 7) == 0) {
+        if (ps->cfg->monitor.line) {
+            fail(ps, line, "duplicate section [monitor] (first on line %d)", ps->cfg->monitor.line);
+            return;
+        }
+        ps->sec = SEC_MONITOR;
+        ps->cfg->monitor.line = line;
         return;
     }
     if (len == 5 && memcmp(name, "repo", 4) == 0 && name[4] >= '1' &&
@@ -502,8 +517,8 @@ static void global_key(parse_state *ps, const char *key, const char *value)
             break;
     if (k == GK_COUNT) {
         fail(ps, line, "unknown key \"%s\" in [global]", key);
-        hint(ps, "[global] accepts compress, compress_level, process_max, log_level and "
-                 "archive_timeout");
+        hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
+                 "archive_timeout, notify_command and state_path");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -538,6 +553,16 @@ static void global_key(parse_state *ps, const char *key, const char *value)
     case GK_ARCHIVE_TIMEOUT:
         if (!parse_int(value, 1, 86400, &cfg->archive_timeout))
             expected = "a number of seconds from 1 to 86400";
+        break;
+    case GK_NOTIFY_COMMAND:
+        free(cfg->notify_command);
+        if (!(cfg->notify_command = p_command(value)) || value[0] != '/')
+            expected = "the absolute path of a program, then its arguments";
+        break;
+    case GK_STATE_PATH:
+        free(cfg->state_path);
+        if (!(cfg->state_path = abs_path(value)))
+            expected = "an absolute path";
         break;
     case GK_COUNT:
         break;
@@ -691,6 +716,16 @@ static int handler(void *user, const char *section, const char *key, const char 
     case SEC_RETENTION:
         retention_key(ps, &ps->cfg->retention.global, "retention", 0, key, value);
         break;
+    case SEC_MONITOR: {
+        wv_err e;
+        wv_err_clear(&e);
+        if (wv_monitor_config_key(&ps->cfg->monitor, key, value, ps->lineno, &e) != 0) {
+            fail(ps, ps->lineno, "%s", e.msg);
+            if (e.hint[0])
+                hint(ps, "%s", e.hint);
+        }
+        break;
+    }
     }
     return !ps->failed;
 }
@@ -722,6 +757,8 @@ void wv_config_free(wv_config *cfg)
     for (int i = 0; i < WV_MAX_REPOS; i++)
         repo_free_fields(&cfg->repos[i]);
     free(cfg->file);
+    free(cfg->notify_command);
+    free(cfg->state_path);
     free(cfg);
 }
 
@@ -742,6 +779,7 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
     cfg->process_max = default_process_max();
     cfg->log_level = WV_LOG_INFO;
     cfg->archive_timeout = 60;
+    wv_monitor_config_init(&cfg->monitor);
     ps->cfg = cfg;
 
     int ret = ini_parse_stream(reader, ps, handler, ps);
@@ -763,7 +801,8 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
     if (!ps->failed) {
         int line = 0;
         wv_err e;
-        if (wv_retention_config_check(&cfg->retention, &line, &e) != 0) {
+        if (wv_retention_config_check(&cfg->retention, &line, &e) != 0 ||
+            wv_monitor_config_check(&cfg->monitor, &line, &e) != 0) {
             fail(ps, line, "%s", e.msg);
             if (e.hint[0])
                 hint(ps, "%s", e.hint);

@@ -5,7 +5,8 @@
  * (wv_config_path). Loading is all-or-nothing: a syntax error, an unknown section or key, a missing
  * required key or a bad value fails with one line that names file, line and key, e.g.
  *     /etc/walvault/walvault.conf:12: unknown key "compres" in [global]
- * [retention] and the retention.KEY overrides of [repoN]: see core/retention_config.h.
+ * [retention] and the retention.KEY overrides of [repoN]: see core/retention_config.h; [monitor]:
+ * see core/monitor_config.h.
  * Secrets are never read from the command line: only from the environment or from files named here.
  */
 #ifndef WALVAULT_CORE_CONFIG_H
@@ -13,10 +14,12 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/monitor_config.h"
 #include "core/retention_config.h"
 
-#define WV_CONFIG_DEFAULT_PATH "/etc/walvault/walvault.conf"
-#define WV_MAX_REPOS           8
+#define WV_CONFIG_DEFAULT_PATH       "/etc/walvault/walvault.conf"
+#define WV_MAX_REPOS                 8
+#define WV_CONFIG_DEFAULT_STATE_PATH "/var/lib/walvault/state"
 
 typedef enum wv_repo_type { WV_REPO_POSIX = 1, WV_REPO_S3, WV_REPO_SSH } wv_repo_type;
 typedef enum wv_compress { WV_COMPRESS_NONE = 0, WV_COMPRESS_LZ4 = 1 } wv_compress;
@@ -59,6 +62,13 @@ typedef struct wv_config {
     /* [retention] and the retention.* keys of each [repoN]: wv_retention_config_for_repo gives a
      * repository's policy (see core/retention_config.h) */
     wv_retention_config retention;
+    wv_monitor_config monitor; /* [monitor] (defaults when absent) */
+    /* [global] notify_command = /abs/program ARGS: run after jobs with the event as JSON on
+     * stdin (see core/notify.h); NULL when not set */
+    char *notify_command;
+    /* [global] state_path = local directory of state files (drill results for status); NULL:
+     * WV_CONFIG_DEFAULT_STATE_PATH */
+    char *state_path;
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */

@@ -277,7 +277,9 @@ def test_wrong_cluster_is_refused(pg_factory, wv, repo):
 
 def test_broken_archiving_times_out_naming_the_segment(pg_factory, wv, repo):
     repo.write_config("[global]\narchive_timeout = 3\n")
-    pg = archiving_cluster(pg_factory, wv, repo, archive_command="false")
+    # wal-push of this configuration named (backup checks that before BASE_BACKUP), never run
+    pg = archiving_cluster(pg_factory, wv, repo,
+                           archive_command="false && " + wv.archive_command(repo.config))
     res = backup(wv, repo, pg, "--checkpoint", "fast", check=False)
     assert res.returncode != 0
     m = re.search(r"WAL file ([0-9A-F]{24}) was not archived in repo1 within 3 seconds",
