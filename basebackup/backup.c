@@ -1106,6 +1106,10 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     int rc = run_backup(&ctx, &a, &h, &err);
     if (ctx.tty && rc < 0)
         fputc('\n', stderr);
+    /* [retention] after_backup = yes: expire now; its failure is this run's exit status, but the
+     * backup, complete, stays */
+    if (rc == 0 && (rc = wv_bb_expire_after_backup(ctx.cfg, &err)) < 0)
+        wv_err_prefix(&err, "backup %s is complete, but expire after it failed: ", h.id);
     backup_ctx_free(&ctx);
     wv_manifest_header_free(&h);
     if (rc < 0) {

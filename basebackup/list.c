@@ -20,6 +20,7 @@
 #include "core/timeparse.h"
 #include "core/units.h"
 #include "pg/walname.h"
+#include "repo/retention.h"
 
 static const char usage[] =
     "usage: basebackup [-c FILE] list [--json] [--repo N]\n"
@@ -82,8 +83,54 @@ static size_t find_gaps(const wv_archive *a, gap *out, size_t max)
     return n;
 }
 
-static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first, wv_err *err)
+/*
+ * The retention column of backup i (the rules that keep it and when it expires, as expire would
+ * decide now): text "daily 2026-11-30, weekly 2026-W48 until 2026-12-30 01:02:11+00", "expires
+ * next run" or "-" without a policy; JSON ", \"retention\": {...}" (null without a policy).
+ */
+static void retention_cell(const wv_retention_result *res, size_t i, int json, wv_buf *out)
 {
+    const wv_retention_backup_result *r = res && res->has_policy ? &res->backups[i] : NULL;
+    char rules[1024], until[WV_TIME_FORMAT_LEN] = "never";
+    if (r && r->verdict == WV_RETENTION_KEPT) {
+        wv_retention_rules_text(r, rules, sizeof(rules));
+        if (r->expires_at != WV_RETENTION_FOREVER)
+            (json ? wv_time_format_utc : wv_time_format)(r->expires_at * 1000000LL, until,
+                                                         sizeof(until));
+    }
+    if (!json) {
+        if (!r)
+            wv_buf_append_str(out, "-");
+        else if (r->verdict != WV_RETENTION_KEPT)
+            wv_buf_append_str(out, "no rule keeps it: expires at the next expire");
+        else
+            wv_buf_printf(out, "%s until %s", rules, until);
+        return;
+    }
+    if (!r) {
+        wv_buf_append_str(out, ", \"retention\": null");
+        return;
+    }
+    wv_buf_printf(out, ", \"retention\": {\"verdict\": \"%s\", \"kept_by\": [",
+                  r->verdict == WV_RETENTION_KEPT ? "kept" : "expired");
+    for (int j = 0; j < r->nrules; j++) {
+        wv_buf_append_str(out, j ? ", " : "");
+        json_str(out, r->rules[j].text);
+    }
+    wv_buf_append_str(out, "], \"expires_at\": ");
+    if (r->verdict != WV_RETENTION_KEPT || r->expires_at == WV_RETENTION_FOREVER)
+        wv_buf_append_str(out, "null");
+    else
+        json_str(out, until);
+    wv_buf_append_str(out, "}");
+}
+
+static int list_repo(const wv_config *cfg, const wv_repo_config *rc, int json, wv_buf *out,
+                     int first, wv_err *err)
+{
+    wv_retention_policy pol;
+    wv_retention_result res = {0};
+    int have_res = 0;
     wv_repo *repo = NULL;
     wv_archive *arch = NULL;
     wv_backupset bs = {0};
@@ -110,6 +157,11 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
         goto out;
     if (!empty)
         ngaps = find_gaps(arch, gaps, 64);
+    if (!empty) {
+        if ((r = wv_bb_retention_compute(cfg, rc, &bs, arch, wv_bb_now(), &pol, &res, err)) < 0)
+            goto out;
+        have_res = 1;
+    }
 
     if (json) {
         wv_buf_append_str(out, first ? "" : ",");
@@ -149,6 +201,9 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
                           ", \"pg_version\": %" PRIu32 "}",
                           h->stop_time - h->start_time, bs.b[i].totals.files, bs.b[i].totals.size,
                           bs.b[i].totals.stored_size, h->pg_version);
+            out->len--; /* the "}" */
+            retention_cell(&res, i, 1, out);
+            wv_buf_append_str(out, "}");
         }
         wv_buf_append_str(out, "],\n   \"windows\": [");
         for (size_t i = 0; i < nw; i++) {
@@ -227,9 +282,9 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
     if (bs.n == 0) {
         wv_buf_append_str(out, "  no backups yet: take one with \"basebackup backup\"\n");
     } else {
-        wv_buf_printf(out, "  %-18s %-20s %-24s %-24s %3s %-11s %-11s %10s %10s %6s %s\n", "backup",
-                      "label", "started", "ended", "tli", "start lsn", "stop lsn", "size", "stored",
-                      "secs", "keep");
+        wv_buf_printf(out, "  %-18s %-20s %-24s %-24s %3s %-11s %-11s %10s %10s %6s %-4s %s\n",
+                      "backup", "label", "started", "ended", "tli", "start lsn", "stop lsn", "size",
+                      "stored", "secs", "keep", "retention");
         for (size_t i = 0; i < bs.n; i++) {
             const wv_manifest_header *h = &bs.b[i].h;
             char st[WV_TIME_FORMAT_LEN], en[WV_TIME_FORMAT_LEN], sl[WV_LSN_LEN], el[WV_LSN_LEN];
@@ -242,9 +297,11 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
             wv_human_bytes(bs.b[i].totals.stored_size, ss, sizeof(ss));
             wv_buf_printf(out,
                           "  %-18s %-20.20s %-24s %-24s %3" PRIu32
-                          " %-11s %-11s %10s %10s %6" PRId64 " %s\n",
+                          " %-11s %-11s %10s %10s %6" PRId64 " %-4s ",
                           h->id, h->label && h->label[0] ? h->label : "-", st, en, h->timeline, sl,
                           el, sz, ss, h->stop_time - h->start_time, h->keep ? "yes" : "no");
+            retention_cell(&res, i, 0, out);
+            wv_buf_append_str(out, "\n");
         }
     }
     wv_buf_append_str(out, "  recoverable window:\n");
@@ -276,6 +333,8 @@ static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first,
         wv_buf_printf(out, "  %zu incomplete backup%s (no manifest; removed by the next backup)\n",
                       bs.norphans, bs.norphans == 1 ? "" : "s");
 out:
+    if (have_res)
+        wv_retention_result_free(&res);
     free(w);
     wv_archive_free(arch);
     wv_backupset_free(&bs);
@@ -335,7 +394,7 @@ int wv_bbcmd_list(int argc, char **argv, const char *config_path)
     for (int i = 0; i < cfg->nrepos && rc == 0; i++) {
         if (repo && cfg->repos[i].index != repo)
             continue;
-        rc = list_repo(&cfg->repos[i], json, &out, first, &err);
+        rc = list_repo(cfg, &cfg->repos[i], json, &out, first, &err);
         first = 0;
     }
     if (json)
