@@ -38,7 +38,8 @@ int wv_bbcmd_keep(int argc, char **argv, const char *config_path);
 
 /* ---- shared by expire, list and backup (expire.c) -------------------------------------------- */
 
-/* The policy's `now`: this machine's clock (see expire.c on the assumption this makes). */
+/* The policy's `now`: this machine's clock (see expire.c on the assumption this makes), or the
+ * test seam WALVAULT_TEST_NOW=EPOCH_SECONDS when it is set (tests only). */
 int64_t wv_bb_now(void);
 
 /*
