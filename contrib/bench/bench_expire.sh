@@ -137,8 +137,10 @@ chown postgres:postgres "$CONF" "$CONF2"
 
 # --- 3. the repository ------------------------------------------------------------------------------
 say "a cluster (1 MiB segments, WAL from segment 5120) and $NBACKUPS backups"
+install -d -o postgres -g postgres -m 700 "$DATA"
+install -o postgres -g postgres -m 644 /dev/null "$TMP/pg.log"
 as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust --no-sync -E UTF8 --locale=C \
-    --wal-segsize=1 >"$TMP/initdb.log" 2>&1 || die "initdb failed"
+    --wal-segsize=1 >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
 as_pg "$PGBIN/pg_resetwal" -l 000000010000000100000400 -D "$DATA" >/dev/null || die "pg_resetwal failed"
 PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 cat >>"$DATA/postgresql.conf" <<EOF
