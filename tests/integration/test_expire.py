@@ -575,3 +575,29 @@ def test_expire_on_offsite_stores(store, s3_server, ssh_server, remote_helper, w
         if not ok:
             print("\n----- primary log -----\n%s" % pg.log()[-20000:])
         pg.cleanup()
+
+
+def test_each_repository_by_its_own_policy(cal, wv, workdir):
+    """[retention] for all, retention.window in [repo2] for that one; --repo N expires only N."""
+    r1 = copy_repo(cal, workdir, name="one")
+    r2 = copy_repo(cal, workdir, name="two")
+    conf = os.path.join(workdir, "two.conf")
+    with open(conf, "w") as f:
+        f.write("[retention]\n%s\n\n[repo1]\ntype = posix\npath = %s\n\n"
+                "[repo2]\ntype = posix\npath = %s\nretention.window = 3h\n" % (RET, r1.path, r2.path))
+    chown_pg(conf)
+    c = Conf.__new__(Conf)
+    c.config = conf
+    now = int(cal.stop[2]) + 3600 + 1
+    before2 = objects(r2.path)
+    res = expire(wv, c, now, "--repo", 1)
+    assert res.stdout.startswith("expired 1 backup") and "repo2" not in res.stdout, res.stdout
+    assert backup_ids(r1.path) == set(cal.ids[1:]) and objects(r2.path) == before2
+    plan = expire_json(wv, c, now)
+    assert [p["repo"] for p in plan] == ["repo1", "repo2"]
+    # no backup of repo2 ended 3 h before now: the window keeps the oldest (and the WAL from its
+    # start); backup 3 is kept by no rule there
+    assert verdicts(plan[1:]) == {i: "expired" if i == cal.ids[2] else "kept" for i in cal.ids}
+    assert plan[1]["wal"][0]["keep_from"] == segname(cal.start_seg[0]), plan[1]["wal"]
+    assert backup_ids(r2.path) == set(cal.ids) - {cal.ids[2]}
+    assert segname(cal.start_seg[0]) in wal_files(r2.path)
