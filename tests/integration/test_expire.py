@@ -13,7 +13,8 @@ every kept backup restores and reaches the newest archived commit, and points in
 restore to the exact rows; `list` shows the rules that keep each backup and when it expires;
 delete refuses the newest backup and a kept one without --force; keep on/off changes what expire
 does and sync carries it; the repository lock refuses a second expire while one holds it and is
-taken over from a killed one; kill -9 at several points of expire leaves a repository that list
+taken over from a killed one; kill -9 at several points of expire (constructed crash states, and
+kills of a real expire, some slowed down by strace so that they land while it deletes) leaves a repository that list
 and verify accept and whose next expire finishes the job; expire while pgbench archives through
 wal-push and a backup runs leaves the running backup and its WAL alone; after_backup = yes; the
 same cycle on S3 (Ceph RGW) and on an SSH backup server.
@@ -381,8 +382,11 @@ def test_kill9_during_expire_at_several_points(cal, wv, workdir):
     # constructed crash points: the manifest of an expiring backup removed, nothing else; half of
     # its objects gone too; some of the WAL below the cut gone; a dead expire's lock left behind
     points = ["manifest-gone", "objects-half-gone", "wal-half-gone", "lock-left"]
-    # and real kills after a few delays
+    # and real kills after a few delays; then kills of an expire slowed down by strace (0.1 s
+    # before every unlink), which land while it deletes
     points += ["kill-%g" % d for d in (0.0, 0.005, 0.01, 0.02, 0.04, 0.08)]
+    points += ["slowkill-%g" % d for d in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    midway = 0
     for n, point in enumerate(points):
         r = copy_repo(cal, workdir, RET, name="k%d" % n)
         victim = os.path.join(r.path, "backup", cal.ids[1])
@@ -406,12 +410,31 @@ def test_kill9_during_expire_at_several_points(cal, wv, workdir):
             p.wait()
             with open(os.path.join(r.path, "expire.lock"), "w") as f:
                 f.write("%d %s %d\n" % (p.pid, socket.gethostname(), int(time.time())))
-        else:
+        elif point.startswith("kill-"):
             proc = popen(wv.cmd("basebackup", "expire", config=r.config),
                          env=faketime_env(later))
             time.sleep(float(point.split("-")[1]))
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
+        else:
+            start = objects(r.path)
+            env = faketime_env(later)
+            if "ASAN_OPTIONS" in env:
+                env["ASAN_OPTIONS"] += ":detect_leaks=0"  # LeakSanitizer cannot run under ptrace
+            proc = popen(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=unlink,unlinkat",
+                          "-e", "inject=unlink,unlinkat:delay_enter=100000", "--"]
+                         + wv.cmd("basebackup", "expire", config=r.config), env=env)
+            child = wait_until(lambda: open("/proc/%d/task/%d/children"
+                                            % (proc.pid, proc.pid)).read().split(),
+                               timeout=30, what="strace's child")[0]
+            time.sleep(float(point.split("-")[1]))
+            try:
+                os.kill(int(child), signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it finished first
+            proc.communicate()
+            left = objects(r.path)
+            midway += left != start and left != want
         # list and verify accept what is left: every backup listed is complete
         listed = list_json(wv, r)
         for b in listed["backups"]:
@@ -421,6 +444,7 @@ def test_kill9_during_expire_at_several_points(cal, wv, workdir):
         # the next expire finishes the job: the same objects as an expire never interrupted
         expire(wv, r, later)
         assert objects(r.path) == want, (point, sorted(objects(r.path) ^ want)[:20])
+    assert midway >= 1, "only %d of the slowed-down expires were killed while deleting" % midway
     # and a restore from what is left reaches the newest commit
     restorer = Restorer(wv, r, workdir)
     try:
