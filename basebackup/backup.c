@@ -1110,6 +1110,10 @@ int wv_bbcmd_backup(int argc, char **argv, const char *config_path)
     int rc = run_backup(&ctx, &a, &h, &err);
     if (ctx.tty && rc < 0)
         fputc('\n', stderr);
+    /* [retention] after_backup = yes: expire now; its failure is this run's exit status, but the
+     * backup, complete, stays */
+    if (rc == 0 && (rc = wv_bb_expire_after_backup(ctx.cfg, &err)) < 0)
+        wv_err_prefix(&err, "backup %s is complete, but expire after it failed: ", h.id);
     wv_notify(ctx.cfg, &(wv_notify_event){.event = "backup",
                                           .ok = rc == 0,
                                           .message = rc ? err.msg : "backup complete",

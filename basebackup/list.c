@@ -20,6 +20,7 @@
 #include "core/timeparse.h"
 #include "core/units.h"
 #include "pg/walname.h"
+#include "repo/retention.h"
 
 static const char usage[] =
     "usage: basebackup [-c FILE] list [--json] [--repo N]\n"
@@ -94,10 +95,15 @@ typedef struct listing {
     size_t nw;
     gap gaps[64];
     size_t ngaps;
+    wv_retention_policy pol;
+    wv_retention_result res; /* what keeps each backup (has_policy 0 without [retention]) */
+    int have_res;
 } listing;
 
 static void listing_free(listing *l)
 {
+    if (l->have_res)
+        wv_retention_result_free(&l->res);
     free(l->w);
     wv_archive_free(l->arch);
     wv_backupset_free(&l->bs);
@@ -105,8 +111,9 @@ static void listing_free(listing *l)
     memset(l, 0, sizeof(*l));
 }
 
-/* Read one repository: its identity, backups, archive inventory and recoverable windows. */
-static int gather_listing(const wv_repo_config *rc, listing *l, wv_err *err)
+/* Read one repository: its identity, backups, archive inventory, recoverable windows and what
+ * the retention policy keeps. */
+static int gather_listing(const wv_config *cfg, const wv_repo_config *rc, listing *l, wv_err *err)
 {
     wv_repo *repo = NULL;
     wv_recovery_facts facts = {0};
@@ -132,12 +139,58 @@ static int gather_listing(const wv_repo_config *rc, listing *l, wv_err *err)
         r = wv_recovery_windows(&facts, &l->w, &l->nw, err);
     if (r == 0 && !l->empty)
         l->ngaps = find_gaps(l->arch, l->gaps, 64);
+    if (r == 0 && !l->empty &&
+        (r = wv_bb_retention_compute(cfg, rc, &l->bs, l->arch, wv_bb_now(), &l->pol, &l->res,
+                                     err)) == 0)
+        l->have_res = 1;
     wv_recovery_facts_free(&facts);
     wv_repo_close(repo);
     return r;
 }
 
-static void json_backups(const wv_backupset *bs, wv_buf *out)
+/*
+ * The retention column of backup i (the rules that keep it and when it expires, as expire would
+ * decide now): text "daily 2026-11-30, weekly 2026-W48 until 2026-12-30 01:02:11+00", "expires
+ * next run" or "-" without a policy; JSON ", \"retention\": {...}" (null without a policy).
+ */
+static void retention_cell(const wv_retention_result *res, size_t i, int json, wv_buf *out)
+{
+    const wv_retention_backup_result *r = res && res->has_policy ? &res->backups[i] : NULL;
+    char rules[1024], until[WV_TIME_FORMAT_LEN] = "never";
+    if (r && r->verdict == WV_RETENTION_KEPT) {
+        wv_retention_rules_text(r, rules, sizeof(rules));
+        if (r->expires_at != WV_RETENTION_FOREVER)
+            (json ? wv_time_format_utc : wv_time_format)(r->expires_at * 1000000LL, until,
+                                                         sizeof(until));
+    }
+    if (!json) {
+        if (!r)
+            wv_buf_append_str(out, "-");
+        else if (r->verdict != WV_RETENTION_KEPT)
+            wv_buf_append_str(out, "no rule keeps it: expires at the next expire");
+        else
+            wv_buf_printf(out, "%s until %s", rules, until);
+        return;
+    }
+    if (!r) {
+        wv_buf_append_str(out, ", \"retention\": null");
+        return;
+    }
+    wv_buf_printf(out, ", \"retention\": {\"verdict\": \"%s\", \"kept_by\": [",
+                  r->verdict == WV_RETENTION_KEPT ? "kept" : "expired");
+    for (int j = 0; j < r->nrules; j++) {
+        wv_buf_append_str(out, j ? ", " : "");
+        json_str(out, r->rules[j].text);
+    }
+    wv_buf_append_str(out, "], \"expires_at\": ");
+    if (r->verdict != WV_RETENTION_KEPT || r->expires_at == WV_RETENTION_FOREVER)
+        wv_buf_append_str(out, "null");
+    else
+        json_str(out, until);
+    wv_buf_append_str(out, "}");
+}
+
+static void json_backups(const wv_backupset *bs, const wv_retention_result *res, wv_buf *out)
 {
     for (size_t i = 0; i < bs->n; i++) {
         const wv_manifest_header *h = &bs->b[i].h;
@@ -160,6 +213,9 @@ static void json_backups(const wv_backupset *bs, wv_buf *out)
                       ", \"stored_size\": %" PRIu64 ", \"pg_version\": %" PRIu32 "}",
                       h->stop_time - h->start_time, bs->b[i].totals.files, bs->b[i].totals.size,
                       bs->b[i].totals.stored_size, h->pg_version);
+        out->len--; /* the "}" */
+        retention_cell(res, i, 1, out);
+        wv_buf_append_str(out, "}");
     }
 }
 
@@ -237,7 +293,7 @@ static void render_json(const listing *l, int first, wv_buf *out)
                   "\", \"pg_major\": %" PRIu32 ", \"wal_segment_size\": %" PRIu64
                   ",\n   \"backups\": [",
                   l->info.system_id, l->info.pg_major, l->info.wal_segsize);
-    json_backups(bs, out);
+    json_backups(bs, &l->res, out);
     wv_buf_append_str(out, "],\n   \"windows\": [");
     json_windows(l->w, l->nw, out);
     wv_buf_append_str(out, "],\n   \"timelines\": [");
@@ -250,14 +306,14 @@ static void render_json(const listing *l, int first, wv_buf *out)
     wv_buf_append_str(out, "]}");
 }
 
-static void text_backups(const wv_backupset *bs, wv_buf *out)
+static void text_backups(const wv_backupset *bs, const wv_retention_result *res, wv_buf *out)
 {
     if (bs->n == 0) {
         wv_buf_append_str(out, "  no backups yet: take one with \"basebackup backup\"\n");
     } else {
-        wv_buf_printf(out, "  %-18s %-20s %-24s %-24s %3s %-11s %-11s %10s %10s %6s %s\n", "backup",
-                      "label", "started", "ended", "tli", "start lsn", "stop lsn", "size", "stored",
-                      "secs", "keep");
+        wv_buf_printf(out, "  %-18s %-20s %-24s %-24s %3s %-11s %-11s %10s %10s %6s %-4s %s\n",
+                      "backup", "label", "started", "ended", "tli", "start lsn", "stop lsn", "size",
+                      "stored", "secs", "keep", "retention");
         for (size_t i = 0; i < bs->n; i++) {
             const wv_manifest_header *h = &bs->b[i].h;
             char st[WV_TIME_FORMAT_LEN], en[WV_TIME_FORMAT_LEN], sl[WV_LSN_LEN], el[WV_LSN_LEN];
@@ -270,9 +326,11 @@ static void text_backups(const wv_backupset *bs, wv_buf *out)
             wv_human_bytes(bs->b[i].totals.stored_size, ss, sizeof(ss));
             wv_buf_printf(out,
                           "  %-18s %-20.20s %-24s %-24s %3" PRIu32
-                          " %-11s %-11s %10s %10s %6" PRId64 " %s\n",
+                          " %-11s %-11s %10s %10s %6" PRId64 " %-4s ",
                           h->id, h->label && h->label[0] ? h->label : "-", st, en, h->timeline, sl,
                           el, sz, ss, h->stop_time - h->start_time, h->keep ? "yes" : "no");
+            retention_cell(res, i, 0, out);
+            wv_buf_append_str(out, "\n");
         }
     }
 }
@@ -325,17 +383,18 @@ static void render_text(const listing *l, int first, wv_buf *out)
             out, "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64 ", %s WAL segments\n",
             l->name, l->location, l->info.pg_major, l->info.system_id, seg);
     }
-    text_backups(&l->bs, out);
+    text_backups(&l->bs, &l->res, out);
     text_windows(l, out);
     if (bs->norphans)
         wv_buf_printf(out, "  %zu incomplete backup%s (no manifest; removed by the next backup)\n",
                       bs->norphans, bs->norphans == 1 ? "" : "s");
 }
 
-static int list_repo(const wv_repo_config *rc, int json, wv_buf *out, int first, wv_err *err)
+static int list_repo(const wv_config *cfg, const wv_repo_config *rc, int json, wv_buf *out,
+                     int first, wv_err *err)
 {
     listing l;
-    int r = gather_listing(rc, &l, err);
+    int r = gather_listing(cfg, rc, &l, err);
     if (r == 0 && json)
         render_json(&l, first, out);
     else if (r == 0)
@@ -396,7 +455,7 @@ int wv_bbcmd_list(int argc, char **argv, const char *config_path)
     for (int i = 0; i < cfg->nrepos && rc == 0; i++) {
         if (repo && cfg->repos[i].index != repo)
             continue;
-        rc = list_repo(&cfg->repos[i], json, &out, first, &err);
+        rc = list_repo(cfg, &cfg->repos[i], json, &out, first, &err);
         first = 0;
     }
     if (json)

@@ -21,6 +21,9 @@ static const wv_bbcmd commands[] = {
     {"status", wv_bbcmd_status, "status  [--json] [--prometheus FILE] [-d CONNSTR] [--repo N]"},
     {"sync", wv_bbcmd_sync, "sync    --from N --to M [--dry-run]"},
     {"verify", wv_bbcmd_verify, "verify  [--backup ID] [--repo N]"},
+    {"expire", wv_bbcmd_expire, "expire  [--dry-run] [--json] [--repo N]"},
+    {"delete", wv_bbcmd_delete, "delete  --backup ID [--force] [--repo N]"},
+    {"keep", wv_bbcmd_keep, "keep    --backup ID on|off [--repo N]"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -46,6 +46,7 @@
 #include "pipeline/object.h"
 #include "core/parallel.h"
 #include "core/units.h"
+#include "repo/backupset.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
 /* The tee below is a wv_source of its own (it wraps the source's reads). */
@@ -793,6 +794,25 @@ out:
     return rc;
 }
 
+/* The keep marker (repo/backupset.h) goes with its backup: the source's marker, when it has one,
+ * replaces the target's if they differ. */
+static int sync_keep_marker(sync_ctx *c, const char *id, wv_err *err)
+{
+    int from_keep = 0, to_keep = 0;
+    int rc = wv_backup_keep_read(c->from->st, id, &from_keep, err);
+    if (rc <= 0)
+        return rc;
+    if ((rc = wv_backup_keep_read(c->to->st, id, &to_keep, err)) < 0)
+        return rc;
+    if (rc == 1 && to_keep == from_keep)
+        return 0;
+    if (c->dry_run) {
+        printf("would set keep %s on backup %s\n", from_keep ? "on" : "off", id);
+        return 0;
+    }
+    return wv_backup_keep_write(c->to->st, id, from_keep, err);
+}
+
 static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
 {
     char key[256];
@@ -806,7 +826,7 @@ static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
             return rc;
         if (strcmp(a, b) == 0) {
             c->skipped++;
-            return 0;
+            return sync_keep_marker(c, id, err);
         }
         c->conflicts++;
         wv_err e;
@@ -850,6 +870,8 @@ static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
     if (!c->dry_run && (rc = wv_storage_flush(c->to->st, err)) < 0)
         return rc;
     if ((rc = copy_manifest(c, id, key, err)) < 0)
+        return rc;
+    if ((rc = sync_keep_marker(c, id, err)) < 0)
         return rc;
     c->backups_copied++;
     if (!c->dry_run)

@@ -39,6 +39,7 @@ PACKAGES=(
     postgresql-15 postgresql-client-15 postgresql-contrib
     python3 python3-pytest python3-pytest-timeout python3-psycopg2
     tzdata util-linux python3-pytest-xdist python3-lz4 openssh-server openssh-client
+    faketime strace
 )
 
 # Each contrib/packages-*.txt (one package a line, # comments) adds the packages of a test peer.

@@ -17,6 +17,8 @@ typedef struct {
     size_t n, cap;
     char **all;
     size_t nall, capall;
+    char **keeps; /* ids with a keep marker */
+    size_t nkeeps, capkeeps;
 } ids_state;
 
 static void push(char ***arr, size_t *n, size_t *cap, const char *s, size_t len)
@@ -41,6 +43,16 @@ static int ids_cb(void *arg, const char *key, const wv_stat *st)
     push(&s->all, &s->nall, &s->capall, id, (size_t)(slash - id));
     if (strcmp(slash + 1, WV_MANIFEST_NAME) == 0)
         push(&s->ids, &s->n, &s->cap, id, (size_t)(slash - id));
+    else if (strcmp(slash + 1, WV_BACKUP_KEEP_NAME) == 0)
+        push(&s->keeps, &s->nkeeps, &s->capkeeps, id, (size_t)(slash - id));
+    return 0;
+}
+
+static int has_id(char *const *arr, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(arr[i], id) == 0)
+            return 1;
     return 0;
 }
 
@@ -70,6 +82,16 @@ int wv_backupset_load(wv_storage *st, wv_backupset *out, wv_err *err)
             rc = 0;
             continue;
         }
+        b->manifest_keep = b->h.keep;
+        if (rc == 0 && has_id(s.keeps, s.nkeeps, s.ids[i])) {
+            int keep = 0;
+            rc = wv_backup_keep_read(st, s.ids[i], &keep, err);
+            if (rc == 1) {
+                b->h.keep = keep;
+                b->keep_marker = 1;
+            }
+            rc = rc < 0 ? rc : 0;
+        }
         if (rc != 0) {
             wv_manifest_header_free(&b->h);
             wv_err_prefix(err, "backup %s: ", s.ids[i]);
@@ -90,7 +112,10 @@ int wv_backupset_load(wv_storage *st, wv_backupset *out, wv_err *err)
     }
     for (size_t i = 0; i < s.n; i++)
         free(s.ids[i]);
+    for (size_t i = 0; i < s.nkeeps; i++)
+        free(s.keeps[i]);
     free(s.ids);
+    free(s.keeps);
     free(s.all);
     if (rc != 0) {
         wv_backupset_free(out);
@@ -162,41 +187,80 @@ static int scan_cb(void *arg, const char *key, const wv_stat *st)
 }
 
 typedef struct {
-    wv_storage *st;
-    int rc;
-    wv_err *err;
-    const char *skip; /* remove this key last */
-} rm_ctx;
+    char **keys;
+    size_t n, cap;
+} keyvec;
 
-static int rm_cb(void *arg, const char *key, const wv_stat *st)
+static int collect_cb(void *arg, const char *key, const wv_stat *st)
 {
-    rm_ctx *r = arg;
+    keyvec *v = arg;
     (void)st;
-    if (r->skip && strcmp(key, r->skip) == 0)
-        return 0;
-    if (wv_storage_remove(r->st, key, r->err) < 0)
-        r->rc = r->err->code;
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 64;
+        v->keys = wv_xrealloc(v->keys, v->cap * sizeof(char *));
+    }
+    v->keys[v->n++] = wv_xstrdup(key);
     return 0;
+}
+
+int wv_backup_remove_counted(wv_storage *st, const char *id, size_t *nremoved, wv_err *err)
+{
+    char prefix[256], lock[256], manifest[256];
+    keyvec v = {0};
+    size_t done = 0;
+    int rc;
+    snprintf(prefix, sizeof(prefix), "backup/%s/", id);
+    wv_backup_lock_key(id, lock, sizeof(lock));
+    wv_manifest_key(id, manifest, sizeof(manifest));
+    if (nremoved)
+        *nremoved = 0;
+    if ((rc = wv_storage_list(st, prefix, collect_cb, &v, err)) < 0)
+        goto out;
+    /* The manifest first: from here on the directory is a leftover, never a backup. */
+    int has_lock = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        if (strcmp(v.keys[i], manifest) == 0) {
+            if ((rc = wv_storage_remove(st, manifest, err)) < 0)
+                goto out;
+            done++;
+            free(v.keys[i]);
+        } else if (strcmp(v.keys[i], lock) == 0) {
+            has_lock = 1;
+            free(v.keys[i]);
+        } else {
+            v.keys[k++] = v.keys[i];
+        }
+    }
+    v.n = k;
+    for (size_t i = 0; i < v.n; i += WV_BACKUP_REMOVE_BATCH) {
+        size_t m = v.n - i < WV_BACKUP_REMOVE_BATCH ? v.n - i : WV_BACKUP_REMOVE_BATCH;
+        if ((rc = wv_storage_remove_many(st, (const char *const *)v.keys + i, m, err)) < 0)
+            goto out;
+        done += m;
+    }
+    if (has_lock) {
+        if ((rc = wv_storage_remove(st, lock, err)) < 0)
+            goto out;
+        done++;
+    }
+out:
+    for (size_t i = 0; i < v.n; i++)
+        free(v.keys[i]);
+    free(v.keys);
+    if (nremoved)
+        *nremoved = done;
+    return rc;
 }
 
 int wv_backup_remove(wv_storage *st, const char *id, wv_err *err)
 {
-    char prefix[256], lock[256];
-    snprintf(prefix, sizeof(prefix), "backup/%s/", id);
-    wv_backup_lock_key(id, lock, sizeof(lock));
-    rm_ctx r = {st, 0, err, lock};
-    int rc = wv_storage_list(st, prefix, rm_cb, &r, err);
-    if (rc < 0)
-        return rc;
-    if (r.rc < 0)
-        return r.rc;
-    return wv_storage_remove(st, lock, err);
+    return wv_backup_remove_counted(st, id, NULL, err);
 }
 
-int wv_backup_lock_alive(wv_storage *st, const char *id)
+/* Is the lock object `key` ("PID HOST EPOCH") alive? */
+static int lock_key_alive(wv_storage *st, const char *key)
 {
-    char key[256];
-    wv_backup_lock_key(id, key, sizeof(key));
     wv_buf b = WV_BUF_INIT;
     wv_err e;
     wv_stat sb;
@@ -222,6 +286,13 @@ int wv_backup_lock_alive(wv_storage *st, const char *id)
     }
     wv_buf_free(&b);
     return alive;
+}
+
+int wv_backup_lock_alive(wv_storage *st, const char *id)
+{
+    char key[256];
+    wv_backup_lock_key(id, key, sizeof(key));
+    return lock_key_alive(st, key);
 }
 
 int wv_backup_leftovers(wv_storage *st, char ***ids, size_t *n, wv_err *err)
@@ -267,20 +338,27 @@ int wv_backup_cleanup_leftovers(wv_storage *st, wv_err *err)
     return rc;
 }
 
-int wv_backup_lock_acquire(wv_storage *st, const char *id, wv_err *err)
+/* "PID HOST EPOCH\n" of this process (the caller frees it). */
+static char *lock_content(void)
 {
-    char key[256], mkey[256], host[256] = "";
-    wv_stat sb;
-    wv_manifest_key(id, mkey, sizeof(mkey));
-    if (wv_storage_stat(st, mkey, &sb, NULL) == 0)
-        return wv_err_set(err, WV_EEXIST, "%s: backup %s exists already", wv_storage_name(st), id);
+    char host[256] = "";
     gethostname(host, sizeof(host) - 1);
     for (char *p = host; *p; p++)
         if (*p == ' ')
             *p = '_';
+    return wv_xasprintf("%ld %s %lld\n", (long)getpid(), host[0] ? host : "-",
+                        (long long)time(NULL));
+}
+
+int wv_backup_lock_acquire(wv_storage *st, const char *id, wv_err *err)
+{
+    char key[256], mkey[256];
+    wv_stat sb;
+    wv_manifest_key(id, mkey, sizeof(mkey));
+    if (wv_storage_stat(st, mkey, &sb, NULL) == 0)
+        return wv_err_set(err, WV_EEXIST, "%s: backup %s exists already", wv_storage_name(st), id);
     wv_backup_lock_key(id, key, sizeof(key));
-    char *content =
-        wv_xasprintf("%ld %s %lld\n", (long)getpid(), host[0] ? host : "-", (long long)time(NULL));
+    char *content = lock_content();
     int rc = wv_storage_put_all(st, key, WV_PUT_NOREPLACE, content, strlen(content), err);
     free(content);
     return rc;
@@ -312,4 +390,90 @@ void wv_backup_lock_release(wv_storage *const *st, int n, const char *id)
     wv_backup_lock_key(id, key, sizeof(key));
     for (int i = 0; i < n; i++)
         wv_storage_remove(st[i], key, NULL);
+}
+
+/* ---- the keep marker ------------------------------------------------------------------------- */
+
+void wv_backup_keep_key(const char *id, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "backup/%s/%s", id, WV_BACKUP_KEEP_NAME);
+}
+
+int wv_backup_keep_read(wv_storage *st, const char *id, int *keep, wv_err *err)
+{
+    char key[256];
+    wv_buf b = WV_BUF_INIT;
+    wv_backup_keep_key(id, key, sizeof(key));
+    int rc = wv_storage_get_all(st, key, 64, &b, err);
+    if (rc == WV_ENOTFOUND) {
+        wv_buf_free(&b);
+        wv_err_clear(err);
+        return 0;
+    }
+    if (rc == 0) {
+        const char *t = wv_buf_cstr(&b);
+        if (strcmp(t, "on\n") == 0) {
+            *keep = 1;
+            rc = 1;
+        } else if (strcmp(t, "off\n") == 0) {
+            *keep = 0;
+            rc = 1;
+        } else {
+            rc = wv_err_set(err, WV_ECORRUPT, "%s: \"%s\": a keep marker holds \"on\" or \"off\"",
+                            wv_storage_name(st), key);
+            wv_err_hint(err, "set it again with \"basebackup keep --backup %s on\" (or off)", id);
+        }
+    }
+    wv_buf_free(&b);
+    return rc;
+}
+
+int wv_backup_keep_write(wv_storage *st, const char *id, int keep, wv_err *err)
+{
+    char key[256];
+    wv_backup_keep_key(id, key, sizeof(key));
+    const char *t = keep ? "on\n" : "off\n";
+    return wv_storage_put_all(st, key, 0, t, strlen(t), err);
+}
+
+/* ---- the repository lock of expire ----------------------------------------------------------- */
+
+int wv_repo_lock_acquire(wv_storage *st, const char *what, wv_err *err)
+{
+    char *content = lock_content();
+    int rc = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = wv_storage_put_all(st, WV_REPO_LOCK_KEY, WV_PUT_NOREPLACE, content, strlen(content),
+                                err);
+        if (rc != WV_EEXIST)
+            break;
+        if (lock_key_alive(st, WV_REPO_LOCK_KEY)) {
+            wv_buf b = WV_BUF_INIT;
+            wv_err e;
+            long pid = 0;
+            char host[256] = "?";
+            long long epoch = 0;
+            if (wv_storage_get_all(st, WV_REPO_LOCK_KEY, 4096, &b, &e) == 0)
+                sscanf(wv_buf_cstr(&b), "%ld %255s %lld", &pid, host, &epoch);
+            wv_buf_free(&b);
+            rc = wv_err_set(err, WV_EEXIST,
+                            "%s: %s refused: another expire, delete or keep holds the repository "
+                            "lock \"%s\" (pid %ld on %s)",
+                            wv_storage_name(st), what, WV_REPO_LOCK_KEY, pid, host);
+            wv_err_hint(err, "wait for it to finish and run %s again", what);
+            break;
+        }
+        /* its holder is gone (killed): take the lock over */
+        wv_log_info("%s: removing the stale lock \"%s\" of a process that is gone",
+                    wv_storage_name(st), WV_REPO_LOCK_KEY);
+        if ((rc = wv_storage_remove(st, WV_REPO_LOCK_KEY, err)) < 0)
+            break;
+    }
+    free(content);
+    return rc;
+}
+
+void wv_repo_lock_release(wv_storage *st)
+{
+    wv_storage_remove(st, WV_REPO_LOCK_KEY, NULL);
 }

@@ -2,6 +2,17 @@
  * backupset.h - the backups of a repository: every backup/<id>/ that has a manifest, with its
  * header, sorted oldest first (by stop LSN, then stop time). A directory without a manifest is an
  * interrupted or expiring backup and is not a backup.
+ *
+ * The keep flag. A backup's manifest records keep=0|1 as the backup was taken (--keep). `basebackup
+ * keep --backup ID on|off` changes it afterwards without touching the manifest, which stays
+ * immutable (rewriting it would open a moment, on a store without atomic rename of a replaced
+ * object, where the backup has no manifest and is not a backup at all): it writes one small marker
+ * object backup/<id>/keep holding "on\n" or "off\n", replaced atomically by the driver's commit
+ * (the one object of a repository that is replaced; it names nothing and holds no data). When the
+ * marker exists it decides; without it the manifest's flag does. wv_backupset_load applies it to
+ * h.keep, so list, restore, verify and the retention policy all see the same flag; sync copies the
+ * marker with the backup. A crash while writing leaves the old marker or the new one, never half
+ * of one; a marker without a manifest belongs to a leftover and goes with it.
  */
 #ifndef WALVAULT_REPO_BACKUPSET_H
 #define WALVAULT_REPO_BACKUPSET_H
@@ -13,8 +24,10 @@
 #include "storage/storage.h"
 
 typedef struct wv_backup {
-    wv_manifest_header h;
+    wv_manifest_header h; /* h.keep: the marker's flag if there is one, else the manifest's */
     wv_manifest_totals totals;
+    int manifest_keep; /* the manifest's own keep flag */
+    int keep_marker;   /* 1: backup/<id>/keep exists and set h.keep */
 } wv_backup;
 
 typedef struct wv_backupset {
@@ -62,10 +75,50 @@ int wv_backup_lock_alive(wv_storage *st, const char *id);
 /* The ids of the leftovers in st (sorted as listed); the caller frees each and the array. */
 int wv_backup_leftovers(wv_storage *st, char ***ids, size_t *n, wv_err *err);
 
-/* Remove every object of backup id, the lock last. */
+/*
+ * Remove every object of backup id: its manifest first (from then on it is no backup, only a
+ * leftover, so a crash midway never leaves a half-deleted backup that lists as valid), then its
+ * other objects with wv_storage_remove_many (batches of WV_BACKUP_REMOVE_BATCH), its lock last.
+ * *nremoved (may be NULL) counts the objects removed.
+ */
+#define WV_BACKUP_REMOVE_BATCH 1000
 int wv_backup_remove(wv_storage *st, const char *id, wv_err *err);
+int wv_backup_remove_counted(wv_storage *st, const char *id, size_t *nremoved, wv_err *err);
 
 /* Remove every leftover of st, logging each ("REPO: removing the leftovers of ..."). */
 int wv_backup_cleanup_leftovers(wv_storage *st, wv_err *err);
+
+/* ---- the keep marker (see the top of this file) ---------------------------------------------- */
+
+#define WV_BACKUP_KEEP_NAME "keep"
+
+void wv_backup_keep_key(const char *id, char *out, size_t outlen);
+
+/* Read backup id's marker: 1 with *keep set when it exists, 0 when it does not, or an error (a
+ * marker that holds neither "on" nor "off" is WV_ECORRUPT). */
+int wv_backup_keep_read(wv_storage *st, const char *id, int *keep, wv_err *err);
+
+/* Write backup id's marker (replacing the old one atomically). */
+int wv_backup_keep_write(wv_storage *st, const char *id, int keep, wv_err *err);
+
+/*
+ * The repository lock of expire (and of delete and keep, which change what expire decides).
+ *
+ * WV_REPO_LOCK_KEY ("expire.lock", at the top of the repository) is created with
+ * WV_PUT_NOREPLACE, holding "PID HOST EPOCH\n" like a backup lock, and removed at the end. A second
+ * expire, delete or keep finds it and is refused (WV_EEXIST, naming the holder) while it is alive
+ * by the rules of wv_backup_lock_alive; a dead holder's lock (kill -9) is taken over.
+ *
+ * Backups are not excluded: a running backup holds backup/<id>/backup.lock, which makes its
+ * directory no leftover, and its WAL starts after the start of the newest complete backup, from
+ * which all WAL always stays. A backup that completes while expire runs only makes older backups
+ * expirable, never fewer backups kept, so expire re-reads the set once under its lock and deletes
+ * what that reading says. wal-push writes only newer WAL than any cut.
+ */
+#define WV_REPO_LOCK_KEY "expire.lock"
+
+/* Take the lock for `what` ("expire", "delete", "keep": named in messages). */
+int wv_repo_lock_acquire(wv_storage *st, const char *what, wv_err *err);
+void wv_repo_lock_release(wv_storage *st);
 
 #endif

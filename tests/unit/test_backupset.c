@@ -3,7 +3,9 @@
  * set (only directories with a manifest, oldest first, the others as orphans), the backup lock
  * (a second holder refused, a unique id chosen, released), which locks are alive (a live process
  * of this host, a dead one, another host's young and old locks), and leftover detection and
- * clean-up (a live backup's objects kept, the lock removed last).
+ * clean-up (a live backup's objects kept, the lock removed last); the keep marker (it overrides
+ * the manifest's flag in the set, "on"/"off" only, replaced in place) and the repository lock of
+ * expire (a second holder refused naming the first, a dead holder's lock taken over, released).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -274,6 +276,81 @@ static void test_leftovers(void **state)
     wv_backupset_free(&set);
 }
 
+static void test_keep_marker(void **state)
+{
+    fixture *f = *state;
+    wv_err err;
+    int keep = -1;
+    make_backup(f, "20261125T100000Z", 0x1000000);
+    assert_int_equal(wv_backup_keep_read(f->st, "20261125T100000Z", &keep, &err), 0);
+    wv_backupset set;
+    assert_int_equal(wv_backupset_load(f->st, &set, &err), 0);
+    assert_int_equal(set.b[0].h.keep, 0);
+    assert_int_equal(set.b[0].keep_marker, 0);
+    wv_backupset_free(&set);
+
+    assert_int_equal(wv_backup_keep_write(f->st, "20261125T100000Z", 1, &err), 0);
+    assert_int_equal(wv_backup_keep_read(f->st, "20261125T100000Z", &keep, &err), 1);
+    assert_int_equal(keep, 1);
+    assert_int_equal(wv_backupset_load(f->st, &set, &err), 0);
+    assert_int_equal(set.b[0].h.keep, 1);
+    assert_int_equal(set.b[0].manifest_keep, 0);
+    assert_int_equal(set.b[0].keep_marker, 1);
+    wv_backupset_free(&set);
+
+    /* replaced in place */
+    assert_int_equal(wv_backup_keep_write(f->st, "20261125T100000Z", 0, &err), 0);
+    assert_int_equal(wv_backupset_load(f->st, &set, &err), 0);
+    assert_int_equal(set.b[0].h.keep, 0);
+    wv_backupset_free(&set);
+
+    /* anything else is refused, naming the marker */
+    put(f, "backup/20261125T100000Z/keep", "yes\n");
+    assert_int_equal(wv_backup_keep_read(f->st, "20261125T100000Z", &keep, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "backup/20261125T100000Z/keep"));
+    assert_int_equal(wv_backupset_load(f->st, &set, &err), WV_ECORRUPT);
+
+    /* removal: the manifest goes first, the marker with the rest */
+    assert_int_equal(wv_backup_keep_write(f->st, "20261125T100000Z", 1, &err), 0);
+    size_t n = 0;
+    assert_int_equal(wv_backup_remove_counted(f->st, "20261125T100000Z", &n, &err), 0);
+    assert_int_equal(n, 3); /* manifest, PG_VERSION, keep */
+    assert_false(exists(f, "backup/20261125T100000Z/keep"));
+    assert_false(exists(f, "backup/20261125T100000Z/backup.manifest"));
+}
+
+static void test_repo_lock(void **state)
+{
+    fixture *f = *state;
+    wv_err err;
+    char host[256], text[512];
+    my_host(host, sizeof(host));
+    assert_int_equal(wv_repo_lock_acquire(f->st, "expire", &err), 0);
+    assert_true(exists(f, WV_REPO_LOCK_KEY));
+    /* this process holds it: alive, so a second taker is refused, naming the holder */
+    assert_int_equal(wv_repo_lock_acquire(f->st, "delete", &err), WV_EEXIST);
+    snprintf(text, sizeof(text),
+             "repo2: delete refused: another expire, delete or keep holds the "
+             "repository lock \"expire.lock\" (pid %ld on %s)",
+             (long)getpid(), host);
+    assert_string_equal(err.msg, text);
+    assert_non_null(strstr(err.hint, "wait for it to finish"));
+    wv_repo_lock_release(f->st);
+    assert_false(exists(f, WV_REPO_LOCK_KEY));
+
+    /* a dead holder's lock is taken over */
+    snprintf(text, sizeof(text), "%ld %s %lld\n", dead_pid(), host, (long long)time(NULL));
+    put(f, WV_REPO_LOCK_KEY, text);
+    assert_int_equal(wv_repo_lock_acquire(f->st, "expire", &err), 0);
+    wv_buf b = WV_BUF_INIT;
+    assert_int_equal(wv_storage_get_all(f->st, WV_REPO_LOCK_KEY, 4096, &b, &err), 0);
+    long pid = 0;
+    assert_int_equal(sscanf(wv_buf_cstr(&b), "%ld", &pid), 1);
+    assert_int_equal(pid, (long)getpid());
+    wv_buf_free(&b);
+    wv_repo_lock_release(f->st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +358,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repo_lock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
