@@ -85,9 +85,10 @@ static int walk(int rootfd, const char *name, const char *rel, size_t len, unsig
                 mode_t mode, int *out, wv_err *err)
 {
     char comp[COMP_MAX];
-    int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+    /* A new open file description, not a dup: a directory's read position is not shared. */
+    int cur = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cur < 0)
-        return wv_err_errno(err, WV_EIO, errno, "%s: could not duplicate its descriptor", name);
+        return wv_err_errno(err, WV_EIO, errno, "%s: could not open it", name);
     size_t pos = 0;
     int first = 1;
     while (pos < len) {

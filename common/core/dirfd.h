@@ -34,8 +34,8 @@
 int wv_relpath_valid(const char *rel);
 
 /*
- * Open directory rel beneath rootfd into *out (O_RDONLY | O_DIRECTORY | O_CLOEXEC; rel "" gives a
- * duplicate of rootfd). name is what messages call the root ("repository \"/r\"").
+ * Open directory rel beneath rootfd into *out (O_RDONLY | O_DIRECTORY | O_CLOEXEC; rel "" opens rootfd
+ * itself again, with a read position of its own). name is what messages call the root ("repository \"/r\"").
  * WV_ENOTFOUND if a component is missing (without CREATE), WV_EREFUSED for a symbolic link or an
  * invalid path, WV_EIO otherwise; the message names the path.
  */
