@@ -348,8 +348,9 @@ typedef struct restore_ctx {
     wv_storage *st;
     const wv_backup *b;
     char *pgdata;
-    int pgfd;  /* PGDATA's directory descriptor, once it exists (-1 before) */
-    int group; /* the backup's PGDATA had group access: 0750 / 0640 */
+    int pgfd;        /* PGDATA's directory descriptor, once it exists (-1 before) */
+    int group;       /* the backup's PGDATA had group access: 0750 / 0640 */
+    int group_known; /* group was read from the "pgdata" record itself */
     tablespace ts[256];
     int nts;
     int maps_used[MAX_TS_MAP];
@@ -475,6 +476,25 @@ static int pass_tablespaces(void *arg, const wv_manifest_entry *e, wv_err *err)
     return 0;
 }
 
+/* The tablespace a symlink entry may point at: only "pgdata/pg_tblspc/<oid>" of a tablespace the
+ * backup lists may be a link (to that tablespace's location, whatever the entry's target says).
+ * NULL with the refusal in err otherwise. */
+static const tablespace *link_tablespace(restore_ctx *c, const char *p, wv_err *err)
+{
+    const char *o = strncmp(p, "pgdata/pg_tblspc/", 17) == 0 ? p + 17 : NULL;
+    char *end = NULL;
+    unsigned long oid = o && *o >= '1' && *o <= '9' ? strtoul(o, &end, 10) : 0;
+    const tablespace *t = o && end && !*end && oid <= UINT32_MAX ? ts_find(c, (uint32_t)oid) : NULL;
+    if (!t) {
+        wv_err_set(err, WV_EREFUSED,
+                   "manifest of backup %s: \"%s\" is a symlink; only pg_tblspc/<oid> may be one",
+                   c->b->h.id, p);
+        wv_err_hint(err, "the repository's copy of this backup was altered or damaged; nothing "
+                         "was written");
+    }
+    return t;
+}
+
 /*
  * Every entry checked before anything is written: its path lies inside PGDATA or a tablespace the
  * backup lists; the only symbolic links are pg_tblspc/<oid> of those tablespaces. Records the
@@ -502,21 +522,16 @@ static int pass_validate(void *arg, const wv_manifest_entry *e, wv_err *err)
         return wv_err_set(err, WV_ECORRUPT,
                           "manifest of backup %s: \"%s\" is not a path inside its target",
                           c->b->h.id, p);
-    if (e->type == WV_MANIFEST_SYMLINK) {
-        const char *o = strncmp(p, "pgdata/pg_tblspc/", 17) == 0 ? p + 17 : NULL;
-        char *end = NULL;
-        unsigned long loid = o && *o >= '1' && *o <= '9' ? strtoul(o, &end, 10) : 0;
-        if (!o || !end || *end || loid > UINT32_MAX || !ts_find(c, (uint32_t)loid)) {
-            wv_err_set(err, WV_EREFUSED,
-                       "manifest of backup %s: \"%s\" is a symlink; only pg_tblspc/<oid> may be "
-                       "one",
-                       c->b->h.id, p);
-            return wv_err_hint(err, "the repository's copy of this backup was altered or damaged; "
-                                    "nothing was written");
-        }
-    }
-    if (e->type == WV_MANIFEST_DIR && strcmp(p, "pgdata") == 0)
+    if (e->type == WV_MANIFEST_SYMLINK && !link_tablespace(c, p, err))
+        return err->code;
+    /* Group access as the backup's data directory had it: its own record when the manifest has
+     * one, else global/ (which PostgreSQL creates with the data directory's mode). */
+    if (e->type == WV_MANIFEST_DIR && strcmp(p, "pgdata") == 0) {
         c->group = wv_pg_group_access(e->mode);
+        c->group_known = 1;
+    } else if (e->type == WV_MANIFEST_DIR && strcmp(p, "pgdata/global") == 0 && !c->group_known) {
+        c->group = wv_pg_group_access(e->mode);
+    }
     if (e->type == WV_MANIFEST_DIR && oid && strncmp(rest, "PG_", 3) == 0 && !strchr(rest, '/')) {
         tablespace *t = ts_find(c, oid);
         free(t->pgverdir);
@@ -545,7 +560,11 @@ static int pass_dirs(void *arg, const wv_manifest_entry *e, wv_err *err)
         /* pg_tblspc/<oid> -> the tablespace's (possibly remapped) location; nothing else (see
          * pass_validate). */
         const char *base;
-        const tablespace *t = ts_find(c, (uint32_t)strtoul(strrchr(e->path, '/') + 1, NULL, 10));
+        const tablespace *t = link_tablespace(c, e->path, err);
+        if (!t) {
+            free(shown);
+            return err->code;
+        }
         rc = wv_dirfd_open_parent(rootfd, root_name(c, e->path), rel, WV_DIRFD_CREATE,
                                   wv_pg_dir_mode(0, c->group), &fd, &base, err);
         if (rc == 0) {
