@@ -7,10 +7,25 @@
  *                      shutdown] [--delta] [--tablespace-map OLD=NEW] [--repo N] [--dry-run]
  *
  * Order of work: every check (arguments, PGDATA empty and no server running, the plan: backup,
- * timeline and whether the archive reaches the target) happens before the first byte is written.
+ * timeline and whether the archive reaches the target, the transaction of --xid, the manifest,
+ * the tablespace locations and --tablespace-map, what --delta may replace) happens before the
+ * first byte is written, and before --dry-run returns: a dry run refuses what the real run would.
  * Files are fetched in parallel, each verified against the manifest's SHA-256, without an fsync
  * each; one syncfs per file system at the end. Recovery settings go into postgresql.auto.conf,
  * then recovery.signal is created last.
+ *
+ * Confinement: the repository is less trusted than this host, so nothing a manifest says can
+ * reach outside the targets (PGDATA and each tablespace location). Every write goes through the
+ * target's directory descriptor (core/dirfd.h: O_NOFOLLOW per component, temp file + renameat),
+ * and the manifest is validated first: paths inside a target (in a tablespace only below its
+ * PG_<major>_* directory), symbolic links only as pg_tblspc/<oid> of a listed tablespace (pointing
+ * at its location, whatever the entry's target says). Locations are absolute, without "." or
+ * "..", outside PGDATA and each other, and empty, or (--delta) holding that tablespace's version
+ * directory, the only part of a location --delta prunes. Modes are PostgreSQL's, never the
+ * manifest's: directories 0700, files 0600, or 0750/0640 when the backup's data directory had
+ * group access (the "pgdata" record's mode, else that of global/); a recorded 6777 becomes 0600 or
+ * 0640. --delta replaces a non-empty PGDATA only if its PG_VERSION and the system identifier in
+ * global/pg_control are the backup's, unless --force.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -495,6 +510,18 @@ static const tablespace *link_tablespace(restore_ctx *c, const char *p, wv_err *
     return t;
 }
 
+/* Whether rel (inside a tablespace location) lies in its version directory "PG_<major>_<digits>",
+ * the only thing PostgreSQL keeps there. */
+static int pgverdir_path(const char *rel, unsigned major)
+{
+    char want[32];
+    int n = snprintf(want, sizeof(want), "PG_%u_", major);
+    if (strncmp(rel, want, (size_t)n) != 0)
+        return 0;
+    size_t digits = strspn(rel + n, "0123456789");
+    return digits > 0 && (rel[n + digits] == '\0' || rel[n + digits] == '/');
+}
+
 /*
  * Every entry checked before anything is written: its path lies inside PGDATA or a tablespace the
  * backup lists; the only symbolic links are pg_tblspc/<oid> of those tablespaces. Records the
@@ -522,6 +549,14 @@ static int pass_validate(void *arg, const wv_manifest_entry *e, wv_err *err)
         return wv_err_set(err, WV_ECORRUPT,
                           "manifest of backup %s: \"%s\" is not a path inside its target",
                           c->b->h.id, p);
+    if (oid && *rest && !pgverdir_path(rest, c->b->h.pg_version / 10000)) {
+        wv_err_set(err, WV_EREFUSED,
+                   "manifest of backup %s: \"%s\" lies outside the tablespace's PG_%u_* "
+                   "directory",
+                   c->b->h.id, p, c->b->h.pg_version / 10000);
+        return wv_err_hint(err, "a tablespace location holds only PostgreSQL's version "
+                                "directory; nothing was written");
+    }
     if (e->type == WV_MANIFEST_SYMLINK && !link_tablespace(c, p, err))
         return err->code;
     /* Group access as the backup's data directory had it: its own record when the manifest has
@@ -601,7 +636,7 @@ static int same_content(restore_ctx *c, const char *path, uint64_t size, const u
     if (resolve_target(c, path, &rootfd, &rel, &e) != 0 || !*rel ||
         wv_dirfd_open_parent(rootfd, "", rel, 0, 0, &dfd, &base, &e) != 0)
         return 0;
-    int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     close(dfd);
     if (fd < 0)
         return 0;

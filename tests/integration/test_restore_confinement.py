@@ -6,8 +6,9 @@ rewrites the backup's manifest with its end digest recomputed (so only the attac
 restore and asserts the exact refusal and that nothing around the targets changed: a snapshot of
 the surrounding directories (the test's own directory with a sibling "outside" directory and the
 tablespace locations) before and after. Cases: a symlink entry pgdata/evil -> outside with a file
-through it; a symlink to an unknown tablespace; "../" and absolute paths; a tablespace location
-inside PGDATA or with ".."; a file in an unknown tablespace; setuid/0777 modes (restored as root:
+through it; a symlink to an unknown tablespace or inside a tablespace; "../" and absolute paths;
+a tablespace location inside PGDATA or with ".."; a file in an unknown tablespace or beside a
+tablespace's PG_15_* directory; setuid/0777 modes (restored as root:
 only 0700/0750 and 0600/0640 appear); --delta onto a home-like directory, onto another cluster's
 data directory (refused without --force), onto a tablespace location holding unrelated files;
 --tablespace-map naming no tablespace and --xid far beyond the archive, refused by --dry-run too.
@@ -211,14 +212,17 @@ MUTILATIONS = [
      ['"pgdata/evil" is a symlink; only pg_tblspc/<oid> may be one', "nothing was written"]),
     ("symlink-unknown-tablespace", lambda c: add_symlink("pgdata/pg_tblspc/99999", c.outside), [],
      ['"pgdata/pg_tblspc/99999" is a symlink; only pg_tblspc/<oid> may be one']),
-    ("symlink-in-tablespace", lambda c: add_symlink("tblspc/%d/evil" % c.clean.oid, c.outside),
-     [], ['"tblspc/%d/evil" is a symlink' % 0]),  # oid filled in below
+    ("symlink-in-tablespace",
+     lambda c: add_symlink("tblspc/%d/PG_15_202209061/evil" % c.clean.oid, c.outside), [],
+     ['"tblspc/0/PG_15_202209061/evil" is a symlink']),  # the oid is filled in below
     ("dotdot-path", lambda c: rename_first_file("pgdata/../outside/x"), [],
      ['invalid path "pgdata/../outside/x"']),
     ("absolute-path", lambda c: rename_first_file("/tmp/outside/x"), [],
      ['invalid path "/tmp/outside/x"']),
     ("unknown-tablespace-file", lambda c: rename_first_file("tblspc/4242/x"), [],
      ['"tblspc/4242/x" names an unknown tablespace']),
+    ("tablespace-stray-file", lambda c: rename_first_file("tblspc/%d/crontab" % c.clean.oid), [],
+     ["lies outside the tablespace's PG_15_* directory"]),
     ("tablespace-inside-pgdata", lambda c: tablespace_location(os.path.join(c.pgdata, "inner")),
      ["--no-map"], ["must be an absolute path outside the data directory"]),
     ("tablespace-dotdot", lambda c: tablespace_location(c.outside + "/../outside"),
