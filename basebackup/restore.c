@@ -877,6 +877,8 @@ static int cmp_kept(const void *a, const void *b)
 static const kept *find_kept(const restore_ctx *c, const char *path)
 {
     kept k = {.path = (char *)path};
+    if (!c->nkeep)
+        return NULL;
     return bsearch(&k, c->keep, c->nkeep, sizeof(kept), cmp_kept);
 }
 
@@ -1475,7 +1477,7 @@ static int check_targets(restore_ctx *c, const repo_plan *rp, int exists, int em
     int rc = check_tablespaces(c, err);
     if (rc == 0 && c->o->delta && exists && !empty)
         rc = check_delta_target(c, err);
-    if (rc == 0)
+    if (rc == 0 && c->nkeep)
         qsort(c->keep, c->nkeep, sizeof(kept), cmp_kept);
     return rc;
 }
