@@ -85,10 +85,14 @@ static int walk(int rootfd, const char *name, const char *rel, size_t len, unsig
                 mode_t mode, int *out, wv_err *err)
 {
     char comp[COMP_MAX];
-    /* A new open file description, not a dup: a directory's read position is not shared. */
-    int cur = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (cur < 0)
-        return wv_err_errno(err, WV_EIO, errno, "%s: could not open it", name);
+    if (len == 0) {
+        /* A new open file description, not a dup: a directory's read position is not shared. */
+        *out = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (*out < 0)
+            return wv_err_errno(err, WV_EIO, errno, "%s: could not open it", name);
+        return 0;
+    }
+    int cur = rootfd; /* borrowed until the first step replaces it */
     size_t pos = 0;
     int first = 1;
     while (pos < len) {
@@ -99,7 +103,8 @@ static int walk(int rootfd, const char *name, const char *rel, size_t len, unsig
         int next = -1;
         int rc = step(cur, comp, first && (flags & WV_DIRFD_FOLLOW_FIRST), flags, mode, name, rel,
                       pos + n, &next, err);
-        close(cur);
+        if (cur != rootfd)
+            close(cur);
         if (rc != 0)
             return rc;
         cur = next;
