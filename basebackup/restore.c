@@ -7,10 +7,25 @@
  *                      shutdown] [--delta] [--tablespace-map OLD=NEW] [--repo N] [--dry-run]
  *
  * Order of work: every check (arguments, PGDATA empty and no server running, the plan: backup,
- * timeline and whether the archive reaches the target) happens before the first byte is written.
+ * timeline and whether the archive reaches the target, the transaction of --xid, the manifest,
+ * the tablespace locations and --tablespace-map, what --delta may replace) happens before the
+ * first byte is written, and before --dry-run returns: a dry run refuses what the real run would.
  * Files are fetched in parallel, each verified against the manifest's SHA-256, without an fsync
  * each; one syncfs per file system at the end. Recovery settings go into postgresql.auto.conf,
  * then recovery.signal is created last.
+ *
+ * Confinement: the repository is less trusted than this host, so nothing a manifest says can
+ * reach outside the targets (PGDATA and each tablespace location). Every write goes through the
+ * target's directory descriptor (core/dirfd.h: O_NOFOLLOW per component, temp file + renameat),
+ * and the manifest is validated first: paths inside a target (in a tablespace only below its
+ * PG_<major>_* directory), symbolic links only as pg_tblspc/<oid> of a listed tablespace (pointing
+ * at its location, whatever the entry's target says). Locations are absolute, without "." or
+ * "..", outside PGDATA and each other, and empty, or (--delta) holding that tablespace's version
+ * directory, the only part of a location --delta prunes. Modes are PostgreSQL's, never the
+ * manifest's: directories 0700, files 0600, or 0750/0640 when the backup's data directory had
+ * group access (the "pgdata" record's mode, else that of global/); a recorded 6777 becomes 0600 or
+ * 0640. --delta replaces a non-empty PGDATA only if its PG_VERSION and the system identifier in
+ * global/pg_control are the backup's, unless --force.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,12 +45,15 @@
 #include "repo/walarchive.h"
 #include "repo/backupset.h"
 #include "core/buf.h"
+#include "core/bytes.h"
 #include "repo/bundle.h"
 #include "core/cli.h"
 #include "commands.h"
 #include "core/config.h"
+#include "core/dirfd.h"
 #include "core/fileio.h"
 #include "pipeline/filter.h"
+#include "pipeline/object.h"
 #include "core/log.h"
 #include "repo/manifest.h"
 #include "core/parallel.h"
@@ -54,6 +72,9 @@ typedef struct ts_map {
 typedef struct tablespace {
     uint32_t oid;
     char *location; /* after --tablespace-map */
+    char *pgverdir; /* its PG_VERSION directory in the backup ("PG_15_202209061"), or NULL */
+    int reuse;      /* delta: the location holds pgverdir, whose contents are pruned */
+    int fd;         /* the location's directory descriptor while writing (-1 otherwise) */
 } tablespace;
 
 typedef struct restore_opts {
@@ -63,6 +84,7 @@ typedef struct restore_opts {
     uint32_t timeline;
     const char *action;
     int delta;
+    int force;
     int dry_run;
     int repo;
     ts_map maps[MAX_TS_MAP];
@@ -89,6 +111,8 @@ static const char usage[] =
     "                              target)\n"
     "  --target-action promote|pause|shutdown   (default promote)\n"
     "  --delta                     reuse files of a non-empty DIR whose checksum matches\n"
+    "  --force                     with --delta: accept a DIR that is not a data directory of\n"
+    "                              this backup's cluster (everything in it is replaced)\n"
     "  --tablespace-map OLD=NEW    restore the tablespace at OLD into NEW (repeatable)\n"
     "  --repo N                    use [repoN] only (default: the first that reaches the target)\n"
     "  --dry-run                   show the plan, write nothing\n";
@@ -172,6 +196,7 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
         {"timeline", required_argument, NULL, 'T'},
         {"target-action", required_argument, NULL, 'a'},
         {"delta", no_argument, NULL, 'd'},
+        {"force", no_argument, NULL, 'F'},
         {"tablespace-map", required_argument, NULL, 'm'},
         {"repo", required_argument, NULL, 'r'},
         {"dry-run", no_argument, NULL, 'N'},
@@ -225,6 +250,9 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
         case 'd':
             o->delta = 1;
             break;
+        case 'F':
+            o->force = 1;
+            break;
         case 'm': {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg || !eq[1] || optarg[0] != '/' || eq[1] != '/' ||
@@ -261,6 +289,10 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
         return wv_err_set(err, WV_EUSAGE,
                           "give at most one of --to, --lsn, --xid, --name and "
                           "--immediate");
+    if (o->force && !o->delta)
+        return wv_err_set(err, WV_EUSAGE,
+                          "--force goes with --delta: it accepts a non-empty DIR that is not "
+                          "this backup's cluster");
     return 0;
 }
 
@@ -320,11 +352,20 @@ static char *absolute(const char *p)
 
 /* ---- the manifest passes --------------------------------------------------------------------- */
 
+/* A path the backup has (delta: what pruning keeps), with its manifest type. */
+typedef struct kept {
+    char *path; /* manifest path: "pgdata/base/1", "tblspc/16384/PG_15_.../1" */
+    wv_manifest_type type;
+} kept;
+
 typedef struct restore_ctx {
     const restore_opts *o;
     wv_storage *st;
     const wv_backup *b;
     char *pgdata;
+    int pgfd;        /* PGDATA's directory descriptor, once it exists (-1 before) */
+    int group;       /* the backup's PGDATA had group access: 0750 / 0640 */
+    int group_known; /* group was read from the "pgdata" record itself */
     tablespace ts[256];
     int nts;
     int maps_used[MAX_TS_MAP];
@@ -333,46 +374,94 @@ typedef struct restore_ctx {
     uint64_t files, bytes, reused;
     wv_bundle_set bundles; /* files stored in bundles: restored a bundle at a time */
     /* delta: every path the backup has */
-    char **keep;
+    kept *keep;
     size_t nkeep, capkeep;
     double t0;
 } restore_ctx;
 
-static const char *ts_location(restore_ctx *c, uint32_t oid)
+static tablespace *ts_find(restore_ctx *c, uint32_t oid)
 {
     for (int i = 0; i < c->nts; i++)
         if (c->ts[i].oid == oid)
-            return c->ts[i].location;
+            return &c->ts[i];
     return NULL;
 }
 
-/* Map a manifest path to a local path (new string), or NULL if its tablespace is unknown. */
-static char *local_path(restore_ctx *c, const char *p)
+/* The oid of "tblspc/<oid>[/...]" (0 if p is not such a path); *rest points after it. */
+static uint32_t tblspc_oid(const char *p, const char **rest)
 {
+    if (strncmp(p, "tblspc/", 7) != 0 || p[7] < '1' || p[7] > '9')
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long oid = strtoul(p + 7, &end, 10);
+    if (errno || oid > UINT32_MAX || (*end && *end != '/'))
+        return 0;
+    *rest = *end ? end + 1 : end;
+    return (uint32_t)oid;
+}
+
+/*
+ * Where a manifest path goes: the directory descriptor of its target (PGDATA or its tablespace's
+ * location) and the path relative to it ("" for the target itself). WV_ECORRUPT for a path that
+ * names neither (validated before anything is written, so a later failure here is a bug).
+ */
+static int resolve_target(restore_ctx *c, const char *p, int *rootfd, const char **rel, wv_err *err)
+{
+    const char *rest = NULL;
+    uint32_t oid;
+    if (strcmp(p, "pgdata") == 0 || strncmp(p, "pgdata/", 7) == 0) {
+        *rootfd = c->pgfd;
+        *rel = p[6] ? p + 7 : p + 6;
+    } else if ((oid = tblspc_oid(p, &rest)) != 0 && ts_find(c, oid)) {
+        *rootfd = ts_find(c, oid)->fd;
+        *rel = rest;
+    } else {
+        return wv_err_set(err, WV_ECORRUPT, "manifest of backup %s: entry \"%s\" names no target",
+                          c->b->h.id, p);
+    }
+    if (!wv_relpath_valid(*rel))
+        return wv_err_set(err, WV_ECORRUPT,
+                          "manifest of backup %s: \"%s\" is not a path inside its target",
+                          c->b->h.id, p);
+    return 0;
+}
+
+/* The local path of a manifest path, for messages (a new string). */
+static char *display_path(restore_ctx *c, const char *p)
+{
+    const char *rest = NULL;
+    uint32_t oid;
     if (strcmp(p, "pgdata") == 0)
         return wv_xstrdup(c->pgdata);
     if (strncmp(p, "pgdata/", 7) == 0)
         return wv_xasprintf("%s/%s", c->pgdata, p + 7);
-    if (strncmp(p, "tblspc/", 7) == 0) {
-        char *end;
-        unsigned long oid = strtoul(p + 7, &end, 10);
-        const char *loc = ts_location(c, (uint32_t)oid);
-        if (!loc)
-            return NULL;
-        return *end == '/' ? wv_xasprintf("%s/%s", loc, end + 1) : wv_xstrdup(loc);
-    }
-    return NULL;
+    if ((oid = tblspc_oid(p, &rest)) != 0 && ts_find(c, oid))
+        return *rest ? wv_xasprintf("%s/%s", ts_find(c, oid)->location, rest)
+                     : wv_xstrdup(ts_find(c, oid)->location);
+    return wv_xstrdup(p);
 }
 
-static void keep_path(restore_ctx *c, const char *path)
+/* The target a manifest path lies in (PGDATA or a tablespace location), for messages. */
+static const char *root_name(restore_ctx *c, const char *p)
+{
+    const char *rest;
+    uint32_t oid = tblspc_oid(p, &rest);
+    const tablespace *t = oid ? ts_find(c, oid) : NULL;
+    return t ? t->location : c->pgdata;
+}
+
+static void keep_path(restore_ctx *c, const char *path, wv_manifest_type type)
 {
     if (!c->o->delta)
         return;
     if (c->nkeep == c->capkeep) {
         c->capkeep = c->capkeep ? 2 * c->capkeep : 256;
-        c->keep = wv_xrealloc(c->keep, c->capkeep * sizeof(char *));
+        c->keep = wv_xrealloc(c->keep, c->capkeep * sizeof(*c->keep));
     }
-    c->keep[c->nkeep++] = wv_xstrdup(path);
+    c->keep[c->nkeep].path = wv_xstrdup(path);
+    c->keep[c->nkeep].type = type;
+    c->nkeep++;
 }
 
 static int pass_tablespaces(void *arg, const wv_manifest_entry *e, wv_err *err)
@@ -381,7 +470,13 @@ static int pass_tablespaces(void *arg, const wv_manifest_entry *e, wv_err *err)
     if (e->type != WV_MANIFEST_TABLESPACE)
         return 0;
     if (c->nts >= (int)(sizeof(c->ts) / sizeof(c->ts[0])))
-        return wv_err_set(err, WV_EREFUSED, "too many tablespaces");
+        return wv_err_set(err, WV_EREFUSED, "manifest of backup %s: too many tablespaces",
+                          c->b->h.id);
+    if (e->oid == 0 || ts_find(c, e->oid))
+        return wv_err_set(err, WV_ECORRUPT,
+                          "manifest of backup %s: tablespace %" PRIu32 " is listed twice or has "
+                          "no oid",
+                          c->b->h.id, e->oid);
     const char *loc = e->target;
     for (int i = 0; i < c->o->nmaps; i++)
         if (strcmp(c->o->maps[i].old_path, e->target) == 0) {
@@ -391,44 +486,131 @@ static int pass_tablespaces(void *arg, const wv_manifest_entry *e, wv_err *err)
     wv_buf_printf(&c->ts_names, "%s\"%s\"", c->ts_names.len ? ", " : "", e->target);
     c->ts[c->nts].oid = e->oid;
     c->ts[c->nts].location = wv_xstrdup(loc);
+    c->ts[c->nts].fd = -1;
     c->nts++;
+    return 0;
+}
+
+/* The tablespace a symlink entry may point at: only "pgdata/pg_tblspc/<oid>" of a tablespace the
+ * backup lists may be a link (to that tablespace's location, whatever the entry's target says).
+ * NULL with the refusal in err otherwise. */
+static const tablespace *link_tablespace(restore_ctx *c, const char *p, wv_err *err)
+{
+    const char *o = strncmp(p, "pgdata/pg_tblspc/", 17) == 0 ? p + 17 : NULL;
+    char *end = NULL;
+    unsigned long oid = o && *o >= '1' && *o <= '9' ? strtoul(o, &end, 10) : 0;
+    const tablespace *t = o && end && !*end && oid <= UINT32_MAX ? ts_find(c, (uint32_t)oid) : NULL;
+    if (!t) {
+        wv_err_set(err, WV_EREFUSED,
+                   "manifest of backup %s: \"%s\" is a symlink; only pg_tblspc/<oid> may be one",
+                   c->b->h.id, p);
+        wv_err_hint(err, "the repository's copy of this backup was altered or damaged; nothing "
+                         "was written");
+    }
+    return t;
+}
+
+/* Whether rel (inside a tablespace location) lies in its version directory "PG_<major>_<digits>",
+ * the only thing PostgreSQL keeps there. */
+static int pgverdir_path(const char *rel, unsigned major)
+{
+    char want[32];
+    int n = snprintf(want, sizeof(want), "PG_%u_", major);
+    if (strncmp(rel, want, (size_t)n) != 0)
+        return 0;
+    size_t digits = strspn(rel + n, "0123456789");
+    return digits > 0 && (rel[n + digits] == '\0' || rel[n + digits] == '/');
+}
+
+/*
+ * Every entry checked before anything is written: its path lies inside PGDATA or a tablespace the
+ * backup lists; the only symbolic links are pg_tblspc/<oid> of those tablespaces. Records the
+ * data directory's group access, each tablespace's PG_VERSION directory and (delta) the paths.
+ */
+static int pass_validate(void *arg, const wv_manifest_entry *e, wv_err *err)
+{
+    restore_ctx *c = arg;
+    const char *rest = NULL;
+    uint32_t oid = 0;
+    if (e->type == WV_MANIFEST_TABLESPACE)
+        return 0;
+    const char *p = e->path;
+    int in_pgdata = strcmp(p, "pgdata") == 0 || strncmp(p, "pgdata/", 7) == 0;
+    if (!in_pgdata) {
+        oid = tblspc_oid(p, &rest);
+        if (!oid || !ts_find(c, oid))
+            return wv_err_set(err, WV_ECORRUPT,
+                              "manifest of backup %s: \"%s\" names an unknown tablespace",
+                              c->b->h.id, p);
+    } else {
+        rest = p[6] ? p + 7 : p + 6;
+    }
+    if (!wv_relpath_valid(rest))
+        return wv_err_set(err, WV_ECORRUPT,
+                          "manifest of backup %s: \"%s\" is not a path inside its target",
+                          c->b->h.id, p);
+    if (oid && *rest && !pgverdir_path(rest, c->b->h.pg_version / 10000)) {
+        wv_err_set(err, WV_EREFUSED,
+                   "manifest of backup %s: \"%s\" lies outside the tablespace's PG_%u_* "
+                   "directory",
+                   c->b->h.id, p, c->b->h.pg_version / 10000);
+        return wv_err_hint(err, "a tablespace location holds only PostgreSQL's version "
+                                "directory; nothing was written");
+    }
+    if (e->type == WV_MANIFEST_SYMLINK && !link_tablespace(c, p, err))
+        return err->code;
+    /* Group access as the backup's data directory had it: its own record when the manifest has
+     * one, else global/ (which PostgreSQL creates with the data directory's mode). */
+    if (e->type == WV_MANIFEST_DIR && strcmp(p, "pgdata") == 0) {
+        c->group = wv_pg_group_access(e->mode);
+        c->group_known = 1;
+    } else if (e->type == WV_MANIFEST_DIR && strcmp(p, "pgdata/global") == 0 && !c->group_known) {
+        c->group = wv_pg_group_access(e->mode);
+    }
+    if (e->type == WV_MANIFEST_DIR && oid && strncmp(rest, "PG_", 3) == 0 && !strchr(rest, '/')) {
+        tablespace *t = ts_find(c, oid);
+        free(t->pgverdir);
+        t->pgverdir = wv_xstrdup(rest);
+    }
+    keep_path(c, p, e->type);
     return 0;
 }
 
 static int pass_dirs(void *arg, const wv_manifest_entry *e, wv_err *err)
 {
     restore_ctx *c = arg;
+    int rootfd = -1, fd = -1, rc;
+    const char *rel = "";
     if (e->type != WV_MANIFEST_DIR && e->type != WV_MANIFEST_SYMLINK)
         return 0;
-    char *lp = local_path(c, e->path);
-    int rc = 0;
-    if (!lp)
-        return wv_err_set(err, WV_ECORRUPT, "manifest entry \"%s\" names an unknown tablespace",
-                          e->path);
-    keep_path(c, lp);
+    if ((rc = resolve_target(c, e->path, &rootfd, &rel, err)) != 0)
+        return rc;
+    char *shown = display_path(c, e->path);
+    mode_t dmode = wv_pg_dir_mode(e->mode, c->group);
     if (e->type == WV_MANIFEST_DIR) {
-        rc = wv_mkdir_p(lp, err);
-        if (rc == 0 && chmod(lp, e->mode & 07777) != 0)
-            rc = wv_err_errno(err, WV_EIO, errno, "could not chmod \"%s\"", lp);
+        rc = wv_dirfd_open(rootfd, root_name(c, e->path), rel, WV_DIRFD_CREATE, dmode, &fd, err);
+        if (rc == 0 && fchmod(fd, dmode) != 0)
+            rc = wv_err_errno(err, WV_EIO, errno, "could not chmod \"%s\"", shown);
     } else {
-        /* pg_tblspc/<oid> -> the tablespace's (possibly remapped) location. */
-        const char *target = e->target;
-        const char *slash = strrchr(e->path, '/');
-        if (strncmp(e->path, "pgdata/pg_tblspc/", 17) == 0 && slash) {
-            const char *loc = ts_location(c, (uint32_t)strtoul(slash + 1, NULL, 10));
-            if (loc)
-                target = loc;
+        /* pg_tblspc/<oid> -> the tablespace's (possibly remapped) location; nothing else (see
+         * pass_validate). */
+        const char *base;
+        const tablespace *t = link_tablespace(c, e->path, err);
+        if (!t) {
+            free(shown);
+            return err->code;
         }
-        char *parent = wv_dirname_dup(lp);
-        rc = wv_mkdir_p(parent, err);
-        free(parent);
+        rc = wv_dirfd_open_parent(rootfd, root_name(c, e->path), rel, WV_DIRFD_CREATE,
+                                  wv_pg_dir_mode(0, c->group), &fd, &base, err);
         if (rc == 0) {
-            unlink(lp);
-            if (symlink(target, lp) != 0)
-                rc = wv_err_errno(err, WV_EIO, errno, "could not create symlink \"%s\"", lp);
+            unlinkat(fd, base, 0);
+            if (symlinkat(t->location, fd, base) != 0)
+                rc = wv_err_errno(err, WV_EIO, errno, "could not create symlink \"%s\"", shown);
         }
     }
-    free(lp);
+    if (fd >= 0)
+        close(fd);
+    free(shown);
     return rc;
 }
 
@@ -436,7 +618,7 @@ typedef struct file_job {
     restore_ctx *c;
     char *key;
     int64_t offset, length; /* the object's range in key (a bundle), or 0, -1 */
-    char *dest;
+    char *path;             /* manifest path */
     uint8_t sha256[32];
     uint64_t size;
     uint32_t mode;
@@ -444,17 +626,25 @@ typedef struct file_job {
     int reused;
 } file_job;
 
-/* Does an existing file already hold this content? (delta) */
-static int same_content(const char *path, uint64_t size, const uint8_t sha[32])
+/* Does an existing file already hold this content? (delta; links are never followed) */
+static int same_content(restore_ctx *c, const char *path, uint64_t size, const uint8_t sha[32])
 {
+    int rootfd = -1, dfd = -1;
+    const char *rel = "", *base;
+    wv_err e;
     struct stat sb;
-    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size)
+    if (resolve_target(c, path, &rootfd, &rel, &e) != 0 || !*rel ||
+        wv_dirfd_open_parent(rootfd, "", rel, 0, 0, &dfd, &base, &e) != 0)
         return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    close(dfd);
     if (fd < 0)
         return 0;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size) {
+        close(fd);
+        return 0;
+    }
     wv_filter *h = wv_sha256_filter_new(wv_filter_discard_new());
-    wv_err e;
     uint8_t got[32];
     int ok = wv_filter_pump_fd(h, fd, path, &e) == 0;
     if (ok) {
@@ -466,46 +656,98 @@ static int same_content(const char *path, uint64_t size, const uint8_t sha[32])
     return ok;
 }
 
-/* Mode and modification time of a restored file. */
-static int finish_file(const char *dest, uint32_t mode, int64_t mtime, wv_err *err)
+typedef int (*fill_fn)(void *arg, wv_filter *dest, wv_err *err);
+
+/*
+ * Write the file at manifest path beneath its target: a temp file created with O_EXCL|O_NOFOLLOW
+ * in the directory opened beneath the target (no link followed), filled, given PostgreSQL's mode
+ * and the recorded mtime, renamed over the final name (which replaces a link, never follows it).
+ * No fsync: restore syncs each file system at the end. On failure the temp file is removed.
+ */
+static int write_confined(restore_ctx *c, const char *path, uint32_t mode, int64_t mtime,
+                          fill_fn fill, void *arg, wv_err *err)
 {
-    if (chmod(dest, mode & 07777) != 0)
-        return wv_err_errno(err, WV_EIO, errno, "could not chmod \"%s\"", dest);
-    struct timeval tv[2] = {{.tv_sec = (time_t)mtime}, {.tv_sec = (time_t)mtime}};
-    utimes(dest, tv);
-    return 0;
+    int rootfd = -1, dfd = -1, rc;
+    const char *rel = "", *base;
+    if ((rc = resolve_target(c, path, &rootfd, &rel, err)) != 0)
+        return rc;
+    char *shown = display_path(c, path);
+    if (!*rel) {
+        rc = wv_err_set(err, WV_ECORRUPT, "manifest of backup %s: file \"%s\" is a target itself",
+                        c->b->h.id, path);
+        free(shown);
+        return rc;
+    }
+    rc = wv_dirfd_open_parent(rootfd, root_name(c, path), rel, WV_DIRFD_CREATE,
+                              wv_pg_dir_mode(0, c->group), &dfd, &base, err);
+    if (rc != 0) {
+        free(shown);
+        return rc;
+    }
+    char *tmp = wv_temp_path_for(base);
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc =
+            wv_err_errno(err, WV_EIO, errno, "could not create a temporary file for \"%s\"", shown);
+    } else {
+        wv_filter *dest = wv_filter_fd_new(fd);
+        rc = fill(arg, dest, err);
+        wv_filter_chain_free(dest);
+        struct timespec ts[2] = {{.tv_sec = (time_t)mtime}, {.tv_sec = (time_t)mtime}};
+        if (rc == 0 && fchmod(fd, wv_pg_file_mode(mode, c->group)) != 0)
+            rc = wv_err_errno(err, WV_EIO, errno, "could not chmod \"%s\"", shown);
+        if (rc == 0)
+            futimens(fd, ts);
+        if (close(fd) != 0 && rc == 0)
+            rc = wv_err_errno(err, WV_EIO, errno, "could not close \"%s\"", shown);
+        if (rc == 0 && renameat(dfd, tmp, dfd, base) != 0)
+            rc = wv_err_errno(err, WV_EIO, errno, "could not rename a temporary file to \"%s\"",
+                              shown);
+        if (rc != 0)
+            unlinkat(dfd, tmp, 0);
+    }
+    free(tmp);
+    close(dfd);
+    free(shown);
+    return rc;
 }
 
-static int make_parent(const char *path, wv_err *err)
+typedef struct object_fill {
+    restore_ctx *c;
+    const file_job *j;
+    wv_obj_info info;
+} object_fill;
+
+static int fill_object(void *arg, wv_filter *dest, wv_err *err)
 {
-    char *parent = wv_dirname_dup(path);
-    int rc = wv_mkdir_p(parent, err);
-    free(parent);
+    object_fill *f = arg;
+    const file_job *j = f->j;
+    wv_source *src = NULL;
+    int rc = wv_storage_get_open(f->c->st, j->key, j->offset, j->length, &src, err);
+    if (rc != 0)
+        return rc;
+    rc = wv_object_read_ext(src, dest, 0, &f->info, err);
+    if (rc != 0 && j->length >= 0)
+        wv_err_context_at(err, wv_storage_name(f->c->st), j->key, " at offset %" PRId64, j->offset);
+    else if (rc != 0)
+        wv_err_context(err, wv_storage_name(f->c->st), j->key);
+    if (rc == 0 && (memcmp(f->info.sha256, j->sha256, 32) != 0 || f->info.plain_size != j->size))
+        rc = wv_err_set(err, WV_ECORRUPT,
+                        "%s: \"%s\" does not match the backup manifest (size or SHA-256)",
+                        wv_storage_name(f->c->st), j->key);
+    wv_source_close(src);
     return rc;
 }
 
 static int file_job_run(void *arg, wv_err *err)
 {
     file_job *j = arg;
-    wv_obj_info info;
-    int rc;
-    if (j->c->o->delta && same_content(j->dest, j->size, j->sha256)) {
+    if (j->c->o->delta && same_content(j->c, j->path, j->size, j->sha256)) {
         j->reused = 1;
         return 0;
     }
-    rc = make_parent(j->dest, err);
-    if (rc == 0)
-        rc = wv_repo_get_file_range(j->c->st, j->key, j->offset, j->length, j->dest, WV_GET_NOSYNC,
-                                    &info, err);
-    if (rc != 0)
-        return rc;
-    if (memcmp(info.sha256, j->sha256, 32) != 0 || info.plain_size != j->size) {
-        unlink(j->dest);
-        return wv_err_set(err, WV_ECORRUPT,
-                          "%s: \"%s\" does not match the backup manifest (size or SHA-256)",
-                          wv_storage_name(j->c->st), j->key);
-    }
-    return finish_file(j->dest, j->mode, j->mtime, err);
+    object_fill f = {.c = j->c, .j = j};
+    return write_confined(j->c, j->path, j->mode, j->mtime, fill_object, &f, err);
 }
 
 /* ---- bundles: one read of the whole object, every file in it written and verified ----------- */
@@ -531,27 +773,19 @@ static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, 
 {
     bundle_rjob *j = arg;
     restore_ctx *c = j->c;
-    char *dest = local_path(c, m->path);
     int rc = 0;
-    if (!dest)
-        return wv_err_set(err, WV_ECORRUPT, "manifest entry \"%s\" names an unknown tablespace",
-                          m->path);
-    if (c->o->delta && same_content(dest, m->size, m->sha256)) {
+    if (c->o->delta && same_content(c, m->path, m->size, m->sha256)) {
         j->reused++;
     } else {
         member_fill f = {obj, m};
-        rc = make_parent(dest, err);
-        if (rc == 0 && (rc = wv_repo_write_file(dest, WV_GET_NOSYNC, fill_member, &f, err)) < 0)
+        if ((rc = write_confined(c, m->path, m->mode, m->mtime, fill_member, &f, err)) < 0)
             wv_err_context_at(err, wv_storage_name(c->st), j->b->key, " at offset %" PRIu64 " (%s)",
                               m->offset, m->path);
-        if (rc == 0)
-            rc = finish_file(dest, m->mode, m->mtime, err);
     }
     if (rc == 0) {
         j->files++;
         j->bytes += m->size;
     }
-    free(dest);
     return rc;
 }
 
@@ -602,13 +836,14 @@ static int submit_bundles(restore_ctx *c, wv_err *err)
 static void file_job_done(void *arg, int rc, const wv_err *err)
 {
     file_job *j = arg;
+    (void)err;
     if (rc == 0) {
         j->c->files++;
         j->c->bytes += j->size;
         j->c->reused += j->reused;
     }
     free(j->key);
-    free(j->dest);
+    free(j->path);
     free(j);
 }
 
@@ -617,13 +852,7 @@ static int pass_files(void *arg, const wv_manifest_entry *e, wv_err *err)
     restore_ctx *c = arg;
     if (e->type != WV_MANIFEST_FILE)
         return 0;
-    char *lp = local_path(c, e->path);
-    if (!lp)
-        return wv_err_set(err, WV_ECORRUPT, "manifest entry \"%s\" names an unknown tablespace",
-                          e->path);
-    keep_path(c, lp);
     if (e->bundle) {
-        free(lp);
         wv_bundle_set_add(&c->bundles, c->b->h.id, e);
         return 0;
     }
@@ -632,7 +861,7 @@ static int pass_files(void *arg, const wv_manifest_entry *e, wv_err *err)
     char key[300];
     wv_manifest_file_object(c->b->h.id, e, key, sizeof(key), &j->offset, &j->length);
     j->key = wv_xstrdup(key);
-    j->dest = lp;
+    j->path = wv_xstrdup(e->path);
     memcpy(j->sha256, e->sha256, 32);
     j->size = e->size;
     j->mode = e->mode;
@@ -640,32 +869,52 @@ static int pass_files(void *arg, const wv_manifest_entry *e, wv_err *err)
     return wv_parallel_submit(c->par, file_job_run, file_job_done, j, err);
 }
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_kept(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return strcmp(((const kept *)a)->path, ((const kept *)b)->path);
 }
 
-/* delta: remove what the backup does not have. */
-static int prune(restore_ctx *c, const char *dir, wv_err *err)
+static const kept *find_kept(const restore_ctx *c, const char *path)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? 0 : wv_err_errno(err, WV_EIO, errno, "could not open \"%s\"", dir);
+    kept k = {.path = (char *)path};
+    if (!c->nkeep)
+        return NULL;
+    return bsearch(&k, c->keep, c->nkeep, sizeof(kept), cmp_kept);
+}
+
+/*
+ * delta: remove what the backup does not have from directory fd (manifest path prefix mp), and
+ * what has another type than the backup's (a link or file where it has a directory, ...). Works
+ * beneath fd only: a link is removed, never followed. Consumes fd.
+ */
+static int prune(restore_ctx *c, int fd, const char *mp, wv_err *err)
+{
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return wv_err_errno(err, WV_EIO, errno, "could not list \"%s\"", mp);
+    }
     struct dirent *de;
     int rc = 0;
     while (rc == 0 && (de = readdir(d)) != NULL) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        char *p = wv_xasprintf("%s/%s", dir, de->d_name);
-        int known = bsearch(&p, c->keep, c->nkeep, sizeof(char *), cmp_str) != NULL;
+        char *p = wv_xasprintf("%s/%s", mp, de->d_name);
+        const kept *k = find_kept(c, p);
         struct stat sb;
-        if (lstat(p, &sb) == 0) {
-            if (S_ISDIR(sb.st_mode)) {
-                rc = prune(c, p, err);
-                if (rc == 0 && !known && rmdir(p) != 0)
-                    rc = wv_err_errno(err, WV_EIO, errno, "could not remove \"%s\"", p);
-            } else if (!known && unlink(p) != 0) {
-                rc = wv_err_errno(err, WV_EIO, errno, "could not remove \"%s\"", p);
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            int want_dir = k && k->type == WV_MANIFEST_DIR && S_ISDIR(sb.st_mode);
+            int same = k && ((k->type == WV_MANIFEST_FILE && S_ISREG(sb.st_mode)) ||
+                             (k->type == WV_MANIFEST_SYMLINK && S_ISLNK(sb.st_mode)));
+            if (want_dir) {
+                int sub =
+                    openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                rc = sub < 0 ? wv_err_errno(err, WV_EIO, errno, "could not open \"%s\"", p)
+                             : prune(c, sub, p, err);
+            } else if (!same) {
+                char *shown = display_path(c, p);
+                rc = wv_dirfd_remove_tree(dirfd(d), de->d_name, shown, err);
+                free(shown);
             }
         }
         free(p);
@@ -676,26 +925,34 @@ static int prune(restore_ctx *c, const char *dir, wv_err *err)
 
 /* ---- recovery settings ----------------------------------------------------------------------- */
 
-static int write_file_durably(const char *path, const char *text, wv_err *err)
+/* PGDATA/name written durably through PGDATA's descriptor: temp file, fsync, rename, fsync. */
+static int write_file_durably(const restore_ctx *c, const char *name, const char *text, wv_err *err)
 {
-    char *tmp = wv_temp_path_for(path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    char *tmp = wv_temp_path_for(name);
+    char *shown = wv_xasprintf("%s/%s", c->pgdata, name);
+    int fd = openat(c->pgfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    wv_pg_file_mode(0640, c->group));
     int rc;
     if (fd < 0) {
-        rc = wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", tmp);
+        rc =
+            wv_err_errno(err, WV_EIO, errno, "could not create a temporary file for \"%s\"", shown);
         free(tmp);
+        free(shown);
         return rc;
     }
-    rc = wv_write_all(fd, text, strlen(text), tmp, err);
+    rc = wv_write_all(fd, text, strlen(text), shown, err);
     if (rc == 0)
-        rc = wv_fsync_fd(fd, tmp, err);
+        rc = wv_fsync_fd(fd, shown, err);
     close(fd);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = wv_err_errno(err, WV_EIO, errno, "could not rename \"%s\"", tmp);
+    if (rc == 0 && renameat(c->pgfd, tmp, c->pgfd, name) != 0)
+        rc = wv_err_errno(err, WV_EIO, errno, "could not rename a temporary file to \"%s\"", shown);
     if (rc != 0)
-        unlink(tmp);
+        unlinkat(c->pgfd, tmp, 0);
+    if (rc == 0 && fsync(c->pgfd) != 0)
+        rc = wv_err_errno(err, WV_EIO, errno, "could not fsync directory \"%s\"", c->pgdata);
     free(tmp);
-    return rc == 0 ? wv_fsync_parent(path, err) : rc;
+    free(shown);
+    return rc;
 }
 
 static void conf_quote(wv_buf *b, const char *s)
@@ -794,37 +1051,33 @@ static void recovery_settings(const restore_opts *o, const wv_plan *plan, const 
 /* Signals: standby.signal (a backup of a standby) removed, recovery.signal created last. */
 static int write_signals(const restore_ctx *c, wv_err *err)
 {
-    char *standby = wv_xasprintf("%s/standby.signal", c->pgdata);
-    if (unlink(standby) == 0)
+    if (unlinkat(c->pgfd, "standby.signal", 0) == 0)
         wv_log_warn("removed standby.signal from the restored data directory (the backup was "
                     "taken on a standby)");
-    free(standby);
-    char *sig = wv_xasprintf("%s/recovery.signal", c->pgdata);
-    int rc = write_file_durably(sig, "", err);
-    free(sig);
-    return rc;
+    return write_file_durably(c, "recovery.signal", "", err);
 }
 
 /* postgresql.auto.conf: its lines without earlier recovery settings, then ours; then the signals. */
 static int write_recovery_conf(restore_ctx *c, const wv_plan *plan, const char *fetch_bin,
                                const char *conf, wv_err *err)
 {
-    char *path = wv_xasprintf("%s/postgresql.auto.conf", c->pgdata);
     wv_buf out = WV_BUF_INIT;
-    FILE *f = fopen(path, "r");
+    int fd = openat(c->pgfd, "postgresql.auto.conf", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     if (f) {
         char line[8192];
         while (fgets(line, sizeof(line), f))
             if (!is_recovery_line(line))
                 wv_buf_append_str(&out, line);
         fclose(f);
+    } else if (fd >= 0) {
+        close(fd);
     }
     if (out.len && out.data[out.len - 1] != '\n')
         wv_buf_append_str(&out, "\n");
     recovery_settings(c->o, plan, fetch_bin, conf, &out);
-    int rc = write_file_durably(path, wv_buf_cstr(&out), err);
+    int rc = write_file_durably(c, "postgresql.auto.conf", wv_buf_cstr(&out), err);
     wv_buf_free(&out);
-    free(path);
     return rc == 0 ? write_signals(c, err) : rc;
 }
 
@@ -940,7 +1193,7 @@ static int load_options(int argc, char **argv, const char *config_path, restore_
 }
 
 /* The data directory: absolute, no server running on it, empty unless --delta. */
-static int check_pgdata(restore_ctx *c, int *exists, wv_err *err)
+static int check_pgdata(restore_ctx *c, int *exists, int *empty_out, wv_err *err)
 {
     int empty, rc;
     c->pgdata = absolute(c->o->pgdata);
@@ -951,6 +1204,7 @@ static int check_pgdata(restore_ctx *c, int *exists, wv_err *err)
     if ((rc = check_no_server(c->pgdata, err)) != 0 ||
         (rc = dir_state(c->pgdata, exists, &empty, err)) != 0)
         return rc;
+    *empty_out = empty;
     if (*exists && !empty && !c->o->delta) {
         rc = wv_err_set(err, WV_EREFUSED,
                         "data directory \"%s\" is not empty: refusing to "
@@ -1001,8 +1255,6 @@ static void report_plan(const restore_opts *o, const repo_plan *rp, const char *
                 b->h.timeline, rp->repo->rc->name);
     wv_log_info("recovery target: %s; recovery_target_timeline = %" PRIu32 " (%s)", tdesc,
                 rp->plan.tli, rp->plan.tli_reason);
-    if (o->dry_run)
-        wv_log_info("dry run: nothing written");
 }
 
 /* wal-fetch beside this program and the absolute configuration path, for restore_command. */
@@ -1019,8 +1271,47 @@ static int find_restore_command(const wv_config *cfg, char **fetch_bin, char **c
     return 0;
 }
 
-/* The backup's tablespaces, their (mapped) locations checked: every map used, each empty. */
-static int place_tablespaces(restore_ctx *c, wv_err *err)
+/* Whether an absolute path has only plain components (no ".", "..", empty ones). */
+static int plain_absolute(const char *p)
+{
+    return p[0] == '/' && p[1] && p[strlen(p) - 1] != '/' && wv_relpath_valid(p + 1);
+}
+
+/* Whether path is dir or lies below it (both absolute and plain); also through links, when both
+ * exist. */
+static int inside(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+        return 1;
+    char *rp = realpath(path, NULL), *rd = realpath(dir, NULL);
+    int in = 0;
+    if (rp && rd) {
+        n = strlen(rd);
+        in = strncmp(rp, rd, n) == 0 && (rp[n] == '\0' || rp[n] == '/' || n == 1);
+    }
+    free(rp);
+    free(rd);
+    return in;
+}
+
+/* Whether dir holds a directory (not a link) named name. */
+static int holds_dir(const char *dir, const char *name)
+{
+    char *p = wv_xasprintf("%s/%s", dir, name);
+    struct stat sb;
+    int r = lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+    free(p);
+    return r;
+}
+
+/*
+ * The backup's tablespaces, read and checked before anything is written (and before a dry run
+ * returns): every --tablespace-map names one of them; each location is absolute, plain, outside
+ * PGDATA and other locations, and empty, or (--delta) holds that tablespace's PG_VERSION directory.
+ * Then every manifest entry is validated (pass_validate).
+ */
+static int check_tablespaces(restore_ctx *c, wv_err *err)
 {
     const restore_opts *o = c->o;
     int rc = manifest_pass(c, pass_tablespaces, err);
@@ -1036,21 +1327,159 @@ static int place_tablespaces(restore_ctx *c, wv_err *err)
             wv_err_hint(err, "nothing was written");
             return rc;
         }
+    if ((rc = manifest_pass(c, pass_validate, err)) != 0)
+        return rc;
     for (int i = 0; i < c->nts; i++) {
+        tablespace *t = &c->ts[i];
         int tex, tempty;
-        if ((rc = dir_state(c->ts[i].location, &tex, &tempty, err)) != 0)
-            return rc;
-        if (tex && !tempty && !o->delta) {
-            rc = wv_err_set(err, WV_EREFUSED, "tablespace %" PRIu32 " location \"%s\" is not empty",
-                            c->ts[i].oid, c->ts[i].location);
+        if (!plain_absolute(t->location) || inside(t->location, c->pgdata)) {
+            rc = wv_err_set(err, WV_EREFUSED,
+                            "tablespace %" PRIu32 " location \"%s\" must be an absolute path "
+                            "outside the data directory \"%s\"",
+                            t->oid, t->location, c->pgdata);
             wv_err_hint(err,
-                        "map it elsewhere with --tablespace-map %s=/new/empty/dir, or use "
-                        "--delta",
-                        c->ts[i].location);
+                        "map it elsewhere with --tablespace-map %s=/new/empty/dir; nothing "
+                        "was written",
+                        t->location);
             return rc;
         }
+        for (int k = 0; k < i; k++)
+            if (inside(t->location, c->ts[k].location) || inside(c->ts[k].location, t->location))
+                return wv_err_set(err, WV_EREFUSED,
+                                  "tablespace locations \"%s\" and \"%s\" overlap",
+                                  c->ts[k].location, t->location);
+        if ((rc = dir_state(t->location, &tex, &tempty, err)) != 0)
+            return rc;
+        if (!tex || tempty)
+            continue;
+        if (o->delta && t->pgverdir && holds_dir(t->location, t->pgverdir)) {
+            t->reuse = 1;
+            continue;
+        }
+        if (o->delta)
+            rc = wv_err_set(err, WV_EREFUSED,
+                            "tablespace %" PRIu32 " location \"%s\" is not empty and holds no "
+                            "\"%s\" directory: refusing to restore into it",
+                            t->oid, t->location, t->pgverdir ? t->pgverdir : "PG_VERSION");
+        else
+            rc = wv_err_set(err, WV_EREFUSED, "tablespace %" PRIu32 " location \"%s\" is not empty",
+                            t->oid, t->location);
+        wv_err_hint(err,
+                    "map it elsewhere with --tablespace-map %s=/new/empty/dir%s; nothing was "
+                    "written",
+                    t->location, o->delta ? "" : ", or use --delta");
+        return rc;
     }
     return 0;
+}
+
+/* The major version in PGDATA/PG_VERSION (0 if unreadable) and the system identifier in
+ * PGDATA/global/pg_control (its first 8 bytes, little-endian; *have_sysid 0 if unreadable). */
+static void read_cluster_identity(const char *pgdata, unsigned *major, uint64_t *sysid,
+                                  int *have_sysid)
+{
+    char *p = wv_xasprintf("%s/PG_VERSION", pgdata);
+    char buf[16] = {0};
+    int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    size_t got = 0;
+    *major = 0;
+    *have_sysid = 0;
+    if (fd >= 0) {
+        if (wv_read_full(fd, buf, sizeof(buf) - 1, &got, p, NULL) == 0)
+            *major = (unsigned)strtoul(buf, NULL, 10);
+        close(fd);
+    }
+    free(p);
+    p = wv_xasprintf("%s/global/pg_control", pgdata);
+    uint8_t ctl[8];
+    fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        if (wv_read_full(fd, ctl, sizeof(ctl), &got, p, NULL) == 0 && got == sizeof(ctl)) {
+            *sysid = wv_get_le64(ctl);
+            *have_sysid = 1;
+        }
+        close(fd);
+    }
+    free(p);
+}
+
+/* --delta onto a non-empty PGDATA: it must be a data directory of this backup's cluster (its
+ * PG_VERSION major and pg_control system identifier), unless --force. */
+static int check_delta_target(restore_ctx *c, wv_err *err)
+{
+    unsigned major;
+    uint64_t sysid = 0;
+    int have_sysid, rc;
+    unsigned want = c->b->h.pg_version / 10000;
+    if (c->o->force)
+        return 0;
+    read_cluster_identity(c->pgdata, &major, &sysid, &have_sysid);
+    if (major == 0) {
+        rc = wv_err_set(err, WV_EREFUSED,
+                        "--delta: \"%s\" is not empty and has no PG_VERSION: it is not a data "
+                        "directory, refusing to replace its contents",
+                        c->pgdata);
+        wv_err_hint(err, "restore into a new or empty directory; --force replaces everything in "
+                         "it; nothing was written");
+        return rc;
+    }
+    if (major != want || (have_sysid && sysid != c->b->h.system_id)) {
+        rc = wv_err_set(err, WV_EREFUSED,
+                        "--delta: \"%s\" is a data directory of another cluster (PostgreSQL %u, "
+                        "database system %" PRIu64 "; backup %s is of PostgreSQL %u, database "
+                        "system %" PRIu64 ")",
+                        c->pgdata, major, have_sysid ? sysid : 0, c->b->h.id, want,
+                        c->b->h.system_id);
+        wv_err_hint(err, "restore into a new or empty directory, or pass --force to replace that "
+                         "cluster's files; nothing was written");
+        return rc;
+    }
+    return 0;
+}
+
+/*
+ * --xid: a transaction the archive cannot hold is refused. Every transaction id assigned after the
+ * chosen backup's checkpoint appears in the WAL that follows it (at least 4 bytes each: a commit or
+ * abort record lists it), so the next transaction id at the end of the reachable WAL is at most
+ * the backup's next transaction id plus a quarter of the bytes from the backup's start to there.
+ */
+static int check_xid(const restore_opts *o, repo_plan *rp, wv_err *err)
+{
+    if (o->target.kind != WV_TARGET_XID)
+        return 0;
+    const wv_backup *b = rp->plan.backup;
+    uint32_t next = 0;
+    int rc = rp->facts.ops->backup_next_xid(rp->facts.arg, b, &next, err);
+    if (rc != 0 || next == 0)
+        return rc;
+    uint64_t wal =
+        rp->plan.reach.end_lsn > b->h.start_lsn ? rp->plan.reach.end_lsn - b->h.start_lsn : 0;
+    uint64_t most = wal / 4 + 1;
+    uint32_t ahead = o->target.xid - next; /* modulo 2^32, as transaction ids compare */
+    if (ahead >= 0x80000000u || ahead <= most)
+        return 0;
+    char end[WV_LSN_LEN];
+    wv_lsn_format(rp->plan.reach.end_lsn, end);
+    rc = wv_err_set(err, WV_EREFUSED,
+                    "transaction %" PRIu32 " does not exist in the archive: backup %s's next "
+                    "transaction id is %" PRIu32 " and the WAL archived after it (to %s) can hold "
+                    "at most %" PRIu64 " more",
+                    o->target.xid, b->h.id, next, end, most);
+    wv_err_hint(err, "check the transaction id (SELECT txid_current() on the server); nothing was "
+                     "written");
+    return rc;
+}
+
+/* Every check that reads the backup's manifest or the targets, before anything is written. */
+static int check_targets(restore_ctx *c, const repo_plan *rp, int exists, int empty, wv_err *err)
+{
+    (void)rp;
+    int rc = check_tablespaces(c, err);
+    if (rc == 0 && c->o->delta && exists && !empty)
+        rc = check_delta_target(c, err);
+    if (rc == 0 && c->nkeep)
+        qsort(c->keep, c->nkeep, sizeof(kept), cmp_kept);
+    return rc;
 }
 
 /* Every file of the backup, fetched in parallel (bundles a bundle at a time) and verified. */
@@ -1074,37 +1503,72 @@ static int fetch_files(restore_ctx *c, const wv_config *cfg, wv_err *err)
     return rc;
 }
 
-/* --delta: remove what the backup does not have, in the data directory and each tablespace. */
+/* --delta: remove what the backup does not have, in the data directory and inside each reused
+ * tablespace's PG_VERSION directory (nothing else in a tablespace location is touched). */
 static int prune_delta(restore_ctx *c, wv_err *err)
 {
-    int rc;
-    qsort(c->keep, c->nkeep, sizeof(char *), cmp_str);
-    if ((rc = prune(c, c->pgdata, err)) != 0)
+    int rc, fd = openat(c->pgfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return wv_err_errno(err, WV_EIO, errno, "could not open \"%s\"", c->pgdata);
+    if ((rc = prune(c, fd, "pgdata", err)) != 0)
         return rc;
-    for (int i = 0; i < c->nts; i++)
-        if ((rc = prune(c, c->ts[i].location, err)) != 0)
+    for (int i = 0; i < c->nts; i++) {
+        tablespace *t = &c->ts[i];
+        if (!t->reuse)
+            continue;
+        fd = openat(t->fd, t->pgverdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return wv_err_errno(err, WV_EIO, errno, "could not open \"%s/%s\"", t->location,
+                                t->pgverdir);
+        char *mp = wv_xasprintf("tblspc/%" PRIu32 "/%s", t->oid, t->pgverdir);
+        rc = prune(c, fd, mp, err);
+        free(mp);
+        if (rc != 0)
             return rc;
+    }
     return 0;
 }
 
-/* Tablespaces first (their locations), then directories and links, then files; then one sync of
- * each file system. */
-static int write_data_dir(restore_ctx *c, const wv_config *cfg, int exists, wv_err *err)
+/* Create (if needed) and open a target directory given by the user or the backup. */
+static int open_target(const char *path, mode_t mode, int *fd, wv_err *err)
+{
+    if (mkdir(path, mode) != 0 && errno != EEXIST) {
+        char *parent = wv_dirname_dup(path);
+        int rc = wv_mkdir_p(parent, err);
+        free(parent);
+        if (rc != 0)
+            return rc;
+        if (mkdir(path, mode) != 0 && errno != EEXIST)
+            return wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", path);
+    }
+    *fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0)
+        return wv_err_errno(err, WV_EIO, errno, "could not open \"%s\"", path);
+    return 0;
+}
+
+/* The targets opened, then (delta) pruning, directories and links, files; then one sync of each
+ * file system. */
+static int write_data_dir(restore_ctx *c, const wv_config *cfg, wv_err *err)
 {
     int rc;
-    if ((rc = place_tablespaces(c, err)) != 0)
-        return rc;
-    if (!exists && mkdir(c->pgdata, 0700) != 0 && errno != EEXIST)
-        return wv_err_errno(err, WV_EIO, errno, "could not create \"%s\"", c->pgdata);
-    if ((rc = manifest_pass(c, pass_dirs, err)) != 0 || (rc = fetch_files(c, cfg, err)) != 0)
-        return rc;
-    if (c->o->delta && (rc = prune_delta(c, err)) != 0)
-        return rc;
-    if ((rc = wv_syncfs(c->pgdata, err)) != 0)
+    mode_t dmode = wv_pg_dir_mode(0, c->group);
+    if ((rc = open_target(c->pgdata, dmode, &c->pgfd, err)) != 0)
         return rc;
     for (int i = 0; i < c->nts; i++)
-        if ((rc = wv_syncfs(c->ts[i].location, err)) != 0)
+        if ((rc = open_target(c->ts[i].location, dmode, &c->ts[i].fd, err)) != 0)
             return rc;
+    if (c->o->delta && (rc = prune_delta(c, err)) != 0)
+        return rc;
+    if ((rc = manifest_pass(c, pass_dirs, err)) != 0 || (rc = fetch_files(c, cfg, err)) != 0)
+        return rc;
+    if (syncfs(c->pgfd) != 0)
+        return wv_err_errno(err, WV_EIO, errno, "could not sync the file system of \"%s\"",
+                            c->pgdata);
+    for (int i = 0; i < c->nts; i++)
+        if (syncfs(c->ts[i].fd) != 0)
+            return wv_err_errno(err, WV_EIO, errno, "could not sync the file system of \"%s\"",
+                                c->ts[i].location);
     return 0;
 }
 
@@ -1134,13 +1598,19 @@ static void restore_ctx_free(restore_ctx *c)
 {
     if (c->par)
         wv_parallel_free(c->par);
-    for (int i = 0; i < c->nts; i++)
+    for (int i = 0; i < c->nts; i++) {
         free(c->ts[i].location);
+        free(c->ts[i].pgverdir);
+        if (c->ts[i].fd >= 0)
+            close(c->ts[i].fd);
+    }
     wv_buf_free(&c->ts_names);
     for (size_t i = 0; i < c->nkeep; i++)
-        free(c->keep[i]);
+        free(c->keep[i].path);
     free(c->keep);
     free(c->pgdata);
+    if (c->pgfd >= 0)
+        close(c->pgfd);
 }
 
 int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
@@ -1150,26 +1620,34 @@ int wv_bbcmd_restore(int argc, char **argv, const char *config_path)
     wv_config *cfg = NULL;
     repo_plan rp;
     restore_ctx c;
-    int rc, exists = 0;
+    int rc, exists = 0, empty = 1;
     char *conf_abs = NULL, *fetch_bin = NULL, tdesc[128];
 
     memset(&rp, 0, sizeof(rp));
     memset(&c, 0, sizeof(c));
+    c.pgfd = -1;
     wv_err_clear(&err);
     c.o = &o;
-    /* Every check, and the plan, before the first byte is written. */
+    /* Every check, and the plan, before the first byte is written; a dry run makes them all. */
     if ((rc = load_options(argc, argv, config_path, &o, &cfg, &err)) != 0 ||
-        (rc = check_pgdata(&c, &exists, &err)) != 0 || (rc = plan_restore(cfg, &o, &rp, &err)) != 0)
+        (rc = check_pgdata(&c, &exists, &empty, &err)) != 0 ||
+        (rc = plan_restore(cfg, &o, &rp, &err)) != 0)
         goto out;
     c.st = rp.repo->st;
     c.b = rp.plan.backup;
+    if ((rc = check_xid(&o, &rp, &err)) != 0 ||
+        (rc = check_targets(&c, &rp, exists, empty, &err)) != 0 ||
+        (rc = find_restore_command(cfg, &fetch_bin, &conf_abs, &err)) != 0)
+        goto out;
     describe_target(&o.target, tdesc, sizeof(tdesc));
     report_plan(&o, &rp, tdesc);
-    if (o.dry_run || (rc = find_restore_command(cfg, &fetch_bin, &conf_abs, &err)) != 0)
+    if (o.dry_run) {
+        wv_log_info("dry run: nothing written (every check passed)");
         goto out;
+    }
     c.t0 = wv_mono_s();
     /* Durable: the data, then the recovery settings last. */
-    if ((rc = write_data_dir(&c, cfg, exists, &err)) != 0 ||
+    if ((rc = write_data_dir(&c, cfg, &err)) != 0 ||
         (rc = write_recovery_conf(&c, &rp.plan, fetch_bin, conf_abs, &err)) != 0)
         goto out;
     report_done(&c, &rp, tdesc);

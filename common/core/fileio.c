@@ -144,21 +144,27 @@ int wv_is_temp_name(const char *name)
 
 int wv_rename_noreplace(const char *old_path, const char *new_path, wv_err *err)
 {
-    if (renameat2(AT_FDCWD, old_path, AT_FDCWD, new_path, RENAME_NOREPLACE) == 0)
+    return wv_renameat_noreplace(AT_FDCWD, old_path, new_path, old_path, new_path, err);
+}
+
+int wv_renameat_noreplace(int dirfd, const char *old_name, const char *new_name,
+                          const char *old_display, const char *new_display, wv_err *err)
+{
+    if (renameat2(dirfd, old_name, dirfd, new_name, RENAME_NOREPLACE) == 0)
         return 0;
     if (errno == EEXIST)
-        return wv_err_set(err, WV_EEXIST, "\"%s\" already exists", new_path);
+        return wv_err_set(err, WV_EEXIST, "\"%s\" already exists", new_display);
     if (errno != EINVAL && errno != ENOSYS)
-        return wv_err_errno(err, WV_EIO, errno, "could not rename \"%s\" to \"%s\"", old_path,
-                            new_path);
+        return wv_err_errno(err, WV_EIO, errno, "could not rename \"%s\" to \"%s\"", old_display,
+                            new_display);
     /* The file system cannot rename without replacing: a hard link fails atomically instead. */
-    if (link(old_path, new_path) != 0) {
+    if (linkat(dirfd, old_name, dirfd, new_name, 0) != 0) {
         if (errno == EEXIST)
-            return wv_err_set(err, WV_EEXIST, "\"%s\" already exists", new_path);
-        return wv_err_errno(err, WV_EIO, errno, "could not link \"%s\" to \"%s\"", old_path,
-                            new_path);
+            return wv_err_set(err, WV_EEXIST, "\"%s\" already exists", new_display);
+        return wv_err_errno(err, WV_EIO, errno, "could not link \"%s\" to \"%s\"", old_display,
+                            new_display);
     }
-    unlink(old_path);
+    unlinkat(dirfd, old_name, 0);
     return 0;
 }
 

@@ -35,6 +35,9 @@ int wv_is_temp_name(const char *name);
 
 /* rename(2) that refuses to replace: WV_EEXIST if new_path exists. */
 int wv_rename_noreplace(const char *old_path, const char *new_path, wv_err *err);
+/* The same for two names inside directory dirfd; messages use the display names. */
+int wv_renameat_noreplace(int dirfd, const char *old_name, const char *new_name,
+                          const char *old_display, const char *new_display, wv_err *err);
 
 /* Make everything written on the file system holding path durable (syncfs). */
 int wv_syncfs(const char *path, wv_err *err);

@@ -5,6 +5,11 @@
  *
  * A driver knows nothing of WAL or backups, only of named objects ("keys": relative paths with '/'
  * separators, no leading '/', no "." or ".." components; storage.c checks this before calling).
+ * A driver over a file system keeps every key inside its root whatever the file system holds: the
+ * posix driver resolves keys beneath the root's directory descriptor with O_NOFOLLOW per component
+ * and follows a symbolic link only as the root itself or as the top-level wal/ or backup/ (an
+ * administrator's choice); any other link on a key's path, or as the key, is WV_EREFUSED with a
+ * message naming it (see storage/posix.c).
  *
  * Required operations:
  *   put_open   start writing an object. Nothing is visible under `key` until commit() succeeds.
@@ -16,8 +21,10 @@
  *                          Frees the sink whatever the outcome.
  *              sink.abort  discard everything written; leaves no trace; never fails; frees the sink.
  *   get_open   open an object for reading, optionally a byte range: offset >= 0 with length (-1 = to
- *              the end), or offset < 0 for the last -offset bytes. WV_ENOTFOUND if absent, and only
- *              then. source.read returns 0 with *got == 0 at the end; source.close frees it.
+ *              the end), or offset < 0 for the last -offset bytes. WV_ENOTFOUND if absent, and
+ *              only then. A length below -1 or offset INT64_MIN is refused with WV_EUSAGE (the
+ *              remote helper passes a client's numbers straight through). source.read returns 0 with *got == 0 at the end;
+ *              source.close frees it.
  *   stat       size and modification time; WV_ENOTFOUND if absent.
  *   list       every key under a prefix ("wal/0000000100000000/"), recursively, in no particular
  *              order; the callback returning non-zero stops the listing and that value is returned.

@@ -240,8 +240,14 @@ def test_running_postmaster_and_delta(pitr):
     refused(restore_into(pitr, dd, "--to", iso(between(pitr, 2))), "not empty")
     assert tree_files(dd) == before
 
-    # with --delta: repaired, retargeted
-    res = restore_into(pitr, dd, "--delta", "--to", iso(between(pitr, 2)))
+    # --delta without PG_VERSION: not recognisably a data directory, refused unless --force
+    line = refused(restore_into(pitr, dd, "--delta", "--to", iso(between(pitr, 2))),
+                   "is not empty and has no PG_VERSION", "--force")
+    assert "nothing was written" in line
+    assert tree_files(dd) == before
+
+    # with --delta --force: repaired, retargeted
+    res = restore_into(pitr, dd, "--delta", "--force", "--to", iso(between(pitr, 2)))
     assert res.returncode == 0, res.stderr
     m = re.search(r"delta: (\d+) files were already identical", res.stdout + res.stderr)
     assert m and int(m.group(1)) > 100, res.stderr

@@ -5,7 +5,7 @@ backup. Proves: with the original location empty the tablespace is restored wher
 (pg_tblspc/<oid> points there) and PITR gives exactly the batches before the target; a non-empty
 location is refused before anything is written, with the --tablespace-map hint; --tablespace-map
 OLD=NEW puts the tablespace into NEW (the link and PostgreSQL agree, OLD is not touched); a map
-naming no tablespace of the backup is refused.
+naming no tablespace of the backup is refused. Both refusals come from --dry-run as well.
 """
 
 import os
@@ -74,11 +74,12 @@ def test_tablespace_remapped(ts):
     # first (the original location is empty): a map that names no tablespace, a non-empty NEW
     new = make_pg_dir(os.path.join(ts.dir, "ts1-new"), 0o700)
     target = os.path.join(ts.dir, "never")
-    res = bb(ts.restorer.wv, ts.repo, "restore", "--pgdata", target, "--tablespace-map",
-             "/no/such/tablespace=%s" % new, check=False)
-    assert res.returncode != 0 and "/no/such/tablespace" in res.stderr and ts.loc in res.stderr, \
-        res.stderr
-    assert_nothing_written(target)
+    for dry in (["--dry-run"], []):
+        res = bb(ts.restorer.wv, ts.repo, "restore", "--pgdata", target, "--tablespace-map",
+                 "/no/such/tablespace=%s" % new, *dry, check=False)
+        assert res.returncode != 0 and "/no/such/tablespace" in res.stderr and \
+            ts.loc in res.stderr, res.stderr
+        assert_nothing_written(target)
     open(os.path.join(new, "x"), "w").close()
     res = bb(ts.restorer.wv, ts.repo, "restore", "--pgdata", target, "--tablespace-map",
              "%s=%s" % (ts.loc, new), check=False)
@@ -101,11 +102,12 @@ def test_tablespace_in_place(ts):
     junk = os.path.join(ts.loc, "junk")
     open(junk, "w").close()
     target = os.path.join(ts.dir, "never")
-    res = bb(ts.restorer.wv, ts.repo, "restore", "--pgdata", target, check=False)
-    assert res.returncode != 0
-    assert "tablespace %d location \"%s\" is not empty" % (ts.oid, ts.loc) in res.stderr
-    assert "--tablespace-map %s=" % ts.loc in res.stderr
-    assert_nothing_written(target)
+    for dry in (["--dry-run"], []):  # the dry run refuses what the real run refuses
+        res = bb(ts.restorer.wv, ts.repo, "restore", "--pgdata", target, *dry, check=False)
+        assert res.returncode != 0
+        assert "tablespace %d location \"%s\" is not empty" % (ts.oid, ts.loc) in res.stderr
+        assert "--tablespace-map %s=" % ts.loc in res.stderr
+        assert_nothing_written(target)
     assert os.listdir(ts.loc) == ["junk"]
     os.unlink(junk)
 

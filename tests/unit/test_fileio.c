@@ -2,7 +2,8 @@
  * test_fileio.c - the durable file helpers in a temporary directory: write-all (a file, /dev/full
  * and a full tmpfs for "no space", a descriptor not open for writing), full reads and preads
  * (EOF, pieces from a pipe), fsync of files and directories, mkdir -p, temp names and their
- * detection, rename that never replaces, syncfs and dirname. Every error names the path.
+ * detection, rename that never replaces (by path and inside a directory descriptor), syncfs and
+ * dirname. Every error names the path.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -390,6 +391,34 @@ static void test_temp_names(void **state)
             fail_msg("wv_is_temp_name(\"%s\") != %d", names[i].name, names[i].is_temp);
 }
 
+/* The same inside a directory descriptor: names relative to it, messages with the display names. */
+static void test_renameat_noreplace(void **state)
+{
+    (void)state;
+    wv_err err;
+    wv_err_clear(&err);
+    int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    char *a = path_in("at-old"), *b = path_in("at-new");
+    write_file(a, "one");
+    assert_int_equal(wv_renameat_noreplace(dfd, "at-old", "at-new", "A", "B", &err), 0);
+    assert_int_equal(access(a, F_OK), -1);
+    write_file(a, "two");
+    assert_int_equal(wv_renameat_noreplace(dfd, "at-old", "at-new", "A", "B", &err), WV_EEXIST);
+    assert_string_equal(err.msg, "\"B\" already exists");
+    size_t n;
+    char *s = slurp(b, &n);
+    assert_string_equal(s, "one");
+    free(s);
+    unlink(a);
+    assert_int_equal(wv_renameat_noreplace(dfd, "at-old", "at-x", "A", "X", &err), WV_EIO);
+    assert_non_null(strstr(err.msg, "could not rename \"A\" to \"X\""));
+    unlink(b);
+    close(dfd);
+    free(a);
+    free(b);
+}
+
 static void test_rename_noreplace(void **state)
 {
     (void)state;
@@ -464,8 +493,8 @@ int main(void)
         cmocka_unit_test(test_write_tmpfs_full), cmocka_unit_test(test_read_full),
         cmocka_unit_test(test_read_pieces),      cmocka_unit_test(test_fsync),
         cmocka_unit_test(test_mkdir_p),          cmocka_unit_test(test_temp_names),
-        cmocka_unit_test(test_rename_noreplace), cmocka_unit_test(test_syncfs),
-        cmocka_unit_test(test_dirname),
+        cmocka_unit_test(test_rename_noreplace), cmocka_unit_test(test_renameat_noreplace),
+        cmocka_unit_test(test_syncfs),           cmocka_unit_test(test_dirname),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

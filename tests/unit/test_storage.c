@@ -359,6 +359,130 @@ static void test_ranged_get(void **state)
         read_range(f, cases[i].offset, cases[i].length, cases[i].start, cases[i].want);
 }
 
+static int list_count(fixture *f, const char *prefix);
+
+/* Ranges no caller may ask for: refused before anything is read (INT64_MIN once overflowed). */
+static void test_bad_ranges(void **state)
+{
+    fixture *f = *state;
+    uint8_t data[OBJ_SIZE];
+    pattern(data, sizeof(data));
+    put_bytes(f, "obj", 0, data, sizeof(data));
+    static const int64_t bad[][2] = {
+        {INT64_MIN, -1}, {INT64_MIN, 10}, {0, -2}, {5, INT64_MIN}, {-1, -5},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        wv_source *src = NULL;
+        wv_err err;
+        wv_err_clear(&err);
+        assert_int_equal(wv_storage_get_open(f->st, "obj", bad[i][0], bad[i][1], &src, &err),
+                         WV_EUSAGE);
+        assert_null(src);
+        assert_non_null(strstr(err.msg, "bad range for \"obj\""));
+    }
+    /* The extremes that are valid: the largest suffix, the largest offset and length. */
+    read_range(f, INT64_MIN + 1, -1, 0, OBJ_SIZE);
+    read_range(f, INT64_MAX, INT64_MAX, 0, 0);
+    read_range(f, 2, INT64_MAX, 2, OBJ_SIZE - 2);
+}
+
+static void make_outside(char *out, size_t len)
+{
+    snprintf(out, len, "/tmp/wv-test-outside.XXXXXX");
+    assert_non_null(mkdtemp(out));
+}
+
+static void link_in_root(const fixture *f, const char *rel, const char *target)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", f->root, rel);
+    assert_int_equal(symlink(target, path), 0);
+}
+
+/* A symbolic link inside a key's path is refused by every operation, naming it, and nothing is
+ * written, read or removed through it. */
+static void test_symlink_inside_refused(void **state)
+{
+    fixture *f = *state;
+    char outside[64], secret[128];
+    make_outside(outside, sizeof(outside));
+    snprintf(secret, sizeof(secret), "%s/secret", outside);
+    FILE *fp = fopen(secret, "w");
+    assert_non_null(fp);
+    fputs("secret", fp);
+    fclose(fp);
+    put_str(f, "wal/0000000100000000/keep", "x");
+    link_in_root(f, "wal/0000000100000000/evil", outside);
+    link_in_root(f, "wal/0000000100000000/file", secret);
+    link_in_root(f, "other", outside);
+    static const char *keys[] = {"wal/0000000100000000/evil/secret", "wal/0000000100000000/file",
+                                 "wal/0000000100000000/evil/new", "other/secret", "other/new"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        wv_err err;
+        wv_sink *sink = NULL;
+        wv_source *src = NULL;
+        wv_stat ws;
+        wv_err_clear(&err);
+        assert_int_equal(wv_storage_put_open(f->st, keys[i], 0, &sink, &err), WV_EREFUSED);
+        assert_non_null(strstr(err.msg, "is a symbolic link; refusing to follow it"));
+        assert_int_equal(wv_storage_get_open(f->st, keys[i], 0, -1, &src, &err), WV_EREFUSED);
+        assert_int_equal(wv_storage_stat(f->st, keys[i], &ws, &err), WV_EREFUSED);
+        assert_int_equal(wv_storage_remove(f->st, keys[i], &err), WV_EREFUSED);
+    }
+    wv_err err;
+    wv_sink *sink = NULL;
+    assert_int_equal(wv_storage_put_open(f->st, "other/new", 0, &sink, &err), WV_EREFUSED);
+    assert_non_null(strstr(err.msg, "\"other\" is a symbolic link"));
+    assert_int_equal(wv_storage_put_open(f->st, "wal/0000000100000000/evil/x", 0, &sink, &err),
+                     WV_EREFUSED);
+    assert_non_null(strstr(err.msg, "\"wal/0000000100000000/evil\" is a symbolic link"));
+    /* Listing does not descend into them either. */
+    assert_int_equal(list_count(f, "wal/"), 1);
+    assert_int_equal(count_entries(outside), 1);
+    char *s = get_str(f, "wal/0000000100000000/keep");
+    assert_string_equal(s, "x");
+    free(s);
+    unlink(secret);
+    rmdir(outside);
+}
+
+/* A symbolic link as the repository root or as the top-level wal/ or backup/ is followed. */
+static void test_symlinked_root_and_top_level(void **state)
+{
+    fixture *f = *state;
+    char disk[64], linkroot[128];
+    make_outside(disk, sizeof(disk));
+    link_in_root(f, "wal", disk);
+    put_str(f, "wal/0000000100000000/000000010000000000000001", "segment");
+    char *s = get_str(f, "wal/0000000100000000/000000010000000000000001");
+    assert_string_equal(s, "segment");
+    free(s);
+    assert_int_equal(list_count(f, ""), 1);
+    assert_int_equal(list_count(f, "wal/"), 1);
+    assert_int_equal(count_entries(disk), 2); /* the directory and the object, on the other disk */
+    wv_err err;
+    assert_int_equal(
+        wv_storage_remove(f->st, "wal/0000000100000000/000000010000000000000001", &err), 0);
+    assert_int_equal(count_entries(disk), 0); /* pruned up to, not including, wal/ */
+    assert_true(exists(f, "wal"));
+
+    /* The root itself as a link. */
+    snprintf(linkroot, sizeof(linkroot), "%s-link", f->root);
+    assert_int_equal(symlink(f->root, linkroot), 0);
+    wv_repo_config rc = f->rc;
+    rc.path = linkroot;
+    wv_storage *st = NULL;
+    assert_int_equal(wv_storage_open(&rc, &st, &err), 0);
+    assert_int_equal(wv_storage_put_all(st, "backup/x/file", 0, "b", 1, &err), 0);
+    wv_storage_free(st);
+    assert_true(exists(f, "backup/x/file"));
+    unlink(linkroot);
+    char walpath[128];
+    snprintf(walpath, sizeof(walpath), "%s/wal", f->root);
+    unlink(walpath);
+    rmdir(disk);
+}
+
 static void test_absent_keys(void **state)
 {
     fixture *f = *state;
@@ -574,6 +698,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_leaves_no_trace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noreplace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ranged_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_inside_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlinked_root_and_top_level, setup, teardown),
         cmocka_unit_test_setup_teardown(test_absent_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_all_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
