@@ -42,6 +42,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/retention_config.h"
 #include "core/timeparse.h"
 #include "core/units.h"
@@ -614,6 +615,10 @@ int wv_bbcmd_expire(int argc, char **argv, const char *config_path)
         return wv_cli_fail(&err);
     }
     rc = expire_run(cfg, repo, 0, &o, &err);
+    if (!o.dry_run)
+        wv_notify(cfg, &(wv_notify_event){.event = "expire",
+                                          .ok = rc == 0,
+                                          .message = rc ? err.msg : "expire complete"});
     wv_config_free(cfg);
     return rc == 0 ? 0 : wv_cli_fail(&err);
 }

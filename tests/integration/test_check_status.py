@@ -185,6 +185,11 @@ def test_notify_receives_json_and_a_failing_hook_does_not_fail_the_backup(pg_fac
     res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
                      config=repo.config), check=False, timeout=300)
     assert res.returncode == 0, res.stderr
+    # expire (with a policy, so that it runs) tells the hook too
+    repo.write_config("[global]\nnotify_command = %s\n\n[retention]\ndaily = 30d\n" % ok_hook)
+    res = run(wv.cmd("basebackup", "expire", config=repo.config), check=False, timeout=300)
+    assert res.returncode == 0, res.stderr
+    repo.write_config("[global]\nnotify_command = %s\n" % ok_hook)
     events = {}
     for name in os.listdir(out):
         with open(os.path.join(out, name)) as f:
@@ -192,7 +197,7 @@ def test_notify_receives_json_and_a_failing_hook_does_not_fail_the_backup(pg_fac
         assert "topsecret" not in text
         ev = json.loads(text)
         events[ev["event"]] = ev
-    assert set(events) == {"check", "backup"}
+    assert set(events) == {"check", "backup", "expire"}
     for ev in events.values():
         assert ev["status"] == "ok"
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", ev["time"])
