@@ -24,7 +24,8 @@
 
 #define ACCEPTED                                                                                   \
     "expected \"now\", \"N seconds|minutes|hours|days|weeks ago\", \"YYYY-MM-DD HH:MM:SS\" "       \
-    "(local time), \"YYYY-MM-DD HH:MM:SS+HH[:MM]\" or ISO 8601 \"YYYY-MM-DDTHH:MM:SSZ\""
+    "(local time), \"YYYY-MM-DD\" (its midnight, local time), \"YYYY-MM-DD HH:MM:SS+HH[:MM]\" or " \
+    "ISO 8601 \"YYYY-MM-DDTHH:MM:SSZ\""
 
 static const char *const month_names[] = {"January",   "February", "March",    "April",
                                           "May",       "June",     "July",     "August",
@@ -290,6 +291,11 @@ int wv_time_parse(const char *s, int64_t now_unix, int64_t *out_unix_us, wv_err 
             return bad(err, s, "the clock is before 1970");
         *out_unix_us = now_unix * US_PER_SEC;
         return 0;
+    }
+    /* A date alone ("2026-11-25") means its midnight, local time. */
+    if (n == 10 && buf[4] == '-' && buf[7] == '-') {
+        memcpy(buf + 10, " 00:00:00", 10);
+        n += 9;
     }
     int rc = parse_ago(buf, s, now_unix, &v, err);
     if (rc < 0)

@@ -7,6 +7,7 @@
  *   N second(s)|sec(s)|minute(s)|min(s)|hour(s)|day(s)|week(s) ago   N a decimal integer >= 0;
  *                                         a day is 86400 seconds, a week 7 days
  *   YYYY-MM-DD HH:MM:SS[.f]               local time (the TZ environment variable applies)
+ *   YYYY-MM-DD                            its midnight, local time
  *   YYYY-MM-DD HH:MM:SS[.f]ZONE           ZONE: +HH, +HHMM, +HH:MM, -HH..., UTC or Z, optionally
  *                                         after one blank
  *   YYYY-MM-DDTHH:MM:SS[.f][ZONE]         ISO 8601 ("2026-11-25T10:00:00Z")

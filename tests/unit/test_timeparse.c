@@ -23,7 +23,8 @@
 
 #define ACCEPTED                                                                                   \
     "expected \"now\", \"N seconds|minutes|hours|days|weeks ago\", \"YYYY-MM-DD HH:MM:SS\" "       \
-    "(local time), \"YYYY-MM-DD HH:MM:SS+HH[:MM]\" or ISO 8601 \"YYYY-MM-DDTHH:MM:SSZ\""
+    "(local time), \"YYYY-MM-DD\" (its midnight, local time), \"YYYY-MM-DD HH:MM:SS+HH[:MM]\" or " \
+    "ISO 8601 \"YYYY-MM-DDTHH:MM:SSZ\""
 
 static char *saved_tz;
 
@@ -162,6 +163,9 @@ static const struct {
     {"UTC", "2026-11-25 10:00:00", NOW},
     {"UTC", "2026-11-25T10:00:00", NOW},
     {"UTC", "1970-01-01 00:00:00", 0},
+    {"UTC", "2026-11-25", NOW - 10 * 3600}, /* a date alone: its midnight */
+    {"Europe/Berlin", "2026-11-25", NOW - 11 * 3600},
+    {"America/New_York", "2026-11-25", NOW - 10 * 3600 + 5 * 3600},
     {"Europe/Berlin", "2026-11-25 11:00:00", NOW},                 /* CET, +01 */
     {"Europe/Berlin", "2026-11-25 11:00:00.25", NOW},              /* fraction checked below */
     {"Europe/Berlin", "2026-07-01 12:00:00", INT64_C(1782900000)}, /* CEST, +02 */
@@ -234,7 +238,11 @@ static const bad_case bad_cases[] = {
     {"UTC", "999999999999 weeks ago",
      "invalid time \"999999999999 weeks ago\": that is before 1970"},
     {"UTC", "30000 days ago", "invalid time \"30000 days ago\": that is before 1970"},
-    {"UTC", "2026-11-25", "invalid time \"2026-11-25\": " ACCEPTED},
+    {"UTC", "2026-11-25 10", "invalid time \"2026-11-25 10\": " ACCEPTED},
+    {"UTC", "2026-11-25Z", "invalid time \"2026-11-25Z\": " ACCEPTED},
+    {"UTC", "2026-11-2", "invalid time \"2026-11-2\": " ACCEPTED},
+    {"UTC", "2026-02-30",
+     "invalid time \"2026-02-30\": day 30 is out of range for February 2026 (1-28)"},
     {"UTC", "2026-11-25 10:00", "invalid time \"2026-11-25 10:00\": " ACCEPTED},
     {"UTC", "10:00:00", "invalid time \"10:00:00\": " ACCEPTED},
     {"UTC", "26-11-25 10:00:00", "invalid time \"26-11-25 10:00:00\": " ACCEPTED},
