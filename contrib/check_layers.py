@@ -12,6 +12,7 @@ name is allowed only for a header next to the including file in a program folder
 Every module of common/ (a .c file) has its unit-test file tests/unit/test_<module>.c, or is named
 in TESTED_BY below with the test that covers it (a driver that needs a live peer is tested against
 one by the integration suite).
+The README's exit code table lists every class of common/core/error.h's WV_ERR_MAP.
 Exit 0 when the rules hold, 1 with one line per offending include or untested module otherwise.
 """
 import os
@@ -85,6 +86,14 @@ def main():
             test = TESTED_BY.get(rel, f"tests/unit/test_{name[:-2]}.c")
             if not os.path.exists(os.path.join(root, test)):
                 problems.append(f"{rel}: no test file {test}")
+    # The README's table of exit codes names every class of the error table.
+    with open(os.path.join(root, "common", "core", "error.h"), encoding="utf-8") as f:
+        codes = re.findall(r'XX\(\w+, "([^"]+)", (\d+)\)', f.read())
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    for desc, code in codes:
+        if f"| {code} | {desc} |" not in readme:
+            problems.append(f"README.md: the exit code table lacks \"| {code} | {desc} |\"")
     for p in problems:
         print(p)
     if problems:
