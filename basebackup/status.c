@@ -83,7 +83,7 @@ typedef struct server_facts {
     char err[WV_ERR_MSG_MAX];
     int64_t failed_count;
     char last_failed_wal[64], last_failed_time[64], last_archived_time[64];
-    int64_t last_failed_epoch, last_archived_epoch;
+    int failing_since_success; /* the last failure came after the last success (microseconds) */
     char current_wal[WV_WALNAME_SEGMENT_LEN];
 } server_facts;
 
@@ -244,20 +244,6 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
     return rc;
 }
 
-static int64_t pg_epoch(PGconn *c, const char *ts)
-{
-    if (!ts || !*ts)
-        return INT64_MIN;
-    const char *params[1] = {ts};
-    PGresult *res = PQexecParams(c, "SELECT extract(epoch FROM $1::timestamptz)::bigint", 1, NULL,
-                                 params, NULL, NULL, 0);
-    int64_t v = INT64_MIN;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-        v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return v;
-}
-
 /* A connection string without a password (secrets never on the command line). */
 static int connstr_ok(const char *connstr, wv_err *err)
 {
@@ -299,7 +285,9 @@ static void ask_server(const char *connstr, server_facts *sf)
                               "coalesce(last_failed_time::text, ''), "
                               "coalesce(last_archived_time::text, ''), pg_is_in_recovery(), "
                               "CASE WHEN pg_is_in_recovery() THEN '' ELSE "
-                              "pg_walfile_name(pg_current_wal_lsn()) END FROM pg_stat_archiver");
+                              "pg_walfile_name(pg_current_wal_lsn()) END, "
+                              "coalesce(last_failed_time > last_archived_time, "
+                              "last_failed_time IS NOT NULL) FROM pg_stat_archiver");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         snprintf(sf->err, sizeof(sf->err), "pg_stat_archiver: %s", PQresultErrorMessage(res));
         sf->err[strcspn(sf->err, "\n")] = '\0';
@@ -312,12 +300,9 @@ static void ask_server(const char *connstr, server_facts *sf)
                  PQgetvalue(res, 0, 3));
         sf->in_recovery = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
         snprintf(sf->current_wal, sizeof(sf->current_wal), "%s", PQgetvalue(res, 0, 5));
+        sf->failing_since_success = strcmp(PQgetvalue(res, 0, 6), "t") == 0;
     }
     PQclear(res);
-    if (sf->up) {
-        sf->last_failed_epoch = pg_epoch(c, sf->last_failed_time);
-        sf->last_archived_epoch = pg_epoch(c, sf->last_archived_time);
-    }
     PQfinish(c);
 }
 
@@ -378,8 +363,9 @@ static void judge(repo_status *r, const wv_config *cfg, const server_facts *sf)
     } else {
         r->rpo = 0;
     }
-    if (sf->up && sf->failed_count > 0 && sf->last_failed_epoch != INT64_MIN &&
-        (sf->last_archived_epoch == INT64_MIN || sf->last_failed_epoch > sf->last_archived_epoch))
+    /* compared by the server, to the microsecond: a success and a failure in one second are
+     * common (the first failure right after a segment archived) */
+    if (sf->up && sf->failed_count > 0 && sf->failing_since_success)
         problem(r, WARNING, "archive_command is failing (pg_stat_archiver: last failure %s at %s)",
                 sf->last_failed_wal, sf->last_failed_time);
 }
