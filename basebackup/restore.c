@@ -496,7 +496,7 @@ static int file_job_run(void *arg, wv_err *err)
     rc = make_parent(j->dest, err);
     if (rc == 0)
         rc = wv_repo_get_file_range(j->c->st, j->key, j->offset, j->length, j->dest, WV_GET_NOSYNC,
-                                    &info, err);
+                                    j->size, &info, err);
     if (rc != 0)
         return rc;
     if (memcmp(info.sha256, j->sha256, 32) != 0 || info.plain_size != j->size) {
@@ -518,13 +518,14 @@ typedef struct bundle_rjob {
 
 typedef struct member_fill {
     wv_source *obj;
+    const char *bundle_key;
     const wv_bundle_member *m;
 } member_fill;
 
 static int fill_member(void *arg, wv_filter *dest, wv_err *err)
 {
     member_fill *f = arg;
-    return wv_bundle_check_object(f->obj, f->m, dest, err);
+    return wv_bundle_check_object(f->obj, f->bundle_key, f->m, dest, err);
 }
 
 static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, wv_err *err)
@@ -539,7 +540,7 @@ static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, 
     if (c->o->delta && same_content(dest, m->size, m->sha256)) {
         j->reused++;
     } else {
-        member_fill f = {obj, m};
+        member_fill f = {obj, j->b->key, m};
         rc = make_parent(dest, err);
         if (rc == 0 && (rc = wv_repo_write_file(dest, WV_GET_NOSYNC, fill_member, &f, err)) < 0)
             wv_err_context_at(err, wv_storage_name(c->st), j->b->key, " at offset %" PRIu64 " (%s)",

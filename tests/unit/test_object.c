@@ -17,6 +17,8 @@
 #include "storage/driver.h"
 
 #define MIB (1024 * 1024)
+/* An unbound version-2 header: the fixed 64 bytes and the name check. */
+#define HDR (WV_OBJ_HEADER_SIZE + 4)
 
 #include "memio.h"
 #include "probe.h"
@@ -113,13 +115,14 @@ static void test_roundtrip(void **state)
                 wv_err err = {0};
                 store(d, len, (wv_compress)comp, WV_OBJ_KIND_WAL, chunks[ci], &obj, &wi);
                 assert_int_equal(wi.plain_size, len);
-                assert_int_equal(wi.payload_size, obj.len - 64 - 128);
+                assert_int_equal(wi.payload_size, obj.len - HDR - 128);
+                assert_int_equal(wi.header_size, HDR);
                 assert_memory_equal(wi.sha256, want, 32);
                 assert_int_equal(wi.kind, WV_OBJ_KIND_WAL);
                 assert_int_equal(wi.compression, comp);
                 assert_memory_equal(obj.data, WV_OBJ_HEADER_MAGIC, 8);
                 if (comp == 0)
-                    assert_memory_equal(obj.data + 64, d, len); /* payload is the content */
+                    assert_memory_equal(obj.data + HDR, d, len); /* payload is the content */
 
                 /* The suffix alone tells size and digest. */
                 wv_obj_info si_info;
@@ -268,7 +271,7 @@ static void test_all_sinks_fail(void **state)
     assert_int_equal(rc, WV_ENOSPACE);
     assert_true(pos > 300000 - 64 && pos < 300000 + 2 * WV_FILTER_CHUNK);
     /* The reported error is the first sink's to fail. */
-    assert_non_null(strstr(err.msg, "after 64 bytes"));
+    assert_non_null(strstr(err.msg, "after 68 bytes"));
     assert_int_equal(wv_objwriter_sinks_ok(w), 0);
     assert_non_null(wv_objwriter_sink_error(w, 0));
     assert_non_null(wv_objwriter_sink_error(w, 1));
@@ -294,10 +297,10 @@ typedef enum {
     M_TRUNC,     /* keep only `arg` bytes */
     M_CUT_END,   /* drop the last `arg` bytes */
     M_FLIP,      /* flip the byte at `arg` (negative: from the end) */
-    M_DELETE,    /* delete the payload byte at offset 64 + arg */
-    M_INSERT,    /* insert a byte at offset 64 + arg */
+    M_DELETE,    /* delete the payload byte at offset HDR + arg */
+    M_INSERT,    /* insert a byte at offset HDR + arg */
     M_TRAILER,   /* rewrite the trailer (valid check) with one field changed */
-    M_HEADER_V2, /* an intact header of version 2 */
+    M_HEADER_V2, /* an intact header of a newer version */
     M_CIPHER,    /* header and trailer say aes-256-gcm */
     M_LZ4_CUT,   /* lz4 payload without its end mark, trailer consistent with it */
 } mutation;
@@ -314,8 +317,8 @@ static const struct {
 } damage[] = {
     {"empty object", 0, M_TRUNC, 0, WV_ECORRUPT, "shorter than its 64-byte header"},
     {"half a header", 1, M_TRUNC, 40, WV_ECORRUPT, "shorter than its 64-byte header"},
-    {"header only", 0, M_TRUNC, 64, WV_ECORRUPT, "too short for header and trailer"},
-    {"header and part of payload", 0, M_TRUNC, 64 + 100, WV_ECORRUPT,
+    {"header only", 0, M_TRUNC, HDR, WV_ECORRUPT, "too short for header and trailer"},
+    {"header and part of payload", 0, M_TRUNC, HDR + 100, WV_ECORRUPT,
      "too short for header and trailer"},
     {"truncated mid-payload", 1, M_TRUNC, 5000, WV_ECORRUPT, "trailer magic"},
     {"last byte missing", 0, M_CUT_END, 1, WV_ECORRUPT, "trailer magic"},
@@ -329,7 +332,7 @@ static const struct {
     {"trailer plain size", 1, M_FLIP, -120, WV_ECORRUPT, "trailer check"},
     {"trailer digest", 0, M_FLIP, -100, WV_ECORRUPT, "trailer check"},
     {"trailer check", 1, M_FLIP, -1, WV_ECORRUPT, "trailer check"},
-    {"payload byte flipped", 0, M_FLIP, 64 + 1000, WV_ECORRUPT, "checksum mismatch"},
+    {"payload byte flipped", 0, M_FLIP, HDR + 1000, WV_ECORRUPT, "checksum mismatch"},
     {"last payload byte flipped", 0, M_FLIP, -129, WV_ECORRUPT, "checksum mismatch"},
     {"payload byte deleted", 0, M_DELETE, 10, WV_ECORRUPT, "payload size mismatch"},
     {"payload byte inserted", 0, M_INSERT, 10, WV_ECORRUPT, "payload size mismatch"},
@@ -342,7 +345,7 @@ static const struct {
     {"newer header version", 1, M_HEADER_V2, 0, WV_EFORMAT, "newer walvault"},
     {"encrypted object", 0, M_CIPHER, 0, WV_EFORMAT, "encrypted"},
     {"lz4 frame cut, sizes consistent", 1, M_LZ4_CUT, 0, WV_ECORRUPT, "lz4: truncated"},
-    {"lz4 block size damaged", 1, M_FLIP, 64 + 10, WV_ECORRUPT, "lz4"},
+    {"lz4 block size damaged", 1, M_FLIP, HDR + 10, WV_ECORRUPT, "lz4"},
 };
 
 static void fix_check(uint8_t *p, size_t off)
@@ -416,25 +419,26 @@ static void test_damage_table(void **state)
             o.data[arg >= 0 ? (size_t)arg : o.len - (size_t)-arg] ^= 0x40;
             break;
         case M_DELETE:
-            memmove(o.data + 64 + arg, o.data + 64 + arg + 1, o.len - 64 - (size_t)arg - 1);
+            memmove(o.data + HDR + arg, o.data + HDR + arg + 1, o.len - HDR - (size_t)arg - 1);
             o.len--;
             break;
         case M_INSERT:
             wv_buf_reserve(&o, 1);
-            memmove(o.data + 64 + arg + 1, o.data + 64 + arg, o.len - 64 - (size_t)arg);
-            o.data[64 + arg] = 0x55;
+            memmove(o.data + HDR + arg + 1, o.data + HDR + arg, o.len - HDR - (size_t)arg);
+            o.data[HDR + arg] = 0x55;
             o.len++;
             break;
         case M_TRAILER:
             rewrite_trailer(&o, edit_field, arg);
             break;
         case M_HEADER_V2:
-            o.data[8] = 2;
+            o.data[8] = WV_OBJ_VERSION + 1;
             fix_check(o.data, 60);
             break;
         case M_CIPHER:
             o.data[13] = WV_OBJ_CIPHER_AES256GCM;
             fix_check(o.data, 60);
+            fix_check(o.data, 64); /* the name check (no name) covers the fixed part */
             rewrite_trailer(&o, edit_cipher, 0);
             break;
         case M_LZ4_CUT:

@@ -73,7 +73,8 @@ static void fetch(fixture *f, const char *key, wv_buf *out)
     wv_err err;
     wv_obj_info info;
     snprintf(path, sizeof(path), "%s.fetched", f->dir);
-    assert_int_equal(wv_repo_get_file(f->r->st, key, path, WV_GET_NOSYNC, &info, &err), 0);
+    assert_int_equal(
+        wv_repo_get_file(f->r->st, key, path, WV_GET_NOSYNC, WV_GET_NOLIMIT, &info, &err), 0);
     FILE *fp = fopen(path, "rb");
     assert_non_null(fp);
     uint8_t buf[65536];
