@@ -908,6 +908,9 @@ static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_pl
     if (r == 0)
         r = wv_backupset_load(rp->repo->st, &rp->bs, err);
     if (r == 0)
+        r = wv_backupset_check_cluster(&rp->bs, rc->name, rp->repo->info.system_id,
+                                       rp->repo->info.wal_segsize, err);
+    if (r == 0)
         r = wv_archive_scan(rp->repo->st, rp->repo->info.wal_segsize, &rp->arch, err);
     if (r == 0)
         r = wv_recovery_facts_gather(rp->repo->st, rp->arch, &rp->bs, &o->target, &rp->facts, err);

@@ -2,6 +2,7 @@
 #include "repo/backupset.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,4 +313,29 @@ void wv_backup_lock_release(wv_storage *const *st, int n, const char *id)
     wv_backup_lock_key(id, key, sizeof(key));
     for (int i = 0; i < n; i++)
         wv_storage_remove(st[i], key, NULL);
+}
+
+int wv_backupset_check_cluster(const wv_backupset *set, const char *repo, uint64_t system_id,
+                               uint64_t wal_segsize, wv_err *err)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        const wv_manifest_header *h = &set->b[i].h;
+        if (h->system_id != system_id)
+            wv_err_set(err, WV_ECORRUPT,
+                       "%s: backup %s: its manifest is of database system %" PRIu64
+                       ", the repository's is %" PRIu64,
+                       repo, h->id, h->system_id, system_id);
+        else if (h->wal_segsize != wal_segsize)
+            wv_err_set(err, WV_ECORRUPT,
+                       "%s: backup %s: its manifest says %" PRIu64
+                       "-byte WAL segments, the repository's are %" PRIu64,
+                       repo, h->id, h->wal_segsize, wal_segsize);
+        else
+            continue;
+        return wv_err_hint(err,
+                           "it was copied in from another repository or damaged: remove "
+                           "backup/%s from this repository (verify reports every such backup)",
+                           h->id);
+    }
+    return 0;
 }

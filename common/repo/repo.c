@@ -80,9 +80,10 @@ static int parse_info(wv_repo *r, const char *text, wv_repo_info *info, wv_err *
                           WV_REPO_INFO_KEY, wv_storage_location(r->st));
     if (info->format > WV_REPO_FORMAT)
         return wv_err_set(err, WV_EFORMAT,
-                          "%s: repository format %d was written by a newer walvault (this one "
-                          "reads format %d)",
-                          r->rc->name, info->format, WV_REPO_FORMAT);
+                          "%s: %s in \"%s\": repository format %d was written by a newer walvault "
+                          "(this one reads format %d)",
+                          r->rc->name, WV_REPO_INFO_KEY, wv_storage_location(r->st), info->format,
+                          WV_REPO_FORMAT);
     const char *why = wv_repo_info_invalid(info);
     if (why) {
         wv_err_set(err, WV_ECORRUPT, "%s: %s in \"%s\" is invalid: %s", r->rc->name,
