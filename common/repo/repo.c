@@ -444,11 +444,12 @@ static int walcheck_finish(wv_filter *f, wv_err *err)
             return walcheck_bad(c, err, "not a timeline history file: %s", e.msg);
         for (size_t i = 0; i < n; i++)
             if (h[i].tli >= c->wn.tli) {
+                uint32_t tli = h[i].tli;
                 free(h);
                 return walcheck_bad(c, err,
-                                    "its line %zu names timeline %" PRIu32
+                                    "its entry %zu names timeline %" PRIu32
                                     ", not an ancestor of timeline %" PRIu32,
-                                    i + 1, h[i].tli, c->wn.tli);
+                                    i + 1, tli, c->wn.tli);
             }
         free(h);
         break;
