@@ -386,7 +386,8 @@ static int build_pipeline(push *p)
                         .kind = kind_of(p->kind),
                         .hash_thread = 1,
                         .observe = p->wr ? feed_walreader : NULL,
-                        .observe_arg = p->wr};
+                        .observe_arg = p->wr,
+                        .name = p->key};
     p->w = wv_objwriter_new(p->sinks, p->nsinks, &opts);
     return p->nsinks;
 }
@@ -477,7 +478,7 @@ static int commit_everywhere(push *p, wv_err *err)
 static void report_archived(const push *p)
 {
     char a[32], b[32];
-    uint64_t stored = p->info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
+    uint64_t stored = p->info.payload_size + p->info.header_size + WV_OBJ_TRAILER_SIZE;
     wv_human_bytes(p->info.plain_size, a, sizeof(a));
     wv_human_bytes(stored, b, sizeof(b));
     for (int i = 0; i < p->ntg; i++)

@@ -218,6 +218,7 @@ static int job_run(void *arg, wv_err *err)
      * compresses: otherwise it alone keeps one core busy long after the small files are done. */
     wv_obj_opts opts = ctx->objopts;
     opts.hash_thread = j->size >= BIG_FILE_BYTES;
+    opts.name = j->key;
     w = wv_objwriter_new(sinks, n, &opts);
     for (;;) {
         chunk c;
@@ -257,7 +258,7 @@ static int job_run(void *arg, wv_err *err)
     j->plain_size = info.plain_size;
     /* The object is header + payload + trailer: no need to ask the store (a round trip per file
      * on S3). */
-    j->stored_size = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
+    j->stored_size = info.payload_size + info.header_size + WV_OBJ_TRAILER_SIZE;
 out:
     for (int i = 0; i < n; i++)
         wv_sink_abort(sinks[i]);
@@ -749,7 +750,8 @@ static int read_history(backup_ctx *ctx, const char *histname, const char *tznam
         return rc;
     wv_buf b = WV_BUF_INIT;
     wv_filter *f = wv_filter_buf_new(&b);
-    rc = wv_object_read(src, f, NULL, err);
+    rc = wv_object_read_opts(
+        src, f, &(wv_objread_opts){.key = key, .max_plain = WV_REPO_WAL_TEXT_MAX}, NULL, err);
     wv_filter_chain_free(f);
     wv_source_close(src);
     if (rc < 0)

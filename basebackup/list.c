@@ -132,6 +132,9 @@ static int gather_listing(const wv_config *cfg, const wv_repo_config *rc, listin
     if (r == 0 && !l->empty)
         r = wv_backupset_load(repo->st, &l->bs, err);
     if (r == 0 && !l->empty)
+        r = wv_backupset_check_cluster(&l->bs, rc->name, repo->info.system_id,
+                                       repo->info.wal_segsize, err);
+    if (r == 0 && !l->empty)
         r = wv_archive_scan(repo->st, repo->info.wal_segsize, &l->arch, err);
     if (r == 0 && !l->empty)
         r = wv_recovery_facts_gather(repo->st, l->arch, &l->bs, NULL, &facts, err);

@@ -726,7 +726,9 @@ static int fill_object(void *arg, wv_filter *dest, wv_err *err)
     int rc = wv_storage_get_open(f->c->st, j->key, j->offset, j->length, &src, err);
     if (rc != 0)
         return rc;
-    rc = wv_object_read_ext(src, dest, 0, &f->info, err);
+    /* bound to its key, and never more than the manifest's size reaches the file */
+    wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT, .key = j->key, .max_plain = j->size};
+    rc = wv_object_read_opts(src, dest, &o, &f->info, err);
     if (rc != 0 && j->length >= 0)
         wv_err_context_at(err, wv_storage_name(f->c->st), j->key, " at offset %" PRId64, j->offset);
     else if (rc != 0)
@@ -760,13 +762,14 @@ typedef struct bundle_rjob {
 
 typedef struct member_fill {
     wv_source *obj;
+    const char *bundle_key;
     const wv_bundle_member *m;
 } member_fill;
 
 static int fill_member(void *arg, wv_filter *dest, wv_err *err)
 {
     member_fill *f = arg;
-    return wv_bundle_check_object(f->obj, f->m, dest, err);
+    return wv_bundle_check_object(f->obj, f->bundle_key, f->m, dest, err);
 }
 
 static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, wv_err *err)
@@ -777,7 +780,7 @@ static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, 
     if (c->o->delta && same_content(c, m->path, m->size, m->sha256)) {
         j->reused++;
     } else {
-        member_fill f = {obj, m};
+        member_fill f = {obj, j->b->key, m};
         if ((rc = write_confined(c, m->path, m->mode, m->mtime, fill_member, &f, err)) < 0)
             wv_err_context_at(err, wv_storage_name(c->st), j->b->key, " at offset %" PRIu64 " (%s)",
                               m->offset, m->path);
@@ -1159,6 +1162,9 @@ static int plan_on_repo(const wv_repo_config *rc, const restore_opts *o, repo_pl
     }
     if (r == 0)
         r = wv_backupset_load(rp->repo->st, &rp->bs, err);
+    if (r == 0)
+        r = wv_backupset_check_cluster(&rp->bs, rc->name, rp->repo->info.system_id,
+                                       rp->repo->info.wal_segsize, err);
     if (r == 0)
         r = wv_archive_scan(rp->repo->st, rp->repo->info.wal_segsize, &rp->arch, err);
     if (r == 0)

@@ -430,8 +430,15 @@ static int check_stream(job *j, wv_source *in, wv_obj_info *info, wv_err *err)
 {
     if (j->type == OBJ_BUNDLE)
         return verify_bundle(in, j->bundle, err);
+    /* The copy keeps the source's binding: it must name the key it has in both repositories. A WAL
+     * file's content is checked against its name and the source repository's cluster. */
     wv_filter *discard = wv_filter_discard_new();
-    int rc = wv_object_read(in, discard, info, err);
+    wv_filter *check = wv_repo_walcheck_for_key(
+        discard, j->key, j->ctx->from->have_info ? &j->ctx->from->info : NULL);
+    wv_objread_opts o = {.key = j->key};
+    int rc = wv_object_read_opts(in, check ? check : discard, &o, info, err);
+    if (check)
+        check->ops->free(check);
     wv_filter_chain_free(discard);
     if (rc == 0 && j->expect && memcmp(info->sha256, j->sha256, 32) != 0)
         rc = wv_err_set(err, WV_ECORRUPT, "content does not match the manifest of backup %s",

@@ -123,6 +123,7 @@ typedef struct verify_ctx {
     keylist wal;           /* keys under wal/ */
     const char *backup_id; /* the backup whose manifest is being read */
     uint64_t objects, bytes, problems, backups;
+    uint64_t unbound;      /* format-1 objects: not bound to their names (information) */
     wv_bundle_set bundles; /* of the backup whose manifest is being read */
     int first_code;        /* of the first problem, over all repositories */
     uint64_t total_problems;
@@ -157,6 +158,7 @@ typedef struct job {
     uint64_t size;
     uint8_t sha256[32];
     uint64_t bytes;
+    int unbound;       /* the object carries no binding (format 1) */
     wv_err problem;    /* code 0: verified */
     wv_bundle *bundle; /* OBJ_BUNDLE: its files (owned) */
     wv_err *problems;  /* OBJ_BUNDLE: one per damaged file */
@@ -224,7 +226,20 @@ static void check_framed(job *j)
         return;
     }
     discard = wv_filter_discard_new();
-    rc = wv_object_read(src, discard, &info, e);
+    /* Bound to its key; a WAL file's content checked against its name and the repository's info;
+     * decompression never past what the manifest or the WAL file's kind allows. */
+    const wv_repo_info *ri = c->repo->have_info ? &c->repo->info : NULL;
+    wv_filter *check = wv_repo_walcheck_for_key(discard, j->key, ri);
+    wv_objread_opts o = {.key = j->key, .unbound = &j->unbound};
+    if (j->expect) {
+        o.flags |= WV_OBJREAD_LIMIT;
+        o.max_plain = j->size;
+    } else if (check) {
+        o.max_plain = wv_repo_wal_max_size(strrchr(j->key, '/') + 1, ri);
+    }
+    rc = wv_object_read_opts(src, check ? check : discard, &o, &info, e);
+    if (check)
+        check->ops->free(check);
     if (rc == WV_ENOTFOUND) {
         wv_err_set(e, WV_ECORRUPT, "%s: \"%s\"%s%s: missing", rname(c), j->what, of, bid);
     } else if (rc < 0) {
@@ -244,7 +259,7 @@ static void check_framed(job *j)
                    "%s: \"%s\"%s%s: checksum mismatch: sha256 %.16s..., the manifest says %.16s...",
                    rname(c), j->what, of, bid, got, want);
     } else {
-        j->bytes = WV_OBJ_HEADER_SIZE + info.payload_size + WV_OBJ_TRAILER_SIZE;
+        j->bytes = info.header_size + info.payload_size + WV_OBJ_TRAILER_SIZE;
     }
     wv_filter_chain_free(discard);
     wv_source_close(src);
@@ -309,6 +324,8 @@ static void job_done(void *arg, int rc, const wv_err *err)
 {
     job *j = arg;
     verify_ctx *c = j->ctx;
+    if (rc == 0 && j->unbound)
+        c->unbound++;
     if (rc < 0)
         problem(c, err);
     else if (j->problem.code)
@@ -497,7 +514,7 @@ static int verify_repo(verify_ctx *c, const wv_repo_config *rc_, const char *onl
     keylist ids = {0};
     double t0 = wv_mono_s();
     int rc = wv_repo_open(rc_, &c->repo, err);
-    c->objects = c->bytes = c->problems = c->backups = 0;
+    c->objects = c->bytes = c->problems = c->backups = c->unbound = 0;
     if (rc == 0) {
         rc = wv_repo_load_info(c->repo, err);
         if (rc == WV_ENOTFOUND) {
@@ -531,6 +548,11 @@ static int verify_repo(verify_ctx *c, const wv_repo_config *rc_, const char *onl
             rc = verify_backup(c, ids.k[i], err);
     if (rc == 0)
         rc = verify_wal(c, err);
+    if (rc == 0 && c->unbound)
+        wv_log_info("%s: %" PRIu64 " object%s of format 1: not bound to %s name (information, not "
+                    "a problem: written by an older walvault)",
+                    rname(c), c->unbound, c->unbound == 1 ? "" : "s",
+                    c->unbound == 1 ? "its" : "their");
     if (rc == 0) {
         printf("verify %s: checked %" PRIu64 " objects (%" PRIu64 " bytes, %" PRIu64
                " backup%s), %" PRIu64 " problem%s, %.1f s\n",

@@ -45,30 +45,37 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Try each repository in order; fall back on not-found, unreachable or corrupt. */
+/* Try each repository in order; fall back on not-found, unreachable or corrupt. The repository's
+ * walvault.repo says what the file must be (segment size, cluster); without one (never written,
+ * or lost) the file is checked against its own first page header. */
 static int fetch(const wv_config *cfg, const char *name, const char *dest, wv_err *err)
 {
-    char key[256];
-    int rc = wv_repo_wal_key(name, key, sizeof(key), err);
+    int rc;
     int any_error = 0;
     wv_err first;
     double t0 = now_ms();
 
-    if (rc != 0)
-        return rc;
     wv_err_clear(&first);
     for (int i = 0; i < cfg->nrepos; i++) {
         const wv_repo_config *rcfg = &cfg->repos[i];
-        wv_storage *st = NULL;
+        wv_repo *r = NULL;
         wv_obj_info info;
         wv_err e;
         wv_err_clear(&e);
-        rc = wv_storage_open(rcfg, &st, &e);
+        rc = wv_repo_open(rcfg, &r, &e);
+        if (rc == 0) {
+            rc = wv_repo_load_info(r, &e);
+            if (rc == WV_ENOTFOUND) {
+                wv_err_clear(&e);
+                rc = 0;
+            }
+        }
         if (rc == 0)
             /* No fsync: PostgreSQL copies or renames what it keeps and makes that durable
              * itself; a crash during recovery fetches the file again. */
-            rc = wv_repo_get_file(st, key, dest, WV_GET_NOSYNC | WV_GET_HASH_THREAD, &info, &e);
-        wv_storage_free(st);
+            rc = wv_repo_get_wal(r->st, r->have_info ? &r->info : NULL, name, dest,
+                                 WV_GET_NOSYNC | WV_GET_HASH_THREAD, &info, &e);
+        wv_repo_close(r);
         if (rc == 0) {
             wv_log_info("restored %s from %s (%" PRIu64 " -> %" PRIu64 " bytes, %.0f ms)", name,
                         rcfg->name, info.payload_size, info.plain_size, now_ms() - t0);

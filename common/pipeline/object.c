@@ -64,12 +64,12 @@ static int tee_write(wv_objwriter *w, const uint8_t *buf, size_t len, wv_err *er
 
 static int framer_send_header(wv_objwriter *w, wv_err *err)
 {
-    uint8_t hdr[WV_OBJ_HEADER_SIZE];
+    uint8_t hdr[WV_OBJ_HEADER_MAX];
     int rc = wv_obj_header_encode(&w->hdr, hdr, err);
     if (rc < 0)
         return rc;
     w->header_sent = 1;
-    return tee_write(w, hdr, sizeof(hdr), err);
+    return tee_write(w, hdr, wv_obj_header_length(&w->hdr), err);
 }
 
 static int framer_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
@@ -125,7 +125,10 @@ wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_o
     uint8_t compression =
         opts->compress == WV_COMPRESS_LZ4 ? WV_OBJ_COMPRESS_LZ4 : WV_OBJ_COMPRESS_NONE;
     wv_obj_header_init(&w->hdr, opts->kind, compression);
+    if (opts->name && wv_obj_header_bind(&w->hdr, opts->name, &w->fail) < 0)
+        w->state = w->fail.code; /* a name too long: every write and the finish fail with it */
     wv_obj_info_init(&w->info);
+    w->info.header_size = (uint32_t)wv_obj_header_length(&w->hdr);
     w->info.compression = compression;
     w->info.cipher = w->hdr.cipher;
     w->info.digest = w->hdr.digest;
@@ -244,23 +247,78 @@ static int fill(wv_source *src, uint8_t *buf, size_t cap, size_t *have, int *eof
     return 0;
 }
 
+/* The last stage before dest: counts the plain bytes and refuses any past the limit, so that
+ * nothing beyond it is written (however much the decompressor could produce). */
+typedef struct limit_filter {
+    wv_filter base;
+    uint64_t count, max;
+    int limited;
+} limit_filter;
+
+static int limit_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    limit_filter *l = (limit_filter *)f;
+    if (l->limited && (len > l->max || l->count > l->max - len))
+        return wv_err_set(err, WV_ECORRUPT,
+                          "the content exceeds %" PRIu64
+                          " bytes, the most this object may hold: decompression stopped",
+                          l->max);
+    l->count += len;
+    return wv_filter_write(f->next, buf, len, err);
+}
+
+static int limit_finish(wv_filter *f, wv_err *err)
+{
+    return wv_filter_finish(f->next, err);
+}
+
+static void limit_free(wv_filter *f)
+{
+    free(f);
+}
+
+static const wv_filter_ops limit_ops = {
+    .name = "size limit",
+    .write = limit_write,
+    .finish = limit_finish,
+    .free = limit_free,
+};
+
 int wv_object_read(wv_source *src, wv_filter *dest, wv_obj_info *info, wv_err *err)
 {
-    return wv_object_read_ext(src, dest, 0, info, err);
+    return wv_object_read_opts(src, dest, NULL, info, err);
 }
 
 int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_info *info,
                        wv_err *err)
 {
+    wv_objread_opts o = {.flags = flags};
+    return wv_object_read_opts(src, dest, &o, info, err);
+}
+
+int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *o,
+                        wv_obj_info *info, wv_err *err)
+{
+    static const wv_objread_opts none = {0};
     uint8_t *buf = wv_xmalloc(READ_CAP);
-    wv_filter *count = NULL, *sha = NULL, *lz4 = NULL, *first;
+    wv_filter *sha = NULL, *lz4 = NULL, *first;
+    limit_filter *count = NULL;
+    unsigned flags;
     size_t have = 0;
     uint64_t payload = 0;
     int eof = 0, rc;
     wv_obj_header hdr;
     wv_obj_info ti;
 
+    if (!o)
+        o = &none;
+    flags = o->flags;
+    if (o->unbound)
+        *o->unbound = 0;
     if ((rc = fill(src, buf, WV_OBJ_HEADER_SIZE, &have, &eof, err)) < 0)
+        goto out;
+    if (have == WV_OBJ_HEADER_SIZE && wv_obj_header_declared_length(buf) > have &&
+        (rc = fill(src, buf, wv_obj_header_declared_length(buf), &have, &eof, err)) < 0)
         goto out;
     if (have < WV_OBJ_HEADER_SIZE) {
         rc = wv_err_set(err, WV_ECORRUPT,
@@ -270,15 +328,21 @@ int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_i
     }
     if ((rc = wv_obj_header_decode(buf, have, &hdr, err)) < 0)
         goto out;
+    if ((rc = wv_obj_check_binding(&hdr, o->key, o->unbound, err)) < 0)
+        goto out;
     if (hdr.cipher != WV_OBJ_CIPHER_NONE) {
         rc = wv_err_set(err, WV_EFORMAT,
                         "object is encrypted (aes-256-gcm), which this walvault cannot read");
         wv_err_hint(err, "upgrade walvault to read this repository");
         goto out;
     }
-    count = wv_count_filter_new(dest);
-    sha = (flags & WV_OBJREAD_HASH_THREAD) ? wv_sha256_filter_new_threaded(count, NULL, NULL)
-                                           : wv_sha256_filter_new(count);
+    count = wv_xcalloc(1, sizeof(*count));
+    count->base.ops = &limit_ops;
+    count->base.next = dest;
+    count->max = o->max_plain;
+    count->limited = o->max_plain > 0 || (flags & WV_OBJREAD_LIMIT);
+    sha = (flags & WV_OBJREAD_HASH_THREAD) ? wv_sha256_filter_new_threaded(&count->base, NULL, NULL)
+                                           : wv_sha256_filter_new(&count->base);
     first = sha;
     if (hdr.compression == WV_OBJ_COMPRESS_LZ4)
         first = lz4 = wv_lz4_decompress_new(sha);
@@ -320,11 +384,11 @@ int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_i
     }
     if ((rc = wv_filter_finish(first, err)) < 0)
         goto out;
-    if (wv_count_filter_bytes(count) != ti.plain_size) {
+    if (count->count != ti.plain_size) {
         rc = wv_err_set(err, WV_ECORRUPT,
                         "size mismatch: trailer says %" PRIu64 " plain bytes, content has %" PRIu64
                         ": stored content is corrupt",
-                        ti.plain_size, wv_count_filter_bytes(count));
+                        ti.plain_size, count->count);
         goto out;
     }
     uint8_t digest[32];
@@ -333,6 +397,7 @@ int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_i
         rc = wv_err_set(err, WV_ECORRUPT, "checksum mismatch: stored content is corrupt");
         goto out;
     }
+    ti.header_size = (uint32_t)wv_obj_header_length(&hdr);
     if (info)
         *info = ti;
     rc = 0;
@@ -342,8 +407,7 @@ out:
         lz4->ops->free(lz4);
     if (sha)
         sha->ops->free(sha);
-    if (count)
-        count->ops->free(count);
+    free(count);
     free(buf);
     return corrupt_hint(err, rc);
 }

@@ -36,6 +36,9 @@ typedef struct {
     /* With hash_thread: sees every piece of plain content on the helper thread. */
     void (*observe)(void *arg, const uint8_t *buf, size_t len);
     void *observe_arg;
+    /* The key the object is stored under: recorded in the header (the binding, objfmt.h). NULL:
+     * not bound (only for objects that are not stored under a key of their own). */
+    const char *name;
 } wv_obj_opts;
 
 typedef struct wv_objwriter wv_objwriter;
@@ -74,8 +77,27 @@ int wv_object_read(wv_source *src, wv_filter *dest, wv_obj_info *info, wv_err *e
 /* The same with flags: WV_OBJREAD_HASH_THREAD verifies the SHA-256 on a helper thread while the
  * caller's thread decompresses and writes. */
 #define WV_OBJREAD_HASH_THREAD 1
+/* wv_objread_opts.max_plain is a limit even when 0 (an empty file). */
+#define WV_OBJREAD_LIMIT 2
 int wv_object_read_ext(wv_source *src, wv_filter *dest, unsigned flags, wv_obj_info *info,
                        wv_err *err);
+
+/*
+ * What a reader expects of an object; zeroed means nothing (as wv_object_read).
+ *  - key: the key it was read as. The header's binding must name it (WV_ECORRUPT naming both
+ *    names otherwise); an unbound object (format 1) is read, and *unbound says so.
+ *  - max_plain: the most plain bytes the caller can want (0 = no limit, unless WV_OBJREAD_LIMIT). Decompression stops as
+ *    soon as the content would exceed it (WV_ECORRUPT): nothing past it reaches dest, whatever the
+ *    trailer claims, so a small object cannot fill a disk.
+ */
+typedef struct wv_objread_opts {
+    unsigned flags; /* WV_OBJREAD_* */
+    const char *key;
+    uint64_t max_plain;
+    int *unbound; /* may be NULL: set to 1 if the object carries no binding, else 0 */
+} wv_objread_opts;
+int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *o,
+                        wv_obj_info *info, wv_err *err);
 
 /* Decode a suffix read (len >= WV_OBJ_TRAILER_SIZE; the last 128 bytes are used): size, digest
  * and format fields of a stored object without reading it. */

@@ -16,6 +16,7 @@
 #include "core/bytes.h"
 
 #define HDR_CHECK_OFF    60
+#define HDR_NAMELEN_OFF  36
 #define TRL_CHECK_OFF    124
 #define TRL_VERSION_OFF  80
 #define TRL_RESERVED_OFF 86
@@ -61,7 +62,7 @@ static int newer_version(wv_err *err, const char *part, unsigned version)
 {
     wv_err_set(err, WV_EFORMAT,
                "object %s has format version %u, written by a newer walvault (this one reads "
-               "version %d)",
+               "versions 1 to %d)",
                part, version, WV_OBJ_VERSION);
     return wv_err_hint(err, "upgrade walvault to read this repository");
 }
@@ -82,24 +83,61 @@ void wv_obj_header_init(wv_obj_header *h, uint8_t kind, uint8_t compression)
     h->kind = kind;
 }
 
-int wv_obj_header_encode(const wv_obj_header *h, uint8_t out[WV_OBJ_HEADER_SIZE], wv_err *err)
+int wv_obj_header_bind(wv_obj_header *h, const char *name, wv_err *err)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n > WV_OBJ_NAME_MAX)
+        return wv_err_set(err, WV_EINTERNAL,
+                          "cannot bind an object to \"%.64s...\": %zu bytes, more than %d", name, n,
+                          WV_OBJ_NAME_MAX);
+    memset(h->name, 0, sizeof(h->name));
+    if (n)
+        memcpy(h->name, name, n);
+    h->name_len = (uint16_t)n;
+    return 0;
+}
+
+size_t wv_obj_header_length(const wv_obj_header *h)
+{
+    return h->version == 1 ? WV_OBJ_HEADER_SIZE : WV_OBJ_HEADER_SIZE + (size_t)h->name_len + 4;
+}
+
+size_t wv_obj_header_declared_length(const uint8_t *buf)
+{
+    size_t n = wv_get_le16(buf + 10);
+    return n > WV_OBJ_HEADER_MAX ? WV_OBJ_HEADER_MAX : n;
+}
+
+int wv_obj_header_encode(const wv_obj_header *h, uint8_t *out, wv_err *err)
 {
     char why[64];
-    if (h->version != WV_OBJ_VERSION)
+    if (h->version != 1 && h->version != WV_OBJ_VERSION)
         return wv_err_set(err, WV_EINTERNAL, "cannot write object format version %u", h->version);
     if (bad_field(h->compression, h->cipher, h->digest, h->kind, why, sizeof(why)))
         return wv_err_set(err, WV_EINTERNAL, "cannot write object header: %s", why);
-    memset(out, 0, WV_OBJ_HEADER_SIZE);
+    if (h->version == 1 && h->name_len)
+        return wv_err_set(err, WV_EINTERNAL, "a version-1 object header cannot be bound");
+    if (h->name_len > WV_OBJ_NAME_MAX || memchr(h->name, 0, h->name_len))
+        return wv_err_set(err, WV_EINTERNAL, "cannot write object header: bad bound name");
+    size_t len = wv_obj_header_length(h);
+    memset(out, 0, len);
     memcpy(out, WV_OBJ_HEADER_MAGIC, 8);
-    wv_put_le16(out + 8, WV_OBJ_VERSION);
-    wv_put_le16(out + 10, WV_OBJ_HEADER_SIZE);
+    wv_put_le16(out + 8, h->version);
+    wv_put_le16(out + 10, (uint16_t)len);
     out[12] = h->compression;
     out[13] = h->cipher;
     out[14] = h->digest;
     out[15] = h->kind;
     wv_put_le64(out + 16, h->key_id);
     memcpy(out + 24, h->nonce, 12);
+    if (h->version >= 2)
+        wv_put_le16(out + HDR_NAMELEN_OFF, h->name_len);
     wv_put_le32(out + HDR_CHECK_OFF, check_of(out, HDR_CHECK_OFF));
+    if (h->version >= 2) {
+        memcpy(out + WV_OBJ_HEADER_SIZE, h->name, h->name_len);
+        size_t at = WV_OBJ_HEADER_SIZE + h->name_len;
+        wv_put_le32(out + at, check_of(out, at));
+    }
     return 0;
 }
 
@@ -119,13 +157,32 @@ int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_er
         return newer_version(err, "header", version);
     if (version == 0)
         return wv_err_set(err, WV_ECORRUPT, "bad object format version 0");
-    if (wv_get_le16(buf + 10) != WV_OBJ_HEADER_SIZE)
-        return wv_err_set(err, WV_ECORRUPT, "bad object header length %u (expected %d)",
-                          wv_get_le16(buf + 10), WV_OBJ_HEADER_SIZE);
+    uint16_t name_len = version >= 2 ? wv_get_le16(buf + HDR_NAMELEN_OFF) : 0;
+    if (name_len > WV_OBJ_NAME_MAX)
+        return wv_err_set(err, WV_ECORRUPT, "bad object bound name length %u (at most %d)",
+                          name_len, WV_OBJ_NAME_MAX);
+    size_t expect = version == 1 ? WV_OBJ_HEADER_SIZE : WV_OBJ_HEADER_SIZE + (size_t)name_len + 4;
+    if (wv_get_le16(buf + 10) != expect)
+        return wv_err_set(err, WV_ECORRUPT,
+                          "bad object header length %u (expected %zu for format version %u)",
+                          wv_get_le16(buf + 10), expect, version);
     if (bad_field(buf[12], buf[13], buf[14], buf[15], why, sizeof(why)))
         return unknown_value(err, "header", why);
-    if (!all_zero(buf + 36, HDR_CHECK_OFF - 36))
+    size_t reserved = version >= 2 ? HDR_NAMELEN_OFF + 2 : HDR_NAMELEN_OFF;
+    if (!all_zero(buf + reserved, HDR_CHECK_OFF - reserved))
         return wv_err_set(err, WV_ECORRUPT, "object header has reserved bytes set");
+    if (len < expect)
+        return wv_err_set(err, WV_ECORRUPT, "truncated object header: %zu of %zu bytes", len,
+                          expect);
+    if (version >= 2) {
+        size_t at = WV_OBJ_HEADER_SIZE + name_len;
+        if (wv_get_le32(buf + at) != check_of(buf, at))
+            return wv_err_set(err, WV_ECORRUPT,
+                              "object header name check mismatch: the bound name is corrupt");
+        if (memchr(buf + WV_OBJ_HEADER_SIZE, 0, name_len))
+            return wv_err_set(err, WV_ECORRUPT, "object bound name holds a NUL byte");
+    }
+    memset(h, 0, sizeof(*h));
     h->version = version;
     h->compression = buf[12];
     h->cipher = buf[13];
@@ -133,7 +190,23 @@ int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_er
     h->kind = buf[15];
     h->key_id = wv_get_le64(buf + 16);
     memcpy(h->nonce, buf + 24, 12);
+    h->name_len = name_len;
+    memcpy(h->name, buf + WV_OBJ_HEADER_SIZE, name_len);
     return 0;
+}
+
+int wv_obj_check_binding(const wv_obj_header *h, const char *key, int *unbound, wv_err *err)
+{
+    if (unbound)
+        *unbound = h->name_len == 0;
+    if (h->name_len == 0 || !key)
+        return 0;
+    if (strlen(key) == h->name_len && memcmp(key, h->name, h->name_len) == 0)
+        return 0;
+    wv_err_set(err, WV_ECORRUPT,
+               "\"%s\" holds the object stored as \"%s\": it was renamed or copied wrongly", key,
+               h->name);
+    return wv_err_names(err, NULL, key);
 }
 
 void wv_obj_info_init(wv_obj_info *info)
@@ -148,7 +221,7 @@ void wv_obj_info_init(wv_obj_info *info)
 int wv_obj_trailer_encode(const wv_obj_info *info, uint8_t out[WV_OBJ_TRAILER_SIZE], wv_err *err)
 {
     char why[64];
-    if (info->version != WV_OBJ_VERSION)
+    if (info->version != 1 && info->version != WV_OBJ_VERSION)
         return wv_err_set(err, WV_EINTERNAL, "cannot write object format version %u",
                           info->version);
     if (bad_field(info->compression, info->cipher, info->digest, info->kind, why, sizeof(why)))
@@ -162,7 +235,7 @@ int wv_obj_trailer_encode(const wv_obj_info *info, uint8_t out[WV_OBJ_TRAILER_SI
     wv_put_le64(out + 64, (uint64_t)info->last_commit_us);
     wv_put_le32(out + 72, info->commit_count);
     wv_put_le32(out + 76, info->restore_point_count);
-    wv_put_le16(out + TRL_VERSION_OFF, WV_OBJ_VERSION);
+    wv_put_le16(out + TRL_VERSION_OFF, info->version);
     out[82] = info->compression;
     out[83] = info->cipher;
     out[84] = info->digest;
@@ -205,6 +278,7 @@ int wv_obj_trailer_decode(const uint8_t *buf, size_t len, wv_obj_info *info, wv_
     info->cipher = t[83];
     info->digest = t[84];
     info->kind = t[85];
+    info->header_size = 0;
     return 0;
 }
 

@@ -1,21 +1,31 @@
 /*
  * objfmt.h - the on-repository object format: versioned and self-describing.
  *
- * Every stored object is HEADER (64 bytes) + PAYLOAD + TRAILER (128 bytes), all integers
- * little-endian. The payload is the plain content after compression (and, later, encryption).
+ * Every stored object is HEADER (64 bytes in version 1, 64 + N + 4 in version 2) + PAYLOAD +
+ * TRAILER (128 bytes), all integers little-endian. The payload is the plain content after
+ * compression (and, later, encryption).
  *
  * Header:
  *    0  8  magic "\x89WVOBJ\r\n"
- *    8  u16 format version (1)
- *   10  u16 header length (64)
+ *    8  u16 format version (2; 1 is still read)
+ *   10  u16 header length (version 1: 64; version 2: 64 + N + 4)
  *   12  u8  compression (WV_OBJ_COMPRESS_*)
  *   13  u8  cipher (WV_OBJ_CIPHER_*)
  *   14  u8  digest (WV_OBJ_DIGEST_SHA256)
  *   15  u8  kind (WV_OBJ_KIND_*)
  *   16  u64 key id (0 = none)
  *   24  12  nonce
- *   36  24  reserved, zero
+ *   36  u16 version 2: N, the length of the bound name (0..WV_OBJ_NAME_MAX); version 1: zero
+ *   38  22  reserved, zero
  *   60  u32 check: the first 4 bytes of SHA-256 of bytes 0..59
+ * Version 2 only:
+ *   64  N   the bound name: the key the object was stored under (no NUL byte); N = 0: not bound
+ * 64+N  u32 name check: the first 4 bytes of SHA-256 of bytes 0..64+N-1
+ *
+ * The binding makes an object say what it is: a reader that asks for key K checks that the object
+ * was stored as K (wv_obj_check_binding), so a segment renamed or copied under another segment's
+ * name is corruption, not content. It is no authentication: anyone who can write the repository
+ * can write a matching header (that is the encryption's job).
  *
  * Trailer (at the end, so that one 128-byte suffix read tells the size and digest of an object):
  *    0  8  magic "\x89WVEND\r\n"
@@ -43,9 +53,11 @@
 
 #include "core/error.h"
 
-#define WV_OBJ_HEADER_SIZE   64
+#define WV_OBJ_HEADER_SIZE   64 /* the fixed part; all of a version-1 header */
 #define WV_OBJ_TRAILER_SIZE  128
-#define WV_OBJ_VERSION       1
+#define WV_OBJ_VERSION       2
+#define WV_OBJ_NAME_MAX      512
+#define WV_OBJ_HEADER_MAX    (WV_OBJ_HEADER_SIZE + WV_OBJ_NAME_MAX + 4)
 #define WV_OBJ_HEADER_MAGIC  "\x89WVOBJ\r\n"
 #define WV_OBJ_TRAILER_MAGIC "\x89WVEND\r\n"
 #define WV_OBJ_TIME_NONE     INT64_MIN
@@ -66,13 +78,15 @@ enum {
 };
 
 typedef struct wv_obj_header {
-    uint16_t version; /* WV_OBJ_VERSION */
+    uint16_t version; /* WV_OBJ_VERSION (1 only to write old objects in tests) */
     uint8_t compression;
     uint8_t cipher;
     uint8_t digest;
     uint8_t kind;
     uint64_t key_id;
     uint8_t nonce[12];
+    uint16_t name_len;              /* version 2: length of the bound name, 0 = not bound */
+    char name[WV_OBJ_NAME_MAX + 1]; /* the bound name, NUL-terminated */
 } wv_obj_header;
 
 /* What the trailer says about an object (with copies of the header's format fields). */
@@ -89,23 +103,45 @@ typedef struct wv_obj_info {
     uint8_t cipher;
     uint8_t digest;
     uint8_t kind;
+    /* Not in the trailer: the header's length, known to whoever wrote or read the object whole
+     * (0 after a trailer decode alone). Stored size = header_size + payload_size + trailer. */
+    uint32_t header_size;
 } wv_obj_info;
 
-/* A version-1 header with no cipher and SHA-256 digest. */
+/* A version-2 header, not bound, with no cipher and SHA-256 digest. */
 void wv_obj_header_init(wv_obj_header *h, uint8_t kind, uint8_t compression);
 
-/* Encode (version 1 only); WV_EINTERNAL for a field value this version does not know. */
-int wv_obj_header_encode(const wv_obj_header *h, uint8_t out[WV_OBJ_HEADER_SIZE], wv_err *err);
+/* Bind the header to name (the key it is stored under). WV_EINTERNAL if name is longer than
+ * WV_OBJ_NAME_MAX. NULL or "" unbinds. */
+int wv_obj_header_bind(wv_obj_header *h, const char *name, wv_err *err);
 
-/* Decode and fully validate the first WV_OBJ_HEADER_SIZE bytes of buf. WV_ECORRUPT if len is too
- * short, the magic or the check is wrong or a reserved byte is set; WV_EFORMAT for an intact header
- * of a newer version or with a value this version does not know. */
+/* The encoded length of h: 64 for version 1, 64 + name_len + 4 for version 2. */
+size_t wv_obj_header_length(const wv_obj_header *h);
+
+/* Encode into out (wv_obj_header_length(h) bytes, at most WV_OBJ_HEADER_MAX); versions 1 and 2.
+ * WV_EINTERNAL for a field value this version does not know. */
+int wv_obj_header_encode(const wv_obj_header *h, uint8_t *out, wv_err *err);
+
+/* The header length an encoded header declares (bytes 10..11 of at least 64 bytes), unchecked,
+ * clamped to WV_OBJ_HEADER_MAX: how many bytes a reader needs before wv_obj_header_decode. */
+size_t wv_obj_header_declared_length(const uint8_t *buf);
+
+/* Decode and fully validate the header at the start of buf (len bytes: at least the header's
+ * length). WV_ECORRUPT if len is too short, a magic or check is wrong, the length does not fit
+ * the version or a reserved byte is set; WV_EFORMAT for an intact header of a newer version or
+ * with a value this version does not know. */
 int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_err *err);
 
-/* Zero sizes and counts, no commit times, version 1, SHA-256, no compression/cipher. */
+/* Check that header h (of the object read as `key`) is bound to `key`. 0 if it is, or if h is not
+ * bound (version 1, or version 2 without a name: *unbound, when not NULL, is set to 1);
+ * WV_ECORRUPT naming both names otherwise. */
+int wv_obj_check_binding(const wv_obj_header *h, const char *key, int *unbound, wv_err *err);
+
+/* Zero sizes and counts, no commit times, version 2, SHA-256, no compression/cipher. */
 void wv_obj_info_init(wv_obj_info *info);
 
-/* Encode a trailer (version 1 only); WV_EINTERNAL for an unknown field value. */
+/* Encode a trailer (versions 1 and 2: the same layout); WV_EINTERNAL for an unknown field
+ * value. */
 int wv_obj_trailer_encode(const wv_obj_info *info, uint8_t out[WV_OBJ_TRAILER_SIZE], wv_err *err);
 
 /* Decode and fully validate the LAST WV_OBJ_TRAILER_SIZE bytes of buf (len >= that, e.g. a suffix

@@ -2,6 +2,7 @@
 #include "repo/backupset.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -476,4 +477,29 @@ int wv_repo_lock_acquire(wv_storage *st, const char *what, wv_err *err)
 void wv_repo_lock_release(wv_storage *st)
 {
     wv_storage_remove(st, WV_REPO_LOCK_KEY, NULL);
+}
+
+int wv_backupset_check_cluster(const wv_backupset *set, const char *repo, uint64_t system_id,
+                               uint64_t wal_segsize, wv_err *err)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        const wv_manifest_header *h = &set->b[i].h;
+        if (h->system_id != system_id)
+            wv_err_set(err, WV_ECORRUPT,
+                       "%s: backup %s: its manifest is of database system %" PRIu64
+                       ", the repository's is %" PRIu64,
+                       repo, h->id, h->system_id, system_id);
+        else if (h->wal_segsize != wal_segsize)
+            wv_err_set(err, WV_ECORRUPT,
+                       "%s: backup %s: its manifest says %" PRIu64
+                       "-byte WAL segments, the repository's are %" PRIu64,
+                       repo, h->id, h->wal_segsize, wal_segsize);
+        else
+            continue;
+        return wv_err_hint(err,
+                           "it was copied in from another repository or damaged: remove "
+                           "backup/%s from this repository (verify reports every such backup)",
+                           h->id);
+    }
+    return 0;
 }

@@ -41,6 +41,12 @@ typedef struct wv_backupset {
 int wv_backupset_load(wv_storage *st, wv_backupset *out, wv_err *err);
 void wv_backupset_free(wv_backupset *set);
 
+/* Every backup must be of the repository's cluster: WV_ECORRUPT ("REPO: backup ID: its manifest
+ * is of database system X, the repository's is Y") for the first manifest whose system identifier
+ * or WAL segment size is not the repository's (walvault.repo). */
+int wv_backupset_check_cluster(const wv_backupset *set, const char *repo, uint64_t system_id,
+                               uint64_t wal_segsize, wv_err *err);
+
 /* The backup with this id, or NULL. */
 const wv_backup *wv_backupset_find(const wv_backupset *set, const char *id);
 

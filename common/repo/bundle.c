@@ -164,10 +164,12 @@ int wv_bundle_each(wv_source *src, const wv_bundle *b, wv_bundle_member_fn fn, v
     return 0;
 }
 
-int wv_bundle_check_object(wv_source *obj, const wv_bundle_member *m, wv_filter *dest, wv_err *err)
+int wv_bundle_check_object(wv_source *obj, const char *bundle_key, const wv_bundle_member *m,
+                           wv_filter *dest, wv_err *err)
 {
     wv_obj_info info;
-    int r = wv_object_read(obj, dest, &info, err);
+    wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT, .key = bundle_key, .max_plain = m->size};
+    int r = wv_object_read_opts(obj, dest, &o, &info, err);
     if (r < 0)
         return r;
     uint8_t extra;
@@ -187,6 +189,7 @@ int wv_bundle_check_object(wv_source *obj, const wv_bundle_member *m, wv_filter 
 }
 
 typedef struct verify_state {
+    const char *key;
     wv_bundle_problem_cb cb;
     void *arg;
     size_t bad;
@@ -198,7 +201,7 @@ static int verify_one(void *arg, const wv_bundle_member *m, wv_source *obj, wv_e
     wv_err e;
     wv_err_clear(&e);
     wv_filter *discard = wv_filter_discard_new();
-    int r = wv_bundle_check_object(obj, m, discard, &e);
+    int r = wv_bundle_check_object(obj, v->key, m, discard, &e);
     wv_filter_chain_free(discard);
     if (r == WV_ECORRUPT || r == WV_EFORMAT) {
         v->bad++;
@@ -214,7 +217,7 @@ static int verify_one(void *arg, const wv_bundle_member *m, wv_source *obj, wv_e
 int wv_bundle_verify(wv_source *src, const wv_bundle *b, wv_bundle_problem_cb cb, void *arg,
                      size_t *bad, wv_err *err)
 {
-    verify_state v = {cb, arg, 0};
+    verify_state v = {b->key, cb, arg, 0};
     int rc = wv_bundle_each(src, b, verify_one, &v, err);
     if (bad)
         *bad = v.bad;
@@ -284,7 +287,9 @@ int wv_bundle_out_end(wv_bundle_out *b, wv_err *err)
 static int store_member(wv_bundle_out *b, wv_bundle_out_file *m, wv_sink *const *sinks, int n,
                         const wv_obj_opts *opts, wv_err *err)
 {
-    wv_objwriter *w = wv_objwriter_new(sinks, n, opts);
+    wv_obj_opts o = *opts;
+    o.name = b->key; /* a member is bound to its bundle */
+    wv_objwriter *w = wv_objwriter_new(sinks, n, &o);
     wv_obj_info info;
     int rc = m->size ? wv_objwriter_write(w, b->data.data + m->data_off, (size_t)m->size, err) : 0;
     if (rc == 0)
@@ -300,7 +305,7 @@ static int store_member(wv_bundle_out *b, wv_bundle_out_file *m, wv_sink *const 
     if (rc < 0)
         return rc;
     memcpy(m->sha256, info.sha256, 32);
-    m->stored_size = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
+    m->stored_size = info.payload_size + info.header_size + WV_OBJ_TRAILER_SIZE;
     return 0;
 }
 

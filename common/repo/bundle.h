@@ -75,9 +75,11 @@ typedef int (*wv_bundle_member_fn)(void *arg, const wv_bundle_member *m, wv_sour
 int wv_bundle_each(wv_source *src, const wv_bundle *b, wv_bundle_member_fn fn, void *arg,
                    wv_err *err);
 
-/* Decode one member's object from obj into dest and check it against the manifest (plain size,
- * SHA-256, and that it fills its stored size exactly). 0, WV_ECORRUPT, or another error. */
-int wv_bundle_check_object(wv_source *obj, const wv_bundle_member *m, wv_filter *dest, wv_err *err);
+/* Decode one member's object from obj into dest and check it against the manifest (bound to
+ * bundle_key, at most the manifest's size decompressed, plain size, SHA-256, and that it fills its
+ * stored size exactly). 0, WV_ECORRUPT, or another error. */
+int wv_bundle_check_object(wv_source *obj, const char *bundle_key, const wv_bundle_member *m,
+                           wv_filter *dest, wv_err *err);
 
 /* Called for each member that does not verify: err says why (WV_ECORRUPT, or WV_EFORMAT). */
 typedef void (*wv_bundle_problem_cb)(void *arg, const wv_bundle_member *m, const wv_err *err);

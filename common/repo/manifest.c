@@ -624,8 +624,10 @@ static int parse_entry(wv_manifest_reader *r, const char *type, wv_err *err)
         } else if (e.type == WV_MANIFEST_DIR) {
             r->counted.dirs++;
         } else {
-            if ((rc = need_u64(r, type, "size", UINT64_MAX, &e.size, err)) < 0 ||
-                (rc = need_u64(r, type, "stored-size", UINT64_MAX, &e.stored_size, err)) < 0 ||
+            /* Sizes and offsets become byte ranges of storage requests (int64_t): bounded here,
+             * before any use. */
+            if ((rc = need_u64(r, type, "size", INT64_MAX, &e.size, err)) < 0 ||
+                (rc = need_u64(r, type, "stored-size", INT64_MAX, &e.stored_size, err)) < 0 ||
                 (rc = need(r, type, "sha256", &v, err)) < 0)
                 return rc;
             if (strlen(v) != 64 || wv_hex_decode(v, e.sha256, 32) < 0)
@@ -635,12 +637,20 @@ static int parse_entry(wv_manifest_reader *r, const char *type, wv_err *err)
                 return bad(r, err, "bad backup reference \"%.70s\"", e.ref);
             if (r->h->version >= 2 && get(r, "bundle")) {
                 if ((rc = need_u64(r, type, "bundle", UINT32_MAX, &u, err)) < 0 ||
-                    (rc = need_u64(r, type, "offset", UINT64_MAX, &e.offset, err)) < 0)
+                    (rc = need_u64(r, type, "offset", INT64_MAX, &e.offset, err)) < 0)
                     return rc;
                 if (u == 0)
                     return bad(r, err, "bad bundle 0");
+                if (e.offset > (uint64_t)INT64_MAX - e.stored_size)
+                    return bad(r, err,
+                               "offset %" PRIu64 " and stored-size %" PRIu64
+                               " end beyond any object",
+                               e.offset, e.stored_size);
                 e.bundle = (uint32_t)u;
             }
+            if (r->counted.size + e.size < r->counted.size ||
+                r->counted.stored_size + e.stored_size < r->counted.stored_size)
+                return bad(r, err, "the sizes of the files add up to more than 2^64 bytes");
             r->counted.files++;
             r->counted.size += e.size;
             r->counted.stored_size += e.stored_size;
@@ -714,6 +724,8 @@ static int parse_line(wv_manifest_reader *r, char *line, size_t len, wv_err *err
             (rc = need_u64(r, type, "pg-version", UINT32_MAX, &u, err)) < 0)
             return rc;
         h->pg_version = (uint32_t)u;
+        if (h->system_id == 0)
+            return bad(r, err, "system-id 0");
         if ((rc = need_u64(r, type, "wal-segsize", UINT64_MAX, &h->wal_segsize, err)) < 0)
             return rc;
         if (!wv_wal_segsize_valid(h->wal_segsize))

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "core/buf.h"
 #include "core/fileio.h"
 #include "pg/walname.h"
+#include "pg/walpage.h"
 
 int wv_repo_open(const wv_repo_config *rc, wv_repo **out, wv_err *err)
 {
@@ -78,10 +80,32 @@ static int parse_info(wv_repo *r, const char *text, wv_repo_info *info, wv_err *
                           WV_REPO_INFO_KEY, wv_storage_location(r->st));
     if (info->format > WV_REPO_FORMAT)
         return wv_err_set(err, WV_EFORMAT,
-                          "%s: repository format %d was written by a newer walvault (this one "
-                          "reads format %d)",
-                          r->rc->name, info->format, WV_REPO_FORMAT);
+                          "%s: %s in \"%s\": repository format %d was written by a newer walvault "
+                          "(this one reads format %d)",
+                          r->rc->name, WV_REPO_INFO_KEY, wv_storage_location(r->st), info->format,
+                          WV_REPO_FORMAT);
+    const char *why = wv_repo_info_invalid(info);
+    if (why) {
+        wv_err_set(err, WV_ECORRUPT, "%s: %s in \"%s\" is invalid: %s", r->rc->name,
+                   WV_REPO_INFO_KEY, wv_storage_location(r->st), why);
+        return wv_err_hint(err,
+                           "walvault.repo is written once by walvault and never edited: restore "
+                           "it from a copy of this repository");
+    }
     return 0;
+}
+
+const char *wv_repo_info_invalid(const wv_repo_info *info)
+{
+    if (info->format < 1 || info->format > WV_REPO_FORMAT)
+        return "format is not a known repository format";
+    if (info->system_id == 0)
+        return "system_identifier is 0";
+    if (info->pg_major < WV_PG_MAJOR_MIN || info->pg_major > WV_PG_MAJOR_MAX)
+        return "pg_major is not a PostgreSQL major version walvault knows";
+    if (!wv_wal_segsize_valid(info->wal_segsize))
+        return "wal_segment_size is not a power of two from 1 MiB to 1 GiB";
+    return NULL;
 }
 
 int wv_repo_load_info(wv_repo *r, wv_err *err)
@@ -205,9 +229,9 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
 }
 
 int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
-                     wv_obj_info *info, wv_err *err)
+                     uint64_t max_plain, wv_obj_info *info, wv_err *err)
 {
-    return wv_repo_get_file_range(st, key, 0, -1, dest_path, flags, info, err);
+    return wv_repo_get_file_range(st, key, 0, -1, dest_path, flags, max_plain, info, err);
 }
 
 int wv_repo_write_file(const char *dest_path, unsigned flags, wv_repo_fill_fn fill, void *arg,
@@ -246,13 +270,23 @@ typedef struct get_fill {
     wv_storage *st;
     const char *key;
     int64_t offset, length;
+    uint64_t max_plain;
+    const char *walname;    /* a WAL-directory file: its content is checked on the way */
+    const wv_repo_info *ri; /* for walname: the repository's info, or NULL */
 } get_fill;
 
 static int fill_from_object(void *arg, wv_filter *dest, wv_err *err)
 {
     get_fill *g = arg;
-    int rc = wv_object_read_ext(
-        g->src, dest, (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0, g->info, err);
+    wv_objread_opts o = {.flags = (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0,
+                         .key = g->key,
+                         .max_plain = g->max_plain == WV_GET_NOLIMIT ? 0 : g->max_plain};
+    if (g->max_plain != WV_GET_NOLIMIT)
+        o.flags |= WV_OBJREAD_LIMIT;
+    wv_filter *check = g->walname ? wv_repo_walcheck_new(dest, g->walname, g->ri) : NULL;
+    int rc = wv_object_read_opts(g->src, check ? check : dest, &o, g->info, err);
+    if (check)
+        check->ops->free(check);
     if (rc != 0 && g->length >= 0)
         wv_err_context_at(err, wv_storage_name(g->st), g->key, " at offset %" PRId64, g->offset);
     else if (rc != 0)
@@ -261,16 +295,212 @@ static int fill_from_object(void *arg, wv_filter *dest, wv_err *err)
 }
 
 int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
-                           const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err)
+                           const char *dest_path, unsigned flags, uint64_t max_plain,
+                           wv_obj_info *info, wv_err *err)
 {
     wv_source *src = NULL;
     int rc = wv_storage_get_open(st, key, offset, length, &src, err);
     if (rc != 0)
         return rc;
-    get_fill g = {src, flags, info, st, key, offset, length};
+    get_fill g = {src, flags, info, st, key, offset, length, max_plain, NULL, NULL};
     rc = wv_repo_write_file(dest_path, flags, fill_from_object, &g, err);
     wv_source_close(src);
     return rc;
+}
+
+int wv_repo_get_wal(wv_storage *st, const wv_repo_info *ri, const char *walname,
+                    const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err)
+{
+    char key[256];
+    wv_source *src = NULL;
+    int rc = wv_repo_wal_key(walname, key, sizeof(key), err);
+    if (rc != 0)
+        return rc;
+    if ((rc = wv_storage_get_open(st, key, 0, -1, &src, err)) != 0)
+        return rc;
+    get_fill g = {src, flags, info, st, key, 0, -1, wv_repo_wal_max_size(walname, ri), walname, ri};
+    rc = wv_repo_write_file(dest_path, flags, fill_from_object, &g, err);
+    wv_source_close(src);
+    return rc;
+}
+
+/* ---- what an archived WAL-directory file must hold ------------------------------------------ */
+
+uint64_t wv_repo_wal_max_size(const char *walname, const wv_repo_info *ri)
+{
+    wv_walname wn;
+    switch (wv_walname_parse(walname, &wn)) {
+    case WV_WALNAME_SEGMENT:
+    case WV_WALNAME_PARTIAL:
+        return ri ? ri->wal_segsize : WV_WAL_SEGSIZE_MAX;
+    default:
+        return WV_REPO_WAL_TEXT_MAX;
+    }
+}
+
+typedef struct walcheck {
+    wv_filter base;
+    wv_walname wn;
+    char name[64];
+    const wv_repo_info *ri;
+    uint64_t total;
+    uint8_t head[WV_XLP_LONG_HEADER_SIZE];
+    int head_checked;
+    wv_buf text; /* history and backup history files: the whole content (at most the cap) */
+} walcheck;
+
+static int walcheck_bad(walcheck *c, wv_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int walcheck_bad(walcheck *c, wv_err *err, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    wv_err_set(err, WV_ECORRUPT, "the object is not WAL file %s: %s", c->name, why);
+    return wv_err_hint(err, "it was stored under a wrong name or damaged; fetch it from another "
+                            "repository, or archive it again if the original still exists");
+}
+
+/* The first page header of a segment or partial segment, once its 40 bytes are in. */
+static int walcheck_head(walcheck *c, wv_err *err)
+{
+    wv_walpage pg;
+    wv_err e;
+    wv_err_clear(&e);
+    if (wv_walpage_check_first(c->head, sizeof(c->head), c->name, &pg, &e) != 0)
+        return walcheck_bad(c, err, "%s", e.msg);
+    const wv_repo_info *ri = c->ri;
+    uint64_t segsize = ri ? ri->wal_segsize : pg.seg_size;
+    int major = wv_walpage_major_of_magic(pg.magic);
+    if (ri && (uint32_t)major != ri->pg_major)
+        return walcheck_bad(c, err,
+                            "its pages are PostgreSQL %d WAL (magic 0x%04X), the repository's "
+                            "cluster is PostgreSQL %" PRIu32,
+                            major, pg.magic, ri->pg_major);
+    if (ri && pg.sysid != ri->system_id)
+        return walcheck_bad(c, err,
+                            "it is WAL of database system %" PRIu64
+                            ", the repository's cluster is %" PRIu64,
+                            pg.sysid, ri->system_id);
+    if (pg.seg_size != segsize)
+        return walcheck_bad(
+            c, err, "its header says %" PRIu32 "-byte segments, the repository's are %" PRIu64,
+            pg.seg_size, segsize);
+    if (!wv_walname_valid_for_segsize(&c->wn, segsize))
+        return walcheck_bad(c, err, "the name is no segment of %" PRIu64 "-byte segments", segsize);
+    uint64_t start = wv_segno_to_lsn(wv_walname_segno(&c->wn, segsize), segsize);
+    if (pg.pageaddr != start) {
+        char a[WV_LSN_LEN], b[WV_LSN_LEN];
+        wv_lsn_format(pg.pageaddr, a);
+        wv_lsn_format(start, b);
+        return walcheck_bad(c, err, "its first page is at %s, the segment starts at %s", a, b);
+    }
+    /* At a timeline switch the new timeline's first segment begins with a copy of the old one's
+     * pages, which keep the old timeline: the first page's timeline may be lower, never higher. */
+    if (pg.timeline > c->wn.tli)
+        return walcheck_bad(c, err,
+                            "its first page is of timeline %" PRIu32 ", the name's is %" PRIu32,
+                            pg.timeline, c->wn.tli);
+    c->head_checked = 1;
+    return 0;
+}
+
+static int walcheck_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    walcheck *c = (walcheck *)f;
+    int rc;
+    if (c->wn.kind == WV_WALNAME_SEGMENT || c->wn.kind == WV_WALNAME_PARTIAL) {
+        if (!c->head_checked && c->total < sizeof(c->head)) {
+            size_t n = sizeof(c->head) - (size_t)c->total;
+            if (n > len)
+                n = len;
+            memcpy(c->head + c->total, buf, n);
+            if (c->total + n == sizeof(c->head) && (rc = walcheck_head(c, err)) < 0)
+                return rc;
+        }
+    } else {
+        if (c->text.len + len > WV_REPO_WAL_TEXT_MAX)
+            return walcheck_bad(c, err, "more than %d bytes", WV_REPO_WAL_TEXT_MAX);
+        wv_buf_append(&c->text, buf, len);
+    }
+    c->total += len;
+    return wv_filter_write(f->next, buf, len, err);
+}
+
+static int walcheck_finish(wv_filter *f, wv_err *err)
+{
+    walcheck *c = (walcheck *)f;
+    const char *start = "START WAL LOCATION: ";
+    switch (c->wn.kind) {
+    case WV_WALNAME_SEGMENT:
+    case WV_WALNAME_PARTIAL: {
+        uint64_t segsize = c->ri ? c->ri->wal_segsize : 0;
+        if (!c->head_checked)
+            return walcheck_bad(c, err, "%" PRIu64 " bytes, too short for a WAL page header",
+                                c->total);
+        if (!segsize)
+            segsize = wv_get_le32(c->head + 32);
+        if (c->wn.kind == WV_WALNAME_SEGMENT && c->total != segsize)
+            return walcheck_bad(c, err, "%" PRIu64 " bytes, a segment has %" PRIu64, c->total,
+                                segsize);
+        break;
+    }
+    case WV_WALNAME_HISTORY: {
+        wv_history_entry *h = NULL;
+        size_t n = 0;
+        wv_err e;
+        wv_err_clear(&e);
+        if (wv_history_parse((const char *)c->text.data, c->text.len, &h, &n, &e) != 0)
+            return walcheck_bad(c, err, "not a timeline history file: %s", e.msg);
+        for (size_t i = 0; i < n; i++)
+            if (h[i].tli >= c->wn.tli) {
+                uint32_t tli = h[i].tli;
+                free(h);
+                return walcheck_bad(c, err,
+                                    "its entry %zu names timeline %" PRIu32
+                                    ", not an ancestor of timeline %" PRIu32,
+                                    i + 1, tli, c->wn.tli);
+            }
+        free(h);
+        break;
+    }
+    default:
+        if (c->text.len < strlen(start) || memcmp(c->text.data, start, strlen(start)) != 0)
+            return walcheck_bad(c, err, "a backup history file starts with \"%s\"", start);
+        break;
+    }
+    return wv_filter_finish(f->next, err);
+}
+
+static void walcheck_free(wv_filter *f)
+{
+    walcheck *c = (walcheck *)f;
+    wv_buf_free(&c->text);
+    free(c);
+}
+
+static const wv_filter_ops walcheck_ops = {
+    .name = "wal content check",
+    .write = walcheck_write,
+    .finish = walcheck_finish,
+    .free = walcheck_free,
+};
+
+wv_filter *wv_repo_walcheck_new(wv_filter *next, const char *walname, const wv_repo_info *ri)
+{
+    walcheck *c = wv_xcalloc(1, sizeof(*c));
+    c->base.ops = &walcheck_ops;
+    c->base.next = next;
+    if (wv_walname_parse(walname, &c->wn) == WV_WALNAME_INVALID) {
+        free(c);
+        return NULL;
+    }
+    snprintf(c->name, sizeof(c->name), "%s", walname);
+    c->ri = ri;
+    wv_buf_init(&c->text);
+    return &c->base;
 }
 
 int wv_repo_same_object(const wv_repo *r, const char *name, const wv_obj_info *stored,
@@ -321,7 +551,11 @@ int wv_repo_put_object(wv_repo *r, const char *key, const char *name, unsigned e
     int rc = wv_storage_put_open(r->st, key, WV_PUT_NOREPLACE | extra_flags, &sink, err);
     if (rc != 0)
         return rc;
-    wv_objwriter *w = wv_objwriter_new(&sink, 1, opts);
+    wv_obj_opts o =
+        opts ? *opts
+             : (wv_obj_opts){.compress = WV_COMPRESS_LZ4, .level = 1, .kind = WV_OBJ_KIND_GENERIC};
+    o.name = key;
+    wv_objwriter *w = wv_objwriter_new(&sink, 1, &o);
     rc = len ? wv_objwriter_write(w, data, len, err) : 0;
     if (rc == 0)
         rc = wv_objwriter_finish(w, &ours, err);
@@ -342,4 +576,12 @@ int wv_repo_put_object(wv_repo *r, const char *key, const char *name, unsigned e
 void wv_sha256_hex(const uint8_t sha[32], char out[65])
 {
     wv_hex_encode(sha, 32, out);
+}
+
+wv_filter *wv_repo_walcheck_for_key(wv_filter *next, const char *key, const wv_repo_info *ri)
+{
+    const char *base = strrchr(key, '/');
+    if (strncmp(key, "wal/", 4) != 0 || !base)
+        return NULL;
+    return wv_repo_walcheck_new(next, base + 1, ri);
 }

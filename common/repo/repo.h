@@ -51,8 +51,14 @@ typedef struct wv_repo {
 int wv_repo_open(const wv_repo_config *rc, wv_repo **out, wv_err *err);
 void wv_repo_close(wv_repo *r); /* NULL allowed */
 
-/* Load walvault.repo. WV_ENOTFOUND if the repository was never used. */
+/* Load walvault.repo and validate it (wv_repo_info_invalid). WV_ENOTFOUND if the repository was
+ * never used; WV_ECORRUPT naming the file and the field if it holds a value no cluster has. */
 int wv_repo_load_info(wv_repo *r, wv_err *err);
+
+/* NULL if info is one a cluster can have (a known repository format, a non-zero system
+ * identifier, a PostgreSQL major walvault knows, a valid WAL segment size); else which field is
+ * wrong, as a phrase. */
+const char *wv_repo_info_invalid(const wv_repo_info *info);
 
 /*
  * Check that a cluster may use this repository; records it on first use (race-safe: the info
@@ -78,8 +84,12 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
  */
 #define WV_GET_NOSYNC      1
 #define WV_GET_HASH_THREAD 2
+/* The object must be bound to key (objfmt.h; an unbound format-1 object is accepted) and hold at
+ * most max_plain bytes (WV_GET_NOLIMIT: no limit): decompression stops there and nothing past it
+ * is written. */
+#define WV_GET_NOLIMIT UINT64_MAX
 int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, unsigned flags,
-                     wv_obj_info *info, wv_err *err);
+                     uint64_t max_plain, wv_obj_info *info, wv_err *err);
 /* Write dest_path atomically from what fill pushes into the filter it gets (an fd filter): temp
  * file beside it, fsync of file and directory unless WV_GET_NOSYNC, rename; on any failure of fill
  * or of the file system the temp file is removed and dest_path untouched. */
@@ -87,9 +97,44 @@ typedef int (*wv_repo_fill_fn)(void *arg, wv_filter *dest, wv_err *err);
 int wv_repo_write_file(const char *dest_path, unsigned flags, wv_repo_fill_fn fill, void *arg,
                        wv_err *err);
 
-/* The same for an object stored inside another (a bundle): the length bytes at offset of key. */
+/* The same for an object stored inside another (a bundle): the length bytes at offset of key
+ * (the members of a bundle are bound to the bundle's key). */
 int wv_repo_get_file_range(wv_storage *st, const char *key, int64_t offset, int64_t length,
-                           const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err);
+                           const char *dest_path, unsigned flags, uint64_t max_plain,
+                           wv_obj_info *info, wv_err *err);
+
+/*
+ * Fetch archived WAL-directory file walname (wal-fetch) as wv_repo_get_file does, checking on the
+ * way, with no second read, that the content is what the name says (wv_repo_walcheck_new), at
+ * most wv_repo_wal_max_size bytes. ri is the repository's info, or NULL if it has none.
+ */
+int wv_repo_get_wal(wv_storage *st, const wv_repo_info *ri, const char *walname,
+                    const char *dest_path, unsigned flags, wv_obj_info *info, wv_err *err);
+
+/* The most bytes archived file walname may hold: the segment size for segments and partial
+ * segments (WV_WAL_SEGSIZE_MAX without ri), WV_REPO_WAL_TEXT_MAX for history and backup
+ * history files. */
+#define WV_REPO_WAL_TEXT_MAX (1 << 20)
+uint64_t wv_repo_wal_max_size(const char *walname, const wv_repo_info *ri);
+
+/*
+ * A filter that checks, while the content of archived file walname streams through it to next,
+ * that it is that file (WV_ECORRUPT "the object is not WAL file NAME: ..." otherwise):
+ *  - segment: the first page header is a segment's first (a known page magic, the long header),
+ *    of the repository's PostgreSQL major, system identifier and segment size; its address is the
+ *    segment's start; its timeline is not above the name's (a new timeline's first segment starts
+ *    with the old timeline's pages); the size is the segment size;
+ *  - partial segment: the same, with any size up to the segment size;
+ *  - history file: parses as a timeline history whose timelines are all below the name's;
+ *  - backup history file: starts with "START WAL LOCATION: ".
+ * History and backup history contents are held (at most WV_REPO_WAL_TEXT_MAX bytes). ri NULL:
+ * the checks that need the repository's info are made against the first page header itself.
+ * NULL if walname is no WAL-directory file name. Freed with ops->free (it does not free next).
+ */
+wv_filter *wv_repo_walcheck_new(wv_filter *next, const char *walname, const wv_repo_info *ri);
+/* The same for an object key: a check for "wal/.../NAME" when NAME is a WAL-directory file name,
+ * else NULL (restore points, backups). */
+wv_filter *wv_repo_walcheck_for_key(wv_filter *next, const char *key, const wv_repo_info *ri);
 
 /*
  * The rule "an archived name is never overwritten with different content".

@@ -87,7 +87,9 @@ static int load_history(wv_storage *st, wv_archive *a, const char *key, wv_err *
     int rc = wv_storage_get_open(st, key, 0, -1, &src, err);
     if (rc == 0) {
         wv_filter *dest = wv_filter_buf_new(&b);
-        rc = wv_object_read(src, dest, &info, err);
+        rc = wv_object_read_opts(src, dest,
+                                 &(wv_objread_opts){.key = key, .max_plain = WV_REPO_WAL_TEXT_MAX},
+                                 &info, err);
         wv_filter_chain_free(dest);
         wv_source_close(src);
         if (rc != 0)

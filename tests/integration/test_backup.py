@@ -18,7 +18,7 @@ import urllib.parse
 import lz4.frame
 import pytest
 
-from utils import (OBJ_HEADER, OBJ_TRAILER, PG_USER, chown_pg, make_pg_dir, pg_bin, popen, run,
+from utils import (OBJ_TRAILER, obj_header_len, PG_USER, chown_pg, make_pg_dir, pg_bin, popen, run,
                    wait_until)
 
 
@@ -94,7 +94,7 @@ def object_bytes(repo, bid, path):
 def read_object(repo, bid, path):
     """Plain content of a stored backup file: strip header and trailer, undo lz4."""
     raw = object_bytes(repo, bid, path)
-    payload = raw[OBJ_HEADER:len(raw) - OBJ_TRAILER]
+    payload = raw[obj_header_len(raw):len(raw) - OBJ_TRAILER]
     if payload[:4] == b"\x04\x22\x4d\x18":
         return lz4.frame.decompress(payload)
     return payload

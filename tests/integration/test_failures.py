@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from utils import (OBJ_HEADER, OBJ_TRAILER, Repo, chown_pg, flip_byte, make_pg_dir, popen, read_bytes,
+from utils import (OBJ_TRAILER, obj_header_len, Repo, chown_pg, flip_byte, make_pg_dir, popen, read_bytes,
                    restore_from, truncate, wait_until)
 
 CORRUPT_RE = re.compile(r"corrupt|checksum|sha-?256|digest|mismatch|truncat|short|invalid|trailer|"
@@ -21,7 +21,7 @@ CORRUPT_RE = re.compile(r"corrupt|checksum|sha-?256|digest|mismatch|truncat|shor
 
 
 def _payload_len(path):
-    return os.path.getsize(path) - OBJ_HEADER - OBJ_TRAILER
+    return os.path.getsize(path) - obj_header_len(path) - OBJ_TRAILER
 
 
 def _flip(off_fn):
@@ -43,14 +43,14 @@ def _append_garbage(path):
 
 # {name, mutilation, ...}: after 003_corruption.pl. Every one must make wal-fetch fail with an error.
 MUTILATIONS = [
-    ("flip-first-payload-byte", _flip(lambda p: OBJ_HEADER)),
-    ("flip-middle-payload-byte", _flip(lambda p: OBJ_HEADER + _payload_len(p) // 2)),
-    ("flip-last-payload-byte", _flip(lambda p: OBJ_HEADER + _payload_len(p) - 1)),
+    ("flip-first-payload-byte", _flip(lambda p: obj_header_len(p))),
+    ("flip-middle-payload-byte", _flip(lambda p: obj_header_len(p) + _payload_len(p) // 2)),
+    ("flip-last-payload-byte", _flip(lambda p: obj_header_len(p) + _payload_len(p) - 1)),
     ("flip-header-byte", _flip(lambda p: 0)),
     ("flip-trailer-byte", _flip(lambda p: os.path.getsize(p) - OBJ_TRAILER + 40)),
     ("truncate-to-empty", _truncate_to(lambda p: 0)),
-    ("truncate-inside-header", _truncate_to(lambda p: OBJ_HEADER // 2)),
-    ("truncate-mid-payload", _truncate_to(lambda p: OBJ_HEADER + _payload_len(p) // 2)),
+    ("truncate-inside-header", _truncate_to(lambda p: obj_header_len(p) // 2)),
+    ("truncate-mid-payload", _truncate_to(lambda p: obj_header_len(p) + _payload_len(p) // 2)),
     ("drop-trailer", _truncate_to(lambda p: os.path.getsize(p) - OBJ_TRAILER)),
     ("drop-last-trailer-byte", _truncate_to(lambda p: os.path.getsize(p) - 1)),
     ("append-garbage", _append_garbage),
@@ -88,9 +88,9 @@ def test_recovery_stops_on_damaged_segment(archived_cluster, pg_factory, wv, wor
     victim = segs[len(segs) // 2]
     p = repo.object_path(victim)
     if how == "truncate":
-        truncate(p, OBJ_HEADER + _payload_len(p) // 3)
+        truncate(p, obj_header_len(p) + _payload_len(p) // 3)
     else:
-        flip_byte(p, OBJ_HEADER + _payload_len(p) // 2)
+        flip_byte(p, obj_header_len(p) + _payload_len(p) // 2)
 
     pg = restore_from(a, pg_factory, wv, repo.config)
     pg.start(wait=False)
@@ -112,7 +112,7 @@ def test_standby_keeps_retrying_on_damaged_segment(archived_cluster, pg_factory,
     repo = a.repo.copy_to(os.path.join(workdir, "repo"), os.path.join(workdir, "walvault.conf"))
     segs = [s for s in repo.segments() if s > a.backup_start_wal]
     victim = segs[len(segs) // 2]
-    flip_byte(repo.object_path(victim), OBJ_HEADER + 10)
+    flip_byte(repo.object_path(victim), obj_header_len(repo.object_path(victim)) + 10)
     pg = restore_from(a, pg_factory, wv, repo.config)
     os.unlink(os.path.join(pg.datadir, "recovery.signal"))
     pg.touch("standby.signal")

@@ -69,9 +69,21 @@ def pg_version_tool(name, major):
     p = os.path.join(d, name) if d else None
     return p if p and os.path.exists(p) else None
 
-# The on-repository object format: a 64-byte header, the payload, a 128-byte trailer.
+# The on-repository object format: a header, the payload, a 128-byte trailer. The header's fixed
+# part is 64 bytes (all of a format-1 header); a format-2 header adds the name it is bound to and
+# a check, and says its length at bytes 10..11 (obj_header_len).
 OBJ_HEADER = 64
 OBJ_TRAILER = 128
+
+
+def obj_header_len(raw_or_path):
+    """The header length of a stored object (its bytes, or a path to it)."""
+    if isinstance(raw_or_path, (bytes, bytearray)):
+        head = bytes(raw_or_path[:12])
+    else:
+        with open(raw_or_path, "rb") as f:
+            head = f.read(12)
+    return head[10] | head[11] << 8
 
 _pw = pwd.getpwnam(PG_USER)
 PG_UID, PG_GID = _pw.pw_uid, _pw.pw_gid

@@ -164,6 +164,22 @@ static void test_set(void **state)
     assert_string_equal(set.orphans[0], "20261125T130000Z");
     assert_non_null(wv_backupset_find(&set, "20261125T110000Z"));
     assert_null(wv_backupset_find(&set, "20261125T130000Z"));
+    /* Every manifest must be of the repository's cluster. */
+    assert_int_equal(
+        wv_backupset_check_cluster(&set, "repo1", 7000000000000000001ull, 16 << 20, &err), 0);
+    set.b[1].h.system_id = 7000000000000000002ull;
+    assert_int_equal(
+        wv_backupset_check_cluster(&set, "repo1", 7000000000000000001ull, 16 << 20, &err),
+        WV_ECORRUPT);
+    assert_string_equal(err.msg, "repo1: backup 20261125T110000Z: its manifest is of database "
+                                 "system 7000000000000000002, the repository's is "
+                                 "7000000000000000001");
+    assert_non_null(strstr(err.hint, "backup/20261125T110000Z"));
+    set.b[1].h.system_id = 7000000000000000001ull;
+    assert_int_equal(
+        wv_backupset_check_cluster(&set, "repo1", 7000000000000000001ull, 64 << 20, &err),
+        WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "16777216-byte WAL segments, the repository's are 67108864"));
     wv_backupset_free(&set);
 }
 

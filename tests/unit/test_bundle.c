@@ -48,7 +48,7 @@ static void build(built *b)
         assert_int_equal(wv_objwriter_finish(w, &info, &err), 0);
         wv_objwriter_free(w);
         snprintf(b->paths[i], sizeof(b->paths[i]), "pgdata/base/1/%d", 1000 + i);
-        uint64_t stored = info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE;
+        uint64_t stored = info.payload_size + info.header_size + WV_OBJ_TRAILER_SIZE;
         b->e[i] = (wv_manifest_entry){.type = WV_MANIFEST_FILE,
                                       .path = b->paths[i],
                                       .size = sizes[i],

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
@@ -17,6 +18,8 @@
 #include "storage/driver.h"
 
 #define MIB (1024 * 1024)
+/* An unbound version-2 header: the fixed 64 bytes and the name check. */
+#define HDR (WV_OBJ_HEADER_SIZE + 4)
 
 #include "memio.h"
 #include "probe.h"
@@ -113,13 +116,14 @@ static void test_roundtrip(void **state)
                 wv_err err = {0};
                 store(d, len, (wv_compress)comp, WV_OBJ_KIND_WAL, chunks[ci], &obj, &wi);
                 assert_int_equal(wi.plain_size, len);
-                assert_int_equal(wi.payload_size, obj.len - 64 - 128);
+                assert_int_equal(wi.payload_size, obj.len - HDR - 128);
+                assert_int_equal(wi.header_size, HDR);
                 assert_memory_equal(wi.sha256, want, 32);
                 assert_int_equal(wi.kind, WV_OBJ_KIND_WAL);
                 assert_int_equal(wi.compression, comp);
                 assert_memory_equal(obj.data, WV_OBJ_HEADER_MAGIC, 8);
                 if (comp == 0)
-                    assert_memory_equal(obj.data + 64, d, len); /* payload is the content */
+                    assert_memory_equal(obj.data + HDR, d, len); /* payload is the content */
 
                 /* The suffix alone tells size and digest. */
                 wv_obj_info si_info;
@@ -268,7 +272,7 @@ static void test_all_sinks_fail(void **state)
     assert_int_equal(rc, WV_ENOSPACE);
     assert_true(pos > 300000 - 64 && pos < 300000 + 2 * WV_FILTER_CHUNK);
     /* The reported error is the first sink's to fail. */
-    assert_non_null(strstr(err.msg, "after 64 bytes"));
+    assert_non_null(strstr(err.msg, "after 68 bytes"));
     assert_int_equal(wv_objwriter_sinks_ok(w), 0);
     assert_non_null(wv_objwriter_sink_error(w, 0));
     assert_non_null(wv_objwriter_sink_error(w, 1));
@@ -294,10 +298,10 @@ typedef enum {
     M_TRUNC,     /* keep only `arg` bytes */
     M_CUT_END,   /* drop the last `arg` bytes */
     M_FLIP,      /* flip the byte at `arg` (negative: from the end) */
-    M_DELETE,    /* delete the payload byte at offset 64 + arg */
-    M_INSERT,    /* insert a byte at offset 64 + arg */
+    M_DELETE,    /* delete the payload byte at offset HDR + arg */
+    M_INSERT,    /* insert a byte at offset HDR + arg */
     M_TRAILER,   /* rewrite the trailer (valid check) with one field changed */
-    M_HEADER_V2, /* an intact header of version 2 */
+    M_HEADER_V2, /* an intact header of a newer version */
     M_CIPHER,    /* header and trailer say aes-256-gcm */
     M_LZ4_CUT,   /* lz4 payload without its end mark, trailer consistent with it */
 } mutation;
@@ -314,8 +318,8 @@ static const struct {
 } damage[] = {
     {"empty object", 0, M_TRUNC, 0, WV_ECORRUPT, "shorter than its 64-byte header"},
     {"half a header", 1, M_TRUNC, 40, WV_ECORRUPT, "shorter than its 64-byte header"},
-    {"header only", 0, M_TRUNC, 64, WV_ECORRUPT, "too short for header and trailer"},
-    {"header and part of payload", 0, M_TRUNC, 64 + 100, WV_ECORRUPT,
+    {"header only", 0, M_TRUNC, HDR, WV_ECORRUPT, "too short for header and trailer"},
+    {"header and part of payload", 0, M_TRUNC, HDR + 100, WV_ECORRUPT,
      "too short for header and trailer"},
     {"truncated mid-payload", 1, M_TRUNC, 5000, WV_ECORRUPT, "trailer magic"},
     {"last byte missing", 0, M_CUT_END, 1, WV_ECORRUPT, "trailer magic"},
@@ -329,7 +333,7 @@ static const struct {
     {"trailer plain size", 1, M_FLIP, -120, WV_ECORRUPT, "trailer check"},
     {"trailer digest", 0, M_FLIP, -100, WV_ECORRUPT, "trailer check"},
     {"trailer check", 1, M_FLIP, -1, WV_ECORRUPT, "trailer check"},
-    {"payload byte flipped", 0, M_FLIP, 64 + 1000, WV_ECORRUPT, "checksum mismatch"},
+    {"payload byte flipped", 0, M_FLIP, HDR + 1000, WV_ECORRUPT, "checksum mismatch"},
     {"last payload byte flipped", 0, M_FLIP, -129, WV_ECORRUPT, "checksum mismatch"},
     {"payload byte deleted", 0, M_DELETE, 10, WV_ECORRUPT, "payload size mismatch"},
     {"payload byte inserted", 0, M_INSERT, 10, WV_ECORRUPT, "payload size mismatch"},
@@ -342,7 +346,7 @@ static const struct {
     {"newer header version", 1, M_HEADER_V2, 0, WV_EFORMAT, "newer walvault"},
     {"encrypted object", 0, M_CIPHER, 0, WV_EFORMAT, "encrypted"},
     {"lz4 frame cut, sizes consistent", 1, M_LZ4_CUT, 0, WV_ECORRUPT, "lz4: truncated"},
-    {"lz4 block size damaged", 1, M_FLIP, 64 + 10, WV_ECORRUPT, "lz4"},
+    {"lz4 block size damaged", 1, M_FLIP, HDR + 10, WV_ECORRUPT, "lz4"},
 };
 
 static void fix_check(uint8_t *p, size_t off)
@@ -416,25 +420,26 @@ static void test_damage_table(void **state)
             o.data[arg >= 0 ? (size_t)arg : o.len - (size_t)-arg] ^= 0x40;
             break;
         case M_DELETE:
-            memmove(o.data + 64 + arg, o.data + 64 + arg + 1, o.len - 64 - (size_t)arg - 1);
+            memmove(o.data + HDR + arg, o.data + HDR + arg + 1, o.len - HDR - (size_t)arg - 1);
             o.len--;
             break;
         case M_INSERT:
             wv_buf_reserve(&o, 1);
-            memmove(o.data + 64 + arg + 1, o.data + 64 + arg, o.len - 64 - (size_t)arg);
-            o.data[64 + arg] = 0x55;
+            memmove(o.data + HDR + arg + 1, o.data + HDR + arg, o.len - HDR - (size_t)arg);
+            o.data[HDR + arg] = 0x55;
             o.len++;
             break;
         case M_TRAILER:
             rewrite_trailer(&o, edit_field, arg);
             break;
         case M_HEADER_V2:
-            o.data[8] = 2;
+            o.data[8] = WV_OBJ_VERSION + 1;
             fix_check(o.data, 60);
             break;
         case M_CIPHER:
             o.data[13] = WV_OBJ_CIPHER_AES256GCM;
             fix_check(o.data, 60);
+            fix_check(o.data, 64); /* the name check (no name) covers the fixed part */
             rewrite_trailer(&o, edit_cipher, 0);
             break;
         case M_LZ4_CUT:
@@ -538,6 +543,181 @@ static void test_info_decode(void **state)
     wv_buf_free(&obj);
 }
 
+/* Store with a bound name. */
+static void store_named(const uint8_t *d, size_t len, wv_compress comp, const char *name,
+                        wv_buf *out, wv_obj_info *info)
+{
+    mem_sink s;
+    wv_sink *sinks[1] = {&s.base};
+    wv_obj_opts opts = {.compress = comp, .level = 1, .kind = WV_OBJ_KIND_WAL, .name = name};
+    wv_err err = {0};
+    mem_sink_init(&s, 0);
+    wv_objwriter *w = wv_objwriter_new(sinks, 1, &opts);
+    if (len)
+        assert_int_equal(wv_objwriter_write(w, d, len, &err), 0);
+    assert_int_equal(wv_objwriter_finish(w, info, &err), 0);
+    wv_objwriter_free(w);
+    *out = s.data;
+}
+
+static int load_opts(const wv_buf *obj, const wv_objread_opts *o, probe **p, wv_obj_info *info,
+                     wv_err *err)
+{
+    mem_source src;
+    mem_source_init(&src, obj->data, obj->len, 777);
+    *p = probe_new(0);
+    return wv_object_read_opts(&src.base, &(*p)->base, o, info, err);
+}
+
+#define K1 "wal/0000000100000000/000000010000000000000001"
+#define K2 "wal/0000000100000000/000000010000000000000002"
+
+static void test_binding_checked_by_reader(void **state)
+{
+    uint8_t *d = mixed_data(100000);
+    wv_buf obj;
+    wv_obj_info wi, ri;
+    probe *p;
+    int unbound = -1;
+    store_named(d, 100000, WV_COMPRESS_LZ4, K1, &obj, &wi);
+    assert_int_equal(wi.header_size, 64 + strlen(K1) + 4);
+    assert_int_equal(obj.len, wi.header_size + wi.payload_size + 128);
+    assert_memory_equal(obj.data + 64, K1, strlen(K1));
+
+    /* Read as its own key: fine, bound. */
+    wv_err err = {0};
+    wv_objread_opts o = {.key = K1, .unbound = &unbound};
+    assert_int_equal(load_opts(&obj, &o, &p, &ri, &err), 0);
+    assert_int_equal(unbound, 0);
+    assert_int_equal(p->total, 100000);
+    assert_int_equal(ri.header_size, wi.header_size);
+    wv_filter_chain_free(&p->base);
+
+    /* Read as another key: corruption naming both, before one byte reaches dest. */
+    o.key = K2;
+    assert_int_equal(load_opts(&obj, &o, &p, &ri, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "\"" K2 "\" holds the object stored as \"" K1 "\""));
+    assert_true(err.hint[0] != '\0');
+    assert_int_equal(p->total, 0);
+    assert_int_equal(p->finished, 0);
+    wv_filter_chain_free(&p->base);
+
+    /* Without a key to check (a tool reading a copy): read. */
+    assert_int_equal(load_opts(&obj, NULL, &p, &ri, &err), 0);
+    wv_filter_chain_free(&p->base);
+    wv_buf_free(&obj);
+
+    /* An unbound object (no name given to the writer) is read under any key, and said so. */
+    store(d, 1000, WV_COMPRESS_NONE, WV_OBJ_KIND_WAL, 1000, &obj, &wi);
+    o.key = K2;
+    assert_int_equal(load_opts(&obj, &o, &p, &ri, &err), 0);
+    assert_int_equal(unbound, 1);
+    wv_filter_chain_free(&p->base);
+    wv_buf_free(&obj);
+
+    /* A version-1 object (header of 64 bytes), as an older walvault wrote it: still read. */
+    wv_buf v1 = WV_BUF_INIT;
+    wv_obj_header h;
+    wv_obj_info ti;
+    uint8_t hb[WV_OBJ_HEADER_MAX], tb[128], sha[32];
+    wv_obj_header_init(&h, WV_OBJ_KIND_WAL, WV_OBJ_COMPRESS_NONE);
+    h.version = 1;
+    assert_int_equal(wv_obj_header_encode(&h, hb, &err), 0);
+    wv_obj_info_init(&ti);
+    ti.version = 1;
+    ti.kind = WV_OBJ_KIND_WAL;
+    ti.plain_size = ti.payload_size = 5000;
+    sha256_oneshot(d, 5000, sha);
+    memcpy(ti.sha256, sha, 32);
+    assert_int_equal(wv_obj_trailer_encode(&ti, tb, &err), 0);
+    wv_buf_append(&v1, hb, 64);
+    wv_buf_append(&v1, d, 5000);
+    wv_buf_append(&v1, tb, 128);
+    unbound = 0;
+    assert_int_equal(load_opts(&v1, &o, &p, &ri, &err), 0);
+    assert_int_equal(unbound, 1);
+    assert_int_equal(ri.version, 1);
+    assert_int_equal(ri.header_size, 64);
+    assert_int_equal(p->total, 5000);
+    wv_filter_chain_free(&p->base);
+    wv_buf_free(&v1);
+
+    /* A name too long for the header: the writer fails, nothing is written. */
+    char longname[WV_OBJ_NAME_MAX + 2];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    mem_sink s;
+    wv_sink *sinks[1] = {&s.base};
+    wv_obj_opts wo = {.compress = WV_COMPRESS_NONE, .name = longname};
+    mem_sink_init(&s, 0);
+    wv_objwriter *w = wv_objwriter_new(sinks, 1, &wo);
+    assert_int_equal(wv_objwriter_write(w, d, 10, &err), WV_EINTERNAL);
+    assert_int_equal(wv_objwriter_finish(w, &wi, &err), WV_EINTERNAL);
+    assert_int_equal(s.data.len, 0);
+    wv_objwriter_free(w);
+    wv_buf_free(&s.data);
+    free(d);
+}
+
+/* An lz4 bomb: 512 MiB of zeros in an object of about 2 MiB. A reader that expects a segment
+ * (16 MiB) stops right past it: dest never sees more than the limit, whatever the trailer says. */
+static void test_bomb_capped(void **state)
+{
+    const size_t big = 512 * (size_t)MIB;
+    uint8_t *zeros = calloc(1, 4 * MIB);
+    mem_sink s;
+    wv_sink *sinks[1] = {&s.base};
+    wv_obj_opts opts = {
+        .compress = WV_COMPRESS_LZ4, .level = 1, .kind = WV_OBJ_KIND_WAL, .name = K1};
+    wv_err err = {0};
+    wv_obj_info info;
+    mem_sink_init(&s, 0);
+    wv_objwriter *w = wv_objwriter_new(sinks, 1, &opts);
+    for (size_t i = 0; i < big / (4 * MIB); i++)
+        assert_int_equal(wv_objwriter_write(w, zeros, 4 * MIB, &err), 0);
+    assert_int_equal(wv_objwriter_finish(w, &info, &err), 0);
+    wv_objwriter_free(w);
+    assert_true(s.data.len < 3 * MIB);
+
+    static const uint64_t limits[] = {16 * MIB, 1, 16 * MIB - 1};
+    for (size_t i = 0; i < 3; i++) {
+        probe *p;
+        wv_objread_opts o = {.key = K1, .max_plain = limits[i]};
+        double t0 = (double)clock();
+        assert_int_equal(load_opts(&s.data, &o, &p, &info, &err), WV_ECORRUPT);
+        assert_non_null(strstr(err.msg, "decompression stopped"));
+        assert_true(p->total <= limits[i]);
+        assert_int_equal(p->finished, 0);
+        /* It stopped early: far less work than decompressing 512 MiB. */
+        assert_true(((double)clock() - t0) / CLOCKS_PER_SEC < 5.0);
+        wv_filter_chain_free(&p->base);
+    }
+
+    /* The exact size passes; a limit of 0 with WV_OBJREAD_LIMIT allows only the empty object. */
+    wv_buf small, empty;
+    store_named(zeros, 1000, WV_COMPRESS_LZ4, K1, &small, &info);
+    store_named(zeros, 0, WV_COMPRESS_LZ4, K1, &empty, &info);
+    probe *p;
+    wv_objread_opts o = {.key = K1, .max_plain = 1000};
+    assert_int_equal(load_opts(&small, &o, &p, &info, &err), 0);
+    wv_filter_chain_free(&p->base);
+    o.max_plain = 999;
+    assert_int_equal(load_opts(&small, &o, &p, &info, &err), WV_ECORRUPT);
+    assert_true(p->total <= 999);
+    wv_filter_chain_free(&p->base);
+    o.max_plain = 0;
+    o.flags = WV_OBJREAD_LIMIT;
+    assert_int_equal(load_opts(&small, &o, &p, &info, &err), WV_ECORRUPT);
+    assert_int_equal(p->total, 0);
+    wv_filter_chain_free(&p->base);
+    assert_int_equal(load_opts(&empty, &o, &p, &info, &err), 0);
+    wv_filter_chain_free(&p->base);
+    wv_buf_free(&small);
+    wv_buf_free(&empty);
+    wv_buf_free(&s.data);
+    free(zeros);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +729,8 @@ int main(void)
         cmocka_unit_test(test_source_error_and_dest_untouched_flags),
         cmocka_unit_test(test_bomb_bounded),
         cmocka_unit_test(test_info_decode),
+        cmocka_unit_test(test_binding_checked_by_reader),
+        cmocka_unit_test(test_bomb_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

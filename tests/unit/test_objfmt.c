@@ -37,6 +37,7 @@ static void fix_check(uint8_t *p, size_t check_off)
 static void sample_header(wv_obj_header *h)
 {
     wv_obj_header_init(h, WV_OBJ_KIND_WAL, WV_OBJ_COMPRESS_LZ4);
+    h->version = 1; /* the version-1 layout, still read */
     h->key_id = 0x0102030405060708ULL;
     for (int i = 0; i < 12; i++)
         h->nonce[i] = (uint8_t)(0xa0 + i);
@@ -45,6 +46,7 @@ static void sample_header(wv_obj_header *h)
 static void sample_info(wv_obj_info *info)
 {
     wv_obj_info_init(info);
+    info->version = 1;
     info->plain_size = 16 * 1024 * 1024;
     info->payload_size = 123456789012ULL;
     for (int i = 0; i < 32; i++)
@@ -95,6 +97,7 @@ static void test_header_layout_and_roundtrip(void **state)
     for (int kind = 0; kind <= WV_OBJ_KIND_MAX; kind++) {
         for (int comp = 0; comp <= 1; comp++) {
             wv_obj_header_init(&h, (uint8_t)kind, (uint8_t)comp);
+            h.version = 1;
             assert_int_equal(wv_obj_header_encode(&h, buf, &err), 0);
             /* A longer buffer (header followed by payload) decodes the same. */
             uint8_t longer[100] = {0};
@@ -194,7 +197,7 @@ static void test_header_semantic_table(void **state)
         int rc;
         const char *msg;
     } cases[] = {
-        {"version 2", 8, 2, WV_EFORMAT, "newer walvault"},
+        {"version 3", 8, 3, WV_EFORMAT, "newer walvault"},
         {"version 0x0100", 9, 1, WV_EFORMAT, "newer walvault"},
         {"version 0", 8, 0, WV_ECORRUPT, "version 0"},
         {"header length 65", 10, 65, WV_ECORRUPT, "header length"},
@@ -237,7 +240,7 @@ static void test_trailer_semantic_table(void **state)
         int rc;
         const char *msg;
     } cases[] = {
-        {"version 2", 80, 2, WV_EFORMAT, "newer walvault"},
+        {"version 3", 80, 3, WV_EFORMAT, "newer walvault"},
         {"version 0", 80, 0, WV_ECORRUPT, "version 0"},
         {"compression 9", 82, 9, WV_EFORMAT, "unknown compression"},
         {"cipher 3", 83, 3, WV_EFORMAT, "unknown cipher"},
@@ -304,7 +307,12 @@ static void test_encode_refuses_unknown_values(void **state)
     wv_obj_header_init(&h, 0, 2);
     assert_int_equal(wv_obj_header_encode(&h, hb, &err), WV_EINTERNAL);
     wv_obj_header_init(&h, 0, 0);
-    h.version = 2;
+    h.version = 3;
+    assert_int_equal(wv_obj_header_encode(&h, hb, &err), WV_EINTERNAL);
+    /* A version-1 header cannot carry a name. */
+    wv_obj_header_init(&h, 0, 0);
+    assert_int_equal(wv_obj_header_bind(&h, "wal/x", &err), 0);
+    h.version = 1;
     assert_int_equal(wv_obj_header_encode(&h, hb, &err), WV_EINTERNAL);
     wv_obj_info_init(&info);
     info.digest = 0;
@@ -335,6 +343,187 @@ static void test_kind_names(void **state)
         assert_string_equal(wv_obj_kind_name(cases[i].kind), cases[i].name);
 }
 
+#define SEG1 "wal/0000000100000000/000000010000000000000001"
+#define SEG2 "wal/0000000100000000/000000010000000000000002"
+
+/* Version 2: the bound name after the fixed part, with its own check. */
+static void test_v2_layout_and_binding(void **state)
+{
+    wv_obj_header h, back;
+    uint8_t buf[WV_OBJ_HEADER_MAX];
+    wv_err err = {0};
+    int unbound = -1;
+    const size_t n = strlen(SEG2);
+    wv_obj_header_init(&h, WV_OBJ_KIND_WAL, WV_OBJ_COMPRESS_LZ4);
+    assert_int_equal(h.version, 2);
+    assert_int_equal(wv_obj_header_length(&h), 68); /* unbound: the name check alone */
+    assert_int_equal(wv_obj_header_bind(&h, SEG2, &err), 0);
+    assert_int_equal(wv_obj_header_length(&h), 64 + n + 4);
+    assert_int_equal(wv_obj_header_encode(&h, buf, &err), 0);
+    assert_memory_equal(buf, "\x89WVOBJ\r\n", 8);
+    assert_int_equal(buf[8] | buf[9] << 8, 2);
+    assert_int_equal(buf[10] | buf[11] << 8, 64 + n + 4);
+    assert_int_equal(buf[36] | buf[37] << 8, n);
+    for (int i = 38; i < 60; i++)
+        assert_int_equal(buf[i], 0);
+    assert_memory_equal(buf + 64, SEG2, n);
+    uint8_t copy[WV_OBJ_HEADER_MAX];
+    memcpy(copy, buf, sizeof(copy));
+    fix_check(copy, 60);
+    fix_check(copy, 64 + n);
+    assert_memory_equal(copy, buf, 64 + n + 4);
+    assert_int_equal(wv_obj_header_declared_length(buf), 64 + n + 4);
+
+    assert_int_equal(wv_obj_header_decode(buf, 64 + n + 4, &back, &err), 0);
+    assert_int_equal(back.version, 2);
+    assert_int_equal(back.name_len, n);
+    assert_string_equal(back.name, SEG2);
+    assert_int_equal(back.kind, WV_OBJ_KIND_WAL);
+    assert_int_equal(wv_obj_header_length(&back), 64 + n + 4);
+
+    /* The binding: the right key passes, another is corruption naming both. */
+    assert_int_equal(wv_obj_check_binding(&back, SEG2, &unbound, &err), 0);
+    assert_int_equal(unbound, 0);
+    wv_err_clear(&err);
+    assert_int_equal(wv_obj_check_binding(&back, SEG1, &unbound, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "\"" SEG1 "\" holds the object stored as \"" SEG2 "\""));
+    assert_non_null(strstr(err.msg, "renamed or copied wrongly"));
+    wv_err_clear(&err);
+    /* A prefix or an extension of the name is another name. */
+    assert_int_equal(wv_obj_check_binding(&back, SEG2 ".partial", NULL, &err), WV_ECORRUPT);
+    assert_int_equal(
+        wv_obj_check_binding(&back, "wal/0000000100000000/00000001000000000000000", NULL, &err),
+        WV_ECORRUPT);
+
+    /* Unbound (version 2 without a name, and version 1): read, and said so. */
+    wv_obj_header_init(&h, WV_OBJ_KIND_WAL, 0);
+    assert_int_equal(wv_obj_header_encode(&h, buf, &err), 0);
+    assert_int_equal(wv_obj_header_decode(buf, 68, &back, &err), 0);
+    assert_int_equal(wv_obj_check_binding(&back, SEG1, &unbound, &err), 0);
+    assert_int_equal(unbound, 1);
+    h.version = 1;
+    assert_int_equal(wv_obj_header_encode(&h, buf, &err), 0);
+    assert_int_equal(wv_obj_header_decode(buf, 64, &back, &err), 0);
+    assert_int_equal(back.version, 1);
+    unbound = 0;
+    assert_int_equal(wv_obj_check_binding(&back, SEG1, &unbound, &err), 0);
+    assert_int_equal(unbound, 1);
+
+    /* The longest name binds; one byte more is refused when writing. */
+    char name[WV_OBJ_NAME_MAX + 2];
+    memset(name, 'k', sizeof(name) - 1);
+    name[WV_OBJ_NAME_MAX] = '\0';
+    wv_obj_header_init(&h, 0, 0);
+    assert_int_equal(wv_obj_header_bind(&h, name, &err), 0);
+    assert_int_equal(wv_obj_header_encode(&h, buf, &err), 0);
+    assert_int_equal(wv_obj_header_decode(buf, WV_OBJ_HEADER_MAX, &back, &err), 0);
+    assert_string_equal(back.name, name);
+    name[WV_OBJ_NAME_MAX] = 'k';
+    name[WV_OBJ_NAME_MAX + 1] = '\0';
+    assert_int_equal(wv_obj_header_bind(&h, name, &err), WV_EINTERNAL);
+}
+
+/* Every byte of a bound header flipped: corruption, never a header that decodes. */
+static void test_v2_every_byte_flipped(void **state)
+{
+    wv_obj_header h, back;
+    uint8_t good[WV_OBJ_HEADER_MAX], bad[WV_OBJ_HEADER_MAX];
+    wv_obj_header_init(&h, WV_OBJ_KIND_WAL, WV_OBJ_COMPRESS_LZ4);
+    assert_int_equal(wv_obj_header_bind(&h, SEG1, NULL), 0);
+    assert_int_equal(wv_obj_header_encode(&h, good, NULL), 0);
+    size_t len = wv_obj_header_length(&h);
+    for (size_t i = 0; i < len; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            wv_err err = {0};
+            memcpy(bad, good, len);
+            bad[i] ^= (uint8_t)(1u << bit);
+            int rc = wv_obj_header_decode(bad, len, &back, &err);
+            if (rc != WV_ECORRUPT)
+                fail_msg("byte %zu bit %d: got %d (%s)", i, bit, rc, err.msg);
+        }
+    }
+}
+
+/* Intact fixed parts (both checks recomputed) with a bad binding field. */
+static void test_v2_binding_fields(void **state)
+{
+    static const struct {
+        const char *name;
+        int off;      /* byte to set, -1: none */
+        uint16_t val; /* little-endian u16 at off */
+        size_t len;   /* bytes given to decode; 0: the header's length */
+        const char *msg;
+    } cases[] = {
+        {"name length above the maximum", 36, WV_OBJ_NAME_MAX + 1, 0, "bound name length"},
+        {"name length 0xffff", 36, 0xffff, 0, "bound name length"},
+        {"name length one more than the header holds", 36, 46, 0, "header length"},
+        {"name length one less", 36, 44, 0, "header length"},
+        {"header length 64", 10, 64, 0, "header length"},
+        {"header length one more", 10, 64 + 45 + 5, 0, "header length"},
+        {"reserved 38", 38, 1, 0, "reserved"},
+        {"reserved 58", 58, 0x100, 0, "reserved"},
+        {"truncated before the name check", -1, 0, 64 + 45, "truncated object header"},
+        {"only the fixed part", -1, 0, 64, "truncated object header"},
+    };
+    wv_obj_header h, back;
+    uint8_t good[WV_OBJ_HEADER_MAX], buf[WV_OBJ_HEADER_MAX];
+    wv_obj_header_init(&h, WV_OBJ_KIND_WAL, 0);
+    assert_int_equal(wv_obj_header_bind(&h, SEG1, NULL), 0);
+    assert_int_equal(h.name_len, 45);
+    assert_int_equal(wv_obj_header_encode(&h, good, NULL), 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        wv_err err = {0};
+        memcpy(buf, good, sizeof(buf));
+        if (cases[i].off >= 0) {
+            buf[cases[i].off] = (uint8_t)cases[i].val;
+            buf[cases[i].off + 1] = (uint8_t)(cases[i].val >> 8);
+            fix_check(buf, 60);
+            fix_check(buf, 64 + 45);
+        }
+        size_t len = cases[i].len ? cases[i].len : 64 + 45 + 4;
+        int rc = wv_obj_header_decode(buf, len, &back, &err);
+        if (rc != WV_ECORRUPT)
+            fail_msg("%s: got %d (%s)", cases[i].name, rc, err.msg);
+        if (!strstr(err.msg, cases[i].msg))
+            fail_msg("%s: message \"%s\" lacks \"%s\"", cases[i].name, err.msg, cases[i].msg);
+    }
+    /* A NUL byte in the name, both checks right. */
+    wv_err err = {0};
+    memcpy(buf, good, sizeof(buf));
+    buf[64 + 10] = 0;
+    fix_check(buf, 64 + 45);
+    assert_int_equal(wv_obj_header_decode(buf, 64 + 45 + 4, &back, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "NUL"));
+    /* Another name of the same length, name check recomputed: decodes, and the binding says
+     * which object it is. */
+    memcpy(buf, good, sizeof(buf));
+    buf[64 + 44] = '2';
+    fix_check(buf, 64 + 45);
+    assert_int_equal(wv_obj_header_decode(buf, 64 + 45 + 4, &back, &err), 0);
+    assert_string_equal(back.name, SEG2);
+    assert_int_equal(wv_obj_check_binding(&back, SEG1, NULL, &err), WV_ECORRUPT);
+    /* The declared length is clamped for the reader's buffer. */
+    buf[10] = 0xff;
+    buf[11] = 0xff;
+    assert_int_equal(wv_obj_header_declared_length(buf), WV_OBJ_HEADER_MAX);
+}
+
+/* A version-2 trailer: the same layout with version 2; it must agree with nothing else here. */
+static void test_v2_trailer(void **state)
+{
+    wv_obj_info info, back;
+    uint8_t buf[WV_OBJ_TRAILER_SIZE];
+    wv_err err = {0};
+    wv_obj_info_init(&info);
+    assert_int_equal(info.version, 2);
+    info.plain_size = 42;
+    assert_int_equal(wv_obj_trailer_encode(&info, buf, &err), 0);
+    assert_int_equal(buf[80] | buf[81] << 8, 2);
+    assert_int_equal(wv_obj_trailer_decode(buf, sizeof(buf), &back, &err), 0);
+    assert_int_equal(back.version, 2);
+    assert_true(back.plain_size == 42);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +536,10 @@ int main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_encode_refuses_unknown_values),
         cmocka_unit_test(test_kind_names),
+        cmocka_unit_test(test_v2_layout_and_binding),
+        cmocka_unit_test(test_v2_every_byte_flipped),
+        cmocka_unit_test(test_v2_binding_fields),
+        cmocka_unit_test(test_v2_trailer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,7 +73,8 @@ static void fetch(fixture *f, const char *key, wv_buf *out)
     wv_err err;
     wv_obj_info info;
     snprintf(path, sizeof(path), "%s.fetched", f->dir);
-    assert_int_equal(wv_repo_get_file(f->r->st, key, path, WV_GET_NOSYNC, &info, &err), 0);
+    assert_int_equal(
+        wv_repo_get_file(f->r->st, key, path, WV_GET_NOSYNC, WV_GET_NOLIMIT, &info, &err), 0);
     FILE *fp = fopen(path, "rb");
     assert_non_null(fp);
     uint8_t buf[65536];
@@ -276,6 +277,271 @@ static void test_failed_store_invisible(void **state)
     free(a);
 }
 
+/* walvault.repo as a file in the repository, loaded by a fresh handle. */
+static int load_info_text(fixture *f, const char *text, wv_err *err)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", f->dir, WV_REPO_INFO_KEY);
+    unlink(path);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    wv_repo *r;
+    assert_int_equal(wv_repo_open(&f->rc, &r, err), 0);
+    int rc = wv_repo_load_info(r, err);
+    wv_repo_close(r);
+    return rc;
+}
+
+static void test_info_validated(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *text;
+        int rc;
+        const char *msg;
+    } cases[] = {
+        {"valid", "format=1\nsystem_identifier=7\npg_major=15\nwal_segment_size=16777216\n", 0,
+         NULL},
+        {"1 MiB segments", "format=1\nsystem_identifier=7\npg_major=10\nwal_segment_size=1048576\n",
+         0, NULL},
+        {"1 GiB segments",
+         "format=1\nsystem_identifier=7\npg_major=18\nwal_segment_size=1073741824\n", 0, NULL},
+        {"segment size 12345",
+         "format=1\nsystem_identifier=7\npg_major=15\nwal_segment_size=12345\n", WV_ECORRUPT,
+         "wal_segment_size"},
+        {"segment size 0", "format=1\nsystem_identifier=7\npg_major=15\nwal_segment_size=0\n",
+         WV_ECORRUPT, "wal_segment_size"},
+        {"segment size 512 KiB",
+         "format=1\nsystem_identifier=7\npg_major=15\nwal_segment_size=524288\n", WV_ECORRUPT,
+         "wal_segment_size"},
+        {"segment size 2 GiB",
+         "format=1\nsystem_identifier=7\npg_major=15\nwal_segment_size=2147483648\n", WV_ECORRUPT,
+         "wal_segment_size"},
+        {"format 0", "format=0\nsystem_identifier=7\npg_major=15\nwal_segment_size=16777216\n",
+         WV_ECORRUPT, "format"},
+        {"format 2", "format=2\nsystem_identifier=7\npg_major=15\nwal_segment_size=16777216\n",
+         WV_EFORMAT, "newer walvault"},
+        {"system identifier 0",
+         "format=1\nsystem_identifier=0\npg_major=15\nwal_segment_size=16777216\n", WV_ECORRUPT,
+         "system_identifier"},
+        {"major 9", "format=1\nsystem_identifier=7\npg_major=9\nwal_segment_size=16777216\n",
+         WV_ECORRUPT, "pg_major"},
+        {"major 99", "format=1\nsystem_identifier=7\npg_major=99\nwal_segment_size=16777216\n",
+         WV_ECORRUPT, "pg_major"},
+        {"missing field", "format=1\nsystem_identifier=7\npg_major=15\n", WV_ECORRUPT,
+         "incomplete"},
+        {"not a number", "format=1\nsystem_identifier=x\npg_major=15\nwal_segment_size=16777216\n",
+         WV_ECORRUPT, "system_identifier"},
+    };
+    fixture *f = *state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        wv_err err;
+        wv_err_clear(&err);
+        int rc = load_info_text(f, cases[i].text, &err);
+        if (rc != cases[i].rc)
+            fail_msg("%s: got %d (%s), want %d", cases[i].name, rc, err.msg, cases[i].rc);
+        if (cases[i].msg && !strstr(err.msg, cases[i].msg))
+            fail_msg("%s: message \"%s\" lacks \"%s\"", cases[i].name, err.msg, cases[i].msg);
+        /* The message names the repository and the file. */
+        if (rc != 0 && (!strstr(err.msg, "repo1") || !strstr(err.msg, WV_REPO_INFO_KEY)))
+            fail_msg("%s: message \"%s\" names neither repository nor file", cases[i].name,
+                     err.msg);
+    }
+}
+
+/* A WAL segment's first page (long header) and pages after it, as PostgreSQL 15 writes them. */
+static uint8_t *wal_segment(uint64_t segsize, uint32_t tli, uint64_t segno, uint64_t sysid)
+{
+    uint8_t *p = calloc(1, segsize);
+    for (uint64_t off = 0; off < segsize; off += 8192) {
+        uint8_t *h = p + off;
+        uint16_t magic = 0xD110, info = off == 0 ? 0x0002 : 0;
+        uint64_t addr = segno * segsize + off;
+        memcpy(h, &magic, 2);
+        memcpy(h + 2, &info, 2);
+        memcpy(h + 4, &tli, 4);
+        memcpy(h + 8, &addr, 8);
+        if (off == 0) {
+            uint32_t ss = (uint32_t)segsize, bs = 8192;
+            memcpy(h + 24, &sysid, 8);
+            memcpy(h + 32, &ss, 4);
+            memcpy(h + 36, &bs, 4);
+        }
+    }
+    return p;
+}
+
+/* Push content through the check for walname; returns the code. */
+static int walcheck(const char *walname, const wv_repo_info *ri, const uint8_t *d, size_t len,
+                    size_t piece, wv_err *err)
+{
+    wv_buf out = WV_BUF_INIT;
+    wv_filter *sinkf = wv_filter_buf_new(&out);
+    wv_filter *c = wv_repo_walcheck_new(sinkf, walname, ri);
+    assert_non_null(c);
+    int rc = 0;
+    for (size_t pos = 0; pos < len && rc == 0; pos += piece)
+        rc = wv_filter_write(c, d + pos, len - pos < piece ? len - pos : piece, err);
+    if (rc == 0)
+        rc = wv_filter_finish(c, err);
+    c->ops->free(c);
+    wv_filter_chain_free(sinkf);
+    wv_buf_free(&out);
+    return rc;
+}
+
+static void test_wal_content_checked(void **state)
+{
+    (void)state;
+    const uint64_t ss = 1 << 20; /* 1 MiB segments keep the test small */
+    const wv_repo_info ri = {.format = 1, .system_id = 7001, .pg_major = 15, .wal_segsize = ss};
+    const char *seg3 = "000000020000000000000003"; /* tli 2, segno 3 */
+    uint8_t *good = wal_segment(ss, 2, 3, 7001);
+    wv_err err;
+    static const size_t pieces[] = {1, 7, 40, 65536, 1 << 20};
+    for (size_t i = 0; i < 5; i++) {
+        wv_err_clear(&err);
+        if (pieces[i] == 1)
+            continue; /* byte-at-a-time over a megabyte adds nothing */
+        assert_int_equal(walcheck(seg3, &ri, good, ss, pieces[i], &err), 0);
+    }
+    /* Without repository info: the first page header is checked against itself. */
+    assert_int_equal(walcheck(seg3, NULL, good, ss, 65536, &err), 0);
+    /* First page of the old timeline (a new timeline's first segment): accepted. */
+    uint8_t *older = wal_segment(ss, 1, 3, 7001);
+    assert_int_equal(walcheck(seg3, &ri, older, ss, 65536, &err), 0);
+    free(older);
+
+    static const struct {
+        const char *name;
+        const char *walname;
+        uint32_t tli;
+        uint64_t segno, sysid;
+        size_t len;
+        uint16_t magic; /* 0: PostgreSQL 15's */
+        const char *msg;
+    } cases[] = {
+        {"another segment's content", "000000020000000000000004", 2, 3, 7001, 0, 0,
+         "its first page is at 0/300000, the segment starts at 0/400000"},
+        {"another cluster", "000000020000000000000003", 2, 3, 7002, 0, 0,
+         "database system 7002, the repository's cluster is 7001"},
+        {"a later timeline's content", "000000010000000000000003", 2, 3, 7001, 0, 0,
+         "timeline 2, the name's is 1"},
+        {"short segment", "000000020000000000000003", 2, 3, 7001, 1 << 19, 0,
+         "524288 bytes, a segment has 1048576"},
+        {"PostgreSQL 16 WAL", "000000020000000000000003", 2, 3, 7001, 0, 0xD113,
+         "PostgreSQL 16 WAL"},
+        {"not WAL", "000000020000000000000003", 2, 3, 7001, 0, 0x1234, "page magic 0x1234"},
+        {"too short for a header", "000000020000000000000003", 2, 3, 7001, 39, 0, "too short"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t *d = wal_segment(ss, cases[i].tli, cases[i].segno, cases[i].sysid);
+        if (cases[i].magic)
+            memcpy(d, &cases[i].magic, 2);
+        wv_err_clear(&err);
+        int rc = walcheck(cases[i].walname, &ri, d, cases[i].len ? cases[i].len : ss, 4096, &err);
+        if (rc != WV_ECORRUPT)
+            fail_msg("%s: got %d (%s)", cases[i].name, rc, err.msg);
+        if (!strstr(err.msg, cases[i].msg) || !strstr(err.msg, cases[i].walname))
+            fail_msg("%s: message \"%s\" lacks \"%s\"", cases[i].name, err.msg, cases[i].msg);
+        free(d);
+    }
+    /* Another segment size in the header than the repository's. */
+    uint8_t *big = wal_segment(2 * ss, 2, 1, 7001);
+    wv_err_clear(&err);
+    assert_int_equal(walcheck(seg3, &ri, big, ss, 65536, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "2097152-byte segments, the repository's are 1048576"));
+    free(big);
+
+    /* A partial segment: any size up to the segment size, the same header checks. */
+    assert_int_equal(walcheck("000000020000000000000003.partial", &ri, good, ss / 3, 4096, &err),
+                     0);
+    assert_int_equal(walcheck("000000020000000000000005.partial", &ri, good, ss / 3, 4096, &err),
+                     WV_ECORRUPT);
+    /* A backup history file's content under a segment's name, and the other way round. */
+    static const char bh[] = "START WAL LOCATION: 0/3000028 (file 000000020000000000000003)\n"
+                             "STOP WAL LOCATION: 0/3000100 (file 000000020000000000000003)\n";
+    assert_int_equal(walcheck("000000020000000000000003.00000028.backup", &ri, (const uint8_t *)bh,
+                              sizeof(bh) - 1, 4096, &err),
+                     0);
+    wv_err_clear(&err);
+    assert_int_equal(walcheck(seg3, &ri, (const uint8_t *)bh, sizeof(bh) - 1, 4096, &err),
+                     WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "not WAL of a PostgreSQL version"));
+    assert_int_equal(
+        walcheck("000000020000000000000003.00000028.backup", &ri, good, 65536, 4096, &err),
+        WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "START WAL LOCATION"));
+    /* History files: parsed, ancestors only, at most 1 MiB. */
+    static const char hist[] = "1\t0/3000000\tno recovery target specified\n";
+    assert_int_equal(
+        walcheck("00000002.history", &ri, (const uint8_t *)hist, sizeof(hist) - 1, 7, &err), 0);
+    wv_err_clear(&err);
+    assert_int_equal(
+        walcheck("00000001.history", &ri, (const uint8_t *)hist, sizeof(hist) - 1, 7, &err),
+        WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "not an ancestor of timeline 1"));
+    assert_int_equal(walcheck("00000002.history", &ri, good, 65536, 4096, &err), WV_ECORRUPT);
+    uint8_t *huge = calloc(1, WV_REPO_WAL_TEXT_MAX + 1);
+    memset(huge, '#', WV_REPO_WAL_TEXT_MAX + 1);
+    wv_err_clear(&err);
+    assert_int_equal(walcheck("00000002.history", &ri, huge, WV_REPO_WAL_TEXT_MAX + 1, 65536, &err),
+                     WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "more than 1048576 bytes"));
+    free(huge);
+    assert_int_equal(wv_repo_wal_max_size(seg3, &ri), ss);
+    assert_int_equal(wv_repo_wal_max_size(seg3, NULL), 1 << 30);
+    assert_int_equal(wv_repo_wal_max_size("00000002.history", &ri), WV_REPO_WAL_TEXT_MAX);
+    assert_null(wv_repo_walcheck_for_key(NULL, "backup/x/manifest", &ri));
+    assert_null(wv_repo_walcheck_for_key(NULL, "wal/0000000100000000/x.rp", &ri));
+    free(good);
+}
+
+/* A segment stored under its own key is fetched; copied under another segment's key, the fetch
+ * refuses it naming both keys and leaves no file behind. */
+static void test_binding_on_fetch(void **state)
+{
+    fixture *f = *state;
+    const uint64_t ss = 16 << 20;
+    wv_err err;
+    assert_int_equal(wv_repo_check_cluster(f->r, 7001, 15, ss, &err), 0);
+    uint8_t *seg = wal_segment(ss, 1, 3, 7001);
+    int already;
+    wv_obj_opts opts = {.compress = WV_COMPRESS_LZ4, .level = 1, .kind = WV_OBJ_KIND_WAL};
+    assert_int_equal(wv_repo_put_object(f->r, KEY, SEG, 0, &opts, seg, ss, &already, NULL, &err),
+                     0);
+    char dest[128], from[160], to[160], cmd[400];
+    snprintf(dest, sizeof(dest), "%s.dest", f->dir);
+    assert_int_equal(wv_repo_get_wal(f->r->st, &f->r->info, SEG, dest, WV_GET_NOSYNC, NULL, &err),
+                     0);
+    struct stat sb;
+    assert_int_equal(stat(dest, &sb), 0);
+    assert_int_equal(sb.st_size, ss);
+    unlink(dest);
+    /* The same object as segment 4. */
+    snprintf(from, sizeof(from), "%s/%s", f->dir, KEY);
+    snprintf(to, sizeof(to), "%s/wal/0000000100000000/000000010000000000000004", f->dir);
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
+    assert_int_equal(system(cmd), 0);
+    wv_err_clear(&err);
+    assert_int_equal(wv_repo_get_wal(f->r->st, &f->r->info, "000000010000000000000004", dest,
+                                     WV_GET_NOSYNC, NULL, &err),
+                     WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "repo1: \"wal/0000000100000000/000000010000000000000004\" "
+                                    "holds the object stored as \"" KEY "\""));
+    assert_int_equal(stat(dest, &sb), -1);
+    snprintf(cmd, sizeof(cmd), "ls '%s'.* 2>/dev/null | grep -q .", dest);
+    assert_int_not_equal(system(cmd), 0); /* no temp file left */
+    /* The reader asked for a limit: an object bigger than the segment size stops there. */
+    wv_err_clear(&err);
+    assert_int_equal(wv_repo_get_file(f->r->st, KEY, dest, WV_GET_NOSYNC, ss / 2, NULL, &err),
+                     WV_ECORRUPT);
+    assert_int_equal(stat(dest, &sb), -1);
+    free(seg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +550,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_store_invisible, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_info_validated, setup, teardown),
+        cmocka_unit_test(test_wal_content_checked),
+        cmocka_unit_test_setup_teardown(test_binding_on_fetch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
