@@ -155,3 +155,57 @@ def test_config_option_spellings(wv, repo, wal_samples, workdir, opt):
             env={"WALVAULT_CONFIG": None})
     assert r.returncode == 0, r.stderr
     assert read_bytes(dest) == read_bytes(seg)
+
+
+# --version and --help: every program names itself, the project and CMake's project version.
+VERSION_RE = r"^%s \(walvault\) \d+\.\d+\.\d+(, protocol \d+)?\n$"
+
+
+@pytest.mark.parametrize("prog", ["wal-push", "wal-fetch", "basebackup", "walvault-remote"])
+@pytest.mark.parametrize("opt", ["--version", "-V"])
+def test_version(wv, prog, opt):
+    r = run([wv.exe(prog), opt], check=False)
+    assert r.returncode == 0, r.stderr
+    assert re.match(VERSION_RE % re.escape(prog), r.stdout), repr(r.stdout)
+    assert r.stderr == ""
+
+
+def test_versions_agree(wv):
+    versions = {re.search(r"\d+\.\d+\.\d+", run([wv.exe(p), "--version"]).stdout).group(0)
+                for p in ["wal-push", "wal-fetch", "basebackup", "walvault-remote"]}
+    assert len(versions) == 1, versions
+
+
+@pytest.mark.parametrize("prog,usage", [
+    ("wal-push", "usage: wal-push "), ("wal-fetch", "usage: wal-fetch "),
+    ("basebackup", "usage: basebackup "), ("walvault-remote", "usage: walvault-remote ")])
+def test_program_help(wv, prog, usage):
+    r = run([wv.exe(prog), "--help"], check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(usage), r.stdout
+
+
+def _subcommands(wv):
+    """The subcommands basebackup --help lists (so that one added later is checked too)."""
+    out = run([wv.exe("basebackup"), "--help"]).stdout
+    return re.findall(r"^  basebackup \[-c FILE\] ([a-z-]+)", out, re.M)
+
+
+BB_SUBCOMMANDS = ["backup", "list", "restore", "sync", "verify", "expire", "delete", "keep",
+                  "check", "status"]
+
+
+def test_help_lists_subcommands(wv):
+    names = _subcommands(wv)
+    for s in BB_SUBCOMMANDS:
+        assert s in names, names
+
+
+@pytest.mark.parametrize("opt", ["--help", "-h"])
+def test_subcommand_help(wv, opt):
+    names = _subcommands(wv)
+    assert names
+    for s in names:
+        r = run([wv.exe("basebackup"), s, opt], check=False)
+        assert r.returncode == 0, "%s %s: exit %d: %s" % (s, opt, r.returncode, r.stderr)
+        assert r.stdout.startswith("usage: basebackup [-c FILE] %s" % s), (s, r.stdout)
