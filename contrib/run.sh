@@ -38,6 +38,7 @@ PACKAGES=(
     libpq-dev liblz4-dev lz4 libssl-dev libuv1-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
     postgresql-15 postgresql-client-15 postgresql-contrib
     python3 python3-pytest python3-pytest-timeout python3-psycopg2
+    man-db groff-base
     tzdata util-linux python3-pytest-xdist python3-lz4 openssh-server openssh-client
     faketime strace
 )

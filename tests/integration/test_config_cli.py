@@ -209,3 +209,42 @@ def test_subcommand_help(wv, opt):
         r = run([wv.exe("basebackup"), s, opt], check=False)
         assert r.returncode == 0, "%s %s: exit %d: %s" % (s, opt, r.returncode, r.stderr)
         assert r.stdout.startswith("usage: basebackup [-c FILE] %s" % s), (s, r.stdout)
+
+
+# The man pages (docs/man, plain man(7)) render without a warning and have the sections man needs.
+MAN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "man")
+MAN_PAGES = ["wal-push.1", "wal-fetch.1", "basebackup.1", "walvault.conf.5"]
+
+
+@pytest.mark.parametrize("page", MAN_PAGES)
+def test_man_page_renders(page):
+    path = os.path.join(MAN_DIR, page)
+    env = {"MANWIDTH": "80", "LC_ALL": "C.UTF-8"}
+    r = run(["man", "--warnings", "-l", path], as_postgres=False, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", "man warns about %s:\n%s" % (page, r.stderr)
+    text = re.sub(r".\x08", "", r.stdout)
+    for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "SEE ALSO"]:
+        assert re.search(r"^%s$" % section, text, re.M), "%s has no %s section" % (page, section)
+    name = page.rsplit(".", 1)[0]
+    assert re.search(r"^\s+%s +- +\S" % re.escape(name), text, re.M), text[:400]
+    if page.endswith(".1"):
+        assert re.search(r"^EXIT STATUS$", text, re.M)
+        assert "--version" in text and "--help" in text
+    r = run(["groff", "-ww", "-z", "-man", path], as_postgres=False, check=False)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_man_pages_name_every_option(wv):
+    """Every option a program's --help prints is in its man page."""
+    def opts(text):
+        return set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", text))
+    for prog, page in [("wal-push", "wal-push.1"), ("wal-fetch", "wal-fetch.1"),
+                       ("basebackup", "basebackup.1")]:
+        helptext = run([wv.exe(prog), "--help"]).stdout
+        if prog == "basebackup":
+            for s in _subcommands(wv):
+                helptext += run([wv.exe(prog), s, "--help"]).stdout
+        src = open(os.path.join(MAN_DIR, page)).read().replace("\\-", "-")
+        missing = opts(helptext) - opts(src)
+        assert not missing, "%s lacks %s" % (page, sorted(missing))
