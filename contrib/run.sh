@@ -40,7 +40,7 @@ PACKAGES=(
     python3 python3-pytest python3-pytest-timeout python3-psycopg2
     man-db groff-base
     tzdata util-linux python3-pytest-xdist python3-lz4 openssh-server openssh-client
-    faketime strace
+    faketime strace systemd
 )
 
 # Each contrib/packages-*.txt (one package a line, # comments) adds the packages of a test peer.

@@ -248,3 +248,138 @@ def test_man_pages_name_every_option(wv):
         src = open(os.path.join(MAN_DIR, page)).read().replace("\\-", "-")
         missing = opts(helptext) - opts(src)
         assert not missing, "%s lacks %s" % (page, sorted(missing))
+
+
+# The installed routines: systemd units and timers, the crontab and the example configuration.
+CONTRIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contrib")
+UNITS = {
+    "walvault-backup": ("*-*-* 02:00:00", ["backup", "expire"]),
+    "walvault-backup-weekly": ("Sun *-*-* 03:00:00", ["backup"]),
+    "walvault-drill": ("*-01,04,07,10-01 04:00:00", ["drill"]),
+    "walvault-status": ("*-*-* *:00/5:00", ["status"]),
+}
+
+
+def _unit_sections(text):
+    """systemd's unit syntax: [Section] then Key=Value lines (repeatable keys kept in order)."""
+    sections, cur = {}, None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        m = re.match(r"^\[([A-Za-z]+)\]$", line)
+        if m:
+            cur = sections.setdefault(m.group(1), {})
+            continue
+        m = re.match(r"^([A-Za-z]+)=(.*)$", line)
+        assert cur is not None and m, "line %d is neither a section nor Key=Value: %r" % (n, line)
+        cur.setdefault(m.group(1), []).append(m.group(2))
+    return sections
+
+
+@pytest.fixture
+def units_dir(wv, workdir):
+    """contrib/systemd with @WV_BINDIR@ filled in as cmake --install does."""
+    d = os.path.join(workdir, "units")
+    os.makedirs(d)
+    for name in os.listdir(os.path.join(CONTRIB, "systemd")):
+        with open(os.path.join(CONTRIB, "systemd", name)) as f:
+            text = f.read()
+        assert "@WV_BINDIR@" in text or name.endswith(".timer"), name
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text.replace("@WV_BINDIR@", os.path.abspath(wv.bindir)))
+    return d
+
+
+def test_systemd_units(wv, units_dir):
+    names = sorted(os.listdir(units_dir))
+    assert names == sorted(["%s.%s" % (u, t) for u in UNITS for t in ("service", "timer")]), names
+    for unit, (calendar, subcommands) in UNITS.items():
+        with open(os.path.join(units_dir, unit + ".service")) as f:
+            svc = _unit_sections(f.read())
+        assert svc["Service"]["Type"] == ["oneshot"]
+        assert svc["Service"]["User"] == ["postgres"]
+        starts = svc["Service"]["ExecStart"]
+        assert [s.split()[3] for s in starts] == subcommands, starts
+        for s in starts:
+            argv = s.split()
+            assert argv[0] == wv.exe("basebackup") and argv[1:3] == ["-c", "/etc/walvault/walvault.conf"]
+        with open(os.path.join(units_dir, unit + ".timer")) as f:
+            tmr = _unit_sections(f.read())
+        assert tmr["Timer"]["Unit"] == [unit + ".service"]
+        assert tmr["Install"]["WantedBy"] == ["timers.target"]
+        (cal,) = tmr["Timer"]["OnCalendar"]
+        r = run(["systemd-analyze", "calendar", cal], as_postgres=False)
+        assert "Normalized form: %s" % calendar in r.stdout, r.stdout
+    r = run(["systemd-analyze", "verify", "--man=no"] +
+            [os.path.join(units_dir, n) for n in names], as_postgres=False, check=False)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
+def test_systemd_analyze_catches_a_bad_unit(units_dir):
+    """The verify above can fail: a misspelt key and a missing program are reported."""
+    path = os.path.join(units_dir, "walvault-drill.service")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("Type=oneshot", "Typo=oneshot").replace("/basebackup ", "/nonexistent "))
+    r = run(["systemd-analyze", "verify", "--man=no", path], as_postgres=False, check=False)
+    assert r.returncode != 0 or r.stderr.strip(), r.stderr
+    assert "Typo" in r.stderr and "nonexistent" in r.stderr, r.stderr
+
+
+def test_crontab_example():
+    with open(os.path.join(CONTRIB, "cron", "walvault")) as f:
+        lines = [ln for ln in f.read().splitlines() if ln.strip() and not ln.startswith("#")]
+    env = [ln for ln in lines if re.match(r"^[A-Z_]+=", ln)]
+    jobs = [ln.split(None, 6) for ln in lines if ln not in env]
+    assert "WALVAULT_CONFIG=/etc/walvault/walvault.conf" in env
+    assert [j[5] for j in jobs] == ["postgres"] * 4, jobs
+    schedules = [" ".join(j[:5]) for j in jobs]
+    assert schedules == ["0 2 * * *", "0 3 * * 0", "0 4 1 1,4,7,10 *", "*/5 * * * *"], schedules
+    assert "basebackup backup" in jobs[0][6] and "&& basebackup expire" in jobs[0][6]
+    for j in jobs:
+        assert j[6].rstrip().endswith(">/dev/null"), "a job that mails its output: %s" % j[6]
+
+
+def _readme_keys():
+    with open(os.path.join(CONTRIB, "..", "README.md")) as f:
+        text = f.read()
+    text = text[text.index("## Configuration reference"):text.index("## Monitoring")]
+    return set(re.findall(r"^\| `([a-z_.A-Z]+)` \|", text, re.M))
+
+
+def test_example_config_names_every_key():
+    with open(os.path.join(CONTRIB, "walvault.conf.example")) as f:
+        text = f.read()
+    assert not [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")], \
+        "the example sets something: every key must be commented"
+    keys = set(re.findall(r"^# ([a-z_.]+) = ", text, re.M))
+    keys |= {"label.PREFIX"} if "label.weekly" in keys else set()
+    missing = _readme_keys() - keys
+    assert not missing, "walvault.conf.example lacks %s" % sorted(missing)
+
+
+def test_example_config_uncommented_loads(wv, workdir):
+    """[global], [repo1] (posix), [retention] and [monitor] of the example, uncommented, load."""
+    with open(os.path.join(CONTRIB, "walvault.conf.example")) as f:
+        text = f.read()
+    repo = make_pg_dir(os.path.join(workdir, "repo"))
+    out, keep = [], True
+    for ln in text.splitlines():
+        m = re.match(r"^# \[([a-z0-9]+)\]$", ln)
+        if m:
+            keep = m.group(1) in ("global", "repo1", "retention", "monitor")
+        if keep and ln.startswith("# "):
+            ln = ln[2:]
+            if ln.startswith("path = "):
+                ln = "path = " + repo
+            if ln.startswith("notify_command"):
+                continue
+            if ln.startswith("state_path"):
+                ln = "state_path = " + os.path.join(workdir, "state")
+        out.append(ln)
+    conf = _write(os.path.join(workdir, "example.conf"), "\n".join(out) + "\n")
+    r = run(wv.cmd("basebackup", "list", config=conf), check=False)
+    assert r.returncode in (0, 1), "exit %d: %s" % (r.returncode, r.stderr)
+    assert "configuration" not in r.stderr and "unknown key" not in r.stderr, r.stderr
