@@ -14,6 +14,8 @@
 #                                 any crash, hang, leak, sanitizer report or broken invariant. The
 #                                 work directory (grown corpora, crash inputs) is kept and named at
 #                                 the end: the committed corpus grows only when you merge into it.
+#     bash contrib/run.sh package  build the Debian package with CPack (Release, prefix /usr, in
+#                                 build-package/) and print the path of the .deb
 #     bash contrib/run.sh coverage  build with gcov (-DWV_COVERAGE=ON, build-coverage/), run the unit
 #                                 tests and the integration suite against those binaries, then print
 #                                 line and branch coverage of common/ and of each program folder and
@@ -38,8 +40,9 @@ PACKAGES=(
     libpq-dev liblz4-dev lz4 libssl-dev libuv1-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
     postgresql-15 postgresql-client-15 postgresql-contrib
     python3 python3-pytest python3-pytest-timeout python3-psycopg2
+    man-db groff-base
     tzdata util-linux python3-pytest-xdist python3-lz4 openssh-server openssh-client
-    faketime strace
+    faketime strace systemd dpkg-dev file
 )
 
 # Each contrib/packages-*.txt (one package a line, # comments) adds the packages of a test peer.
@@ -58,7 +61,7 @@ say() { printf '\n=== %s\n' "$*"; }
 die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    echo "usage: bash contrib/run.sh demo|test|coverage|fuzz [SECONDS]" >&2
+    echo "usage: bash contrib/run.sh demo|test|package|coverage|fuzz [SECONDS]" >&2
     exit 2
 }
 
@@ -246,6 +249,7 @@ for k in order:
     print("%-20s %6s %7d/%-7d %6s %7d/%-7d" % (k, pct(lc, lt), lc, lt, pct(bc, bt), bc, bt))
 PY
     echo "HTML report: $out/index.html"
+}
 
 # --- fuzzing (tests/fuzz; tests/README.md, "Fuzzing") ---------------------------------------------
 
@@ -319,6 +323,39 @@ fuzz_step() {
     record "fuzz targets ($1 s each)" $rc
 }
 
+# --- the Debian package --------------------------------------------------------------------------
+# package_build: Release, prefix /usr, cpack -G DEB in build-package/; prints the .deb's path.
+package_build() {
+    local dir="$ROOT/build-package" deb
+    rm -f "$dir"/walvault_*.deb
+    build "$dir" -DCMAKE_BUILD_TYPE=Release -DWV_WERROR=ON -DWV_TESTS=OFF \
+        -DCMAKE_INSTALL_PREFIX=/usr >&2 || return 1
+    (cd "$dir" && cpack -G DEB </dev/null) >&2 || return 1
+    deb="$(ls "$dir"/walvault_*.deb 2>/dev/null | head -n 1)"
+    [[ -f "$deb" ]] || { echo "run.sh: cpack made no walvault_*.deb in $dir" >&2; return 1; }
+    echo "$deb"
+}
+
+# package_step: the package built, installed with dpkg -i (into /usr: the other suites use their
+# own installations), tests/integration/test_package.py run against it, then dpkg -r walvault.
+package_step() {
+    local deb rc
+    say "Debian package: build, dpkg -i, test_package.py, dpkg -r"
+    if dpkg-query -W -f='${Status}' walvault 2>/dev/null | grep -q "install ok installed"; then
+        echo "run.sh: a walvault package is already installed; not replacing it" >&2
+        return 1
+    fi
+    deb="$(package_build)" || return 1
+    echo "package: $deb"
+    dpkg-deb -I "$deb" | sed -n '/Package:/,$p'
+    dpkg -i "$deb" </dev/null || { dpkg -r walvault </dev/null; return 1; }
+    (cd "$ROOT/tests/integration" && WALVAULT_PACKAGE_INSTALLED=1 WALVAULT_BIN=/usr/bin \
+        "$PYTHON" -m pytest -p no:cacheprovider -ra test_package.py) </dev/null
+    rc=$?
+    dpkg -r walvault </dev/null || rc=1
+    return $rc
+}
+
 # The integration tests mostly wait on servers (little CPU): run four at a time. Every test starts
 # its own servers on free ports in its own directories, so they do not meet; modules that build a
 # costly cluster once mark their tests with one xdist_group, kept on one worker (loadgroup).
@@ -374,6 +411,8 @@ test)
     else
         record "build Release" 1
     fi
+    package_step
+    record "Debian package (dpkg -i, test_package.py)" $?
 
     say "build Debug -DWV_SANITIZE=ON (build-asan/)"
     SANLOG="$(mktemp -d /tmp/walvault-sanitizer.XXXXXX)"
@@ -410,6 +449,14 @@ test)
     summary
     exit $FAILED
     ;;
+package)
+    say "packages"
+    install_packages || die "packages missing"
+    say "Debian package (build-package/)"
+    DEB="$(package_build)" || die "package build failed"
+    echo "$DEB"
+    exit 0
+    ;;
 coverage)
     START=$SECONDS
     say "packages"
@@ -442,7 +489,7 @@ coverage)
     echo "total time: $((SECONDS - START)) s"
     summary
     exit $FAILED
-
+    ;;
 fuzz)
     SECS="${2:-60}"
     [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -gt 0 ]] || usage

@@ -403,13 +403,12 @@ static int serve(server *sv, wv_err *err)
     return rc;
 }
 
-static void usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr,
-            "usage: walvault-remote --repo PATH\n"
-            "       walvault-remote --version\n"
-            "Started over ssh by walvault's ssh repository driver; speaks a binary protocol "
-            "on stdin and stdout.\n");
+    fprintf(f, "usage: walvault-remote --repo PATH\n"
+               "       walvault-remote --version\n"
+               "Started over ssh by walvault's ssh repository driver; speaks a binary protocol "
+               "on stdin and stdout.\n");
 }
 
 int main(int argc, char **argv)
@@ -417,21 +416,22 @@ int main(int argc, char **argv)
     const char *repo = NULL;
     wv_log_init("walvault-remote", WV_LOG_WARN);
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--version") == 0) {
-            printf("walvault-remote %s (protocol %d)\n", WALVAULT_VERSION, WV_RP_PROTO_VERSION);
+        if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("walvault-remote (walvault) %s, protocol %d\n", WALVAULT_VERSION,
+                   WV_RP_PROTO_VERSION);
             return 0;
         } else if (strcmp(argv[i], "--repo") == 0 && i + 1 < argc) {
             repo = argv[++i];
-        } else if (strcmp(argv[i], "--help") == 0) {
-            usage();
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
             return 0;
         } else {
-            usage();
+            usage(stderr);
             return wv_err_exit_code(WV_EUSAGE);
         }
     }
     if (!repo || repo[0] != '/') {
-        usage();
+        usage(stderr);
         wv_log_error("--repo needs the absolute path of the repository");
         return wv_err_exit_code(WV_EUSAGE);
     }
