@@ -476,8 +476,13 @@ static int sql_checks(drill *d, wv_err *err)
             if (rc == WV_EPG) {
                 char msg[WV_ERR_MSG_MAX];
                 snprintf(msg, sizeof(msg), "%s", err->msg);
-                wv_err_set(err, WV_ECORRUPT, "drill: --sql \"%s\": statement %d: %s", d->o->sql[i],
-                           s.stmt + 1, msg);
+                /* a syntax error fails the whole file before any statement runs (the
+                 * message gives the line) */
+                if (s.stmt)
+                    wv_err_set(err, WV_ECORRUPT, "drill: --sql \"%s\": after statement %d: %s",
+                               d->o->sql[i], s.stmt, msg);
+                else
+                    wv_err_set(err, WV_ECORRUPT, "drill: --sql \"%s\": %s", d->o->sql[i], msg);
             }
             return rc == WV_EPG ? WV_ECORRUPT : rc;
         }

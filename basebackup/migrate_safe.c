@@ -2,8 +2,8 @@
  * migrate_safe.c - basebackup migrate-safe [--label TEXT] [--backup] [-d CONNSTR] -- COMMAND...
  *
  * Before a schema migration: with --backup a base backup labelled TEXT (default "pre-migration"),
- * fast checkpoint; then a restore point LABEL-YYYYMMDDTHHMMSSZ (the server's clock, UTC) archived
- * in every repository (as mark). Only when all that succeeded is COMMAND run: fork and exec, no
+ * fast checkpoint; then a restore point LABEL-YYYYMMDDTHHMMSSZ (the server's clock, UTC; with
+ * "-2", "-3"... when that name is taken) archived in every repository (as mark). Only when all that succeeded is COMMAND run: fork and exec, no
  * shell, stdin/stdout/stderr inherited, SIGINT and SIGTERM forwarded to it. The exit status is
  * COMMAND's (128 + N when a signal N ended it); before COMMAND runs (and again when it fails) the
  * exact restore command that returns to the moment before it is printed on stderr.
@@ -134,11 +134,11 @@ int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path)
     }
     char **cmd = argv + optind;
     /* The name: LABEL-YYYYMMDDTHHMMSSZ, at most 63 bytes. */
-    if (strlen(label) + 17 > WV_MARK_NAME_MAX || !label[0]) {
+    if (strlen(label) + 19 > WV_MARK_NAME_MAX || !label[0]) {
         wv_err_set(&err, WV_EUSAGE,
                    "bad --label \"%s\": 1 to %d bytes (the restore point adds "
-                   "\"-YYYYMMDDTHHMMSSZ\")",
-                   label, WV_MARK_NAME_MAX - 17);
+                   "\"-YYYYMMDDTHHMMSSZ\" and maybe \"-N\")",
+                   label, WV_MARK_NAME_MAX - 19);
         return wv_cli_fail(&err);
     }
     wv_config *cfg = NULL;
@@ -178,8 +178,13 @@ int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path)
         }
     }
     if (rc == 0) {
+        /* a name already archived (two migrations in one second) gets "-2", "-3", ... */
         snprintf(name, sizeof(name), "%s-%s", label, stamp);
         rc = wv_mark_create(cfg, connstr, name, 0, lsn, sizeof(lsn), &err);
+        for (int k = 2; rc == WV_EEXIST && k <= 9; k++) {
+            snprintf(name, sizeof(name), "%s-%s-%d", label, stamp, k);
+            rc = wv_mark_create(cfg, connstr, name, 0, lsn, sizeof(lsn), &err);
+        }
     }
     if (rc != 0) {
         int code = wv_cli_fail(&err);
