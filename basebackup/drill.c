@@ -75,6 +75,7 @@ typedef struct drill {
     wv_runas as;
     char *bindir, *base, *pgdata, *log, *connstr;
     int port, started;
+    int restore_code; /* the restore's exit code when it failed (its error is printed) */
     char backup_id[128];
     uint32_t tli;
     double restore_s, recovery_s, check_s, total_s;
@@ -258,11 +259,25 @@ static int do_restore(drill *d, wv_err *err)
     }
     argv[n] = NULL;
     double t0 = wv_mono_s();
+    /* restore's stdout tells how to start the server: not what a drill wants said; its progress
+     * and errors (stderr) stay */
+    fflush(stdout);
+    int saved = dup(1), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (saved >= 0 && null >= 0)
+        dup2(null, 1);
     int code = wv_bbcmd_restore(n, argv, d->cfg->file);
+    fflush(stdout);
+    if (saved >= 0 && null >= 0)
+        dup2(saved, 1);
+    if (saved >= 0)
+        close(saved);
+    if (null >= 0)
+        close(null);
     d->restore_s = wv_mono_s() - t0;
     if (code != 0)
-        return wv_err_set(err, WV_EREFUSED, "drill: the restore failed (exit code %d, see above)",
-                          code);
+        /* restore printed its error already: the drill adds no second error line */
+        d->restore_code = code;
+    return wv_err_set(err, -code, "drill: the restore failed (exit code %d)", code);
     return 0;
 }
 
@@ -368,10 +383,10 @@ static int pg_ctl(drill *d, const char *action, const char *mode, wv_err *err)
 static int start_and_recover(drill *d, wv_err *err)
 {
     double t0 = wv_mono_s();
+    d->started = 1; /* a start that timed out may have left a server: clean_up stops it */
     int rc = pg_ctl(d, "start", NULL, err);
     if (rc != 0)
         return rc;
-    d->started = 1;
     d->connstr = wv_xasprintf("host=%s port=%d dbname=postgres user=%s connect_timeout=10", d->base,
                               d->port, d->as.name);
     double deadline = t0 + d->o->timeout;
@@ -567,7 +582,10 @@ static void report(const drill *d, int passed)
 static void clean_up(drill *d, int passed)
 {
     wv_err e;
-    if (d->started && pg_ctl(d, "stop", "fast", &e) != 0) {
+    char *pid = d->pgdata ? wv_xasprintf("%s/postmaster.pid", d->pgdata) : NULL;
+    int running = d->started && pid && access(pid, F_OK) == 0;
+    free(pid);
+    if (running && pg_ctl(d, "stop", "fast", &e) != 0) {
         wv_log_warn("%s", e.msg);
         if (pg_ctl(d, "stop", "immediate", &e) != 0)
             wv_log_warn("%s", e.msg);
@@ -660,7 +678,8 @@ int wv_bbcmd_drill(int argc, char **argv, const char *config_path)
         notify_event(&d, passed);
     }
     if (rc != 0)
-        code = wv_cli_fail(&failure);
+        code = d.restore_code && failure.code == -d.restore_code ? d.restore_code
+                                                                 : wv_cli_fail(&failure);
     for (int i = 0; i < o.nsql; i++)
         free(o.sql_text[i]);
     free(d.bindir);

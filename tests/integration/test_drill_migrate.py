@@ -361,3 +361,14 @@ def test_migrate_safe_exit_status_and_success(site):
     assert res.returncode == 7
     res = bb(site.wv, site.repo, "migrate-safe", "-d", connstr(site.primary), check=False)
     assert res.returncode == 2 and "no COMMAND" in res.stderr
+
+
+def test_drill_as_root_runs_the_server_as_the_repository_owner(site):
+    before = listing(site.repo.path)
+    res = run(site.wv.cmd("basebackup", "drill", config=site.repo.config), as_postgres=False,
+              check=False, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.search(r"server as %s on port \d+" % PG_USER, res.stderr), res.stderr
+    assert "drill passed" in res.stdout
+    assert_nothing_left(site)
+    assert listing(site.repo.path) == before
