@@ -372,3 +372,28 @@ def test_drill_as_root_runs_the_server_as_the_repository_owner(site):
     assert "drill passed" in res.stdout
     assert_nothing_left(site)
     assert listing(site.repo.path) == before
+
+
+def test_migrate_safe_command_not_run_when_a_repository_misses_the_mark(site):
+    """The restore point must reach every repository: one that never receives it is named, and
+    COMMAND does not run."""
+    missing = os.path.join(site.dir, "repo2-never-archived")
+    os.makedirs(missing, exist_ok=True)
+    conf = os.path.join(site.dir, "two.conf")
+    with open(conf, "w") as f:
+        f.write("[global]\nstate_path = %s\narchive_timeout = 3\n\n[repo1]\ntype = posix\n"
+                "path = %s\n\n[repo2]\ntype = posix\npath = %s\n"
+                % (site.state, site.repo.path, missing))
+    os.chmod(conf, 0o644)
+    repo = Repo.__new__(Repo)
+    repo.path, repo.config = site.repo.path, conf
+    marker = os.path.join(site.dir, "ran-missing")
+    res = bb(site.wv, repo, "migrate-safe", "-d", connstr(site.primary), "--",
+             "/usr/bin/touch", marker, check=False)
+    assert res.returncode == 16, res.stdout + res.stderr
+    assert re.search(r"repo2: WAL segment [0-9A-F]{24} \(restore point \"pre-migration-\S+\"\) "
+                     r"not archived within 3 s", res.stderr), res.stderr
+    assert "was not run" in res.stderr
+    assert not os.path.exists(marker)
+    res = bb(site.wv, repo, "mark", "never-everywhere", "-d", connstr(site.primary), check=False)
+    assert res.returncode == 16 and "repo2: WAL segment" in res.stderr, res.stderr
