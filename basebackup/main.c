@@ -23,7 +23,8 @@ static const wv_bbcmd commands[] = {
      "restore --pgdata DIR [--to TIME | --lsn LSN | --xid XID | --name NAME | --immediate]\n"
      "                                [--backup ID] [--timeline latest|current|N]\n"
      "                                [--target-action promote|pause|shutdown] [--delta]\n"
-     "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]"},
+     "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]\n"
+     "                                [--archive-mode off|preserve]"},
     {"status", wv_bbcmd_status, "status  [--json] [--prometheus FILE] [-d CONNSTR] [--repo N]"},
     {"sync", wv_bbcmd_sync, "sync    --from N --to M [--dry-run]"},
     {"verify", wv_bbcmd_verify, "verify  [--backup ID] [--repo N]"},
