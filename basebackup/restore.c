@@ -1007,6 +1007,8 @@ static int is_recovery_line(const char *line, int archive_off)
 {
     while (*line == ' ' || *line == '\t')
         line++;
+    if (archive_off && strncmp(line, "# --archive-mode off:", 21) == 0)
+        return 1;
     if (archive_off && strncmp(line, "archive_mode", 12) == 0 &&
         (line[12] == ' ' || line[12] == '\t' || line[12] == '='))
         return 1;
