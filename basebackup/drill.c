@@ -25,6 +25,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,47 @@
 #include "repo/repo.h"
 
 #define MAX_SQL 32
+
+/* SIGINT, SIGTERM, SIGHUP: the drill stops after the step under way, then stops the server and
+ * removes the directory as after any failure. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    static const char msg[] = "basebackup: drill: interrupted: stopping the server and cleaning up "
+                              "after the current step\n";
+    if (!interrupted && write(2, msg, sizeof(msg) - 1) < 0) {
+        /* nothing more to say */
+    }
+    interrupted = sig;
+}
+
+static void catch_signals(struct sigaction old[3])
+{
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART; /* the I/O under way goes on; the sleeps between polls end */
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], &sa, &old[i]);
+}
+
+static void restore_signals(const struct sigaction old[3])
+{
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], &old[i], NULL);
+}
+
+/* After a step: an interruption wins over what the step returned (a child the signal ended). */
+static int step(int rc, wv_err *err)
+{
+    if (!interrupted)
+        return rc;
+    return wv_err_set(err, WV_EINTERRUPTED, "drill: interrupted by signal %d", (int)interrupted);
+}
 
 static const char usage[] =
     "usage: basebackup [-c FILE] drill [--to TIME] [--sql FILE]... [--keep-on-failure]\n"
@@ -401,6 +443,8 @@ static int start_and_recover(drill *d, wv_err *err)
         wv_pgsql_close(c);
         if (rc == 0 && strcmp(v, "f") == 0)
             break;
+        if (interrupted)
+            return step(rc, err);
         if (wv_mono_s() >= deadline) {
             if (rc != 0) {
                 *err = e;
@@ -480,7 +524,7 @@ static int sql_result(void *arg, const wv_pgsql_result *r, wv_err *err)
 
 static int sql_checks(drill *d, wv_err *err)
 {
-    for (int i = 0; i < d->o->nsql; i++) {
+    for (int i = 0; i < d->o->nsql && !interrupted; i++) {
         wv_pgsql *c = NULL;
         sql_ctx s = {d->o->sql[i], 0};
         int rc = wv_pgsql_connect(d->connstr, &c, err);
@@ -637,30 +681,35 @@ int wv_bbcmd_drill(int argc, char **argv, const char *config_path)
     if (rc == 0)
         rc = wv_pgserver_free_port(&d.port, &err);
     int setup_done = rc == 0;
+    struct sigaction old[3];
+    if (setup_done)
+        catch_signals(old);
     if (rc == 0)
-        rc = make_base(&d, &err);
+        rc = step(make_base(&d, &err), &err);
     if (rc == 0) {
         wv_log_info("drill: restoring into %s (server as %s on port %d)", d.base, d.as.name,
                     d.port);
-        rc = do_restore(&d, &err);
+        rc = step(do_restore(&d, &err), &err);
     }
     if (rc == 0) {
         read_restored_facts(&d);
-        rc = write_server_files(&d, &err);
+        rc = step(write_server_files(&d, &err), &err);
     }
     if (rc == 0)
-        rc = start_and_recover(&d, &err);
+        rc = step(start_and_recover(&d, &err), &err);
     if (rc == 0) {
         double c0 = wv_mono_s();
         printf("drill checks:\n");
-        rc = amcheck(&d, &err);
+        rc = step(amcheck(&d, &err), &err);
         if (rc == 0)
-            rc = sql_checks(&d, &err);
+            rc = step(sql_checks(&d, &err), &err);
         d.check_s = wv_mono_s() - c0;
     }
     int passed = rc == 0;
     wv_err failure = err;
     clean_up(&d, passed);
+    if (setup_done)
+        restore_signals(old);
     d.total_s = wv_mono_s() - t0;
     int code = 0;
     if (setup_done) {

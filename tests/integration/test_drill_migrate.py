@@ -17,12 +17,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 
 import pytest
 
 from test_restore_pitr import bb, connstr, module_dir, take_backup
-from utils import PG_USER, Postgres, Repo, flip_byte, make_pg_dir, run, wait_until
+from utils import PG_USER, Postgres, Repo, flip_byte, make_pg_dir, popen, run, wait_until
 
 pytestmark = pytest.mark.xdist_group("drill-migrate")
 
@@ -397,3 +398,24 @@ def test_migrate_safe_command_not_run_when_a_repository_misses_the_mark(site):
     assert not os.path.exists(marker)
     res = bb(site.wv, repo, "mark", "never-everywhere", "-d", connstr(site.primary), check=False)
     assert res.returncode == 16 and "repo2: WAL segment" in res.stderr, res.stderr
+
+
+def test_drill_interrupted_cleans_up(site):
+    """SIGTERM while the drill's server runs: exit 17 (interrupted), server stopped, directory
+    removed, the repository untouched."""
+    before = listing(site.repo.path)
+    slow = sql_file(site, "slow.sql", "SELECT pg_sleep(5);\n")
+    p = popen(site.wv.cmd("basebackup", "drill", "--sql", slow, config=site.repo.config))
+    try:
+        wait_until(lambda: any("/data" in cmd and "pg_ctl" not in cmd
+                               for _, cmd in drill_processes()), timeout=120,
+                   what="the drill's server to run")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 17, (out, err)
+    assert "interrupted" in err
+    assert_nothing_left(site)
+    assert listing(site.repo.path) == before
