@@ -5,8 +5,10 @@
  * 1. A new temporary directory (mkdtemp under [global] drill_path, else $TMPDIR, else /tmp), given
  *    to the user the server runs as (pg/server.h: this process's user; when root, the owner of the
  *    first posix repository or the configuration file unless that is root, else "postgres").
- * 2. The restore, in-process (the restore command's own code): the newest backup or --to, with
- *    --archive-mode off and restore_command = wal-fetch on this configuration.
+ * 2. The backup chosen by the recovery planner as restore would (newest, newest before --to, or
+ *    --backup), then the restore, in-process (the restore command's own code) with that backup
+ *    named, --archive-mode off, restore_command = wal-fetch on this configuration and each
+ *    tablespace mapped to DIR/tblspc/OID (never its own location).
  * 3. The server started there with pg_ctl -w as that user, on a free port of 127.0.0.1 and a unix
  *    socket inside the directory, archive_mode = off on its command line too, a pg_hba.conf of
  *    its own (local trust only); then pg_is_in_recovery() polled until recovery has ended.
@@ -42,9 +44,14 @@
 #include "core/units.h"
 #include "pg/server.h"
 #include "pg/sql.h"
+#include "repo/backupset.h"
+#include "repo/manifest.h"
+#include "repo/recovery.h"
 #include "repo/repo.h"
+#include "repo/walarchive.h"
 
 #define MAX_SQL 32
+#define MAX_TS  32
 
 /* SIGINT, SIGTERM, SIGHUP: the drill stops after the step under way, then stops the server and
  * removes the directory as after any failure. */
@@ -119,6 +126,9 @@ typedef struct drill {
     int port, started;
     int restore_code; /* the restore's exit code when it failed (its error is printed) */
     char backup_id[128];
+    uint32_t ts_oid[MAX_TS]; /* the backup's tablespaces, restored under base/tblspc/OID */
+    char *ts_loc[MAX_TS];
+    int nts;
     uint32_t tli;
     double restore_s, recovery_s, check_s, total_s;
 } drill;
@@ -259,6 +269,10 @@ static int make_base(drill *d, wv_err *err)
         parent = getenv("TMPDIR");
     if (!parent || !*parent)
         parent = "/tmp";
+    if (parent[0] != '/')
+        return wv_err_set(err, WV_ECONFIG,
+                          "drill directory parent \"%s\" ($TMPDIR) is not an absolute path",
+                          parent);
     d->base = wv_xasprintf("%s/walvault-drill-XXXXXX", parent);
     if (!mkdtemp(d->base)) {
         int e = errno;
@@ -277,10 +291,91 @@ static int make_base(drill *d, wv_err *err)
     return rc;
 }
 
+/* A tablespace of the chosen backup: mapped into the drill directory, never its own location. */
+static int collect_ts(void *arg, const wv_manifest_entry *e, wv_err *err)
+{
+    drill *d = arg;
+    if (e->type != WV_MANIFEST_TABLESPACE)
+        return 0;
+    if (d->nts >= MAX_TS)
+        return wv_err_set(err, WV_EREFUSED, "drill: the backup has more than %d tablespaces",
+                          MAX_TS);
+    d->ts_oid[d->nts] = e->oid;
+    d->ts_loc[d->nts++] = wv_xstrdup(e->target);
+    return 0;
+}
+
+/* The backup the restore will choose (the planner's decision for --to / --backup on the
+ * repository restore uses), and its tablespaces. */
+static int plan_on(drill *d, const wv_repo_config *rc, const wv_target *t, wv_err *err)
+{
+    wv_repo *r = NULL;
+    wv_archive *a = NULL;
+    wv_backupset bs;
+    wv_recovery_facts f;
+    wv_plan plan;
+    memset(&bs, 0, sizeof(bs));
+    memset(&f, 0, sizeof(f));
+    int res = wv_repo_open(rc, &r, err);
+    if (res == 0)
+        res = wv_repo_load_info(r, err);
+    if (res == 0)
+        res = wv_backupset_load(r->st, &bs, err);
+    if (res == 0)
+        res = wv_archive_scan(r->st, r->info.wal_segsize, &a, err);
+    if (res == 0)
+        res = wv_recovery_facts_gather(r->st, a, &bs, t, &f, err);
+    if (res == 0)
+        res = wv_recovery_decide(&f, t, WV_TLI_AUTO, d->o->backup_id, &plan, err);
+    if (res == 0) {
+        snprintf(d->backup_id, sizeof(d->backup_id), "%s", plan.backup->h.id);
+        wv_manifest_header h;
+        memset(&h, 0, sizeof(h));
+        res = wv_manifest_load(r->st, d->backup_id, &h, collect_ts, d, NULL, err);
+        wv_manifest_header_free(&h);
+    }
+    if (res != 0)
+        wv_err_context(err, rc->name, NULL);
+    wv_recovery_facts_free(&f);
+    wv_backupset_free(&bs);
+    wv_archive_free(a);
+    wv_repo_close(r);
+    return res;
+}
+
+static int plan_backup(drill *d, wv_err *err)
+{
+    wv_target t;
+    memset(&t, 0, sizeof(t));
+    if (d->o->to) {
+        int rc = wv_time_parse(d->o->to, (int64_t)time(NULL), &t.time_us, err);
+        if (rc != 0)
+            return rc;
+        t.kind = WV_TARGET_TIME;
+    }
+    int want = d->o->repo_arg ? atoi(d->o->repo_arg) : 0, rc = WV_EREFUSED;
+    wv_err first;
+    wv_err_clear(&first);
+    for (int i = 0; i < d->cfg->nrepos; i++) {
+        if (want && d->cfg->repos[i].index != want)
+            continue;
+        for (int k = 0; k < d->nts; k++)
+            free(d->ts_loc[k]);
+        d->nts = 0;
+        if ((rc = plan_on(d, &d->cfg->repos[i], &t, err)) == 0)
+            return 0;
+        if (!first.code)
+            first = *err;
+    }
+    if (first.code)
+        *err = first;
+    return rc;
+}
+
 /* The restore, through the restore command's own code. */
 static int do_restore(drill *d, wv_err *err)
 {
-    char *argv[16];
+    char *argv[16 + 2 * MAX_TS], *maps[MAX_TS];
     int n = 0;
     argv[n++] = "restore";
     argv[n++] = "--pgdata";
@@ -291,9 +386,14 @@ static int do_restore(drill *d, wv_err *err)
         argv[n++] = "--to";
         argv[n++] = (char *)d->o->to;
     }
-    if (d->o->backup_id) {
-        argv[n++] = "--backup";
-        argv[n++] = (char *)d->o->backup_id;
+    /* the backup planned above: the same one, named, with its tablespaces inside the drill
+     * directory */
+    argv[n++] = "--backup";
+    argv[n++] = d->backup_id;
+    for (int i = 0; i < d->nts; i++) {
+        maps[i] = wv_xasprintf("%s=%s/tblspc/%" PRIu32, d->ts_loc[i], d->base, d->ts_oid[i]);
+        argv[n++] = "--tablespace-map";
+        argv[n++] = maps[i];
     }
     if (d->o->repo_arg) {
         argv[n++] = "--repo";
@@ -316,6 +416,8 @@ static int do_restore(drill *d, wv_err *err)
     if (null >= 0)
         close(null);
     d->restore_s = wv_mono_s() - t0;
+    for (int i = 0; i < d->nts; i++)
+        free(maps[i]);
     if (code != 0)
         /* restore printed its error already: the drill adds no second error line */
         d->restore_code = code;
@@ -323,7 +425,7 @@ static int do_restore(drill *d, wv_err *err)
     return 0;
 }
 
-/* What restore wrote: the backup id (its comment line) and recovery_target_timeline. */
+/* What restore wrote: recovery_target_timeline. */
 static void read_restored_facts(drill *d)
 {
     char *path = wv_xasprintf("%s/postgresql.auto.conf", d->pgdata);
@@ -333,12 +435,6 @@ static void read_restored_facts(drill *d)
         return;
     char line[1024];
     while (fgets(line, sizeof(line), f)) {
-        char *p = strstr(line, "walvault basebackup restore at ");
-        if (p && (p = strstr(p, "(backup ")) != NULL) {
-            p += 8;
-            size_t n = strcspn(p, ")\n");
-            snprintf(d->backup_id, sizeof(d->backup_id), "%.*s", (int)n, p);
-        }
         unsigned v;
         if (sscanf(line, "recovery_target_timeline = '%u'", &v) == 1)
             d->tli = v;
@@ -685,6 +781,8 @@ int wv_bbcmd_drill(int argc, char **argv, const char *config_path)
     if (setup_done)
         catch_signals(old);
     if (rc == 0)
+        rc = step(plan_backup(&d, &err), &err);
+    if (rc == 0)
         rc = step(make_base(&d, &err), &err);
     if (rc == 0) {
         wv_log_info("drill: restoring into %s (server as %s on port %d)", d.base, d.as.name,
@@ -731,6 +829,8 @@ int wv_bbcmd_drill(int argc, char **argv, const char *config_path)
                                                                  : wv_cli_fail(&failure);
     for (int i = 0; i < o.nsql; i++)
         free(o.sql_text[i]);
+    for (int i = 0; i < d.nts; i++)
+        free(d.ts_loc[i]);
     free(d.bindir);
     free(d.base);
     free(d.pgdata);

@@ -1021,9 +1021,7 @@ static void recovery_settings(const restore_opts *o, const wv_plan *plan, const 
 {
     char now[WV_TIME_FORMAT_LEN];
     wv_time_format((int64_t)time(NULL) * 1000000, now, sizeof(now));
-    wv_buf_printf(out,
-                  "# Recovery settings written by walvault basebackup restore at %s (backup %s)\n",
-                  now, plan->backup->h.id);
+    wv_buf_printf(out, "# Recovery settings written by walvault basebackup restore at %s\n", now);
     wv_buf_append_str(out, "restore_command = ");
     wv_buf cmd = WV_BUF_INIT;
     shell_word(&cmd, fetch_bin);

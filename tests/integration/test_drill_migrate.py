@@ -419,3 +419,24 @@ def test_drill_interrupted_cleans_up(site):
     assert "interrupted" in err
     assert_nothing_left(site)
     assert listing(site.repo.path) == before
+
+
+def test_drill_restores_tablespaces_inside_its_directory(site):
+    """A backup with a tablespace: the drill maps it into its own directory; the tablespace's real
+    location is never written, and nothing is left."""
+    pg = site.primary
+    loc = make_pg_dir(os.path.join(site.dir, "ts-live"))
+    pg.sql("create tablespace drillts location '%s'" % loc)
+    pg.sql("create table in_ts (id int) tablespace drillts")
+    pg.sql("insert into in_ts select generate_series(1, 33)")
+    take_backup(site.wv, site.repo, pg)
+    pg.switch_wal_and_wait_archived()
+    live_before = listing(loc)
+    before = listing(site.repo.path)
+    check = sql_file(site, "ts.sql", "SELECT count(*) = 33 FROM in_ts;\n")
+    res = drill(site, "--sql", check)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.search(r"ts\.sql: statement 1: SELECT 1: t$", res.stdout, re.M), res.stdout
+    assert listing(loc) == live_before
+    assert_nothing_left(site)
+    assert listing(site.repo.path) == before
