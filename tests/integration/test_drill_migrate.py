@@ -19,11 +19,13 @@ import re
 import shutil
 import signal
 import stat
+import time
 
 import pytest
 
-from test_restore_pitr import bb, connstr, module_dir, take_backup
-from utils import PG_USER, Postgres, Repo, flip_byte, make_pg_dir, popen, run, wait_until
+from test_restore_pitr import bb, connstr, iso, module_dir, take_backup
+from utils import (PG_USER, Postgres, Repo, flip_byte, make_pg_dir, pg_bin, popen, run,
+                   wait_until)
 
 pytestmark = pytest.mark.xdist_group("drill-migrate")
 
@@ -249,7 +251,6 @@ def test_archive_mode_off_and_timeline_after_drill(site):
     srv.stop()
     names = site.repo.wal_names()
     assert not [n for n in names if n.startswith("00000002")], sorted(names)
-    assert srv.sql_value is not None
     # preserve (the default) keeps what the backup had
     res = bb(site.wv, site.repo, "restore", "--pgdata", os.path.join(site.dir, "x"),
              "--archive-mode", "sometimes", check=False)
@@ -289,7 +290,7 @@ def test_migrate_safe_runs_and_restores(site):
     pg = site.primary
     pg.sql("create table precious (id int)")
     pg.sql("insert into precious select generate_series(1, 42)")
-    psql = os.path.join(os.path.dirname(pg_bin_path()), "psql")
+    psql = pg_bin("psql")
     script = ("%s -X -q -h 127.0.0.1 -p %d -U %s -d postgres -c 'drop table precious' && exit 3"
               % (psql, pg.port, PG_USER))
     res = bb(site.wv, site.repo, "migrate-safe", "--backup", "--label", "pre-test",
@@ -313,11 +314,6 @@ def test_migrate_safe_runs_and_restores(site):
                what="the copy to promote")
     assert srv.sql_value("select count(*) from precious") == 42
     srv.stop()
-
-
-def pg_bin_path():
-    from utils import pg_bin
-    return pg_bin("psql")
 
 
 def test_migrate_safe_command_not_run_when_db_unreachable(site):
@@ -440,3 +436,21 @@ def test_drill_restores_tablespaces_inside_its_directory(site):
     assert listing(loc) == live_before
     assert_nothing_left(site)
     assert listing(site.repo.path) == before
+
+
+def test_drill_to_time(site):
+    """--to TIME: the copy holds exactly what was committed before TIME."""
+    pg = site.primary
+    pg.sql("create table timed (id int)")
+    pg.sql("insert into timed select generate_series(1, 5)")
+    time.sleep(1.2)
+    t = time.time()
+    time.sleep(1.2)
+    pg.sql("insert into timed select generate_series(6, 10)")
+    pg.switch_wal_and_wait_archived()
+    check = sql_file(site, "timed.sql", "SELECT count(*) = 5 FROM timed;\n")
+    res = drill(site, "--to", iso(t), "--sql", check)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "target %s" % iso(t) in res.stdout
+    assert state(site)["target"] == iso(t)
+    assert_nothing_left(site)
