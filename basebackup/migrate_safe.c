@@ -169,7 +169,7 @@ int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path)
         int code = wv_bbcmd_backup(n, bargv, cfg->file);
         if (code != 0) {
             fprintf(stderr,
-                    "basebackup: error: migrate-safe: the backup failed: \"%s\" was not "
+                    "basebackup: migrate-safe: the backup failed: \"%s\" was not "
                     "run\n",
                     cmd[0]);
             notify_event("failed", code, NULL);
@@ -188,8 +188,7 @@ int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path)
     }
     if (rc != 0) {
         int code = wv_cli_fail(&err);
-        fprintf(stderr, "basebackup: error: migrate-safe: no restore point: \"%s\" was not run\n",
-                cmd[0]);
+        fprintf(stderr, "basebackup: migrate-safe: no restore point: \"%s\" was not run\n", cmd[0]);
         notify_event("failed", code, NULL);
         wv_config_free(cfg);
         return code;

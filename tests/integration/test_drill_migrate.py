@@ -323,6 +323,9 @@ def test_migrate_safe_command_not_run_when_db_unreachable(site):
     assert res.returncode == 12, res.stdout + res.stderr
     assert "could not connect to the server" in res.stderr
     assert "was not run" in res.stderr
+    # one error line naming what failed, then its hint
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("basebackup: error: ")]
+    assert len(errors) == 2 and errors[1].startswith("basebackup: error: hint: "), res.stderr
     assert not os.path.exists(marker)
 
 
