@@ -662,7 +662,7 @@ static void json_str(wv_buf *b, const char *s)
 /* STATE_PATH/last-drill.json, atomically (temp file, fsync, rename, fsync of the directory). */
 static int write_state(drill *d, int passed, wv_err *err)
 {
-    const char *dir = d->cfg->state_path;
+    const char *dir = d->cfg->state_path ? d->cfg->state_path : WV_CONFIG_DEFAULT_STATE_PATH;
     int rc = wv_mkdir_p(dir, err);
     if (rc != 0) {
         wv_err_hint(err, "create it for this user, or set [global] state_path");
@@ -684,7 +684,7 @@ static int write_state(drill *d, int passed, wv_err *err)
                   ", \"timeline\": %" PRIu32 ", \"restore_s\": %.3f, \"recovery_s\": %.3f, "
                   "\"check_s\": %.3f, \"total_s\": %.3f, \"status\": \"%s\"}\n",
                   d->tli, d->restore_s, d->recovery_s, d->check_s, d->total_s,
-                  passed ? "passed" : "failed");
+                  passed ? "ok" : "error");
     char *final = wv_xasprintf("%s/last-drill.json", dir);
     char *tmp = wv_temp_path_for(final);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

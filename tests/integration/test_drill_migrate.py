@@ -145,7 +145,7 @@ def test_drill_passes(site):
     restore_s, recovery_s, check_s, total_s = map(float, m.groups())
     assert total_s >= restore_s + recovery_s + check_s - 0.5 and recovery_s > 0
     st = state(site)
-    assert st["status"] == "passed" and st["backup"] == site.backup_id
+    assert st["status"] == "ok" and st["backup"] == site.backup_id
     assert st["target"] == "latest"
     for k in ("restore_s", "recovery_s", "total_s"):
         assert isinstance(st[k], (int, float)) and st[k] >= 0
@@ -178,7 +178,7 @@ def test_drill_fails_on_damaged_backup(site):
     assert res.returncode != 0, res.stdout + res.stderr
     assert "drill FAILED" in res.stdout, res.stdout
     assert "basebackup: error: " in res.stderr
-    assert state(site)["status"] == "failed"
+    assert state(site)["status"] == "error"
     assert_nothing_left(site)
     assert listing(copy.path) == before
     # kept, and named, with --keep-on-failure

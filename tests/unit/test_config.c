@@ -334,7 +334,7 @@ static void test_minimal_and_defaults(void **state)
     assert_int_equal(cfg->process_max, ncpu < 1 ? 1 : ncpu > 8 ? 8 : ncpu);
     assert_int_equal(cfg->log_level, WV_LOG_INFO);
     assert_int_equal(cfg->archive_timeout, 60);
-    assert_string_equal(cfg->state_path, "/var/lib/walvault/state");
+    assert_null(cfg->state_path);
     assert_null(cfg->drill_path);
     assert_null(cfg->pg_bindir);
     assert_int_equal(cfg->nrepos, 1);
