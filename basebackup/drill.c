@@ -741,10 +741,11 @@ static void clean_up(drill *d, int passed)
         wv_log_warn("%s", e.msg);
 }
 
-/* The single place drill reports its result to notify_command (once that hook exists). */
-static void notify_event(const drill *d, int passed)
+/* The single place drill reports its event ("drill", ok or error, the report line, the backup)
+ * to [global] notify_command: wv_notify (core/notify.h) goes here once it is on main. */
+static void notify_event(const drill *d, int passed, const char *message)
 {
-    wv_log_debug("drill %s (backup %s)", passed ? "passed" : "failed", d->backup_id);
+    wv_log_debug("drill: %s: %s (backup %s)", passed ? "ok" : "error", message, d->backup_id);
 }
 
 int wv_bbcmd_drill(int argc, char **argv, const char *config_path)
@@ -822,7 +823,13 @@ int wv_bbcmd_drill(int argc, char **argv, const char *config_path)
                 wv_log_warn("%s", serr.msg);
             }
         }
-        notify_event(&d, passed);
+        char msg[WV_ERR_MSG_MAX + 128];
+        if (passed)
+            snprintf(msg, sizeof(msg), "drill passed: backup %s, RTO %.1f s", d.backup_id,
+                     d.total_s);
+        else
+            snprintf(msg, sizeof(msg), "drill failed: %s", failure.msg);
+        notify_event(&d, passed, msg);
     }
     if (rc != 0)
         code = d.restore_code && failure.code == -d.restore_code ? d.restore_code

@@ -83,11 +83,12 @@ static int run_command(char **argv, wv_err *err)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* The single place migrate-safe reports an event to notify_command (once that hook exists). */
-static void notify_event(const char *what, int status, const char *restore_point)
+/* The single place migrate-safe reports its event ("migrate-safe", ok or error, the message) to
+ * [global] notify_command: wv_notify (core/notify.h) goes here once it is on main. */
+static void notify_event(const wv_config *cfg, int ok, const char *message)
 {
-    wv_log_debug("migrate-safe %s (status %d, restore point \"%s\")", what, status,
-                 restore_point ? restore_point : "");
+    (void)cfg;
+    wv_log_debug("migrate-safe: %s: %s", ok ? "ok" : "error", message);
 }
 
 int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path)
@@ -172,7 +173,7 @@ int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path)
                     "basebackup: migrate-safe: the backup failed: \"%s\" was not "
                     "run\n",
                     cmd[0]);
-            notify_event("failed", code, NULL);
+            notify_event(cfg, 0, "the backup failed: COMMAND was not run");
             wv_config_free(cfg);
             return code;
         }
@@ -189,7 +190,7 @@ int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path)
     if (rc != 0) {
         int code = wv_cli_fail(&err);
         fprintf(stderr, "basebackup: migrate-safe: no restore point: \"%s\" was not run\n", cmd[0]);
-        notify_event("failed", code, NULL);
+        notify_event(cfg, 0, "no restore point: COMMAND was not run");
         wv_config_free(cfg);
         return code;
     }
@@ -208,7 +209,10 @@ int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path)
                 cmd[0], status);
         wv_mark_print_restore(stderr, cfg, name);
     }
-    notify_event(status == 0 ? "succeeded" : "command failed", status, name);
+    char msg[256];
+    snprintf(msg, sizeof(msg), "\"%s\" exited with status %d; restore point \"%s\"", cmd[0], status,
+             name);
+    notify_event(cfg, status == 0, msg);
     wv_config_free(cfg);
     return status;
 }
