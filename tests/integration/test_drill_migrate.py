@@ -457,3 +457,20 @@ def test_drill_to_time(site):
     assert "target %s" % iso(t) in res.stdout
     assert state(site)["target"] == iso(t)
     assert_nothing_left(site)
+
+
+def test_migrate_safe_forwards_sigterm(site):
+    """SIGTERM to migrate-safe reaches COMMAND; COMMAND's exit status is migrate-safe's."""
+    started = os.path.join(site.dir, "cmd-started")
+    script = 'touch %s; trap "exit 42" TERM; while :; do sleep 0.1; done' % started
+    p = popen(site.wv.cmd("basebackup", "migrate-safe", "-d", connstr(site.primary), "--",
+                          "/bin/sh", "-c", script, config=site.repo.config))
+    try:
+        wait_until(lambda: os.path.exists(started), timeout=120, what="COMMAND to start")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 42, (out, err)
+    assert "exited with status 42" in err
