@@ -40,6 +40,7 @@
 #include "core/cli.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/timeparse.h"
 #include "core/units.h"
 #include "pg/server.h"
@@ -741,11 +742,14 @@ static void clean_up(drill *d, int passed)
         wv_log_warn("%s", e.msg);
 }
 
-/* The single place drill reports its event ("drill", ok or error, the report line, the backup)
- * to [global] notify_command: wv_notify (core/notify.h) goes here once it is on main. */
+/* The drill's event for [global] notify_command: ok or error, the report line, the backup (its
+ * failure is logged by wv_notify and never changes the drill's exit code). */
 static void notify_event(const drill *d, int passed, const char *message)
 {
-    wv_log_debug("drill: %s: %s (backup %s)", passed ? "ok" : "error", message, d->backup_id);
+    wv_notify(d->cfg, &(wv_notify_event){.event = "drill",
+                                         .ok = passed,
+                                         .message = message,
+                                         .backup = d->backup_id[0] ? d->backup_id : NULL});
 }
 
 int wv_bbcmd_drill(int argc, char **argv, const char *config_path)

@@ -474,3 +474,50 @@ def test_migrate_safe_forwards_sigterm(site):
             p.kill()
     assert p.returncode == 42, (out, err)
     assert "exited with status 42" in err
+
+
+def test_notify_command_hears_drill_and_migrate_safe(site):
+    """The drill's and migrate-safe's events reach notify_command as JSON; a failing hook changes
+    no exit status."""
+    out = make_pg_dir(os.path.join(site.dir, "events"))
+    hook = os.path.join(site.dir, "hook.sh")
+    with open(hook, "w") as f:
+        f.write('#!/bin/sh\ncat > %s/"$WALVAULT_EVENT.$$.json"\n' % out)
+    os.chmod(hook, 0o755)
+    bad = os.path.join(site.dir, "bad-hook.sh")
+    with open(bad, "w") as f:
+        f.write("#!/bin/sh\ncat >/dev/null\nexit 3\n")
+    os.chmod(bad, 0o755)
+
+    def conf(h):
+        p = os.path.join(site.dir, "notify.conf")
+        with open(p, "w") as f:
+            f.write("%snotify_command = %s\n\n[repo1]\ntype = posix\npath = %s\n"
+                    % (site.extra, h, site.repo.path))
+        os.chmod(p, 0o644)
+        r = Repo.__new__(Repo)
+        r.path, r.config = site.repo.path, p
+        return r
+
+    r = conf(hook)
+    res = drill(site, repo=r)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = bb(site.wv, r, "migrate-safe", "-d", connstr(site.primary), "--", "/bin/sh", "-c",
+             "exit 5", check=False)
+    assert res.returncode == 5, res.stderr
+    events = {}
+    for name in os.listdir(out):
+        with open(os.path.join(out, name)) as f:
+            ev = json.load(f)
+        events[ev["event"]] = ev
+    assert set(events) == {"drill", "migrate-safe"}, events
+    assert events["drill"]["status"] == "ok" and events["drill"]["backup"]
+    assert "drill passed" in events["drill"]["message"]
+    assert events["migrate-safe"]["status"] == "error"
+    assert "exited with status 5" in events["migrate-safe"]["message"]
+    r = conf(bad)
+    res = drill(site, repo=r)
+    assert res.returncode == 0 and "notify_command failed: exit 3" in res.stderr, res.stderr
+    res = bb(site.wv, r, "migrate-safe", "-d", connstr(site.primary), "--", "/bin/true",
+             check=False)
+    assert res.returncode == 0 and "notify_command failed: exit 3" in res.stderr, res.stderr
