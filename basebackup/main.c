@@ -12,12 +12,19 @@ static const wv_bbcmd commands[] = {
     {"backup", wv_bbcmd_backup,
      "backup  [-d CONNSTR] [--label TEXT] [--keep] [--checkpoint fast|spread]"},
     {"check", wv_bbcmd_check, "check   [-d CONNSTR]"},
+    {"drill", wv_bbcmd_drill,
+     "drill   [--to TIME] [--sql FILE]... [--keep-on-failure] [--backup ID] [--repo N]\n"
+     "                                [--timeout SECONDS]"},
     {"list", wv_bbcmd_list, "list    [--json] [--repo N]"},
+    {"mark", wv_bbcmd_mark, "mark    NAME [-d CONNSTR] [--force]"},
+    {"migrate-safe", wv_bbcmd_migrate_safe,
+     "migrate-safe [--label TEXT] [--backup] [-d CONNSTR] -- COMMAND [ARG]..."},
     {"restore", wv_bbcmd_restore,
      "restore --pgdata DIR [--to TIME | --lsn LSN | --xid XID | --name NAME | --immediate]\n"
      "                                [--backup ID] [--timeline latest|current|N]\n"
      "                                [--target-action promote|pause|shutdown] [--delta]\n"
-     "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]"},
+     "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]\n"
+     "                                [--archive-mode off|preserve]"},
     {"status", wv_bbcmd_status, "status  [--json] [--prometheus FILE] [-d CONNSTR] [--repo N]"},
     {"sync", wv_bbcmd_sync, "sync    --from N --to M [--dry-run]"},
     {"verify", wv_bbcmd_verify, "verify  [--backup ID] [--repo N]"},

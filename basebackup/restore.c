@@ -5,6 +5,7 @@
  *   basebackup restore --pgdata DIR [--to TIME | --lsn LSN | --xid XID | --name NAME | --immediate]
  *                      [--backup ID] [--timeline latest|current|N] [--target-action promote|pause|
  *                      shutdown] [--delta] [--tablespace-map OLD=NEW] [--repo N] [--dry-run]
+ *                      [--archive-mode off|preserve]
  *
  * Order of work: every check (arguments, PGDATA empty and no server running, the plan: backup,
  * timeline and whether the archive reaches the target, the transaction of --xid, the manifest,
@@ -86,6 +87,7 @@ typedef struct restore_opts {
     int delta;
     int force;
     int dry_run;
+    int archive_off; /* --archive-mode off: archive_mode = off in postgresql.auto.conf */
     int repo;
     ts_map maps[MAX_TS_MAP];
     int nmaps;
@@ -115,7 +117,9 @@ static const char usage[] =
     "                              this backup's cluster (everything in it is replaced)\n"
     "  --tablespace-map OLD=NEW    restore the tablespace at OLD into NEW (repeatable)\n"
     "  --repo N                    use [repoN] only (default: the first that reaches the target)\n"
-    "  --dry-run                   show the plan, write nothing\n";
+    "  --dry-run                   show the plan, write nothing\n"
+    "  --archive-mode off|preserve off writes archive_mode = off for the restored server, so a\n"
+    "                              copy never archives into the repository (default preserve)\n";
 
 /* ---- argument parsing ------------------------------------------------------------------------ */
 
@@ -200,6 +204,7 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
         {"tablespace-map", required_argument, NULL, 'm'},
         {"repo", required_argument, NULL, 'r'},
         {"dry-run", no_argument, NULL, 'N'},
+        {"archive-mode", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -271,6 +276,12 @@ static int parse_args(int argc, char **argv, restore_opts *o, wv_err *err)
             break;
         case 'N':
             o->dry_run = 1;
+            break;
+        case 'A':
+            if (strcmp(optarg, "off") && strcmp(optarg, "preserve"))
+                return wv_err_set(err, WV_EUSAGE,
+                                  "bad --archive-mode \"%s\": expected off or preserve", optarg);
+            o->archive_off = strcmp(optarg, "off") == 0;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -994,10 +1005,16 @@ static void shell_word(wv_buf *b, const char *s)
     wv_buf_append_str(b, "'");
 }
 
-static int is_recovery_line(const char *line)
+/* A line restore replaces: a recovery setting, and archive_mode with --archive-mode off. */
+static int is_recovery_line(const char *line, int archive_off)
 {
     while (*line == ' ' || *line == '\t')
         line++;
+    if (archive_off && strncmp(line, "# --archive-mode off:", 21) == 0)
+        return 1;
+    if (archive_off && strncmp(line, "archive_mode", 12) == 0 &&
+        (line[12] == ' ' || line[12] == '\t' || line[12] == '='))
+        return 1;
     return strncmp(line, "restore_command", 15) == 0 || strncmp(line, "recovery_target", 15) == 0;
 }
 
@@ -1049,6 +1066,9 @@ static void recovery_settings(const restore_opts *o, const wv_plan *plan, const 
     if (t->kind != WV_TARGET_LATEST)
         wv_buf_printf(out, "recovery_target_action = '%s'\n", o->action);
     wv_buf_printf(out, "recovery_target_timeline = '%" PRIu32 "'\n", plan->tli);
+    if (o->archive_off)
+        wv_buf_append_str(out, "# --archive-mode off: this copy never archives into the "
+                               "repository\narchive_mode = off\n");
 }
 
 /* Signals: standby.signal (a backup of a standby) removed, recovery.signal created last. */
@@ -1070,7 +1090,7 @@ static int write_recovery_conf(restore_ctx *c, const wv_plan *plan, const char *
     if (f) {
         char line[8192];
         while (fgets(line, sizeof(line), f))
-            if (!is_recovery_line(line))
+            if (!is_recovery_line(line, c->o->archive_off))
                 wv_buf_append_str(&out, line);
         fclose(f);
     } else if (fd >= 0) {

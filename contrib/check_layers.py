@@ -35,6 +35,8 @@ TESTED_BY = {
     "common/storage/s3/read.c": "tests/integration/test_s3_driver.py",
     "common/storage/s3/write.c": "tests/integration/test_s3_driver.py",
     "common/storage/ssh.c": "tests/integration/test_ssh_repo.py",
+    "common/pg/sql.c": "tests/integration/test_drill_migrate.py",
+    "common/repo/archwait.c": "tests/integration/test_drill_migrate.py",
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 

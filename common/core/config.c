@@ -37,6 +37,8 @@ enum global_key {
     GK_ARCHIVE_TIMEOUT,
     GK_NOTIFY_COMMAND,
     GK_STATE_PATH,
+    GK_DRILL_PATH,
+    GK_PG_BINDIR,
     GK_COUNT
 };
 
@@ -48,6 +50,8 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_ARCHIVE_TIMEOUT] = "archive_timeout",
     [GK_NOTIFY_COMMAND] = "notify_command",
     [GK_STATE_PATH] = "state_path",
+    [GK_DRILL_PATH] = "drill_path",
+    [GK_PG_BINDIR] = "pg_bindir",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -518,7 +522,7 @@ static void global_key(parse_state *ps, const char *key, const char *value)
     if (k == GK_COUNT) {
         fail(ps, line, "unknown key \"%s\" in [global]", key);
         hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
-                 "archive_timeout, notify_command and state_path");
+                 "archive_timeout, notify_command, state_path, drill_path and pg_bindir");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -562,6 +566,16 @@ static void global_key(parse_state *ps, const char *key, const char *value)
     case GK_STATE_PATH:
         free(cfg->state_path);
         if (!(cfg->state_path = abs_path(value)))
+            expected = "an absolute path";
+        break;
+    case GK_DRILL_PATH:
+        free(cfg->drill_path);
+        if (!(cfg->drill_path = abs_path(value)))
+            expected = "an absolute path";
+        break;
+    case GK_PG_BINDIR:
+        free(cfg->pg_bindir);
+        if (!(cfg->pg_bindir = abs_path(value)))
             expected = "an absolute path";
         break;
     case GK_COUNT:
@@ -756,6 +770,8 @@ void wv_config_free(wv_config *cfg)
         return;
     for (int i = 0; i < WV_MAX_REPOS; i++)
         repo_free_fields(&cfg->repos[i]);
+    free(cfg->drill_path);
+    free(cfg->pg_bindir);
     free(cfg->file);
     free(cfg->notify_command);
     free(cfg->state_path);

@@ -57,6 +57,10 @@ typedef struct wv_config {
     int process_max;        /* [global] process_max = 1..64 (default: online CPUs, at most 8) */
     wv_log_level log_level; /* [global] log_level = error | warn | info | debug (default info) */
     int archive_timeout;    /* [global] archive_timeout = seconds basebackup waits for WAL (60) */
+    char *drill_path;       /* [global] drill_path: where drill makes its temporary directory (NULL:
+                       * $TMPDIR, else /tmp) */
+    char *pg_bindir; /* [global] pg_bindir: PostgreSQL's programs (NULL: /usr/lib/postgresql/N/bin
+                       * for the backup's major version N) */
     wv_repo_config repos[WV_MAX_REPOS];
     int nrepos; /* repos[] sorted by index; at least one */
     /* [retention] and the retention.* keys of each [repoN]: wv_retention_config_for_repo gives a

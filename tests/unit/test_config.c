@@ -67,6 +67,13 @@ static const bad_case bad_cases[] = {
      "x.conf:2: bad value \"verbose\" for key \"log_level\" in [global]: expected error, warn, "
      "info or debug",
      NULL},
+    {"[global]\nstate_path = var/state\n" POSIX_REPO,
+     "x.conf:2: bad value \"var/state\" for key \"state_path\" in [global]: expected an absolute "
+     "path",
+     NULL},
+    {"[global]\npg_bindir = bin\n" POSIX_REPO,
+     "x.conf:2: bad value \"bin\" for key \"pg_bindir\" in [global]: expected an absolute path",
+     NULL},
     {"[global]\narchive_timeout = 0\n" POSIX_REPO,
      "x.conf:2: bad value \"0\" for key \"archive_timeout\" in [global]: expected a number of "
      "seconds from 1 to 86400",
@@ -327,6 +334,9 @@ static void test_minimal_and_defaults(void **state)
     assert_int_equal(cfg->process_max, ncpu < 1 ? 1 : ncpu > 8 ? 8 : ncpu);
     assert_int_equal(cfg->log_level, WV_LOG_INFO);
     assert_int_equal(cfg->archive_timeout, 60);
+    assert_null(cfg->state_path);
+    assert_null(cfg->drill_path);
+    assert_null(cfg->pg_bindir);
     assert_int_equal(cfg->nrepos, 1);
     const wv_repo_config *r = &cfg->repos[0];
     assert_int_equal(r->index, 1);
