@@ -43,6 +43,7 @@
 #include "core/notify.h"
 #include "core/timeparse.h"
 #include "core/units.h"
+#include "core/json.h"
 #include "pg/server.h"
 #include "pg/sql.h"
 #include "repo/backupset.h"
@@ -646,20 +647,6 @@ static int sql_checks(drill *d, wv_err *err)
     return 0;
 }
 
-static void json_str(wv_buf *b, const char *s)
-{
-    wv_buf_append_str(b, "\"");
-    for (; s && *s; s++) {
-        if (*s == '"' || *s == '\\')
-            wv_buf_printf(b, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            wv_buf_printf(b, "\\u%04x", (unsigned)(unsigned char)*s);
-        else
-            wv_buf_append(b, s, 1);
-    }
-    wv_buf_append_str(b, "\"");
-}
-
 /* STATE_PATH/last-drill.json, atomically (temp file, fsync, rename, fsync of the directory). */
 static int write_state(drill *d, int passed, wv_err *err)
 {
@@ -676,11 +663,11 @@ static int write_state(drill *d, int passed, wv_err *err)
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     wv_buf b = WV_BUF_INIT;
     wv_buf_append_str(&b, "{\"time\": ");
-    json_str(&b, when);
+    wv_json_string(&b, when);
     wv_buf_append_str(&b, ", \"backup\": ");
-    json_str(&b, d->backup_id);
+    wv_json_string(&b, d->backup_id);
     wv_buf_append_str(&b, ", \"target\": ");
-    json_str(&b, d->o->to ? d->o->to : "latest");
+    wv_json_string(&b, d->o->to ? d->o->to : "latest");
     wv_buf_printf(&b,
                   ", \"timeline\": %" PRIu32 ", \"restore_s\": %.3f, \"recovery_s\": %.3f, "
                   "\"check_s\": %.3f, \"total_s\": %.3f, \"status\": \"%s\"}\n",

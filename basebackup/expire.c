@@ -46,6 +46,7 @@
 #include "core/retention_config.h"
 #include "core/timeparse.h"
 #include "core/units.h"
+#include "core/json.h"
 #include "pg/walname.h"
 #include "repo/backupset.h"
 #include "repo/repo.h"
@@ -78,21 +79,6 @@ static const char keep_usage[] =
 
 /* ---- small output helpers -------------------------------------------------------------------- */
 
-static void json_str(wv_buf *b, const char *s)
-{
-    wv_buf_append_str(b, "\"");
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            wv_buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            wv_buf_printf(b, "\\u%04x", ch);
-        else
-            wv_buf_append(b, s, 1);
-    }
-    wv_buf_append_str(b, "\"");
-}
-
 static void json_epoch(wv_buf *b, int64_t t)
 {
     char s[WV_TIME_FORMAT_LEN];
@@ -101,7 +87,7 @@ static void json_epoch(wv_buf *b, int64_t t)
         return;
     }
     wv_time_format_utc(t * 1000000LL, s, sizeof(s));
-    json_str(b, s);
+    wv_json_string(b, s);
 }
 
 static void text_epoch(int64_t t, char *out, size_t len)
@@ -359,7 +345,7 @@ static void render_table(const wv_repo_config *rc, const wv_repo *repo, const pl
 static void render_json(const wv_repo_config *rc, const plan *p, int dry_run, int done, wv_buf *out)
 {
     wv_buf_append_str(out, "\n  {\"repo\": ");
-    json_str(out, rc->name);
+    wv_json_string(out, rc->name);
     wv_buf_printf(out, ", \"policy\": true, \"dry_run\": %s, \"done\": %s, \"now\": ",
                   dry_run ? "true" : "false", done ? "true" : "false");
     json_epoch(out, p->now);
@@ -369,16 +355,16 @@ static void render_json(const wv_repo_config *rc, const plan *p, int dry_run, in
         const wv_backup *b = &p->bs.b[i];
         const wv_retention_backup_result *r = &p->res.backups[i];
         wv_buf_append_str(out, k ? ",\n    {\"id\": " : "\n    {\"id\": ");
-        json_str(out, b->h.id);
+        wv_json_string(out, b->h.id);
         wv_buf_append_str(out, ", \"label\": ");
-        json_str(out, b->h.label);
+        wv_json_string(out, b->h.label);
         wv_buf_printf(out, ", \"keep\": %s, \"stop_time\": ", b->h.keep ? "true" : "false");
         json_epoch(out, b->h.stop_time);
         wv_buf_printf(out, ", \"stored_size\": %" PRIu64 ", \"verdict\": \"%s\", \"rules\": [",
                       b->totals.stored_size, r->verdict == WV_RETENTION_KEPT ? "kept" : "expired");
         for (int j = 0; j < r->nrules; j++) {
             wv_buf_append_str(out, j ? ", {\"rule\": " : "{\"rule\": ");
-            json_str(out, r->rules[j].text);
+            wv_json_string(out, r->rules[j].text);
             wv_buf_append_str(out, ", \"expires_at\": ");
             json_epoch(out, r->rules[j].expires_at);
             wv_buf_append_str(out, "}");
@@ -399,10 +385,10 @@ static void render_json(const wv_repo_config *rc, const plan *p, int dry_run, in
             wv_buf_append_str(out, "null");
         } else {
             wv_walname_format_segment(w->tli, w->keep_from, p->arch->segsize, seg);
-            json_str(out, seg);
+            wv_json_string(out, seg);
         }
         wv_buf_printf(out, ", \"files\": %zu, \"bytes\": %" PRIu64 ", \"reason\": ", files, bytes);
-        json_str(out, w->reason);
+        wv_json_string(out, w->reason);
         wv_buf_append_str(out, "}");
     }
     wv_buf_printf(out,
@@ -461,7 +447,7 @@ static int expire_repo(const wv_config *cfg, const wv_repo_config *rc, const exp
             *nopolicy = 1;
             if (o->json) {
                 wv_buf_append_str(out, "\n  {\"repo\": ");
-                json_str(out, rc->name);
+                wv_json_string(out, rc->name);
                 wv_buf_append_str(out, ", \"policy\": false}");
             }
             goto out;
@@ -471,7 +457,7 @@ static int expire_repo(const wv_config *cfg, const wv_repo_config *rc, const exp
             r = 0;
             if (o->json) {
                 wv_buf_append_str(out, "\n  {\"repo\": ");
-                json_str(out, rc->name);
+                wv_json_string(out, rc->name);
                 wv_buf_append_str(out, ", \"policy\": true, \"empty\": true}");
             } else {
                 wv_buf_printf(out, "%s: empty, nothing to expire\n", rc->name);

@@ -19,6 +19,7 @@
 #include "repo/repo.h"
 #include "core/timeparse.h"
 #include "core/units.h"
+#include "core/json.h"
 #include "pg/walname.h"
 #include "repo/retention.h"
 
@@ -28,21 +29,6 @@ static const char usage[] =
     "List the backups of every repository (or [repoN]) and the recoverable window per timeline:\n"
     "from the end of the oldest usable backup to the last commit the archived WAL reaches.\n";
 
-static void json_str(wv_buf *b, const char *s)
-{
-    wv_buf_append_str(b, "\"");
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            wv_buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            wv_buf_printf(b, "\\u%04x", ch);
-        else
-            wv_buf_append(b, s, 1);
-    }
-    wv_buf_append_str(b, "\"");
-}
-
 static void json_time(wv_buf *b, int64_t us)
 {
     char t[WV_TIME_FORMAT_LEN];
@@ -51,14 +37,14 @@ static void json_time(wv_buf *b, int64_t us)
         return;
     }
     wv_time_format_utc(us, t, sizeof(t));
-    json_str(b, t);
+    wv_json_string(b, t);
 }
 
 static void json_lsn(wv_buf *b, uint64_t lsn)
 {
     char l[WV_LSN_LEN];
     wv_lsn_format(lsn, l);
-    json_str(b, l);
+    wv_json_string(b, l);
 }
 
 /* Holes inside one timeline's own range of archived segments. */
@@ -183,13 +169,13 @@ static void retention_cell(const wv_retention_result *res, size_t i, int json, w
                   r->verdict == WV_RETENTION_KEPT ? "kept" : "expired");
     for (int j = 0; j < r->nrules; j++) {
         wv_buf_append_str(out, j ? ", " : "");
-        json_str(out, r->rules[j].text);
+        wv_json_string(out, r->rules[j].text);
     }
     wv_buf_append_str(out, "], \"expires_at\": ");
     if (r->verdict != WV_RETENTION_KEPT || r->expires_at == WV_RETENTION_FOREVER)
         wv_buf_append_str(out, "null");
     else
-        json_str(out, until);
+        wv_json_string(out, until);
     wv_buf_append_str(out, "}");
 }
 
@@ -199,9 +185,9 @@ static void json_backups(const wv_backupset *bs, const wv_retention_result *res,
         const wv_manifest_header *h = &bs->b[i].h;
         wv_buf_append_str(out, i ? ",\n    {" : "\n    {");
         wv_buf_append_str(out, "\"id\": ");
-        json_str(out, h->id);
+        wv_json_string(out, h->id);
         wv_buf_append_str(out, ", \"label\": ");
-        json_str(out, h->label);
+        wv_json_string(out, h->label);
         wv_buf_printf(out, ", \"keep\": %s, \"timeline\": %" PRIu32 ", \"start_lsn\": ",
                       h->keep ? "true" : "false", h->timeline);
         json_lsn(out, h->start_lsn);
@@ -235,10 +221,10 @@ static void json_windows(const wv_window *w, size_t nw, wv_buf *out)
         wv_buf_append_str(out, ", \"to_lsn\": ");
         json_lsn(out, w[i].to_lsn);
         wv_buf_append_str(out, ", \"first_backup\": ");
-        json_str(out, w[i].first_backup);
+        wv_json_string(out, w[i].first_backup);
         if (w[i].gap) {
             wv_buf_append_str(out, ", \"stops_at_missing_segment\": ");
-            json_str(out, w[i].missing);
+            wv_json_string(out, w[i].missing);
             wv_buf_append_str(out, ", \"wal_resumes_at\": ");
             json_time(out, w[i].resume_us);
         }
@@ -259,9 +245,9 @@ static void json_archive(const listing *l, wv_buf *out)
         wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"segments\": %zu, \"history\": %s",
                       t ? ", " : "", tl->tli, tl->nseg, tl->has_history ? "true" : "false");
         wv_buf_append_str(out, ", \"first_segment\": ");
-        json_str(out, a);
+        wv_json_string(out, a);
         wv_buf_append_str(out, ", \"last_segment\": ");
-        json_str(out, b);
+        wv_json_string(out, b);
         wv_buf_append_str(out, "}");
     }
     wv_buf_append_str(out, "],\n   \"gaps\": [");
@@ -271,9 +257,9 @@ static void json_archive(const listing *l, wv_buf *out)
         wv_walname_format_segment(l->gaps[g].tli, l->gaps[g].last, arch->segsize, b);
         wv_buf_printf(out, "%s{\"timeline\": %" PRIu32 ", \"first_missing\": ", g ? ", " : "",
                       l->gaps[g].tli);
-        json_str(out, a);
+        wv_json_string(out, a);
         wv_buf_append_str(out, ", \"last_missing\": ");
-        json_str(out, b);
+        wv_json_string(out, b);
         wv_buf_append_str(out, "}");
     }
 }
@@ -283,9 +269,9 @@ static void render_json(const listing *l, int first, wv_buf *out)
     const wv_backupset *bs = &l->bs;
     wv_buf_append_str(out, first ? "" : ",");
     wv_buf_append_str(out, "\n  {\"repo\": ");
-    json_str(out, l->name);
+    wv_json_string(out, l->name);
     wv_buf_append_str(out, ", \"location\": ");
-    json_str(out, l->location);
+    wv_json_string(out, l->location);
     if (l->empty) {
         wv_buf_append_str(out, ", \"empty\": true, \"backups\": [], \"windows\": [], "
                                "\"timelines\": [], \"gaps\": []}");
@@ -304,7 +290,7 @@ static void render_json(const listing *l, int first, wv_buf *out)
     wv_buf_append_str(out, "],\n   \"incomplete_backups\": [");
     for (size_t i = 0; i < bs->norphans; i++) {
         wv_buf_append_str(out, i ? ", " : "");
-        json_str(out, bs->orphans[i]);
+        wv_json_string(out, bs->orphans[i]);
     }
     wv_buf_append_str(out, "]}");
 }

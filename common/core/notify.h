@@ -28,6 +28,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/json.h" /* wv_json_string */
 
 #define WV_NOTIFY_TIMEOUT 30 /* seconds */
 
@@ -42,9 +43,6 @@ typedef struct wv_notify_event {
 
 /* Append the event's JSON object (one line, no newline) to out. */
 void wv_notify_json(const wv_notify_event *ev, wv_buf *out);
-
-/* Append s as a JSON string (with the quotes). Shared with status --json. */
-void wv_json_string(wv_buf *out, const char *s);
 
 /*
  * Run command (see above) with input on stdin, waiting at most timeout_s seconds. 0 when it exited

@@ -24,7 +24,8 @@ struct wv_pgconn {
 };
 
 /* libpq's message as one line: newlines folded, trailing blanks dropped. */
-static void one_line(const char *in, char *out, size_t outlen)
+/* libpq's multi-line messages as one line (see replication.h). */
+void wv_pg_one_line(const char *in, char *out, size_t outlen)
 {
     size_t j = 0;
     for (size_t i = 0; in && in[i] && j + 1 < outlen; i++) {
@@ -44,16 +45,16 @@ static void one_line(const char *in, char *out, size_t outlen)
 static int pg_fail(wv_pgconn *c, wv_err *err, const char *what)
 {
     char msg[768];
-    one_line(PQerrorMessage(c->conn), msg, sizeof(msg));
+    wv_pg_one_line(PQerrorMessage(c->conn), msg, sizeof(msg));
     return wv_err_set(err, WV_EPG, "%s: %s", what, msg[0] ? msg : "no message from the server");
 }
 
 static int res_fail(wv_pgconn *c, PGresult *res, wv_err *err, const char *what)
 {
     char msg[768];
-    one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(c->conn), msg, sizeof(msg));
+    wv_pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(c->conn), msg, sizeof(msg));
     if (!msg[0])
-        one_line(PQerrorMessage(c->conn), msg, sizeof(msg));
+        wv_pg_one_line(PQerrorMessage(c->conn), msg, sizeof(msg));
     return wv_err_set(err, WV_EPG, "%s: %s", what, msg[0] ? msg : "unexpected server response");
 }
 
@@ -65,7 +66,7 @@ int wv_pgrepl_connect(const char *connstr, wv_pgconn **out, wv_err *err)
         PQconninfoOption *opts = PQconninfoParse(connstr, &perr);
         if (!opts) {
             char msg[512];
-            one_line(perr, msg, sizeof(msg));
+            wv_pg_one_line(perr, msg, sizeof(msg));
             PQfreemem(perr);
             return wv_err_set(err, WV_EUSAGE, "invalid connection string: %s", msg);
         }

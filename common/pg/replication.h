@@ -119,4 +119,8 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
                           const wv_pgrepl_backup_cb *cb, void *arg, wv_pgrepl_backup_end *end,
                           wv_err *err);
 
+/* A libpq message (several lines, trailing newline) as one line for walvault's messages: line
+ * breaks and tabs become single blanks, trailing blanks go; cut to fit outlen. */
+void wv_pg_one_line(const char *in, char *out, size_t outlen);
+
 #endif

@@ -8,34 +8,18 @@
 #include <libpq-fe.h>
 
 #include "core/buf.h"
+#include "pg/replication.h" /* wv_pg_one_line */
 
 struct wv_pgsql {
     PGconn *conn;
 };
 
-static void one_line(const char *in, char *out, size_t outlen)
-{
-    size_t j = 0;
-    for (size_t i = 0; in && in[i] && j + 1 < outlen; i++) {
-        char ch = in[i];
-        if (ch == '\n' || ch == '\r' || ch == '\t') {
-            if (j > 0 && out[j - 1] != ' ' && in[i + 1])
-                out[j++] = ' ';
-            continue;
-        }
-        out[j++] = ch;
-    }
-    while (j > 0 && out[j - 1] == ' ')
-        j--;
-    out[j] = '\0';
-}
-
 static int res_fail(wv_pgsql *c, PGresult *res, wv_err *err, const char *what)
 {
     char msg[768];
-    one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(c->conn), msg, sizeof(msg));
+    wv_pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(c->conn), msg, sizeof(msg));
     if (!msg[0])
-        one_line(PQerrorMessage(c->conn), msg, sizeof(msg));
+        wv_pg_one_line(PQerrorMessage(c->conn), msg, sizeof(msg));
     return wv_err_set(err, WV_EPG, "%s: %s", what, msg[0] ? msg : "unexpected server response");
 }
 
@@ -46,7 +30,7 @@ int wv_pgsql_connect(const char *connstr, wv_pgsql **out, wv_err *err)
         PQconninfoOption *opts = PQconninfoParse(connstr, &perr);
         if (!opts) {
             char msg[512];
-            one_line(perr, msg, sizeof(msg));
+            wv_pg_one_line(perr, msg, sizeof(msg));
             PQfreemem(perr);
             return wv_err_set(err, WV_EUSAGE, "invalid connection string: %s", msg);
         }
@@ -78,7 +62,7 @@ int wv_pgsql_connect(const char *connstr, wv_pgsql **out, wv_err *err)
     c->conn = conn;
     if (PQstatus(conn) != CONNECTION_OK) {
         char msg[768];
-        one_line(PQerrorMessage(conn), msg, sizeof(msg));
+        wv_pg_one_line(PQerrorMessage(conn), msg, sizeof(msg));
         wv_err_set(err, WV_EPG, "could not connect to the server: %s",
                    msg[0] ? msg : "no message from the server");
         wv_err_hint(err, "check -d, the PG* environment variables and pg_hba.conf");

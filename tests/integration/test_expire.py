@@ -567,7 +567,9 @@ def test_expire_on_offsite_stores(store, s3_server, ssh_server, remote_helper, w
             commit_batch(pg, k)
             ids.append(take_backup(wv, conf, pg))
             pg.switch_wal_and_wait_archived()
-            time.sleep(1.1)
+            # backups end 2 s apart at least: their manifests keep whole seconds, and `now`
+            # below puts the window one second after backup 2's end
+            time.sleep(2.2)
         commit_batch(pg, 3)
         pg.switch_wal_and_wait_archived()
         info = {b["id"]: b for b in list_json(wv, conf)["backups"]}

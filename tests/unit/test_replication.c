@@ -100,11 +100,37 @@ static void test_refused(void **state)
     }
 }
 
+/* libpq's messages as one line: breaks and tabs become single blanks, the trailing newline goes. */
+static void test_one_line(void **state)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"FATAL:  password authentication failed\n", "FATAL:  password authentication failed"},
+        {"ERROR:  syntax error\nLINE 1: selec 1\n        ^\n",
+         "ERROR:  syntax error LINE 1: selec 1         ^"},
+        {"a\tb\r\nc", "a b c"},
+        {"", ""},
+        {"\n\n", ""},
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        wv_pg_one_line(cases[i].in, out, sizeof(out));
+        assert_string_equal(out, cases[i].want);
+    }
+    wv_pg_one_line(NULL, out, sizeof(out));
+    assert_string_equal(out, "");
+    char small[6];
+    wv_pg_one_line("abcdefghij", small, sizeof(small));
+    assert_string_equal(small, "abcde");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
