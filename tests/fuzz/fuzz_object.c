@@ -134,7 +134,8 @@ static void put_check(uint8_t *at, const uint8_t *p, size_t n)
     memcpy(at, md, 4);
 }
 
-/* Mode 1: make the frame right around whatever payload the input holds. */
+/* Mode 1: make a format-1 frame (64-byte header, still read) right around whatever payload the
+ * input holds; mode 2's objects come from the writer, in the current format. */
 static int fix_up(uint8_t *o, size_t n, int *plain_known, uint64_t *psize, uint8_t psha[32])
 {
     if (n < WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE)
@@ -142,7 +143,7 @@ static int fix_up(uint8_t *o, size_t n, int *plain_known, uint64_t *psize, uint8
     uint8_t *t = o + n - WV_OBJ_TRAILER_SIZE;
     size_t payload = n - WV_OBJ_HEADER_SIZE - WV_OBJ_TRAILER_SIZE;
     memcpy(o, WV_OBJ_HEADER_MAGIC, 8);
-    put_le(o + 8, WV_OBJ_VERSION, 2);
+    put_le(o + 8, 1, 2);
     put_le(o + 10, WV_OBJ_HEADER_SIZE, 2);
     o[12] &= 1; /* compression none or lz4 */
     o[13] = 0;
@@ -152,7 +153,7 @@ static int fix_up(uint8_t *o, size_t n, int *plain_known, uint64_t *psize, uint8
     put_check(o + 60, o, 60);
     memcpy(t, WV_OBJ_TRAILER_MAGIC, 8);
     put_le(t + 16, payload, 8);
-    put_le(t + 80, WV_OBJ_VERSION, 2);
+    put_le(t + 80, 1, 2);
     memcpy(t + 82, o + 12, 4);
     memset(t + 86, 0, 38);
     *plain_known = plain_of(o + WV_OBJ_HEADER_SIZE, payload, o[12], psize, psha) == 0;
@@ -267,7 +268,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  (unsigned long long)info.plain_size, (unsigned long long)dest.bytes);
         FZ_CHECK(memcmp(info.sha256, got, 32) == 0, "%s",
                  "success, but the destination's content is not the trailer's SHA-256");
-        FZ_CHECK(info.payload_size + WV_OBJ_HEADER_SIZE + WV_OBJ_TRAILER_SIZE == obj.len,
+        FZ_CHECK(info.header_size >= WV_OBJ_HEADER_SIZE && info.header_size <= WV_OBJ_HEADER_MAX,
+                 "header of %u bytes", (unsigned)info.header_size);
+        FZ_CHECK(info.payload_size + info.header_size + WV_OBJ_TRAILER_SIZE == obj.len,
                  "payload %llu in an object of %zu bytes", (unsigned long long)info.payload_size,
                  obj.len);
         if (plain_known)

@@ -1,7 +1,8 @@
 /*
  * fuzz_objfmt.c - object headers and trailers (common/pipeline/objfmt.c).
  *
- * The input is decoded as a header (its first 64 bytes) and as a trailer (its last 128 bytes).
+ * The input is decoded as a header (its first bytes: 64 for format 1, 64 + the bound name + 4 for
+ * format 2) and as a trailer (its last 128 bytes).
  * Invariants: a failure is WV_ECORRUPT or WV_EFORMAT with a one-line message; a header or trailer
  * that decodes encodes back to exactly the same bytes (nothing is accepted that the writer would
  * not write, so no two spellings of one header exist); and fields taken from the input that encode
@@ -20,17 +21,20 @@ static void header_round_trip(const uint8_t *data, size_t size)
 {
     wv_obj_header h;
     wv_err err;
-    uint8_t out[WV_OBJ_HEADER_SIZE];
+    uint8_t out[WV_OBJ_HEADER_MAX];
     int rc = wv_obj_header_decode(data, size, &h, &err);
     if (rc < 0) {
         check_decode_error(&err, rc);
         return;
     }
-    FZ_CHECK(size >= WV_OBJ_HEADER_SIZE, "a %zu-byte header decoded", size);
+    size_t hl = wv_obj_header_length(&h);
+    FZ_CHECK(hl >= WV_OBJ_HEADER_SIZE && hl <= WV_OBJ_HEADER_MAX && size >= hl,
+             "a %zu-byte header decoded from %zu bytes", hl, size);
+    FZ_CHECK(h.name_len == strlen(h.name), "bound name of %u bytes holds %zu", h.name_len,
+             strlen(h.name));
     rc = wv_obj_header_encode(&h, out, &err);
     FZ_CHECK(rc == 0, "a decoded header does not encode: %s", err.msg);
-    FZ_CHECK(memcmp(out, data, WV_OBJ_HEADER_SIZE) == 0, "%s",
-             "a decoded header encodes to other bytes");
+    FZ_CHECK(memcmp(out, data, hl) == 0, "%s", "a decoded header encodes to other bytes");
 }
 
 static void trailer_round_trip(const uint8_t *data, size_t size)
@@ -57,7 +61,7 @@ static void fields_round_trip(const uint8_t *data, size_t size)
     fz_in in = {data, size};
     wv_err err;
     wv_obj_header h, h2;
-    uint8_t hb[WV_OBJ_HEADER_SIZE];
+    uint8_t hb[WV_OBJ_HEADER_MAX];
     memset(&h, 0, sizeof(h));
     h.version = fz_u8(&in) & 3;
     h.compression = fz_u8(&in) & 3;
@@ -67,11 +71,21 @@ static void fields_round_trip(const uint8_t *data, size_t size)
     h.key_id = fz_u64(&in);
     for (int i = 0; i < 12; i++)
         h.nonce[i] = fz_u8(&in);
+    /* a bound name of up to 40 printable bytes (format 2 only) */
+    char name[41];
+    size_t nl = fz_u8(&in) % sizeof(name);
+    for (size_t i = 0; i < nl; i++)
+        name[i] = (char)(0x21 + fz_u8(&in) % 94);
+    name[nl] = '\0';
+    if (h.version == 2)
+        FZ_CHECK(wv_obj_header_bind(&h, name, &err) == 0, "bind: %s", err.msg);
     if (wv_obj_header_encode(&h, hb, &err) == 0) {
-        FZ_CHECK(wv_obj_header_decode(hb, sizeof(hb), &h2, &err) == 0, "%s", err.msg);
+        size_t hl = wv_obj_header_length(&h);
+        FZ_CHECK(wv_obj_header_decode(hb, hl, &h2, &err) == 0, "%s", err.msg);
         FZ_CHECK(h2.version == h.version && h2.compression == h.compression &&
                      h2.cipher == h.cipher && h2.digest == h.digest && h2.kind == h.kind &&
-                     h2.key_id == h.key_id && memcmp(h2.nonce, h.nonce, 12) == 0,
+                     h2.key_id == h.key_id && memcmp(h2.nonce, h.nonce, 12) == 0 &&
+                     h2.name_len == h.name_len && strcmp(h2.name, h.name) == 0,
                  "%s", "header fields change in a round trip");
     } else {
         FZ_CHECK(err.code == WV_EINTERNAL, "encode failed with %d", err.code);
