@@ -57,6 +57,7 @@
 #include "core/promfile.h"
 #include "core/timeparse.h"
 #include "core/units.h"
+#include "pg/replication.h"
 #include "pg/walname.h"
 #include "repo/backupset.h"
 #include "repo/recovery.h"
@@ -242,30 +243,6 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
     wv_backupset_free(&bs);
     wv_repo_close(repo);
     return rc;
-}
-
-/* A connection string without a password (secrets never on the command line). */
-static int connstr_ok(const char *connstr, wv_err *err)
-{
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(connstr, &perr);
-    if (!opts) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", perr ? perr : "");
-        msg[strcspn(msg, "\n")] = '\0';
-        PQfreemem(perr);
-        return wv_err_set(err, WV_EUSAGE, "invalid connection string: %s", msg);
-    }
-    int pw = 0;
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
-            pw = 1;
-    PQconninfoFree(opts);
-    if (!pw)
-        return 0;
-    wv_err_set(err, WV_EUSAGE, "the connection string contains a password");
-    return wv_err_hint(err, "secrets are never accepted on the command line: use ~/.pgpass, "
-                            "PGPASSFILE or a service file");
 }
 
 static void ask_server(const char *connstr, server_facts *sf)
@@ -724,7 +701,8 @@ int wv_bbcmd_status(int argc, char **argv, const char *config_path)
     }
     wv_config *cfg = NULL;
     if (wv_cli_no_more_args("status", argc, argv, &err) != 0 ||
-        (connstr && connstr_ok(connstr, &err) != 0) || wv_cli_load_config(&cli, &cfg, &err) != 0 ||
+        (connstr && wv_pg_connstr_check(connstr, NULL, &err) != 0) ||
+        wv_cli_load_config(&cli, &cfg, &err) != 0 ||
         (repo && wv_cli_repo_exists(cfg, "--repo", repo, &err) < 0)) {
         wv_cli_fail(&err);
         printf("status: UNKNOWN: %s\n", err.msg);

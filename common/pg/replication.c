@@ -58,32 +58,41 @@ static int res_fail(wv_pgconn *c, PGresult *res, wv_err *err, const char *what)
     return wv_err_set(err, WV_EPG, "%s: %s", what, msg[0] ? msg : "unexpected server response");
 }
 
+int wv_pg_connstr_check(const char *connstr, int *has_replication, wv_err *err)
+{
+    if (has_replication)
+        *has_replication = 0;
+    if (!connstr || !*connstr)
+        return 0;
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(connstr, &perr);
+    if (!opts) {
+        char msg[512];
+        wv_pg_one_line(perr, msg, sizeof(msg));
+        PQfreemem(perr);
+        return wv_err_set(err, WV_EUSAGE, "invalid connection string: %s", msg);
+    }
+    int has_password = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+            has_password = 1;
+        if (has_replication && strcmp(o->keyword, "replication") == 0 && o->val && *o->val)
+            *has_replication = 1;
+    }
+    PQconninfoFree(opts);
+    if (!has_password)
+        return 0;
+    wv_err_set(err, WV_EUSAGE, "the connection string contains a password");
+    return wv_err_hint(err, "secrets are never accepted on the command line: use ~/.pgpass, "
+                            "PGPASSFILE or a service file");
+}
+
 int wv_pgrepl_connect(const char *connstr, wv_pgconn **out, wv_err *err)
 {
     int have_replication = 0;
-    if (connstr && *connstr) {
-        char *perr = NULL;
-        PQconninfoOption *opts = PQconninfoParse(connstr, &perr);
-        if (!opts) {
-            char msg[512];
-            wv_pg_one_line(perr, msg, sizeof(msg));
-            PQfreemem(perr);
-            return wv_err_set(err, WV_EUSAGE, "invalid connection string: %s", msg);
-        }
-        int has_password = 0;
-        for (PQconninfoOption *o = opts; o->keyword; o++) {
-            if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
-                has_password = 1;
-            if (strcmp(o->keyword, "replication") == 0 && o->val && *o->val)
-                have_replication = 1;
-        }
-        PQconninfoFree(opts);
-        if (has_password) {
-            wv_err_set(err, WV_EUSAGE, "the connection string contains a password");
-            return wv_err_hint(err, "secrets are never accepted on the command line: use "
-                                    "~/.pgpass, PGPASSFILE or a service file");
-        }
-    }
+    int rc = wv_pg_connstr_check(connstr, &have_replication, err);
+    if (rc < 0)
+        return rc;
     const char *keys[4], *vals[4];
     int n = 0;
     if (connstr && *connstr) {
@@ -104,7 +113,7 @@ int wv_pgrepl_connect(const char *connstr, wv_pgconn **out, wv_err *err)
     wv_pgconn *c = wv_xcalloc(1, sizeof(*c));
     c->conn = conn;
     if (PQstatus(conn) != CONNECTION_OK) {
-        int rc = pg_fail(c, err, "could not connect to the server");
+        rc = pg_fail(c, err, "could not connect to the server");
         wv_err_hint(err, "check -d, the PG* environment variables and pg_hba.conf (a "
                          "\"replication\" entry is needed)");
         wv_pgrepl_close(c);

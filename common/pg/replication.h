@@ -119,6 +119,11 @@ int wv_pgrepl_base_backup(wv_pgconn *c, const wv_pgrepl_backup_opts *opts,
                           const wv_pgrepl_backup_cb *cb, void *arg, wv_pgrepl_backup_end *end,
                           wv_err *err);
 
+/* A -d connection string walvault accepts: it parses (WV_EUSAGE naming libpq's reason) and holds
+ * no password (secrets never on the command line). NULL or "" is fine (the PG* environment). With
+ * has_replication, also whether it sets "replication" itself. */
+int wv_pg_connstr_check(const char *connstr, int *has_replication, wv_err *err);
+
 /* A libpq message (several lines, trailing newline) as one line for walvault's messages: line
  * breaks and tabs become single blanks, trailing blanks go; cut to fit outlen. */
 void wv_pg_one_line(const char *in, char *out, size_t outlen);

@@ -25,26 +25,9 @@ static int res_fail(wv_pgsql *c, PGresult *res, wv_err *err, const char *what)
 
 int wv_pgsql_connect(const char *connstr, wv_pgsql **out, wv_err *err)
 {
-    if (connstr && *connstr) {
-        char *perr = NULL;
-        PQconninfoOption *opts = PQconninfoParse(connstr, &perr);
-        if (!opts) {
-            char msg[512];
-            wv_pg_one_line(perr, msg, sizeof(msg));
-            PQfreemem(perr);
-            return wv_err_set(err, WV_EUSAGE, "invalid connection string: %s", msg);
-        }
-        int has_password = 0;
-        for (PQconninfoOption *o = opts; o->keyword; o++)
-            if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
-                has_password = 1;
-        PQconninfoFree(opts);
-        if (has_password) {
-            wv_err_set(err, WV_EUSAGE, "the connection string contains a password");
-            return wv_err_hint(err, "secrets are never accepted on the command line: use "
-                                    "~/.pgpass, PGPASSFILE or a service file");
-        }
-    }
+    int rc = wv_pg_connstr_check(connstr, NULL, err);
+    if (rc < 0)
+        return rc;
     const char *keys[3], *vals[3];
     int n = 0;
     if (connstr && *connstr) {
