@@ -17,6 +17,7 @@
  * Memory: each in-flight file job holds at most CHAN_SLOTS chunks of CHUNK bytes; at most
  * `inflight` jobs exist, so memory is bounded whatever the size of the database.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -111,6 +112,13 @@ typedef struct backup_ctx {
     uint64_t stream_bytes;
     double t0, last_draw;
     int err_recorded;
+    /* waiting for the checkpoint: a thread draws the elapsed seconds on a terminal until the
+     * server's first result (on_begin) */
+    pthread_mutex_t wait_mu;
+    pthread_cond_t wait_cv;
+    pthread_t wait_thr;
+    int wait_running;
+    int wait_over;
 } backup_ctx;
 
 static void job_free(file_job *j)
@@ -523,6 +531,105 @@ static void draw_progress(backup_ctx *ctx, int final)
     fflush(stderr);
 }
 
+/* ---- waiting for the checkpoint -------------------------------------------------------------- */
+
+/* A time setting as SHOW prints it ("5min", "300s", "1h", "500ms", "1d"; a bare number is seconds)
+ * in seconds. Returns 0 or -1. */
+static int setting_seconds(const char *v, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double n = strtod(v, &end);
+    if (errno || end == v || n < 0)
+        return -1;
+    static const struct {
+        const char *unit;
+        double s;
+    } units[] = {{"", 1}, {"ms", 0.001}, {"s", 1}, {"min", 60}, {"h", 3600}, {"d", 86400}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(end, units[i].unit) == 0) {
+            *out = n * units[i].s;
+            return 0;
+        }
+    return -1;
+}
+
+/* The line said before BASE_BACKUP: with a spread checkpoint the server takes up to
+ * checkpoint_timeout * checkpoint_completion_target before the first byte comes. */
+static void checkpoint_announce(wv_pgconn *conn, int fast)
+{
+    if (fast) {
+        wv_log_note("waiting for checkpoint (fast)");
+        return;
+    }
+    char t[64], c[64];
+    double ts = 0, ct = 0;
+    char *end = NULL;
+    wv_err e;
+    wv_err_clear(&e);
+    if (wv_pgrepl_show(conn, "checkpoint_timeout", t, sizeof(t), &e) == 0 &&
+        wv_pgrepl_show(conn, "checkpoint_completion_target", c, sizeof(c), &e) == 0 &&
+        setting_seconds(t, &ts) == 0 && (ct = strtod(c, &end)) >= 0 && end != c && !*end)
+        wv_log_note("waiting for checkpoint (spread: up to about %.0f s; --checkpoint fast to "
+                    "start now)",
+                    ts * ct);
+    else
+        wv_log_note("waiting for checkpoint (spread; --checkpoint fast to start now)");
+}
+
+static void *wait_draw(void *arg)
+{
+    backup_ctx *ctx = arg;
+    int drawn = 0;
+    pthread_mutex_lock(&ctx->wait_mu);
+    while (!ctx->wait_over) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&ctx->wait_cv, &ctx->wait_mu, &ts);
+        if (ctx->wait_over)
+            break;
+        fprintf(stderr, "\rwaiting for checkpoint: %.0f s  ", wv_mono_s() - ctx->t0);
+        fflush(stderr);
+        drawn = 1;
+    }
+    pthread_mutex_unlock(&ctx->wait_mu);
+    if (drawn) {
+        fputc('\n', stderr);
+        fflush(stderr);
+    }
+    return NULL;
+}
+
+/* On a terminal: the elapsed seconds, in place, once a second, until wait_end. */
+static void wait_begin(backup_ctx *ctx)
+{
+    ctx->wait_over = 0;
+    if (!ctx->tty)
+        return;
+    pthread_mutex_init(&ctx->wait_mu, NULL);
+    pthread_cond_init(&ctx->wait_cv, NULL);
+    ctx->wait_running = pthread_create(&ctx->wait_thr, NULL, wait_draw, ctx) == 0;
+    if (!ctx->wait_running) {
+        pthread_mutex_destroy(&ctx->wait_mu);
+        pthread_cond_destroy(&ctx->wait_cv);
+    }
+}
+
+static void wait_end(backup_ctx *ctx)
+{
+    if (!ctx->wait_running)
+        return;
+    pthread_mutex_lock(&ctx->wait_mu);
+    ctx->wait_over = 1;
+    pthread_cond_signal(&ctx->wait_cv);
+    pthread_mutex_unlock(&ctx->wait_mu);
+    pthread_join(ctx->wait_thr, NULL);
+    pthread_mutex_destroy(&ctx->wait_mu);
+    pthread_cond_destroy(&ctx->wait_cv);
+    ctx->wait_running = 0;
+}
+
 /* ---- replication callbacks ------------------------------------------------------------------ */
 
 static int finish_archive(backup_ctx *ctx, wv_err *err)
@@ -543,6 +650,8 @@ static int finish_archive(backup_ctx *ctx, wv_err *err)
 static int on_begin(void *arg, const wv_pgrepl_backup_start *s, wv_err *err)
 {
     backup_ctx *ctx = arg;
+    wait_end(ctx);
+    ctx->t0 = wv_mono_s(); /* the transfer's rate counts from the first result */
     ctx->start.start_lsn = s->start_lsn;
     ctx->start.start_tli = s->start_tli;
     ctx->ntbs = s->ntablespaces;
@@ -869,6 +978,8 @@ static int open_repos(backup_ctx *ctx, const char *config_path, wv_err *err)
     if (rc < 0)
         return rc;
     wv_log_set_level(ctx->cfg->log_level);
+    if (ctx->cfg->log_file)
+        wv_log_open_file(ctx->cfg->log_file);
     ctx->objopts.compress = ctx->cfg->compress;
     ctx->objopts.level = ctx->cfg->compress_level;
     ctx->objopts.kind = WV_OBJ_KIND_BACKUP_FILE;
@@ -921,7 +1032,10 @@ static int stream_backup(backup_ctx *ctx, wv_pgconn *conn, const wv_pgrepl_backu
     ctx->t0 = wv_mono_s();
     wv_log_debug("backup %s: starting (checkpoint %s)", ctx->id,
                  bo->fast_checkpoint ? "fast" : "spread");
+    checkpoint_announce(conn, bo->fast_checkpoint);
+    wait_begin(ctx);
     rc = wv_pgrepl_base_backup(conn, bo, &repl_cbs, ctx, end, err);
+    wait_end(ctx);
     if (rc == 0)
         rc = finish_archive(ctx, err);
     if (rc == 0)

@@ -56,6 +56,8 @@ static void list_names(char *out, size_t len)
 int main(int argc, char **argv)
 {
     wv_log_init("basebackup", WV_LOG_INFO);
+    /* cron mail and redirections get the time of each line; a terminal and the journal do not */
+    wv_log_set_stderr_timestamps(wv_log_stderr_wants_timestamps());
     const char *config_path = NULL;
     int i = 1;
     wv_err err;

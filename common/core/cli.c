@@ -58,8 +58,11 @@ void wv_cli_free(wv_cli *cli)
 int wv_cli_load_config(const wv_cli *cli, wv_config **cfg, wv_err *err)
 {
     int rc = wv_config_load(wv_config_path(cli->config_path), cfg, err);
-    if (rc == 0)
+    if (rc == 0) {
         wv_log_set_level((*cfg)->log_level);
+        if ((*cfg)->log_file)
+            wv_log_open_file((*cfg)->log_file);
+    }
     return rc;
 }
 

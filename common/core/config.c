@@ -39,6 +39,7 @@ enum global_key {
     GK_STATE_PATH,
     GK_DRILL_PATH,
     GK_PG_BINDIR,
+    GK_LOG_FILE,
     GK_COUNT
 };
 
@@ -52,6 +53,7 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_STATE_PATH] = "state_path",
     [GK_DRILL_PATH] = "drill_path",
     [GK_PG_BINDIR] = "pg_bindir",
+    [GK_LOG_FILE] = "log_file",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -522,7 +524,7 @@ static void global_key(parse_state *ps, const char *key, const char *value)
     if (k == GK_COUNT) {
         fail(ps, line, "unknown key \"%s\" in [global]", key);
         hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
-                 "archive_timeout, notify_command, state_path, drill_path and pg_bindir");
+                 "archive_timeout, notify_command, state_path, drill_path, pg_bindir and log_file");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -565,7 +567,13 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         break;
     case GK_STATE_PATH:
         free(cfg->state_path);
+        free(cfg->log_file);
         if (!(cfg->state_path = abs_path(value)))
+            expected = "an absolute path";
+        break;
+    case GK_LOG_FILE:
+        free(cfg->log_file);
+        if (!(cfg->log_file = abs_path(value)))
             expected = "an absolute path";
         break;
     case GK_DRILL_PATH:

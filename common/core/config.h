@@ -73,6 +73,9 @@ typedef struct wv_config {
     /* [global] state_path = local directory of state files (drill results for status); NULL:
      * WV_CONFIG_DEFAULT_STATE_PATH */
     char *state_path;
+    /* [global] log_file = absolute path: every log line, with a timestamp, is also appended to it
+     * (see core/log.h); NULL when not set */
+    char *log_file;
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */

@@ -1,12 +1,21 @@
-/* log.c - stderr logging, one line per event. */
+/* log.c - stderr logging, one line per event; optionally also appended to a log file. */
 #include "core/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char *log_progname = "walvault";
 static wv_log_level log_level = WV_LOG_INFO;
+static int log_stderr_ts;
+static int log_tty;
+static int log_fd = -1;
 
 void wv_log_init(const char *progname, wv_log_level level)
 {
@@ -15,6 +24,7 @@ void wv_log_init(const char *progname, wv_log_level level)
         log_progname = slash ? slash + 1 : progname;
     }
     log_level = level;
+    log_tty = isatty(2);
 }
 
 void wv_log_set_level(wv_log_level level)
@@ -30,6 +40,54 @@ wv_log_level wv_log_get_level(void)
 const char *wv_log_progname(void)
 {
     return log_progname;
+}
+
+void wv_log_set_stderr_timestamps(int on)
+{
+    log_stderr_ts = on;
+}
+
+void wv_log_set_terminal(int on)
+{
+    log_tty = on;
+}
+
+int wv_log_terminal(void)
+{
+    return log_tty;
+}
+
+int wv_log_stderr_wants_timestamps(void)
+{
+    if (isatty(2))
+        return 0;
+    /* systemd sets JOURNAL_STREAM=DEV:INODE for the stream it connects to stdout/stderr */
+    const char *js = getenv("JOURNAL_STREAM");
+    struct stat st;
+    if (js && fstat(2, &st) == 0) {
+        unsigned long long dev = 0, ino = 0;
+        if (sscanf(js, "%llu:%llu", &dev, &ino) == 2 && dev == (unsigned long long)st.st_dev &&
+            ino == (unsigned long long)st.st_ino)
+            return 0;
+    }
+    return 1;
+}
+
+void wv_log_open_file(const char *path)
+{
+    if (log_fd >= 0) {
+        close(log_fd);
+        log_fd = -1;
+    }
+    if (!path)
+        return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    if (fd < 0) {
+        int e = errno;
+        wv_log_warn("cannot open log file \"%s\": %s; logging to stderr only", path, strerror(e));
+        return;
+    }
+    log_fd = fd;
 }
 
 int wv_log_level_parse(const char *s, wv_log_level *out)
@@ -48,19 +106,48 @@ int wv_log_level_parse(const char *s, wv_log_level *out)
     return -1;
 }
 
-static void log_line(wv_log_level level, const char *tag, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
-
-static void log_line(wv_log_level level, const char *tag, const char *fmt, va_list ap)
+/* "2026-12-02T12:00:00Z " (21 bytes and the NUL). */
+static void stamp(char out[32])
 {
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!gmtime_r(&now, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ ", &tm) == 0)
+        out[0] = '\0';
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void log_line(wv_log_level level, int to_stderr, const char *tag, const char *fmt,
+                     va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void log_line(wv_log_level level, int to_stderr, const char *tag, const char *fmt,
+                     va_list ap)
+{
+    char ts[32];
     char line[4096];
     int n;
-    if (level > log_level)
+    if (level > log_level || (!to_stderr && log_fd < 0))
         return;
-    n = snprintf(line, sizeof(line), "%s: %s", log_progname, tag);
-    if (n < 0 || (size_t)n >= sizeof(line))
+    stamp(ts);
+    size_t tslen = strlen(ts);
+    /* the line is built after room for the timestamp, which is put in front for the log file
+     * and, when asked, for stderr */
+    n = snprintf(line + tslen, sizeof(line) - tslen, "%s: %s", log_progname, tag);
+    if (n < 0 || (size_t)n >= sizeof(line) - tslen)
         n = 0;
-    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    vsnprintf(line + tslen + (size_t)n, sizeof(line) - tslen - (size_t)n, fmt, ap);
+    memcpy(line, ts, tslen);
     /* One write per line so that concurrent processes do not interleave within a line. A message
      * too long for the buffer is cut so that the line still ends in its newline. */
     size_t len = strlen(line);
@@ -68,22 +155,27 @@ static void log_line(wv_log_level level, const char *tag, const char *fmt, va_li
         len = sizeof(line) - 2;
     line[len] = '\n';
     line[len + 1] = '\0';
-    fputs(line, stderr);
-    fflush(stderr);
+    if (to_stderr) {
+        fputs(log_stderr_ts ? line : line + tslen, stderr);
+        fflush(stderr);
+    }
+    if (log_fd >= 0)
+        write_all(log_fd, line, len + 1);
 }
 
-#define WV__LOG_FN(fn, level, tag)                                                                 \
+#define WV__LOG_FN(fn, level, to_stderr, tag)                                                      \
     void fn(const char *fmt, ...)                                                                  \
     {                                                                                              \
         va_list ap;                                                                                \
         va_start(ap, fmt);                                                                         \
-        log_line(level, tag, fmt, ap);                                                             \
+        log_line(level, to_stderr, tag, fmt, ap);                                                  \
         va_end(ap);                                                                                \
     }
-WV__LOG_FN(wv_log_error, WV_LOG_ERROR, "error: ")
-WV__LOG_FN(wv_log_warn, WV_LOG_WARN, "warning: ")
-WV__LOG_FN(wv_log_info, WV_LOG_INFO, "")
-WV__LOG_FN(wv_log_debug, WV_LOG_DEBUG, "debug: ")
+WV__LOG_FN(wv_log_error, WV_LOG_ERROR, 1, "error: ")
+WV__LOG_FN(wv_log_warn, WV_LOG_WARN, 1, "warning: ")
+WV__LOG_FN(wv_log_info, WV_LOG_INFO, 1, "")
+WV__LOG_FN(wv_log_debug, WV_LOG_DEBUG, 1, "debug: ")
+WV__LOG_FN(wv_log_note, WV_LOG_INFO, log_tty || log_level >= WV_LOG_DEBUG, "")
 
 void wv_log_err(const wv_err *err)
 {

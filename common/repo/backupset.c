@@ -329,7 +329,7 @@ int wv_backup_cleanup_leftovers(wv_storage *st, wv_err *err)
     size_t n = 0;
     int rc = wv_backup_leftovers(st, &ids, &n, err);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        wv_log_info("%s: removing the leftovers of interrupted backup %s", wv_storage_name(st),
+        wv_log_note("%s: removing the leftovers of interrupted backup %s", wv_storage_name(st),
                     ids[i]);
         rc = wv_backup_remove(st, ids[i], err);
     }

@@ -24,8 +24,8 @@ import time
 import pytest
 
 from test_restore_pitr import bb, connstr, iso, module_dir, take_backup
-from utils import (PG_USER, Postgres, Repo, flip_byte, make_pg_dir, pg_bin, popen, run,
-                   wait_until)
+from utils import (PG_USER, Postgres, Repo, flip_byte, log_lines, make_pg_dir, pg_bin, popen,
+                   run, wait_until)
 
 pytestmark = pytest.mark.xdist_group("drill-migrate")
 
@@ -324,7 +324,7 @@ def test_migrate_safe_command_not_run_when_db_unreachable(site):
     assert "could not connect to the server" in res.stderr
     assert "was not run" in res.stderr
     # one error line naming what failed, then its hint
-    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("basebackup: error: ")]
+    errors = [ln for ln in log_lines(res.stderr) if ln.startswith("basebackup: error: ")]
     assert len(errors) == 2 and errors[1].startswith("basebackup: error: hint: "), res.stderr
     assert not os.path.exists(marker)
 

@@ -33,7 +33,7 @@ from test_restore_pitr import (Restorer, bb, commit_batch, finish_module, module
                                primary_conf, take_backup)
 from test_ssh_repo import DATA, COMMIT, ERROR, GET, OK, PUT, WV_EREFUSED, Helper, error_of, \
     frame, s
-from utils import Postgres, Repo, chown_pg, make_pg_dir, run
+from utils import Postgres, Repo, chown_pg, log_lines, make_pg_dir, run
 
 WV_EUSAGE = -2
 
@@ -134,7 +134,7 @@ def snapshot(*roots):
 
 def refused(res, *needles):
     assert res.returncode != 0, "expected a refusal:\n%s\n%s" % (res.stdout, res.stderr)
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    lines = log_lines(res.stderr)
     assert len(lines) in (1, 2) and lines[0].startswith("basebackup: error: "), res.stderr
     if len(lines) == 2:
         assert lines[1].startswith("basebackup: error: hint: "), res.stderr

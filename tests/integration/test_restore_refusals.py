@@ -19,13 +19,13 @@ import pytest
 
 from test_restore_pitr import (Restorer, amcheck, assert_nothing_written, bb, between,
                                expect_upto, iso, parse_wv_time, pitr)  # noqa: F401 (fixture)
-from utils import make_pg_dir, run, tree_files, wait_until
+from utils import log_lines, make_pg_dir, run, tree_files, wait_until
 
 
 def refused(res, *needles):
     assert res.returncode != 0, "expected a refusal:\n%s\n%s" % (res.stdout, res.stderr)
     # the house format: one error line, then at most one hint line
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    lines = log_lines(res.stderr)
     assert len(lines) in (1, 2) and lines[0].startswith("basebackup: error: "), res.stderr
     if len(lines) == 2:
         assert lines[1].startswith("basebackup: error: hint: "), res.stderr

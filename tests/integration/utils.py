@@ -91,6 +91,15 @@ PG_UID, PG_GID = _pw.pw_uid, _pw.pw_gid
 WAL_SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
 
 
+LOG_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+
+
+def log_lines(text):
+    """The non-empty lines of a program's stderr without their timestamp prefix (basebackup stamps
+    its lines when stderr is not a terminal: "2026-12-02T12:00:00Z basebackup: error: ...")."""
+    return [LOG_STAMP.sub("", ln) for ln in text.splitlines() if ln.strip()]
+
+
 def pg_bin(name):
     return os.path.join(PG_BINDIR, name)
 

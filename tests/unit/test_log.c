@@ -2,7 +2,9 @@
  * test_log.c - stderr logging: the program name prefix (basename of argv[0]), the tag of each level,
  * the level filter, level names, one complete line per event (also when a message is longer than
  * the line buffer) and the error + hint pair of wv_log_err. stderr is captured through a temporary
- * file put in place of file descriptor 2.
+ * file put in place of file descriptor 2. Then timestamps, wv_log_note (silent off a terminal) and
+ * the log file: stamped lines, mode 0640, appended, one write per line under concurrent writers,
+ * and a file that cannot be opened being a warning only.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -12,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -220,6 +224,186 @@ static void test_exact_fit(void **state)
     }
 }
 
+/* "2026-12-02T12:00:00Z " */
+static int is_stamp(const char *p)
+{
+    static const char pat[] = "dddd-dd-ddTdd:dd:ddZ ";
+    for (size_t i = 0; pat[i]; i++) {
+        if (pat[i] == 'd' ? !(p[i] >= '0' && p[i] <= '9') : p[i] != pat[i])
+            return 0;
+    }
+    return 1;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *out = malloc((size_t)n + 1);
+    assert_int_equal(fread(out, 1, (size_t)n, f), (size_t)n);
+    out[n] = '\0';
+    fclose(f);
+    return out;
+}
+
+static void test_stderr_timestamps(void **state)
+{
+    (void)state;
+    wv_log_set_stderr_timestamps(1);
+    capture_begin();
+    wv_log_error("e");
+    wv_log_info("i");
+    char *out = capture_end();
+    wv_log_set_stderr_timestamps(0);
+    assert_int_equal(count_lines(out), 2);
+    assert_true(is_stamp(out));
+    assert_memory_equal(out + 21, "wal-push: error: e\n", 19);
+    char *second = strchr(out, '\n') + 1;
+    assert_true(is_stamp(second));
+    assert_string_equal(second + 21, "wal-push: i\n");
+    free(out);
+    /* off again: no stamp */
+    capture_begin();
+    wv_log_info("i");
+    out = capture_end();
+    assert_string_equal(out, "wal-push: i\n");
+    free(out);
+}
+
+static void test_note_terminal_only(void **state)
+{
+    (void)state;
+    wv_log_set_terminal(0);
+    capture_begin();
+    wv_log_note("waiting");
+    char *out = capture_end();
+    assert_string_equal(out, ""); /* cron: silent */
+    free(out);
+    /* at level debug it is shown anyway */
+    wv_log_set_level(WV_LOG_DEBUG);
+    capture_begin();
+    wv_log_note("waiting");
+    out = capture_end();
+    assert_string_equal(out, "wal-push: waiting\n");
+    free(out);
+    wv_log_set_level(WV_LOG_INFO);
+    wv_log_set_terminal(1);
+    capture_begin();
+    wv_log_note("waiting");
+    out = capture_end();
+    assert_string_equal(out, "wal-push: waiting\n");
+    free(out);
+    /* below info it is filtered like info */
+    wv_log_set_level(WV_LOG_WARN);
+    capture_begin();
+    wv_log_note("waiting");
+    out = capture_end();
+    assert_string_equal(out, "");
+    free(out);
+    wv_log_set_level(WV_LOG_INFO);
+    wv_log_set_terminal(0);
+}
+
+static void test_log_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_log.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/wv.log", dir);
+    mode_t old = umask(0);
+    wv_log_open_file(path);
+    umask(old);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+
+    wv_log_set_terminal(0);
+    capture_begin();
+    wv_log_info("archived %d", 1);
+    wv_log_note("noted");
+    wv_log_debug("hidden");
+    wv_log_warn("careful");
+    char *err = capture_end();
+    /* stderr: no stamp (off), no note (not a terminal), no debug */
+    assert_string_equal(err, "wal-push: archived 1\nwal-push: warning: careful\n");
+    free(err);
+    char *text = slurp(path);
+    assert_int_equal(count_lines(text), 3);
+    const char *want[] = {"wal-push: archived 1\n", "wal-push: noted\n",
+                          "wal-push: warning: careful\n"};
+    const char *p = text;
+    for (int i = 0; i < 3; i++) {
+        assert_true(is_stamp(p));
+        assert_memory_equal(p + 21, want[i], strlen(want[i]));
+        p = strchr(p, '\n') + 1;
+    }
+    free(text);
+
+    /* reopened: appended, never truncated */
+    wv_log_open_file(path);
+    capture_begin();
+    wv_log_info("again");
+    free(capture_end());
+    text = slurp(path);
+    assert_int_equal(count_lines(text), 4);
+    free(text);
+
+    /* concurrent writers: every line whole */
+    enum { PROCS = 4, LINES = 300 };
+    for (int c = 0; c < PROCS; c++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            int devnull = open("/dev/null", O_WRONLY);
+            dup2(devnull, 2);
+            char big[1500];
+            memset(big, 'a' + c, sizeof(big) - 1);
+            big[sizeof(big) - 1] = '\0';
+            for (int i = 0; i < LINES; i++)
+                wv_log_info("%s", big);
+            _exit(0);
+        }
+    }
+    for (int c = 0; c < PROCS; c++) {
+        int status = 0;
+        wait(&status);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    wv_log_open_file(NULL);
+    text = slurp(path);
+    assert_int_equal(count_lines(text), 4 + PROCS * LINES);
+    p = strchr(strchr(strchr(strchr(text, '\n') + 1, '\n') + 1, '\n') + 1, '\n') + 1;
+    for (int i = 0; i < PROCS * LINES; i++) {
+        assert_true(is_stamp(p));
+        assert_memory_equal(p + 21, "wal-push: ", 10);
+        char ch = p[31];
+        for (int k = 0; k < 1499; k++)
+            if (p[31 + k] != ch)
+                fail_msg("line %d mixed at %d", i, k);
+        assert_int_equal(p[31 + 1499], '\n');
+        p += 31 + 1500;
+    }
+    free(text);
+    unlink(path);
+
+    /* a file that cannot be opened: one warning, logging goes on */
+    snprintf(path, sizeof(path), "%s/no/such/dir/wv.log", dir);
+    capture_begin();
+    wv_log_open_file(path);
+    wv_log_info("still here");
+    err = capture_end();
+    assert_int_equal(count_lines(err), 2);
+    assert_memory_equal(err, "wal-push: warning: cannot open log file \"", 40);
+    assert_non_null(strstr(err, "no/such/dir/wv.log"));
+    assert_non_null(strstr(err, "wal-push: still here\n"));
+    free(err);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +413,9 @@ int main(void)
         cmocka_unit_test_setup(test_log_err, setup),
         cmocka_unit_test_setup(test_long_message_one_line, setup),
         cmocka_unit_test_setup(test_exact_fit, setup),
+        cmocka_unit_test_setup(test_stderr_timestamps, setup),
+        cmocka_unit_test_setup(test_note_terminal_only, setup),
+        cmocka_unit_test_setup(test_log_file, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
