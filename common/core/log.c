@@ -81,7 +81,14 @@ void wv_log_open_file(const char *path)
     }
     if (!path)
         return;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    /* created 0640 whatever the umask (PostgreSQL runs archive_command under 0077), so that the
+     * group (e.g. adm) can read it; an existing file keeps its mode */
+    const int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY;
+    int fd = open(path, flags | O_CREAT | O_EXCL, 0640);
+    if (fd >= 0)
+        (void)fchmod(fd, 0640);
+    else if (errno == EEXIST)
+        fd = open(path, flags);
     if (fd < 0) {
         int e = errno;
         wv_log_warn("cannot open log file \"%s\": %s; logging to stderr only", path, strerror(e));

@@ -314,7 +314,7 @@ static void test_log_file(void **state)
     assert_non_null(mkdtemp(dir));
     char path[256];
     snprintf(path, sizeof(path), "%s/wv.log", dir);
-    mode_t old = umask(0);
+    mode_t old = umask(077); /* PostgreSQL's */
     wv_log_open_file(path);
     umask(old);
     struct stat st;
