@@ -27,6 +27,11 @@
  * passed; "rto_s" or "total_seconds" accepted too) and "time" (ISO 8601 UTC); "status" ("ok" |
  * "error") when present must be "ok" for the RTO to count. Absent: "never measured".
  *
+ * Clean-ups: the newest removal of an interrupted backup's leftovers (by backup or expire) is
+ * recorded in the repository (WV_BACKUP_CLEANED_KEY, see repo/backupset.h) and shown per
+ * repository ("cleaned up interrupted backup ID at TIME"; JSON "cleaned_up"), instead of a stderr
+ * line that would make cron mail.
+ *
  * Exit codes (monitoring-plugin convention): 0 ok, 1 warning, 2 critical, 3 unknown (bad command
  * line, configuration unreadable, the textfile not writable). notify_command runs (event
  * "status") only when the result is critical.
@@ -107,6 +112,9 @@ typedef struct repo_status {
     char window[1024];
     int64_t window_end_us;
     size_t leftovers;
+    int have_cleaned; /* the newest clean-up of an interrupted backup (WV_BACKUP_CLEANED_KEY) */
+    char cleaned_id[WV_MANIFEST_ID_MAX];
+    int64_t cleaned_at;
     int64_t segments_behind; /* -1 unknown */
     int64_t rpo;             /* -1 unknown */
     int level;
@@ -214,6 +222,8 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
     if (rc == 0) {
         r->up = 1;
         r->leftovers = bs.norphans;
+        r->have_cleaned =
+            wv_backup_cleaned_read(repo->st, r->cleaned_id, sizeof(r->cleaned_id), &r->cleaned_at);
         if (bs.n > 0) {
             const wv_backup *b = &bs.b[bs.n - 1];
             r->have_backup = 1;
@@ -414,6 +424,15 @@ static int read_drill(const wv_config *cfg, double *rto, char *when, size_t when
     return 1;
 }
 
+/* "2026-12-02T12:00:00Z" */
+static void iso_utc(int64_t epoch, char *out, size_t len)
+{
+    time_t t = (time_t)epoch;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, len, "@%lld", (long long)epoch);
+}
+
 static void render_text(const repo_status *rs, int n, const server_facts *sf, int have_rto,
                         double rto, const char *rto_when, int level, const char *summary)
 {
@@ -466,6 +485,11 @@ static void render_text(const repo_status *rs, int n, const server_facts *sf, in
         if (r->leftovers)
             printf("  leftovers: %zu interrupted backup%s (the next backup removes them)\n",
                    r->leftovers, r->leftovers == 1 ? "" : "s");
+        if (r->have_cleaned) {
+            char t[32];
+            iso_utc(r->cleaned_at, t, sizeof(t));
+            printf("  cleaned:   cleaned up interrupted backup %s at %s\n", r->cleaned_id, t);
+        }
         if (r->problems[0])
             printf("  problems:  %s\n", r->problems);
     }
@@ -545,6 +569,18 @@ static void render_json(const repo_status *rs, int n, const server_facts *sf, in
             else
                 wv_buf_append_str(&o, ", \"rpo_s\": null");
             wv_buf_printf(&o, ", \"leftovers\": %zu", r->leftovers);
+            wv_buf_append_str(&o, ", \"cleaned_up\": ");
+            if (r->have_cleaned) {
+                char ct[32];
+                iso_utc(r->cleaned_at, ct, sizeof(ct));
+                wv_buf_append_str(&o, "{\"id\": ");
+                wv_json_string(&o, r->cleaned_id);
+                wv_buf_append_str(&o, ", \"time\": ");
+                wv_json_string(&o, ct);
+                wv_buf_append_str(&o, "}");
+            } else {
+                wv_buf_append_str(&o, "null");
+            }
         }
         wv_buf_append_str(&o, ", \"problems\": ");
         wv_json_string(&o, r->problems);

@@ -332,11 +332,36 @@ int wv_backup_cleanup_leftovers(wv_storage *st, wv_err *err)
         wv_log_note("%s: removing the leftovers of interrupted backup %s", wv_storage_name(st),
                     ids[i]);
         rc = wv_backup_remove(st, ids[i], err);
+        if (rc == 0) {
+            char rec[WV_MANIFEST_ID_MAX + 32];
+            wv_err e;
+            snprintf(rec, sizeof(rec), "%s %lld\n", ids[i], (long long)time(NULL));
+            if (wv_storage_put_all(st, WV_BACKUP_CLEANED_KEY, 0, rec, strlen(rec), &e) < 0)
+                wv_log_debug("%s: cannot record the clean-up in \"%s\": %s", wv_storage_name(st),
+                             WV_BACKUP_CLEANED_KEY, e.msg);
+        }
     }
     for (size_t i = 0; i < n; i++)
         free(ids[i]);
     free(ids);
     return rc;
+}
+
+int wv_backup_cleaned_read(wv_storage *st, char *id, size_t idlen, int64_t *when)
+{
+    wv_buf b = WV_BUF_INIT;
+    wv_err e;
+    char got[65]; /* WV_MANIFEST_ID_MAX + 1, as the %64s below */
+    long long epoch = 0;
+    int found = 0;
+    if (wv_storage_get_all(st, WV_BACKUP_CLEANED_KEY, 4096, &b, &e) == 0 &&
+        sscanf(wv_buf_cstr(&b), "%64s %lld", got, &epoch) == 2 && epoch > 0) {
+        snprintf(id, idlen, "%s", got);
+        *when = (int64_t)epoch;
+        found = 1;
+    }
+    wv_buf_free(&b);
+    return found;
 }
 
 /* "PID HOST EPOCH\n" of this process (the caller frees it). */

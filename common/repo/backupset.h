@@ -91,8 +91,17 @@ int wv_backup_leftovers(wv_storage *st, char ***ids, size_t *n, wv_err *err);
 int wv_backup_remove(wv_storage *st, const char *id, wv_err *err);
 int wv_backup_remove_counted(wv_storage *st, const char *id, size_t *nremoved, wv_err *err);
 
-/* Remove every leftover of st, logging each ("REPO: removing the leftovers of ..."). */
+/*
+ * Remove every leftover of st. Each is noted ("REPO: removing the leftovers of ...": on a terminal
+ * and in the log file, never on cron's stderr) and recorded for status: WV_BACKUP_CLEANED_KEY holds
+ * "ID EPOCH\n" of the newest clean-up (a raw object like the locks, replaced each time; EPOCH is this
+ * machine's clock). A record that cannot be written does not fail the clean-up.
+ */
+#define WV_BACKUP_CLEANED_KEY "state/cleaned-up"
 int wv_backup_cleanup_leftovers(wv_storage *st, wv_err *err);
+
+/* The newest clean-up recorded in st: 1 (id and *when set), 0 when there is none (or unreadable). */
+int wv_backup_cleaned_read(wv_storage *st, char *id, size_t idlen, int64_t *when);
 
 /* ---- the keep marker (see the top of this file) ---------------------------------------------- */
 

@@ -269,7 +269,15 @@ static void test_leftovers(void **state)
     free(ids);
     assert_true(saw110 && saw120);
 
+    char cid[WV_MANIFEST_ID_MAX];
+    int64_t cwhen = 0;
+    assert_int_equal(wv_backup_cleaned_read(f->st, cid, sizeof(cid), &cwhen), 0); /* none yet */
+    int64_t before = (int64_t)time(NULL);
     assert_int_equal(wv_backup_cleanup_leftovers(f->st, &err), 0);
+    /* the newest clean-up is recorded for status: the last id removed, with the time */
+    assert_int_equal(wv_backup_cleaned_read(f->st, cid, sizeof(cid), &cwhen), 1);
+    assert_string_equal(cid, "20261125T120000Z");
+    assert_true(cwhen >= before && cwhen <= (int64_t)time(NULL));
     assert_false(exists(f, "backup/20261125T110000Z/pgdata/base/1/1"));
     assert_false(exists(f, "backup/20261125T110000Z/bundle/1"));
     assert_false(exists(f, "backup/20261125T120000Z/pgdata/base/1/2"));
@@ -280,6 +288,8 @@ static void test_leftovers(void **state)
     assert_int_equal(wv_backup_leftovers(f->st, &ids, &n, &err), 0);
     assert_int_equal(n, 0);
     assert_null(ids);
+    put(f, WV_BACKUP_CLEANED_KEY, "garbage");
+    assert_int_equal(wv_backup_cleaned_read(f->st, cid, sizeof(cid), &cwhen), 0);
 
     /* removing a backup removes all of it, the lock last */
     assert_int_equal(wv_backup_remove(f->st, "20261125T130000Z", &err), 0);
