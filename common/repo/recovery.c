@@ -379,8 +379,11 @@ int wv_recovery_windows(const wv_recovery_facts *f, wv_window **out, size_t *n, 
                 continue;
             int64_t from = backup_end_us(b);
             int64_t to = ev.last_commit_us > from ? ev.last_commit_us : from;
-            /* Merge with the previous window of this timeline when they touch. */
-            if (nw > first_of_tli && from <= w[nw - 1].to_us && w[nw - 1].to_lsn >= b->h.stop_lsn) {
+            /* Merge with the previous window of this timeline when its WAL reaches past this
+             * backup's end: every moment between them is recoverable, also when nothing was
+             * committed since the previous backup (its window then ends before this one begins,
+             * which is no gap). */
+            if (nw > first_of_tli && w[nw - 1].to_lsn >= b->h.stop_lsn) {
                 if (to > w[nw - 1].to_us)
                     w[nw - 1].to_us = to;
                 continue;

@@ -7,6 +7,7 @@
   checkpoint_completion_target read from the server) goes to the log file only; "(fast)" likewise.
 - backup on a terminal: the announcement, then the elapsed seconds of the wait drawn in place.
 - basebackup's stderr lines carry an ISO 8601 timestamp off a terminal.
+- list: no gap between two backups when nothing was committed after the first.
 """
 import os
 import pty
@@ -150,3 +151,25 @@ def test_backup_on_a_terminal_shows_the_wait(site, wv):
     assert re.search(r"\rwaiting for checkpoint: [1-9]\d* s", term), term
     # then the transfer's progress
     assert re.search(r"\r\s*\d+\.\d%\s+[\d.]+ MiB", term), term
+
+
+def test_list_no_gap_without_commits_between_backups(site, wv):
+    """Two backups with nothing committed after the first: list shows one window reaching the
+    second backup, and no gap (before, the first window ended at its last commit and the second
+    began at the second backup's end, which read as a hole between them)."""
+    pg, repo, log = site
+    pg.conf(autovacuum="off")
+    pg.stop()
+    pg.start()
+    pg.sql("CREATE TABLE t AS SELECT 1 AS i")
+    pg.switch_wal_and_wait_archived()
+    for _ in range(2):
+        res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                         config=repo.config), check=False, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+        time.sleep(1.1)  # a new backup id
+    # (no switch_wal_and_wait_archived here: its marker would commit; backup waits for its WAL)
+    res = run(wv.cmd("basebackup", "list", config=repo.config))
+    windows = re.findall(r"^    timeline 1: .*$", res.stdout, re.M)
+    assert len(windows) == 1, res.stdout
+    assert "gap in the archive" not in res.stdout and "is missing" not in res.stdout, res.stdout

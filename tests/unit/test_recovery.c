@@ -129,6 +129,20 @@ static const world fixture = {
     .rps = {{"on_tl1", 1, L(3, 0x900000)}, {"on_tl2", 2, L(3, 0x600000)}},
 };
 
+/* Two backups with no commit after the first: the WAL between them is complete, so the window
+ * runs on from the first backup to the second without a gap. */
+static const world quiet = {
+    .runs = {{1, 1, 8, 100}},
+    .ov = {{1, 3, 0, 0, 0},
+           {1, 4, 0, 0, 0},
+           {1, 5, 0, 0, 0},
+           {1, 6, 0, 0, 0},
+           {1, 7, 0, 0, 0},
+           {1, 8, 0, 0, 0}},
+    .backups = {{B1, 1, L(2, 0x28), L(2, 0x100), 200, 1000},
+                {B2, 1, L(6, 0x28), L(6, 0x100), 600, 2000}},
+};
+
 /* A failover: timeline 1 ends before the segment where timeline 2 begins. */
 static const world failover = {
     .runs = {{1, 1, 2, 100}, {2, 3, 4, 300}},
@@ -540,6 +554,7 @@ static const struct {
      "timeline 1: {201} .. {1090}; timeline 2: {201} .. {2390}; timeline 3: {201} .. {3190}", -1},
     {"fixture", &fixture, "timeline 1: {201} .. {510}; timeline 2: {201} .. {420}", -1},
     {"stillborn", &stillborn, "timeline 1: {201} .. {490}; timeline 2: {201} .. {290}", -1},
+    {"quiet", &quiet, "timeline 1: {201} .. {601}", -1},
 };
 
 static void test_windows(void **state)
