@@ -117,11 +117,17 @@ START="$(grep -A1 '^start the server' "$T/restore.out" | tail -1 | sed 's/^ *//'
 [[ -n "$START" ]] || { echo "demo: restore printed no start command" >&2; exit 1; }
 echo "recovery settings it wrote:"
 grep -E "^(restore_command|recovery_target)" "$RESTORED/postgresql.auto.conf" | sed 's/^/    /'
-# The restored copy must not archive into the primary's repository while the demo compares it.
-as_pg tee -a "$RESTORED/postgresql.conf" >/dev/null <<EOF
+# The restored copy must not archive into the primary's repository while the demo compares it,
+# and gets a port of its own: both in postgresql.auto.conf, which pg_verifybackup does not check
+# (postgresql.conf is in backup_manifest: editing it would make the check fail).
+as_pg tee -a "$RESTORED/postgresql.auto.conf" >/dev/null <<EOF
 port = $P2
 archive_mode = off
 EOF
+if [[ -x "$PGBIN/pg_verifybackup" ]]; then
+    step "pg_verifybackup -n: the restored files match PostgreSQL's backup_manifest"
+    as_pg "$PGBIN/pg_verifybackup" -n "$RESTORED" | sed 's/^/    /'
+fi
 step "start it as printed: $START"
 as_pg bash -c "$START -w -t 120" >/dev/null || {
     echo "demo: the restored server did not start; its log:" >&2; tail -40 "$RESTORED/restore.log" >&2; exit 1; }
