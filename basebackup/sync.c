@@ -882,7 +882,7 @@ static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
         return rc;
     c->backups_copied++;
     if (!c->dry_run)
-        wv_log_info("%s: backup %s copied from %s", to_name(c), id, from_name(c));
+        wv_log_note("%s: backup %s copied from %s", to_name(c), id, from_name(c));
     return 0;
 }
 
