@@ -567,7 +567,6 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         break;
     case GK_STATE_PATH:
         free(cfg->state_path);
-        free(cfg->log_file);
         if (!(cfg->state_path = abs_path(value)))
             expected = "an absolute path";
         break;
@@ -783,6 +782,7 @@ void wv_config_free(wv_config *cfg)
     free(cfg->file);
     free(cfg->notify_command);
     free(cfg->state_path);
+    free(cfg->log_file);
     free(cfg);
 }
 
