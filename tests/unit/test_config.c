@@ -71,6 +71,10 @@ static const bad_case bad_cases[] = {
      "x.conf:2: bad value \"var/state\" for key \"state_path\" in [global]: expected an absolute "
      "path",
      NULL},
+    {"[global]\nlog_file = wv.log\n" POSIX_REPO,
+     "x.conf:2: bad value \"wv.log\" for key \"log_file\" in [global]: expected an absolute "
+     "path",
+     NULL},
     {"[global]\npg_bindir = bin\n" POSIX_REPO,
      "x.conf:2: bad value \"bin\" for key \"pg_bindir\" in [global]: expected an absolute path",
      NULL},
@@ -323,6 +327,18 @@ static wv_config *parse_ok(const char *text)
     return cfg;
 }
 
+/* log_file and state_path side by side (each kept, nothing freed twice or leaked, as the
+ * sanitizer build checks) */
+static void test_log_file(void **state)
+{
+    (void)state;
+    wv_config *cfg = parse_ok("[global]\nlog_file = /var/log/walvault.log\nstate_path = /s2\n"
+                              "[repo1]\ntype = posix\npath = /abs/path/to/repo\n");
+    assert_string_equal(cfg->log_file, "/var/log/walvault.log");
+    assert_string_equal(cfg->state_path, "/s2");
+    wv_config_free(cfg);
+}
+
 static void test_minimal_and_defaults(void **state)
 {
     (void)state;
@@ -335,6 +351,7 @@ static void test_minimal_and_defaults(void **state)
     assert_int_equal(cfg->log_level, WV_LOG_INFO);
     assert_int_equal(cfg->archive_timeout, 60);
     assert_null(cfg->state_path);
+    assert_null(cfg->log_file);
     assert_null(cfg->drill_path);
     assert_null(cfg->pg_bindir);
     assert_int_equal(cfg->nrepos, 1);
@@ -682,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_config_path),
         cmocka_unit_test(test_secret_file),
+        cmocka_unit_test(test_log_file),
     };
     return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
 }
