@@ -443,7 +443,9 @@ def test_kill9_during_expire_at_several_points(cal, wv, workdir):
         assert res.returncode == 0, (point, res.stdout, res.stderr)
         # the next expire finishes the job: the same objects as an expire never interrupted
         expire(wv, r, later)
-        assert objects(r.path) == want, (point, sorted(objects(r.path) ^ want)[:20])
+        # state/cleaned-up records the clean-up of an interrupted expire's leftovers for status
+        after = {o for o in objects(r.path) if not o.startswith("state/")}
+        assert after == want, (point, sorted(after ^ want)[:20])
     assert midway >= 1, "only %d of the slowed-down expires were killed while deleting" % midway
     # and a restore from what is left reaches the newest commit
     restorer = Restorer(wv, r, workdir)
