@@ -985,22 +985,25 @@ static int restore_chunk(chunked *f, uint32_t k, wv_err *err)
     wv_manifest_chunk_key(c->b->h.id, &e, k, key, sizeof(key));
     wv_source *src = NULL;
     int rc = wv_storage_get_open(c->st, key, 0, -1, &src, err);
-    if (rc != 0)
-        return wv_err_context(err, wv_storage_name(c->st), key);
-    pwrite_filter pf = {
-        .base = {.ops = &pwrite_ops}, .fd = f->cf.fd, .off = ch->offset, .shown = f->cf.shown};
-    /* bound to its own key (a chunk swapped with another is refused), never more than its length */
-    wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT, .key = key, .max_plain = ch->length};
-    wv_obj_info info;
-    rc = wv_object_read_opts(src, &pf.base, &o, &info, err);
-    if (rc != 0)
-        wv_err_context(err, wv_storage_name(c->st), key);
-    else if (memcmp(info.sha256, ch->sha256, 32) != 0 || info.plain_size != ch->length)
-        rc = wv_err_set(err, WV_ECORRUPT,
-                        "%s: \"%s\" (chunk %" PRIu32 " of \"%s\") does not match the backup "
-                        "manifest (size or SHA-256)",
-                        wv_storage_name(c->st), key, k, f->path);
+    if (rc == 0) {
+        pwrite_filter pf = {
+            .base = {.ops = &pwrite_ops}, .fd = f->cf.fd, .off = ch->offset, .shown = f->cf.shown};
+        /* bound to its own key (a chunk swapped with another is refused), never more than its length */
+        wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT, .key = key, .max_plain = ch->length};
+        wv_obj_info info;
+        rc = wv_object_read_opts(src, &pf.base, &o, &info, err);
+        if (rc != 0)
+            wv_err_context(err, wv_storage_name(c->st), key);
+        else if (memcmp(info.sha256, ch->sha256, 32) != 0 || info.plain_size != ch->length)
+            rc = wv_err_set(err, WV_ECORRUPT,
+                            "%s: \"%s\" does not match the backup manifest (size or SHA-256)",
+                            wv_storage_name(c->st), key);
+    }
     wv_source_close(src);
+    if (rc != 0) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof(err->msg) - n, " (chunk %" PRIu32 " of \"%s\")", k, f->path);
+    }
     return rc;
 }
 
