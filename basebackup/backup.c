@@ -7,7 +7,10 @@
  *   -> BASE_BACKUP: tar stream -> tar reader -> one job per regular file on the thread pool
  *      (sha256 + lz4 + object framing -> a sink per repository, committed with WV_PUT_NOSYNC);
  *      files of at most 1 MiB are gathered into bundles of 4 MiB, one job and one object each
- *      (every file in it a complete object of its own, back to back; see manifest.h)
+ *      (every file in it a complete object of its own, back to back; see manifest.h); files above
+ *      64 MiB are stored as chunks of 64 MiB, one job and one object each, in order, the whole
+ *      file's SHA-256 computed on this thread as the data arrives (restore then writes the chunks
+ *      of one file in parallel)
  *   -> wait for the jobs, wv_storage_flush -> wait until the WAL start..stop and the backup history
  *      file are archived -> read START/STOP TIME from the history file -> manifest (last, durable)
  *   -> remove the lock.

@@ -12,8 +12,10 @@
  * the tablespace locations and --tablespace-map, what --delta may replace) happens before the
  * first byte is written, and before --dry-run returns: a dry run refuses what the real run would.
  * Files are fetched in parallel, each verified against the manifest's SHA-256, without an fsync
- * each; one syncfs per file system at the end. Recovery settings go into postgresql.auto.conf,
- * then recovery.signal is created last.
+ * each; one syncfs per file system at the end. A file stored as chunks is created at its final
+ * size (posix_fallocate) and its chunks are written in parallel jobs at their offsets, each
+ * verified against its own digest before the file is renamed into place. Recovery settings go
+ * into postgresql.auto.conf, then recovery.signal is created last.
  *
  * Confinement: the repository is less trusted than this host, so nothing a manifest says can
  * reach outside the targets (PGDATA and each tablespace location). Every write goes through the

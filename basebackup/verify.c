@@ -4,7 +4,9 @@
  * For every configured repository (or only [repoN]):
  *   backup/<id>/    every complete backup (or only --backup ID): the manifest parses and its end
  *                   line matches; every file it names exists, decodes against its trailer, and its
- *                   plain size and SHA-256 equal the manifest's; the WAL segments from its start
+ *                   plain size and SHA-256 equal the manifest's (a chunked file: each chunk against
+ *                   its own record, bound to its own key, then the whole file's size and SHA-256,
+ *                   every bad chunk named with its file); the WAL segments from its start
  *                   segment to its stop segment on its timeline are archived
  *   wal/...         every archived object (segments, partials, histories, backup histories) decodes
  *                   against its trailer; restore point objects ("<segment>.rp") are text lines
@@ -387,6 +389,7 @@ static void check_chunked(job *j)
                        rname(c), key, k, j->key, j->backup);
         } else {
             j->nproblems--; /* verified */
+            j->objects++;
             stored += info.header_size + info.payload_size + WV_OBJ_TRAILER_SIZE;
             plain += info.plain_size;
         }
@@ -405,10 +408,7 @@ static void check_chunked(job *j)
                 j->nproblems--;
         }
     }
-    if (j->nproblems == 0) {
-        j->objects = 1;
-        j->bytes = stored;
-    }
+    j->bytes = stored;
     wv_filter_chain_free(whole);
 }
 
