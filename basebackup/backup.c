@@ -7,7 +7,10 @@
  *   -> BASE_BACKUP: tar stream -> tar reader -> one job per regular file on the thread pool
  *      (sha256 + lz4 + object framing -> a sink per repository, committed with WV_PUT_NOSYNC);
  *      files of at most 1 MiB are gathered into bundles of 4 MiB, one job and one object each
- *      (every file in it a complete object of its own, back to back; see manifest.h)
+ *      (every file in it a complete object of its own, back to back; see manifest.h); files above
+ *      64 MiB are stored as chunks of 64 MiB, one job and one object each, in order, the whole
+ *      file's SHA-256 computed on this thread as the data arrives (restore then writes the chunks
+ *      of one file in parallel)
  *   -> wait for the jobs, wv_storage_flush -> wait until the WAL start..stop and the backup history
  *      file are archived -> read START/STOP TIME from the history file -> manifest (last, durable)
  *   -> remove the lock.
@@ -61,6 +64,28 @@ typedef struct chunk {
 
 #define BIG_FILE_BYTES (64ull * 1024 * 1024)
 
+/* Files larger than this are stored as chunks of this size, each an object of its own (manifest.h),
+ * so that restore writes one file with several jobs. WALVAULT_TEST_CHUNK_SIZE (bytes, at least
+ * 64 KiB; 0: never chunk) overrides it for tests, which need not write tables of 64 MiB. */
+#define CHUNK_FILE_BYTES (64ull * 1024 * 1024)
+
+/* A file stored as chunks: one file_job per chunk, in order; the manifest entry is written once
+ * every chunk is stored. Owned by the producer (while it receives the file) and by each chunk job
+ * not yet done; the last to let go frees it (all on the main thread). */
+typedef struct big_file {
+    char *path;
+    uint64_t size;
+    uint32_t mode;
+    int64_t mtime;
+    uint32_t nchunks, stored; /* chunks in all, chunks stored */
+    wv_manifest_chunk *chunks;
+    wv_filter *hash; /* the whole file's SHA-256, on the main thread as the data arrives */
+    uint8_t sha256[32];
+    int received_all; /* the producer is done: sha256 is set */
+    int refs;
+    int failed;
+} big_file;
+
 typedef struct file_job {
     struct backup_ctx *ctx;
     char *path;    /* manifest path: pgdata/... or tblspc/<oid>/... */
@@ -83,6 +108,10 @@ typedef struct file_job {
     uint8_t sha256[32];
     uint64_t plain_size;
     uint64_t stored_size;
+    /* a chunk of a big file: chunk `index`, at `offset` in it */
+    big_file *big;
+    uint32_t index;
+    uint64_t offset;
 } file_job;
 
 typedef struct backup_ctx {
@@ -97,6 +126,8 @@ typedef struct backup_ctx {
     wv_tar_reader *tar;
     char *prefix; /* "pgdata" or "tblspc/<oid>" of the current archive */
     file_job *cur;
+    big_file *big;         /* the file being received is stored as chunks (cur: its chunk) */
+    uint64_t chunk_size;   /* CHUNK_FILE_BYTES, or the test override; 0 = never */
     wv_bundle_out *bundle; /* filling */
     int in_bundle;         /* the current tar member goes into it */
     uint32_t nbundles;
@@ -277,12 +308,69 @@ out:
     return rc;
 }
 
+static void big_release(big_file *b)
+{
+    if (!b || --b->refs > 0)
+        return;
+    wv_filter_chain_free(b->hash);
+    free(b->chunks);
+    free(b->path);
+    free(b);
+}
+
+/* Main thread: once every chunk is stored and the whole file received, its manifest entry. */
+static void big_record(backup_ctx *ctx, big_file *b)
+{
+    if (b->failed || !b->received_all || b->stored != b->nchunks)
+        return;
+    wv_manifest_entry e = {.type = WV_MANIFEST_FILE,
+                           .path = b->path,
+                           .size = b->size,
+                           .mode = b->mode,
+                           .mtime = b->mtime,
+                           .nchunks = b->nchunks,
+                           .chunks = b->chunks};
+    for (uint32_t k = 0; k < b->nchunks; k++)
+        e.stored_size += b->chunks[k].stored_size;
+    memcpy(e.sha256, b->sha256, 32);
+    wv_err me;
+    if (wv_manifest_writer_add(ctx->mw, &e, &me) < 0)
+        wv_parallel_cancel(ctx->par, &me);
+}
+
+/* Main thread: a stored chunk of a big file. */
+static void chunk_done(file_job *j, int rc)
+{
+    big_file *b = j->big;
+    if (rc == 0 && j->plain_size == j->received && j->received == j->size) {
+        wv_manifest_chunk *c = &b->chunks[j->index];
+        c->offset = j->offset;
+        c->length = j->plain_size;
+        c->stored_size = j->stored_size;
+        memcpy(c->sha256, j->sha256, 32);
+        b->stored++;
+        big_record(j->ctx, b);
+    } else {
+        if (rc == 0) {
+            wv_err e;
+            wv_err_set(&e, WV_EINTERNAL,
+                       "\"%s\": chunk %" PRIu32 ": stored %" PRIu64 " bytes, received %" PRIu64,
+                       b->path, j->index, j->plain_size, j->received);
+            wv_parallel_cancel(j->ctx->par, &e);
+        }
+        b->failed = 1;
+    }
+    big_release(b);
+}
+
 /* Main thread: record the finished file in the manifest. */
 static void job_done(void *arg, int rc, const wv_err *jerr)
 {
     file_job *j = arg;
     backup_ctx *ctx = j->ctx;
-    if (rc == 0) {
+    if (j->big) {
+        chunk_done(j, rc);
+    } else if (rc == 0) {
         if (j->plain_size != j->received) {
             wv_err e;
             wv_err_set(&e, WV_EINTERNAL, "\"%s\": stored %" PRIu64 " bytes, received %" PRIu64,
@@ -373,15 +461,23 @@ static int bundle_add(backup_ctx *ctx, const char *path, uint64_t size, uint32_t
     return 0;
 }
 
-static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t mode,
-                      int64_t mtime, wv_err *err)
+static int start_job(backup_ctx *ctx, const char *path, uint64_t size, uint32_t mode, int64_t mtime,
+                     big_file *big, uint32_t index, uint64_t offset, wv_err *err)
 {
-    if (size <= WV_BUNDLE_FILE_MAX)
-        return bundle_add(ctx, path, size, mode, mtime, err);
     file_job *j = wv_xcalloc(1, sizeof(*j));
     j->ctx = ctx;
     j->path = wv_xstrdup(path);
-    j->key = wv_xasprintf("backup/%s/%s", ctx->id, path);
+    if (big) {
+        wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = path};
+        char key[1200];
+        wv_manifest_chunk_key(ctx->id, &e, index, key, sizeof(key));
+        j->key = wv_xstrdup(key);
+        j->big = big;
+        j->index = index;
+        j->offset = offset;
+    } else {
+        j->key = wv_xasprintf("backup/%s/%s", ctx->id, path);
+    }
     j->size = size;
     j->mode = mode;
     j->mtime = mtime;
@@ -391,8 +487,12 @@ static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t
         job_free(j);
         return wv_err_set(err, WV_EPG, "the server sent a file with an unusable name \"%s\"", path);
     }
+    if (big)
+        big->refs++; /* before submitting: done may run inside the submit */
     int rc = wv_parallel_submit(ctx->par, job_run, job_done, j, err);
     if (rc < 0) {
+        if (big)
+            big->refs--;
         job_free(j);
         return rc;
     }
@@ -400,14 +500,71 @@ static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t
     return 0;
 }
 
+/* The next chunk of the big file being received: chunk k starts at k * chunk_size. */
+static int next_chunk(backup_ctx *ctx, uint32_t k, wv_err *err)
+{
+    big_file *b = ctx->big;
+    uint64_t off = (uint64_t)k * ctx->chunk_size;
+    uint64_t len = b->size - off < ctx->chunk_size ? b->size - off : ctx->chunk_size;
+    return start_job(ctx, b->path, len, b->mode, b->mtime, b, k, off, err);
+}
+
+static int start_file(backup_ctx *ctx, const char *path, uint64_t size, uint32_t mode,
+                      int64_t mtime, wv_err *err)
+{
+    if (size <= WV_BUNDLE_FILE_MAX)
+        return bundle_add(ctx, path, size, mode, mtime, err);
+    if (ctx->chunk_size == 0 || size == UINT64_MAX || size <= ctx->chunk_size)
+        return start_job(ctx, path, size, mode, mtime, NULL, 0, 0, err);
+    if (!wv_manifest_path_valid(path))
+        return wv_err_set(err, WV_EPG, "the server sent a file with an unusable name \"%s\"", path);
+    big_file *b = wv_xcalloc(1, sizeof(*b));
+    b->path = wv_xstrdup(path);
+    b->size = size;
+    b->mode = mode;
+    b->mtime = mtime;
+    b->nchunks = (uint32_t)((size + ctx->chunk_size - 1) / ctx->chunk_size);
+    b->chunks = wv_xcalloc(b->nchunks, sizeof(*b->chunks));
+    b->hash = wv_sha256_filter_new(wv_filter_discard_new());
+    b->refs = 1; /* the producer's */
+    ctx->big = b;
+    return next_chunk(ctx, 0, err);
+}
+
+/* Producer: let go of the big file being received (done, or given up). */
+static void big_drop(backup_ctx *ctx)
+{
+    big_file *b = ctx->big;
+    ctx->big = NULL;
+    big_release(b);
+}
+
+/* Producer: the current chunk of the big file is complete; start the next one. */
+static int chunk_end(backup_ctx *ctx, wv_err *err)
+{
+    file_job *j = ctx->cur;
+    uint32_t next = j->index + 1;
+    int rc = chan_push(ctx, j, NULL, err);
+    ctx->cur = NULL; /* the job owns itself now; job_done frees it */
+    if (rc == 0 && next < ctx->big->nchunks)
+        rc = next_chunk(ctx, next, err);
+    return rc;
+}
+
 static int file_data(backup_ctx *ctx, const uint8_t *buf, size_t len, wv_err *err)
 {
     if (ctx->in_bundle)
         return wv_bundle_out_append(ctx->bundle, buf, len, err);
-    file_job *j = ctx->cur;
-    if (!j)
-        return wv_err_set(err, WV_EINTERNAL, "file data without a file");
+    int rc;
+    if (ctx->big && (rc = wv_filter_write(ctx->big->hash, buf, len, err)) < 0)
+        return rc;
+    if (!ctx->cur)
+        return ctx->big ? wv_err_set(err, WV_EPG, "\"%s\": more data than its size", ctx->big->path)
+                        : wv_err_set(err, WV_EINTERNAL, "file data without a file");
     while (len > 0) {
+        file_job *j = ctx->cur;
+        if (!j)
+            return wv_err_set(err, WV_EPG, "\"%s\": more data than its size", ctx->big->path);
         if (!j->pending.data) {
             uint64_t left = j->size - j->received;
             size_t cap = left < CHUNK ? (size_t)left : CHUNK;
@@ -424,12 +581,30 @@ static int file_data(backup_ctx *ctx, const uint8_t *buf, size_t len, wv_err *er
         j->received += n;
         buf += n;
         len -= n;
-        if (j->pending.len == j->pending.cap) {
-            int rc = chan_push(ctx, j, &j->pending, err);
-            if (rc < 0)
-                return rc;
-        }
+        if (j->pending.len == j->pending.cap && (rc = chan_push(ctx, j, &j->pending, err)) < 0)
+            return rc;
+        if (ctx->big && j->received == j->size && (rc = chunk_end(ctx, err)) < 0)
+            return rc;
     }
+    return 0;
+}
+
+/* Producer: the whole big file was received (every chunk job has its data). */
+static int big_end(backup_ctx *ctx, wv_err *err)
+{
+    big_file *b = ctx->big;
+    if (ctx->cur) {
+        uint64_t got = ctx->cur->offset + ctx->cur->received;
+        return wv_err_set(err, WV_EPG, "\"%s\": received %" PRIu64 " of %" PRIu64 " bytes", b->path,
+                          got, b->size);
+    }
+    int rc = wv_filter_finish(b->hash, err);
+    if (rc < 0)
+        return rc;
+    wv_sha256_filter_digest(b->hash, b->sha256);
+    b->received_all = 1;
+    big_record(ctx, b);
+    big_drop(ctx);
     return 0;
 }
 
@@ -439,6 +614,8 @@ static int end_file(backup_ctx *ctx, wv_err *err)
         ctx->in_bundle = 0;
         return wv_bundle_out_end(ctx->bundle, err);
     }
+    if (ctx->big)
+        return big_end(ctx, err);
     file_job *j = ctx->cur;
     int rc = 0;
     if (!j)
@@ -487,7 +664,7 @@ static int tar_begin(void *arg, const wv_tar_entry *e, wv_err *err)
 static int tar_data(void *arg, const uint8_t *buf, size_t len, wv_err *err)
 {
     backup_ctx *ctx = arg;
-    return ctx->cur || ctx->in_bundle ? file_data(ctx, buf, len, err) : 0;
+    return ctx->cur || ctx->in_bundle || ctx->big ? file_data(ctx, buf, len, err) : 0;
 }
 
 static int tar_end(void *arg, wv_err *err)
@@ -1025,6 +1202,18 @@ static int stream_backup(backup_ctx *ctx, wv_pgconn *conn, const wv_pgrepl_backu
     int rc = wv_manifest_writer_new(NULL, &ctx->mw, err);
     if (rc < 0)
         return rc;
+    ctx->chunk_size = CHUNK_FILE_BYTES;
+    const char *cs = getenv("WALVAULT_TEST_CHUNK_SIZE");
+    if (cs && *cs) {
+        char *cend;
+        unsigned long long v = strtoull(cs, &cend, 10);
+        if (*cend || (v != 0 && v < 64 * 1024))
+            return wv_err_set(err, WV_EUSAGE,
+                              "WALVAULT_TEST_CHUNK_SIZE \"%s\" is not 0 or a number of bytes of "
+                              "at least 65536",
+                              cs);
+        ctx->chunk_size = v;
+    }
     int workers = ctx->cfg->process_max > 0 ? ctx->cfg->process_max : 2;
     if ((rc = wv_parallel_new(workers, workers * 2 + 2, &ctx->par, err)) < 0)
         return rc;
@@ -1045,6 +1234,7 @@ static int stream_backup(backup_ctx *ctx, wv_pgconn *conn, const wv_pgrepl_backu
             chan_abort(ctx->cur);
             ctx->cur = NULL;
         }
+        big_drop(ctx);
         if (ctx->tar) {
             wv_tar_reader_free(ctx->tar);
             ctx->tar = NULL;

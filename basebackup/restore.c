@@ -12,8 +12,10 @@
  * the tablespace locations and --tablespace-map, what --delta may replace) happens before the
  * first byte is written, and before --dry-run returns: a dry run refuses what the real run would.
  * Files are fetched in parallel, each verified against the manifest's SHA-256, without an fsync
- * each; one syncfs per file system at the end. Recovery settings go into postgresql.auto.conf,
- * then recovery.signal is created last.
+ * each; one syncfs per file system at the end. A file stored as chunks is created at its final
+ * size (posix_fallocate) and its chunks are written in parallel jobs at their offsets, each
+ * verified against its own digest before the file is renamed into place. Recovery settings go
+ * into postgresql.auto.conf, then recovery.signal is created last.
  *
  * Confinement: the repository is less trusted than this host, so nothing a manifest says can
  * reach outside the targets (PGDATA and each tablespace location). Every write goes through the
@@ -675,52 +677,76 @@ typedef int (*fill_fn)(void *arg, wv_filter *dest, wv_err *err);
  * and the recorded mtime, renamed over the final name (which replaces a link, never follows it).
  * No fsync: restore syncs each file system at the end. On failure the temp file is removed.
  */
+/* A temporary file being written beneath a target (see write_confined). */
+typedef struct confined_file {
+    int dfd, fd;
+    char *tmp;        /* its name in dfd */
+    const char *base; /* the final name in dfd */
+    char *shown;      /* for messages */
+} confined_file;
+
+/* Open the directory of manifest path beneath its target and create the temp file in it. */
+static int confined_create(restore_ctx *c, const char *path, confined_file *cf, wv_err *err)
+{
+    int rootfd = -1, rc;
+    const char *rel = "";
+    *cf = (confined_file){.dfd = -1, .fd = -1};
+    if ((rc = resolve_target(c, path, &rootfd, &rel, err)) != 0)
+        return rc;
+    cf->shown = display_path(c, path);
+    if (!*rel)
+        return wv_err_set(err, WV_ECORRUPT, "manifest of backup %s: file \"%s\" is a target itself",
+                          c->b->h.id, path);
+    rc = wv_dirfd_open_parent(rootfd, root_name(c, path), rel, WV_DIRFD_CREATE,
+                              wv_pg_dir_mode(0, c->group), &cf->dfd, &cf->base, err);
+    if (rc != 0)
+        return rc;
+    cf->tmp = wv_temp_path_for(cf->base);
+    cf->fd = openat(cf->dfd, cf->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (cf->fd < 0)
+        return wv_err_errno(err, WV_EIO, errno, "could not create a temporary file for \"%s\"",
+                            cf->shown);
+    return 0;
+}
+
+/* Give the filled temp file PostgreSQL's mode and the recorded mtime and rename it over the final
+ * name (rc == 0), or remove it (rc != 0, or a step failing); then release cf. */
+static int confined_finish(restore_ctx *c, confined_file *cf, uint32_t mode, int64_t mtime, int rc,
+                           wv_err *err)
+{
+    if (cf->fd >= 0) {
+        struct timespec ts[2] = {{.tv_sec = (time_t)mtime}, {.tv_sec = (time_t)mtime}};
+        if (rc == 0 && fchmod(cf->fd, wv_pg_file_mode(mode, c->group)) != 0)
+            rc = wv_err_errno(err, WV_EIO, errno, "could not chmod \"%s\"", cf->shown);
+        if (rc == 0)
+            futimens(cf->fd, ts);
+        if (close(cf->fd) != 0 && rc == 0)
+            rc = wv_err_errno(err, WV_EIO, errno, "could not close \"%s\"", cf->shown);
+        if (rc == 0 && renameat(cf->dfd, cf->tmp, cf->dfd, cf->base) != 0)
+            rc = wv_err_errno(err, WV_EIO, errno, "could not rename a temporary file to \"%s\"",
+                              cf->shown);
+        if (rc != 0)
+            unlinkat(cf->dfd, cf->tmp, 0);
+    }
+    free(cf->tmp);
+    if (cf->dfd >= 0)
+        close(cf->dfd);
+    free(cf->shown);
+    *cf = (confined_file){.dfd = -1, .fd = -1};
+    return rc;
+}
+
 static int write_confined(restore_ctx *c, const char *path, uint32_t mode, int64_t mtime,
                           fill_fn fill, void *arg, wv_err *err)
 {
-    int rootfd = -1, dfd = -1, rc;
-    const char *rel = "", *base;
-    if ((rc = resolve_target(c, path, &rootfd, &rel, err)) != 0)
-        return rc;
-    char *shown = display_path(c, path);
-    if (!*rel) {
-        rc = wv_err_set(err, WV_ECORRUPT, "manifest of backup %s: file \"%s\" is a target itself",
-                        c->b->h.id, path);
-        free(shown);
-        return rc;
-    }
-    rc = wv_dirfd_open_parent(rootfd, root_name(c, path), rel, WV_DIRFD_CREATE,
-                              wv_pg_dir_mode(0, c->group), &dfd, &base, err);
-    if (rc != 0) {
-        free(shown);
-        return rc;
-    }
-    char *tmp = wv_temp_path_for(base);
-    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc =
-            wv_err_errno(err, WV_EIO, errno, "could not create a temporary file for \"%s\"", shown);
-    } else {
-        wv_filter *dest = wv_filter_fd_new(fd);
+    confined_file cf;
+    int rc = confined_create(c, path, &cf, err);
+    if (rc == 0) {
+        wv_filter *dest = wv_filter_fd_new(cf.fd);
         rc = fill(arg, dest, err);
         wv_filter_chain_free(dest);
-        struct timespec ts[2] = {{.tv_sec = (time_t)mtime}, {.tv_sec = (time_t)mtime}};
-        if (rc == 0 && fchmod(fd, wv_pg_file_mode(mode, c->group)) != 0)
-            rc = wv_err_errno(err, WV_EIO, errno, "could not chmod \"%s\"", shown);
-        if (rc == 0)
-            futimens(fd, ts);
-        if (close(fd) != 0 && rc == 0)
-            rc = wv_err_errno(err, WV_EIO, errno, "could not close \"%s\"", shown);
-        if (rc == 0 && renameat(dfd, tmp, dfd, base) != 0)
-            rc = wv_err_errno(err, WV_EIO, errno, "could not rename a temporary file to \"%s\"",
-                              shown);
-        if (rc != 0)
-            unlinkat(dfd, tmp, 0);
     }
-    free(tmp);
-    close(dfd);
-    free(shown);
-    return rc;
+    return confined_finish(c, &cf, mode, mtime, rc, err);
 }
 
 typedef struct object_fill {
@@ -861,6 +887,228 @@ static void file_job_done(void *arg, int rc, const wv_err *err)
     free(j);
 }
 
+/* ---- chunked files: created at their final size, chunks written in parallel at their offsets */
+
+/* A terminal filter writing at increasing offsets of a file shared with other writers. */
+typedef struct pwrite_filter {
+    wv_filter base;
+    int fd;
+    uint64_t off;
+    const char *shown;
+} pwrite_filter;
+
+static int pwrite_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    pwrite_filter *p = (pwrite_filter *)f;
+    while (len > 0) {
+        ssize_t n = pwrite(p->fd, buf, len, (off_t)p->off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return wv_err_errno(err, WV_EIO, n < 0 ? errno : ENOSPC, "could not write \"%s\"",
+                                p->shown);
+        buf += n;
+        len -= (size_t)n;
+        p->off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int pwrite_finish(wv_filter *f, wv_err *err)
+{
+    (void)f;
+    (void)err;
+    return 0;
+}
+
+static void pwrite_free(wv_filter *f)
+{
+    (void)f; /* lives on its writer's stack */
+}
+
+static const wv_filter_ops pwrite_ops = {
+    .name = "pwrite", .write = pwrite_write, .finish = pwrite_finish, .free = pwrite_free};
+
+/* A file stored as chunks. Its temp file is created (at its final size) before any chunk job
+ * runs; each chunk job writes its range, verified against the chunk's SHA-256 and bound to its
+ * own key; once every chunk is in, the file gets its mode and mtime and is renamed into place.
+ * The whole file's SHA-256 is not recomputed: the chunk list tiles the file exactly (checked by
+ * the manifest reader) and is covered by the manifest's own digest just as the whole-file digest
+ * is, so verified chunks prove the content (basebackup verify checks the whole digest too).
+ * Owned by the submitter and each chunk job not yet done (main thread only). */
+typedef struct chunked {
+    restore_ctx *c;
+    char *path, *ref;
+    wv_manifest_chunk *chunks;
+    uint32_t nchunks;
+    uint64_t size;
+    uint32_t mode;
+    int64_t mtime;
+    uint8_t sha256[32];
+    confined_file cf;
+    int refs, failed, reused;
+} chunked;
+
+typedef struct chunk_rjob {
+    chunked *f;
+    uint32_t k;
+} chunk_rjob;
+
+static void chunked_free(chunked *f)
+{
+    free(f->path);
+    free(f->ref);
+    free(f->chunks);
+    free(f);
+}
+
+/* Create the temp file beneath its target at its final size. */
+static int chunked_open(chunked *f, wv_err *err)
+{
+    int rc = confined_create(f->c, f->path, &f->cf, err);
+    if (rc != 0 || f->size == 0)
+        return rc;
+    int e = posix_fallocate(f->cf.fd, 0, (off_t)f->size);
+    if (e == EOPNOTSUPP || e == EINVAL || e == ENOSYS)
+        e = ftruncate(f->cf.fd, (off_t)f->size) == 0 ? 0 : errno;
+    if (e != 0)
+        return wv_err_errno(err, WV_EIO, e, "could not allocate %" PRIu64 " bytes for \"%s\"",
+                            f->size, f->cf.shown);
+    return 0;
+}
+
+/* Fetch chunk k into its range of the temp file, verified against the manifest. */
+static int restore_chunk(chunked *f, uint32_t k, wv_err *err)
+{
+    restore_ctx *c = f->c;
+    const wv_manifest_chunk *ch = &f->chunks[k];
+    wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = f->path, .ref = f->ref};
+    char key[1200];
+    wv_manifest_chunk_key(c->b->h.id, &e, k, key, sizeof(key));
+    wv_source *src = NULL;
+    int rc = wv_storage_get_open(c->st, key, 0, -1, &src, err);
+    if (rc == 0) {
+        pwrite_filter pf = {
+            .base = {.ops = &pwrite_ops}, .fd = f->cf.fd, .off = ch->offset, .shown = f->cf.shown};
+        /* bound to its own key (a chunk swapped with another is refused), never more than its length */
+        wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT, .key = key, .max_plain = ch->length};
+        wv_obj_info info;
+        rc = wv_object_read_opts(src, &pf.base, &o, &info, err);
+        if (rc != 0)
+            wv_err_context(err, wv_storage_name(c->st), key);
+        else if (memcmp(info.sha256, ch->sha256, 32) != 0 || info.plain_size != ch->length)
+            rc = wv_err_set(err, WV_ECORRUPT,
+                            "%s: \"%s\" does not match the backup manifest (size or SHA-256)",
+                            wv_storage_name(c->st), key);
+    }
+    wv_source_close(src);
+    if (rc != 0) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof(err->msg) - n, " (chunk %" PRIu32 " of \"%s\")", k, f->path);
+    }
+    return rc;
+}
+
+/* Let go of f; the last one renames the complete file into place (or removes the temp file). */
+static void chunked_release(chunked *f)
+{
+    if (--f->refs > 0)
+        return;
+    restore_ctx *c = f->c;
+    wv_err e;
+    wv_err_clear(&e);
+    int rc = confined_finish(c, &f->cf, f->mode, f->mtime, f->failed ? WV_EINTERRUPTED : 0, &e);
+    if (rc == 0) {
+        c->files++;
+        c->bytes += f->size;
+    } else if (!f->failed) {
+        wv_parallel_cancel(c->par, &e);
+    }
+    chunked_free(f);
+}
+
+static int chunk_rjob_run(void *arg, wv_err *err)
+{
+    chunk_rjob *j = arg;
+    return restore_chunk(j->f, j->k, err);
+}
+
+static void chunk_rjob_done(void *arg, int rc, const wv_err *err)
+{
+    chunk_rjob *j = arg;
+    (void)err;
+    if (rc != 0)
+        j->f->failed = 1;
+    chunked_release(j->f);
+    free(j);
+}
+
+/* --delta: one job per file, which keeps a file that already holds the content, else writes
+ * every chunk in order. */
+static int chunked_delta_run(void *arg, wv_err *err)
+{
+    chunked *f = arg;
+    if (same_content(f->c, f->path, f->size, f->sha256)) {
+        f->reused = 1;
+        return 0;
+    }
+    int rc = chunked_open(f, err);
+    for (uint32_t k = 0; rc == 0 && k < f->nchunks; k++)
+        rc = restore_chunk(f, k, err);
+    return confined_finish(f->c, &f->cf, f->mode, f->mtime, rc, err);
+}
+
+static void chunked_delta_done(void *arg, int rc, const wv_err *err)
+{
+    chunked *f = arg;
+    (void)err;
+    if (rc == 0) {
+        f->c->files++;
+        f->c->bytes += f->size;
+        f->c->reused += f->reused;
+    }
+    chunked_free(f);
+}
+
+static int submit_chunked(restore_ctx *c, const wv_manifest_entry *e, wv_err *err)
+{
+    chunked *f = wv_xcalloc(1, sizeof(*f));
+    f->c = c;
+    f->path = wv_xstrdup(e->path);
+    f->ref = e->ref ? wv_xstrdup(e->ref) : NULL;
+    f->chunks = wv_xmalloc(e->nchunks * sizeof(*f->chunks));
+    memcpy(f->chunks, e->chunks, e->nchunks * sizeof(*f->chunks));
+    f->nchunks = e->nchunks;
+    f->size = e->size;
+    f->mode = e->mode;
+    f->mtime = e->mtime;
+    memcpy(f->sha256, e->sha256, 32);
+    f->cf = (confined_file){.dfd = -1, .fd = -1};
+    if (c->o->delta)
+        return wv_parallel_submit(c->par, chunked_delta_run, chunked_delta_done, f, err);
+    int rc = chunked_open(f, err);
+    if (rc != 0) {
+        confined_finish(c, &f->cf, f->mode, f->mtime, rc, err);
+        chunked_free(f);
+        return rc;
+    }
+    f->refs = 1; /* this submitter's */
+    for (uint32_t k = 0; k < f->nchunks; k++) {
+        chunk_rjob *j = wv_xcalloc(1, sizeof(*j));
+        j->f = f;
+        j->k = k;
+        f->refs++; /* before submitting: done may run inside the submit */
+        if ((rc = wv_parallel_submit(c->par, chunk_rjob_run, chunk_rjob_done, j, err)) < 0) {
+            f->refs--;
+            f->failed = 1;
+            free(j);
+            break;
+        }
+    }
+    chunked_release(f);
+    return rc;
+}
+
 static int pass_files(void *arg, const wv_manifest_entry *e, wv_err *err)
 {
     restore_ctx *c = arg;
@@ -870,6 +1118,8 @@ static int pass_files(void *arg, const wv_manifest_entry *e, wv_err *err)
         wv_bundle_set_add(&c->bundles, c->b->h.id, e);
         return 0;
     }
+    if (e->nchunks)
+        return submit_chunked(c, e, err);
     file_job *j = wv_xcalloc(1, sizeof(*j));
     j->c = c;
     char key[300];

@@ -723,8 +723,15 @@ static int manifest_entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
     sync_ctx *c = arg;
     if (e->type != WV_MANIFEST_FILE)
         return 0;
-    char key[300];
+    char key[1200];
     int64_t off, len;
+    /* a chunked file: each chunk is an object of its own, checked against its own digest */
+    for (uint32_t k = 0; k < e->nchunks; k++) {
+        wv_manifest_chunk_key(c->backup_id, e, k, key, sizeof(key));
+        int rc = submit(c, key, OBJ_FRAMED, e->chunks[k].stored_size, e->chunks[k].sha256, err);
+        if (rc < 0 || k + 1 == e->nchunks)
+            return rc;
+    }
     wv_manifest_file_object(c->backup_id, e, key, sizeof(key), &off, &len);
     if (!e->bundle)
         return submit(c, key, OBJ_FRAMED, e->stored_size, e->sha256, err);

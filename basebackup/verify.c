@@ -4,7 +4,9 @@
  * For every configured repository (or only [repoN]):
  *   backup/<id>/    every complete backup (or only --backup ID): the manifest parses and its end
  *                   line matches; every file it names exists, decodes against its trailer, and its
- *                   plain size and SHA-256 equal the manifest's; the WAL segments from its start
+ *                   plain size and SHA-256 equal the manifest's (a chunked file: each chunk against
+ *                   its own record, bound to its own key, then the whole file's size and SHA-256,
+ *                   every bad chunk named with its file); the WAL segments from its start
  *                   segment to its stop segment on its timeline are archived
  *   wal/...         every archived object (segments, partials, histories, backup histories) decodes
  *                   against its trailer; restore point objects ("<segment>.rp") are text lines
@@ -145,7 +147,7 @@ static void problem(verify_ctx *c, const wv_err *e)
 }
 
 /* Prefix a storage or object-layer error with the repository and the key, unless it names them. */
-typedef enum { OBJ_FRAMED, OBJ_RP, OBJ_BUNDLE } obj_type;
+typedef enum { OBJ_FRAMED, OBJ_RP, OBJ_BUNDLE, OBJ_CHUNKED } obj_type;
 
 typedef struct job {
     verify_ctx *ctx;
@@ -164,6 +166,10 @@ typedef struct job {
     wv_err *problems;  /* OBJ_BUNDLE: one per damaged file */
     size_t nproblems;
     uint64_t objects; /* OBJ_BUNDLE: files verified */
+    /* OBJ_CHUNKED: a file stored as chunks (key: its manifest path) */
+    char *ref;
+    wv_manifest_chunk *chunks;
+    uint32_t nchunks;
 } job;
 
 /* A restore point object: lines "LSN\tTIME_US\tNAME". */
@@ -307,6 +313,105 @@ static void check_bundle(job *j)
         j->bytes += j->bundle->m[i].stored_size;
 }
 
+/* Feeds the whole file's digest across its chunks (finishing one chunk finishes nothing). */
+typedef struct tee_filter {
+    wv_filter base;
+    wv_filter *hash;
+} tee_filter;
+
+static int tee_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    return wv_filter_write(((tee_filter *)f)->hash, buf, len, err);
+}
+
+static int tee_finish(wv_filter *f, wv_err *err)
+{
+    (void)f;
+    (void)err;
+    return 0;
+}
+
+static void tee_free(wv_filter *f)
+{
+    (void)f; /* on its user's stack */
+}
+
+static const wv_filter_ops tee_ops = {
+    .name = "tee", .write = tee_write, .finish = tee_finish, .free = tee_free};
+
+static wv_err *chunk_problem(job *j)
+{
+    j->problems = wv_xrealloc(j->problems, (j->nproblems + 1) * sizeof(*j->problems));
+    wv_err *p = &j->problems[j->nproblems++];
+    wv_err_clear(p);
+    return p;
+}
+
+/* A chunked file: every chunk decodes against its trailer, bound to its own key, with the
+ * manifest's length and SHA-256; then the whole file's size and SHA-256. Every damaged or missing
+ * chunk is reported, naming the file and the chunk. */
+static void check_chunked(job *j)
+{
+    verify_ctx *c = j->ctx;
+    wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = j->key, .ref = j->ref};
+    wv_filter *whole = wv_sha256_filter_new(wv_filter_discard_new());
+    uint64_t stored = 0, plain = 0;
+    for (uint32_t k = 0; k < j->nchunks; k++) {
+        const wv_manifest_chunk *ch = &j->chunks[k];
+        char key[1200];
+        wv_manifest_chunk_key(j->backup, &e, k, key, sizeof(key));
+        wv_source *src = NULL;
+        wv_err *p = chunk_problem(j);
+        int rc = wv_storage_get_open(c->repo->st, key, 0, -1, &src, p);
+        wv_obj_info info;
+        if (rc == 0) {
+            tee_filter tee = {.base = {.ops = &tee_ops}, .hash = whole};
+            wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT,
+                                 .key = key,
+                                 .max_plain = ch->length,
+                                 .unbound = &j->unbound};
+            rc = wv_object_read_opts(src, &tee.base, &o, &info, p);
+            wv_source_close(src);
+        }
+        if (rc == WV_ENOTFOUND) {
+            wv_err_set(p, WV_ECORRUPT,
+                       "%s: \"%s\" (chunk %" PRIu32 " of \"%s\") of backup %s: missing", rname(c),
+                       key, k, j->key, j->backup);
+        } else if (rc < 0) {
+            wv_err_context(p, rname(c), key);
+            size_t n = strlen(p->msg);
+            snprintf(p->msg + n, sizeof(p->msg) - n, " (chunk %" PRIu32 " of \"%s\" of backup %s)",
+                     k, j->key, j->backup);
+        } else if (info.plain_size != ch->length || memcmp(info.sha256, ch->sha256, 32) != 0) {
+            wv_err_set(p, WV_ECORRUPT,
+                       "%s: \"%s\" (chunk %" PRIu32 " of \"%s\") of backup %s: size or checksum "
+                       "mismatch with the manifest",
+                       rname(c), key, k, j->key, j->backup);
+        } else {
+            j->nproblems--; /* verified */
+            j->objects++;
+            stored += info.header_size + info.payload_size + WV_OBJ_TRAILER_SIZE;
+            plain += info.plain_size;
+        }
+    }
+    if (j->nproblems == 0) {
+        uint8_t got[32];
+        wv_err *p = chunk_problem(j);
+        if (wv_filter_finish(whole, p) == 0) {
+            wv_sha256_filter_digest(whole, got);
+            if (plain != j->size || memcmp(got, j->sha256, 32) != 0)
+                wv_err_set(p, WV_ECORRUPT,
+                           "%s: \"%s\" of backup %s: its chunks verify, but the whole file's size "
+                           "or SHA-256 does not match the manifest",
+                           rname(c), j->key, j->backup);
+            else
+                j->nproblems--;
+        }
+    }
+    j->bytes = stored;
+    wv_filter_chain_free(whole);
+}
+
 static int job_run(void *arg, wv_err *err)
 {
     job *j = arg;
@@ -315,6 +420,8 @@ static int job_run(void *arg, wv_err *err)
         check_rp(j);
     else if (j->type == OBJ_BUNDLE)
         check_bundle(j);
+    else if (j->type == OBJ_CHUNKED)
+        check_chunked(j);
     else
         check_framed(j);
     return 0;
@@ -330,7 +437,7 @@ static void job_done(void *arg, int rc, const wv_err *err)
         problem(c, err);
     else if (j->problem.code)
         problem(c, &j->problem);
-    else if (j->type == OBJ_BUNDLE) {
+    else if (j->type == OBJ_BUNDLE || j->type == OBJ_CHUNKED) {
         for (size_t i = 0; i < j->nproblems; i++)
             problem(c, &j->problems[i]);
         c->objects += j->objects;
@@ -344,6 +451,8 @@ static void job_done(void *arg, int rc, const wv_err *err)
     free(j->backup);
     wv_bundle_free(j->bundle);
     free(j->problems);
+    free(j->ref);
+    free(j->chunks);
     free(j);
 }
 
@@ -414,6 +523,27 @@ static int manifest_entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
         /* a bundle is checked whole, once the manifest has named every file in it */
         wv_bundle_set_add(&c->bundles, c->backup_id, e);
         return 0;
+    }
+    if (e->nchunks) {
+        job *j = wv_xcalloc(1, sizeof(*j));
+        j->ctx = c;
+        j->key = wv_xstrdup(e->path);
+        j->what = wv_xstrdup(e->path);
+        j->length = -1;
+        j->type = OBJ_CHUNKED;
+        j->backup = wv_xstrdup(c->backup_id);
+        j->expect = 1;
+        j->size = e->size;
+        memcpy(j->sha256, e->sha256, 32);
+        j->ref = e->ref ? wv_xstrdup(e->ref) : NULL;
+        j->chunks = wv_xmalloc(e->nchunks * sizeof(*j->chunks));
+        memcpy(j->chunks, e->chunks, e->nchunks * sizeof(*j->chunks));
+        j->nchunks = e->nchunks;
+        wv_err_clear(&j->problem);
+        int rc = wv_parallel_submit(c->par, job_run, job_done, j, err);
+        if (rc < 0)
+            job_done(j, 0, NULL);
+        return rc;
     }
     char key[300];
     int64_t off, len;

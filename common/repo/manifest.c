@@ -91,6 +91,39 @@ void wv_manifest_file_object(const char *id, const wv_manifest_entry *e, char *k
     }
 }
 
+void wv_manifest_chunk_key(const char *id, const wv_manifest_entry *e, uint32_t k, char *out,
+                           size_t outlen)
+{
+    snprintf(out, outlen, "backup/%s/chunk/%s/%" PRIu32, e->ref ? e->ref : id, e->path, k);
+}
+
+const char *wv_manifest_chunks_check(const wv_manifest_chunk *c, uint32_t n, uint64_t size,
+                                     uint64_t stored_size)
+{
+    uint64_t pos = 0, stored = 0;
+    if (n == 0 || n > WV_MANIFEST_CHUNKS_MAX)
+        return "a chunk count out of range";
+    for (uint32_t k = 0; k < n; k++) {
+        if (c[k].length == 0)
+            return "an empty chunk";
+        if (c[k].offset < pos)
+            return "overlapping chunks";
+        if (c[k].offset > pos)
+            return "a gap between chunks";
+        if (c[k].offset > size || c[k].length > size - c[k].offset)
+            return "a chunk past the end of the file";
+        if (stored + c[k].stored_size < stored)
+            return "stored sizes beyond 2^64";
+        pos += c[k].length;
+        stored += c[k].stored_size;
+    }
+    if (pos != size)
+        return "chunk lengths that do not add up to the file's size";
+    if (stored != stored_size)
+        return "chunk stored sizes that do not add up to the file's stored-size";
+    return NULL;
+}
+
 void wv_manifest_key(const char *id, char *out, size_t outlen)
 {
     snprintf(out, outlen, "backup/%s/%s", id, WV_MANIFEST_NAME);
@@ -121,6 +154,7 @@ struct wv_manifest_writer {
     FILE *spool;
     wv_manifest_totals totals;
     wv_buf line;
+    int chunked; /* a chunked file was added: version 3 */
 };
 
 int wv_manifest_writer_new(const char *tmpdir, wv_manifest_writer **out, wv_err *err)
@@ -209,7 +243,22 @@ static int format_entry(wv_buf *b, const wv_manifest_entry *e, wv_err *err)
             wv_buf_printf(b, " ref=%s", e->ref);
         if (e->bundle)
             wv_buf_printf(b, " bundle=%" PRIu32 " offset=%" PRIu64, e->bundle, e->offset);
+        if (e->nchunks) {
+            const char *why = e->bundle ? "a chunked file in a bundle"
+                                        : wv_manifest_chunks_check(e->chunks, e->nchunks, e->size,
+                                                                   e->stored_size);
+            if (why)
+                return wv_err_set(err, WV_EUSAGE, "manifest: file \"%s\" has %s", e->path, why);
+            wv_buf_printf(b, " chunks=%" PRIu32, e->nchunks);
+        }
         wv_buf_append_str(b, "\n");
+        for (uint32_t k = 0; k < e->nchunks; k++) {
+            wv_hex_encode(e->chunks[k].sha256, 32, hex);
+            wv_buf_printf(b,
+                          "chunk offset=%" PRIu64 " length=%" PRIu64
+                          " sha256=%s stored-size=%" PRIu64 "\n",
+                          e->chunks[k].offset, e->chunks[k].length, hex, e->chunks[k].stored_size);
+        }
         return 0;
     default:
         return wv_err_set(err, WV_EUSAGE, "manifest: unknown entry type %d", (int)e->type);
@@ -226,6 +275,8 @@ int wv_manifest_writer_add(wv_manifest_writer *w, const wv_manifest_entry *e, wv
         return wv_err_errno(err, WV_EIO, errno, "could not write the manifest spool file");
     switch (e->type) {
     case WV_MANIFEST_FILE:
+        if (e->nchunks)
+            w->chunked = 1;
         w->totals.files++;
         w->totals.size += e->size;
         w->totals.stored_size += e->stored_size;
@@ -243,10 +294,10 @@ int wv_manifest_writer_add(wv_manifest_writer *w, const wv_manifest_entry *e, wv
     return 0;
 }
 
-static void format_header(wv_buf *b, const wv_manifest_header *h)
+static void format_header(wv_buf *b, const wv_manifest_header *h, int version)
 {
     char a[WV_LSN_LEN], c[WV_LSN_LEN], d[WV_LSN_LEN];
-    wv_buf_printf(b, "walvault-manifest version=%d\n", WV_MANIFEST_VERSION);
+    wv_buf_printf(b, "walvault-manifest version=%d\n", version);
     wv_buf_append_str(b, "backup");
     field_str(b, "id", h->id);
     field_str(b, "label", h->label ? h->label : "");
@@ -280,7 +331,8 @@ int wv_manifest_writer_finish(wv_manifest_writer *w, const wv_manifest_header *h
         return wv_err_set(err, WV_EINTERNAL, "manifest: could not start SHA-256");
     }
     wv_buf b = WV_BUF_INIT;
-    format_header(&b, h);
+    /* Without chunked files the manifest is what version 2 readers understand. */
+    format_header(&b, h, w->chunked ? WV_MANIFEST_VERSION : 2);
     EVP_DigestUpdate(md, b.data, b.len);
     if ((rc = wv_filter_write(out, b.data, b.len, err)) < 0)
         goto out;
@@ -347,7 +399,24 @@ struct wv_manifest_reader {
     int failed;
     field f[MAX_FIELDS];
     int nf;
+    /* a chunked file record waiting for its chunk records */
+    int pending;
+    wv_manifest_entry pe;
+    char *pe_path, *pe_ref;
+    wv_manifest_chunk *pc;
+    uint32_t npc;
 };
+
+static void pending_clear(wv_manifest_reader *r)
+{
+    free(r->pe_path);
+    free(r->pe_ref);
+    free(r->pc);
+    r->pe_path = r->pe_ref = NULL;
+    r->pc = NULL;
+    r->npc = 0;
+    r->pending = 0;
+}
 
 wv_manifest_reader *wv_manifest_reader_new(const char *name, wv_manifest_header *h,
                                            wv_manifest_entry_cb cb, void *arg)
@@ -381,6 +450,7 @@ void wv_manifest_reader_free(wv_manifest_reader *r)
     if (!r)
         return;
     clear_fields(r);
+    pending_clear(r);
     wv_buf_free(&r->line);
     EVP_MD_CTX_free(r->md);
     free(r->name);
@@ -648,6 +718,15 @@ static int parse_entry(wv_manifest_reader *r, const char *type, wv_err *err)
                                e.offset, e.stored_size);
                 e.bundle = (uint32_t)u;
             }
+            if (r->h->version >= 3 && get(r, "chunks")) {
+                if ((rc = need_u64(r, type, "chunks", UINT32_MAX, &u, err)) < 0)
+                    return rc;
+                if (u == 0 || u > WV_MANIFEST_CHUNKS_MAX)
+                    return bad(r, err, "bad chunk count %" PRIu64 " of \"%s\"", u, e.path);
+                if (e.bundle)
+                    return bad(r, err, "chunked file \"%s\" in a bundle", e.path);
+                e.nchunks = (uint32_t)u;
+            }
             if (r->counted.size + e.size < r->counted.size ||
                 r->counted.stored_size + e.stored_size < r->counted.stored_size)
                 return bad(r, err, "the sizes of the files add up to more than 2^64 bytes");
@@ -660,11 +739,60 @@ static int parse_entry(wv_manifest_reader *r, const char *type, wv_err *err)
     }
     if ((rc = no_extra(r, type, err)) < 0)
         return rc;
+    if (e.nchunks) { /* delivered once its chunk records are in */
+        r->pending = 1;
+        r->pe = e;
+        r->pe_path = wv_xstrdup(e.path);
+        r->pe_ref = e.ref ? wv_xstrdup(e.ref) : NULL;
+        r->pe.path = r->pe_path;
+        r->pe.ref = r->pe_ref;
+        r->pc = wv_xcalloc(e.nchunks, sizeof(*r->pc));
+        r->npc = 0;
+        return 0;
+    }
     if (r->cb && (rc = r->cb(r->arg, &e, err)) < 0) {
         r->failed = 1;
         return rc;
     }
     return 0;
+}
+
+/* A "chunk" record of the pending chunked file; the file is delivered after its last one. */
+static int parse_chunk(wv_manifest_reader *r, const char *type, wv_err *err)
+{
+    wv_manifest_chunk *c = &r->pc[r->npc];
+    const char *v;
+    int rc;
+    if ((rc = need_u64(r, type, "offset", INT64_MAX, &c->offset, err)) < 0 ||
+        (rc = need_u64(r, type, "length", INT64_MAX, &c->length, err)) < 0 ||
+        (rc = need_u64(r, type, "stored-size", INT64_MAX, &c->stored_size, err)) < 0 ||
+        (rc = need(r, type, "sha256", &v, err)) < 0)
+        return rc;
+    if (strlen(v) != 64 || wv_hex_decode(v, c->sha256, 32) < 0)
+        return bad(r, err, "bad sha256 \"%.70s\"", v);
+    if ((rc = no_extra(r, type, err)) < 0)
+        return rc;
+    /* checked as they arrive, so the message names the first bad chunk */
+    uint64_t expect = r->npc ? r->pc[r->npc - 1].offset + r->pc[r->npc - 1].length : 0;
+    const char *why = c->length == 0       ? "an empty chunk"
+                      : c->offset < expect ? "overlapping chunks"
+                      : c->offset > expect ? "a gap between chunks"
+                      : c->offset > r->pe.size || c->length > r->pe.size - c->offset
+                          ? "a chunk past the end of the file"
+                          : NULL;
+    if (why)
+        return bad(r, err, "chunk %" PRIu32 " of \"%s\": %s", r->npc, r->pe_path, why);
+    if (++r->npc < r->pe.nchunks)
+        return 0;
+    why = wv_manifest_chunks_check(r->pc, r->npc, r->pe.size, r->pe.stored_size);
+    if (why)
+        return bad(r, err, "chunks of \"%s\": %s", r->pe_path, why);
+    r->pe.chunks = r->pc;
+    rc = r->cb ? r->cb(r->arg, &r->pe, err) : 0;
+    pending_clear(r);
+    if (rc < 0)
+        r->failed = 1;
+    return rc;
 }
 
 static int parse_line(wv_manifest_reader *r, char *line, size_t len, wv_err *err)
@@ -761,6 +889,12 @@ static int parse_line(wv_manifest_reader *r, char *line, size_t len, wv_err *err
             return bad(r, err, "stop time is before start time");
         break;
     case R_BODY:
+        if (r->pending) {
+            if (strcmp(type, "chunk") != 0)
+                return bad(r, err, "file \"%s\" announces %" PRIu32 " chunks, %" PRIu32 " follow",
+                           r->pe_path, r->pe.nchunks, r->npc);
+            return parse_chunk(r, type, err);
+        }
         if (strcmp(type, "totals") == 0) {
             wv_manifest_totals *d = &r->declared;
             if ((rc = need_u64(r, type, "files", UINT64_MAX, &d->files, err)) < 0 ||

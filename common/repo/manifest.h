@@ -4,7 +4,9 @@
  * Object key: backup/<id>/backup.manifest (WV_MANIFEST_NAME), stored plain (UTF-8 text, not framed),
  * committed only after every file object and the WAL the backup needs are durable.
  *
- * Format, version 2 (version 1 lacks bundles; both are read): one record per line, "\n"-terminated. A record is a type word followed by
+ * Format, version 3 (version 2 lacks chunks, version 1 bundles too; all three are read; a manifest
+ * without chunked files is still written as version 2): one record per line, "\n"-terminated. A
+ * record is a type word followed by
  * space-separated key=value fields. Values are percent-encoded: every byte outside 0x21..0x7e and
  * the bytes '%', '=' are written as %XX (uppercase hex); everything else is literal. Records, in
  * this order (keys within a record in any order; unknown keys and records are errors):
@@ -21,7 +23,8 @@
  *   dir       path=P mode=OCTAL mtime=EPOCH
  *   symlink   path=P target=TEXT mode=OCTAL mtime=EPOCH
  *   file      path=P size=DEC mode=OCTAL mtime=EPOCH sha256=64HEX stored-size=DEC [ref=ID]
- *             [bundle=DEC offset=DEC]
+ *             [bundle=DEC offset=DEC] [chunks=DEC]
+ *   chunk     offset=DEC length=DEC sha256=64HEX stored-size=DEC     (version 3; see below)
  *   totals    files=DEC dirs=DEC symlinks=DEC tablespaces=DEC size=DEC stored-size=DEC
  *   end       sha256=64HEX       (SHA-256 of every byte of the manifest before this line)
  *
@@ -32,6 +35,16 @@
  * With bundle=N (N >= 1) it is instead the stored-size bytes at offset of the object
  * backup/<ref or id>/bundle/<N>: small files are stored many to an object (one request instead of
  * one per file on an object store), each still a complete framed object of its own, back to back.
+ * With chunks=N (N >= 1, never with bundle) the file is stored as N objects of its own, chunk k
+ * (0-based) being backup/<ref or id>/chunk/<P>/<k>, and exactly N "chunk" records follow the file
+ * record at once, in order: chunk k holds the plain bytes [offset, offset + length) of the file,
+ * sha256 their digest, stored-size its object's size. The reader refuses a chunk list that does
+ * not tile the file exactly (a gap, an overlap, an empty chunk, a chunk past the size, lengths not
+ * summing to the size, stored sizes not summing to the file's stored-size, a count other than N).
+ * Each chunk object is bound to its own key, so a chunk swapped with another is refused on read.
+ * The file's sha256 stays the digest of the whole content (verify checks it); restore checks each
+ * chunk against its digest: the chunk list is covered by the manifest's "end" digest like the
+ * file's digest, so the verified chunks prove the content as well as the whole digest would.
  * sha256 is the digest of the plain content; stored-size the object's size in the repository.
  * "pgdata/backup_label" and "pgdata/backup_manifest" (PostgreSQL's own manifest) are ordinary files.
  *
@@ -48,10 +61,11 @@
 #include "pipeline/filter.h"
 #include "storage/storage.h"
 
-#define WV_MANIFEST_VERSION  2
-#define WV_MANIFEST_NAME     "backup.manifest"
-#define WV_MANIFEST_ID_MAX   64
-#define WV_MANIFEST_LINE_MAX (64 * 1024)
+#define WV_MANIFEST_VERSION    3
+#define WV_MANIFEST_CHUNKS_MAX 65536 /* chunks of one file */
+#define WV_MANIFEST_NAME       "backup.manifest"
+#define WV_MANIFEST_ID_MAX     64
+#define WV_MANIFEST_LINE_MAX   (64 * 1024)
 
 typedef struct wv_manifest_header {
     int version;
@@ -82,6 +96,12 @@ typedef enum wv_manifest_type {
     WV_MANIFEST_TABLESPACE,
 } wv_manifest_type;
 
+typedef struct wv_manifest_chunk {
+    uint64_t offset, length; /* plain bytes [offset, offset + length) of the file */
+    uint64_t stored_size;
+    uint8_t sha256[32]; /* of those plain bytes */
+} wv_manifest_chunk;
+
 typedef struct wv_manifest_entry {
     wv_manifest_type type;
     const char *path;   /* tablespace: NULL */
@@ -95,6 +115,8 @@ typedef struct wv_manifest_entry {
     const char *ref;      /* file: backup id holding the object, NULL = this backup */
     uint32_t bundle;      /* file: 0 = an object of its own; N = inside bundle N, at offset */
     uint64_t offset;
+    uint32_t nchunks;                /* file: 0 = not chunked; else the chunk list */
+    const wv_manifest_chunk *chunks; /* tiles [0, size) in order (checked by the reader) */
 } wv_manifest_entry;
 
 /* Release the strings of a header (not the struct). */
@@ -152,6 +174,15 @@ void wv_manifest_key(const char *id, char *out, size_t outlen);
 
 /* The key of bundle n of backup id: backup/<id>/bundle/<n>. */
 void wv_manifest_bundle_key(const char *id, uint32_t n, char *out, size_t outlen);
+
+/* The key of chunk k of chunked file entry e of backup id: backup/<ref or id>/chunk/<path>/<k>. */
+void wv_manifest_chunk_key(const char *id, const wv_manifest_entry *e, uint32_t k, char *out,
+                           size_t outlen);
+
+/* Whether a chunk list tiles [0, size) exactly, its stored sizes summing to stored_size: NULL if
+ * so, else what is wrong (a static string). */
+const char *wv_manifest_chunks_check(const wv_manifest_chunk *c, uint32_t n, uint64_t size,
+                                     uint64_t stored_size);
 
 /* Where the stored object of file entry e of backup id is: its key, and the byte range in it
  * (*offset, *length; 0 and -1 for an object of its own). */

@@ -450,6 +450,11 @@ ratio("basebackup backup / pg_basebackup -Ft client-lz4", ("backup", "bb_backup"
 ratio("basebackup backup / pgbackrest backup", ("backup", "bb_backup"), ("backup", "pgbr_backup"), 0.6)
 ratio("basebackup restore / pgbackrest restore", ("restore", "bb_restore"),
       ("restore", "pgbr_restore"), 0.6)
+ratio("basebackup restore / cp -a + sync", ("restore", "bb_restore"), ("restore", "cp_restore"), 1.2)
+# the same rounds side by side: each round runs both, so its ratio shares that round's load
+pr = [a / b for a, b in zip(rows[("restore", "bb_restore")]["wall"],
+                            rows[("restore", "cp_restore")]["wall"])]
+print("  %-52s %s" % ("  per round", " ".join("%.2fx" % x for x in pr)))
 ratio("replay wal-fetch / replay cp", ("replay", "wv_replay"), ("replay", "cp_replay"), 1.2)
 for k, what in ((("backup", "bb_backup"), "backup"), (("restore", "bb_restore"), "restore")):
     big_rss = max(rows[k]["rss"])

@@ -44,6 +44,9 @@ static int entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
         FZ_CHECK(e->type != WV_MANIFEST_SYMLINK || (e->target && e->target[0]), "%s",
                  "symlink without target");
         FZ_CHECK(!e->ref || wv_manifest_id_valid(e->ref), "ref \"%s\"", e->ref);
+        FZ_CHECK(!e->nchunks || (!e->bundle && !wv_manifest_chunks_check(e->chunks, e->nchunks,
+                                                                         e->size, e->stored_size)),
+                 "a chunk list that does not tile \"%s\" handed out", e->path);
     }
     EVP_DigestUpdate(s->md, &e->type, sizeof(e->type));
     hash_str(s->md, e->path);
@@ -53,6 +56,9 @@ static int entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
                     e->stored_size, e->bundle, e->offset};
     EVP_DigestUpdate(s->md, v, sizeof(v));
     EVP_DigestUpdate(s->md, e->sha256, 32);
+    EVP_DigestUpdate(s->md, &e->nchunks, sizeof(e->nchunks));
+    if (e->nchunks)
+        EVP_DigestUpdate(s->md, e->chunks, e->nchunks * sizeof(*e->chunks));
     if (s->w) {
         int rc = wv_manifest_writer_add(s->w, e, err);
         FZ_CHECK(rc == 0, "an entry the reader accepts is refused by the writer: %s", err->msg);

@@ -61,14 +61,20 @@ def parse_manifest(path):
     lines = data.split(b"\n")
     assert lines[-1] == b"", "manifest must end with a newline"
     lines = lines[:-1]
-    assert lines[0] == b"walvault-manifest version=2"
+    # version 3 when a file is stored as chunks, else version 2
+    assert lines[0] in (b"walvault-manifest version=2", b"walvault-manifest version=3")
     end = lines[-1].decode()
     body = b"\n".join(lines[:-1]) + b"\n"
     assert end == "end sha256=" + hashlib.sha256(body).hexdigest()
     header, entries, tablespaces = {}, {}, {}
+    last = None
     for raw in lines[1:-1]:
         parts = raw.decode().split(" ")
         rec = {k: urllib.parse.unquote(v) for k, v in (p.split("=", 1) for p in parts[1:])}
+        if parts[0] == "chunk":  # a chunk of the file record before it
+            last.setdefault("chunk_list", []).append(rec)
+            continue
+        last = rec
         if parts[0] in ("file", "dir", "symlink"):
             rec["type"] = parts[0]
             assert rec["path"] not in entries, "duplicate path " + rec["path"]
@@ -91,13 +97,28 @@ def object_bytes(repo, bid, path):
         return f.read(int(e["stored-size"]))
 
 
-def read_object(repo, bid, path):
-    """Plain content of a stored backup file: strip header and trailer, undo lz4."""
-    raw = object_bytes(repo, bid, path)
+def plain_of(raw):
+    """Strip an object's header and trailer, undo lz4."""
     payload = raw[obj_header_len(raw):len(raw) - OBJ_TRAILER]
     if payload[:4] == b"\x04\x22\x4d\x18":
         return lz4.frame.decompress(payload)
     return payload
+
+
+def read_object(repo, bid, path):
+    """Plain content of a stored backup file (its chunks in order, for a chunked file)."""
+    _, entries, _ = parse_manifest(manifest_path(repo, bid))
+    chunks = entries[path].get("chunk_list")
+    if chunks:
+        assert len(chunks) == int(entries[path]["chunks"])
+        out = b""
+        for k, c in enumerate(chunks):
+            key = os.path.join(repo.path, "backup", bid, "chunk", path, str(k))
+            data = plain_of(open(key, "rb").read())
+            assert len(data) == int(c["length"]) and int(c["offset"]) == len(out)
+            out += data
+        return out
+    return plain_of(object_bytes(repo, bid, path))
 
 
 def archiving_cluster(pg_factory, wv, repo, name="pg", archive_command=None):

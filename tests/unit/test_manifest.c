@@ -231,8 +231,8 @@ typedef struct {
 static const bad_case bad_cases[] = {
     {"walvault-manifest version=2", "something-else version=2", 1, WV_ECORRUPT,
      "line 1: not a walvault backup manifest"},
-    {"walvault-manifest version=2", "walvault-manifest version=3", 1, WV_EFORMAT,
-     "format version 3, this program understands up to 2"},
+    {"walvault-manifest version=2", "walvault-manifest version=4", 1, WV_EFORMAT,
+     "format version 4, this program understands up to 3"},
     /* version 1 has no bundles */
     {"walvault-manifest version=2", "walvault-manifest version=1", 1, WV_ECORRUPT,
      "unknown key \"bundle\" in \"file\""},
@@ -415,13 +415,224 @@ static void test_callback_error(void **state)
     wv_buf_free(&text);
 }
 
+/* ---- chunked files (version 3) ------------------------------------------------------------- */
+
+static const wv_manifest_chunk good_chunks[3] = {
+    {.offset = 0, .length = 1000, .stored_size = 100, .sha256 = {1}},
+    {.offset = 1000, .length = 1000, .stored_size = 200, .sha256 = {2}},
+    {.offset = 2000, .length = 500, .stored_size = 50, .sha256 = {3}},
+};
+
+static int write_chunked(const wv_manifest_chunk *c, uint32_t n, uint64_t size, uint64_t stored,
+                         wv_buf *out, wv_err *err)
+{
+    wv_manifest_header h;
+    fill_header(&h);
+    wv_manifest_writer *w;
+    assert_int_equal(wv_manifest_writer_new(NULL, &w, err), 0);
+    wv_manifest_entry e = {.type = WV_MANIFEST_FILE,
+                           .path = "pgdata/base/5/16384",
+                           .size = size,
+                           .mode = 0600,
+                           .mtime = 7,
+                           .stored_size = stored,
+                           .nchunks = n,
+                           .chunks = c};
+    e.sha256[0] = 0xab;
+    wv_manifest_entry small = {.type = WV_MANIFEST_FILE,
+                               .path = "pgdata/PG_VERSION",
+                               .size = 3,
+                               .mode = 0600,
+                               .stored_size = 60};
+    int rc = wv_manifest_writer_add(w, &e, err);
+    if (rc == 0)
+        assert_int_equal(wv_manifest_writer_add(w, &small, err), 0);
+    if (rc == 0) {
+        wv_filter *f = wv_filter_buf_new(out);
+        assert_int_equal(wv_manifest_writer_finish(w, &h, f, err), 0);
+        wv_filter_chain_free(f);
+    }
+    wv_manifest_writer_free(w);
+    wv_manifest_header_free(&h);
+    return rc;
+}
+
+typedef struct chunk_seen {
+    int files;
+    wv_manifest_chunk c[4];
+    uint32_t n;
+    uint64_t size;
+} chunk_seen;
+
+static int collect_chunks(void *arg, const wv_manifest_entry *e, wv_err *err)
+{
+    chunk_seen *s = arg;
+    (void)err;
+    s->files++;
+    if (e->nchunks) {
+        assert_true(e->nchunks <= 4);
+        memcpy(s->c, e->chunks, e->nchunks * sizeof(*e->chunks));
+        s->n = e->nchunks;
+        s->size = e->size;
+        assert_string_equal(e->path, "pgdata/base/5/16384");
+    }
+    return 0;
+}
+
+static void test_chunks_round_trip(void **state)
+{
+    (void)state;
+    wv_buf text = WV_BUF_INIT;
+    wv_err err;
+    assert_int_equal(write_chunked(good_chunks, 3, 2500, 350, &text, &err), 0);
+    const char *t = wv_buf_cstr(&text);
+    assert_non_null(strstr(t, "walvault-manifest version=3\n"));
+    assert_non_null(strstr(t, " chunks=3\nchunk offset=0 length=1000 sha256=01"));
+    wv_manifest_header h;
+    chunk_seen s = {0};
+    wv_manifest_totals tot;
+    assert_int_equal(
+        wv_manifest_parse(text.data, text.len, "m", &h, collect_chunks, &s, &tot, &err), 0);
+    assert_int_equal(h.version, 3);
+    assert_int_equal(s.files, 2);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.size, 2500);
+    assert_memory_equal(s.c, good_chunks, sizeof(good_chunks));
+    assert_int_equal(tot.stored_size, 410);
+    wv_manifest_header_free(&h);
+    /* a manifest without chunked files stays version 2 */
+    wv_buf v2 = WV_BUF_INIT;
+    write_manifest(&v2);
+    assert_non_null(strstr(wv_buf_cstr(&v2), "walvault-manifest version=2\n"));
+    wv_buf_free(&v2);
+    /* chunk keys */
+    wv_manifest_entry e = {.type = WV_MANIFEST_FILE, .path = "pgdata/base/5/16384.1"};
+    char key[300];
+    wv_manifest_chunk_key("B1", &e, 7, key, sizeof(key));
+    assert_string_equal(key, "backup/B1/chunk/pgdata/base/5/16384.1/7");
+    e.ref = "B0";
+    wv_manifest_chunk_key("B1", &e, 0, key, sizeof(key));
+    assert_string_equal(key, "backup/B0/chunk/pgdata/base/5/16384.1/0");
+    wv_buf_free(&text);
+}
+
+static void test_chunks_writer_rejects(void **state)
+{
+    (void)state;
+    wv_manifest_chunk c[3];
+    wv_err err;
+    wv_buf text = WV_BUF_INIT;
+    memcpy(c, good_chunks, sizeof(c));
+    c[1].offset = 999; /* overlap */
+    assert_int_equal(write_chunked(c, 3, 2500, 350, &text, &err), WV_EUSAGE);
+    assert_non_null(strstr(err.msg, "overlapping chunks"));
+    memcpy(c, good_chunks, sizeof(c));
+    assert_int_equal(write_chunked(c, 3, 2501, 350, &text, &err), WV_EUSAGE);
+    assert_non_null(strstr(err.msg, "do not add up to the file's size"));
+    assert_int_equal(write_chunked(c, 3, 2500, 351, &text, &err), WV_EUSAGE);
+    assert_non_null(strstr(err.msg, "stored-size"));
+    assert_int_equal(write_chunked(c, 3, 2400, 350, &text, &err), WV_EUSAGE);
+    assert_non_null(strstr(err.msg, "past the end"));
+    c[2].offset = 2001;
+    assert_int_equal(write_chunked(c, 3, 2501, 350, &text, &err), WV_EUSAGE);
+    assert_non_null(strstr(err.msg, "a gap"));
+    assert_int_equal(text.len, 0);
+    /* the checker alone */
+    assert_null(wv_manifest_chunks_check(good_chunks, 3, 2500, 350));
+    assert_non_null(wv_manifest_chunks_check(good_chunks, 0, 0, 0));
+    wv_manifest_chunk empty = {.offset = 0, .length = 0};
+    assert_non_null(strstr(wv_manifest_chunks_check(&empty, 1, 0, 0), "empty"));
+    wv_manifest_chunk far = {.offset = UINT64_MAX - 5, .length = 10};
+    assert_non_null(wv_manifest_chunks_check(&far, 1, 100, 0));
+}
+
+static const bad_case chunk_cases[] = {
+    /* overlapping ranges */
+    {"chunk offset=1000 length=1000", "chunk offset=900 length=1000", 1, WV_ECORRUPT,
+     "chunk 1 of \"pgdata/base/5/16384\": overlapping chunks"},
+    /* a gap */
+    {"chunk offset=1000 length=1000", "chunk offset=1100 length=1000", 1, WV_ECORRUPT,
+     "chunk 1 of \"pgdata/base/5/16384\": a gap between chunks"},
+    /* lengths not summing to the size */
+    {"chunk offset=2000 length=500", "chunk offset=2000 length=499", 1, WV_ECORRUPT,
+     "do not add up to the file's size"},
+    /* past the size */
+    {"chunk offset=2000 length=500", "chunk offset=2000 length=501", 1, WV_ECORRUPT,
+     "chunk 2 of \"pgdata/base/5/16384\": a chunk past the end of the file"},
+    {"chunk offset=0 length=1000", "chunk offset=0 length=3000", 1, WV_ECORRUPT,
+     "chunk 0 of \"pgdata/base/5/16384\": a chunk past the end of the file"},
+    {"chunk offset=0 length=1000", "chunk offset=0 length=0", 1, WV_ECORRUPT, "an empty chunk"},
+    /* fewer chunk records than announced */
+    {"chunks=3", "chunks=4", 1, WV_ECORRUPT, "announces 4 chunks, 3 follow"},
+    /* more chunk records than announced */
+    {"chunks=3", "chunks=2", 1, WV_ECORRUPT, "do not add up to the file's size"},
+    {"chunks=3", "chunks=0", 1, WV_ECORRUPT, "bad chunk count 0"},
+    {"chunks=3", "chunks=65537", 1, WV_ECORRUPT, "bad chunk count 65537"},
+    {"stored-size=50\n", "stored-size=51\n", 1, WV_ECORRUPT,
+     "do not add up to the file's stored-size"},
+    {"chunk offset=0 length=1000 sha256=01", "chunk offset=0 length=1000 sha256=zz", 1, WV_ECORRUPT,
+     "bad sha256"},
+    {"chunk offset=0 length=1000", "chunk offset=0 length=1000 n=1", 1, WV_ECORRUPT,
+     "unknown key \"n\" in \"chunk\""},
+    /* version 2 knows no chunks */
+    {"walvault-manifest version=3", "walvault-manifest version=2", 1, WV_ECORRUPT,
+     "unknown key \"chunks\" in \"file\""},
+    /* a chunk list is covered by the end digest */
+    {"chunk offset=1000 length=1000 sha256=02", "chunk offset=1000 length=1000 sha256=03", 0,
+     WV_ECORRUPT, "checksum mismatch"},
+};
+
+static void test_chunks_malformed(void **state)
+{
+    (void)state;
+    wv_buf text = WV_BUF_INIT;
+    wv_err err;
+    assert_int_equal(write_chunked(good_chunks, 3, 2500, 350, &text, &err), 0);
+    const char *good = wv_buf_cstr(&text);
+    for (size_t i = 0; i < sizeof(chunk_cases) / sizeof(chunk_cases[0]); i++) {
+        const bad_case *c = &chunk_cases[i];
+        char *m = mutate(good, c->from, c->to, c->reseal);
+        wv_manifest_header h;
+        chunk_seen s = {0};
+        wv_err_clear(&err);
+        int rc = wv_manifest_parse(m, strlen(m), "backup/x/backup.manifest", &h, collect_chunks, &s,
+                                   NULL, &err);
+        if (rc != c->want_rc || !strstr(err.msg, c->want))
+            fail_msg("case %zu (%s -> %s): rc %d \"%s\", want %d \"%s\"", i, c->from, c->to, rc,
+                     err.msg, c->want_rc, c->want);
+        /* a refused chunk list never reaches the callback */
+        if (c->reseal)
+            assert_int_equal(s.n, 0);
+        wv_manifest_header_free(&h);
+        free(m);
+    }
+    /* a stray chunk record */
+    char *m = mutate(good, "file path=pgdata/PG_VERSION",
+                     "chunk offset=0 length=1 sha256="
+                     "0000000000000000000000000000000000000000000000000000000000000000"
+                     " stored-size=1\nfile path=pgdata/PG_VERSION",
+                     1);
+    wv_manifest_header h;
+    assert_int_equal(wv_manifest_parse(m, strlen(m), "m", &h, NULL, NULL, NULL, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "unknown record \"chunk\""));
+    wv_manifest_header_free(&h);
+    free(m);
+    wv_buf_free(&text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_writer_rejects),
-        cmocka_unit_test(test_malformed),      cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_callback_error), cmocka_unit_test(test_version1),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_writer_rejects),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_callback_error),
+        cmocka_unit_test(test_version1),
         cmocka_unit_test(test_file_object),
+        cmocka_unit_test(test_chunks_round_trip),
+        cmocka_unit_test(test_chunks_writer_rejects),
+        cmocka_unit_test(test_chunks_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
