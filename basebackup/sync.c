@@ -49,8 +49,7 @@
 #include "repo/backupset.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
-/* The tee below is a wv_source of its own (it wraps the source's reads). */
-#include "storage/driver.h"
+#include "repo/objcopy.h"
 #include "pg/walname.h"
 
 #define RP_MAX     (1024 * 1024) /* a restore point object is a few lines */
@@ -116,39 +115,6 @@ static void keyset_free(keyset *ks)
     free(ks->e);
     memset(ks, 0, sizeof(*ks));
 }
-
-/* ---- the tee source: reads from a source, writes every byte into a sink --------------------- */
-
-typedef struct tee_source {
-    wv_source base;
-    wv_source *in;
-    wv_sink *out;
-    int out_failed;
-    wv_err out_err;
-    uint64_t bytes;
-} tee_source;
-
-static int tee_read(wv_source *s, void *buf, size_t cap, size_t *got, wv_err *err)
-{
-    tee_source *t = (tee_source *)s;
-    int rc = wv_source_read(t->in, buf, cap, got, err);
-    if (rc < 0 || *got == 0)
-        return rc;
-    if ((rc = wv_sink_write(t->out, buf, *got, &t->out_err)) < 0) {
-        t->out_failed = 1;
-        *err = t->out_err;
-        return rc;
-    }
-    t->bytes += *got;
-    return 0;
-}
-
-static void tee_close(wv_source *s)
-{
-    (void)s; /* the owner closes the wrapped source and the sink */
-}
-
-static const wv_source_ops tee_ops = {.read = tee_read, .close = tee_close};
 
 /* ---- context and jobs ------------------------------------------------------------------------ */
 
@@ -462,8 +428,8 @@ static int copy_verified(job *j, wv_err *err)
         wv_err_context(err, to_name(c), j->key);
         goto out;
     }
-    tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
-    wv_err_clear(&tee.out_err);
+    wv_tee_source tee;
+    wv_tee_source_init(&tee, src, sink);
     wv_obj_info info;
     rc = check_stream(j, &tee.base, &info, err);
     if (rc < 0 && tee.out_failed) {
