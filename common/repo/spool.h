@@ -15,6 +15,10 @@
 #include "core/config.h"
 #include "core/error.h"
 
+/* The cluster directory's path only, nothing created (readers such as status). 0 or WV_ECONFIG. */
+int wv_spool_cluster_path(const wv_config *cfg, uint64_t system_id, char *out, size_t outlen,
+                          wv_err *err);
+
 int wv_spool_cluster_dir(const wv_config *cfg, uint64_t system_id, char *out, size_t outlen,
                          wv_err *err);
 
