@@ -578,7 +578,9 @@ static int settle(push *p, wv_err *err)
 {
     int req_failed = 0, ok = 0;
     for (int i = 0; i < p->ntg; i++) {
-        const target *t = &p->tg[i];
+        target *t = &p->tg[i];
+        wv_err_context(&t->err, p->cfg->repos[i].name,
+                       NULL); /* each failure names its repository */
         if (!t->err.code)
             ok++;
         else if (!p->cfg->repos[i].optional || t->err.code == WV_ECONFLICT)
