@@ -22,7 +22,7 @@ import pytest
 
 from ssh_server import SshServer, remote_helper  # noqa: F401 - fixture
 from test_offsite import Conf, batches_in, global_section, posix_section, start_primary
-from test_restore_pitr import Restorer, commit_batch, module_dir, take_backup
+from test_restore_pitr import Restorer, commit_batch, connstr, module_dir, take_backup
 from test_wal_push import _modified_copy
 from utils import make_pg_dir, run, wait_until
 
@@ -225,6 +225,19 @@ def test_ssh_repository_down_lags_and_catches_up(wv, basetemp, remote_helper):  
         js = json.loads(status(wv, conf, "--json").stdout)
         lag2 = [r for r in js["repositories"] if r["name"] == "repo2"][0]["lag"]
         assert lag2["files"] == len(lag_records(spool, "repo2")) and lag2["bytes"] > 0, lag2
+        # a backup now: written to repo1, repo2 skipped and named
+        res = run(wv.cmd("basebackup", "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                         config=conf.config), check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        m = re.search(r"^backup (\S+) complete", res.stdout, re.M)
+        assert m, res.stdout
+        skipped_id = m.group(1)
+        assert re.search(r"^backup %s skipped repo2 \(required = no, unreachable\)" % skipped_id,
+                         res.stdout, re.M), res.stdout
+        assert os.path.exists(os.path.join(r1, "backup", skipped_id, "backup.manifest"))
+        lj = json.loads(run(wv.cmd("basebackup", "list", "--json", "--repo", "1",
+                                   config=conf.config)).stdout)
+        assert skipped_id in json.dumps(lj)
         prom = os.path.join(d, "walvault.prom")
         status(wv, conf, "--prometheus", prom)
         text = open(prom).read()
@@ -233,6 +246,12 @@ def test_ssh_repository_down_lags_and_catches_up(wv, basetemp, remote_helper):  
 
         # back: repo2 catches up through the following pushes (backoff at most a few periods)
         srv.start()
+        # before the next push: the listing shows repo2's window ending at its own last segment
+        ls = run(wv.cmd("basebackup", "list", config=conf.config)).stdout
+        assert re.search(r"^  lagging: repo1 holds \d+ newer WAL segments? of timeline 1; this "
+                         r"repository's WAL ends at [0-9A-F]{24}", ls, re.M), ls
+        st = status(wv, conf, "--json")
+        assert st.returncode == 1, st.stdout
 
         def caught_up():
             nonlocal batch
@@ -247,6 +266,10 @@ def test_ssh_repository_down_lags_and_catches_up(wv, basetemp, remote_helper):  
         assert os.path.exists(os.path.join(r2, "wal", seg[:16], seg)), seg
         st = status(wv, conf)
         assert "lag:" not in st.stdout, st.stdout
+        lj = json.loads(run(wv.cmd("basebackup", "list", "--json", config=conf.config)).stdout)
+        repos = {r["repo"]: r for r in lj["repositories"]}
+        assert skipped_id not in json.dumps(repos["repo2"]), "a skipped backup listed in repo2"
+        assert "lagging" not in repos["repo2"], repos["repo2"]
         expected = batches_in(pg)
         assert pg.archiver_stats()["failed_count"] == 0
 
