@@ -49,7 +49,9 @@
 #include "repo/backupset.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
+#include "repo/lag.h"
 #include "repo/objcopy.h"
+#include "repo/spool.h"
 #include "pg/walname.h"
 
 #define RP_MAX     (1024 * 1024) /* a restore point object is a few lines */
@@ -638,6 +640,43 @@ out:
     return rc;
 }
 
+/* The lag records of the target in this host's spool (repo/lag.h) for files it holds now go: sync
+ * caught it up. Nothing is created; a spool that cannot be read is only a warning. */
+static void clear_lag_records(sync_ctx *c)
+{
+    char cdir[4096];
+    wv_err err;
+    wv_lag_list l;
+    wv_err_clear(&err);
+    /* the target's cluster is the source's (sync_info checked it, or copied the source's) */
+    if (c->dry_run || !c->from->have_info ||
+        wv_spool_cluster_path(c->cfg, c->from->info.system_id, cdir, sizeof(cdir), &err) != 0)
+        return;
+    const char *repo = c->to->rc->name;
+    if (wv_lag_load(cdir, "lag", repo, &l, &err) != 0) {
+        wv_log_err(&err);
+        return;
+    }
+    size_t cleared = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        char key[256];
+        wv_stat st;
+        if (wv_repo_wal_key(l.e[i].name, key, sizeof(key), &err) != 0 ||
+            wv_storage_stat(c->to->st, key, &st, &err) != 0 ||
+            wv_lag_remove(cdir, "lag", repo, l.e[i].name, &err) != 0) {
+            wv_err_clear(&err);
+            continue;
+        }
+        cleared++;
+    }
+    if (cleared == l.n)
+        wv_lag_backoff_clear(cdir, repo);
+    if (cleared)
+        wv_log_info("%s: %zu lag record%s cleared (the files are there now)", repo, cleared,
+                    cleared == 1 ? "" : "s");
+    wv_lag_list_free(&l);
+}
+
 /* ---- backups --------------------------------------------------------------------------------- */
 
 /* The ids of complete backups (those with a manifest) from a listing of backup/. */
@@ -944,6 +983,7 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
         goto out;
     if (!ctx.dry_run && (rc = wv_storage_flush(ctx.to->st, &err)) < 0)
         goto out;
+    clear_lag_records(&ctx); /* after the flush: what it clears is durable */
     {
         char sz[32];
         wv_human_bytes(ctx.copied_bytes, sz, sizeof(sz));

@@ -113,6 +113,20 @@ def test_optional_failure_recorded_backoff_then_caught_up(wv, two, wal_samples):
         assert open(dest, "rb").read() == open(s, "rb").read()
 
 
+def test_sync_clears_lag_records(wv, two, wal_samples):
+    root_owned_dir(two.r2)
+    conf = Conf(os.path.join(two.dir, "w.conf"),
+                [posix_section(two.r1, 1), optional(posix_section(two.r2, 2))],
+                spool_section(two.spool))
+    for s in wal_samples.a_segments[:2]:
+        assert wv.push(s, config=conf.config).returncode == 0
+    assert len(lag_records(two.spool, "repo2")) == 2
+    os.chown(two.r2, *(os.stat(two.r1)[4:6]))
+    res = run(wv.cmd("basebackup", "sync", "--from", "1", "--to", "2", config=conf.config))
+    assert "2 lag records cleared" in res.stderr, res.stdout + res.stderr
+    assert lag_records(two.spool, "repo2") == []
+
+
 def test_required_repository_down_fails(wv, two, wal_samples):
     root_owned_dir(two.r2)
     conf = Conf(os.path.join(two.dir, "w.conf"),
