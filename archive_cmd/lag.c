@@ -1,16 +1,23 @@
 /* lag.c - recording and catching up what `required = no` repositories lack (see lag.h). */
 #include "lag.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "core/buf.h"
+#include "core/fileio.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/units.h"
 #include "repo/lag.h"
 #include "repo/objcopy.h"
 #include "repo/repo.h"
+#include "repo/spool.h"
 
 int wv_push_has_optional(const wv_config *cfg)
 {
@@ -202,4 +209,100 @@ void wv_push_catch_up(const wv_config *cfg, const char *cluster_dir)
     }
     for (int i = 0; i < cfg->nrepos; i++)
         wv_repo_close(repos[i]);
+}
+
+/* .ready files in <dir of path>/archive_status; *self: the pushed file's own is among them. */
+static uint64_t count_ready(const char *path, const char *name, int *self)
+{
+    char *dir = wv_dirname_dup(path);
+    char st[4200], mine[128];
+    snprintf(st, sizeof(st), "%s/archive_status", dir);
+    snprintf(mine, sizeof(mine), "%s.ready", name);
+    free(dir);
+    uint64_t n = 0;
+    *self = 0;
+    DIR *d = opendir(st);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l > 6 && strcmp(de->d_name + l - 6, ".ready") == 0) {
+            n++;
+            if (strcmp(de->d_name, mine) == 0)
+                *self = 1;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int wv_push_queue_drop(const wv_config *cfg, const char *path, const char *name, uint64_t size,
+                       uint64_t segsize, uint64_t sysid, const wv_err *why)
+{
+    if (!cfg->archive_queue_max || !sysid)
+        return 0;
+    int self = 0;
+    uint64_t ready = count_ready(path, name, &self);
+    uint64_t queued = wv_lag_queue_bytes(ready, segsize, size, self);
+    if (!wv_lag_queue_exceeded(queued, cfg->archive_queue_max))
+        return 0;
+    char maxs[32], qs[32], msg[1024];
+    wv_human_bytes(cfg->archive_queue_max, maxs, sizeof(maxs));
+    wv_human_bytes(queued, qs, sizeof(qs));
+    snprintf(msg, sizeof(msg),
+             "archive_queue_max (%s) exceeded: WAL segment %s dropped without "
+             "archiving; point-in-time recovery across it is impossible until "
+             "the next base backup",
+             maxs, name);
+    int64_t now = (int64_t)time(NULL);
+    int recorded = 0;
+    /* the gap, recorded wherever it can be: the spool, and every repository that answers */
+    char cdir[4096];
+    wv_err e;
+    wv_err_clear(&e);
+    if (wv_spool_cluster_dir(cfg, sysid, cdir, sizeof(cdir), &e) == 0) {
+        wv_lag_entry le;
+        memset(&le, 0, sizeof(le));
+        snprintf(le.name, sizeof(le.name), "%s", name);
+        le.time = now;
+        le.size = size;
+        wv_lag_set_error(&le, why->msg);
+        if (wv_lag_add(cdir, "dropped", NULL, &le, &e) == 0)
+            recorded++;
+    }
+    if (e.code) {
+        wv_log_err(&e);
+        wv_err_clear(&e);
+    }
+    wv_buf text = WV_BUF_INIT;
+    char reason[1200], key[160];
+    snprintf(reason, sizeof(reason), "archive_queue_max (%s) exceeded with %s waiting; %s", maxs,
+             qs, why->msg);
+    wv_lag_gap_format(now, reason, &text);
+    snprintf(key, sizeof(key), "%s%s", WV_REPO_GAPS_PREFIX, name);
+    for (int i = 0; i < cfg->nrepos; i++) {
+        wv_repo *r = NULL;
+        int rc = wv_repo_open(&cfg->repos[i], &r, &e);
+        if (rc == 0)
+            rc = wv_storage_put_all(r->st, key, WV_PUT_NOREPLACE, text.data, text.len, &e);
+        if (rc == 0 || rc == WV_EEXIST)
+            recorded++;
+        else
+            wv_log_warn("%s: the gap of %s could not be recorded there: %s", cfg->repos[i].name,
+                        name, e.msg);
+        wv_err_clear(&e);
+        wv_repo_close(r);
+    }
+    wv_buf_free(&text);
+    if (!recorded) {
+        wv_log_error("archive_queue_max (%s) exceeded, but the gap of %s could not be recorded "
+                     "anywhere: not dropped",
+                     maxs, name);
+        return 0;
+    }
+    wv_log_err(why);
+    wv_log_error("%s", msg);
+    wv_notify(cfg, &(wv_notify_event){.event = "wal-drop", .ok = 0, .message = msg});
+    return 1;
 }

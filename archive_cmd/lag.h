@@ -39,4 +39,16 @@ void wv_push_lag_resolved(const char *cluster_dir, const wv_repo_config *rc, con
  * push: what could not be copied stays recorded (and is logged). */
 void wv_push_catch_up(const wv_config *cfg, const char *cluster_dir);
 
+/*
+ * archive_queue_max, the last resort: the push of segment `name` (path, size bytes, of cluster
+ * sysid) failed with `why`; if the WAL waiting to be archived (archive_status/\*.ready beside
+ * path, times the segment size, plus this file unless its .ready is counted) exceeds the limit,
+ * the segment is dropped: an error-level line, a notify event "wal-drop", a record
+ * <spool>/dropped/<name> and a gap object gaps/<name> in every reachable repository. Returns 1
+ * when dropped (the push reports success), 0 when not (below the limit, off, or no gap record
+ * could be written anywhere: then the push fails as it would have).
+ */
+int wv_push_queue_drop(const wv_config *cfg, const char *path, const char *name, uint64_t size,
+                       uint64_t segsize, uint64_t sysid, const wv_err *why);
+
 #endif

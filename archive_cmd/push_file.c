@@ -682,6 +682,15 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     p->t0 = wv_mono_s();
     wv_buf_init(&p->rps);
     int rc = push_run(p, err);
+    /* the last resort (archive_queue_max): a segment that cannot be archived while too much WAL
+     * waits is dropped, loudly; a conflict is never dropped */
+    if (rc != 0 && rc != WV_ECONFLICT && p->kind == WV_WALNAME_SEGMENT && p->wh.sysid &&
+        cfg->archive_queue_max &&
+        wv_push_queue_drop(cfg, path, p->name, (uint64_t)p->sb.st_size, p->wh.seg_size, p->wh.sysid,
+                           err) == 1) {
+        wv_err_clear(err);
+        rc = 0;
+    }
     push_free(p);
     free(p);
     return rc;

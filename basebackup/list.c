@@ -84,6 +84,9 @@ typedef struct listing {
     wv_retention_policy pol;
     wv_retention_result res; /* what keeps each backup (has_policy 0 without [retention]) */
     int have_res;
+    /* segments dropped by archive_queue_max (gaps/<name>), sorted */
+    char (*dropped)[WV_WALNAME_SEGMENT_LEN];
+    size_t ndropped;
     /* lagging: another repository holds newer segments of a timeline this one has */
     const char *ahead_repo;
     uint32_t ahead_tli;
@@ -93,6 +96,7 @@ typedef struct listing {
 
 static void listing_free(listing *l)
 {
+    free(l->dropped);
     if (l->have_res)
         wv_retention_result_free(&l->res);
     free(l->w);
@@ -100,6 +104,23 @@ static void listing_free(listing *l)
     wv_backupset_free(&l->bs);
     free(l->location);
     memset(l, 0, sizeof(*l));
+}
+
+static int dropped_cb(void *arg, const char *key, const wv_stat *st)
+{
+    listing *l = arg;
+    (void)st;
+    const char *name = key + strlen(WV_REPO_GAPS_PREFIX);
+    if (wv_walname_parse(name, NULL) != WV_WALNAME_SEGMENT || l->ndropped >= 4096)
+        return 0;
+    l->dropped = wv_xrealloc(l->dropped, (l->ndropped + 1) * sizeof(*l->dropped));
+    snprintf(l->dropped[l->ndropped++], sizeof(l->dropped[0]), "%s", name);
+    return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp((const char *)a + 8, (const char *)b + 8);
 }
 
 /* Read one repository: its identity, backups, archive inventory, recoverable windows and what
@@ -133,6 +154,10 @@ static int gather_listing(const wv_config *cfg, const wv_repo_config *rc, listin
         r = wv_recovery_windows(&facts, &l->w, &l->nw, err);
     if (r == 0 && !l->empty)
         l->ngaps = find_gaps(l->arch, l->gaps, 64);
+    if (r == 0 && !l->empty &&
+        (r = wv_storage_list(repo->st, WV_REPO_GAPS_PREFIX, dropped_cb, l, err)) == 0 &&
+        l->ndropped)
+        qsort(l->dropped, l->ndropped, sizeof(l->dropped[0]), name_cmp);
     if (r == 0 && !l->empty &&
         (r = wv_bb_retention_compute(cfg, rc, &l->bs, l->arch, wv_bb_now(), &l->pol, &l->res,
                                      err)) == 0)
@@ -277,6 +302,14 @@ static void render_json(const listing *l, int first, wv_buf *out)
     wv_json_string(out, l->name);
     wv_buf_append_str(out, ", \"location\": ");
     wv_json_string(out, l->location);
+    if (l->ndropped) {
+        wv_buf_append_str(out, ", \"dropped\": [");
+        for (size_t i = 0; i < l->ndropped; i++) {
+            wv_buf_append_str(out, i ? ", " : "");
+            wv_json_string(out, l->dropped[i]);
+        }
+        wv_buf_append_str(out, "]");
+    }
     if (l->ahead_repo) {
         wv_buf_append_str(out, ", \"lagging\": {\"behind\": ");
         wv_json_string(out, l->ahead_repo);
@@ -419,6 +452,11 @@ static void render_text(const listing *l, int first, wv_buf *out)
     }
     text_backups(&l->bs, &l->res, out);
     text_windows(l, out);
+    for (size_t i = 0; i < l->ndropped; i++)
+        wv_buf_printf(out,
+                      "  dropped by archive_queue_max: %s (never archived: point-in-time "
+                      "recovery across it is impossible)\n",
+                      l->dropped[i]);
     if (l->ahead_repo)
         wv_buf_printf(out,
                       "  lagging: %s holds %" PRIu64 " newer WAL segment%s of timeline %" PRIu32

@@ -120,6 +120,10 @@ typedef struct repo_status {
     int64_t lag_oldest_age; /* -1 unknown */
     int64_t lag_listing;
     char lag_ahead[16]; /* the repository the listing compares with */
+    /* segments dropped by archive_queue_max (gaps/<name>): how many, the newest */
+    size_t dropped;
+    char dropped_last[WV_WALNAME_SEGMENT_LEN];
+    char backup_start[WV_WALNAME_SEGMENT_LEN];
     int level;
     char problems[2048];
 } repo_status;
@@ -176,6 +180,13 @@ static int on_object(void *arg, const char *key, const wv_stat *st)
     const char *base = strrchr(key, '/');
     base = base ? base + 1 : key;
     wv_walname w;
+    if (strncmp(key, WV_REPO_GAPS_PREFIX, strlen(WV_REPO_GAPS_PREFIX)) == 0 &&
+        wv_walname_parse(base, &w) == WV_WALNAME_SEGMENT) {
+        r->dropped++;
+        if (strcmp(base + 8, r->dropped_last + (r->dropped_last[0] ? 8 : 0)) > 0)
+            snprintf(r->dropped_last, sizeof(r->dropped_last), "%s", base);
+        return 0;
+    }
     if (strncmp(key, "wal/", 4) == 0 && wv_walname_parse(base, &w) == WV_WALNAME_SEGMENT) {
         uint64_t segno = (uint64_t)w.log * a->segs_per_log + w.seg;
         if (!r->have_wal || st->mtime > r->wal_mtime ||
@@ -230,6 +241,7 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
             const wv_backup *b = &bs.b[bs.n - 1];
             r->have_backup = 1;
             snprintf(r->backup_id, sizeof(r->backup_id), "%s", b->h.id);
+            snprintf(r->backup_start, sizeof(r->backup_start), "%s", b->h.start_segment);
             r->backup_age = now - b->h.stop_time;
             r->backup_duration = b->h.stop_time - b->h.start_time;
             r->backup_size = b->totals.size;
@@ -426,6 +438,17 @@ static void judge(repo_status *r, const wv_config *cfg, const server_facts *sf)
     if (sf->up && sf->failed_count > 0 && sf->failing_since_success)
         problem(r, WARNING, "archive_command is failing (pg_stat_archiver: last failure %s at %s)",
                 sf->last_failed_wal, sf->last_failed_time);
+    if (r->dropped) {
+        /* critical until a base backup starts after the newest dropped segment */
+        int after = r->have_backup && strlen(r->backup_start) == strlen(r->dropped_last) &&
+                    strcmp(r->backup_start + 8, r->dropped_last + 8) > 0;
+        problem(r, after ? WARNING : CRITICAL,
+                "%zu WAL segment%s dropped by archive_queue_max (the newest %s): point-in-time "
+                "recovery across %s impossible%s",
+                r->dropped, r->dropped == 1 ? "" : "s", r->dropped_last,
+                r->dropped == 1 ? "it is" : "them is",
+                after ? "" : "; take a base backup to start a new window");
+    }
     judge_lag(r, cfg);
 }
 
@@ -556,6 +579,9 @@ static void render_text(const repo_status *rs, int n, const server_facts *sf, in
         } else {
             printf("  rpo:       unknown\n");
         }
+        if (r->dropped)
+            printf("  dropped:   %zu WAL segment%s by archive_queue_max, the newest %s\n",
+                   r->dropped, r->dropped == 1 ? "" : "s", r->dropped_last);
         if (r->leftovers)
             printf("  leftovers: %zu interrupted backup%s (the next backup removes them)\n",
                    r->leftovers, r->leftovers == 1 ? "" : "s");
@@ -647,7 +673,8 @@ static void render_json(const repo_status *rs, int n, const server_facts *sf, in
                 wv_buf_printf(&o, ", \"rpo_s\": %" PRId64, r->rpo);
             else
                 wv_buf_append_str(&o, ", \"rpo_s\": null");
-            wv_buf_printf(&o, ", \"leftovers\": %zu", r->leftovers);
+            wv_buf_printf(&o, ", \"leftovers\": %zu, \"dropped_segments\": %zu", r->leftovers,
+                          r->dropped);
         }
         wv_buf_append_str(&o, ", \"problems\": ");
         wv_json_string(&o, r->problems);
@@ -712,6 +739,7 @@ static int write_prometheus(const char *path, const repo_status *rs, int n, cons
     FAM("walvault_rpo_seconds", "Estimated recovery point objective");
     FAM("walvault_recovery_window_end_seconds", "Last reachable commit (seconds since the epoch)");
     FAM("walvault_leftover_backups", "Interrupted backups waiting for removal");
+    FAM("walvault_repo_dropped_segments", "WAL segments dropped by archive_queue_max");
     FAM("walvault_repo_lag_files", "WAL files recorded as not stored in the repository");
     FAM("walvault_repo_lag_bytes", "Bytes of the WAL files not stored in the repository");
     FAM("walvault_repo_lag_oldest_seconds", "Age of the oldest WAL file not stored there");
@@ -737,6 +765,7 @@ static int write_prometheus(const char *path, const repo_status *rs, int n, cons
         if (!r->up)
             continue;
         SAMPLE("walvault_repo_lag_segments_listing", name, (double)r->lag_listing);
+        SAMPLE("walvault_repo_dropped_segments", name, (double)r->dropped);
         if (r->have_backup) {
             SAMPLE("walvault_last_backup_age_seconds", name, (double)r->backup_age);
             SAMPLE("walvault_last_backup_size_bytes", name, (double)r->backup_size);

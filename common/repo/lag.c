@@ -281,3 +281,24 @@ void wv_lag_backoff_clear(const char *cluster_dir, const char *repo)
     snprintf(path, sizeof(path), "%s/lag/%s/.backoff", cluster_dir, repo);
     unlink(path);
 }
+
+uint64_t wv_lag_queue_bytes(uint64_t ready, uint64_t segsize, uint64_t cur, int cur_counted)
+{
+    uint64_t q = ready > UINT64_MAX / (segsize ? segsize : 1) ? UINT64_MAX : ready * segsize;
+    if (!cur_counted)
+        q = q > UINT64_MAX - cur ? UINT64_MAX : q + cur;
+    return q;
+}
+
+int wv_lag_queue_exceeded(uint64_t queued, uint64_t max)
+{
+    return max > 0 && queued > max;
+}
+
+void wv_lag_gap_format(int64_t time, const char *reason, wv_buf *out)
+{
+    wv_buf_printf(out, "walvault-gap 1\ntime %" PRId64 "\nreason ", time);
+    for (const char *p = reason; *p; p++)
+        wv_buf_append(out, (unsigned char)*p < 0x20 ? " " : p, 1);
+    wv_buf_append_str(out, "\n");
+}

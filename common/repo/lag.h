@@ -69,6 +69,15 @@ void wv_lag_list_free(wv_lag_list *l);
 /* Totals of a list: files, bytes and the time of the oldest record (0 when empty). */
 void wv_lag_summary(const wv_lag_list *l, size_t *files, uint64_t *bytes, int64_t *oldest);
 
+/* archive_queue_max: the bytes of WAL waiting to be archived, `ready` segments of segsize bytes
+ * (archive_status/\*.ready) plus the file being pushed (cur bytes) when it has no .ready of its
+ * own counted, and whether that exceeds max (0: off). Pure. */
+uint64_t wv_lag_queue_bytes(uint64_t ready, uint64_t segsize, uint64_t cur, int cur_counted);
+int wv_lag_queue_exceeded(uint64_t queued, uint64_t max);
+
+/* The text of a gap object (<repo>/gaps/<name>): "walvault-gap 1\ntime T\nreason R\n". */
+void wv_lag_gap_format(int64_t time, const char *reason, wv_buf *out);
+
 /* The delay after a failed attempt, given the previous delay (0: none before). Pure. */
 int64_t wv_lag_backoff_next(int64_t prev_delay);
 

@@ -22,7 +22,7 @@ import pytest
 
 from ssh_server import SshServer, remote_helper  # noqa: F401 - fixture
 from test_offsite import Conf, batches_in, global_section, posix_section, start_primary
-from test_restore_pitr import Restorer, commit_batch, connstr, module_dir, take_backup
+from test_restore_pitr import Restorer, commit_batch, connstr, iso, module_dir, take_backup
 from test_wal_push import _modified_copy
 from utils import make_pg_dir, run, wait_until
 
@@ -305,3 +305,74 @@ def test_ssh_repository_down_lags_and_catches_up(wv, basetemp, remote_helper):  
         srv.cleanup()
         if not os.environ.get("WALVAULT_KEEP"):
             shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- archive_queue_max: the last resort ------------------------------------------------------
+
+def test_archive_queue_max_drops_loudly_and_restore_refuses_across(wv, basetemp):
+    d = module_dir(basetemp, "lag-queue")
+    r1 = make_pg_dir(os.path.join(d, "repo1"))
+    spool = make_pg_dir(os.path.join(d, "spool"))
+    events = make_pg_dir(os.path.join(d, "events"))
+    hook = os.path.join(d, "hook.sh")
+    with open(hook, "w") as f:
+        f.write('#!/bin/sh\ncat > %s/"$WALVAULT_EVENT.$$.json"\n' % events)
+    os.chmod(hook, 0o755)
+    conf = Conf(os.path.join(d, "walvault.conf"), [posix_section(r1, 1)],
+                spool_section(spool, "archive_queue_max = 64KiB\nnotify_command = %s\n" % hook))
+    pg = start_primary(d, wv, conf)
+    restorer = Restorer(wv, conf, d)
+    ok = False
+    try:
+        commit_batch(pg, 0)
+        take_backup(wv, conf, pg)
+        time.sleep(1.1)
+        before = commit_batch(pg, 1)
+        pg.switch_wal_and_wait_archived()
+        # repo1 (the only, required, repository) refuses every write: the next segment is dropped
+        waldir = os.path.join(r1, "wal", before["segment"][:16])
+        os.chown(waldir, 0, 0)
+        os.chmod(waldir, 0o555)
+        time.sleep(0.2)
+        commit_batch(pg, 2)
+        dropped = pg.switch_wal_and_wait_archived()
+        assert not os.path.exists(os.path.join(waldir, dropped))
+        os.chown(waldir, *(os.stat(r1)[4:6]))
+        os.chmod(waldir, 0o750)
+        time.sleep(0.2)
+        after = commit_batch(pg, 3)
+        pg.switch_wal_and_wait_archived()
+        assert pg.archiver_stats()["failed_count"] == 0
+        log = pg.log()
+        assert re.search(r"wal-push: error: archive_queue_max \(64(\.0)? KiB\) exceeded: WAL segment %s "
+                         r"dropped without archiving; point-in-time recovery across it is "
+                         r"impossible until the next base backup" % dropped, log), log[-3000:]
+        assert os.path.exists(os.path.join(spool, "%016X" % int(pg.system_identifier()),
+                                           "dropped", dropped))
+        assert open(os.path.join(r1, "gaps", dropped)).read().startswith("walvault-gap 1\n")
+        ev = [json.load(open(os.path.join(events, n))) for n in os.listdir(events)]
+        assert any(e["event"] == "wal-drop" and dropped in e["message"] for e in ev), ev
+
+        ls = run(wv.cmd("basebackup", "list", config=conf.config)).stdout
+        assert "dropped by archive_queue_max: %s" % dropped in ls, ls
+        st = status(wv, conf)
+        assert st.returncode == 2, st.stdout
+        assert "dropped by archive_queue_max (the newest %s)" % dropped in st.stdout, st.stdout
+
+        # a target before the gap is accepted; one whose replay crosses it is refused
+        res = restorer.restore("across", "--to", iso(after["commit"] + 0.001), check=False)
+        assert res.restore_result.returncode != 0, res.restore_result.stdout
+        assert dropped in res.restore_result.stderr, res.restore_result.stderr
+        assert not os.listdir(res.datadir) if os.path.isdir(res.datadir) else True
+        rp = restorer.restore_and_start("before", "--to", iso(before["commit"] + 0.001))
+        assert batches_in(rp) == {0: 10, 1: 10}, batches_in(rp)
+        rp.stop()
+        ok = True
+    finally:
+        restorer.cleanup(dump=not ok)
+        if not ok:
+            print("\n----- primary log -----\n%s" % pg.log()[-20000:])
+        pg.cleanup()
+        if not os.environ.get("WALVAULT_KEEP"):
+            shutil.rmtree(d, ignore_errors=True)
+

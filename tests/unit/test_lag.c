@@ -2,7 +2,9 @@
  * test_lag.c - lag records of repositories with required = no, in a temporary spool: the record
  * format round-trips and damaged records are refused, add keeps the first failure's time, load
  * sorts oldest WAL first and skips what is not a record, remove is durable and idempotent, and
- * the backoff doubles from its minimum up to its maximum and is stored and cleared.
+ * the backoff doubles from its minimum up to its maximum and is stored and cleared; the
+ * archive_queue_max computation (no double count, no overflow, strictly past the limit) and the
+ * gap object's text.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -155,12 +157,36 @@ static void test_backoff(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void test_queue_and_gap(void **state)
+{
+    (void)state;
+    const uint64_t seg = 16u << 20;
+    /* the pushed file's own .ready counted: not added again */
+    assert_true(wv_lag_queue_bytes(3, seg, seg, 1) == 3 * seg);
+    assert_true(wv_lag_queue_bytes(3, seg, seg, 0) == 4 * seg);
+    assert_true(wv_lag_queue_bytes(0, seg, 1234, 0) == 1234);
+    /* no overflow */
+    assert_true(wv_lag_queue_bytes(UINT64_MAX / 2, seg, seg, 0) == UINT64_MAX);
+    assert_true(wv_lag_queue_bytes(1, UINT64_MAX, 5, 0) == UINT64_MAX);
+    /* off, at the limit, past it */
+    assert_false(wv_lag_queue_exceeded(UINT64_MAX, 0));
+    assert_false(wv_lag_queue_exceeded(8 * seg, 8 * seg));
+    assert_true(wv_lag_queue_exceeded(8 * seg + 1, 8 * seg));
+
+    wv_buf b = WV_BUF_INIT;
+    wv_lag_gap_format(1764680000, "archive_queue_max (8.0 GiB) exceeded\nx", &b);
+    assert_string_equal(wv_buf_cstr(&b), "walvault-gap 1\ntime 1764680000\nreason "
+                                         "archive_queue_max (8.0 GiB) exceeded x\n");
+    wv_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_round_trip),
         cmocka_unit_test(test_add_load_remove),
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_queue_and_gap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
