@@ -91,6 +91,29 @@ static int find_source(wv_repo **repos, int n, const wv_repo *to, const char *ke
     return -1;
 }
 
+/* The restore point object "<key>.rp" beside a segment, when the source has one. */
+static int copy_restore_points(wv_repo *from, wv_repo *to, const char *key, wv_err *err)
+{
+    char rpkey[300];
+    wv_buf b = WV_BUF_INIT;
+    snprintf(rpkey, sizeof(rpkey), "%s%s", key, WV_REPO_RP_SUFFIX);
+    int rc = wv_storage_get_all(from->st, rpkey, 1024 * 1024, &b, err);
+    if (rc == WV_ENOTFOUND) {
+        wv_err_clear(err);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = wv_storage_put_all(to->st, rpkey, WV_PUT_NOREPLACE, b.data, b.len, err);
+        if (rc == WV_EEXIST) {
+            wv_err_clear(err);
+            rc = 0;
+        } else if (rc < 0)
+            wv_err_context(err, wv_storage_name(to->st), rpkey);
+    } else
+        wv_err_context(err, wv_storage_name(from->st), rpkey);
+    wv_buf_free(&b);
+    return rc;
+}
+
 /* Catch up one repository: 0 when its backlog is empty now or the bound was reached, else the
  * error that stopped it (the repository itself failed). */
 static int catch_up_repo(const wv_config *cfg, const char *cluster_dir, int ti, wv_repo **repos,
@@ -133,7 +156,10 @@ static int catch_up_repo(const wv_config *cfg, const char *cluster_dir, int ti, 
         }
         int already = 0;
         uint64_t n = 0;
-        int r = wv_repo_copy_object(repos[si], repos[ti], key, 0, &n, &already, err);
+        /* the restore points beside a segment go first, as wal-push stores them */
+        int r = copy_restore_points(repos[si], repos[ti], key, err);
+        if (r == 0)
+            r = wv_repo_copy_object(repos[si], repos[ti], key, 0, &n, &already, err);
         if (r == WV_ECONFLICT) {
             /* split brain: never papered over; the record stays for status to show */
             wv_log_err(err);

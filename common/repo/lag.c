@@ -139,7 +139,7 @@ static int read_small(const char *path, char *buf, size_t cap, size_t *got)
 int wv_lag_add(const char *cluster_dir, const char *kind, const char *repo, const wv_lag_entry *e,
                wv_err *err)
 {
-    char dir[4096], path[4200];
+    char dir[4096], path[4400];
     if (!valid_name(e->name) || dir_of(cluster_dir, kind, repo, dir, sizeof(dir)) != 0)
         return wv_err_set(err, WV_EINTERNAL, "bad lag record name \"%s\"", e->name);
     snprintf(path, sizeof(path), "%s/%s", dir, e->name);
@@ -161,7 +161,7 @@ int wv_lag_add(const char *cluster_dir, const char *kind, const char *repo, cons
 int wv_lag_remove(const char *cluster_dir, const char *kind, const char *repo, const char *name,
                   wv_err *err)
 {
-    char dir[4096], path[4200];
+    char dir[4096], path[4400];
     if (!valid_name(name) || dir_of(cluster_dir, kind, repo, dir, sizeof(dir)) != 0)
         return 0;
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -181,7 +181,7 @@ static int entry_cmp(const void *a, const void *b)
 int wv_lag_load(const char *cluster_dir, const char *kind, const char *repo, wv_lag_list *out,
                 wv_err *err)
 {
-    char dir[4096], path[4200];
+    char dir[4096], path[4400];
     memset(out, 0, sizeof(*out));
     if (dir_of(cluster_dir, kind, repo, dir, sizeof(dir)) != 0)
         return 0;
@@ -251,7 +251,7 @@ int64_t wv_lag_backoff_next(int64_t prev_delay)
 
 void wv_lag_backoff_load(const char *cluster_dir, const char *repo, int64_t *next, int64_t *delay)
 {
-    char path[4200], text[256];
+    char path[4400], text[256];
     size_t got = 0;
     long long n = 0, d = 0;
     *next = *delay = 0;
@@ -268,7 +268,7 @@ void wv_lag_backoff_load(const char *cluster_dir, const char *repo, int64_t *nex
 int wv_lag_backoff_store(const char *cluster_dir, const char *repo, int64_t next, int64_t delay,
                          wv_err *err)
 {
-    char dir[4096], path[4200], text[128];
+    char dir[4096], path[4400], text[128];
     snprintf(dir, sizeof(dir), "%s/lag/%s", cluster_dir, repo);
     snprintf(path, sizeof(path), "%s/.backoff", dir);
     int n = snprintf(text, sizeof(text), "next %" PRId64 "\ndelay %" PRId64 "\n", next, delay);
@@ -277,7 +277,7 @@ int wv_lag_backoff_store(const char *cluster_dir, const char *repo, int64_t next
 
 void wv_lag_backoff_clear(const char *cluster_dir, const char *repo)
 {
-    char path[4200];
+    char path[4400];
     snprintf(path, sizeof(path), "%s/lag/%s/.backoff", cluster_dir, repo);
     unlink(path);
 }
