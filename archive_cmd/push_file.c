@@ -3,6 +3,7 @@
  * sha256 -> lz4 -> object framing into every repository that lacks it, commit each durably.
  */
 #include "push.h"
+#include "lag.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +23,7 @@
 #include "core/units.h"
 #include "pipeline/object.h"
 #include "repo/repo.h"
+#include "repo/spool.h"
 #include "pg/walname.h"
 #include "pg/walpage.h"
 #include "pg/walreader.h"
@@ -140,6 +142,7 @@ typedef struct target {
     wv_obj_info stored; /* its trailer, when have */
     wv_sink *sink;      /* open while we write */
     int done;
+    int skipped; /* required = no and in backoff: not tried */
     wv_err err;
     /* for the commit thread */
     const char *key, *name;
@@ -166,7 +169,10 @@ typedef struct push {
     wv_buf rps; /* restore points seen */
     uint8_t *chunk;
     wv_obj_info info; /* what the trailer says */
+    int finished;     /* info is valid: the object writer finished */
     double t0;
+    char cdir[4096]; /* the cluster's spool directory, when have_cdir */
+    int have_cdir;
 } push;
 
 /* Hash the whole file without storing it (only when every repository already has it). */
@@ -322,6 +328,16 @@ static void open_targets(push *p)
         t->key = p->key;
         t->name = p->name;
         t->ours = &p->info;
+        int64_t next, now = (int64_t)time(NULL);
+        if (p->have_cdir && p->cfg->repos[i].optional &&
+            wv_push_in_backoff(p->cdir, &p->cfg->repos[i], now, &next)) {
+            wv_err_set(&t->err, WV_EUNREACHABLE,
+                       "%s: not tried: it failed at the last attempt; next attempt in %" PRId64
+                       " s",
+                       p->cfg->repos[i].name, next - now);
+            t->skipped = 1;
+            continue;
+        }
         if (wv_repo_open(&p->cfg->repos[i], &t->repo, &t->err) != 0)
             continue;
         if (wv_storage_features(t->repo->st) & WV_ST_ROUND_TRIPS) {
@@ -413,8 +429,8 @@ static int push_stream(push *p, wv_err *err)
             wv_objwriter_set_walinfo(p->w, wi.first_commit_us, wi.last_commit_us, wi.commit_count,
                                      wi.restore_point_count);
     }
-    if (wv_objwriter_sinks_ok(p->w))
-        wv_objwriter_finish(p->w, &p->info, err);
+    if (wv_objwriter_sinks_ok(p->w) && wv_objwriter_finish(p->w, &p->info, err) == 0)
+        p->finished = 1;
     join_checks(p);
     for (int j = 0; j < p->nsinks; j++) {
         const wv_err *se = wv_objwriter_sink_error(p->w, j);
@@ -458,11 +474,26 @@ static void store_restore_points(push *p)
 static int commit_everywhere(push *p, wv_err *err)
 {
     commit_all(p->tg, p->ntg);
+    /* What a repository that had the object is compared with: the trailer just written, or,
+     * when every write failed (no trailer), the file's own digest. */
+    uint8_t sha[32];
+    const uint8_t *ours = p->info.sha256;
+    uint64_t ours_size = p->info.plain_size;
+    for (int i = 0; i < p->ntg && !p->finished; i++) {
+        target *t = &p->tg[i];
+        if (!t->err.code && t->have && !t->done) {
+            int rc = hash_file(p->fd, p->path, sha, err);
+            if (rc != 0)
+                return rc;
+            ours = sha;
+            ours_size = (uint64_t)p->sb.st_size;
+            break;
+        }
+    }
     for (int i = 0; i < p->ntg; i++) {
         target *t = &p->tg[i];
         if (!t->err.code && t->have && !t->done)
-            wv_repo_same_object(t->repo, p->name, &t->stored, p->info.sha256, p->info.plain_size,
-                                &t->err);
+            wv_repo_same_object(t->repo, p->name, &t->stored, ours, ours_size, &t->err);
         if (t->err.code == WV_ECONFLICT) {
             *err = t->err;
             return err->code;
@@ -518,6 +549,71 @@ static int report_failures(const push *p, wv_err *err)
     return rc;
 }
 
+/* The cluster's spool directory, for a file without a WAL header (a history file): the cluster
+ * a repository that took the file belongs to. */
+static int need_cdir(push *p, wv_err *err)
+{
+    if (p->have_cdir)
+        return 0;
+    uint64_t sysid = p->wh.sysid;
+    for (int i = 0; i < p->ntg && !sysid; i++) {
+        target *t = &p->tg[i];
+        wv_err e;
+        wv_err_clear(&e);
+        if (!t->err.code && t->repo && (t->repo->have_info || wv_repo_load_info(t->repo, &e) == 0))
+            sysid = t->repo->info.system_id;
+    }
+    if (!sysid)
+        return wv_err_set(err, WV_EINTERNAL, "%s: the cluster of the file is unknown", p->name);
+    int rc = wv_spool_cluster_dir(p->cfg, sysid, p->cdir, sizeof(p->cdir), err);
+    if (rc == 0)
+        p->have_cdir = 1;
+    return rc;
+}
+
+/* Step 8: the push succeeds once every required repository holds the file; what a repository
+ * with required = no failed to store is recorded to be caught up (a conflict never gets here:
+ * it is an error wherever it is). A record that cannot be written fails the push. */
+static int settle(push *p, wv_err *err)
+{
+    int req_failed = 0, ok = 0;
+    for (int i = 0; i < p->ntg; i++) {
+        target *t = &p->tg[i];
+        wv_err_context(&t->err, p->cfg->repos[i].name,
+                       NULL); /* each failure names its repository */
+        if (!t->err.code)
+            ok++;
+        else if (!p->cfg->repos[i].optional || t->err.code == WV_ECONFLICT)
+            req_failed++;
+    }
+    if (req_failed || !ok)
+        return report_failures(p, err);
+    for (int i = 0; i < p->ntg; i++) {
+        const target *t = &p->tg[i];
+        const wv_repo_config *rc = &p->cfg->repos[i];
+        if (!rc->optional)
+            continue;
+        if (!t->err.code) {
+            if (p->have_cdir)
+                wv_push_lag_resolved(p->cdir, rc, p->name);
+            continue;
+        }
+        int r = need_cdir(p, err);
+        if (r == 0)
+            r = wv_push_record_lag(p->cdir, rc, p->name, (uint64_t)p->sb.st_size, &t->err,
+                                   !t->skipped, err);
+        if (r != 0) {
+            wv_log_err(&t->err);
+            wv_err_hint(err,
+                        "%s (required = no) failed and its lag could not be recorded in the "
+                        "spool, so the push fails: PostgreSQL retries it",
+                        rc->name);
+            return r;
+        }
+    }
+    return 0;
+}
+
 static void push_free(push *p)
 {
     free(p->chunk);
@@ -540,6 +636,15 @@ static int push_run(push *p, wv_err *err)
     int rc = open_input(p, err);
     if (rc != 0)
         return rc;
+    if (p->wh.sysid && wv_push_has_optional(p->cfg)) {
+        wv_err e;
+        wv_err_clear(&e);
+        if (wv_spool_cluster_dir(p->cfg, p->wh.sysid, p->cdir, sizeof(p->cdir), &e) == 0) {
+            p->have_cdir = 1;
+            wv_push_catch_up(p->cfg, p->cdir);
+        } else
+            wv_log_err(&e);
+    }
     open_targets(p);
     int missing = 0, usable = 0;
     for (int i = 0; i < p->ntg; i++) {
@@ -548,16 +653,16 @@ static int push_run(push *p, wv_err *err)
     }
     if (usable == 0) {
         join_checks(p);
-        return report_failures(p, err);
+        return settle(p, err);
     }
     if (missing == 0) {
         if ((rc = compare_all_present(p, usable, err)) != 0)
             return rc;
-        return report_failures(p, err);
+        return settle(p, err);
     }
     if (build_pipeline(p) == 0) {
         join_checks(p);
-        return report_failures(p, err);
+        return settle(p, err);
     }
     if ((rc = push_stream(p, err)) != 0)
         return rc;
@@ -565,7 +670,7 @@ static int push_run(push *p, wv_err *err)
     if ((rc = commit_everywhere(p, err)) != 0)
         return rc;
     report_archived(p);
-    return report_failures(p, err);
+    return settle(p, err);
 }
 
 int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
@@ -577,6 +682,15 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
     p->t0 = wv_mono_s();
     wv_buf_init(&p->rps);
     int rc = push_run(p, err);
+    /* the last resort (archive_queue_max): a segment that cannot be archived while too much WAL
+     * waits is dropped, loudly; a conflict is never dropped */
+    if (rc != 0 && rc != WV_ECONFLICT && p->kind == WV_WALNAME_SEGMENT && p->wh.sysid &&
+        cfg->archive_queue_max &&
+        wv_push_queue_drop(cfg, path, p->name, (uint64_t)p->sb.st_size, p->wh.seg_size, p->wh.sysid,
+                           err) == 1) {
+        wv_err_clear(err);
+        rc = 0;
+    }
     push_free(p);
     free(p);
     return rc;

@@ -116,8 +116,10 @@ typedef struct file_job {
 
 typedef struct backup_ctx {
     wv_config *cfg;
-    wv_repo *repos[WV_MAX_REPOS];
+    wv_repo *repos[WV_MAX_REPOS]; /* the repositories written: every required one, and each
+                                   * required = no one that is up */
     int nrepos;
+    char skipped[WV_MAX_REPOS * 24]; /* names of the required = no repositories skipped */
     char id[WV_MANIFEST_ID_MAX];
     wv_parallel *par;
     wv_manifest_writer *mw;
@@ -1148,6 +1150,17 @@ typedef struct server_facts {
     int version;
 } server_facts;
 
+/* A repository with required = no that is down is left out of this backup, said loudly; the
+ * backup is then listed by the repositories that have it. */
+static void skip_repo(backup_ctx *ctx, const wv_repo_config *rc, wv_err *err)
+{
+    wv_log_warn("%s (required = no) skipped: this backup is not stored there: %s", rc->name,
+                err->msg);
+    wv_err_clear(err);
+    size_t used = strlen(ctx->skipped);
+    snprintf(ctx->skipped + used, sizeof(ctx->skipped) - used, "%s%s", used ? ", " : "", rc->name);
+}
+
 /* Step 1: configuration and repositories. */
 static int open_repos(backup_ctx *ctx, const char *config_path, wv_err *err)
 {
@@ -1161,8 +1174,13 @@ static int open_repos(backup_ctx *ctx, const char *config_path, wv_err *err)
     ctx->objopts.level = ctx->cfg->compress_level;
     ctx->objopts.kind = WV_OBJ_KIND_BACKUP_FILE;
     for (int i = 0; i < ctx->cfg->nrepos; i++) {
-        if ((rc = wv_repo_open(&ctx->cfg->repos[i], &ctx->repos[i], err)) < 0)
-            return rc;
+        const wv_repo_config *rc_i = &ctx->cfg->repos[i];
+        if ((rc = wv_repo_open(rc_i, &ctx->repos[ctx->nrepos], err)) < 0) {
+            if (!rc_i->optional)
+                return rc;
+            skip_repo(ctx, rc_i, err);
+            continue;
+        }
         ctx->nrepos++;
     }
     return 0;
@@ -1184,10 +1202,18 @@ static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **c
     sf->version = wv_pgrepl_server_version(*conn);
     for (int i = 0; i < ctx->nrepos; i++) {
         if ((rc = wv_repo_check_cluster(ctx->repos[i], sf->sys.system_id,
-                                        (uint32_t)(sf->version / 10000), sf->segsize, err)) < 0)
+                                        (uint32_t)(sf->version / 10000), sf->segsize, err)) == 0 &&
+            (rc = wv_backup_cleanup_leftovers(ctx->repos[i]->st, err)) == 0)
+            continue;
+        /* another cluster's repository is never "down": that stays an error everywhere */
+        if (!ctx->repos[i]->rc->optional || rc == WV_EMISMATCH || ctx->nrepos == 1)
             return rc;
-        if ((rc = wv_backup_cleanup_leftovers(ctx->repos[i]->st, err)) < 0)
-            return rc;
+        skip_repo(ctx, ctx->repos[i]->rc, err);
+        wv_repo_close(ctx->repos[i]);
+        memmove(&ctx->repos[i], &ctx->repos[i + 1],
+                (size_t)(ctx->nrepos - i - 1) * sizeof(ctx->repos[0]));
+        ctx->repos[--ctx->nrepos] = NULL;
+        i--;
     }
     if ((rc = wv_archcheck_server(*conn, ctx->cfg->file, WV_ARCHCHECK_WARN_CONFIG, err)) < 0)
         return rc;
@@ -1339,6 +1365,9 @@ static void report_backup(const backup_ctx *ctx, const wv_manifest_header *h, do
     wv_human_bytes(t->stored_size, b, sizeof(b));
     printf("backup %s complete: %" PRIu64 " files, %s, stored %s, %.0f s, WAL %s..%s\n", ctx->id,
            t->files, a, b, wv_mono_s() - t_start, h->start_segment, h->stop_segment);
+    if (ctx->skipped[0])
+        printf("backup %s skipped %s (required = no, unreachable): it is not stored there\n",
+               ctx->id, ctx->skipped);
     fflush(stdout);
 }
 

@@ -84,10 +84,19 @@ typedef struct listing {
     wv_retention_policy pol;
     wv_retention_result res; /* what keeps each backup (has_policy 0 without [retention]) */
     int have_res;
+    /* segments dropped by archive_queue_max (gaps/<name>), sorted */
+    char (*dropped)[WV_WALNAME_SEGMENT_LEN];
+    size_t ndropped;
+    /* lagging: another repository holds newer segments of a timeline this one has */
+    const char *ahead_repo;
+    uint32_t ahead_tli;
+    uint64_t ahead_segs;
+    char ahead_last[WV_WALNAME_SEGMENT_LEN];
 } listing;
 
 static void listing_free(listing *l)
 {
+    free(l->dropped);
     if (l->have_res)
         wv_retention_result_free(&l->res);
     free(l->w);
@@ -95,6 +104,23 @@ static void listing_free(listing *l)
     wv_backupset_free(&l->bs);
     free(l->location);
     memset(l, 0, sizeof(*l));
+}
+
+static int dropped_cb(void *arg, const char *key, const wv_stat *st)
+{
+    listing *l = arg;
+    (void)st;
+    const char *name = key + strlen(WV_REPO_GAPS_PREFIX);
+    if (wv_walname_parse(name, NULL) != WV_WALNAME_SEGMENT || l->ndropped >= 4096)
+        return 0;
+    l->dropped = wv_xrealloc(l->dropped, (l->ndropped + 1) * sizeof(*l->dropped));
+    snprintf(l->dropped[l->ndropped++], sizeof(l->dropped[0]), "%s", name);
+    return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp((const char *)a + 8, (const char *)b + 8);
 }
 
 /* Read one repository: its identity, backups, archive inventory, recoverable windows and what
@@ -128,6 +154,10 @@ static int gather_listing(const wv_config *cfg, const wv_repo_config *rc, listin
         r = wv_recovery_windows(&facts, &l->w, &l->nw, err);
     if (r == 0 && !l->empty)
         l->ngaps = find_gaps(l->arch, l->gaps, 64);
+    if (r == 0 && !l->empty &&
+        (r = wv_storage_list(repo->st, WV_REPO_GAPS_PREFIX, dropped_cb, l, err)) == 0 &&
+        l->ndropped)
+        qsort(l->dropped, l->ndropped, sizeof(l->dropped[0]), name_cmp);
     if (r == 0 && !l->empty &&
         (r = wv_bb_retention_compute(cfg, rc, &l->bs, l->arch, wv_bb_now(), &l->pol, &l->res,
                                      err)) == 0)
@@ -272,6 +302,23 @@ static void render_json(const listing *l, int first, wv_buf *out)
     wv_json_string(out, l->name);
     wv_buf_append_str(out, ", \"location\": ");
     wv_json_string(out, l->location);
+    if (l->ndropped) {
+        wv_buf_append_str(out, ", \"dropped\": [");
+        for (size_t i = 0; i < l->ndropped; i++) {
+            wv_buf_append_str(out, i ? ", " : "");
+            wv_json_string(out, l->dropped[i]);
+        }
+        wv_buf_append_str(out, "]");
+    }
+    if (l->ahead_repo) {
+        wv_buf_append_str(out, ", \"lagging\": {\"behind\": ");
+        wv_json_string(out, l->ahead_repo);
+        wv_buf_printf(out,
+                      ", \"timeline\": %" PRIu32 ", \"segments\": %" PRIu64 ", \"last_segment\": ",
+                      l->ahead_tli, l->ahead_segs);
+        wv_json_string(out, l->ahead_last);
+        wv_buf_append_str(out, "}");
+    }
     if (l->empty) {
         wv_buf_append_str(out, ", \"empty\": true, \"backups\": [], \"windows\": [], "
                                "\"timelines\": [], \"gaps\": []}");
@@ -355,6 +402,37 @@ static void text_windows(const listing *l, wv_buf *out)
     }
 }
 
+/* Where another repository holds newer segments of a timeline than l does: l's window ends at
+ * its own last segment, and the listing says so (a repository with required = no that lags). */
+static void find_lag(listing *ls, int n)
+{
+    for (int i = 0; i < n; i++) {
+        listing *l = &ls[i];
+        if (l->empty || !l->arch)
+            continue;
+        for (size_t t = 0; t < l->arch->ntl; t++) {
+            const wv_archive_tli *mine = &l->arch->tls[t];
+            if (!mine->nseg)
+                continue;
+            for (int j = 0; j < n; j++) {
+                if (j == i || ls[j].empty || !ls[j].arch ||
+                    ls[j].info.system_id != l->info.system_id)
+                    continue;
+                const wv_archive_tli *o = wv_archive_timeline(ls[j].arch, mine->tli);
+                if (!o || !o->nseg)
+                    continue;
+                uint64_t a = mine->segnos[mine->nseg - 1], b = o->segnos[o->nseg - 1];
+                if (b > a && b - a > l->ahead_segs) {
+                    l->ahead_repo = ls[j].name;
+                    l->ahead_tli = mine->tli;
+                    l->ahead_segs = b - a;
+                    wv_walname_format_segment(mine->tli, a, l->arch->segsize, l->ahead_last);
+                }
+            }
+        }
+    }
+}
+
 /* Text, for people. */
 static void render_text(const listing *l, int first, wv_buf *out)
 {
@@ -374,22 +452,20 @@ static void render_text(const listing *l, int first, wv_buf *out)
     }
     text_backups(&l->bs, &l->res, out);
     text_windows(l, out);
+    for (size_t i = 0; i < l->ndropped; i++)
+        wv_buf_printf(out,
+                      "  dropped by archive_queue_max: %s (never archived: point-in-time "
+                      "recovery across it is impossible)\n",
+                      l->dropped[i]);
+    if (l->ahead_repo)
+        wv_buf_printf(out,
+                      "  lagging: %s holds %" PRIu64 " newer WAL segment%s of timeline %" PRIu32
+                      "; this repository's WAL ends at %s (its window ends there)\n",
+                      l->ahead_repo, l->ahead_segs, l->ahead_segs == 1 ? "" : "s", l->ahead_tli,
+                      l->ahead_last);
     if (bs->norphans)
         wv_buf_printf(out, "  %zu incomplete backup%s (no manifest; removed by the next backup)\n",
                       bs->norphans, bs->norphans == 1 ? "" : "s");
-}
-
-static int list_repo(const wv_config *cfg, const wv_repo_config *rc, int json, wv_buf *out,
-                     int first, wv_err *err)
-{
-    listing l;
-    int r = gather_listing(cfg, rc, &l, err);
-    if (r == 0 && json)
-        render_json(&l, first, out);
-    else if (r == 0)
-        render_text(&l, first, out);
-    listing_free(&l);
-    return r;
 }
 
 int wv_bbcmd_list(int argc, char **argv, const char *config_path)
@@ -440,13 +516,36 @@ int wv_bbcmd_list(int argc, char **argv, const char *config_path)
     }
     if (json)
         wv_buf_append_str(&out, "{\"repositories\": [");
-    int first = 1;
+    /* every repository is read (a lagging one is compared with the others), then shown */
+    listing *ls = wv_xcalloc((size_t)cfg->nrepos, sizeof(*ls));
+    int n = 0, shown[WV_MAX_REPOS];
     for (int i = 0; i < cfg->nrepos && rc == 0; i++) {
-        if (repo && cfg->repos[i].index != repo)
+        wv_err e;
+        wv_err_clear(&e);
+        shown[n] = !repo || cfg->repos[i].index == repo;
+        if (gather_listing(cfg, &cfg->repos[i], &ls[n], shown[n] ? &err : &e) != 0) {
+            if (shown[n])
+                rc = err.code;
+            listing_free(&ls[n]); /* another repository, unreadable: not compared */
             continue;
-        rc = list_repo(cfg, &cfg->repos[i], json, &out, first, &err);
+        }
+        n++;
+    }
+    if (rc == 0)
+        find_lag(ls, n);
+    int first = 1;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (!shown[i])
+            continue;
+        if (json)
+            render_json(&ls[i], first, &out);
+        else
+            render_text(&ls[i], first, &out);
         first = 0;
     }
+    for (int i = 0; i < n; i++)
+        listing_free(&ls[i]);
+    free(ls);
     if (json)
         wv_buf_append_str(&out, "\n]}\n");
     if (rc == 0)

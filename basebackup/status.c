@@ -65,8 +65,10 @@
 #include "pg/replication.h"
 #include "pg/walname.h"
 #include "repo/backupset.h"
+#include "repo/lag.h"
 #include "repo/recovery.h"
 #include "repo/repo.h"
+#include "repo/spool.h"
 #include "repo/walarchive.h"
 
 static const char usage[] =
@@ -117,6 +119,19 @@ typedef struct repo_status {
     int64_t cleaned_at;
     int64_t segments_behind; /* -1 unknown */
     int64_t rpo;             /* -1 unknown */
+    uint64_t sysid;          /* from walvault.repo; 0 unknown */
+    /* lag: from the spool's records (lag_spool) and from the WAL listings (lag_listing: newest
+     * segments another repository has after this one's newest, on the same timeline) */
+    int lag_spool;
+    size_t lag_files;
+    uint64_t lag_bytes;
+    int64_t lag_oldest_age; /* -1 unknown */
+    int64_t lag_listing;
+    char lag_ahead[16]; /* the repository the listing compares with */
+    /* segments dropped by archive_queue_max (gaps/<name>): how many, the newest */
+    size_t dropped;
+    char dropped_last[WV_WALNAME_SEGMENT_LEN];
+    char backup_start[WV_WALNAME_SEGMENT_LEN];
     int level;
     char problems[2048];
 } repo_status;
@@ -173,6 +188,13 @@ static int on_object(void *arg, const char *key, const wv_stat *st)
     const char *base = strrchr(key, '/');
     base = base ? base + 1 : key;
     wv_walname w;
+    if (strncmp(key, WV_REPO_GAPS_PREFIX, strlen(WV_REPO_GAPS_PREFIX)) == 0 &&
+        wv_walname_parse(base, &w) == WV_WALNAME_SEGMENT) {
+        r->dropped++;
+        if (strcmp(base + 8, r->dropped_last + (r->dropped_last[0] ? 8 : 0)) > 0)
+            snprintf(r->dropped_last, sizeof(r->dropped_last), "%s", base);
+        return 0;
+    }
     if (strncmp(key, "wal/", 4) == 0 && wv_walname_parse(base, &w) == WV_WALNAME_SEGMENT) {
         uint64_t segno = (uint64_t)w.log * a->segs_per_log + w.seg;
         if (!r->have_wal || st->mtime > r->wal_mtime ||
@@ -208,6 +230,7 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
     }
     if (rc == 0) {
         r->segsize = repo->info.wal_segsize;
+        r->sysid = repo->have_info ? repo->info.system_id : 0;
         list_acc acc = {r, wv_wal_segs_per_log(r->segsize)};
         rc = wv_storage_list(repo->st, "", on_object, &acc, err);
     }
@@ -228,6 +251,7 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
             const wv_backup *b = &bs.b[bs.n - 1];
             r->have_backup = 1;
             snprintf(r->backup_id, sizeof(r->backup_id), "%s", b->h.id);
+            snprintf(r->backup_start, sizeof(r->backup_start), "%s", b->h.start_segment);
             r->backup_age = now - b->h.stop_time;
             r->backup_duration = b->h.stop_time - b->h.start_time;
             r->backup_size = b->totals.size;
@@ -293,6 +317,72 @@ static void ask_server(const char *connstr, server_facts *sf)
     PQfinish(c);
 }
 
+/* What each repository lacks: the spool's lag records (this host's wal-push wrote them), and,
+ * seen from any host, how many segments another repository has after this one's newest. */
+static void gather_lag(repo_status *rs, int n, const wv_config *cfg, int64_t now)
+{
+    uint64_t sysid = 0;
+    for (int i = 0; i < n && !sysid; i++)
+        sysid = rs[i].sysid;
+    char cdir[4096];
+    wv_err err;
+    wv_err_clear(&err);
+    int have_cdir = sysid && wv_spool_cluster_path(cfg, sysid, cdir, sizeof(cdir), &err) == 0;
+    for (int i = 0; i < n; i++) {
+        repo_status *r = &rs[i];
+        r->lag_oldest_age = -1;
+        if (have_cdir) {
+            wv_lag_list l;
+            if (wv_lag_load(cdir, "lag", r->rc->name, &l, &err) == 0) {
+                int64_t oldest;
+                r->lag_spool = 1;
+                wv_lag_summary(&l, &r->lag_files, &r->lag_bytes, &oldest);
+                if (l.n)
+                    r->lag_oldest_age = now - oldest;
+                wv_lag_list_free(&l);
+            } else {
+                wv_log_err(&err);
+                wv_err_clear(&err);
+            }
+        }
+        if (!r->up || !r->have_wal)
+            continue;
+        for (int j = 0; j < n; j++) {
+            const repo_status *o = &rs[j];
+            if (j == i || !o->up || !o->have_wal || o->wal_tli != r->wal_tli ||
+                o->wal_segno <= r->wal_segno)
+                continue;
+            int64_t d = (int64_t)(o->wal_segno - r->wal_segno);
+            if (d > r->lag_listing) {
+                r->lag_listing = d;
+                snprintf(r->lag_ahead, sizeof(r->lag_ahead), "%s", o->rc->name);
+            }
+        }
+    }
+}
+
+/* Lag: any is a warning (a repository with required = no catches up by itself); critical once the
+ * oldest missing file is older than wal_max_age. */
+static void judge_lag(repo_status *r, const wv_config *cfg)
+{
+    const wv_monitor_config *m = &cfg->monitor;
+    char a[64], b[32], t[32];
+    if (r->lag_files) {
+        wv_human_bytes(r->lag_bytes, b, sizeof(b));
+        age_text(r->lag_oldest_age, a, sizeof(a));
+        int crit = r->lag_oldest_age > m->wal_max_age;
+        wv_monitor_duration_format(m->wal_max_age, t, sizeof(t));
+        problem(r, crit ? CRITICAL : WARNING,
+                "lagging: %zu WAL file%s (%s) not stored here, the oldest missing for %s%s%s%s",
+                r->lag_files, r->lag_files == 1 ? "" : "s", b, a, crit ? " (wal_max_age = " : "",
+                crit ? t : "", crit ? ")" : "");
+    } else if (r->lag_listing > 1 && r->up) {
+        /* one segment is the race of a push committing to several repositories at once */
+        problem(r, WARNING, "lagging: %s holds %" PRId64 " newer WAL segment%s than this one",
+                r->lag_ahead, r->lag_listing, r->lag_listing == 1 ? "" : "s");
+    }
+}
+
 /* Thresholds and the RPO of one reachable repository. */
 static void judge(repo_status *r, const wv_config *cfg, const server_facts *sf)
 {
@@ -303,7 +393,10 @@ static void judge(repo_status *r, const wv_config *cfg, const server_facts *sf)
         size_t nl = strlen(r->rc->name);
         if (strncmp(msg, r->rc->name, nl) == 0 && strncmp(msg + nl, ": ", 2) == 0)
             msg += nl + 2; /* the repository is named already */
-        problem(r, CRITICAL, "unreachable: %s", msg);
+        /* required = no: it lags, and catches up once back (critical by its lag's age) */
+        problem(r, r->rc->optional ? WARNING : CRITICAL, "unreachable%s: %s",
+                r->rc->optional ? " (required = no)" : "", msg);
+        judge_lag(r, cfg);
         return;
     }
     if (!r->have_backup) {
@@ -355,6 +448,18 @@ static void judge(repo_status *r, const wv_config *cfg, const server_facts *sf)
     if (sf->up && sf->failed_count > 0 && sf->failing_since_success)
         problem(r, WARNING, "archive_command is failing (pg_stat_archiver: last failure %s at %s)",
                 sf->last_failed_wal, sf->last_failed_time);
+    if (r->dropped) {
+        /* critical until a base backup starts after the newest dropped segment */
+        int after = r->have_backup && strlen(r->backup_start) == strlen(r->dropped_last) &&
+                    strcmp(r->backup_start + 8, r->dropped_last + 8) > 0;
+        problem(r, after ? WARNING : CRITICAL,
+                "%zu WAL segment%s dropped by archive_queue_max (the newest %s): point-in-time "
+                "recovery across %s impossible%s",
+                r->dropped, r->dropped == 1 ? "" : "s", r->dropped_last,
+                r->dropped == 1 ? "it is" : "them is",
+                after ? "" : "; take a base backup to start a new window");
+    }
+    judge_lag(r, cfg);
 }
 
 /* The value after "key": in a small JSON object (no nesting needed here), or NULL. */
@@ -444,8 +549,19 @@ static void render_text(const repo_status *rs, int n, const server_facts *sf, in
                : r->rc->type == WV_REPO_S3  ? "s3"
                                             : "ssh",
                r->location[0] ? " " : "", r->location, level_names[r->level]);
+        if (r->lag_files) {
+            wv_human_bytes(r->lag_bytes, b, sizeof(b));
+            age_text(r->lag_oldest_age, a, sizeof(a));
+            printf("  lag:       %zu file%s, %s, the oldest missing for %s (spool)\n", r->lag_files,
+                   r->lag_files == 1 ? "" : "s", b, a);
+        } else if (r->lag_listing > 0) {
+            printf("  lag:       %" PRId64 " segment%s behind %s (WAL listings)\n", r->lag_listing,
+                   r->lag_listing == 1 ? "" : "s", r->lag_ahead);
+        }
         if (!r->up) {
             printf("  error:     %s\n", r->err.msg);
+            if (r->problems[0])
+                printf("  problems:  %s\n", r->problems);
             continue;
         }
         if (r->have_backup) {
@@ -482,6 +598,9 @@ static void render_text(const repo_status *rs, int n, const server_facts *sf, in
         } else {
             printf("  rpo:       unknown\n");
         }
+        if (r->dropped)
+            printf("  dropped:   %zu WAL segment%s by archive_queue_max, the newest %s\n",
+                   r->dropped, r->dropped == 1 ? "" : "s", r->dropped_last);
         if (r->leftovers)
             printf("  leftovers: %zu interrupted backup%s (the next backup removes them)\n",
                    r->leftovers, r->leftovers == 1 ? "" : "s");
@@ -533,6 +652,16 @@ static void render_json(const repo_status *rs, int n, const server_facts *sf, in
                       ", \"up\": %s, \"status\": \"%s\", \"location\": ", r->up ? "true" : "false",
                       level_names[r->level]);
         wv_json_string(&o, r->location);
+        wv_buf_printf(&o,
+                      ", \"required\": %s, \"lag\": {\"files\": %zu, \"bytes\": %" PRIu64
+                      ", \"oldest_s\": ",
+                      r->rc->optional ? "false" : "true", r->lag_files, r->lag_bytes);
+        if (r->lag_oldest_age >= 0)
+            wv_buf_printf(&o, "%" PRId64, r->lag_oldest_age);
+        else
+            wv_buf_append_str(&o, "null");
+        wv_buf_printf(&o, ", \"from\": \"%s\", \"segments_behind_listing\": %" PRId64 "}",
+                      r->lag_spool ? "spool" : "listing", r->lag_listing);
         if (!r->up) {
             wv_buf_append_str(&o, ", \"error\": ");
             wv_json_string(&o, r->err.msg);
@@ -568,7 +697,9 @@ static void render_json(const repo_status *rs, int n, const server_facts *sf, in
                 wv_buf_printf(&o, ", \"rpo_s\": %" PRId64, r->rpo);
             else
                 wv_buf_append_str(&o, ", \"rpo_s\": null");
-            wv_buf_printf(&o, ", \"leftovers\": %zu", r->leftovers);
+
+            wv_buf_printf(&o, ", \"leftovers\": %zu, \"dropped_segments\": %zu", r->leftovers,
+                          r->dropped);
             wv_buf_append_str(&o, ", \"cleaned_up\": ");
             if (r->have_cleaned) {
                 char ct[32];
@@ -645,6 +776,12 @@ static int write_prometheus(const char *path, const repo_status *rs, int n, cons
     FAM("walvault_rpo_seconds", "Estimated recovery point objective");
     FAM("walvault_recovery_window_end_seconds", "Last reachable commit (seconds since the epoch)");
     FAM("walvault_leftover_backups", "Interrupted backups waiting for removal");
+    FAM("walvault_repo_dropped_segments", "WAL segments dropped by archive_queue_max");
+    FAM("walvault_repo_lag_files", "WAL files recorded as not stored in the repository");
+    FAM("walvault_repo_lag_bytes", "Bytes of the WAL files not stored in the repository");
+    FAM("walvault_repo_lag_oldest_seconds", "Age of the oldest WAL file not stored there");
+    FAM("walvault_repo_lag_segments_listing",
+        "Segments another repository holds after this one's newest");
     if (sf->up) {
         FAM("walvault_archive_failed_count", "pg_stat_archiver.failed_count");
         FAM("walvault_wal_segments_behind", "Completed WAL segments not yet archived");
@@ -658,8 +795,14 @@ static int write_prometheus(const char *path, const repo_status *rs, int n, cons
         const char *name = r->rc->name;
         SAMPLE("walvault_repo_up", name, r->up);
         SAMPLE("walvault_repo_status", name, r->level);
+        SAMPLE("walvault_repo_lag_files", name, (double)r->lag_files);
+        SAMPLE("walvault_repo_lag_bytes", name, (double)r->lag_bytes);
+        SAMPLE("walvault_repo_lag_oldest_seconds", name,
+               r->lag_oldest_age >= 0 ? (double)r->lag_oldest_age : 0.0);
         if (!r->up)
             continue;
+        SAMPLE("walvault_repo_lag_segments_listing", name, (double)r->lag_listing);
+        SAMPLE("walvault_repo_dropped_segments", name, (double)r->dropped);
         if (r->have_backup) {
             SAMPLE("walvault_last_backup_age_seconds", name, (double)r->backup_age);
             SAMPLE("walvault_last_backup_size_bytes", name, (double)r->backup_size);
@@ -761,9 +904,12 @@ int wv_bbcmd_status(int argc, char **argv, const char *config_path)
         wv_err_clear(&r->err);
         if (gather(r, now, &r->err) < 0)
             r->up = 0;
-        judge(r, cfg, &sf);
-        if (r->level > level)
-            level = r->level;
+    }
+    gather_lag(rs, n, cfg, now);
+    for (int i = 0; i < n; i++) {
+        judge(&rs[i], cfg, &sf);
+        if (rs[i].level > level)
+            level = rs[i].level;
     }
     if (sf.asked && !sf.up && level < WARNING)
         level = WARNING;

@@ -49,8 +49,9 @@
 #include "repo/backupset.h"
 #include "repo/repo.h"
 #include "storage/storage.h"
-/* The tee below is a wv_source of its own (it wraps the source's reads). */
-#include "storage/driver.h"
+#include "repo/lag.h"
+#include "repo/objcopy.h"
+#include "repo/spool.h"
 #include "pg/walname.h"
 
 #define RP_MAX     (1024 * 1024) /* a restore point object is a few lines */
@@ -116,39 +117,6 @@ static void keyset_free(keyset *ks)
     free(ks->e);
     memset(ks, 0, sizeof(*ks));
 }
-
-/* ---- the tee source: reads from a source, writes every byte into a sink --------------------- */
-
-typedef struct tee_source {
-    wv_source base;
-    wv_source *in;
-    wv_sink *out;
-    int out_failed;
-    wv_err out_err;
-    uint64_t bytes;
-} tee_source;
-
-static int tee_read(wv_source *s, void *buf, size_t cap, size_t *got, wv_err *err)
-{
-    tee_source *t = (tee_source *)s;
-    int rc = wv_source_read(t->in, buf, cap, got, err);
-    if (rc < 0 || *got == 0)
-        return rc;
-    if ((rc = wv_sink_write(t->out, buf, *got, &t->out_err)) < 0) {
-        t->out_failed = 1;
-        *err = t->out_err;
-        return rc;
-    }
-    t->bytes += *got;
-    return 0;
-}
-
-static void tee_close(wv_source *s)
-{
-    (void)s; /* the owner closes the wrapped source and the sink */
-}
-
-static const wv_source_ops tee_ops = {.read = tee_read, .close = tee_close};
 
 /* ---- context and jobs ------------------------------------------------------------------------ */
 
@@ -462,8 +430,8 @@ static int copy_verified(job *j, wv_err *err)
         wv_err_context(err, to_name(c), j->key);
         goto out;
     }
-    tee_source tee = {.base = {.ops = &tee_ops}, .in = src, .out = sink};
-    wv_err_clear(&tee.out_err);
+    wv_tee_source tee;
+    wv_tee_source_init(&tee, src, sink);
     wv_obj_info info;
     rc = check_stream(j, &tee.base, &info, err);
     if (rc < 0 && tee.out_failed) {
@@ -670,6 +638,43 @@ static int sync_wal(sync_ctx *c, wv_err *err)
 out:
     keyset_free(&src);
     return rc;
+}
+
+/* The lag records of the target in this host's spool (repo/lag.h) for files it holds now go: sync
+ * caught it up. Nothing is created; a spool that cannot be read is only a warning. */
+static void clear_lag_records(sync_ctx *c)
+{
+    char cdir[4096];
+    wv_err err;
+    wv_lag_list l;
+    wv_err_clear(&err);
+    /* the target's cluster is the source's (sync_info checked it, or copied the source's) */
+    if (c->dry_run || !c->from->have_info ||
+        wv_spool_cluster_path(c->cfg, c->from->info.system_id, cdir, sizeof(cdir), &err) != 0)
+        return;
+    const char *repo = c->to->rc->name;
+    if (wv_lag_load(cdir, "lag", repo, &l, &err) != 0) {
+        wv_log_err(&err);
+        return;
+    }
+    size_t cleared = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        char key[256];
+        wv_stat st;
+        if (wv_repo_wal_key(l.e[i].name, key, sizeof(key), &err) != 0 ||
+            wv_storage_stat(c->to->st, key, &st, &err) != 0 ||
+            wv_lag_remove(cdir, "lag", repo, l.e[i].name, &err) != 0) {
+            wv_err_clear(&err);
+            continue;
+        }
+        cleared++;
+    }
+    if (cleared == l.n)
+        wv_lag_backoff_clear(cdir, repo);
+    if (cleared)
+        wv_log_info("%s: %zu lag record%s cleared (the files are there now)", repo, cleared,
+                    cleared == 1 ? "" : "s");
+    wv_lag_list_free(&l);
 }
 
 /* ---- backups --------------------------------------------------------------------------------- */
@@ -985,6 +990,7 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
         goto out;
     if (!ctx.dry_run && (rc = wv_storage_flush(ctx.to->st, &err)) < 0)
         goto out;
+    clear_lag_records(&ctx); /* after the flush: what it clears is durable */
     {
         char sz[32];
         wv_human_bytes(ctx.copied_bytes, sz, sizeof(sz));

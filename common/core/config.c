@@ -40,6 +40,8 @@ enum global_key {
     GK_DRILL_PATH,
     GK_PG_BINDIR,
     GK_LOG_FILE,
+    GK_SPOOL_PATH,
+    GK_ARCHIVE_QUEUE_MAX,
     GK_COUNT
 };
 
@@ -54,6 +56,8 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_DRILL_PATH] = "drill_path",
     [GK_PG_BINDIR] = "pg_bindir",
     [GK_LOG_FILE] = "log_file",
+    [GK_SPOOL_PATH] = "spool_path",
+    [GK_ARCHIVE_QUEUE_MAX] = "archive_queue_max",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -198,12 +202,14 @@ enum repo_key {
     RK_IDENTITY_FILE,
     RK_KNOWN_HOSTS,
     RK_REMOTE_COMMAND,
+    RK_REQUIRED,
     RK_COUNT
 };
 
 static const char *const type_names[] = {
     [WV_REPO_POSIX] = "posix", [WV_REPO_S3] = "s3", [WV_REPO_SSH] = "ssh"};
 static const char *const uri_styles[] = {"path", "host"}; /* uri_style_host 0, 1 */
+static const char *const yes_no[] = {"yes", "no"};        /* optional 0, 1 */
 
 /* How a key's value is read: a string (parser, field), one of a list of words (an int field, the
  * word's index plus a base), or a number in a range (an int field). */
@@ -256,6 +262,8 @@ static const struct repo_key_def {
                         .expected = "the absolute path of a file"},
     [RK_REMOTE_COMMAND] = {"remote_command", T_SSH, V_STR, R_FIELD(remote_command), p_command,
                            .expected = "a command"},
+    [RK_REQUIRED] = {"required", T_POSIX | T_S3 | T_SSH, V_CHOICE, R_FIELD(optional), NULL, yes_no,
+                     0, 2, 0, 0, "yes or no"},
 };
 
 /* What a section of each type must contain, in the order they are reported. */
@@ -524,7 +532,8 @@ static void global_key(parse_state *ps, const char *key, const char *value)
     if (k == GK_COUNT) {
         fail(ps, line, "unknown key \"%s\" in [global]", key);
         hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
-                 "archive_timeout, notify_command, state_path, drill_path, pg_bindir and log_file");
+                 "archive_timeout, notify_command, state_path, drill_path, pg_bindir, "
+                 "log_file, spool_path and archive_queue_max");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -584,6 +593,17 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         free(cfg->pg_bindir);
         if (!(cfg->pg_bindir = abs_path(value)))
             expected = "an absolute path";
+        break;
+    case GK_SPOOL_PATH:
+        free(cfg->spool_path);
+        if (!(cfg->spool_path = abs_path(value)))
+            expected = "an absolute path";
+        break;
+    case GK_ARCHIVE_QUEUE_MAX:
+        if (strcmp(value, "off") == 0)
+            cfg->archive_queue_max = 0;
+        else if (wv_config_size_parse(value, &cfg->archive_queue_max) != 0)
+            expected = "off or a size such as 8GiB, 512MiB or 64KiB";
         break;
     case GK_COUNT:
         break;
@@ -783,6 +803,7 @@ void wv_config_free(wv_config *cfg)
     free(cfg->notify_command);
     free(cfg->state_path);
     free(cfg->log_file);
+    free(cfg->spool_path);
     free(cfg);
 }
 
@@ -854,11 +875,22 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
             n++;
         }
         cfg->nrepos = n;
+        int required = 0;
+        for (int i = 0; i < n; i++)
+            required += !cfg->repos[i].optional;
         if (n == 0) {
             fail(ps, 0, "no repository configured: add a [repo1] section");
             hint(ps, "a minimal file has three lines: \"[repo1]\", \"type = posix\" and "
                      "\"path = /abs/path/to/repo\"");
+        } else if (required == 0) {
+            fail(ps, 0,
+                 "every repository has \"required = no\": at least one repository must be "
+                 "required");
+            hint(ps, "remove \"required = no\" from the repository that must always hold the WAL "
+                     "(the local one)");
         }
+        if (!cfg->spool_path)
+            cfg->spool_path = wv_xstrdup(WV_CONFIG_DEFAULT_SPOOL_PATH);
     }
     if (ps->failed) {
         wv_config_free(cfg);
@@ -870,6 +902,31 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
     if (err)
         wv_err_clear(err);
     return 0;
+}
+
+int wv_config_size_parse(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        unsigned shift;
+    } units[] = {{"", 0}, {"B", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+    uint64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return WV_ECONFIG;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return WV_ECONFIG;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(p, units[i].suffix) == 0) {
+            if (v == 0 || v > (UINT64_MAX >> units[i].shift))
+                return WV_ECONFIG;
+            *out = v << units[i].shift;
+            return 0;
+        }
+    return WV_ECONFIG;
 }
 
 const char *wv_config_path(const char *explicit_path)

@@ -12,6 +12,8 @@
 #ifndef WALVAULT_CORE_CONFIG_H
 #define WALVAULT_CORE_CONFIG_H
 
+#include <stdint.h>
+
 #include "core/error.h"
 #include "core/log.h"
 #include "core/monitor_config.h"
@@ -20,6 +22,7 @@
 #define WV_CONFIG_DEFAULT_PATH       "/etc/walvault/walvault.conf"
 #define WV_MAX_REPOS                 8
 #define WV_CONFIG_DEFAULT_STATE_PATH "/var/lib/walvault/state"
+#define WV_CONFIG_DEFAULT_SPOOL_PATH "/var/spool/walvault"
 
 typedef enum wv_repo_type { WV_REPO_POSIX = 1, WV_REPO_S3, WV_REPO_SSH } wv_repo_type;
 typedef enum wv_compress { WV_COMPRESS_NONE = 0, WV_COMPRESS_LZ4 = 1 } wv_compress;
@@ -48,6 +51,10 @@ typedef struct wv_repo_config {
     char *identity_file;
     char *known_hosts;
     char *remote_command; /* the helper on the backup server; default "walvault-remote" */
+
+    /* required = yes | no (default yes): 1 for "no": a failure there does not fail wal-push or
+     * backup; what it lacks is recorded in the spool and caught up later (see repo/lag.h) */
+    int optional;
 } wv_repo_config;
 
 typedef struct wv_config {
@@ -76,6 +83,12 @@ typedef struct wv_config {
     /* [global] log_file = absolute path: every log line, with a timestamp, is also appended to it
      * (see core/log.h); NULL when not set */
     char *log_file;
+    /* [global] spool_path = local directory of per-cluster spool files (lag records, gaps);
+     * default WV_CONFIG_DEFAULT_SPOOL_PATH */
+    char *spool_path;
+    /* [global] archive_queue_max = a size ("8GiB"): past it wal-push drops the oldest waiting WAL
+     * segment, loudly, and records the gap; 0: off (the default) */
+    uint64_t archive_queue_max;
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */
@@ -91,6 +104,9 @@ void wv_config_free(wv_config *cfg);
 
 /* The repository [repoN], or NULL. */
 const wv_repo_config *wv_config_repo(const wv_config *cfg, int index);
+
+/* "8GiB", "512MiB", "64KiB", "1TiB", "4096B" or "4096" -> bytes (at least 1). 0 or WV_ECONFIG. */
+int wv_config_size_parse(const char *s, uint64_t *out);
 
 /*
  * Read a secret from a file named in the configuration (e.g. secret_access_key_file): a regular

@@ -41,7 +41,21 @@ typedef struct gather_ctx {
     xid_memo *xids;
     size_t nxids;
     uint64_t trailer_reads, control_reads;
+    char (*dropped)[WV_WALNAME_SEGMENT_LEN]; /* gaps/ of the repository */
+    size_t ndropped;
 } gather_ctx;
+
+static int dropped_cb(void *arg, const char *key, const wv_stat *st)
+{
+    gather_ctx *g = arg;
+    (void)st;
+    const char *name = key + strlen(WV_REPO_GAPS_PREFIX);
+    if (strlen(name) != WV_WALNAME_SEGMENT_LEN - 1 || g->ndropped >= 4096)
+        return 0;
+    g->dropped = wv_xrealloc(g->dropped, (g->ndropped + 1) * sizeof(*g->dropped));
+    snprintf(g->dropped[g->ndropped++], WV_WALNAME_SEGMENT_LEN, "%s", name);
+    return 0;
+}
 
 static size_t seg_slot(const gather_ctx *g, uint32_t tli, uint64_t segno)
 {
@@ -207,6 +221,13 @@ int wv_recovery_facts_gather(wv_storage *st, const wv_archive *a, const wv_backu
     f->arg = g;
     f->priv = g;
     wv_err_clear(&f->rp_err);
+    int lrc = wv_storage_list(st, WV_REPO_GAPS_PREFIX, dropped_cb, g, err);
+    if (lrc < 0) {
+        wv_recovery_facts_free(f);
+        return lrc;
+    }
+    f->dropped = (const char(*)[WV_WALNAME_SEGMENT_LEN])g->dropped;
+    f->ndropped = g->ndropped;
     if (t && t->kind == WV_TARGET_NAME) {
         int rc = wv_archive_find_restore_point(st, a, t->name, &f->rp_lsn, &f->rp_time_us,
                                                &f->rp_tli, &f->rp_err);
@@ -227,6 +248,7 @@ void wv_recovery_facts_free(wv_recovery_facts *f)
     if (g) {
         free(g->segs);
         free(g->xids);
+        free(g->dropped);
         free(g);
     }
     f->priv = f->arg = NULL;
@@ -710,6 +732,15 @@ static int refuse_ambiguous(const wv_recovery_facts *f, const wv_target *t, cons
 }
 
 /* Why no backup fits the target: one refusal, with the recoverable windows. */
+/* Whether segment name was dropped by archive_queue_max (a fact: the repository's gaps/). */
+static int is_dropped(const wv_recovery_facts *f, const char *name)
+{
+    for (size_t i = 0; i < f->ndropped; i++)
+        if (strcmp(f->dropped[i], name) == 0)
+            return 1;
+    return 0;
+}
+
 static int refuse_unreachable(const wv_recovery_facts *f, const wv_target *t, uint32_t timeline,
                               uint32_t latest, const char *backup_id, const seen *s,
                               const char *tbuf, const char *lbuf, wv_err *err)
@@ -757,6 +788,13 @@ static int refuse_unreachable(const wv_recovery_facts *f, const wv_target *t, ui
                    "the WAL the backups need is not in the archive (first missing segment %s)",
                    s->last_reach.missing);
         wv_err_hint(err, "check archive_command and pg_stat_archiver on the server");
+    } else if (s->last_reach.gap && is_dropped(f, s->last_reach.missing)) {
+        wv_err_set(err, WV_EREFUSED,
+                   "target %s %s%s is inside a gap in the archived WAL: segment %s was dropped "
+                   "by archive_queue_max without archiving",
+                   kind_word(t->kind), tbuf, lbuf, s->last_reach.missing);
+        wv_err_hint(err, "no recovery can replay across a dropped segment: choose a target before "
+                         "it, or one after a base backup taken after it");
     } else if (s->last_reach.gap) {
         wv_err_set(err, WV_EREFUSED,
                    "target %s %s%s is inside a gap in the archived WAL: segment %s is missing",

@@ -36,6 +36,7 @@
 #include "repo/walarchive.h"
 #include "repo/backupset.h"
 #include "core/error.h"
+#include "pg/walname.h"
 #include "storage/storage.h"
 
 /* ---- facts ----------------------------------------------------------------------------------- */
@@ -68,6 +69,10 @@ typedef struct wv_recovery_facts {
     int64_t rp_time_us;
     uint32_t rp_tli; /* the timeline of the segment that holds it */
     wv_err rp_err;
+    /* Segments archive_queue_max dropped (the repository's gaps/ objects, see repo/repo.h): a
+     * gap there is said to be one that no retry fills. Borrowed, ndropped entries. */
+    const char (*dropped)[WV_WALNAME_SEGMENT_LEN];
+    size_t ndropped;
     void *priv; /* the gather step's memo */
 } wv_recovery_facts;
 

@@ -33,6 +33,9 @@
 /* Beside a segment that holds restore points: "<segment key>.rp", lines "LSN\tTIME_US\tNAME"
  * (NAME percent-encoded). */
 #define WV_REPO_RP_SUFFIX ".rp"
+/* WAL segments dropped by archive_queue_max: a small text object "gaps/<segment>" each (see
+ * repo/lag.h, wv_lag_gap_format) in every repository reachable at the time. */
+#define WV_REPO_GAPS_PREFIX "gaps/"
 
 typedef struct wv_repo_info {
     int format;           /* WV_REPO_FORMAT */

@@ -27,6 +27,24 @@ typedef struct bad_case {
 } bad_case;
 
 static const bad_case bad_cases[] = {
+    /* required = no, archive_queue_max */
+    {"[repo1]\ntype = posix\npath = /r\nrequired = no\n",
+     "x.conf: every repository has \"required = no\": at least one repository must be required",
+     "remove \"required = no\""},
+    {POSIX_REPO "required = maybe\n",
+     "x.conf:4: bad value \"maybe\" for key \"required\" in [repo1]: expected yes or no", NULL},
+    {"[global]\narchive_queue_max = 8GB\n" POSIX_REPO,
+     "x.conf:2: bad value \"8GB\" for key \"archive_queue_max\" in [global]: expected off or a "
+     "size such as 8GiB, 512MiB or 64KiB",
+     NULL},
+    {"[global]\narchive_queue_max = 0\n" POSIX_REPO,
+     "x.conf:2: bad value \"0\" for key \"archive_queue_max\" in [global]: expected off or a "
+     "size such as 8GiB, 512MiB or 64KiB",
+     NULL},
+    {"[global]\nspool_path = spool\n" POSIX_REPO,
+     "x.conf:2: bad value \"spool\" for key \"spool_path\" in [global]: expected an absolute "
+     "path",
+     NULL},
     /* [global] */
     {"[global]\ncompres = lz4\n" POSIX_REPO, "x.conf:2: unknown key \"compres\" in [global]",
      "compress, compress_level"},
@@ -337,6 +355,51 @@ static void test_log_file(void **state)
     assert_string_equal(cfg->log_file, "/var/log/walvault.log");
     assert_string_equal(cfg->state_path, "/s2");
     wv_config_free(cfg);
+}
+
+static void test_keeping_up_keys(void **state)
+{
+    (void)state;
+    wv_config *cfg = parse_ok(POSIX_REPO);
+    assert_int_equal(cfg->repos[0].optional, 0);
+    assert_int_equal(cfg->archive_queue_max, 0);
+    assert_string_equal(cfg->spool_path, WV_CONFIG_DEFAULT_SPOOL_PATH);
+    wv_config_free(cfg);
+    cfg = parse_ok("[global]\narchive_queue_max = 8GiB\nspool_path = /var/tmp/sp/\n" POSIX_REPO
+                   "required = yes\n[repo2]\ntype = posix\npath = /s\nrequired = no\n");
+    assert_int_equal(cfg->repos[0].optional, 0);
+    assert_int_equal(cfg->repos[1].optional, 1);
+    assert_true(cfg->archive_queue_max == UINT64_C(8) << 30);
+    assert_string_equal(cfg->spool_path, "/var/tmp/sp");
+    wv_config_free(cfg);
+    cfg = parse_ok("[global]\narchive_queue_max = off\n" POSIX_REPO);
+    assert_int_equal(cfg->archive_queue_max, 0);
+    wv_config_free(cfg);
+
+    static const struct {
+        const char *text;
+        uint64_t v;
+    } sizes[] = {{"4096", 4096},
+                 {"4096B", 4096},
+                 {"64KiB", 65536},
+                 {"512MiB", 512 << 20},
+                 {"1TiB", UINT64_C(1) << 40},
+                 {"", 0},
+                 {"1.5GiB", 0},
+                 {"-1GiB", 0},
+                 {"1 GiB", 0},
+                 {"0KiB", 0},
+                 {"99999999999999999999", 0},
+                 {"20000000TiB", 0}};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        uint64_t v = 0;
+        int rc = wv_config_size_parse(sizes[i].text, &v);
+        if (sizes[i].v) {
+            assert_int_equal(rc, 0);
+            assert_true(v == sizes[i].v);
+        } else
+            assert_int_equal(rc, WV_ECONFIG);
+    }
 }
 
 static void test_minimal_and_defaults(void **state)
@@ -698,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_sorted_gaps_and_syntax),
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_config_path),
+        cmocka_unit_test(test_keeping_up_keys),
         cmocka_unit_test(test_secret_file),
         cmocka_unit_test(test_log_file),
     };

@@ -69,6 +69,7 @@ typedef struct world {
     fork_def forks[3];
     backup_def backups[4];
     rp_def rps[3];
+    const char *dropped[2]; /* segments archive_queue_max dropped (gaps/) */
 } world;
 
 /* ---- the worlds ------------------------------------------------------------------------------ */
@@ -91,6 +92,14 @@ static const world gapped = {
     .runs = {{1, 1, 5, 100}, {1, 8, 10, 800}},
     .backups = {{B1, 1, L(2, 0x28), L(2, 0x100), 200, 1000},
                 {B3, 1, L(9, 0x28), L(9, 0x100), 900, 3000}},
+};
+
+/* The same gap, its first segment dropped by archive_queue_max. */
+static const world dropped_gap = {
+    .runs = {{1, 1, 5, 100}, {1, 8, 10, 800}},
+    .backups = {{B1, 1, L(2, 0x28), L(2, 0x100), 200, 1000},
+                {B3, 1, L(9, 0x28), L(9, 0x100), 900, 3000}},
+    .dropped = {"000000010000000000000006", "000000010000000000000007"},
 };
 
 /* The backup's first segment was never archived. */
@@ -164,6 +173,7 @@ typedef struct built {
     wv_archive a;
     wv_backupset bs;
     wv_recovery_facts f;
+    char dropped[2][WV_WALNAME_SEGMENT_LEN];
 } built;
 
 static int table_segment_commits(void *arg, uint32_t tli, uint64_t segno, wv_segment_commits *out,
@@ -265,6 +275,9 @@ static void build(built *x, const world *w, const wv_target *t)
     x->f.backups = &x->bs;
     x->f.ops = &table_ops;
     x->f.arg = (void *)w;
+    for (int i = 0; i < 2 && w->dropped[i]; i++)
+        snprintf(x->dropped[x->f.ndropped++], WV_WALNAME_SEGMENT_LEN, "%s", w->dropped[i]);
+    x->f.dropped = (const char(*)[WV_WALNAME_SEGMENT_LEN])x->dropped;
     wv_err_clear(&x->f.rp_err);
     if (t && t->kind == WV_TARGET_NAME) {
         for (int i = 0; i < 3 && w->rps[i].name; i++)
@@ -389,6 +402,14 @@ static const row rows[] = {
     {"gap/lsn-inside", &gapped, LSN, (int64_t)L(7, 0), NULL, AUTO, NULL, NULL, 0,
      "target LSN 0/7000000 is inside a gap in the archived WAL"},
     {"gap/time-after", &gapped, TIME, 950, NULL, AUTO, NULL, B3, 1, NEWEST},
+    /* the gap is a segment archive_queue_max dropped: said so; before and after it as before */
+    {"dropped/time-before", &dropped_gap, TIME, 350, NULL, AUTO, NULL, B1, 1, NEWEST},
+    {"dropped/time-inside", &dropped_gap, TIME, 650, NULL, AUTO, NULL, NULL, 0,
+     "target time {650} is inside a gap in the archived WAL: segment 000000010000000000000006 was "
+     "dropped by archive_queue_max without archiving"},
+    {"dropped/lsn-inside", &dropped_gap, LSN, (int64_t)L(7, 0), NULL, AUTO, NULL, NULL, 0,
+     "dropped by archive_queue_max"},
+    {"dropped/time-after", &dropped_gap, TIME, 950, NULL, AUTO, NULL, B3, 1, NEWEST},
     {"gap/end", &gapped, END, 0, NULL, AUTO, NULL, B3, 1, "the latest timeline in the archive"},
     {"nowal/end", &nowal, END, 0, NULL, AUTO, NULL, NULL, 0,
      "the WAL the backups need is not in the archive (first missing segment "
