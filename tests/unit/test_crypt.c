@@ -1,0 +1,460 @@
+/*
+ * test_crypt.c - the chunked AES-256-GCM stream: known-answer vectors (computed independently by
+ * tests/tools/crypt_vectors.py with Python's cryptography), round trips in every piece size, every
+ * header byte changed, truncation at every chunk boundary and inside chunks, chunks reordered or
+ * taken from another object, appended data, a wrong key; nothing unauthenticated is ever released.
+ * Also HKDF (RFC 5869), the one-shot seal and X25519 (RFC 7748).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "core/bytes.h"
+#include "pipeline/crypt.h"
+
+#include "probe.h"
+
+#define CHUNK  WV_CRYPT_CHUNK
+#define SEALED WV_CRYPT_SEALED_CHUNK
+
+static const char aad_text[] = "\x89WVOBJ\r\n test header";
+
+static void hex(const char *h, uint8_t *out, size_t len)
+{
+    assert_int_equal(strlen(h), 2 * len);
+    assert_int_equal(wv_hex_decode(h, out, len), 0);
+}
+
+static uint8_t *pattern(size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 7 + 3);
+    return p;
+}
+
+static void material(uint8_t m[32])
+{
+    for (int i = 0; i < 32; i++)
+        m[i] = (uint8_t)i;
+}
+
+static void salt(uint8_t s[16])
+{
+    for (int i = 0; i < 16; i++)
+        s[i] = (uint8_t)(0xa0 + i);
+}
+
+static void test_key(uint8_t key[32], const uint8_t *aad, size_t aadlen)
+{
+    uint8_t m[32], s[16];
+    wv_err err;
+    material(m);
+    salt(s);
+    assert_int_equal(wv_crypt_object_key(m, s, aad, aadlen, key, &err), 0);
+}
+
+static void vector_key(uint8_t key[32])
+{
+    test_key(key, (const uint8_t *)aad_text, sizeof(aad_text) - 1);
+}
+
+/* Push data through a fresh stage in pieces of `piece` bytes; the stage's output lands in *out. */
+static int run(int seal, const uint8_t key[32], const uint8_t *data, size_t len, size_t piece,
+               wv_buf *out, wv_err *err)
+{
+    probe *p = probe_new(1);
+    wv_filter *f = seal ? wv_crypt_seal_new(&p->base, key) : wv_crypt_open_new(&p->base, key, "x");
+    int rc = 0;
+    for (size_t pos = 0; pos < len && rc == 0; pos += piece)
+        rc = wv_filter_write(f, data + pos, len - pos < piece ? len - pos : piece, err);
+    if (rc == 0)
+        rc = wv_filter_finish(f, err);
+    if (rc == 0)
+        assert_int_equal(p->finished, 1);
+    else
+        assert_int_equal(p->finished, 0);
+    assert_true(p->max_piece <= WV_FILTER_CHUNK);
+    wv_buf_init(out);
+    wv_buf_append(out, p->out.data, p->out.len);
+    wv_filter_chain_free(f);
+    return rc;
+}
+
+static void sha256_hex(const uint8_t *d, size_t n, char out[65])
+{
+    uint8_t md[32];
+    unsigned int len = 0;
+    assert_int_equal(EVP_Digest(d, n, md, &len, EVP_sha256(), NULL), 1);
+    wv_hex_encode(md, 32, out);
+}
+
+/* --- known answers ------------------------------------------------------------------------- */
+
+static void test_object_key_vector(void **state)
+{
+    uint8_t key[32], want[32];
+    vector_key(key);
+    hex("1d3d2b76f00c90e3c90110c69e746343d07ac89e7707027e5cf41b9dc0b3b938", want, 32);
+    assert_memory_equal(key, want, 32);
+}
+
+static const struct {
+    size_t plain;
+    size_t sealed;
+    const char *sha256;
+    const char *tail; /* the last min(24, sealed) bytes */
+} vectors[] = {
+    {0, 16, "86e837ba7d94c0f025c62c7ad596310fc991a2352eef8569c3084ff8d1023d6c",
+     "255cdaf4a6882df51e379bb4ba607cb3"},
+    {8, 24, "3e3da8acdee49ff9427c7a0b3a2be1d11f45af86bcbd0e6e8050451100779408",
+     "b41c161899db2e752a6f90c1dc77691fd59202f19d4b6cd5"},
+    {65536, 65552, "9764fbf0d7203cc8ae53174829fb37461ae89b67d8eb2683b2351ff3c26de14c",
+     "c004d1421469dcc4a6ed070597e33cc44dff44be317eac45"},
+    {65537, 65569, "3278de33e9c7460964e8ba782fab229f0a953d49df2aea4fb5798af61dcccd84",
+     "30df8ced3d87761e890f3c8fa8e61190def624e6d19b68f1"},
+    {196708, 196772, "53d3aa0b0bba3b1c1b2b4dcc8e19b1c4c821400e0b4aea65aa6eb9b0212ec785",
+     "689f1628a22b426ba634b2a11b6e900e39deba335bff9430"},
+};
+#define NVECTORS (sizeof(vectors) / sizeof(vectors[0]))
+
+static const size_t pieces[] = {1, 13, 4096, CHUNK, SEALED, 1 << 20};
+#define NPIECES (sizeof(pieces) / sizeof(pieces[0]))
+
+static void test_stream_vectors(void **state)
+{
+    uint8_t key[32];
+    wv_err err;
+    vector_key(key);
+    for (size_t v = 0; v < NVECTORS; v++) {
+        uint8_t *plain = pattern(vectors[v].plain);
+        assert_int_equal(wv_crypt_sealed_size(vectors[v].plain), vectors[v].sealed);
+        for (size_t p = 0; p < NPIECES; p++) {
+            if (pieces[p] == 1 && vectors[v].plain > CHUNK + 1)
+                continue; /* byte by byte through 3 chunks: slow and says nothing new */
+            wv_buf ct, back;
+            char digest[65], tail[49];
+            assert_int_equal(run(1, key, plain, vectors[v].plain, pieces[p], &ct, &err), 0);
+            assert_int_equal(ct.len, vectors[v].sealed);
+            sha256_hex(ct.data, ct.len, digest);
+            assert_string_equal(digest, vectors[v].sha256);
+            size_t tl = ct.len < 24 ? ct.len : 24;
+            wv_hex_encode(ct.data + ct.len - tl, tl, tail);
+            assert_string_equal(tail, vectors[v].tail);
+            assert_int_equal(run(0, key, ct.data, ct.len, pieces[p], &back, &err), 0);
+            assert_int_equal(back.len, vectors[v].plain);
+            if (back.len)
+                assert_memory_equal(back.data, plain, back.len);
+            wv_buf_free(&ct);
+            wv_buf_free(&back);
+        }
+        free(plain);
+    }
+}
+
+/* The GCM of one chunk on its own, as OpenSSL's EVP computes it (a second, direct path): the last
+ * chunk of the 8-byte vector is AES-256-GCM(key, nonce 0^11 || 01, pattern(8)). */
+static void test_one_chunk_direct(void **state)
+{
+    uint8_t key[32], nonce[12] = {0}, out[8], tag[16], want[24];
+    uint8_t *plain = pattern(8);
+    int n = 0, fin = 0;
+    vector_key(key);
+    nonce[11] = 1;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    assert_int_equal(EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce), 1);
+    assert_int_equal(EVP_EncryptUpdate(ctx, out, &n, plain, 8), 1);
+    assert_int_equal(EVP_EncryptFinal_ex(ctx, out + n, &fin), 1);
+    assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag), 1);
+    EVP_CIPHER_CTX_free(ctx);
+    hex(vectors[1].tail, want, 24);
+    assert_memory_equal(out, want, 8);
+    assert_memory_equal(tag, want + 8, 16);
+    free(plain);
+}
+
+/* RFC 5869, test case 1. */
+static void test_hkdf_rfc5869(void **state)
+{
+    uint8_t ikm[22], salt13[13], info[10], okm[42], want[42];
+    wv_err err;
+    memset(ikm, 0x0b, sizeof(ikm));
+    for (int i = 0; i < 13; i++)
+        salt13[i] = (uint8_t)i;
+    for (int i = 0; i < 10; i++)
+        info[i] = (uint8_t)(0xf0 + i);
+    assert_int_equal(wv_crypt_hkdf(ikm, 22, salt13, 13, info, 10, okm, 42, &err), 0);
+    hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+        want, 42);
+    assert_memory_equal(okm, want, 42);
+}
+
+static void test_seal_once_vector(void **state)
+{
+    uint8_t m[32], nonce[12], out[8 + WV_CRYPT_ONCE_OVERHEAD], want[sizeof(out)], back[8];
+    wv_err err;
+    material(m);
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)i;
+    assert_int_equal(wv_crypt_seal_once(m, nonce, (const uint8_t *)"aad", 3,
+                                        (const uint8_t *)"data key", 8, out, &err),
+                     0);
+    hex("000102030405060708090a0b2363a27ae58ea762905f3f4da05b66f705ba6386c8402b7e", want,
+        sizeof(want));
+    assert_memory_equal(out, want, sizeof(out));
+    assert_int_equal(wv_crypt_open_once(m, (const uint8_t *)"aad", 3, out, sizeof(out), back, &err),
+                     0);
+    assert_memory_equal(back, "data key", 8);
+    /* another aad, another key, any byte changed: WV_EKEY */
+    assert_int_equal(wv_crypt_open_once(m, (const uint8_t *)"aae", 3, out, sizeof(out), back, &err),
+                     WV_EKEY);
+    m[0] ^= 1;
+    assert_int_equal(wv_crypt_open_once(m, (const uint8_t *)"aad", 3, out, sizeof(out), back, &err),
+                     WV_EKEY);
+    m[0] ^= 1;
+    for (size_t i = 0; i < sizeof(out); i++) {
+        out[i] ^= 0x40;
+        assert_int_equal(
+            wv_crypt_open_once(m, (const uint8_t *)"aad", 3, out, sizeof(out), back, &err),
+            WV_EKEY);
+        out[i] ^= 0x40;
+    }
+    assert_int_equal(wv_crypt_open_once(m, NULL, 0, out, 27, back, &err), WV_EKEY);
+    /* a random nonce: two seals of the same message differ */
+    uint8_t a[sizeof(out)], b[sizeof(out)];
+    assert_int_equal(wv_crypt_seal_once(m, NULL, NULL, 0, back, 8, a, &err), 0);
+    assert_int_equal(wv_crypt_seal_once(m, NULL, NULL, 0, back, 8, b, &err), 0);
+    assert_memory_not_equal(a, b, sizeof(a));
+}
+
+/* --- failures ------------------------------------------------------------------------------ */
+
+static void seal_buf(const uint8_t key[32], size_t plain, wv_buf *ct)
+{
+    uint8_t *p = pattern(plain);
+    wv_err err;
+    assert_int_equal(run(1, key, p, plain, 1 << 20, ct, &err), 0);
+    free(p);
+}
+
+/* Open must fail with WV_ECORRUPT, having released only whole verified chunks of the original. */
+static void expect_refused(const uint8_t key[32], const uint8_t *ct, size_t len, size_t plain)
+{
+    uint8_t *orig = pattern(plain);
+    for (size_t p = 0; p < NPIECES; p++) {
+        if (pieces[p] == 1 && len > 2 * SEALED)
+            continue;
+        wv_buf back;
+        wv_err err;
+        assert_int_equal(run(0, key, ct, len, pieces[p], &back, &err), WV_ECORRUPT);
+        assert_non_null(strstr(err.msg, "does not authenticate"));
+        assert_int_equal(back.len % CHUNK, 0);
+        assert_true(back.len <= plain);
+        if (back.len)
+            assert_memory_equal(back.data, orig, back.len);
+        wv_buf_free(&back);
+    }
+    free(orig);
+}
+
+static void test_header_byte_changed(void **state)
+{
+    uint8_t aad[80], key[32], other[32];
+    wv_buf ct;
+    for (size_t i = 0; i < sizeof(aad); i++)
+        aad[i] = (uint8_t)(i * 3);
+    test_key(key, aad, sizeof(aad));
+    seal_buf(key, CHUNK + 10, &ct);
+    for (size_t i = 0; i < sizeof(aad); i++) {
+        for (int bit = 0; bit < 8; bit += 7) {
+            aad[i] ^= (uint8_t)(1 << bit);
+            test_key(other, aad, sizeof(aad));
+            assert_memory_not_equal(other, key, 32);
+            wv_buf back;
+            wv_err err;
+            assert_int_equal(run(0, other, ct.data, ct.len, 1 << 20, &back, &err), WV_ECORRUPT);
+            assert_int_equal(back.len, 0);
+            wv_buf_free(&back);
+            aad[i] ^= (uint8_t)(1 << bit);
+        }
+    }
+    /* a header one byte shorter or longer */
+    test_key(other, aad, sizeof(aad) - 1);
+    expect_refused(other, ct.data, ct.len, 0);
+    /* another salt */
+    uint8_t m[32], s[16];
+    wv_err err;
+    material(m);
+    salt(s);
+    s[15] ^= 1;
+    assert_int_equal(wv_crypt_object_key(m, s, aad, sizeof(aad), other, &err), 0);
+    expect_refused(other, ct.data, ct.len, 0);
+    wv_buf_free(&ct);
+}
+
+static void test_truncated(void **state)
+{
+    uint8_t key[32];
+    wv_buf ct;
+    const size_t plain = 3 * CHUNK + 100;
+    vector_key(key);
+    seal_buf(key, plain, &ct);
+    /* at every chunk boundary, and just before and after it */
+    for (size_t k = 0; k <= 3; k++) {
+        size_t at = k * SEALED;
+        expect_refused(key, ct.data, at, plain);
+        if (at > 0)
+            expect_refused(key, ct.data, at - 1, plain);
+        expect_refused(key, ct.data, at + 1, plain);
+        expect_refused(key, ct.data, at + WV_CRYPT_TAG_SIZE, plain);
+    }
+    expect_refused(key, ct.data, ct.len - 1, plain);
+    wv_buf_free(&ct);
+    /* one full chunk cut to nothing, an empty object's stream cut */
+    seal_buf(key, CHUNK, &ct);
+    expect_refused(key, ct.data, 0, 0);
+    expect_refused(key, ct.data, ct.len - 1, CHUNK);
+    wv_buf_free(&ct);
+    seal_buf(key, 0, &ct);
+    expect_refused(key, ct.data, 15, 0);
+    wv_buf_free(&ct);
+}
+
+static void test_appended(void **state)
+{
+    uint8_t key[32];
+    const size_t sizes[] = {0, 8, CHUNK, CHUNK + 1, 2 * CHUNK};
+    vector_key(key);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        wv_buf ct, empty;
+        seal_buf(key, sizes[i], &ct);
+        wv_buf_append(&ct, "x", 1);
+        expect_refused(key, ct.data, ct.len, sizes[i]);
+        /* a whole sealed empty last chunk appended (what a forger of the end would try) */
+        ct.len--;
+        seal_buf(key, 0, &empty);
+        wv_buf_append(&ct, empty.data, empty.len);
+        expect_refused(key, ct.data, ct.len, sizes[i]);
+        wv_buf_free(&empty);
+        wv_buf_free(&ct);
+    }
+}
+
+static void test_chunks_swapped(void **state)
+{
+    uint8_t key[32], key2[32];
+    wv_buf ct, ct2;
+    const size_t plain = 3 * CHUNK + 100;
+    vector_key(key);
+    seal_buf(key, plain, &ct);
+    /* chunks 0 and 1 swapped */
+    uint8_t *tmp = malloc(SEALED);
+    memcpy(tmp, ct.data, SEALED);
+    memmove(ct.data, ct.data + SEALED, SEALED);
+    memcpy(ct.data + SEALED, tmp, SEALED);
+    expect_refused(key, ct.data, ct.len, plain);
+    memcpy(ct.data + SEALED, ct.data, SEALED);
+    memcpy(ct.data, tmp, SEALED);
+    /* chunk 2 dropped: 0, 1, 3 */
+    wv_buf cut;
+    wv_buf_init(&cut);
+    wv_buf_append(&cut, ct.data, 2 * SEALED);
+    wv_buf_append(&cut, ct.data + 3 * SEALED, ct.len - 3 * SEALED);
+    expect_refused(key, cut.data, cut.len, plain);
+    wv_buf_free(&cut);
+    /* chunk 1 taken from another object (another header: another key) */
+    test_key(key2, (const uint8_t *)"another header", 14);
+    seal_buf(key2, plain, &ct2);
+    memcpy(ct.data + SEALED, ct2.data + SEALED, SEALED);
+    expect_refused(key, ct.data, ct.len, plain);
+    /* a last chunk sealed as not last (the first chunk of a longer object, alone) */
+    expect_refused(key2, ct2.data, SEALED, plain);
+    /* every byte of a small object flipped */
+    wv_buf small;
+    seal_buf(key, 40, &small);
+    for (size_t i = 0; i < small.len; i++) {
+        small.data[i] ^= 0x80;
+        expect_refused(key, small.data, small.len, 40);
+        small.data[i] ^= 0x80;
+    }
+    wv_buf_free(&small);
+    free(tmp);
+    wv_buf_free(&ct);
+    wv_buf_free(&ct2);
+}
+
+static void test_wrong_key(void **state)
+{
+    uint8_t key[32];
+    wv_buf ct;
+    vector_key(key);
+    seal_buf(key, 1000, &ct);
+    key[31] ^= 1;
+    expect_refused(key, ct.data, ct.len, 1000);
+    wv_buf_free(&ct);
+}
+
+/* Each stream of the same content under a fresh salt is different (nothing repeats across
+ * objects). */
+static void test_fresh_salt(void **state)
+{
+    uint8_t m[32], s1[16], s2[16], k1[32], k2[32];
+    wv_buf a, b;
+    wv_err err;
+    material(m);
+    assert_int_equal(wv_crypt_random(s1, 16, &err), 0);
+    assert_int_equal(wv_crypt_random(s2, 16, &err), 0);
+    assert_memory_not_equal(s1, s2, 16);
+    assert_int_equal(wv_crypt_object_key(m, s1, (const uint8_t *)"h", 1, k1, &err), 0);
+    assert_int_equal(wv_crypt_object_key(m, s2, (const uint8_t *)"h", 1, k2, &err), 0);
+    seal_buf(k1, 100, &a);
+    seal_buf(k2, 100, &b);
+    assert_int_equal(a.len, b.len);
+    assert_memory_not_equal(a.data, b.data, a.len);
+    wv_buf_free(&a);
+    wv_buf_free(&b);
+}
+
+/* --- X25519 (RFC 7748, 6.1) ---------------------------------------------------------------- */
+
+static void test_x25519(void **state)
+{
+    uint8_t apriv[32], apub[32], bpub[32], want[32], got[32], eph[32], s1[32], s2[32];
+    wv_err err;
+    hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a", apriv, 32);
+    hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a", want, 32);
+    assert_int_equal(wv_crypt_x25519_public(apriv, apub, &err), 0);
+    assert_memory_equal(apub, want, 32);
+    hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f", bpub, 32);
+    hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742", want, 32);
+    assert_int_equal(wv_crypt_x25519_open(apriv, bpub, got, &err), 0);
+    assert_memory_equal(got, want, 32);
+    /* an ephemeral seal to Alice opens with Alice's private key */
+    assert_int_equal(wv_crypt_x25519_seal(apub, eph, s1, &err), 0);
+    assert_int_equal(wv_crypt_x25519_open(apriv, eph, s2, &err), 0);
+    assert_memory_equal(s1, s2, 32);
+    /* a degenerate peer (the all-zero point) is refused */
+    memset(eph, 0, 32);
+    assert_int_equal(wv_crypt_x25519_open(apriv, eph, s2, &err), WV_EKEY);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_object_key_vector), cmocka_unit_test(test_stream_vectors),
+        cmocka_unit_test(test_one_chunk_direct),  cmocka_unit_test(test_hkdf_rfc5869),
+        cmocka_unit_test(test_seal_once_vector),  cmocka_unit_test(test_header_byte_changed),
+        cmocka_unit_test(test_truncated),         cmocka_unit_test(test_appended),
+        cmocka_unit_test(test_chunks_swapped),    cmocka_unit_test(test_wrong_key),
+        cmocka_unit_test(test_fresh_salt),        cmocka_unit_test(test_x25519),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
