@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
@@ -47,19 +48,55 @@ int wv_crypt_hkdf(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_t
     return 0;
 }
 
+/* HKDF with info = label (22 bytes) || SHA-256(aad). */
+static int header_key(const char *label, const uint8_t material[WV_CRYPT_KEY_SIZE],
+                      const uint8_t salt[WV_CRYPT_SALT_SIZE], const uint8_t *aad, size_t aadlen,
+                      uint8_t out[WV_CRYPT_KEY_SIZE], wv_err *err)
+{
+    uint8_t info[64 + 32];
+    size_t ll = strlen(label);
+    unsigned int dlen = 0;
+    memcpy(info, label, ll);
+    if (EVP_Digest(aad, aadlen, info + ll, &dlen, EVP_sha256(), NULL) != 1 || dlen != 32)
+        return wv_err_set(err, WV_EINTERNAL, "could not hash an object header (SHA-256)");
+    return wv_crypt_hkdf(material, WV_CRYPT_KEY_SIZE, salt, WV_CRYPT_SALT_SIZE, info, ll + 32, out,
+                         WV_CRYPT_KEY_SIZE, err);
+}
+
 int wv_crypt_object_key(const uint8_t material[WV_CRYPT_KEY_SIZE],
                         const uint8_t salt[WV_CRYPT_SALT_SIZE], const uint8_t *aad, size_t aadlen,
                         uint8_t out[WV_CRYPT_KEY_SIZE], wv_err *err)
 {
-    uint8_t info[sizeof(object_key_label) - 1 + 32];
-    unsigned int dlen = 0;
-    memcpy(info, object_key_label, sizeof(object_key_label) - 1);
-    if (EVP_Digest(aad, aadlen, info + sizeof(object_key_label) - 1, &dlen, EVP_sha256(), NULL) !=
-            1 ||
-        dlen != 32)
-        return wv_err_set(err, WV_EINTERNAL, "could not hash an object header (SHA-256)");
-    return wv_crypt_hkdf(material, WV_CRYPT_KEY_SIZE, salt, WV_CRYPT_SALT_SIZE, info, sizeof(info),
-                         out, WV_CRYPT_KEY_SIZE, err);
+    return header_key(object_key_label, material, salt, aad, aadlen, out, err);
+}
+
+int wv_crypt_meta_key(const uint8_t material[WV_CRYPT_KEY_SIZE],
+                      const uint8_t salt[WV_CRYPT_SALT_SIZE], const uint8_t *aad, size_t aadlen,
+                      uint8_t out[WV_CRYPT_KEY_SIZE], wv_err *err)
+{
+    return header_key("walvault object meta v1", material, salt, aad, aadlen, out, err);
+}
+
+int wv_crypt_keyed_digest(const uint8_t digest_key[WV_CRYPT_KEY_SIZE], const uint8_t sha256[32],
+                          uint8_t out[32], wv_err *err)
+{
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), digest_key, WV_CRYPT_KEY_SIZE, sha256, 32, out, &n) || n != 32)
+        return wv_err_set(err, WV_EINTERNAL, "could not compute HMAC-SHA256 in OpenSSL");
+    return 0;
+}
+
+int wv_crypt_x25519_material(const uint8_t secret[WV_CRYPT_X25519_SIZE],
+                             const uint8_t eph_pub[WV_CRYPT_X25519_SIZE],
+                             const uint8_t recipient_pub[WV_CRYPT_X25519_SIZE],
+                             uint8_t out[WV_CRYPT_KEY_SIZE], wv_err *err)
+{
+    static const char label[] = "walvault x25519 v1";
+    uint8_t salt[2 * WV_CRYPT_X25519_SIZE];
+    memcpy(salt, eph_pub, WV_CRYPT_X25519_SIZE);
+    memcpy(salt + WV_CRYPT_X25519_SIZE, recipient_pub, WV_CRYPT_X25519_SIZE);
+    return wv_crypt_hkdf(secret, WV_CRYPT_X25519_SIZE, salt, sizeof(salt), (const uint8_t *)label,
+                         sizeof(label) - 1, out, WV_CRYPT_KEY_SIZE, err);
 }
 
 static void chunk_nonce(uint64_t counter, int last, uint8_t nonce[WV_CRYPT_NONCE_SIZE])

@@ -67,6 +67,23 @@ int wv_crypt_object_key(const uint8_t material[WV_CRYPT_KEY_SIZE],
                         const uint8_t salt[WV_CRYPT_SALT_SIZE], const uint8_t *aad, size_t aadlen,
                         uint8_t out[WV_CRYPT_KEY_SIZE], wv_err *err);
 
+/* The key of the object's sealed metadata block (objfmt.h): as wv_crypt_object_key with the label
+ * "walvault object meta v1". */
+int wv_crypt_meta_key(const uint8_t material[WV_CRYPT_KEY_SIZE],
+                      const uint8_t salt[WV_CRYPT_SALT_SIZE], const uint8_t *aad, size_t aadlen,
+                      uint8_t out[WV_CRYPT_KEY_SIZE], wv_err *err);
+
+/* The keyed digest of a trailer (objfmt.h): HMAC-SHA256(digest_key, sha256 of the plain content). */
+int wv_crypt_keyed_digest(const uint8_t digest_key[WV_CRYPT_KEY_SIZE], const uint8_t sha256[32],
+                          uint8_t out[32], wv_err *err);
+
+/* X25519 mode: the object's key material from the shared secret: HKDF-SHA256(ikm = secret, salt =
+ * eph_pub || recipient_pub, info = "walvault x25519 v1"). */
+int wv_crypt_x25519_material(const uint8_t secret[WV_CRYPT_X25519_SIZE],
+                             const uint8_t eph_pub[WV_CRYPT_X25519_SIZE],
+                             const uint8_t recipient_pub[WV_CRYPT_X25519_SIZE],
+                             uint8_t out[WV_CRYPT_KEY_SIZE], wv_err *err);
+
 /* The seal stage: pushes the sealed stream for what it is written to next. */
 wv_filter *wv_crypt_seal_new(wv_filter *next, const uint8_t key[WV_CRYPT_KEY_SIZE]);
 
