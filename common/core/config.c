@@ -39,6 +39,9 @@ enum global_key {
     GK_STATE_PATH,
     GK_DRILL_PATH,
     GK_PG_BINDIR,
+    GK_ENCRYPT_KEY_FILE,
+    GK_ENCRYPT_PUBLIC_KEY_FILE,
+    GK_ENCRYPT_PRIVATE_KEY_FILE,
     GK_COUNT
 };
 
@@ -52,6 +55,9 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_STATE_PATH] = "state_path",
     [GK_DRILL_PATH] = "drill_path",
     [GK_PG_BINDIR] = "pg_bindir",
+    [GK_ENCRYPT_KEY_FILE] = "encrypt_key_file",
+    [GK_ENCRYPT_PUBLIC_KEY_FILE] = "encrypt_public_key_file",
+    [GK_ENCRYPT_PRIVATE_KEY_FILE] = "encrypt_private_key_file",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -522,7 +528,8 @@ static void global_key(parse_state *ps, const char *key, const char *value)
     if (k == GK_COUNT) {
         fail(ps, line, "unknown key \"%s\" in [global]", key);
         hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
-                 "archive_timeout, notify_command, state_path, drill_path and pg_bindir");
+                 "archive_timeout, notify_command, state_path, drill_path, pg_bindir, "
+                 "encrypt_key_file, encrypt_public_key_file and encrypt_private_key_file");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -578,6 +585,17 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         if (!(cfg->pg_bindir = abs_path(value)))
             expected = "an absolute path";
         break;
+    case GK_ENCRYPT_KEY_FILE:
+    case GK_ENCRYPT_PUBLIC_KEY_FILE:
+    case GK_ENCRYPT_PRIVATE_KEY_FILE: {
+        char **f = k == GK_ENCRYPT_KEY_FILE          ? &cfg->encrypt_key_file
+                   : k == GK_ENCRYPT_PUBLIC_KEY_FILE ? &cfg->encrypt_public_key_file
+                                                     : &cfg->encrypt_private_key_file;
+        free(*f);
+        if (!(*f = abs_path(value)))
+            expected = "the absolute path of a key file";
+        break;
+    }
     case GK_COUNT:
         break;
     }
@@ -775,6 +793,9 @@ void wv_config_free(wv_config *cfg)
     free(cfg->file);
     free(cfg->notify_command);
     free(cfg->state_path);
+    free(cfg->encrypt_key_file);
+    free(cfg->encrypt_public_key_file);
+    free(cfg->encrypt_private_key_file);
     free(cfg);
 }
 
@@ -823,6 +844,15 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
             if (e.hint[0])
                 hint(ps, "%s", e.hint);
         }
+    }
+
+    if (!ps->failed && cfg->encrypt_key_file &&
+        (cfg->encrypt_public_key_file || cfg->encrypt_private_key_file)) {
+        fail(ps, ps->global_key_line[GK_ENCRYPT_KEY_FILE],
+             "encrypt_key_file and encrypt_%s_key_file are both set in [global]: a repository is "
+             "encrypted with a symmetric key or for a public key, not both",
+             cfg->encrypt_public_key_file ? "public" : "private");
+        hint(ps, "keep encrypt_key_file (symmetric), or the public and private key files");
     }
 
     if (!ps->failed) {

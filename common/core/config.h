@@ -73,6 +73,13 @@ typedef struct wv_config {
     /* [global] state_path = local directory of state files (drill results for status); NULL:
      * WV_CONFIG_DEFAULT_STATE_PATH */
     char *state_path;
+    /* [global] encryption (docs/encryption.md, core/keyfile.h): absolute paths of key files, NULL
+     * when not set. encrypt_key_file (symmetric) excludes the other two; a host that only writes
+     * needs only encrypt_public_key_file; readers need encrypt_private_key_file (which may hold
+     * several keys, the ring kept across rekeys). */
+    char *encrypt_key_file;
+    char *encrypt_public_key_file;
+    char *encrypt_private_key_file;
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */

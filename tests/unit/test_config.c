@@ -71,6 +71,18 @@ static const bad_case bad_cases[] = {
      "x.conf:2: bad value \"var/state\" for key \"state_path\" in [global]: expected an absolute "
      "path",
      NULL},
+    {"[global]\nencrypt_key_file = repo.key\n" POSIX_REPO,
+     "x.conf:2: bad value \"repo.key\" for key \"encrypt_key_file\" in [global]: expected the "
+     "absolute path of a key file",
+     NULL},
+    {"[global]\nencrypt_key_file = /k\nencrypt_public_key_file = /p\n" POSIX_REPO,
+     "x.conf:2: encrypt_key_file and encrypt_public_key_file are both set in [global]: a "
+     "repository is encrypted with a symmetric key or for a public key, not both",
+     "keep encrypt_key_file (symmetric), or the public and private key files"},
+    {"[global]\nencrypt_private_key_file = /q\nencrypt_key_file = /k\n" POSIX_REPO,
+     "x.conf:3: encrypt_key_file and encrypt_private_key_file are both set in [global]: a "
+     "repository is encrypted with a symmetric key or for a public key, not both",
+     NULL},
     {"[global]\npg_bindir = bin\n" POSIX_REPO,
      "x.conf:2: bad value \"bin\" for key \"pg_bindir\" in [global]: expected an absolute path",
      NULL},
@@ -323,6 +335,21 @@ static wv_config *parse_ok(const char *text)
     return cfg;
 }
 
+static void test_encrypt_keys(void **state)
+{
+    (void)state;
+    wv_config *cfg = parse_ok("[global]\nencrypt_key_file = /etc/walvault/repo.key\n" POSIX_REPO);
+    assert_string_equal(cfg->encrypt_key_file, "/etc/walvault/repo.key");
+    assert_null(cfg->encrypt_public_key_file);
+    wv_config_free(cfg);
+    cfg = parse_ok("[global]\nencrypt_public_key_file = /etc/walvault/repo.pub\n"
+                   "encrypt_private_key_file = /root/walvault-repo.pem\n" POSIX_REPO);
+    assert_null(cfg->encrypt_key_file);
+    assert_string_equal(cfg->encrypt_public_key_file, "/etc/walvault/repo.pub");
+    assert_string_equal(cfg->encrypt_private_key_file, "/root/walvault-repo.pem");
+    wv_config_free(cfg);
+}
+
 static void test_minimal_and_defaults(void **state)
 {
     (void)state;
@@ -337,6 +364,9 @@ static void test_minimal_and_defaults(void **state)
     assert_null(cfg->state_path);
     assert_null(cfg->drill_path);
     assert_null(cfg->pg_bindir);
+    assert_null(cfg->encrypt_key_file);
+    assert_null(cfg->encrypt_public_key_file);
+    assert_null(cfg->encrypt_private_key_file);
     assert_int_equal(cfg->nrepos, 1);
     const wv_repo_config *r = &cfg->repos[0];
     assert_int_equal(r->index, 1);
@@ -674,13 +704,10 @@ static void test_secret_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_configs),
-        cmocka_unit_test(test_minimal_and_defaults),
-        cmocka_unit_test(test_global_values),
-        cmocka_unit_test(test_s3_and_ssh),
-        cmocka_unit_test(test_sorted_gaps_and_syntax),
-        cmocka_unit_test(test_load_files),
-        cmocka_unit_test(test_config_path),
+        cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_minimal_and_defaults),
+        cmocka_unit_test(test_encrypt_keys), cmocka_unit_test(test_global_values),
+        cmocka_unit_test(test_s3_and_ssh),   cmocka_unit_test(test_sorted_gaps_and_syntax),
+        cmocka_unit_test(test_load_files),   cmocka_unit_test(test_config_path),
         cmocka_unit_test(test_secret_file),
     };
     return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);

@@ -647,6 +647,7 @@ static void test_object_keys_refused(void **state)
     assert_int_equal(load_enc(obj.data, obj.len, name, &cx, SIZE_MAX, &got, &info, &err), 0);
     assert_int_equal(got.len, 5000);
     wv_buf_free(&got);
+    wv_buf_free(&obj);
     other = cx;
     other.key_id = 0x78; /* a key the ring does not hold */
     store_enc(d, 5000, WV_COMPRESS_LZ4, name, &other, &obj, &info);
