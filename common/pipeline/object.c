@@ -53,7 +53,8 @@ static int read_material(const wv_obj_crypto *c, const wv_obj_header *h, uint8_t
         return 0;
     }
     if (!c->private_key) {
-        no_key(err, "reading the object needs the private key (encrypt_private_key_file)");
+        wv_err_set(err, WV_EPRIVKEY,
+                   "reading the object needs the private key (encrypt_private_key_file)");
         return wv_err_hint(err, "run this on a host that holds the private key, or point "
                                 "encrypt_private_key_file at it");
     }

@@ -36,7 +36,7 @@
  *  - key_id: written into the header of new objects; in symmetric mode also the only one read.
  *  - digest_key: the key of the keyed digest in the trailer (objfmt.h), held by writing hosts.
  *  - private_key: fills the raw X25519 private key for key_id; WV_EKEY if not held. NULL: this
- *    host holds no private key (reading fails with "needs the private key").
+ *    host holds no private key (reading fails with WV_EPRIVKEY, "needs the private key").
  */
 typedef struct wv_obj_crypto {
     uint8_t mode;

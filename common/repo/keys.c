@@ -298,7 +298,7 @@ static int ring_key(void *arg, uint64_t key_id, uint8_t priv[32], wv_err *err)
     const wv_user_keys *uk = arg;
     int i = find_ring(uk, key_id);
     if (i < 0) {
-        wv_err_set(err, WV_EKEY,
+        wv_err_set(err, WV_EPRIVKEY,
                    "the object is encrypted for key id %016" PRIx64
                    ", which encrypt_private_key_file does not hold",
                    key_id);

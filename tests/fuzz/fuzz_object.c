@@ -272,7 +272,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dest_digest(&dest, got);
     if (rc < 0) {
         fz_check_err(&err, rc);
-        FZ_CHECK(rc == WV_ECORRUPT || rc == WV_EFORMAT || rc == WV_ENOSPACE || rc == WV_EKEY,
+        FZ_CHECK(rc == WV_ECORRUPT || rc == WV_EFORMAT || rc == WV_ENOSPACE || rc == WV_EKEY ||
+                     rc == WV_EPRIVKEY,
                  "code %d: %s", rc, err.msg);
         FZ_CHECK(mode % 3 != 2 || flipped, "the object as written does not read back: %s", err.msg);
         FZ_CHECK(!plain_known || rc == WV_ENOSPACE,

@@ -641,7 +641,7 @@ static void test_object_keys_refused(void **state)
     /* public-key mode: written with the public key alone, read only with the private key */
     store_enc(d, 5000, WV_COMPRESS_LZ4, name, &pub_only, &obj, &info);
     assert_int_equal(load_enc(obj.data, obj.len, name, &pub_only, SIZE_MAX, &got, &info, &err),
-                     WV_EKEY);
+                     WV_EPRIVKEY);
     assert_non_null(strstr(err.msg, "needs the private key (encrypt_private_key_file)"));
     wv_buf_free(&got);
     assert_int_equal(load_enc(obj.data, obj.len, name, &cx, SIZE_MAX, &got, &info, &err), 0);

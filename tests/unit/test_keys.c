@@ -299,7 +299,7 @@ static void test_public_key_mode(void **state)
     assert_true(k->can_write);
     assert_null(k->crypto->private_key);
     store(k->crypto, "archived with the public key", &obj_a);
-    assert_int_equal(load(k->crypto, &obj_a, &got, &err), WV_EKEY);
+    assert_int_equal(load(k->crypto, &obj_a, &got, &err), WV_EPRIVKEY);
     assert_non_null(strstr(err.msg, "needs the private key (encrypt_private_key_file)"));
     wv_buf_free(&got);
     /* the restore host: the private key */
@@ -345,7 +345,7 @@ static void test_public_key_mode(void **state)
     assert_int_equal(open_keys(f, only_b, 1, &r, &err), 0);
     assert_int_equal(load(r->crypto, &obj_b, &got, &err), 0);
     wv_buf_free(&got);
-    assert_int_equal(load(r->crypto, &obj_a, &got, &err), WV_EKEY);
+    assert_int_equal(load(r->crypto, &obj_a, &got, &err), WV_EPRIVKEY);
     assert_non_null(strstr(err.msg, "which encrypt_private_key_file does not hold"));
     wv_buf_free(&got);
     wv_repo_keys_free(r);
