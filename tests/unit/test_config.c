@@ -338,16 +338,28 @@ static wv_config *parse_ok(const char *text)
 static void test_encrypt_keys(void **state)
 {
     (void)state;
-    wv_config *cfg = parse_ok("[global]\nencrypt_key_file = /etc/walvault/repo.key\n" POSIX_REPO);
-    assert_string_equal(cfg->encrypt_key_file, "/etc/walvault/repo.key");
-    assert_null(cfg->encrypt_public_key_file);
-    wv_config_free(cfg);
-    cfg = parse_ok("[global]\nencrypt_public_key_file = /etc/walvault/repo.pub\n"
-                   "encrypt_private_key_file = /root/walvault-repo.pem\n" POSIX_REPO);
-    assert_null(cfg->encrypt_key_file);
-    assert_string_equal(cfg->encrypt_public_key_file, "/etc/walvault/repo.pub");
-    assert_string_equal(cfg->encrypt_private_key_file, "/root/walvault-repo.pem");
-    wv_config_free(cfg);
+    /* parsed and checked, but refused until the programs encrypt with them */
+    static const char *const texts[] = {
+        "[global]\nencrypt_key_file = /etc/walvault/repo.key\n" POSIX_REPO,
+        "[global]\nlog_level = info\nencrypt_public_key_file = /etc/walvault/repo.pub\n" POSIX_REPO,
+        "[global]\nencrypt_private_key_file = /root/walvault-repo.pem\n" POSIX_REPO,
+    };
+    static const char *const want[] = {
+        "x.conf:2: encrypt_key_file is set in [global], but this walvault cannot encrypt "
+        "repositories yet: refused rather than writing plain objects",
+        "x.conf:3: encrypt_public_key_file is set in [global], but this walvault cannot encrypt "
+        "repositories yet: refused rather than writing plain objects",
+        "x.conf:2: encrypt_private_key_file is set in [global], but this walvault cannot encrypt "
+        "repositories yet: refused rather than writing plain objects",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        wv_config *cfg = NULL;
+        wv_err err = {0};
+        assert_int_equal(wv_config_parse_string(texts[i], "x.conf", &cfg, &err), WV_ECONFIG);
+        assert_null(cfg);
+        assert_string_equal(err.msg, want[i]);
+        assert_non_null(strstr(err.hint, "remove the encrypt_* keys"));
+    }
 }
 
 static void test_minimal_and_defaults(void **state)
