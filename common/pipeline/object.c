@@ -590,3 +590,13 @@ int wv_object_info_open(const uint8_t *suffix, size_t len, const char *key, cons
     OPENSSL_cleanse(meta_key, sizeof(meta_key));
     return corrupt_hint(err, rc);
 }
+
+int wv_obj_info_same_content(const wv_obj_info *stored, const wv_obj_info *ours)
+{
+    int se = stored->cipher != WV_OBJ_CIPHER_NONE, oe = ours->cipher != WV_OBJ_CIPHER_NONE;
+    if (se != oe)
+        return 0;
+    if (se)
+        return CRYPTO_memcmp(stored->keyed_digest, ours->keyed_digest, 32) == 0;
+    return memcmp(stored->sha256, ours->sha256, 32) == 0 && stored->plain_size == ours->plain_size;
+}

@@ -140,6 +140,15 @@ int wv_object_info_decode(const uint8_t *trailer, size_t len, wv_obj_info *info,
 int wv_object_info_open(const uint8_t *suffix, size_t len, const char *key, const wv_obj_crypto *c,
                         wv_obj_info *info, wv_err *err);
 
+/*
+ * Does the stored object whose trailer is `stored` (a suffix read, not opened) hold the content
+ * the writer's `ours` describes? Formats 1 and 2: the same SHA-256 and plain size. Format 3: the
+ * same keyed digest (ours written with the same digest key), which needs no private key and no
+ * read of the object: a re-push decision a public-key host can make. A plain and an encrypted
+ * object never hold the same content by this rule. 1 if the same, 0 if not.
+ */
+int wv_obj_info_same_content(const wv_obj_info *stored, const wv_obj_info *ours);
+
 /* wv_obj_kind_name(kind) is declared in objfmt.h. */
 
 #endif

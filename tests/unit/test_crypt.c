@@ -760,6 +760,19 @@ static void test_keyed_digest(void **state)
     wv_err err;
     assert_int_equal(wv_crypt_keyed_digest(c.digest_key, ia.sha256, want, &err), 0);
     assert_memory_equal(want, ia.keyed_digest, 32);
+    /* the re-push decision from the stored trailer alone (as a suffix read gives it) */
+    wv_obj_info sb, plain;
+    assert_int_equal(
+        wv_object_info_decode(b.data + b.len - WV_OBJ_TRAILER_SIZE, WV_OBJ_TRAILER_SIZE, &sb, &err),
+        0);
+    assert_true(sb.sealed);
+    assert_true(wv_obj_info_same_content(&sb, &ia));
+    assert_false(wv_obj_info_same_content(&sb, &ie)); /* another digest key */
+    wv_buf_free(&e);
+    store_enc(d, 10000, WV_COMPRESS_LZ4, "x", NULL, &e, &plain);
+    assert_false(wv_obj_info_same_content(&sb, &plain));
+    assert_false(wv_obj_info_same_content(&plain, &ia));
+    assert_true(wv_obj_info_same_content(&plain, &plain));
     wv_buf_free(&a);
     wv_buf_free(&b);
     wv_buf_free(&e);
