@@ -42,6 +42,9 @@ enum global_key {
     GK_LOG_FILE,
     GK_SPOOL_PATH,
     GK_ARCHIVE_QUEUE_MAX,
+    GK_ENCRYPT_KEY_FILE,
+    GK_ENCRYPT_PUBLIC_KEY_FILE,
+    GK_ENCRYPT_PRIVATE_KEY_FILE,
     GK_COUNT
 };
 
@@ -58,6 +61,9 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_LOG_FILE] = "log_file",
     [GK_SPOOL_PATH] = "spool_path",
     [GK_ARCHIVE_QUEUE_MAX] = "archive_queue_max",
+    [GK_ENCRYPT_KEY_FILE] = "encrypt_key_file",
+    [GK_ENCRYPT_PUBLIC_KEY_FILE] = "encrypt_public_key_file",
+    [GK_ENCRYPT_PRIVATE_KEY_FILE] = "encrypt_private_key_file",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -533,7 +539,8 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         fail(ps, line, "unknown key \"%s\" in [global]", key);
         hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
                  "archive_timeout, notify_command, state_path, drill_path, pg_bindir, "
-                 "log_file, spool_path and archive_queue_max");
+                 "log_file, spool_path, archive_queue_max, encrypt_key_file, "
+                 "encrypt_public_key_file and encrypt_private_key_file");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -605,6 +612,17 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         else if (wv_config_size_parse(value, &cfg->archive_queue_max) != 0)
             expected = "off or a size such as 8GiB, 512MiB or 64KiB";
         break;
+    case GK_ENCRYPT_KEY_FILE:
+    case GK_ENCRYPT_PUBLIC_KEY_FILE:
+    case GK_ENCRYPT_PRIVATE_KEY_FILE: {
+        char **f = k == GK_ENCRYPT_KEY_FILE          ? &cfg->encrypt_key_file
+                   : k == GK_ENCRYPT_PUBLIC_KEY_FILE ? &cfg->encrypt_public_key_file
+                                                     : &cfg->encrypt_private_key_file;
+        free(*f);
+        if (!(*f = abs_path(value)))
+            expected = "the absolute path of a key file";
+        break;
+    }
     case GK_COUNT:
         break;
     }
@@ -804,6 +822,9 @@ void wv_config_free(wv_config *cfg)
     free(cfg->state_path);
     free(cfg->log_file);
     free(cfg->spool_path);
+    free(cfg->encrypt_key_file);
+    free(cfg->encrypt_public_key_file);
+    free(cfg->encrypt_private_key_file);
     free(cfg);
 }
 
@@ -852,6 +873,29 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
             if (e.hint[0])
                 hint(ps, "%s", e.hint);
         }
+    }
+
+    if (!ps->failed && cfg->encrypt_key_file &&
+        (cfg->encrypt_public_key_file || cfg->encrypt_private_key_file)) {
+        fail(ps, ps->global_key_line[GK_ENCRYPT_KEY_FILE],
+             "encrypt_key_file and encrypt_%s_key_file are both set in [global]: a repository is "
+             "encrypted with a symmetric key or for a public key, not both",
+             cfg->encrypt_public_key_file ? "public" : "private");
+        hint(ps, "keep encrypt_key_file (symmetric), or the public and private key files");
+    }
+    /* The encryption stage, key files and key records exist (pipeline/crypt, core/keyfile,
+     * repo/keys), but the programs do not open repositories with them yet: refuse the keys
+     * rather than store plain objects for a configuration that asks for encryption. */
+    if (!ps->failed &&
+        (cfg->encrypt_key_file || cfg->encrypt_public_key_file || cfg->encrypt_private_key_file)) {
+        int k = cfg->encrypt_key_file          ? GK_ENCRYPT_KEY_FILE
+                : cfg->encrypt_public_key_file ? GK_ENCRYPT_PUBLIC_KEY_FILE
+                                               : GK_ENCRYPT_PRIVATE_KEY_FILE;
+        fail(ps, ps->global_key_line[k],
+             "%s is set in [global], but this walvault cannot encrypt repositories yet: refused "
+             "rather than writing plain objects",
+             global_keys[k]);
+        hint(ps, "remove the encrypt_* keys, or upgrade walvault (docs/encryption.md)");
     }
 
     if (!ps->failed) {

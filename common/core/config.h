@@ -89,6 +89,13 @@ typedef struct wv_config {
     /* [global] archive_queue_max = a size ("8GiB"): past it wal-push drops the oldest waiting WAL
      * segment, loudly, and records the gap; 0: off (the default) */
     uint64_t archive_queue_max;
+    /* [global] encryption (docs/encryption.md, core/keyfile.h): absolute paths of key files, NULL
+     * when not set. encrypt_key_file (symmetric) excludes the other two; a host that only writes
+     * needs only encrypt_public_key_file; readers need encrypt_private_key_file (which may hold
+     * several keys, the ring kept across rekeys). */
+    char *encrypt_key_file;
+    char *encrypt_public_key_file;
+    char *encrypt_private_key_file;
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */

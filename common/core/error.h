@@ -41,7 +41,8 @@
     XX(KEY, "wrong or missing encryption key", 15)                                                 \
     XX(TIMEOUT, "timed out", 16)                                                                   \
     XX(INTERRUPTED, "interrupted", 17)                                                             \
-    XX(INTERNAL, "internal error", 18)
+    XX(INTERNAL, "internal error", 18)                                                             \
+    XX(PRIVKEY, "needs the private key", 19)
 
 typedef enum wv_errcode {
     WV_OK = 0,

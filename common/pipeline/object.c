@@ -14,7 +14,82 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "pipeline/crypt.h"
 #include "pipeline/object.h"
+
+/* --- keys ------------------------------------------------------------------------------------ */
+
+static int no_key(wv_err *err, const char *what)
+{
+    wv_err_set(err, WV_EKEY, "%s", what);
+    return WV_EKEY;
+}
+
+/* The object's key material from what the header says and what c holds (reading). */
+static int read_material(const wv_obj_crypto *c, const wv_obj_header *h, uint8_t material[32],
+                         wv_err *err)
+{
+    if (!c) {
+        no_key(err, "the object is encrypted, and the configuration has no encryption key");
+        return wv_err_hint(err, "set encrypt_key_file, or encrypt_public_key_file and "
+                                "encrypt_private_key_file, in [global]");
+    }
+    if (h->key_mode != c->mode)
+        return no_key(err, h->key_mode == WV_OBJ_KEYMODE_X25519
+                               ? "the object is encrypted for a public key, and the configuration "
+                                 "has a symmetric key (encrypt_key_file)"
+                               : "the object is encrypted with a symmetric key, and the "
+                                 "configuration has a public key");
+    if (h->key_mode == WV_OBJ_KEYMODE_SYMMETRIC) {
+        if (h->key_id != c->key_id) {
+            wv_err_set(err, WV_EKEY,
+                       "the object is encrypted for key id %016llx, not this repository's data key",
+                       (unsigned long long)h->key_id);
+            return WV_EKEY;
+        }
+        memcpy(material, c->data_key, 32);
+        return 0;
+    }
+    if (!c->private_key) {
+        wv_err_set(err, WV_EPRIVKEY,
+                   "reading the object needs the private key (encrypt_private_key_file)");
+        return wv_err_hint(err, "run this on a host that holds the private key, or point "
+                                "encrypt_private_key_file at it");
+    }
+    uint8_t priv[32], pub[32], secret[32];
+    int rc = c->private_key(c->private_key_arg, h->key_id, priv, err);
+    if (rc == 0)
+        rc = wv_crypt_x25519_public(priv, pub, err);
+    if (rc == 0)
+        rc = wv_crypt_x25519_open(priv, h->eph_pub, secret, err);
+    if (rc == 0)
+        rc = wv_crypt_x25519_material(secret, h->eph_pub, pub, material, err);
+    OPENSSL_cleanse(priv, sizeof(priv));
+    OPENSSL_cleanse(secret, sizeof(secret));
+    return rc;
+}
+
+static int derive_keys(const uint8_t material[32], const wv_obj_header *h, const uint8_t *hdr,
+                       size_t hlen, uint8_t obj_key[32], uint8_t meta_key[32], wv_err *err)
+{
+    int rc = wv_crypt_object_key(material, h->salt, hdr, hlen, obj_key, err);
+    if (rc == 0)
+        rc = wv_crypt_meta_key(material, h->salt, hdr, hlen, meta_key, err);
+    return rc;
+}
+
+int wv_obj_crypto_keys(const wv_obj_crypto *c, const wv_obj_header *h, const uint8_t *hdr,
+                       size_t hlen, uint8_t obj_key[32], uint8_t meta_key[32], wv_err *err)
+{
+    uint8_t material[32];
+    int rc = read_material(c, h, material, err);
+    if (rc == 0)
+        rc = derive_keys(material, h, hdr, hlen, obj_key, meta_key, err);
+    OPENSSL_cleanse(material, sizeof(material));
+    return rc;
+}
 
 /* --- writer ---------------------------------------------------------------------------------- */
 
@@ -36,6 +111,10 @@ struct wv_objwriter {
     int header_sent;
     int state; /* 0 open, 1 finished, < 0 failed with that code */
     wv_err fail;
+    /* encrypted (format 3): the encoded header, the object's keys, the digest key */
+    int crypt;
+    uint8_t hdrbuf[WV_OBJ_HEADER_MAX];
+    uint8_t obj_key[32], meta_key[32], digest_key[32];
 };
 
 /* Write one piece into every live sink. Fails only when none is left. */
@@ -64,12 +143,11 @@ static int tee_write(wv_objwriter *w, const uint8_t *buf, size_t len, wv_err *er
 
 static int framer_send_header(wv_objwriter *w, wv_err *err)
 {
-    uint8_t hdr[WV_OBJ_HEADER_MAX];
-    int rc = wv_obj_header_encode(&w->hdr, hdr, err);
+    int rc = w->crypt ? 0 : wv_obj_header_encode(&w->hdr, w->hdrbuf, err);
     if (rc < 0)
         return rc;
     w->header_sent = 1;
-    return tee_write(w, hdr, wv_obj_header_length(&w->hdr), err);
+    return tee_write(w, w->hdrbuf, wv_obj_header_length(&w->hdr), err);
 }
 
 static int framer_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
@@ -90,6 +168,15 @@ static int framer_finish(wv_filter *f, wv_err *err)
     if (!w->header_sent && (rc = framer_send_header(w, err)) < 0)
         return rc;
     wv_sha256_filter_digest(w->head, w->info.sha256);
+    if (w->crypt) {
+        uint8_t meta[WV_OBJ_META_SIZE];
+        if ((rc = wv_crypt_keyed_digest(w->digest_key, w->info.sha256, w->info.keyed_digest, err)) <
+                0 ||
+            (rc = wv_obj_meta_encode(&w->hdr, &w->info, w->meta_key, meta, err)) < 0 ||
+            (rc = tee_write(w, meta, sizeof(meta), err)) < 0)
+            return rc;
+        w->info.payload_size += sizeof(meta);
+    }
     if ((rc = wv_obj_trailer_encode(&w->info, trailer, err)) < 0)
         return rc;
     return tee_write(w, trailer, sizeof(trailer), err);
@@ -106,6 +193,37 @@ static const wv_filter_ops framer_ops = {
     .finish = framer_finish,
     .free = framer_free,
 };
+
+/* Make the header a version-3 one (fresh salt; in X25519 mode a fresh ephemeral key), encode it,
+ * and derive the object's keys from it. */
+static int writer_crypt_setup(wv_objwriter *w, const wv_obj_crypto *c, wv_err *err)
+{
+    uint8_t salt[WV_CRYPT_SALT_SIZE], material[32], eph[32], secret[32];
+    int rc = wv_crypt_random(salt, sizeof(salt), err);
+    if (rc < 0)
+        return rc;
+    if (c->mode == WV_OBJ_KEYMODE_SYMMETRIC) {
+        memcpy(material, c->data_key, 32);
+        wv_obj_header_set_crypt(&w->hdr, c->mode, c->key_id, salt, NULL);
+    } else if (c->mode == WV_OBJ_KEYMODE_X25519) {
+        rc = wv_crypt_x25519_seal(c->public_key, eph, secret, err);
+        if (rc == 0)
+            rc = wv_crypt_x25519_material(secret, eph, c->public_key, material, err);
+        OPENSSL_cleanse(secret, sizeof(secret));
+        if (rc < 0)
+            return rc;
+        wv_obj_header_set_crypt(&w->hdr, c->mode, c->key_id, salt, eph);
+    } else {
+        return wv_err_set(err, WV_EINTERNAL, "unknown encryption key mode %u", c->mode);
+    }
+    if ((rc = wv_obj_header_encode(&w->hdr, w->hdrbuf, err)) == 0)
+        rc = derive_keys(material, &w->hdr, w->hdrbuf, wv_obj_header_length(&w->hdr), w->obj_key,
+                         w->meta_key, err);
+    OPENSSL_cleanse(material, sizeof(material));
+    memcpy(w->digest_key, c->digest_key, 32);
+    w->crypt = 1;
+    return rc;
+}
 
 wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_opts *opts)
 {
@@ -127,7 +245,10 @@ wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_o
     wv_obj_header_init(&w->hdr, opts->kind, compression);
     if (opts->name && wv_obj_header_bind(&w->hdr, opts->name, &w->fail) < 0)
         w->state = w->fail.code; /* a name too long: every write and the finish fail with it */
+    if (opts->crypto && w->state == 0 && writer_crypt_setup(w, opts->crypto, &w->fail) < 0)
+        w->state = w->fail.code;
     wv_obj_info_init(&w->info);
+    w->info.version = w->hdr.version;
     w->info.header_size = (uint32_t)wv_obj_header_length(&w->hdr);
     w->info.compression = compression;
     w->info.cipher = w->hdr.cipher;
@@ -139,6 +260,8 @@ wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_o
     fr->w = w;
     w->framer = &fr->base;
     wv_filter *next = w->framer;
+    if (w->crypt)
+        next = wv_crypt_seal_new(next, w->obj_key);
     if (compression == WV_OBJ_COMPRESS_LZ4)
         next = wv_lz4_compress_new(next, opts->level > 0 ? opts->level : 1);
     w->head = opts->hash_thread
@@ -214,7 +337,10 @@ void wv_objwriter_free(wv_objwriter *w)
 {
     if (!w)
         return;
-    wv_filter_chain_free(w->head); /* sha256 -> [lz4] -> framer; the sinks are not filters */
+    wv_filter_chain_free(w->head); /* sha256 -> [lz4] -> [seal] -> framer; not the sinks */
+    OPENSSL_cleanse(w->obj_key, sizeof(w->obj_key));
+    OPENSSL_cleanse(w->meta_key, sizeof(w->meta_key));
+    OPENSSL_cleanse(w->digest_key, sizeof(w->digest_key));
     free(w->sinks);
     free(w->errs);
     free(w);
@@ -222,7 +348,7 @@ void wv_objwriter_free(wv_objwriter *w)
 
 /* --- reader ---------------------------------------------------------------------------------- */
 
-#define READ_CAP (WV_FILTER_CHUNK + WV_OBJ_TRAILER_SIZE)
+#define READ_CAP (WV_FILTER_CHUNK + WV_OBJ_SUFFIX_MAX)
 
 static int corrupt_hint(wv_err *err, int rc)
 {
@@ -301,7 +427,9 @@ int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *
 {
     static const wv_objread_opts none = {0};
     uint8_t *buf = wv_xmalloc(READ_CAP);
-    wv_filter *sha = NULL, *lz4 = NULL, *first;
+    wv_filter *sha = NULL, *lz4 = NULL, *dec = NULL, *first;
+    uint8_t obj_key[32], meta_key[32];
+    size_t tail = WV_OBJ_TRAILER_SIZE;
     limit_filter *count = NULL;
     unsigned flags;
     size_t have = 0;
@@ -331,10 +459,10 @@ int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *
     if ((rc = wv_obj_check_binding(&hdr, o->key, o->unbound, err)) < 0)
         goto out;
     if (hdr.cipher != WV_OBJ_CIPHER_NONE) {
-        rc = wv_err_set(err, WV_EFORMAT,
-                        "object is encrypted (aes-256-gcm), which this walvault cannot read");
-        wv_err_hint(err, "upgrade walvault to read this repository");
-        goto out;
+        if ((rc = wv_obj_crypto_keys(o->crypto, &hdr, buf, wv_obj_header_length(&hdr), obj_key,
+                                     meta_key, err)) < 0)
+            goto out;
+        tail = WV_OBJ_SUFFIX_MAX;
     }
     count = wv_xcalloc(1, sizeof(*count));
     count->base.ops = &limit_ops;
@@ -346,23 +474,25 @@ int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *
     first = sha;
     if (hdr.compression == WV_OBJ_COMPRESS_LZ4)
         first = lz4 = wv_lz4_decompress_new(sha);
+    if (hdr.cipher != WV_OBJ_CIPHER_NONE)
+        first = dec = wv_crypt_open_new(first, obj_key, o->key);
     have = 0;
 
     for (;;) {
         if ((rc = fill(src, buf, READ_CAP, &have, &eof, err)) < 0)
             goto out;
-        if (have > WV_OBJ_TRAILER_SIZE) {
-            size_t n = have - WV_OBJ_TRAILER_SIZE;
+        if (have > tail) {
+            size_t n = have - tail;
             if ((rc = wv_filter_write(first, buf, n, err)) < 0)
                 goto out;
             payload += n;
-            memmove(buf, buf + n, WV_OBJ_TRAILER_SIZE);
-            have = WV_OBJ_TRAILER_SIZE;
+            memmove(buf, buf + n, tail);
+            have = tail;
         }
         if (eof)
             break;
     }
-    if (have < WV_OBJ_TRAILER_SIZE) {
+    if (have < tail) {
         rc = wv_err_set(err, WV_ECORRUPT,
                         "object truncated: %" PRIu64 " bytes, too short for header and trailer",
                         (uint64_t)WV_OBJ_HEADER_SIZE + have);
@@ -374,6 +504,22 @@ int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *
         ti.digest != hdr.digest || ti.kind != hdr.kind) {
         rc = wv_err_set(err, WV_ECORRUPT, "object header and trailer disagree");
         goto out;
+    }
+    if (dec) {
+        /* the metadata block: counted in the payload size, opened with the object's meta key */
+        wv_obj_header mh;
+        if ((rc = wv_obj_meta_public(buf, have, o->key ? o->key : hdr.name, &mh, err)) < 0)
+            goto out;
+        if (mh.key_mode != hdr.key_mode || mh.key_id != hdr.key_id ||
+            mh.compression != hdr.compression || mh.kind != hdr.kind ||
+            memcmp(mh.salt, hdr.salt, sizeof(mh.salt)) != 0 ||
+            memcmp(mh.eph_pub, hdr.eph_pub, sizeof(mh.eph_pub)) != 0) {
+            rc = wv_err_set(err, WV_ECORRUPT, "object header and metadata block disagree");
+            goto out;
+        }
+        if ((rc = wv_obj_meta_open(buf, have, meta_key, &ti, err)) < 0)
+            goto out;
+        payload += WV_OBJ_META_SIZE;
     }
     if (ti.payload_size != payload) {
         rc = wv_err_set(err, WV_ECORRUPT,
@@ -403,16 +549,54 @@ int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *
     rc = 0;
 out:
     /* Free our stages one by one: dest belongs to the caller. */
+    if (dec)
+        dec->ops->free(dec);
     if (lz4)
         lz4->ops->free(lz4);
     if (sha)
         sha->ops->free(sha);
     free(count);
     free(buf);
+    OPENSSL_cleanse(obj_key, sizeof(obj_key));
+    OPENSSL_cleanse(meta_key, sizeof(meta_key));
     return corrupt_hint(err, rc);
 }
 
 int wv_object_info_decode(const uint8_t *trailer, size_t len, wv_obj_info *info, wv_err *err)
 {
     return corrupt_hint(err, wv_obj_trailer_decode(trailer, len, info, err));
+}
+
+int wv_object_info_open(const uint8_t *suffix, size_t len, const char *key, const wv_obj_crypto *c,
+                        wv_obj_info *info, wv_err *err)
+{
+    uint8_t hdr[WV_OBJ_HEADER_MAX], obj_key[32], meta_key[32];
+    wv_obj_header h;
+    int rc = wv_obj_trailer_decode(suffix, len, info, err);
+    if (rc < 0 || !info->sealed)
+        return corrupt_hint(err, rc);
+    if ((rc = wv_obj_meta_public(suffix, len, key, &h, err)) < 0)
+        return corrupt_hint(err, rc);
+    if (h.compression != info->compression || h.kind != info->kind)
+        return corrupt_hint(
+            err, wv_err_set(err, WV_ECORRUPT, "object trailer and metadata block disagree"));
+    if ((rc = wv_obj_header_encode(&h, hdr, err)) == 0 &&
+        (rc = wv_obj_crypto_keys(c, &h, hdr, wv_obj_header_length(&h), obj_key, meta_key, err)) ==
+            0)
+        rc = wv_obj_meta_open(suffix, len, meta_key, info, err);
+    if (rc == 0)
+        info->header_size = (uint32_t)wv_obj_header_length(&h);
+    OPENSSL_cleanse(obj_key, sizeof(obj_key));
+    OPENSSL_cleanse(meta_key, sizeof(meta_key));
+    return corrupt_hint(err, rc);
+}
+
+int wv_obj_info_same_content(const wv_obj_info *stored, const wv_obj_info *ours)
+{
+    int se = stored->cipher != WV_OBJ_CIPHER_NONE, oe = ours->cipher != WV_OBJ_CIPHER_NONE;
+    if (se != oe)
+        return 0;
+    if (se)
+        return CRYPTO_memcmp(stored->keyed_digest, ours->keyed_digest, 32) == 0;
+    return memcmp(stored->sha256, ours->sha256, 32) == 0 && stored->plain_size == ours->plain_size;
 }

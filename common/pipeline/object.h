@@ -27,6 +27,32 @@
 #include "pipeline/objfmt.h"
 #include "storage/storage.h"
 
+/*
+ * Encryption of objects (crypt.h, objfmt.h version 3), held by whoever opened the repository and
+ * borrowed by every writer and reader; NULL: objects are plain (version 2) and an encrypted one is
+ * refused (WV_EKEY). The secrets in it are the holder's to keep in guarded memory and cleanse.
+ *  - mode: WV_OBJ_KEYMODE_SYMMETRIC (data_key writes and reads) or WV_OBJ_KEYMODE_X25519
+ *    (public_key writes; reading calls private_key with the header's key id).
+ *  - key_id: written into the header of new objects; in symmetric mode also the only one read.
+ *  - digest_key: the key of the keyed digest in the trailer (objfmt.h), held by writing hosts.
+ *  - private_key: fills the raw X25519 private key for key_id; WV_EKEY if not held. NULL: this
+ *    host holds no private key (reading fails with WV_EPRIVKEY, "needs the private key").
+ */
+typedef struct wv_obj_crypto {
+    uint8_t mode;
+    uint64_t key_id;
+    uint8_t data_key[32];
+    uint8_t public_key[32];
+    uint8_t digest_key[32];
+    int (*private_key)(void *arg, uint64_t key_id, uint8_t priv[32], wv_err *err);
+    void *private_key_arg;
+} wv_obj_crypto;
+
+/* The object key and metadata key of the object whose encoded (version-3) header is hdr[0..hlen)
+ * (decoded as h). WV_EKEY when c cannot open it: no crypto, no private key, another key id. */
+int wv_obj_crypto_keys(const wv_obj_crypto *c, const wv_obj_header *h, const uint8_t *hdr,
+                       size_t hlen, uint8_t obj_key[32], uint8_t meta_key[32], wv_err *err);
+
 typedef struct {
     wv_compress compress; /* WV_COMPRESS_NONE or WV_COMPRESS_LZ4 */
     int level;            /* lz4 level 1..12; 0 means 1 */
@@ -39,6 +65,8 @@ typedef struct {
     /* The key the object is stored under: recorded in the header (the binding, objfmt.h). NULL:
      * not bound (only for objects that are not stored under a key of their own). */
     const char *name;
+    /* Encrypt (format 3); NULL: plain (format 2). */
+    const wv_obj_crypto *crypto;
 } wv_obj_opts;
 
 typedef struct wv_objwriter wv_objwriter;
@@ -95,6 +123,8 @@ typedef struct wv_objread_opts {
     const char *key;
     uint64_t max_plain;
     int *unbound; /* may be NULL: set to 1 if the object carries no binding, else 0 */
+    /* Opens encrypted objects; NULL: an encrypted object is refused (WV_EKEY). */
+    const wv_obj_crypto *crypto;
 } wv_objread_opts;
 int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *o,
                         wv_obj_info *info, wv_err *err);
@@ -102,6 +132,22 @@ int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *
 /* Decode a suffix read (len >= WV_OBJ_TRAILER_SIZE; the last 128 bytes are used): size, digest
  * and format fields of a stored object without reading it. */
 int wv_object_info_decode(const uint8_t *trailer, size_t len, wv_obj_info *info, wv_err *err);
+
+/* The same for any format: a suffix read of WV_OBJ_SUFFIX_MAX bytes (or the whole object, if
+ * shorter) of the object stored as `key`. A version-3 object's metadata block is opened with c
+ * (WV_EKEY as wv_obj_crypto_keys; WV_ECORRUPT if it does not authenticate, e.g. under another
+ * name); a plain one needs no c. */
+int wv_object_info_open(const uint8_t *suffix, size_t len, const char *key, const wv_obj_crypto *c,
+                        wv_obj_info *info, wv_err *err);
+
+/*
+ * Does the stored object whose trailer is `stored` (a suffix read, not opened) hold the content
+ * the writer's `ours` describes? Formats 1 and 2: the same SHA-256 and plain size. Format 3: the
+ * same keyed digest (ours written with the same digest key), which needs no private key and no
+ * read of the object: a re-push decision a public-key host can make. A plain and an encrypted
+ * object never hold the same content by this rule. 1 if the same, 0 if not.
+ */
+int wv_obj_info_same_content(const wv_obj_info *stored, const wv_obj_info *ours);
 
 /* wv_obj_kind_name(kind) is declared in objfmt.h. */
 

@@ -5,18 +5,22 @@
  * (anything wrong there is damage: WV_ECORRUPT), then the version (an intact newer one is
  * WV_EFORMAT), then every field of this version.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "pipeline/objfmt.h"
 
 #include "core/bytes.h"
+#include "pipeline/crypt.h"
 
 #define HDR_CHECK_OFF    60
 #define HDR_NAMELEN_OFF  36
+#define HDR_KEYMODE_OFF  38
 #define TRL_CHECK_OFF    124
 #define TRL_VERSION_OFF  80
 #define TRL_RESERVED_OFF 86
@@ -63,7 +67,7 @@ static int newer_version(wv_err *err, const char *part, unsigned version)
     wv_err_set(err, WV_EFORMAT,
                "object %s has format version %u, written by a newer walvault (this one reads "
                "versions 1 to %d)",
-               part, version, WV_OBJ_VERSION);
+               part, version, WV_OBJ_VERSION_MAX);
     return wv_err_hint(err, "upgrade walvault to read this repository");
 }
 
@@ -83,6 +87,40 @@ void wv_obj_header_init(wv_obj_header *h, uint8_t kind, uint8_t compression)
     h->kind = kind;
 }
 
+void wv_obj_header_set_crypt(wv_obj_header *h, uint8_t key_mode, uint64_t key_id,
+                             const uint8_t salt[16], const uint8_t *eph_pub)
+{
+    h->version = WV_OBJ_VERSION_CRYPT;
+    h->cipher = WV_OBJ_CIPHER_AES256GCM;
+    h->key_mode = key_mode;
+    h->key_id = key_id;
+    memcpy(h->salt, salt, sizeof(h->salt));
+    if (eph_pub)
+        memcpy(h->eph_pub, eph_pub, sizeof(h->eph_pub));
+    else
+        memset(h->eph_pub, 0, sizeof(h->eph_pub));
+}
+
+/* Header length for a version and name length. */
+static size_t header_length(uint16_t version, size_t name_len)
+{
+    if (version == 1)
+        return WV_OBJ_HEADER_SIZE;
+    return WV_OBJ_HEADER_SIZE + name_len + (version >= 3 ? WV_OBJ_CRYPT_EXT : 0) + 4;
+}
+
+/* Version 3 needs a cipher and a key mode, and the others neither. */
+static const char *bad_crypt(uint16_t version, uint8_t cipher, uint8_t key_mode)
+{
+    if (version >= 3 && cipher != WV_OBJ_CIPHER_AES256GCM)
+        return "a version-3 object without a cipher";
+    if (version >= 3 && key_mode != WV_OBJ_KEYMODE_SYMMETRIC && key_mode != WV_OBJ_KEYMODE_X25519)
+        return "an unknown key mode";
+    if (version < 3 && (cipher != WV_OBJ_CIPHER_NONE || key_mode != 0))
+        return "a cipher in a version-1 or version-2 object";
+    return NULL;
+}
+
 int wv_obj_header_bind(wv_obj_header *h, const char *name, wv_err *err)
 {
     size_t n = name ? strlen(name) : 0;
@@ -99,7 +137,7 @@ int wv_obj_header_bind(wv_obj_header *h, const char *name, wv_err *err)
 
 size_t wv_obj_header_length(const wv_obj_header *h)
 {
-    return h->version == 1 ? WV_OBJ_HEADER_SIZE : WV_OBJ_HEADER_SIZE + (size_t)h->name_len + 4;
+    return header_length(h->version, h->name_len);
 }
 
 size_t wv_obj_header_declared_length(const uint8_t *buf)
@@ -111,10 +149,13 @@ size_t wv_obj_header_declared_length(const uint8_t *buf)
 int wv_obj_header_encode(const wv_obj_header *h, uint8_t *out, wv_err *err)
 {
     char why[64];
-    if (h->version != 1 && h->version != WV_OBJ_VERSION)
+    const char *bad;
+    if (h->version != 1 && h->version != WV_OBJ_VERSION && h->version != WV_OBJ_VERSION_CRYPT)
         return wv_err_set(err, WV_EINTERNAL, "cannot write object format version %u", h->version);
     if (bad_field(h->compression, h->cipher, h->digest, h->kind, why, sizeof(why)))
         return wv_err_set(err, WV_EINTERNAL, "cannot write object header: %s", why);
+    if ((bad = bad_crypt(h->version, h->cipher, h->key_mode)))
+        return wv_err_set(err, WV_EINTERNAL, "cannot write object header: %s", bad);
     if (h->version == 1 && h->name_len)
         return wv_err_set(err, WV_EINTERNAL, "a version-1 object header cannot be bound");
     if (h->name_len > WV_OBJ_NAME_MAX || memchr(h->name, 0, h->name_len))
@@ -132,10 +173,18 @@ int wv_obj_header_encode(const wv_obj_header *h, uint8_t *out, wv_err *err)
     memcpy(out + 24, h->nonce, 12);
     if (h->version >= 2)
         wv_put_le16(out + HDR_NAMELEN_OFF, h->name_len);
+    if (h->version >= 3)
+        out[HDR_KEYMODE_OFF] = h->key_mode;
     wv_put_le32(out + HDR_CHECK_OFF, check_of(out, HDR_CHECK_OFF));
     if (h->version >= 2) {
-        memcpy(out + WV_OBJ_HEADER_SIZE, h->name, h->name_len);
-        size_t at = WV_OBJ_HEADER_SIZE + h->name_len;
+        size_t at = WV_OBJ_HEADER_SIZE;
+        memcpy(out + at, h->name, h->name_len);
+        at += h->name_len;
+        if (h->version >= 3) {
+            memcpy(out + at, h->salt, 16);
+            memcpy(out + at + 16, h->eph_pub, 32);
+            at += WV_OBJ_CRYPT_EXT;
+        }
         wv_put_le32(out + at, check_of(out, at));
     }
     return 0;
@@ -153,7 +202,8 @@ int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_er
     if (wv_get_le32(buf + HDR_CHECK_OFF) != check_of(buf, HDR_CHECK_OFF))
         return wv_err_set(err, WV_ECORRUPT, "object header check mismatch: the header is corrupt");
     uint16_t version = wv_get_le16(buf + 8);
-    if (version > WV_OBJ_VERSION)
+    const char *bad;
+    if (version > WV_OBJ_VERSION_MAX)
         return newer_version(err, "header", version);
     if (version == 0)
         return wv_err_set(err, WV_ECORRUPT, "bad object format version 0");
@@ -161,21 +211,28 @@ int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_er
     if (name_len > WV_OBJ_NAME_MAX)
         return wv_err_set(err, WV_ECORRUPT, "bad object bound name length %u (at most %d)",
                           name_len, WV_OBJ_NAME_MAX);
-    size_t expect = version == 1 ? WV_OBJ_HEADER_SIZE : WV_OBJ_HEADER_SIZE + (size_t)name_len + 4;
+    size_t expect = header_length(version, name_len);
     if (wv_get_le16(buf + 10) != expect)
         return wv_err_set(err, WV_ECORRUPT,
                           "bad object header length %u (expected %zu for format version %u)",
                           wv_get_le16(buf + 10), expect, version);
     if (bad_field(buf[12], buf[13], buf[14], buf[15], why, sizeof(why)))
         return unknown_value(err, "header", why);
-    size_t reserved = version >= 2 ? HDR_NAMELEN_OFF + 2 : HDR_NAMELEN_OFF;
+    uint8_t key_mode = version >= 3 ? buf[HDR_KEYMODE_OFF] : 0;
+    if (version >= 3 && key_mode > WV_OBJ_KEYMODE_X25519)
+        return unknown_value(err, "header", "an unknown key mode");
+    if ((bad = bad_crypt(version, buf[13], key_mode)))
+        return wv_err_set(err, WV_ECORRUPT, "bad object header: %s", bad);
+    size_t reserved = version >= 3   ? HDR_KEYMODE_OFF + 1
+                      : version >= 2 ? HDR_NAMELEN_OFF + 2
+                                     : HDR_NAMELEN_OFF;
     if (!all_zero(buf + reserved, HDR_CHECK_OFF - reserved))
         return wv_err_set(err, WV_ECORRUPT, "object header has reserved bytes set");
     if (len < expect)
         return wv_err_set(err, WV_ECORRUPT, "truncated object header: %zu of %zu bytes", len,
                           expect);
     if (version >= 2) {
-        size_t at = WV_OBJ_HEADER_SIZE + name_len;
+        size_t at = expect - 4;
         if (wv_get_le32(buf + at) != check_of(buf, at))
             return wv_err_set(err, WV_ECORRUPT,
                               "object header name check mismatch: the bound name is corrupt");
@@ -192,6 +249,11 @@ int wv_obj_header_decode(const uint8_t *buf, size_t len, wv_obj_header *h, wv_er
     memcpy(h->nonce, buf + 24, 12);
     h->name_len = name_len;
     memcpy(h->name, buf + WV_OBJ_HEADER_SIZE, name_len);
+    if (version >= 3) {
+        h->key_mode = key_mode;
+        memcpy(h->salt, buf + WV_OBJ_HEADER_SIZE + name_len, 16);
+        memcpy(h->eph_pub, buf + WV_OBJ_HEADER_SIZE + name_len + 16, 32);
+    }
     return 0;
 }
 
@@ -221,20 +283,30 @@ void wv_obj_info_init(wv_obj_info *info)
 int wv_obj_trailer_encode(const wv_obj_info *info, uint8_t out[WV_OBJ_TRAILER_SIZE], wv_err *err)
 {
     char why[64];
-    if (info->version != 1 && info->version != WV_OBJ_VERSION)
+    if (info->version != 1 && info->version != WV_OBJ_VERSION &&
+        info->version != WV_OBJ_VERSION_CRYPT)
         return wv_err_set(err, WV_EINTERNAL, "cannot write object format version %u",
                           info->version);
     if (bad_field(info->compression, info->cipher, info->digest, info->kind, why, sizeof(why)))
         return wv_err_set(err, WV_EINTERNAL, "cannot write object trailer: %s", why);
+    if ((info->version >= 3) != (info->cipher != WV_OBJ_CIPHER_NONE))
+        return wv_err_set(err, WV_EINTERNAL,
+                          "cannot write object trailer: cipher and version "
+                          "disagree");
     memset(out, 0, WV_OBJ_TRAILER_SIZE);
     memcpy(out, WV_OBJ_TRAILER_MAGIC, 8);
-    wv_put_le64(out + 8, info->plain_size);
     wv_put_le64(out + 16, info->payload_size);
-    memcpy(out + 24, info->sha256, 32);
-    wv_put_le64(out + 56, (uint64_t)info->first_commit_us);
-    wv_put_le64(out + 64, (uint64_t)info->last_commit_us);
-    wv_put_le32(out + 72, info->commit_count);
-    wv_put_le32(out + 76, info->restore_point_count);
+    if (info->version >= 3) {
+        /* what is secret is in the sealed metadata block */
+        memcpy(out + 24, info->keyed_digest, 32);
+    } else {
+        wv_put_le64(out + 8, info->plain_size);
+        memcpy(out + 24, info->sha256, 32);
+        wv_put_le64(out + 56, (uint64_t)info->first_commit_us);
+        wv_put_le64(out + 64, (uint64_t)info->last_commit_us);
+        wv_put_le32(out + 72, info->commit_count);
+        wv_put_le32(out + 76, info->restore_point_count);
+    }
     wv_put_le16(out + TRL_VERSION_OFF, info->version);
     out[82] = info->compression;
     out[83] = info->cipher;
@@ -258,7 +330,7 @@ int wv_obj_trailer_decode(const uint8_t *buf, size_t len, wv_obj_info *info, wv_
         return wv_err_set(err, WV_ECORRUPT,
                           "object trailer check mismatch: the trailer is corrupt");
     uint16_t version = wv_get_le16(t + TRL_VERSION_OFF);
-    if (version > WV_OBJ_VERSION)
+    if (version > WV_OBJ_VERSION_MAX)
         return newer_version(err, "trailer", version);
     if (version == 0)
         return wv_err_set(err, WV_ECORRUPT, "bad object trailer format version 0");
@@ -266,6 +338,31 @@ int wv_obj_trailer_decode(const uint8_t *buf, size_t len, wv_obj_info *info, wv_
         return unknown_value(err, "trailer", why);
     if (!all_zero(t + TRL_RESERVED_OFF, TRL_CHECK_OFF - TRL_RESERVED_OFF))
         return wv_err_set(err, WV_ECORRUPT, "object trailer has reserved bytes set");
+    const char *bad = bad_crypt(version, t[83], version >= 3 ? WV_OBJ_KEYMODE_SYMMETRIC : 0);
+    if (bad)
+        return wv_err_set(err, WV_ECORRUPT, "bad object trailer: %s", bad);
+    if (version >= 3) {
+        if (!all_zero(t + 8, 8) || !all_zero(t + 56, 24))
+            return wv_err_set(err, WV_ECORRUPT, "encrypted object trailer has sealed fields set");
+        if (wv_get_le64(t + 16) < WV_OBJ_META_SIZE + WV_CRYPT_TAG_SIZE)
+            return wv_err_set(err, WV_ECORRUPT,
+                              "encrypted object payload of %" PRIu64 " bytes is too short",
+                              wv_get_le64(t + 16));
+        memset(info, 0, sizeof(*info));
+        info->payload_size = wv_get_le64(t + 16);
+        memcpy(info->keyed_digest, t + 24, 32);
+        info->first_commit_us = WV_OBJ_TIME_NONE;
+        info->last_commit_us = WV_OBJ_TIME_NONE;
+        info->sealed = 1;
+        info->version = version;
+        info->compression = t[82];
+        info->cipher = t[83];
+        info->digest = t[84];
+        info->kind = t[85];
+        return 0;
+    }
+    memset(info->keyed_digest, 0, sizeof(info->keyed_digest));
+    info->sealed = 0;
     info->plain_size = wv_get_le64(t + 8);
     info->payload_size = wv_get_le64(t + 16);
     memcpy(info->sha256, t + 24, 32);
@@ -279,6 +376,101 @@ int wv_obj_trailer_decode(const uint8_t *buf, size_t len, wv_obj_info *info, wv_
     info->digest = t[84];
     info->kind = t[85];
     info->header_size = 0;
+    return 0;
+}
+
+/* --- version 3: the metadata block ---------------------------------------------------------- */
+
+static void meta_public(const wv_obj_header *h, uint8_t out[WV_OBJ_META_PUBLIC])
+{
+    memset(out, 0, WV_OBJ_META_PUBLIC);
+    memcpy(out, WV_OBJ_META_MAGIC, 8);
+    out[8] = h->key_mode;
+    out[9] = h->compression;
+    out[10] = h->kind;
+    wv_put_le64(out + 16, h->key_id);
+    memcpy(out + 24, h->salt, 16);
+    memcpy(out + 40, h->eph_pub, 32);
+}
+
+int wv_obj_meta_encode(const wv_obj_header *h, const wv_obj_info *info, const uint8_t meta_key[32],
+                       uint8_t out[WV_OBJ_META_SIZE], wv_err *err)
+{
+    uint8_t plain[WV_OBJ_META_SEALED];
+    if (h->version < 3)
+        return wv_err_set(err, WV_EINTERNAL, "a metadata block needs a version-3 header");
+    meta_public(h, out);
+    wv_put_le64(plain, info->plain_size);
+    memcpy(plain + 8, info->sha256, 32);
+    wv_put_le64(plain + 40, (uint64_t)info->first_commit_us);
+    wv_put_le64(plain + 48, (uint64_t)info->last_commit_us);
+    wv_put_le32(plain + 56, info->commit_count);
+    wv_put_le32(plain + 60, info->restore_point_count);
+    int rc = wv_crypt_seal_once(meta_key, NULL, out, WV_OBJ_META_PUBLIC, plain, sizeof(plain),
+                                out + WV_OBJ_META_PUBLIC, err);
+    OPENSSL_cleanse(plain, sizeof(plain));
+    return rc;
+}
+
+/* The metadata block of the object whose trailer ends buf[0..len). */
+static const uint8_t *meta_at(const uint8_t *buf, size_t len, wv_err *err)
+{
+    if (len < WV_OBJ_SUFFIX_MAX) {
+        wv_err_set(err, WV_ECORRUPT, "truncated encrypted object: %zu bytes, less than %d", len,
+                   WV_OBJ_SUFFIX_MAX);
+        return NULL;
+    }
+    const uint8_t *m = buf + len - WV_OBJ_SUFFIX_MAX;
+    if (memcmp(m, WV_OBJ_META_MAGIC, 8) != 0) {
+        wv_err_set(err, WV_ECORRUPT, "bad object metadata block magic: the object is corrupt");
+        return NULL;
+    }
+    return m;
+}
+
+int wv_obj_meta_public(const uint8_t *buf, size_t len, const char *name, wv_obj_header *h,
+                       wv_err *err)
+{
+    const uint8_t *m = meta_at(buf, len, err);
+    char why[64];
+    if (!m)
+        return WV_ECORRUPT;
+    if (m[8] != WV_OBJ_KEYMODE_SYMMETRIC && m[8] != WV_OBJ_KEYMODE_X25519)
+        return unknown_value(err, "metadata block", "an unknown key mode");
+    if (bad_field(m[9], WV_OBJ_CIPHER_AES256GCM, WV_OBJ_DIGEST_SHA256, m[10], why, sizeof(why)))
+        return unknown_value(err, "metadata block", why);
+    if (!all_zero(m + 11, 5))
+        return wv_err_set(err, WV_ECORRUPT, "object metadata block has reserved bytes set");
+    wv_obj_header_init(h, m[10], m[9]);
+    int rc = wv_obj_header_bind(h, name, err);
+    if (rc < 0)
+        return rc;
+    wv_obj_header_set_crypt(h, m[8], wv_get_le64(m + 16), m + 24, m + 40);
+    return 0;
+}
+
+int wv_obj_meta_open(const uint8_t *buf, size_t len, const uint8_t meta_key[32], wv_obj_info *info,
+                     wv_err *err)
+{
+    uint8_t plain[WV_OBJ_META_SEALED];
+    const uint8_t *m = meta_at(buf, len, err);
+    if (!m)
+        return WV_ECORRUPT;
+    if (wv_crypt_open_once(meta_key, m, WV_OBJ_META_PUBLIC, m + WV_OBJ_META_PUBLIC,
+                           WV_OBJ_META_SIZE - WV_OBJ_META_PUBLIC, plain, err) < 0) {
+        wv_err_set(err, WV_ECORRUPT,
+                   "the object's metadata block does not authenticate: it was changed or moved, "
+                   "or is read with another key");
+        return WV_ECORRUPT;
+    }
+    info->plain_size = wv_get_le64(plain);
+    memcpy(info->sha256, plain + 8, 32);
+    info->first_commit_us = (int64_t)wv_get_le64(plain + 40);
+    info->last_commit_us = (int64_t)wv_get_le64(plain + 48);
+    info->commit_count = wv_get_le32(plain + 56);
+    info->restore_point_count = wv_get_le32(plain + 60);
+    info->sealed = 0;
+    OPENSSL_cleanse(plain, sizeof(plain));
     return 0;
 }
 

@@ -7,8 +7,10 @@
  *   mode 1  the same, with the header's and trailer's magic, check and payload size made right,
  *           and the trailer's plain size and SHA-256 taken from an independent lz4 decode of the
  *           payload (so that damaged lz4 data, not a failed check, is what the reader meets);
- *   mode 2  the bytes are plain content, stored with the object writer (lz4 or not), then a few
- *           bytes of the stored object are flipped at positions the input chooses.
+ *   mode 2  the bytes are plain content, stored with the object writer (lz4 or not; encrypted,
+ *           format 3, when mode has bit 0x40), then a few bytes of the stored object are flipped
+ *           at positions the input chooses.
+ * Every object is read with a fixed symmetric key, so that format-3 input reaches decryption.
  * Invariants: a failure is one of the documented classes with a one-line message; decompression
  * is bounded (pieces of at most WV_FILTER_CHUNK, and a destination that refuses more than
  * DEST_MAX bytes stops the read); success means the destination got exactly the plain content the
@@ -191,8 +193,22 @@ static void mem_sink_abort(wv_sink *s)
 
 static const wv_sink_ops mem_sink_ops = {mem_sink_write, mem_sink_commit, mem_sink_abort};
 
+static wv_obj_crypto fuzz_crypto(void)
+{
+    wv_obj_crypto c;
+    memset(&c, 0, sizeof(c));
+    c.mode = WV_OBJ_KEYMODE_SYMMETRIC;
+    c.key_id = 1;
+    for (int i = 0; i < 32; i++) {
+        c.data_key[i] = (uint8_t)i;
+        c.digest_key[i] = (uint8_t)(i + 32);
+    }
+    return c;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    wv_obj_crypto crypto = fuzz_crypto();
     fz_in in = {data, size};
     uint8_t mode = fz_u8(&in);
     size_t max_read = (size_t)fz_u16(&in) + 1;
@@ -223,7 +239,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         wv_sink *sinks[1] = {&sink.base};
         wv_obj_opts o = {.compress = (opt & 1) ? WV_COMPRESS_LZ4 : WV_COMPRESS_NONE,
                          .level = 1 + (opt >> 1) % 12,
-                         .kind = (uint8_t)((opt >> 5) % (WV_OBJ_KIND_MAX + 1))};
+                         .kind = (uint8_t)((opt >> 5) % (WV_OBJ_KIND_MAX + 1)),
+                         .crypto = (mode & 0x40) ? &crypto : NULL};
         wv_objwriter *w = wv_objwriter_new(sinks, 1, &o);
         wv_err err;
         wv_buf_append(&plain_in, in.p, in.n);
@@ -249,13 +266,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dest_init(&dest, mode % 3 == 2 ? &plain_out : NULL);
     wv_obj_info info;
     wv_err err;
-    int rc = wv_object_read_ext(&src.base, &dest.base, flags, &info, &err);
+    wv_objread_opts ro = {.flags = flags, .crypto = &crypto};
+    int rc = wv_object_read_opts(&src.base, &dest.base, &ro, &info, &err);
     uint8_t got[32];
     dest_digest(&dest, got);
     if (rc < 0) {
         fz_check_err(&err, rc);
-        FZ_CHECK(rc == WV_ECORRUPT || rc == WV_EFORMAT || rc == WV_ENOSPACE, "code %d: %s", rc,
-                 err.msg);
+        FZ_CHECK(rc == WV_ECORRUPT || rc == WV_EFORMAT || rc == WV_ENOSPACE || rc == WV_EKEY ||
+                     rc == WV_EPRIVKEY,
+                 "code %d: %s", rc, err.msg);
         FZ_CHECK(mode % 3 != 2 || flipped, "the object as written does not read back: %s", err.msg);
         FZ_CHECK(!plain_known || rc == WV_ENOSPACE,
                  "a well-formed object (liblz4 decodes its payload) is refused: %s", err.msg);

@@ -93,6 +93,18 @@ static const bad_case bad_cases[] = {
      "x.conf:2: bad value \"wv.log\" for key \"log_file\" in [global]: expected an absolute "
      "path",
      NULL},
+    {"[global]\nencrypt_key_file = repo.key\n" POSIX_REPO,
+     "x.conf:2: bad value \"repo.key\" for key \"encrypt_key_file\" in [global]: expected the "
+     "absolute path of a key file",
+     NULL},
+    {"[global]\nencrypt_key_file = /k\nencrypt_public_key_file = /p\n" POSIX_REPO,
+     "x.conf:2: encrypt_key_file and encrypt_public_key_file are both set in [global]: a "
+     "repository is encrypted with a symmetric key or for a public key, not both",
+     "keep encrypt_key_file (symmetric), or the public and private key files"},
+    {"[global]\nencrypt_private_key_file = /q\nencrypt_key_file = /k\n" POSIX_REPO,
+     "x.conf:3: encrypt_key_file and encrypt_private_key_file are both set in [global]: a "
+     "repository is encrypted with a symmetric key or for a public key, not both",
+     NULL},
     {"[global]\npg_bindir = bin\n" POSIX_REPO,
      "x.conf:2: bad value \"bin\" for key \"pg_bindir\" in [global]: expected an absolute path",
      NULL},
@@ -402,6 +414,33 @@ static void test_keeping_up_keys(void **state)
     }
 }
 
+static void test_encrypt_keys(void **state)
+{
+    (void)state;
+    /* parsed and checked, but refused until the programs encrypt with them */
+    static const char *const texts[] = {
+        "[global]\nencrypt_key_file = /etc/walvault/repo.key\n" POSIX_REPO,
+        "[global]\nlog_level = info\nencrypt_public_key_file = /etc/walvault/repo.pub\n" POSIX_REPO,
+        "[global]\nencrypt_private_key_file = /root/walvault-repo.pem\n" POSIX_REPO,
+    };
+    static const char *const want[] = {
+        "x.conf:2: encrypt_key_file is set in [global], but this walvault cannot encrypt "
+        "repositories yet: refused rather than writing plain objects",
+        "x.conf:3: encrypt_public_key_file is set in [global], but this walvault cannot encrypt "
+        "repositories yet: refused rather than writing plain objects",
+        "x.conf:2: encrypt_private_key_file is set in [global], but this walvault cannot encrypt "
+        "repositories yet: refused rather than writing plain objects",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        wv_config *cfg = NULL;
+        wv_err err = {0};
+        assert_int_equal(wv_config_parse_string(texts[i], "x.conf", &cfg, &err), WV_ECONFIG);
+        assert_null(cfg);
+        assert_string_equal(err.msg, want[i]);
+        assert_non_null(strstr(err.hint, "remove the encrypt_* keys"));
+    }
+}
+
 static void test_minimal_and_defaults(void **state)
 {
     (void)state;
@@ -417,6 +456,9 @@ static void test_minimal_and_defaults(void **state)
     assert_null(cfg->log_file);
     assert_null(cfg->drill_path);
     assert_null(cfg->pg_bindir);
+    assert_null(cfg->encrypt_key_file);
+    assert_null(cfg->encrypt_public_key_file);
+    assert_null(cfg->encrypt_private_key_file);
     assert_int_equal(cfg->nrepos, 1);
     const wv_repo_config *r = &cfg->repos[0];
     assert_int_equal(r->index, 1);
@@ -762,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_config_path),
         cmocka_unit_test(test_keeping_up_keys),
+        cmocka_unit_test(test_encrypt_keys),
         cmocka_unit_test(test_secret_file),
         cmocka_unit_test(test_log_file),
     };

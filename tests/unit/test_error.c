@@ -62,6 +62,8 @@ static void test_table_known_rows(void **state)
     assert_string_equal(wv_err_name(WV_ENOSPACE), "NOSPACE");
     assert_string_equal(wv_err_desc(WV_ENOSPACE), "no space left on device");
     assert_string_equal(wv_err_name(WV_EINTERNAL), "INTERNAL");
+    assert_string_equal(wv_err_name(WV_EPRIVKEY), "PRIVKEY");
+    assert_int_equal(wv_err_exit_code(WV_EPRIVKEY), 19);
 }
 
 static void test_table_ok_and_unknown(void **state)
@@ -70,7 +72,7 @@ static void test_table_ok_and_unknown(void **state)
     assert_string_equal(wv_err_name(0), "OK");
     assert_string_equal(wv_err_desc(0), "success");
     assert_int_equal(wv_err_exit_code(0), 0);
-    const int unknown[] = {-1000, -19, 1, 5, -126};
+    const int unknown[] = {-1000, -20, 1, 5, -126};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         assert_string_equal(wv_err_name(unknown[i]), "UNKNOWN");
         assert_string_equal(wv_err_desc(unknown[i]), "unknown error");

@@ -302,7 +302,7 @@ typedef enum {
     M_INSERT,    /* insert a byte at offset HDR + arg */
     M_TRAILER,   /* rewrite the trailer (valid check) with one field changed */
     M_HEADER_V2, /* an intact header of a newer version */
-    M_CIPHER,    /* header and trailer say aes-256-gcm */
+    M_CIPHER,    /* a version-2 header and trailer say aes-256-gcm */
     M_LZ4_CUT,   /* lz4 payload without its end mark, trailer consistent with it */
 } mutation;
 
@@ -344,7 +344,7 @@ static const struct {
      "payload size mismatch"},
     {"header and trailer disagree", 0, M_TRAILER, T_KIND, WV_ECORRUPT, "disagree"},
     {"newer header version", 1, M_HEADER_V2, 0, WV_EFORMAT, "newer walvault"},
-    {"encrypted object", 0, M_CIPHER, 0, WV_EFORMAT, "encrypted"},
+    {"a cipher in a version-2 object", 0, M_CIPHER, 0, WV_ECORRUPT, "a cipher in a version"},
     {"lz4 frame cut, sizes consistent", 1, M_LZ4_CUT, 0, WV_ECORRUPT, "lz4: truncated"},
     {"lz4 block size damaged", 1, M_FLIP, HDR + 10, WV_ECORRUPT, "lz4"},
 };
@@ -382,11 +382,6 @@ static void edit_field(wv_obj_info *info, long which)
         info->payload_size -= 1;
         break;
     }
-}
-
-static void edit_cipher(wv_obj_info *info, long arg)
-{
-    info->cipher = WV_OBJ_CIPHER_AES256GCM;
 }
 
 static void edit_lz4_cut(wv_obj_info *info, long arg)
@@ -433,14 +428,15 @@ static void test_damage_table(void **state)
             rewrite_trailer(&o, edit_field, arg);
             break;
         case M_HEADER_V2:
-            o.data[8] = WV_OBJ_VERSION + 1;
+            o.data[8] = WV_OBJ_VERSION_MAX + 1;
             fix_check(o.data, 60);
             break;
         case M_CIPHER:
             o.data[13] = WV_OBJ_CIPHER_AES256GCM;
             fix_check(o.data, 60);
             fix_check(o.data, 64); /* the name check (no name) covers the fixed part */
-            rewrite_trailer(&o, edit_cipher, 0);
+            o.data[o.len - 128 + 83] = WV_OBJ_CIPHER_AES256GCM;
+            fix_check(o.data + o.len - 128, 124);
             break;
         case M_LZ4_CUT:
             /* Drop the 4-byte end mark right before the trailer. */

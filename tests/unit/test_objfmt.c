@@ -197,7 +197,8 @@ static void test_header_semantic_table(void **state)
         int rc;
         const char *msg;
     } cases[] = {
-        {"version 3", 8, 3, WV_EFORMAT, "newer walvault"},
+        {"version 4", 8, 4, WV_EFORMAT, "newer walvault"},
+        {"version 3 with a version-1 length", 8, 3, WV_ECORRUPT, "header length"},
         {"version 0x0100", 9, 1, WV_EFORMAT, "newer walvault"},
         {"version 0", 8, 0, WV_ECORRUPT, "version 0"},
         {"header length 65", 10, 65, WV_ECORRUPT, "header length"},
@@ -209,7 +210,7 @@ static void test_header_semantic_table(void **state)
         {"kind 8", 15, 8, WV_EFORMAT, "unknown object kind"},
         {"reserved 36", 36, 1, WV_ECORRUPT, "reserved"},
         {"reserved 59", 59, 0x80, WV_ECORRUPT, "reserved"},
-        {"cipher 1 is valid", 13, 1, 0, NULL},
+        {"cipher 1 outside version 3", 13, 1, WV_ECORRUPT, "a cipher in a version-1"},
         {"kind 7 is valid", 15, 7, 0, NULL},
     };
     wv_obj_header h, back;
@@ -240,7 +241,9 @@ static void test_trailer_semantic_table(void **state)
         int rc;
         const char *msg;
     } cases[] = {
-        {"version 3", 80, 3, WV_EFORMAT, "newer walvault"},
+        {"version 4", 80, 4, WV_EFORMAT, "newer walvault"},
+        {"version 3 without a cipher", 80, 3, WV_ECORRUPT, "without a cipher"},
+        {"cipher 1 outside version 3", 83, 1, WV_ECORRUPT, "a cipher in a version-1"},
         {"version 0", 80, 0, WV_ECORRUPT, "version 0"},
         {"compression 9", 82, 9, WV_EFORMAT, "unknown compression"},
         {"cipher 3", 83, 3, WV_EFORMAT, "unknown cipher"},
