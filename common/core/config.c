@@ -39,6 +39,8 @@ enum global_key {
     GK_STATE_PATH,
     GK_DRILL_PATH,
     GK_PG_BINDIR,
+    GK_ARCHIVE_ASYNC,
+    GK_SPOOL_PATH,
     GK_COUNT
 };
 
@@ -52,6 +54,8 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_STATE_PATH] = "state_path",
     [GK_DRILL_PATH] = "drill_path",
     [GK_PG_BINDIR] = "pg_bindir",
+    [GK_ARCHIVE_ASYNC] = "archive_async",
+    [GK_SPOOL_PATH] = "spool_path",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -522,7 +526,8 @@ static void global_key(parse_state *ps, const char *key, const char *value)
     if (k == GK_COUNT) {
         fail(ps, line, "unknown key \"%s\" in [global]", key);
         hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
-                 "archive_timeout, notify_command, state_path, drill_path and pg_bindir");
+                 "archive_timeout, notify_command, state_path, drill_path, pg_bindir, "
+                 "archive_async and spool_path");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -578,6 +583,24 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         if (!(cfg->pg_bindir = abs_path(value)))
             expected = "an absolute path";
         break;
+    case GK_ARCHIVE_ASYNC:
+        if (strcmp(value, "on") == 0)
+            cfg->archive_async = 1;
+        else if (strcmp(value, "off") == 0)
+            cfg->archive_async = 0;
+        else
+            expected = "on or off";
+        break;
+    case GK_SPOOL_PATH: {
+        char *v = abs_path(value);
+        if (!v) {
+            expected = "an absolute path";
+            break;
+        }
+        free(cfg->spool_path);
+        cfg->spool_path = v;
+        break;
+    }
     case GK_COUNT:
         break;
     }
@@ -775,6 +798,7 @@ void wv_config_free(wv_config *cfg)
     free(cfg->file);
     free(cfg->notify_command);
     free(cfg->state_path);
+    free(cfg->spool_path);
     free(cfg);
 }
 
@@ -795,6 +819,7 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
     cfg->process_max = default_process_max();
     cfg->log_level = WV_LOG_INFO;
     cfg->archive_timeout = 60;
+    cfg->spool_path = wv_xstrdup(WV_CONFIG_DEFAULT_SPOOL_PATH);
     wv_monitor_config_init(&cfg->monitor);
     ps->cfg = cfg;
 

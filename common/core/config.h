@@ -73,7 +73,15 @@ typedef struct wv_config {
     /* [global] state_path = local directory of state files (drill results for status); NULL:
      * WV_CONFIG_DEFAULT_STATE_PATH */
     char *state_path;
+    /* [global] archive_async = on | off (default off): wal-push pushes ahead from
+     * the .ready files of archive_status with a background pusher (archive_cmd/pusher.c) */
+    int archive_async;
+    /* [global] spool_path = local directory of the per-cluster spool (default
+     * WV_CONFIG_DEFAULT_SPOOL_PATH); never NULL after a load */
+    char *spool_path;
 } wv_config;
+
+#define WV_CONFIG_DEFAULT_SPOOL_PATH "/var/spool/walvault"
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */
 const char *wv_config_path(const char *explicit_path);

@@ -32,6 +32,11 @@ static const bad_case bad_cases[] = {
      "compress, compress_level"},
     {"[global]\ncompress = zstd\n" POSIX_REPO,
      "x.conf:2: bad value \"zstd\" for key \"compress\" in [global]: expected lz4 or none", NULL},
+    {"[global]\narchive_async = yes\n" POSIX_REPO,
+     "x.conf:2: bad value \"yes\" for key \"archive_async\" in [global]: expected on or off", NULL},
+    {"[global]\nspool_path = spool\n" POSIX_REPO,
+     "x.conf:2: bad value \"spool\" for key \"spool_path\" in [global]: expected an absolute path",
+     NULL},
     {"[global]\ncompress = LZ4\n" POSIX_REPO,
      "x.conf:2: bad value \"LZ4\" for key \"compress\" in [global]: expected lz4 or none", NULL},
     {"[global]\ncompress =\n" POSIX_REPO,
@@ -337,6 +342,8 @@ static void test_minimal_and_defaults(void **state)
     assert_null(cfg->state_path);
     assert_null(cfg->drill_path);
     assert_null(cfg->pg_bindir);
+    assert_int_equal(cfg->archive_async, 0);
+    assert_string_equal(cfg->spool_path, "/var/spool/walvault");
     assert_int_equal(cfg->nrepos, 1);
     const wv_repo_config *r = &cfg->repos[0];
     assert_int_equal(r->index, 1);
