@@ -195,6 +195,7 @@ static void pusher_pgdata(const cluster *cl, char *out, size_t outlen)
 /* ---- the pusher ----------------------------------------------------------------------------- */
 
 #define MAX_INFLIGHT 64
+#define RECENT       1024 /* names recorded done, remembered: not pushed again */
 
 typedef struct pusher {
     const wv_config *cfg;
@@ -205,6 +206,10 @@ typedef struct pusher {
     char inflight[MAX_INFLIGHT][64];
     int ninflight;
     int first_ok; /* a push succeeded: every repository's cluster check is recorded */
+    /* Files this pusher recorded as done. Between the foreground call consuming the record and
+     * PostgreSQL renaming NAME.ready, the file still looks waiting: it is not pushed again. */
+    char recent[RECENT][64];
+    int nrecent;
     double last_open;
 } pusher;
 
@@ -217,6 +222,15 @@ static int is_inflight(pusher *ps, const char *name)
 {
     for (int i = 0; i < ps->ninflight; i++)
         if (strcmp(ps->inflight[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_recent(pusher *ps, const char *name)
+{
+    int n = ps->nrecent < RECENT ? ps->nrecent : RECENT;
+    for (int i = 0; i < n; i++)
+        if (strcmp(ps->recent[i], name) == 0)
             return 1;
     return 0;
 }
@@ -261,8 +275,10 @@ static void *job_thread(void *arg)
             ps->ninflight--;
             break;
         }
-    if (rc == 0)
+    if (rc == 0) {
         ps->first_ok = 1;
+        snprintf(ps->recent[ps->nrecent++ % RECENT], sizeof(ps->recent[0]), "%s", j->name);
+    }
     pthread_cond_broadcast(&ps->cv);
     pthread_mutex_unlock(&ps->mu);
     free(j);
@@ -348,7 +364,7 @@ static int pusher_loop(pusher *ps)
                 pending = 1;
                 continue;
             }
-            if (access(rec, F_OK) == 0)
+            if (is_recent(ps, names[i]) || access(rec, F_OK) == 0)
                 continue;
             pending = 1;
             int limit = ps->first_ok ? max : 1;
