@@ -50,6 +50,7 @@
 #define SCAN_MS       20   /* how often the pusher looks at archive_status */
 #define ORPHAN_S      300  /* a record with no .ready file this old is removed */
 #define REOPEN_S      5.0  /* a repository that failed to open is tried again this often */
+#define AGAIN_S       5.0  /* a file still .ready this long after its record was consumed */
 
 typedef struct cluster {
     uint64_t sysid;
@@ -207,8 +208,13 @@ typedef struct pusher {
     int ninflight;
     int first_ok; /* a push succeeded: every repository's cluster check is recorded */
     /* Files this pusher recorded as done. Between the foreground call consuming the record and
-     * PostgreSQL renaming NAME.ready, the file still looks waiting: it is not pushed again. */
-    char recent[RECENT][64];
+     * PostgreSQL renaming NAME.ready, the file still looks waiting: it is not pushed again,
+     * unless it is still waiting AGAIN_S after the record went (PostgreSQL restarted before the
+     * rename and asks again). gone: when the record was first seen consumed (0: not yet). */
+    struct {
+        char name[64];
+        double gone;
+    } recent[RECENT];
     int nrecent;
     double last_open;
 } pusher;
@@ -226,12 +232,20 @@ static int is_inflight(pusher *ps, const char *name)
     return 0;
 }
 
-static int is_recent(pusher *ps, const char *name)
+/* Whether name, waiting without a record, is one this pusher recorded done a moment ago. */
+static int is_recent(pusher *ps, const char *name, double now)
 {
     int n = ps->nrecent < RECENT ? ps->nrecent : RECENT;
-    for (int i = 0; i < n; i++)
-        if (strcmp(ps->recent[i], name) == 0)
+    for (int i = 0; i < n; i++) {
+        if (strcmp(ps->recent[i].name, name) != 0)
+            continue;
+        if (ps->recent[i].gone == 0)
+            ps->recent[i].gone = now;
+        if (now - ps->recent[i].gone < AGAIN_S)
             return 1;
+        ps->recent[i].name[0] = '\0'; /* asked again: push it again */
+        return 0;
+    }
     return 0;
 }
 
@@ -277,7 +291,9 @@ static void *job_thread(void *arg)
         }
     if (rc == 0) {
         ps->first_ok = 1;
-        snprintf(ps->recent[ps->nrecent++ % RECENT], sizeof(ps->recent[0]), "%s", j->name);
+        int k = ps->nrecent++ % RECENT;
+        snprintf(ps->recent[k].name, sizeof(ps->recent[k].name), "%s", j->name);
+        ps->recent[k].gone = 0;
     }
     pthread_cond_broadcast(&ps->cv);
     pthread_mutex_unlock(&ps->mu);
@@ -364,7 +380,7 @@ static int pusher_loop(pusher *ps)
                 pending = 1;
                 continue;
             }
-            if (is_recent(ps, names[i]) || access(rec, F_OK) == 0)
+            if (access(rec, F_OK) == 0 || is_recent(ps, names[i], wv_mono_s()))
                 continue;
             pending = 1;
             int limit = ps->first_ok ? max : 1;

@@ -22,6 +22,9 @@
 #        peak wait      the most .ready files seen at once (during the run and the drain)
 #        drain s        how long the backlog took to empty after pgbench stopped
 #        pusher HWM     wal-push async: the background pusher's peak RSS (VmHWM)
+#      and then, with archive_command empty (PostgreSQL keeps the WAL, archives nothing), bulk
+#      updates until --backlog segments wait, the method set again, and the time until none waits:
+#        backlog seg/s  how fast the method archives when it never waits for PostgreSQL
 #   5. prints the table, the targets and the load average at start and end.
 # Everything lives in one temporary directory, removed at exit; servers are stopped.
 set -euo pipefail
@@ -31,6 +34,7 @@ DURATION=60
 ROUNDS=1
 TARGETS="posix,rgw,ssh"
 SCALE=10
+BACKLOG=40
 KEEP=0
 PGBIN=/usr/lib/postgresql/15/bin
 PY=/usr/bin/python3
@@ -45,6 +49,7 @@ usage: bash contrib/bench/bench_archive.sh [--duration S] [--rounds N] [--target
                   in an order that rotates from round to round
   --targets LIST  comma-separated among posix, rgw, ssh (default $TARGETS)
   --scale N       pgbench scale (default $SCALE)
+  --backlog N     segments left waiting before the backlog measurement (default $BACKLOG)
   --keep          keep the temporary directory (servers are stopped all the same)
 EOF
     exit 2
@@ -56,8 +61,9 @@ while (($#)); do
     --duration) [[ $# -ge 2 ]] || usage; num "$2"; DURATION="$2"; shift 2 ;;
     --rounds) [[ $# -ge 2 ]] || usage; num "$2"; ROUNDS="$2"; shift 2 ;;
     --scale) [[ $# -ge 2 ]] || usage; num "$2"; SCALE="$2"; shift 2 ;;
+    --backlog) [[ $# -ge 2 ]] || usage; num "$2"; BACKLOG="$2"; shift 2 ;;
     --targets) [[ $# -ge 2 ]] || usage; TARGETS="$2"; shift 2 ;;
-    --duration=* | --rounds=* | --scale=* | --targets=*) set -- "${1%%=*}" "${1#*=}" "${@:2}" ;;
+    --duration=* | --rounds=* | --scale=* | --targets=* | --backlog=*) set -- "${1%%=*}" "${1#*=}" "${@:2}" ;;
     --keep) KEEP=1; shift ;;
     -h | --help) usage ;;
     *) echo "bench_archive.sh: unknown argument \"$1\"" >&2; usage ;;
@@ -100,6 +106,7 @@ chmod 755 "$TMP"
 SSHD_PID=""
 RGW_DIR=""
 DATA=""
+SAMPLER_PID=""
 
 as_pg() { runuser -u postgres -- "$@"; }
 
@@ -107,6 +114,7 @@ cleanup() {
     local rc=$? f p
     trap - INT TERM
     say "cleaning up"
+    [[ -z "$SAMPLER_PID" ]] || kill "$SAMPLER_PID" 2>/dev/null || true
     if [[ -n "$DATA" && -f "$DATA/postmaster.pid" ]]; then
         as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
     fi
@@ -439,7 +447,7 @@ measure() { # ROUND TARGET METHOD
     l0="$(psql_q "select pg_current_wal_lsn() - '0/0'::pg_lsn")"
     rm -f "$TMP/stop" "$TMP/peak"
     "$PY" -c "$SAMPLER" "$STATUS" "$TMP/stop" "$TMP/peak" &
-    local sampler=$!
+    SAMPLER_PID=$!
     run_child as_pg env PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -c 4 -j 2 \
         -T "$DURATION" -d "$CONN" >"$TMP/pg/pgbench-run.log" 2>&1 \
         || { cat "$TMP/pg/pgbench-run.log" >&2; die "pgbench failed"; }
@@ -450,11 +458,35 @@ measure() { # ROUND TARGET METHOD
     [[ "$m" != async || -n "$hwm" || -z "${pid:=$(pusher_pid)}" ]] \
         || hwm="$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null)"
     touch "$TMP/stop"
-    wait "$sampler" || true
+    wait "$SAMPLER_PID" || true
+    SAMPLER_PID=""
     peak="$(cat "$TMP/peak")"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$m" "$((a1 - a0))" \
         "$(((l1 - l0) / 16777216))" "$peak" "$drain" "${hwm:-}" >>"$RESULTS"
     say "round $1, $t, $(method_name "$m"): $((a1 - a0)) archived, $(((l1 - l0) / 16777216)) written, peak $peak .ready, drained in ${drain} s${hwm:+, pusher VmHWM $hwm kB}"
+}
+
+BACKLOGS="$TMP/backlog.tsv"
+: >"$BACKLOGS"
+measure_backlog() { # ROUND TARGET METHOD
+    local t="$2" m="$3" drain n hwm="" pid i=0
+    set_archive_command ""
+    while (($(ready_count) < BACKLOG)); do
+        psql_q "update pgbench_accounts set abalance = abalance + 1 where aid % 4 = $((i % 4))" \
+            >/dev/null
+        i=$((i + 1))
+        ((i < 200)) || die "no backlog of $BACKLOG segments after 200 bulk updates"
+    done
+    n="$(ready_count)"
+    set_archive_command "$(method_cmd "$m" "$t")"
+    drain="$(wait_drained 900)"
+    [[ "$drain" != timeout ]] || die "$(method_name "$m") to $t did not drain $n segments in 900 s"
+    if [[ "$m" == async ]]; then
+        pid="$(pusher_pid)"
+        [[ -z "$pid" ]] || hwm="$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null)"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$m" "$n" "$drain" "${hwm:-}" >>"$BACKLOGS"
+    say "round $1, $t, $(method_name "$m"): backlog of $n segments archived in $drain s${hwm:+, pusher VmHWM $hwm kB}"
 }
 
 LABEL="walvault $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -473,6 +505,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
         for ((k = 0; k < n; k++)); do
             measure "$r" "$t" "${methods[$(((k + r + ti) % n))]}"
         done
+        for ((k = 0; k < n; k++)); do
+            measure_backlog "$r" "$t" "${methods[$(((k + r + ti + 1) % n))]}"
+        done
         ti=$((ti + 1))
     done
 done
@@ -481,11 +516,12 @@ as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
 
 # --- 5. report ---------------------------------------------------------------------------------------
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
-"$PY" - "$RESULTS" "$DURATION" "$LABEL" "$LOAD_START" "$LOAD_END" "$(($(date +%s) - T_START))" <<'PYEOF'
+"$PY" - "$RESULTS" "$DURATION" "$LABEL" "$LOAD_START" "$LOAD_END" "$(($(date +%s) - T_START))" \
+    "$BACKLOGS" <<'PYEOF'
 import statistics
 import sys
 
-path, dur, label, load0, load1, elapsed = sys.argv[1:7]
+path, dur, label, load0, load1, elapsed, bpath = sys.argv[1:8]
 dur = float(dur)
 names = {"cp": "cp+fsync", "sync": "wal-push sync", "async": "wal-push async",
          "pgbr": "pgBackRest async"}
@@ -514,6 +550,28 @@ for t in ("posix", "rgw", "ssh"):
         med[(t, m)] = (a, w, p)
         print("%-7s %-17s %10.2f %10.2f %8d %9s %12s" % (t, names[m], a, w, p, d,
                                                        "%.1f MiB" % (max(h) / 1024) if h else ""))
+back = {}
+for line in open(bpath):
+    r, t, m, n, drain, hwm = line.rstrip("\n").split("\t")
+    back.setdefault((t, m), []).append((int(n) / float(drain) if float(drain) > 0 else 0.0, int(n),
+                                        float(drain), hwm))
+print("\nbacklog: archive_command empty until the segments wait, then the method drains them")
+print("%-7s %-17s %8s %9s %12s %12s" % ("target", "method", "segments", "seconds", "segments/s",
+                                        "pusher HWM"))
+print("-" * 70)
+bmed = {}
+for t in ("posix", "rgw", "ssh"):
+    for m in ("cp", "sync", "async", "pgbr"):
+        v = back.get((t, m))
+        if not v:
+            continue
+        rate = statistics.median(x[0] for x in v)
+        bmed[(t, m)] = rate
+        h = [int(x[3]) for x in v if x[3]]
+        print("%-7s %-17s %8d %9.1f %12.2f %12s" % (t, names[m], max(x[1] for x in v),
+                                                   statistics.median(x[2] for x in v), rate,
+                                                   "%.1f MiB" % (max(h) / 1024) if h else ""))
+
 print("\ntarget                                          measured   target   result")
 def line(what, val, goal, ok):
     print("%-46s %9s %8s   %s" % (what, val, goal, "met" if ok else "MISSED"))
@@ -521,12 +579,16 @@ if ("posix", "cp") in med and ("posix", "async") in med:
     cp, asy = med[("posix", "cp")][2], med[("posix", "async")][2]
     line("posix: async peak waiting / cp's", "%d / %d" % (asy, cp), "<= 2x", asy <= 2 * max(cp, 1))
 for t in ("rgw", "ssh"):
-    if (t, "sync") in med and (t, "async") in med:
-        s, a = med[(t, "sync")][0], med[(t, "async")][0]
-        line("%s: async / sync archived per second" % t, "%.2fx" % (a / s if s else float("inf")),
-             ">= 3x", a >= 3 * s)
-    if (t, "pgbr") in med and (t, "async") in med:
-        b, a = med[(t, "pgbr")][0], med[(t, "async")][0]
-        line("%s: async / pgBackRest async" % t, "%.2fx" % (a / b if b else float("inf")), "> 1x",
-             a > b)
+    if (t, "sync") in bmed and (t, "async") in bmed:
+        s_, a = bmed[(t, "sync")], bmed[(t, "async")]
+        line("%s: async / sync, backlog segments/s" % t, "%.2fx" % (a / s_ if s_ else float("inf")),
+             ">= 3x", a >= 3 * s_)
+    if (t, "pgbr") in bmed and (t, "async") in bmed:
+        b, a = bmed[(t, "pgbr")], bmed[(t, "async")]
+        line("%s: async / pgBackRest async, backlog" % t, "%.2fx" % (a / b if b else float("inf")),
+             "> 1x", a > b)
+hw = [int(x[3]) for v in back.values() for x in v if x[3]]
+if hw:
+    line("pusher peak RSS under the backlog", "%.1f MiB" % (max(hw) / 1024), "<= 64 MiB",
+         max(hw) <= 64 * 1024)
 PYEOF
