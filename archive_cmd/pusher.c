@@ -260,12 +260,19 @@ static void *job_thread(void *arg)
     wv_push_result res;
     wv_err e;
     wv_err_clear(&e);
+    wv_spool_file before, after;
+    int have_before = wv_spool_file_of(path, &before, &e) == 0;
     int rc = wv_push_file_to(ps->cfg, ps->repos, path, &res, &e);
     int write = 1;
     if (rc == 0) {
         rec.ok = 1;
         memcpy(rec.sha256, res.sha256, sizeof(rec.sha256));
         rec.size = res.size;
+        /* the file unchanged while it was read: its identity vouches for the content */
+        wv_err ignored;
+        rec.has_file = have_before && wv_spool_file_of(path, &after, &ignored) == 0 &&
+                       wv_spool_file_equal(&before, &after);
+        rec.file = before;
     } else {
         rec.err = e;
         wv_err ignored;
@@ -540,10 +547,14 @@ int wv_push_async(const wv_config *cfg, const char *path, wv_err *err)
     }
     if (!waits_in_pg_wal(&cl, path, name))
         return wv_push_file(cfg, path, err);
-    uint8_t sha[32];
-    uint64_t size = 0;
-    if (hash_path(path, sha, &size, &e) != 0)
+    /* The file's identity now; its SHA-256 only when a record's identity differs. */
+    wv_spool_file self;
+    struct stat psb;
+    if (wv_spool_file_of(path, &self, &e) != 0 || stat(path, &psb) != 0)
         return wv_push_file(cfg, path, err); /* it reports the file's own problem */
+    uint8_t sha[32];
+    uint64_t size = (uint64_t)psb.st_size;
+    int hashed = 0;
 
     double t0 = wv_mono_s(), last_spawn = -10;
     double deadline = t0 + env_seconds("WALVAULT_ASYNC_WAIT_S", ASYNC_WAIT_S);
@@ -556,7 +567,21 @@ int wv_push_async(const wv_config *cfg, const char *path, wv_err *err)
         int r = wv_spool_record_read(cl.done, name, &rec, &e);
         char recpath[PATH_MAX + 400];
         snprintf(recpath, sizeof(recpath), "%s/%s", cl.done, name);
-        if (r == 0 && rec.size == size && memcmp(rec.sha256, sha, sizeof(sha)) == 0) {
+        int same = 0;
+        if (r == 0 && rec.size == size) {
+            if (rec.has_file && wv_spool_file_equal(&rec.file, &self))
+                same = 1;
+            else {
+                if (!hashed) {
+                    uint64_t hsize = 0;
+                    if (hash_path(path, sha, &hsize, &e) != 0)
+                        return wv_push_file(cfg, path, err);
+                    hashed = 1;
+                }
+                same = memcmp(rec.sha256, sha, sizeof(sha)) == 0;
+            }
+        }
+        if (same) {
             struct stat sb;
             int fresh =
                 stat(recpath, &sb) == 0 &&
@@ -604,7 +629,7 @@ int wv_push_async(const wv_config *cfg, const char *path, wv_err *err)
         }
     nap:
         sleep_ms(nap);
-        if (nap < 50)
+        if (nap < 10)
             nap *= 2;
     }
     wv_log_warn("the background pusher did not push %s within %.0f s: pushing it now", name,

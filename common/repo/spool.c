@@ -32,6 +32,28 @@ int wv_spool_cluster_dir(const wv_config *cfg, uint64_t system_id, char *out, si
     return 0;
 }
 
+int wv_spool_file_of(const char *path, wv_spool_file *out, wv_err *err)
+{
+    struct stat sb;
+    memset(out, 0, sizeof(*out));
+    if (lstat(path, &sb) != 0)
+        return wv_err_errno(err, errno == ENOENT ? WV_ENOTFOUND : WV_EIO, errno,
+                            "could not stat \"%s\"", path);
+    out->dev = (uint64_t)sb.st_dev;
+    out->ino = (uint64_t)sb.st_ino;
+    out->mtime_s = (int64_t)sb.st_mtim.tv_sec;
+    out->mtime_ns = (int64_t)sb.st_mtim.tv_nsec;
+    out->ctime_s = (int64_t)sb.st_ctim.tv_sec;
+    out->ctime_ns = (int64_t)sb.st_ctim.tv_nsec;
+    return 0;
+}
+
+int wv_spool_file_equal(const wv_spool_file *a, const wv_spool_file *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->mtime_s == b->mtime_s &&
+           a->mtime_ns == b->mtime_ns && a->ctime_s == b->ctime_s && a->ctime_ns == b->ctime_ns;
+}
+
 static void hex32(const uint8_t sha[32], char out[65])
 {
     static const char digits[] = "0123456789abcdef";
@@ -72,6 +94,12 @@ void wv_spool_record_format(const wv_spool_record *r, wv_buf *out)
     wv_buf_append_str(out, RECORD_MAGIC);
     if (r->ok) {
         wv_buf_printf(out, "ok %s %" PRIu64 "\n", hex, r->size);
+        if (r->has_file)
+            wv_buf_printf(out,
+                          "file %" PRIu64 " %" PRIu64 " %" PRId64 ".%09" PRId64 " %" PRId64
+                          ".%09" PRId64 "\n",
+                          r->file.dev, r->file.ino, r->file.mtime_s, r->file.mtime_ns,
+                          r->file.ctime_s, r->file.ctime_ns);
         return;
     }
     wv_buf_printf(out, "error %s %" PRIu64 " %s\n", hex, r->size,
@@ -100,6 +128,49 @@ static int next_line(const char **p, const char *end, char *line, size_t cap)
     line[nl - *p] = '\0';
     *p = nl + 1;
     return 0;
+}
+
+/* "file DEV INO S.NNNNNNNNN S.NNNNNNNNN" */
+static int parse_u64(const char **p, char stop, uint64_t *out)
+{
+    const char *q = *p;
+    uint64_t v = 0;
+    if (*q < '0' || *q > '9')
+        return 0;
+    for (; *q >= '0' && *q <= '9'; q++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(*q - '0');
+    }
+    if (*q != stop)
+        return 0;
+    *p = stop ? q + 1 : q;
+    *out = v;
+    return 1;
+}
+
+static int parse_time(const char **p, char stop, int64_t *s, int64_t *ns)
+{
+    uint64_t a, b;
+    const char *dot = *p;
+    if (!parse_u64(p, '.', &a) || a > INT64_MAX)
+        return 0;
+    dot = *p;
+    if (!parse_u64(p, stop, &b) || (*p - dot) != 9 + (stop ? 1 : 0) || b > 999999999)
+        return 0;
+    *s = (int64_t)a;
+    *ns = (int64_t)b;
+    return 1;
+}
+
+static int parse_file(const char *line, wv_spool_file *f)
+{
+    if (strncmp(line, "file ", 5) != 0)
+        return 0;
+    const char *p = line + 5;
+    return parse_u64(&p, ' ', &f->dev) && parse_u64(&p, ' ', &f->ino) &&
+           parse_time(&p, ' ', &f->mtime_s, &f->mtime_ns) &&
+           parse_time(&p, '\0', &f->ctime_s, &f->ctime_ns) && *p == '\0';
 }
 
 int wv_spool_record_parse(const char *data, size_t len, const char *what, wv_spool_record *r,
@@ -136,8 +207,13 @@ int wv_spool_record_parse(const char *data, size_t len, const char *what, wv_spo
     }
     r->size = size;
     if (r->ok) {
-        if (*q != '\0' || p != end)
+        if (*q != '\0')
             goto bad;
+        if (p == end)
+            return 0;
+        if (next_line(&p, end, line, sizeof(line)) != 0 || p != end || !parse_file(line, &r->file))
+            goto bad;
+        r->has_file = 1;
         return 0;
     }
     if (*q != ' ' || !(r->err.code = code_by_name(q + 1, strlen(q + 1))))

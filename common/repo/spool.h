@@ -11,7 +11,11 @@
  * with the same name sequence) never vouches for different content:
  *   walvault-spool 1
  *   ok SHA256HEX SIZE
- * or, for a failed push,
+ *   file DEV INO MTIME_S.NS CTIME_S.NS      (optional)
+ * The file line identifies the file the pusher read, unchanged during the push: a file with the
+ * same device, inode, size, modification and change times (the change time cannot be set back
+ * from user space) has the same content, so the waiting wal-push need not hash it. Without it,
+ * or when it differs, the SHA-256 decides. Or, for a failed push,
  *   walvault-spool 1
  *   error SHA256HEX SIZE CODE_NAME
  *   MESSAGE
@@ -31,10 +35,22 @@
 int wv_spool_cluster_dir(const wv_config *cfg, uint64_t system_id, char *out, size_t outlen,
                          wv_err *err);
 
+/* What identifies a file on this host without reading it. */
+typedef struct wv_spool_file {
+    uint64_t dev, ino;
+    int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+} wv_spool_file;
+
+/* The identity of path (lstat); WV_ENOTFOUND if it does not exist. */
+int wv_spool_file_of(const char *path, wv_spool_file *out, wv_err *err);
+int wv_spool_file_equal(const wv_spool_file *a, const wv_spool_file *b);
+
 typedef struct wv_spool_record {
     int ok;             /* 1: pushed (durable everywhere); 0: failed with err */
     uint8_t sha256[32]; /* of the file's content */
     uint64_t size;
+    int has_file; /* ok records: the file line below is there */
+    wv_spool_file file;
     wv_err err; /* when !ok: code, message and hint (repo and object not kept) */
 } wv_spool_record;
 

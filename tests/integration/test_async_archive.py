@@ -279,3 +279,20 @@ def test_unreachable_repository_fails_and_nothing_is_archived(wv, workdir, pg_fa
     assert all("repo1" in ln for ln in errs), errs
     st = os.path.join(pg.datadir, "pg_wal", "archive_status")
     assert not [f for f in os.listdir(st) if f.endswith(".done")]
+
+
+def test_pusher_stops_when_the_data_directory_is_replaced(wv, workdir):
+    repo = async_repo(workdir)
+    pg, seg, ready = make_ready_cluster(workdir)
+    res = wv.push("pg_wal/" + seg, config=repo.config, cwd=pg.datadir,
+                  env={"WALVAULT_PUSHER_IDLE_S": "600"})
+    assert res.returncode == 0, res.stderr
+    pid = pusher_pid(repo, pg)
+    assert pid, "no pusher was started"
+    time.sleep(1)
+    assert os.path.exists("/proc/%d" % pid), "the pusher exited although it may idle 600 s"
+    # another cluster initialised at the same path: the pusher must not push its WAL
+    os.rename(pg.datadir, pg.datadir + ".old")
+    Postgres(workdir, pg.name).initdb(wal_segsize=1)
+    wait_until(lambda: not os.path.exists("/proc/%d" % pid), timeout=30,
+               what="the pusher to stop after its data directory was replaced")

@@ -68,6 +68,23 @@ static void test_record_round_trip(void **state)
     assert_memory_equal(back.sha256, r.sha256, 32);
     wv_buf_free(&b);
 
+    /* with the identity of the file read */
+    r.has_file = 1;
+    r.file = (wv_spool_file){.dev = 2049,
+                             .ino = 123456,
+                             .mtime_s = 1764680000,
+                             .mtime_ns = 5,
+                             .ctime_s = 1764680001,
+                             .ctime_ns = 999999999};
+    wv_buf_init(&b);
+    wv_spool_record_format(&r, &b);
+    const char *text = (const char *)b.data;
+    assert_non_null(strstr(text, "\nfile 2049 123456 1764680000.000000005 1764680001.999999999\n"));
+    assert_int_equal(wv_spool_record_parse(text, b.len, "x", &back, &err), 0);
+    assert_int_equal(back.has_file, 1);
+    assert_true(wv_spool_file_equal(&back.file, &r.file));
+    wv_buf_free(&b);
+
     /* a failure keeps its code, message and hint; newlines in them are flattened */
     memset(&r, 0, sizeof(r));
     r.size = 7;
@@ -117,6 +134,14 @@ static void test_record_malformed(void **state)
         "99999999999999999999999\n",
         "walvault-spool 1\nfine "
         "0000000000000000000000000000000000000000000000000000000000000000 1\n",
+        "walvault-spool 1\nok "
+        "0000000000000000000000000000000000000000000000000000000000000000 1\nfile 1 2 3.4 5.6\n",
+        "walvault-spool 1\nok "
+        "0000000000000000000000000000000000000000000000000000000000000000 1\nfile 1 2 "
+        "3.000000004\n",
+        "walvault-spool 1\nok "
+        "0000000000000000000000000000000000000000000000000000000000000000 1\nstat 1 2 "
+        "3.000000004 5.000000006\n",
         "walvault-spool 1\nerror "
         "0000000000000000000000000000000000000000000000000000000000000000 1\n",
         "walvault-spool 1\nerror "
@@ -172,6 +197,41 @@ static void test_record_write_read(void **state)
     touch(dir, "000000010000000000000002");
     assert_int_equal(wv_spool_record_read(dir, "000000010000000000000002", &back, &err),
                      WV_ECORRUPT);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_file_identity(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    touch(dir, "a");
+    char p[512];
+    snprintf(p, sizeof(p), "%s/a", dir);
+    wv_spool_file f1, f2;
+    wv_err err;
+    wv_err_clear(&err);
+    assert_int_equal(wv_spool_file_of(p, &f1, &err), 0);
+    assert_int_equal(wv_spool_file_of(p, &f2, &err), 0);
+    assert_true(wv_spool_file_equal(&f1, &f2));
+    /* written: the change time moves */
+    usleep(20000);
+    FILE *fp = fopen(p, "a");
+    assert_non_null(fp);
+    fputs("x", fp);
+    fclose(fp);
+    assert_int_equal(wv_spool_file_of(p, &f2, &err), 0);
+    assert_false(wv_spool_file_equal(&f1, &f2));
+    /* replaced by another file of the same name: another inode */
+    snprintf(p, sizeof(p), "%s/b", dir);
+    touch(dir, "b");
+    char a[512];
+    snprintf(a, sizeof(a), "%s/a", dir);
+    assert_int_equal(wv_spool_file_of(a, &f1, &err), 0);
+    assert_int_equal(rename(p, a), 0);
+    assert_int_equal(wv_spool_file_of(a, &f2, &err), 0);
+    assert_false(wv_spool_file_equal(&f1, &f2));
+    assert_int_equal(wv_spool_file_of(p, &f2, &err), WV_ENOTFOUND);
     rm_rf(dir);
     free(dir);
 }
@@ -259,8 +319,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_round_trip), cmocka_unit_test(test_record_malformed),
-        cmocka_unit_test(test_record_write_read), cmocka_unit_test(test_cluster_dir),
-        cmocka_unit_test(test_ready_order),
+        cmocka_unit_test(test_record_write_read), cmocka_unit_test(test_file_identity),
+        cmocka_unit_test(test_cluster_dir),       cmocka_unit_test(test_ready_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
