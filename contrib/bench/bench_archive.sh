@@ -435,10 +435,25 @@ pusher_pid() { # TARGET: the background pusher of the cluster, if one runs
     done
 }
 
+# A pusher left from an async measurement drains .ready files whatever archive_command says until
+# it has been idle for 30 s: stop it before another method is measured.
+stop_pusher() {
+    local pid w
+    pid="$(pusher_pid)"
+    [[ -n "$pid" ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((w = 0; w < 100; w++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    die "the background pusher $pid did not stop"
+}
+
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
 measure() { # ROUND TARGET METHOD
     local t="$2" m="$3" a0 a1 l0 l1 drain peak hwm="" pid
+    stop_pusher
     set_archive_command "$(method_cmd "$m" "$t")"
     drain="$(wait_drained 600)"
     [[ "$drain" != timeout ]] || die "the backlog of the previous method did not drain in 600 s"
@@ -471,6 +486,7 @@ BACKLOGS="$TMP/backlog.tsv"
 measure_backlog() { # ROUND TARGET METHOD
     local t="$2" m="$3" drain n hwm="" pid i=0
     set_archive_command ""
+    stop_pusher
     while (($(ready_count) < BACKLOG)); do
         psql_q "update pgbench_accounts set abalance = abalance + 1 where aid % 4 = $((i % 4))" \
             >/dev/null
