@@ -15,8 +15,9 @@
  * at once; a foreground tests the lock without taking it), opens every repository once, and drains
  * pg_wal/archive_status/NAME.ready in the archiver's order with process_max pushes in flight,
  * each through wv_push_file_to, writing a record per file. It never touches archive_status. It
- * stops when idle, or when the data directory it was started for is replaced or belongs to
- * another system identifier. A kill -9 at any moment loses nothing: records are written
+ * stops when idle, when no wal-push call has touched archive/called for as long (nobody waits
+ * for what it would push), or when the data directory it was started for is replaced or belongs
+ * to another system identifier. A kill -9 at any moment loses nothing: records are written
  * tmp+fsync+rename after the push is durable, and the next foreground call starts a new pusher.
  */
 #include "push.h"
@@ -60,6 +61,7 @@ typedef struct cluster {
     char archive[PATH_MAX + 64]; /* <spool>/<sysid>/archive */
     char done[PATH_MAX + 64];    /* .../archive/done */
     char lock[PATH_MAX + 64];    /* .../archive/pusher.lock */
+    char called[PATH_MAX + 64];  /* .../archive/called: touched by every waiting wal-push */
     char status[PATH_MAX + 64];  /* <pgdata>/pg_wal/archive_status */
 } cluster;
 
@@ -128,6 +130,7 @@ static int cluster_init(const wv_config *cfg, cluster *cl, wv_err *err)
     snprintf(cl->archive, sizeof(cl->archive), "%s/archive", dir);
     snprintf(cl->done, sizeof(cl->done), "%s/archive/done", dir);
     snprintf(cl->lock, sizeof(cl->lock), "%s/archive/pusher.lock", dir);
+    snprintf(cl->called, sizeof(cl->called), "%s/archive/called", dir);
     snprintf(cl->status, sizeof(cl->status), "%s/pg_wal/archive_status", cl->pgdata);
     if ((rc = mkdir_0700(cl->archive, err)) != 0)
         return rc;
@@ -153,6 +156,28 @@ static int hash_path(const char *path, uint8_t sha[32], uint64_t *size, wv_err *
     close(fd);
     *size = (uint64_t)sb.st_size;
     return rc;
+}
+
+/* A wal-push call is under way: the pusher keeps pushing ahead only while PostgreSQL calls. */
+static void touch_called(const cluster *cl)
+{
+    int fd = open(cl->called, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        futimens(fd, NULL);
+        close(fd);
+    }
+}
+
+/* Seconds since a wal-push call last touched the file (large if never). */
+static double since_called(const cluster *cl)
+{
+    struct stat sb;
+    if (stat(cl->called, &sb) != 0)
+        return 1e9;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (double)(now.tv_sec - sb.st_mtim.tv_sec) +
+           (double)(now.tv_nsec - sb.st_mtim.tv_nsec) / 1e9;
 }
 
 /* ---- the lock ------------------------------------------------------------------------------- */
@@ -415,6 +440,12 @@ static int pusher_loop(pusher *ps)
             last_work = now;
         else if (now - last_work > idle)
             return 0;
+        if (since_called(cl) > idle) {
+            /* files wait, but wal-push is no longer called (archive_command changed, the
+             * archiver stopped): nobody waits for what would be pushed */
+            wv_log_info("no wal-push call for %.0f s: the background pusher stops", idle);
+            return 0;
+        }
         if (!busy && now - ps->last_open > REOPEN_S)
             open_repos(ps);
         if (now - last_orphans > 10) {
@@ -556,7 +587,8 @@ int wv_push_async(const wv_config *cfg, const char *path, wv_err *err)
     uint64_t size = (uint64_t)psb.st_size;
     int hashed = 0;
 
-    double t0 = wv_mono_s(), last_spawn = -10;
+    touch_called(&cl);
+    double t0 = wv_mono_s(), last_spawn = -10, last_touch = t0;
     double deadline = t0 + env_seconds("WALVAULT_ASYNC_WAIT_S", ASYNC_WAIT_S);
     struct timespec started;
     clock_gettime(CLOCK_REALTIME, &started);
@@ -610,6 +642,10 @@ int wv_push_async(const wv_config *cfg, const char *path, wv_err *err)
         }
         if (wv_mono_s() > deadline)
             break;
+        if (wv_mono_s() - last_touch > 0.5) {
+            touch_called(&cl);
+            last_touch = wv_mono_s();
+        }
         if (!pusher_running(&cl)) {
             if (wv_mono_s() - last_spawn < 1.0)
                 goto nap;
