@@ -433,6 +433,7 @@ pusher_pid() { # TARGET: the background pusher of the cluster, if one runs
         p="$(head -1 "$f")"
         [[ "$p" =~ ^[0-9]+$ ]] && grep -q wal-push "/proc/$p/cmdline" 2>/dev/null && echo "$p" && return
     done
+    return 0
 }
 
 # A pusher left from an async measurement drains .ready files whatever archive_command says until
