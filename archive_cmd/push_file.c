@@ -131,6 +131,7 @@ static int stream_file(int fd, const char *path, uint64_t size, wv_objwriter *w,
 /* Per repository state of one push. */
 typedef struct target {
     wv_repo *repo;
+    int borrowed; /* repo belongs to the caller (wv_push_file_to): not closed here */
     /* An object store (WV_ST_ROUND_TRIPS): its cluster check runs on a thread while the file is
      * compressed, and it is not asked beforehand whether it has the object: the conditional
      * commit answers that (WV_EEXIST), and then the stored trailer is compared. */
@@ -152,6 +153,7 @@ typedef struct target {
 /* One push: the input file and every repository's state. */
 typedef struct push {
     const wv_config *cfg;
+    wv_repo *const *shared; /* repositories opened by the caller, or NULL */
     const char *path, *name;
     wv_walname wn;
     wv_walname_kind kind;
@@ -168,8 +170,9 @@ typedef struct push {
     wv_walreader *wr;
     wv_buf rps; /* restore points seen */
     uint8_t *chunk;
-    wv_obj_info info; /* what the trailer says */
-    int finished;     /* info is valid: the object writer finished */
+    wv_obj_info info;   /* what the trailer says */
+    int finished;       /* info is valid: the object writer finished */
+    wv_push_result res; /* the content, once known */
     double t0;
     char cdir[4096]; /* the cluster's spool directory, when have_cdir */
     int have_cdir;
@@ -338,7 +341,10 @@ static void open_targets(push *p)
             t->skipped = 1;
             continue;
         }
-        if (wv_repo_open(&p->cfg->repos[i], &t->repo, &t->err) != 0)
+        if (p->shared && p->shared[i]) {
+            t->repo = p->shared[i];
+            t->borrowed = 1;
+        } else if (wv_repo_open(&p->cfg->repos[i], &t->repo, &t->err) != 0)
             continue;
         if (wv_storage_features(t->repo->st) & WV_ST_ROUND_TRIPS) {
             if (wh->sysid)
@@ -365,6 +371,8 @@ static int compare_all_present(push *p, int usable, wv_err *err)
     int rc = hash_file(p->fd, p->path, sha, err);
     if (rc != 0)
         return rc;
+    memcpy(p->res.sha256, sha, sizeof(sha));
+    p->res.size = (uint64_t)p->sb.st_size;
     for (int i = 0; i < p->ntg; i++)
         if (!p->tg[i].err.code &&
             (rc = wv_repo_same_object(p->tg[i].repo, p->name, &p->tg[i].stored, sha,
@@ -624,7 +632,8 @@ static void push_free(push *p)
     for (int i = 0; i < p->ntg; i++) {
         join_check(&p->tg[i]);
         wv_sink_abort(p->tg[i].sink);
-        wv_repo_close(p->tg[i].repo);
+        if (!p->tg[i].borrowed)
+            wv_repo_close(p->tg[i].repo);
     }
     if (p->fd >= 0)
         close(p->fd);
@@ -669,14 +678,18 @@ static int push_run(push *p, wv_err *err)
     store_restore_points(p);
     if ((rc = commit_everywhere(p, err)) != 0)
         return rc;
+    memcpy(p->res.sha256, p->info.sha256, sizeof(p->res.sha256));
+    p->res.size = p->info.plain_size;
     report_archived(p);
     return settle(p, err);
 }
 
-int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
+int wv_push_file_to(const wv_config *cfg, wv_repo *const *repos, const char *path,
+                    wv_push_result *res, wv_err *err)
 {
     push *p = wv_xcalloc(1, sizeof(*p));
     p->cfg = cfg;
+    p->shared = repos;
     p->path = path;
     p->fd = -1;
     p->t0 = wv_mono_s();
@@ -691,7 +704,14 @@ int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
         wv_err_clear(err);
         rc = 0;
     }
+    if (rc == 0 && res)
+        *res = p->res;
     push_free(p);
     free(p);
     return rc;
+}
+
+int wv_push_file(const wv_config *cfg, const char *path, wv_err *err)
+{
+    return wv_push_file_to(cfg, NULL, path, NULL, err);
 }

@@ -39,7 +39,8 @@ int main(int argc, char **argv)
     }
     rc = wv_cli_load_config(&cli, &cfg, &err);
     if (rc == 0)
-        rc = wv_push_file(cfg, cli.args[0], &err);
+        rc = cfg->archive_async ? wv_push_async(cfg, cli.args[0], &err)
+                                : wv_push_file(cfg, cli.args[0], &err);
     wv_config_free(cfg);
     wv_cli_free(&cli);
     return rc == 0 ? 0 : wv_cli_fail(&err);

@@ -45,6 +45,7 @@ enum global_key {
     GK_ENCRYPT_KEY_FILE,
     GK_ENCRYPT_PUBLIC_KEY_FILE,
     GK_ENCRYPT_PRIVATE_KEY_FILE,
+    GK_ARCHIVE_ASYNC,
     GK_COUNT
 };
 
@@ -64,6 +65,7 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_ENCRYPT_KEY_FILE] = "encrypt_key_file",
     [GK_ENCRYPT_PUBLIC_KEY_FILE] = "encrypt_public_key_file",
     [GK_ENCRYPT_PRIVATE_KEY_FILE] = "encrypt_private_key_file",
+    [GK_ARCHIVE_ASYNC] = "archive_async",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -539,7 +541,7 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         fail(ps, line, "unknown key \"%s\" in [global]", key);
         hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
                  "archive_timeout, notify_command, state_path, drill_path, pg_bindir, "
-                 "log_file, spool_path, archive_queue_max, encrypt_key_file, "
+                 "log_file, spool_path, archive_queue_max, archive_async, encrypt_key_file, "
                  "encrypt_public_key_file and encrypt_private_key_file");
         return;
     }
@@ -621,6 +623,15 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         free(*f);
         if (!(*f = abs_path(value)))
             expected = "the absolute path of a key file";
+        break;
+    }
+    case GK_ARCHIVE_ASYNC: {
+        if (strcmp(value, "on") == 0)
+            cfg->archive_async = 1;
+        else if (strcmp(value, "off") == 0)
+            cfg->archive_async = 0;
+        else
+            expected = "on or off";
         break;
     }
     case GK_COUNT:
@@ -845,6 +856,7 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
     cfg->process_max = default_process_max();
     cfg->log_level = WV_LOG_INFO;
     cfg->archive_timeout = 60;
+    cfg->spool_path = wv_xstrdup(WV_CONFIG_DEFAULT_SPOOL_PATH);
     wv_monitor_config_init(&cfg->monitor);
     ps->cfg = cfg;
 
@@ -933,8 +945,6 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
             hint(ps, "remove \"required = no\" from the repository that must always hold the WAL "
                      "(the local one)");
         }
-        if (!cfg->spool_path)
-            cfg->spool_path = wv_xstrdup(WV_CONFIG_DEFAULT_SPOOL_PATH);
     }
     if (ps->failed) {
         wv_config_free(cfg);

@@ -96,6 +96,9 @@ typedef struct wv_config {
     char *encrypt_key_file;
     char *encrypt_public_key_file;
     char *encrypt_private_key_file;
+    /* [global] archive_async = on | off (default off): wal-push pushes ahead from
+     * the .ready files of archive_status with a background pusher (archive_cmd/pusher.c) */
+    int archive_async;
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */

@@ -50,6 +50,8 @@ static const bad_case bad_cases[] = {
      "compress, compress_level"},
     {"[global]\ncompress = zstd\n" POSIX_REPO,
      "x.conf:2: bad value \"zstd\" for key \"compress\" in [global]: expected lz4 or none", NULL},
+    {"[global]\narchive_async = yes\n" POSIX_REPO,
+     "x.conf:2: bad value \"yes\" for key \"archive_async\" in [global]: expected on or off", NULL},
     {"[global]\ncompress = LZ4\n" POSIX_REPO,
      "x.conf:2: bad value \"LZ4\" for key \"compress\" in [global]: expected lz4 or none", NULL},
     {"[global]\ncompress =\n" POSIX_REPO,
@@ -459,6 +461,7 @@ static void test_minimal_and_defaults(void **state)
     assert_null(cfg->encrypt_key_file);
     assert_null(cfg->encrypt_public_key_file);
     assert_null(cfg->encrypt_private_key_file);
+    assert_int_equal(cfg->archive_async, 0);
     assert_int_equal(cfg->nrepos, 1);
     const wv_repo_config *r = &cfg->repos[0];
     assert_int_equal(r->index, 1);
