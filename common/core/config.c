@@ -39,6 +39,8 @@ enum global_key {
     GK_STATE_PATH,
     GK_DRILL_PATH,
     GK_PG_BINDIR,
+    GK_SPOOL_PATH,
+    GK_FETCH_AHEAD,
     GK_COUNT
 };
 
@@ -52,6 +54,8 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_STATE_PATH] = "state_path",
     [GK_DRILL_PATH] = "drill_path",
     [GK_PG_BINDIR] = "pg_bindir",
+    [GK_SPOOL_PATH] = "spool_path",
+    [GK_FETCH_AHEAD] = "fetch_ahead",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -70,6 +74,33 @@ static bool parse_int(const char *s, long lo, long hi, int *out)
         return false;
     *out = (int)v;
     return true;
+}
+
+/* A size in bytes: digits, then optionally B, KiB, MiB or GiB (at most hi bytes). */
+static bool parse_bytes(const char *s, uint64_t hi, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        unsigned shift;
+    } units[] = {{"", 0}, {"B", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}};
+    uint64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v > hi)
+            return false;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(p, units[i].suffix) != 0)
+            continue;
+        if (v > (hi >> units[i].shift))
+            return false;
+        *out = v << units[i].shift;
+        return true;
+    }
+    return false;
 }
 
 static bool has_space_or_ctrl(const char *s)
@@ -521,8 +552,10 @@ static void global_key(parse_state *ps, const char *key, const char *value)
             break;
     if (k == GK_COUNT) {
         fail(ps, line, "unknown key \"%s\" in [global]", key);
-        hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
-                 "archive_timeout, notify_command, state_path, drill_path and pg_bindir");
+        hint(ps,
+             "[global] accepts compress, compress_level, process_max, log_level, "
+             "archive_timeout, notify_command, state_path, drill_path, pg_bindir, spool_path and "
+             "fetch_ahead");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -577,6 +610,15 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         free(cfg->pg_bindir);
         if (!(cfg->pg_bindir = abs_path(value)))
             expected = "an absolute path";
+        break;
+    case GK_SPOOL_PATH:
+        free(cfg->spool_path);
+        if (!(cfg->spool_path = abs_path(value)))
+            expected = "an absolute path";
+        break;
+    case GK_FETCH_AHEAD:
+        if (!parse_bytes(value, UINT64_C(64) << 30, &cfg->fetch_ahead))
+            expected = "a size up to 64GiB, e.g. 64MiB (0 turns prefetch off)";
         break;
     case GK_COUNT:
         break;
@@ -775,6 +817,7 @@ void wv_config_free(wv_config *cfg)
     free(cfg->file);
     free(cfg->notify_command);
     free(cfg->state_path);
+    free(cfg->spool_path);
     free(cfg);
 }
 
@@ -795,6 +838,8 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
     cfg->process_max = default_process_max();
     cfg->log_level = WV_LOG_INFO;
     cfg->archive_timeout = 60;
+    cfg->spool_path = wv_xstrdup(WV_CONFIG_DEFAULT_SPOOL_PATH);
+    cfg->fetch_ahead = WV_CONFIG_DEFAULT_FETCH_AHEAD;
     wv_monitor_config_init(&cfg->monitor);
     ps->cfg = cfg;
 
