@@ -172,7 +172,7 @@ static int entry_segment(const char *entry, char out[WV_WALNAME_SEGMENT_LEN])
         return 0;
     const char *rest = entry + WV_WALNAME_SEGMENT_LEN - 1;
     if (*rest && strcmp(rest, ".rec") != 0 && strcmp(rest, ".err") != 0 &&
-        strcmp(rest, ".busy") != 0)
+        strcmp(rest, ".busy") != 0 && strcmp(rest, ".ok") != 0)
         return 0;
     memcpy(out, entry, WV_WALNAME_SEGMENT_LEN - 1);
     out[WV_WALNAME_SEGMENT_LEN - 1] = '\0';
@@ -219,6 +219,52 @@ static int exists(const fetcher *f, const char *name, const char *suffix)
     return access(p, F_OK) == 0;
 }
 
+/* The wanted segment is spooled: check it against the repository's trailer (one suffix read on
+ * the main thread's own connection) and say so in NAME.ok, which the foreground waits for; a
+ * segment that no longer matches (or cannot be checked) is removed, and the foreground fetches it
+ * directly. */
+static void check_wanted(fetcher *f, wv_repo **conns, const char *name)
+{
+    char path[PATH_MAX], recp[PATH_MAX], okp[PATH_MAX], text[256];
+    spool_path(f, name, "", path, sizeof(path));
+    spool_path(f, name, ".rec", recp, sizeof(recp));
+    spool_path(f, name, ".ok", okp, sizeof(okp));
+    int fd = open(recp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    text[n] = '\0';
+    wv_prefetch_rec rec;
+    wv_obj_info now;
+    wv_err e;
+    char key[256];
+    wv_err_clear(&e);
+    int i = -1, good = 0;
+    if (wv_prefetch_rec_parse(text, &rec, &e) == 0 && rec.repo_index >= 1 &&
+        rec.repo_index <= f->cfg->nrepos)
+        i = rec.repo_index - 1;
+    if (i >= 0 && !conns[i] && wv_repo_open(&f->cfg->repos[i], &conns[i], &e) != 0)
+        conns[i] = NULL;
+    if (i >= 0 && conns[i] && wv_repo_wal_key(name, key, sizeof(key), &e) == 0) {
+        int rc = wv_repo_read_info(conns[i]->st, key, &now, &e);
+        if (rc == 0)
+            good = now.plain_size == rec.plain_size && memcmp(now.sha256, rec.sha256, 32) == 0;
+        else if (rc != WV_ENOTFOUND) {
+            wv_repo_close(conns[i]);
+            conns[i] = NULL;
+        }
+    }
+    if (good) {
+        write_small(okp, text);
+    } else {
+        unlink(path);
+        unlink(recp);
+    }
+}
+
 void wf_fetcher_main(const wf_spool *sp, const wv_config *cfg)
 {
     char lockp[PATH_MAX];
@@ -251,6 +297,7 @@ void wf_fetcher_main(const wf_spool *sp, const wv_config *cfg)
     char notfound[WV_WALNAME_SEGMENT_LEN] = "";
     double last_change = wv_mono_s();
     int startup = 1;
+    wv_repo *check_conns[WV_MAX_REPOS] = {0};
     for (;;) {
         wf_spool_wanted(sp, want);
         if (strcmp(want, last) != 0) {
@@ -271,8 +318,14 @@ void wf_fetcher_main(const wf_spool *sp, const wv_config *cfg)
             }
         }
         pthread_mutex_unlock(&f.mu);
+        pthread_mutex_lock(&f.mu);
         clean(&f, want, startup);
+        int want_busy = want[0] && in_jobs(&f, want);
+        pthread_mutex_unlock(&f.mu);
         startup = 0;
+        if (want[0] && !want_busy && exists(&f, want, "") && exists(&f, want, ".rec") &&
+            !exists(&f, want, ".ok"))
+            check_wanted(&f, check_conns, want);
 
         if (!want[0] || wv_mono_s() - last_change > WF_IDLE_S) {
             if (running == 0)
@@ -312,6 +365,8 @@ void wf_fetcher_main(const wf_spool *sp, const wv_config *cfg)
     pthread_mutex_unlock(&f.mu);
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
+    for (int i = 0; i < WV_MAX_REPOS; i++)
+        wv_repo_close(check_conns[i]);
     clean(&f, want, 0);
     _exit(0);
 }

@@ -75,18 +75,63 @@ static int path_in(const wf_spool *sp, const char *name, const char *suffix, cha
     return n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
+/* The system identifier in PGDATA's pg_control (its first field in every version), PostgreSQL
+ * running us in PGDATA; -1 when there is none (not run by PostgreSQL). */
+static int pg_control_system_id(uint64_t *out)
+{
+    int fd = open("global/pg_control", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint64_t v = 0;
+    ssize_t n = read(fd, &v, sizeof(v));
+    close(fd);
+    if (n != (ssize_t)sizeof(v) || v == 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int set_dirs(const wv_config *cfg, uint64_t system_id, wf_spool *sp, wv_err *err)
+{
+    char cluster[3000];
+    int rc = wv_spool_cluster_dir(cfg, system_id, cluster, sizeof(cluster), err);
+    if (rc != 0)
+        return rc;
+    int n = snprintf(sp->dir, sizeof(sp->dir), "%s/%s", cluster, WV_PREFETCH_DIR);
+    if (n < 0 || (size_t)n >= sizeof(sp->dir))
+        return wv_err_set(err, WV_EUSAGE, "spool path \"%s\" is too long", cluster);
+    if (mkdir(sp->dir, 0700) != 0 && errno != EEXIST)
+        return wv_err_errno(err, WV_EIO, errno, "could not create prefetch spool \"%s\"", sp->dir);
+    return 0;
+}
+
+static int read_small(const char *path, char *buf, size_t len);
+
 int wf_spool_open(wf_repos *repos, wf_spool *sp, wv_err *err)
 {
     const wv_config *cfg = repos->cfg;
-    memset(sp, 0, sizeof(*sp));
+    char path[PATH_MAX], text[256];
+    memset(sp, 0, sizeof(sp[0]));
     if (cfg->fetch_ahead == 0)
         return WV_ENOTFOUND;
+    /* Served from the spool without opening a repository: the cluster from pg_control, its
+     * repository info from the spool (written by an earlier call that read walvault.repo). */
+    uint64_t sysid;
+    wv_err e;
+    wv_err_clear(&e);
+    if (pg_control_system_id(&sysid) == 0 && set_dirs(cfg, sysid, sp, &e) == 0 &&
+        path_in(sp, "info", "", path, sizeof(path)) == 0 &&
+        read_small(path, text, sizeof(text)) == 0 &&
+        wv_prefetch_info_parse(text, &sp->info, &e) == 0 && sp->info.system_id == sysid) {
+        sp->segsize = sp->info.wal_segsize;
+        sp->depth = wv_prefetch_depth(cfg->fetch_ahead, sp->segsize);
+        return 0;
+    }
     /* The first repository that knows the cluster gives the system identifier and segment size
      * (wal-push records them on first use; every repository of a cluster holds the same). */
     int found = 0;
     for (int i = 0; i < cfg->nrepos && !found; i++) {
         wv_repo *r = NULL;
-        wv_err e;
         wv_err_clear(&e);
         if (wf_repo(repos, i, &r, &e) == 0 && r->have_info) {
             sp->info = r->info;
@@ -97,15 +142,21 @@ int wf_spool_open(wf_repos *repos, wf_spool *sp, wv_err *err)
         return WV_ENOTFOUND;
     sp->segsize = sp->info.wal_segsize;
     sp->depth = wv_prefetch_depth(cfg->fetch_ahead, sp->segsize);
-    char cluster[3000];
-    int rc = wv_spool_cluster_dir(cfg, sp->info.system_id, cluster, sizeof(cluster), err);
+    int rc = set_dirs(cfg, sp->info.system_id, sp, err);
     if (rc != 0)
         return rc;
-    int n = snprintf(sp->dir, sizeof(sp->dir), "%s/%s", cluster, WV_PREFETCH_DIR);
-    if (n < 0 || (size_t)n >= sizeof(sp->dir))
-        return wv_err_set(err, WV_EUSAGE, "spool path \"%s\" is too long", cluster);
-    if (mkdir(sp->dir, 0700) != 0 && errno != EEXIST)
-        return wv_err_errno(err, WV_EIO, errno, "could not create prefetch spool \"%s\"", sp->dir);
+    char tmp[PATH_MAX];
+    if (wv_prefetch_info_format(&sp->info, text, sizeof(text)) > 0 &&
+        path_in(sp, "info", "", path, sizeof(path)) == 0 &&
+        path_in(sp, ".info.", "tmp", tmp, sizeof(tmp)) == 0) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            int ok = wv_write_all(fd, text, strlen(text), tmp, &e) == 0;
+            close(fd);
+            if (!ok || rename(tmp, path) != 0)
+                unlink(tmp);
+        }
+    }
     return 0;
 }
 
@@ -221,7 +272,7 @@ static int read_small(const char *path, char *buf, size_t len)
 
 static void remove_entry(const wf_spool *sp, const char *name)
 {
-    static const char *const suffixes[] = {"", ".rec", ".err"};
+    static const char *const suffixes[] = {"", ".rec", ".err", ".ok"};
     char path[PATH_MAX];
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++)
         if (path_in(sp, name, suffixes[i], path, sizeof(path)) == 0)
@@ -316,9 +367,22 @@ int wf_spool_serve(const wf_spool *sp, wf_repos *repos, const char *name, const 
         why = "its size is not the object's";
     else if (rec.repo_index < 1 || rec.repo_index > repos->cfg->nrepos)
         why = "its record names an unknown repository";
-    /* Still the object it was fetched from: the repository's trailer, one suffix read. */
+    /* Still the object it was fetched from: the repository's trailer, one suffix read, made by
+     * the fetcher over its open connection once it sees the segment wanted (NAME.ok holds the
+     * record it checked), else here. */
     double tcheck = now_ms();
-    if (!why) {
+    const char *checker = "here";
+    char ok_path[PATH_MAX], ok_text[256];
+    if (!why && path_in(sp, name, ".ok", ok_path, sizeof(ok_path)) == 0) {
+        while (access(ok_path, F_OK) != 0 && access(path, F_OK) == 0 && fetcher_alive(sp) &&
+               now_ms() - tcheck < 10000.0)
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        if (access(path, F_OK) != 0)
+            why = "the fetcher found it changed in the repository";
+        else if (read_small(ok_path, ok_text, sizeof(ok_text)) == 0 && strcmp(ok_text, text) == 0)
+            checker = "by the fetcher";
+    }
+    if (!why && strcmp(checker, "here") == 0) {
         wv_repo *r = NULL;
         char key[256];
         wv_obj_info now;
@@ -347,9 +411,9 @@ int wf_spool_serve(const wf_spool *sp, wf_repos *repos, const char *name, const 
         return rc;
     char size[24];
     wv_log_info("restored %s from the prefetch spool (%s, fetched from %s; waited %.0f ms, "
-                "checked in %.1f ms)",
+                "checked %s in %.1f ms)",
                 name, wv_human_bytes(rec.plain_size, size, sizeof(size)),
-                repos->cfg->repos[rec.repo_index - 1].name, waited, tcheck);
+                repos->cfg->repos[rec.repo_index - 1].name, waited, checker, tcheck);
     return 0;
 }
 

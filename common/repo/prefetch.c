@@ -108,3 +108,33 @@ int wv_prefetch_rec_parse(const char *text, wv_prefetch_rec *out, wv_err *err)
     *out = r;
     return 0;
 }
+
+int wv_prefetch_info_format(const wv_repo_info *info, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen,
+                     "walvault-prefetch-info 1 format=%d system=%016" PRIX64 " major=%" PRIu32
+                     " segsize=%" PRIu64 "\n",
+                     info->format, info->system_id, info->pg_major, info->wal_segsize);
+    if (n < 0 || (size_t)n >= outlen)
+        return -1;
+    return n;
+}
+
+int wv_prefetch_info_parse(const char *text, wv_repo_info *out, wv_err *err)
+{
+    wv_repo_info info;
+    int end = -1;
+    memset(&info, 0, sizeof(info));
+    if (sscanf(text,
+               "walvault-prefetch-info 1 format=%d system=%16" SCNx64 " major=%" SCNu32
+               " segsize=%" SCNu64 "%n",
+               &info.format, &info.system_id, &info.pg_major, &info.wal_segsize, &end) != 4 ||
+        end < 0 || strcmp(text + end, "\n") != 0)
+        return wv_err_set(err, WV_ECORRUPT, "prefetch info \"%.60s\" is not one walvault writes",
+                          text);
+    const char *bad = wv_repo_info_invalid(&info);
+    if (bad)
+        return wv_err_set(err, WV_ECORRUPT, "prefetch info \"%.60s\": %s", text, bad);
+    *out = info;
+    return 0;
+}

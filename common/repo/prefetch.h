@@ -9,6 +9,9 @@
  *   NAME.err    instead of the two: the background fetch failed (the message); the foreground
  *               then fetches NAME directly and gets the real error
  *   NAME.busy   a fetch of NAME is in flight
+ *   NAME.ok     the fetcher checked NAME against the repository's trailer after it was asked for
+ *   info        the repository info of the cluster (wv_prefetch_info_*), so that a call served
+ *               from the spool need not open a repository
  *   want        the last segment asked for (the window is the depth segments after it)
  *   lock        flock'ed by the one background fetcher of the cluster
  */
@@ -20,6 +23,7 @@
 
 #include "core/error.h"
 #include "pg/walname.h"
+#include "repo/repo.h"
 
 #define WV_PREFETCH_DIR       "fetch"
 #define WV_PREFETCH_DEPTH_MAX 256
@@ -61,5 +65,10 @@ typedef struct wv_prefetch_rec {
 int wv_prefetch_rec_format(const wv_prefetch_rec *rec, char *out, size_t outlen);
 /* WV_ECORRUPT "prefetch record ...: ..." for anything but that line. */
 int wv_prefetch_rec_parse(const char *text, wv_prefetch_rec *out, wv_err *err);
+
+/* "walvault-prefetch-info 1 format=%d system=%016X major=%u segsize=%llu\n"; returns the length or
+ * -1. Parse: WV_ECORRUPT unless that line with a valid info (wv_repo_info_invalid). */
+int wv_prefetch_info_format(const wv_repo_info *info, char *out, size_t outlen);
+int wv_prefetch_info_parse(const char *text, wv_repo_info *out, wv_err *err);
 
 #endif

@@ -135,6 +135,41 @@ static void test_record(void **state)
     assert_int_equal(wv_prefetch_rec_parse(broken, &back, &err), WV_ECORRUPT);
 }
 
+static void test_info(void **state)
+{
+    wv_repo_info info = {.format = WV_REPO_FORMAT,
+                         .system_id = UINT64_C(0x73A1B2C3D4E5F607),
+                         .pg_major = 15,
+                         .wal_segsize = 16 * MiB};
+    char line[200];
+    int n = wv_prefetch_info_format(&info, line, sizeof(line));
+    assert_true(n > 0);
+    assert_string_equal(line, "walvault-prefetch-info 1 format=1 system=73A1B2C3D4E5F607 major=15 "
+                              "segsize=16777216\n");
+    wv_repo_info back;
+    wv_err err;
+    wv_err_clear(&err);
+    assert_int_equal(wv_prefetch_info_parse(line, &back, &err), 0);
+    assert_int_equal(back.format, info.format);
+    assert_int_equal(back.system_id, info.system_id);
+    assert_int_equal(back.pg_major, info.pg_major);
+    assert_int_equal(back.wal_segsize, info.wal_segsize);
+    assert_int_equal(wv_prefetch_info_format(&info, line, 20), -1);
+    static const char *const bads[] = {
+        "",
+        "walvault-prefetch-info 1 format=1 system=73A1B2C3D4E5F607 major=15 segsize=16777216",
+        "walvault-prefetch-info 1 format=1 system=0 major=15 segsize=16777216\n",
+        "walvault-prefetch-info 1 format=1 system=1 major=15 segsize=1000\n",
+        "walvault-prefetch-info 1 format=1 system=1 major=3 segsize=16777216\n",
+        "walvault-prefetch-info 2 format=1 system=1 major=15 segsize=16777216\n",
+    };
+    for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+        wv_err_clear(&err);
+        assert_int_equal(wv_prefetch_info_parse(bads[i], &back, &err), WV_ECORRUPT);
+        assert_non_null(strstr(err.msg, "prefetch info"));
+    }
+}
+
 static void test_config_keys(void **state)
 {
     wv_config *cfg = NULL;
@@ -186,8 +221,11 @@ static void test_config_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_depth_and_bound), cmocka_unit_test(test_window),
-        cmocka_unit_test(test_stale),           cmocka_unit_test(test_record),
+        cmocka_unit_test(test_depth_and_bound),
+        cmocka_unit_test(test_window),
+        cmocka_unit_test(test_stale),
+        cmocka_unit_test(test_record),
+        cmocka_unit_test(test_info),
         cmocka_unit_test(test_config_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
