@@ -422,19 +422,28 @@ void wf_spool_drop(const wf_spool *sp)
     wv_err e;
     wv_err_clear(&e);
     wf_spool_want(sp, "", &e);
+    /* With no fetcher (the lock taken here), what a killed one left in flight goes too. */
+    char lock_path[PATH_MAX];
+    int lockfd = -1;
+    if (path_in(sp, "lock", "", lock_path, sizeof(lock_path)) == 0)
+        lockfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int alone = lockfd >= 0 && flock(lockfd, LOCK_EX | LOCK_NB) == 0;
     DIR *d = opendir(sp->dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        const char *n = de->d_name;
-        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, "lock") == 0 ||
-            strcmp(n, "want") == 0)
-            continue;
-        /* A fetch in flight is the fetcher's (it removes what it finishes once want is none). */
-        if (strstr(n, ".busy") || strstr(n, ".dl"))
-            continue;
-        unlinkat(dirfd(d), n, 0);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            const char *n = de->d_name;
+            if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, "lock") == 0 ||
+                strcmp(n, "want") == 0 || strcmp(n, "info") == 0)
+                continue;
+            /* A fetch in flight is a running fetcher's (it removes what it finishes once want
+             * is none). */
+            if (!alone && (strstr(n, ".busy") || strstr(n, ".dl")))
+                continue;
+            unlinkat(dirfd(d), n, 0);
+        }
+        closedir(d);
     }
-    closedir(d);
+    if (lockfd >= 0)
+        close(lockfd);
 }
