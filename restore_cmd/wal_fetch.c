@@ -7,6 +7,9 @@
  * point: during archive recovery we exit WV_FETCH_EXIT_ABORT (>= 126), which makes PostgreSQL stop
  * with our message in its log; in standby mode (standby.signal in the working directory, which is
  * PGDATA when PostgreSQL runs us) we log the error and exit 1, because a standby retries.
+ *
+ * With [global] fetch_ahead (the default 64MiB) a segment request also keeps the following
+ * segments coming into the cluster's prefetch spool (prefetch.h, fetcher.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@
 #include "core/log.h"
 #include "repo/repo.h"
 #include "pg/walname.h"
+#include "prefetch.h"
 
 #define WV_FETCH_EXIT_NOTFOUND 1
 #define WV_FETCH_EXIT_ABORT    128
@@ -48,8 +52,9 @@ static double now_ms(void)
 /* Try each repository in order; fall back on not-found, unreachable or corrupt. The repository's
  * walvault.repo says what the file must be (segment size, cluster); without one (never written,
  * or lost) the file is checked against its own first page header. */
-static int fetch(const wv_config *cfg, const char *name, const char *dest, wv_err *err)
+static int fetch(wf_repos *repos, const char *name, const char *dest, wv_err *err)
 {
+    const wv_config *cfg = repos->cfg;
     int rc;
     int any_error = 0;
     wv_err first;
@@ -62,20 +67,12 @@ static int fetch(const wv_config *cfg, const char *name, const char *dest, wv_er
         wv_obj_info info;
         wv_err e;
         wv_err_clear(&e);
-        rc = wv_repo_open(rcfg, &r, &e);
-        if (rc == 0) {
-            rc = wv_repo_load_info(r, &e);
-            if (rc == WV_ENOTFOUND) {
-                wv_err_clear(&e);
-                rc = 0;
-            }
-        }
+        rc = wf_repo(repos, i, &r, &e);
         if (rc == 0)
             /* No fsync: PostgreSQL copies or renames what it keeps and makes that durable
              * itself; a crash during recovery fetches the file again. */
             rc = wv_repo_get_wal(r->st, r->have_info ? &r->info : NULL, name, dest,
                                  WV_GET_NOSYNC | WV_GET_HASH_THREAD, &info, &e);
-        wv_repo_close(r);
         if (rc == 0) {
             wv_log_info("restored %s from %s (%" PRIu64 " -> %" PRIu64 " bytes, %.0f ms)", name,
                         rcfg->name, info.payload_size, info.plain_size, now_ms() - t0);
@@ -96,6 +93,54 @@ static int fetch(const wv_config *cfg, const char *name, const char *dest, wv_er
     }
     return wv_err_set(err, WV_ENOTFOUND, "%s not found in %s", name,
                       cfg->nrepos == 1 ? "the repository" : "any repository");
+}
+
+/*
+ * The request with prefetch (fetch_ahead > 0). A segment: say it is wanted (the background
+ * fetcher then keeps the following ones coming), serve it from the spool if it is there and
+ * valid, else fetch it directly. The spool is dropped on a request for another timeline than the
+ * one last wanted, on a history file found (a new timeline) or asked for during archive recovery
+ * (the start or the end of recovery), and on a segment not found during archive recovery (the
+ * end of the archive). In standby mode not found is only the end of what is archived so far: the
+ * spool stays (the fetcher keeps only the window after the segment asked for).
+ */
+static int fetch_with_prefetch(wf_repos *repos, const char *name, const char *dest, int standby,
+                               wv_err *err)
+{
+    wf_spool sp;
+    wv_err e;
+    wv_walname w;
+    wv_walname_kind kind = wv_walname_parse(name, &w);
+    wv_err_clear(&e);
+    int rc = wf_spool_open(repos, &sp, &e);
+    if (rc != 0) {
+        if (rc != WV_ENOTFOUND)
+            wv_log_info("prefetch is off for this call: %s", e.msg);
+        return fetch(repos, name, dest, err);
+    }
+    if (kind != WV_WALNAME_SEGMENT) {
+        rc = fetch(repos, name, dest, err);
+        if (kind == WV_WALNAME_HISTORY && (rc == 0 || !standby))
+            wf_spool_drop(&sp);
+        return rc;
+    }
+    char last[WV_WALNAME_SEGMENT_LEN];
+    wf_spool_wanted(&sp, last);
+    wv_walname lw;
+    if (last[0] && wv_walname_parse(last, &lw) == WV_WALNAME_SEGMENT && lw.tli != w.tli)
+        wf_spool_drop(&sp);
+    if (wf_spool_want(&sp, name, &e) != 0) {
+        wv_log_info("prefetch is off for this call: %s", e.msg);
+        return fetch(repos, name, dest, err);
+    }
+    wf_spool_kick(&sp, repos->cfg);
+    rc = wf_spool_serve(&sp, repos, name, dest, err);
+    if (rc != WV_ENOTFOUND)
+        return rc;
+    rc = fetch(repos, name, dest, err);
+    if (rc == WV_ENOTFOUND && !standby)
+        wf_spool_drop(&sp);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -126,8 +171,11 @@ int main(int argc, char **argv)
         rc = wv_err_set(&err, WV_EUSAGE, "DEST_PATH is empty");
     if (rc == 0)
         rc = wv_cli_load_config(&cli, &cfg, &err);
-    if (rc == 0)
-        rc = fetch(cfg, cli.args[0], cli.args[1], &err);
+    if (rc == 0) {
+        wf_repos repos = {.cfg = cfg};
+        rc = fetch_with_prefetch(&repos, cli.args[0], cli.args[1], standby, &err);
+        wf_repos_close(&repos);
+    }
     wv_config_free(cfg);
     wv_cli_free(&cli);
 

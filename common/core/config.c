@@ -46,6 +46,7 @@ enum global_key {
     GK_ENCRYPT_PUBLIC_KEY_FILE,
     GK_ENCRYPT_PRIVATE_KEY_FILE,
     GK_ARCHIVE_ASYNC,
+    GK_FETCH_AHEAD,
     GK_COUNT
 };
 
@@ -66,6 +67,7 @@ static const char *const global_keys[GK_COUNT] = {
     [GK_ENCRYPT_PUBLIC_KEY_FILE] = "encrypt_public_key_file",
     [GK_ENCRYPT_PRIVATE_KEY_FILE] = "encrypt_private_key_file",
     [GK_ARCHIVE_ASYNC] = "archive_async",
+    [GK_FETCH_AHEAD] = "fetch_ahead",
 };
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -541,8 +543,8 @@ static void global_key(parse_state *ps, const char *key, const char *value)
         fail(ps, line, "unknown key \"%s\" in [global]", key);
         hint(ps, "[global] accepts compress, compress_level, process_max, log_level, "
                  "archive_timeout, notify_command, state_path, drill_path, pg_bindir, "
-                 "log_file, spool_path, archive_queue_max, archive_async, encrypt_key_file, "
-                 "encrypt_public_key_file and encrypt_private_key_file");
+                 "log_file, spool_path, archive_queue_max, archive_async, fetch_ahead, "
+                 "encrypt_key_file, encrypt_public_key_file and encrypt_private_key_file");
         return;
     }
     if (ps->global_key_line[k]) {
@@ -634,6 +636,13 @@ static void global_key(parse_state *ps, const char *key, const char *value)
             expected = "on or off";
         break;
     }
+    case GK_FETCH_AHEAD:
+        if (strcmp(value, "0") == 0 || strcmp(value, "off") == 0)
+            cfg->fetch_ahead = 0;
+        else if (wv_config_size_parse(value, &cfg->fetch_ahead) != 0 ||
+                 cfg->fetch_ahead > (UINT64_C(64) << 30))
+            expected = "a size up to 64GiB, e.g. 64MiB (0 turns prefetch off)";
+        break;
     case GK_COUNT:
         break;
     }
@@ -857,6 +866,7 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
     cfg->log_level = WV_LOG_INFO;
     cfg->archive_timeout = 60;
     cfg->spool_path = wv_xstrdup(WV_CONFIG_DEFAULT_SPOOL_PATH);
+    cfg->fetch_ahead = WV_CONFIG_DEFAULT_FETCH_AHEAD;
     wv_monitor_config_init(&cfg->monitor);
     ps->cfg = cfg;
 

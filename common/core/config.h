@@ -23,6 +23,8 @@
 #define WV_MAX_REPOS                 8
 #define WV_CONFIG_DEFAULT_STATE_PATH "/var/lib/walvault/state"
 #define WV_CONFIG_DEFAULT_SPOOL_PATH "/var/spool/walvault"
+/* 64 MiB: four 16 MiB segments ahead of the one PostgreSQL replays */
+#define WV_CONFIG_DEFAULT_FETCH_AHEAD (UINT64_C(64) << 20)
 
 typedef enum wv_repo_type { WV_REPO_POSIX = 1, WV_REPO_S3, WV_REPO_SSH } wv_repo_type;
 typedef enum wv_compress { WV_COMPRESS_NONE = 0, WV_COMPRESS_LZ4 = 1 } wv_compress;
@@ -99,6 +101,9 @@ typedef struct wv_config {
     /* [global] archive_async = on | off (default off): wal-push pushes ahead from
      * the .ready files of archive_status with a background pusher (archive_cmd/pusher.c) */
     int archive_async;
+    /* [global] fetch_ahead = bytes of WAL wal-fetch prefetches past the segment asked for (0:
+     * off); default WV_CONFIG_DEFAULT_FETCH_AHEAD */
+    uint64_t fetch_ahead;
 } wv_config;
 
 /* The file to load: explicit (may be NULL), else $WALVAULT_CONFIG, else the default path. */

@@ -47,6 +47,11 @@ int wv_spool_cluster_dir(const wv_config *cfg, uint64_t system_id, char *out, si
     }
     if (mkdir(out, 0700) != 0 && errno != EEXIST)
         return wv_err_errno(err, WV_EIO, errno, "could not create spool directory \"%s\"", out);
+    if (stat(out, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        wv_err_set(err, WV_EIO, "spool path \"%s\" is not a directory", out);
+        wv_err_hint(err, "remove it, or point [global] spool_path elsewhere");
+        return WV_EIO;
+    }
     return wv_fsync_dir(root, err);
 }
 

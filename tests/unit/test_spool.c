@@ -339,6 +339,14 @@ static void test_cluster_dir_found_and_refused(void **state)
     assert_int_equal(wv_spool_cluster_dir(&cfg, 42, out, sizeof(out), &err), 0);
     assert_non_null(strstr(out, "/000000000000002A"));
 
+    /* a file where the cluster's directory should be */
+    snprintf(want, sizeof(want), "%s/000000000000002B", spool);
+    FILE *g = fopen(want, "w");
+    assert_non_null(g);
+    fclose(g);
+    assert_int_not_equal(wv_spool_cluster_dir(&cfg, 43, out, sizeof(out), &err), 0);
+    assert_non_null(strstr(err.msg, "not a directory"));
+
     /* a file where the spool should be */
     snprintf(spool, sizeof(spool), "%s/file", root);
     FILE *f = fopen(spool, "w");
