@@ -462,7 +462,8 @@ def test_drill_to_time(site):
 def test_migrate_safe_forwards_sigterm(site):
     """SIGTERM to migrate-safe reaches COMMAND; COMMAND's exit status is migrate-safe's."""
     started = os.path.join(site.dir, "cmd-started")
-    script = 'touch %s; trap "exit 42" TERM; while :; do sleep 0.1; done' % started
+    # the trap first: the file tells the test that COMMAND can take the signal
+    script = 'trap "exit 42" TERM; touch %s; while :; do sleep 0.1; done' % started
     p = popen(site.wv.cmd("basebackup", "migrate-safe", "-d", connstr(site.primary), "--",
                           "/bin/sh", "-c", script, config=site.repo.config))
     try:
