@@ -6,7 +6,8 @@
  *
  *   walvault.repo   created from N's if M has none; M of another cluster is refused (WV_EMISMATCH)
  *   wal/...         every archived object (segments, partials, histories, backup histories, and
- *                   the plain-text restore point objects "<segment>.rp")
+ *                   the plain-text restore point objects "<segment>.rp" and transaction id
+ *                   range objects "<segment>.xid")
  *   backup/<id>/    every complete backup of N (one with a manifest): each file the manifest names
  *                   (a bundle of small files is copied whole, once, every file in it verified as it
  *                   streams past, see bundle.h), then, after a flush of M, the manifest itself
@@ -48,6 +49,7 @@
 #include "core/units.h"
 #include "repo/backupset.h"
 #include "repo/repo.h"
+#include "repo/xidrange.h"
 #include "storage/storage.h"
 /* The tee below is a wv_source of its own (it wraps the source's reads). */
 #include "storage/driver.h"
@@ -654,6 +656,14 @@ static int sync_wal(sync_ctx *c, wv_err *err)
         if (n > sl && strcmp(name + n - sl, WV_REPO_RP_SUFFIX) == 0) {
             char seg[64];
             snprintf(seg, sizeof(seg), "%.*s", (int)(n - sl), name);
+            wv_walname wn;
+            if (wv_walname_parse(seg, &wn) == WV_WALNAME_SEGMENT) {
+                rc = submit(c, key, OBJ_PLAIN, src.e[i].size, NULL, err);
+                continue;
+            }
+        } else if (wv_xidrange_is_name(name)) {
+            char seg[64];
+            snprintf(seg, sizeof(seg), "%.*s", (int)(n - strlen(WV_REPO_XID_SUFFIX)), name);
             wv_walname wn;
             if (wv_walname_parse(seg, &wn) == WV_WALNAME_SEGMENT) {
                 rc = submit(c, key, OBJ_PLAIN, src.e[i].size, NULL, err);

@@ -7,7 +7,8 @@
  *                   plain size and SHA-256 equal the manifest's; the WAL segments from its start
  *                   segment to its stop segment on its timeline are archived
  *   wal/...         every archived object (segments, partials, histories, backup histories) decodes
- *                   against its trailer; restore point objects ("<segment>.rp") are text lines
+ *                   against its trailer; restore point objects ("<segment>.rp") are text lines;
+ *                   transaction id range objects ("<segment>.xid") parse as one line
  *
  * Every problem is reported, one line each (the repository, the object, what is wrong), then one
  * summary line per repository. Exit 0 when everything verified, else the code of the first problem
@@ -37,6 +38,7 @@
 #include "core/parallel.h"
 #include "core/units.h"
 #include "repo/repo.h"
+#include "repo/xidrange.h"
 #include "storage/storage.h"
 #include "pg/walname.h"
 
@@ -145,7 +147,7 @@ static void problem(verify_ctx *c, const wv_err *e)
 }
 
 /* Prefix a storage or object-layer error with the repository and the key, unless it names them. */
-typedef enum { OBJ_FRAMED, OBJ_RP, OBJ_BUNDLE } obj_type;
+typedef enum { OBJ_FRAMED, OBJ_RP, OBJ_XID, OBJ_BUNDLE } obj_type;
 
 typedef struct job {
     verify_ctx *ctx;
@@ -205,6 +207,28 @@ static void check_rp(job *j)
     else
         j->bytes = b.len;
     wv_buf_free(&b);
+}
+
+/* A transaction id range object (repo/xidrange.h): one line "XMIN\tXMAX\tCOUNT". */
+static void check_xid(job *j)
+{
+    verify_ctx *c = j->ctx;
+    char seg[300];
+    wv_xidrange x;
+    snprintf(seg, sizeof(seg), "%.*s", (int)(strlen(j->key) - strlen(WV_REPO_XID_SUFFIX)), j->key);
+    int rc = wv_xidrange_get(c->repo->st, seg, &x, &j->problem);
+    if (rc == WV_ECORRUPT) {
+        char why[WV_ERR_MSG_MAX];
+        snprintf(why, sizeof(why), "%s", j->problem.msg);
+        wv_err_set(&j->problem, WV_ECORRUPT, "%s: corrupt: not a transaction id range object (%s)",
+                   rname(c), why);
+    } else if (rc < 0) {
+        wv_err_context(&j->problem, rname(c), j->key);
+    } else {
+        char text[WV_XIDRANGE_TEXT_MAX + 1];
+        wv_xidrange_format(&x, text, sizeof(text));
+        j->bytes = strlen(text);
+    }
 }
 
 static void check_framed(job *j)
@@ -313,6 +337,8 @@ static int job_run(void *arg, wv_err *err)
     (void)err; /* a problem is the job's result, not a failure of the runner */
     if (j->type == OBJ_RP)
         check_rp(j);
+    else if (j->type == OBJ_XID)
+        check_xid(j);
     else if (j->type == OBJ_BUNDLE)
         check_bundle(j);
     else
@@ -390,6 +416,13 @@ static int verify_wal(verify_ctx *c, wv_err *err)
             snprintf(seg, sizeof(seg), "%.*s", (int)(n - sl), name);
             if (wv_walname_parse(seg, NULL) == WV_WALNAME_SEGMENT) {
                 rc = submit(c, key, OBJ_RP, NULL, err);
+                continue;
+            }
+        } else if (wv_xidrange_is_name(name)) {
+            char seg[64];
+            snprintf(seg, sizeof(seg), "%.*s", (int)(n - strlen(WV_REPO_XID_SUFFIX)), name);
+            if (wv_walname_parse(seg, NULL) == WV_WALNAME_SEGMENT) {
+                rc = submit(c, key, OBJ_XID, NULL, err);
                 continue;
             }
         } else if (wv_repo_wal_key(name, wkey, sizeof(wkey), &e) == 0 && strcmp(wkey, key) == 0) {
