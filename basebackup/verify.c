@@ -213,22 +213,19 @@ static void check_rp(job *j)
 static void check_xid(job *j)
 {
     verify_ctx *c = j->ctx;
-    char seg[300];
+    wv_buf b = WV_BUF_INIT;
     wv_xidrange x;
-    snprintf(seg, sizeof(seg), "%.*s", (int)(strlen(j->key) - strlen(WV_REPO_XID_SUFFIX)), j->key);
-    int rc = wv_xidrange_get(c->repo->st, seg, &x, &j->problem);
-    if (rc == WV_ECORRUPT) {
-        char why[WV_ERR_MSG_MAX];
-        snprintf(why, sizeof(why), "%s", j->problem.msg);
-        wv_err_set(&j->problem, WV_ECORRUPT, "%s: corrupt: not a transaction id range object (%s)",
-                   rname(c), why);
-    } else if (rc < 0) {
+    wv_err why;
+    int rc = wv_storage_get_all(c->repo->st, j->key, WV_XIDRANGE_TEXT_MAX, &b, &j->problem);
+    if (rc < 0 && rc != WV_ECORRUPT)
         wv_err_context(&j->problem, rname(c), j->key);
-    } else {
-        char text[WV_XIDRANGE_TEXT_MAX + 1];
-        wv_xidrange_format(&x, text, sizeof(text));
-        j->bytes = strlen(text);
-    }
+    else if (rc < 0 || wv_xidrange_parse((const char *)b.data, b.len, &x, &why) != 0)
+        wv_err_set(&j->problem, WV_ECORRUPT,
+                   "%s: \"%s\": corrupt: not a transaction id range object (%s)", rname(c), j->key,
+                   rc < 0 ? "too large" : why.msg);
+    else
+        j->bytes = b.len;
+    wv_buf_free(&b);
 }
 
 static void check_framed(job *j)
