@@ -412,7 +412,15 @@ static int copy_plain(job *j, wv_err *err)
         wv_err_context(err, from_name(c), j->key);
         goto out;
     }
-    if (!rp_valid(&b)) {
+    wv_xidrange x;
+    wv_err why;
+    if (wv_xidrange_is_name(j->key) &&
+        wv_xidrange_parse((const char *)b.data, b.len, &x, &why) != 0) {
+        rc = wv_err_set(err, WV_ECORRUPT, "%s: \"%s\": not a transaction id range object (%s)",
+                        from_name(c), j->key, why.msg);
+        goto out;
+    }
+    if (!wv_xidrange_is_name(j->key) && !rp_valid(&b)) {
         rc = wv_err_set(err, WV_ECORRUPT, "%s: \"%s\": not a restore point object", from_name(c),
                         j->key);
         goto out;
