@@ -24,6 +24,7 @@
 #include "pipeline/object.h"
 #include "repo/repo.h"
 #include "repo/spool.h"
+#include "repo/xidrange.h"
 #include "pg/walname.h"
 #include "pg/walpage.h"
 #include "pg/walreader.h"
@@ -476,6 +477,30 @@ static void store_restore_points(push *p)
     }
 }
 
+/* Step 5b: the range of transaction ids committed in the segment goes into a small object beside
+ * it (repo/xidrange.h), also before the segment, and only when the segment holds a commit and
+ * was read whole: the recovery planner tells timelines apart by it. */
+static void store_xid_range(push *p)
+{
+    wv_walinfo wi;
+    if (!p->wr)
+        return;
+    wv_walreader_result(p->wr, &wi);
+    if (!wi.complete || wi.commit_count == 0)
+        return;
+    wv_xidrange x = {
+        .xmin = wi.commit_xid_min, .xmax = wi.commit_xid_max, .count = wi.commit_count};
+    for (int j = 0; j < p->nsinks; j++) {
+        target *t = &p->tg[p->map[j]];
+        if (t->err.code)
+            continue;
+        if (wv_xidrange_put(t->repo->st, p->key, &x, &t->err) != 0) {
+            wv_sink_abort(t->sink);
+            t->sink = NULL;
+        }
+    }
+}
+
 /* Step 6: commit every repository at once (fsync or upload acknowledgement in parallel); a
  * repository that had the object before is compared with it. A conflict anywhere is the result,
  * with its own hint. */
@@ -676,6 +701,7 @@ static int push_run(push *p, wv_err *err)
     if ((rc = push_stream(p, err)) != 0)
         return rc;
     store_restore_points(p);
+    store_xid_range(p);
     if ((rc = commit_everywhere(p, err)) != 0)
         return rc;
     memcpy(p->res.sha256, p->info.sha256, sizeof(p->res.sha256));

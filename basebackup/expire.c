@@ -15,7 +15,7 @@
  *      have finished, a keep flag may have changed), then delete: each expired backup (manifest,
  *      then its objects with remove_many, in batches), then the WAL below each timeline's cut
  *      (remove_many in batches of WV_BACKUP_REMOVE_BATCH, oldest first; never a history file;
- *      a .backup or .partial file with its segment), then the leftovers of interrupted backups and
+ *      a .backup, .partial or .xid object with its segment), then the leftovers of interrupted backups and
  *      interrupted expires (directories without a manifest whose lock is not alive).
  * A kill -9 anywhere leaves a repository that list, verify and restore read as before: a backup is
  * listed until its manifest goes and then is a leftover; WAL below a cut is needed by no kept
@@ -52,6 +52,7 @@
 #include "repo/repo.h"
 #include "repo/retention.h"
 #include "repo/walarchive.h"
+#include "repo/xidrange.h"
 #include "storage/storage.h"
 
 static const char expire_usage[] =
@@ -246,6 +247,12 @@ static int plan_make(const wv_config *cfg, const wv_repo *repo, const wv_repo_co
     for (size_t i = 0; i < p->nwal; i++) {
         const char *base = strrchr(p->wal[i].key, '/');
         base = base ? base + 1 : p->wal[i].key;
+        char segname[64];
+        if (wv_xidrange_is_name(base)) { /* a segment's transaction id range goes with it */
+            snprintf(segname, sizeof(segname), "%.*s",
+                     (int)(strlen(base) - strlen(WV_REPO_XID_SUFFIX)), base);
+            base = segname;
+        }
         wv_walname wn;
         if (wv_walname_parse(base, &wn) != WV_WALNAME_INVALID)
             p->wal[i].tli = wn.tli;

@@ -6,7 +6,8 @@
  *
  *   walvault.repo   created from N's if M has none; M of another cluster is refused (WV_EMISMATCH)
  *   wal/...         every archived object (segments, partials, histories, backup histories, and
- *                   the plain-text restore point objects "<segment>.rp")
+ *                   the plain-text restore point objects "<segment>.rp" and transaction id
+ *                   range objects "<segment>.xid")
  *   backup/<id>/    every complete backup of N (one with a manifest): each file the manifest names
  *                   (a bundle of small files is copied whole, once, every file in it verified as it
  *                   streams past, see bundle.h), then, after a flush of M, the manifest itself
@@ -48,6 +49,7 @@
 #include "core/units.h"
 #include "repo/backupset.h"
 #include "repo/repo.h"
+#include "repo/xidrange.h"
 #include "storage/storage.h"
 #include "repo/lag.h"
 #include "repo/objcopy.h"
@@ -378,7 +380,15 @@ static int copy_plain(job *j, wv_err *err)
         wv_err_context(err, from_name(c), j->key);
         goto out;
     }
-    if (!rp_valid(&b)) {
+    wv_xidrange x;
+    wv_err why;
+    if (wv_xidrange_is_name(j->key) &&
+        wv_xidrange_parse((const char *)b.data, b.len, &x, &why) != 0) {
+        rc = wv_err_set(err, WV_ECORRUPT, "%s: \"%s\": not a transaction id range object (%s)",
+                        from_name(c), j->key, why.msg);
+        goto out;
+    }
+    if (!wv_xidrange_is_name(j->key) && !rp_valid(&b)) {
         rc = wv_err_set(err, WV_ECORRUPT, "%s: \"%s\": not a restore point object", from_name(c),
                         j->key);
         goto out;
@@ -622,6 +632,14 @@ static int sync_wal(sync_ctx *c, wv_err *err)
         if (n > sl && strcmp(name + n - sl, WV_REPO_RP_SUFFIX) == 0) {
             char seg[64];
             snprintf(seg, sizeof(seg), "%.*s", (int)(n - sl), name);
+            wv_walname wn;
+            if (wv_walname_parse(seg, &wn) == WV_WALNAME_SEGMENT) {
+                rc = submit(c, key, OBJ_PLAIN, src.e[i].size, NULL, err);
+                continue;
+            }
+        } else if (wv_xidrange_is_name(name)) {
+            char seg[64];
+            snprintf(seg, sizeof(seg), "%.*s", (int)(n - strlen(WV_REPO_XID_SUFFIX)), name);
             wv_walname wn;
             if (wv_walname_parse(seg, &wn) == WV_WALNAME_SEGMENT) {
                 rc = submit(c, key, OBJ_PLAIN, src.e[i].size, NULL, err);

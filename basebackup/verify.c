@@ -9,7 +9,8 @@
  *                   every bad chunk named with its file); the WAL segments from its start
  *                   segment to its stop segment on its timeline are archived
  *   wal/...         every archived object (segments, partials, histories, backup histories) decodes
- *                   against its trailer; restore point objects ("<segment>.rp") are text lines
+ *                   against its trailer; restore point objects ("<segment>.rp") are text lines;
+ *                   transaction id range objects ("<segment>.xid") parse as one line
  *
  * Every problem is reported, one line each (the repository, the object, what is wrong), then one
  * summary line per repository. Exit 0 when everything verified, else the code of the first problem
@@ -39,6 +40,7 @@
 #include "core/parallel.h"
 #include "core/units.h"
 #include "repo/repo.h"
+#include "repo/xidrange.h"
 #include "storage/storage.h"
 #include "pg/walname.h"
 
@@ -147,7 +149,7 @@ static void problem(verify_ctx *c, const wv_err *e)
 }
 
 /* Prefix a storage or object-layer error with the repository and the key, unless it names them. */
-typedef enum { OBJ_FRAMED, OBJ_RP, OBJ_BUNDLE, OBJ_CHUNKED } obj_type;
+typedef enum { OBJ_FRAMED, OBJ_RP, OBJ_XID, OBJ_BUNDLE, OBJ_CHUNKED } obj_type;
 
 typedef struct job {
     verify_ctx *ctx;
@@ -208,6 +210,25 @@ static void check_rp(job *j)
     else if (!rp_valid(&b))
         wv_err_set(&j->problem, WV_ECORRUPT, "%s: \"%s\": corrupt: not a restore point object",
                    rname(c), j->key);
+    else
+        j->bytes = b.len;
+    wv_buf_free(&b);
+}
+
+/* A transaction id range object (repo/xidrange.h): one line "XMIN\tXMAX\tCOUNT". */
+static void check_xid(job *j)
+{
+    verify_ctx *c = j->ctx;
+    wv_buf b = WV_BUF_INIT;
+    wv_xidrange x;
+    wv_err why;
+    int rc = wv_storage_get_all(c->repo->st, j->key, WV_XIDRANGE_TEXT_MAX, &b, &j->problem);
+    if (rc < 0 && rc != WV_ECORRUPT)
+        wv_err_context(&j->problem, rname(c), j->key);
+    else if (rc < 0 || wv_xidrange_parse((const char *)b.data, b.len, &x, &why) != 0)
+        wv_err_set(&j->problem, WV_ECORRUPT,
+                   "%s: \"%s\": corrupt: not a transaction id range object (%s)", rname(c), j->key,
+                   rc < 0 ? "too large" : why.msg);
     else
         j->bytes = b.len;
     wv_buf_free(&b);
@@ -418,6 +439,8 @@ static int job_run(void *arg, wv_err *err)
     (void)err; /* a problem is the job's result, not a failure of the runner */
     if (j->type == OBJ_RP)
         check_rp(j);
+    else if (j->type == OBJ_XID)
+        check_xid(j);
     else if (j->type == OBJ_BUNDLE)
         check_bundle(j);
     else if (j->type == OBJ_CHUNKED)
@@ -499,6 +522,13 @@ static int verify_wal(verify_ctx *c, wv_err *err)
             snprintf(seg, sizeof(seg), "%.*s", (int)(n - sl), name);
             if (wv_walname_parse(seg, NULL) == WV_WALNAME_SEGMENT) {
                 rc = submit(c, key, OBJ_RP, NULL, err);
+                continue;
+            }
+        } else if (wv_xidrange_is_name(name)) {
+            char seg[64];
+            snprintf(seg, sizeof(seg), "%.*s", (int)(n - strlen(WV_REPO_XID_SUFFIX)), name);
+            if (wv_walname_parse(seg, NULL) == WV_WALNAME_SEGMENT) {
+                rc = submit(c, key, OBJ_XID, NULL, err);
                 continue;
             }
         } else if (wv_repo_wal_key(name, wkey, sizeof(wkey), &e) == 0 && strcmp(wkey, key) == 0) {

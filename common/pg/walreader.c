@@ -278,6 +278,11 @@ static void record_verified(wv_walreader *r)
         in->last_commit_us = t;
         in->last_commit_lsn = end;
         in->last_commit_xid = r->kind == K_COMMIT ? wv_get_le32(r->hdr + 4) : r->twophase_xid;
+        /* min and max in transaction id order (modulo 2^32, as PostgreSQL compares them) */
+        if (in->commit_count == 1 || (int32_t)(in->last_commit_xid - in->commit_xid_min) < 0)
+            in->commit_xid_min = in->last_commit_xid;
+        if (in->commit_count == 1 || (int32_t)(in->last_commit_xid - in->commit_xid_max) > 0)
+            in->commit_xid_max = in->last_commit_xid;
         break;
     }
     case K_ABORT: {

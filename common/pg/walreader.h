@@ -1,7 +1,8 @@
 /*
  * walreader.h - a streaming reader of PostgreSQL 15, 16, 17 and 18 WAL segments that collects the facts a
  * point-in-time restore needs: the first and last commit time in a segment, commit/abort/restore
- * point counts, the last commit's xid and end LSN, and the end of the last valid record.
+ * point counts, the last commit's xid and end LSN, the range of committed transaction ids, and
+ * the end of the last valid record.
  *
  * It is fed the segment's bytes in order, in pieces of any size (as they pass through the archive
  * pipeline), reads every byte once and keeps a bounded state (a few kilobytes) whatever the record
@@ -68,6 +69,12 @@ typedef struct wv_walinfo {
     uint32_t restore_point_count;
     uint32_t record_count;    /* verified records that end in this segment */
     uint32_t last_commit_xid; /* the prepared transaction's xid for COMMIT PREPARED; 0 if none */
+    /* The smallest and largest transaction id committed (COMMIT: the record's top-level xid;
+     * COMMIT PREPARED: the prepared transaction's), both 0 if none. Ordered as PostgreSQL orders
+     * transaction ids, modulo 2^32 (a - b as a signed 32-bit number): meaningful while the
+     * segment's commits span less than 2^31 ids, which PostgreSQL's wraparound limit ensures.
+     * Raw values: across a wraparound commit_xid_min may be numerically above commit_xid_max. */
+    uint32_t commit_xid_min, commit_xid_max;
     uint64_t
         last_commit_lsn;  /* end of the last commit record (MAXALIGNed, as PostgreSQL reports) */
     uint64_t start_lsn;   /* LSN of the segment's first byte, from its first page; 0 if unknown */

@@ -16,7 +16,9 @@
 #include "pipeline/filter.h"
 #include "pipeline/object.h"
 #include "core/timeparse.h"
+#include "core/log.h"
 #include "repo/repo.h"
+#include "repo/xidrange.h"
 
 /* ---- the gather step: storage look-ups, memoized --------------------------------------------- */
 
@@ -26,6 +28,7 @@ typedef struct seg_memo {
     int rc; /* 0 or WV_ENOTFOUND */
     wv_segment_commits c;
     int used;
+    int xid_read; /* the range object was looked for (c.xid_known says whether found) */
 } seg_memo;
 
 typedef struct xid_memo {
@@ -40,7 +43,7 @@ typedef struct gather_ctx {
     size_t nsegs, capsegs;
     xid_memo *xids;
     size_t nxids;
-    uint64_t trailer_reads, control_reads;
+    uint64_t trailer_reads, control_reads, xid_reads;
     char (*dropped)[WV_WALNAME_SEGMENT_LEN]; /* gaps/ of the repository */
     size_t ndropped;
 } gather_ctx;
@@ -112,6 +115,45 @@ static int storage_segment_commits(void *arg, uint32_t tli, uint64_t segno, wv_s
     *out = g->segs[i].c;
     if (g->segs[i].rc == WV_ENOTFOUND)
         return wv_err_set(err, WV_ENOTFOUND, "WAL segment is not in the archive");
+    return 0;
+}
+
+/* The segment's commits, and its transaction id range object when it has commits (read once). */
+static int storage_segment_xids(void *arg, uint32_t tli, uint64_t segno, wv_segment_commits *out,
+                                wv_err *err)
+{
+    gather_ctx *g = arg;
+    int rc = storage_segment_commits(g, tli, segno, out, err);
+    if (rc != 0)
+        return rc;
+    seg_memo *m = &g->segs[seg_slot(g, tli, segno)];
+    if (!m->xid_read && m->c.count > 0) {
+        char name[WV_WALNAME_SEGMENT_LEN], key[64];
+        wv_xidrange x;
+        wv_err e2;
+        wv_walname_format_segment(tli, segno, g->segsize, name);
+        snprintf(key, sizeof(key), "wal/%.16s/%s", name, name);
+        g->xid_reads++;
+        rc = wv_xidrange_get(g->st, key, &x, &e2);
+        if (rc != 0 && rc != WV_ENOTFOUND && rc != WV_ECORRUPT) {
+            *err = e2;
+            return rc; /* not memoized: an I/O error is not a fact */
+        }
+        if (rc == WV_ECORRUPT) {
+            wv_log_warn("%s (ignored: segment %s counts as having no transaction id range)", e2.msg,
+                        name);
+        } else if (rc == 0 && x.count != m->c.count) {
+            wv_log_warn("%s: \"%s%s\": counts %" PRIu32 " commits where the segment's trailer "
+                        "counts %" PRIu32 " (ignored: no transaction id range for segment %s)",
+                        wv_storage_name(g->st), key, WV_REPO_XID_SUFFIX, x.count, m->c.count, name);
+        } else if (rc == 0) {
+            m->c.xid_known = 1;
+            m->c.xid_min = x.xmin;
+            m->c.xid_max = x.xmax;
+        }
+        m->xid_read = 1;
+    }
+    *out = m->c;
     return 0;
 }
 
@@ -206,6 +248,7 @@ static int storage_backup_next_xid(void *arg, const wv_backup *b, uint32_t *xid,
 static const wv_recovery_facts_ops storage_ops = {
     .segment_commits = storage_segment_commits,
     .backup_next_xid = storage_backup_next_xid,
+    .segment_xids = storage_segment_xids,
 };
 
 int wv_recovery_facts_gather(wv_storage *st, const wv_archive *a, const wv_backupset *bs,
@@ -494,7 +537,15 @@ typedef struct option {
     wv_archive_reach reach;
     int64_t last_commit_us; /* time targets only: the last commit reachable */
     int alive;              /* still a candidate after comparing with the other options */
+    int by_xid;             /* kept because its transaction id ranges hold the target */
 } option;
+
+/* Why a transaction id target stays ambiguous between two timelines that both continue. */
+typedef enum xid_why {
+    XID_UNRECORDED = 0, /* a range is missing, or only the segment where they part holds it */
+    XID_BOTH,           /* both timelines' ranges past the fork hold it */
+    XID_NEITHER,        /* no range past the fork holds it on either */
+} xid_why;
 
 /*
  * The newest backup from which recovery on timeline tli (0: each backup's own timeline) reaches
@@ -557,6 +608,7 @@ static int search_timeline(const wv_recovery_facts *f, const wv_target *t, uint3
         o->reach = ev.reach;
         o->last_commit_us = ev.last_commit_us;
         o->alive = 1;
+        o->by_xid = 0;
         return 1;
     }
     return 0;
@@ -621,6 +673,74 @@ static int own_commits(const wv_recovery_facts *f, const option *x, const option
     return 0;
 }
 
+/* Segment segno as recovery towards target_tli reads it, with its transaction id range. */
+static int path_segment_xids(const wv_recovery_facts *f, uint32_t target_tli, uint64_t segno,
+                             wv_segment_commits *c, int *present, wv_err *err)
+{
+    uint32_t tli = wv_archive_tli_for_segno(f->archive, target_tli, segno);
+    wv_err e2;
+    memset(c, 0, sizeof(*c));
+    c->first_us = c->last_us = INT64_MIN;
+    int rc = f->ops->segment_xids ? f->ops->segment_xids(f->arg, tli, segno, c, &e2)
+                                  : f->ops->segment_commits(f->arg, tli, segno, c, &e2);
+    *present = rc == 0;
+    if (!f->ops->segment_xids)
+        c->xid_known = 0;
+    if (rc == WV_ENOTFOUND) {
+        memset(c, 0, sizeof(*c));
+        c->first_us = c->last_us = INT64_MIN;
+        return 0;
+    }
+    if (rc != 0)
+        *err = e2;
+    return rc;
+}
+
+static bool range_holds(const wv_segment_commits *c, uint32_t xid)
+{
+    wv_xidrange x = {.xmin = c->xid_min, .xmax = c->xid_max, .count = c->count};
+    return wv_xidrange_contains(&x, xid);
+}
+
+/*
+ * Whether x's segments from d (where x and y part) to the end of its reach hold transaction id xid
+ * in their recorded ranges: 0 no (every segment with commits has a range, none holds it), 1 not
+ * known (a range is missing, or only segment d holds it and y's segment d may too: a commit
+ * before the fork, which both share), 2 yes.
+ */
+static int branch_holds_xid(const wv_recovery_facts *f, const option *x, const option *y,
+                            uint64_t d, uint32_t xid, int *out, wv_err *err)
+{
+    int unknown = 0;
+    *out = 0;
+    for (uint64_t s = d; s <= x->reach.last_segno; s++) {
+        wv_segment_commits c, cy;
+        int present, py, rc;
+        if ((rc = path_segment_xids(f, x->tli, s, &c, &present, err)) != 0)
+            return rc;
+        if (!present || c.count == 0)
+            continue;
+        if (!c.xid_known) {
+            unknown = 1;
+            continue;
+        }
+        if (!range_holds(&c, xid))
+            continue;
+        if (s == d) {
+            if ((rc = path_segment_xids(f, y->tli, d, &cy, &py, err)) != 0)
+                return rc;
+            if (py && cy.count > 0 && (!cy.xid_known || range_holds(&cy, xid))) {
+                unknown = 1;
+                continue;
+            }
+        }
+        *out = 2;
+        return 0;
+    }
+    *out = unknown;
+    return 0;
+}
+
 /*
  * Options are newest timeline first. Two options lead to the same place when neither replays a
  * commit of its own branch (past the point where their timelines part) before the target: the
@@ -628,7 +748,7 @@ static int own_commits(const wv_recovery_facts *f, const option *x, const option
  * dropped. Options left alive afterwards are different places the target may mean.
  */
 static int compare_options(const wv_recovery_facts *f, const wv_target *t, option *o, size_t n,
-                           uint64_t *part, wv_err *err)
+                           uint64_t *part, xid_why *why, wv_err *err)
 {
     const wv_archive *a = f->archive;
     for (size_t i = 0; i < n; i++)
@@ -649,6 +769,23 @@ static int compare_options(const wv_recovery_facts *f, const wv_target *t, optio
                 if ((rc = own_commits(f, &o[i], &o[j], d, until, &ci, err)) == 0)
                     rc = own_commits(f, &o[j], &o[i], d, until, &cj, err);
             }
+            if (rc == 0 && ci && cj && t->kind == WV_TARGET_XID) {
+                /* Both replay commits of their own: which of them holds the transaction? */
+                int hi = 0, hj = 0;
+                if ((rc = branch_holds_xid(f, &o[i], &o[j], d, t->xid, &hi, err)) == 0)
+                    rc = branch_holds_xid(f, &o[j], &o[i], d, t->xid, &hj, err);
+                if (rc == 0 && hi == 2 && hj == 0) {
+                    cj = 0;
+                    o[i].by_xid = 1;
+                } else if (rc == 0 && hj == 2 && hi == 0) {
+                    ci = 0;
+                    o[j].by_xid = 1;
+                } else if (rc == 0) {
+                    *why = hi == 2 && hj == 2   ? XID_BOTH
+                           : hi == 0 && hj == 0 ? XID_NEITHER
+                                                : XID_UNRECORDED;
+                }
+            }
             if (rc != 0)
                 return rc;
             if (!ci && !cj)
@@ -665,8 +802,8 @@ static int compare_options(const wv_recovery_facts *f, const wv_target *t, optio
 
 /* Refuse to guess between the options left alive, naming each with its newest commit. */
 static int refuse_ambiguous(const wv_recovery_facts *f, const wv_target *t, const option *o,
-                            size_t n, uint64_t part, const char *tbuf, const char *lbuf,
-                            wv_err *err)
+                            size_t n, uint64_t part, xid_why why, const char *tbuf,
+                            const char *lbuf, wv_err *err)
 {
     wv_buf list = WV_BUF_INIT, flags = WV_BUF_INIT;
     size_t alive = 0, k = 0;
@@ -707,13 +844,24 @@ static int refuse_ambiguous(const wv_recovery_facts *f, const wv_target *t, cons
                        lbuf, wv_buf_cstr(&list), cont, alive == 2 ? " (LSN " : "", where,
                        alive == 2 ? ")" : "");
             break;
-        case WV_TARGET_XID:
+        case WV_TARGET_XID: {
+            const char *because =
+                why == XID_BOTH
+                    ? "the transaction id ranges recorded past the point where they part hold it "
+                      "on each: after a fork both timelines assign the same ids"
+                : why == XID_NEITHER
+                    ? "no transaction id range recorded past the point where they part holds it: "
+                      "it may have committed before"
+                    : "the transaction id ranges recorded past the point where they part do not "
+                      "tell: a range is missing, or only the segment where they part holds it on "
+                      "both";
             wv_err_set(err, WV_EREFUSED,
                        "transaction %" PRIu32 " may have committed on more than one timeline "
-                       "(transaction ids are not recorded per segment): %s %s%s%s%s",
-                       t->xid, wv_buf_cstr(&list), cont, alive == 2 ? " (LSN " : "", where,
+                       "(%s): %s %s%s%s%s",
+                       t->xid, because, wv_buf_cstr(&list), cont, alive == 2 ? " (LSN " : "", where,
                        alive == 2 ? ")" : "");
             break;
+        }
         default:
             wv_err_set(err, WV_EREFUSED,
                        "the end of the archive is on more than one timeline: %s %s%s%s%s",
@@ -883,6 +1031,11 @@ static void explain_timeline(const wv_target *t, uint32_t timeline, int first_op
     size_t len = sizeof(plan->tli_reason);
     if (timeline == WV_TLI_AUTO && t->kind == WV_TARGET_IMMEDIATE)
         snprintf(r, len, "the backup's timeline, which holds the target: the end of the backup");
+    else if (timeline == WV_TLI_AUTO && o->by_xid)
+        snprintf(r, len,
+                 "the timeline whose WAL past the point where the timelines part holds "
+                 "transaction %" PRIu32 " in its recorded transaction id ranges",
+                 t->xid);
     else if (timeline == WV_TLI_AUTO && !first_option)
         snprintf(r, len,
                  "the only timeline that holds the target: the newer ones part from it before it");
@@ -908,6 +1061,7 @@ static int decide(const wv_recovery_facts *f, const wv_target *t, uint32_t rp_tl
     seen s = {.best_reach_commit = INT64_MIN}, first_round;
     char tbuf[WV_TIME_FORMAT_LEN] = "", lbuf[WV_LSN_LEN] = "";
     uint64_t part = UINT64_MAX;
+    xid_why xwhy = XID_UNRECORDED;
     int rc;
 
     plan->last_commit_us = INT64_MIN;
@@ -932,7 +1086,7 @@ static int decide(const wv_recovery_facts *f, const wv_target *t, uint32_t rp_tl
         if (c == 0)
             first_round = s;
     }
-    if (nopt > 1 && (rc = compare_options(f, t, opts, nopt, &part, err)) != 0)
+    if (nopt > 1 && (rc = compare_options(f, t, opts, nopt, &part, &xwhy, err)) != 0)
         return rc;
     size_t alive = 0, pick = 0;
     for (size_t i = nopt; i-- > 0;)
@@ -941,7 +1095,7 @@ static int decide(const wv_recovery_facts *f, const wv_target *t, uint32_t rp_tl
             pick = i;
         }
     if (alive > 1)
-        return refuse_ambiguous(f, t, opts, nopt, part, tbuf, lbuf, err);
+        return refuse_ambiguous(f, t, opts, nopt, part, xwhy, tbuf, lbuf, err);
     if (alive == 0) {
         /* The end of the archive was looked for on the latest timeline first: say why not there. */
         const seen *why = choose && t->kind == WV_TARGET_LATEST ? &first_round : &s;

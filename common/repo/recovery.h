@@ -24,8 +24,12 @@
  * its newest commit. Commit times are known per segment, so "past the fork" is decided per segment:
  * a time target is unambiguous when no commit at or before it lies in or after the segment where
  * the timelines part; an LSN target when it is before the LSN where they part; the end of the
- * archive and a transaction id (transaction ids are not recorded per segment) when only one of the
- * timelines has commits in or after that segment that the other does not share.
+ * archive when only one of the timelines has commits in or after that segment that the other does
+ * not share. A transaction id target likewise, and when both have such commits, by the ranges of
+ * committed transaction ids wal-push records per segment (repo/xidrange.h): the timeline whose
+ * segments past the fork hold the id in their range, while the other's ranges (all of them
+ * recorded) do not. When both hold it (after a fork both timelines assign the same ids, to
+ * different transactions), neither does, or a range is missing, the decision refuses as above.
  */
 #ifndef WALVAULT_REPO_RECOVERY_H
 #define WALVAULT_REPO_RECOVERY_H
@@ -41,10 +45,13 @@
 
 /* ---- facts ----------------------------------------------------------------------------------- */
 
-/* The commits recorded in one archived segment's trailer, in WAL order. */
+/* The commits recorded in one archived segment's trailer, in WAL order; with segment_xids also
+ * the range of their transaction ids that wal-push recorded beside it (repo/xidrange.h). */
 typedef struct wv_segment_commits {
     uint32_t count;
     int64_t first_us, last_us; /* INT64_MIN when count is 0 */
+    int xid_known;             /* 1: xid_min .. xid_max (modulo 2^32) hold every committed id */
+    uint32_t xid_min, xid_max;
 } wv_segment_commits;
 
 typedef struct wv_recovery_facts_ops {
@@ -55,6 +62,12 @@ typedef struct wv_recovery_facts_ops {
     /* The next transaction id (32 bits) of the checkpoint in backup b's pg_control, 0 when
      * unknown: every transaction id at or above it was assigned after the backup's checkpoint. */
     int (*backup_next_xid)(void *arg, const wv_backup *b, uint32_t *xid, wv_err *err);
+    /* As segment_commits, and the segment's range of committed transaction ids: xid_known 0 when
+     * none is recorded (a segment archived before ranges were, or a malformed range object,
+     * which is ignored with a warning). Asked only for the segments past the point where two
+     * timelines part, for a transaction id target. NULL: no range is known. */
+    int (*segment_xids)(void *arg, uint32_t tli, uint64_t segno, wv_segment_commits *out,
+                        wv_err *err);
 } wv_recovery_facts_ops;
 
 typedef struct wv_recovery_facts {

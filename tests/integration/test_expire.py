@@ -216,6 +216,9 @@ def expected_wal_left(before, cut_segno):
 def test_expire_keeps_exactly_the_rules_and_restores(cal, wv, workdir):
     r = copy_repo(cal, workdir, RET)
     wal_before = wal_files(r.path)
+    # transaction id range objects below the cut go with their segments (expected_wal_left)
+    assert any(n.endswith(".xid") and segno_of(n) < cal.start_seg[1] for n in wal_before), \
+        sorted(wal_before)
     now = int(cal.stop[2]) + 3600 + 1
     # list shows what keeps each backup, as expire would decide at that moment
     listed = {b["id"]: b["retention"] for b in list_json(wv, r, now)["backups"]}

@@ -130,6 +130,7 @@ def test_outage_is_visible_and_nothing_lost_in_repo1(outage):
     assert any(k.startswith("backup/%s/" % outage.outage_backup) for k in keys), keys
     assert "backup/%s/backup.manifest" % outage.outage_backup in keys
     assert any(k.endswith(".rp") for k in keys), keys
+    assert any(k.endswith(".xid") for k in keys), keys
     assert any(re.search(r"\.[0-9A-F]{8}\.backup$", k) for k in keys), keys
     # repo2 alone does not reach the end: its archive stops before the outage
     assert not outage.r2_has_last

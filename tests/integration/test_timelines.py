@@ -9,9 +9,11 @@ timeline 2's history file and WAL are archived; list shows both timelines and a 
 ending at its own last commit; restore picks the timeline that holds the target (an LSN and a
 restore point of timeline 1 after the fork, --immediate on the backup's timeline, a time before
 the fork on timeline 2 that holds it too, a time after timeline 2's last commit on timeline 1);
-no target, a time on both, and a transaction id (not recorded per segment) are refused with each
-timeline's newest commit until --timeline says which; --timeline 1, current and latest; an unknown
-timeline is refused.
+no target, a time on both, and a transaction id committed on both (after the fork both assign the
+same ids) are refused with each timeline's newest commit until --timeline says which; a transaction
+id committed on timeline 1 only after the fork recovers on timeline 1 by the transaction id ranges
+wal-push records per segment, and without them (a missing or malformed range) is refused as
+before; --timeline 1, current and latest; an unknown timeline is refused.
 """
 import json
 import os
@@ -71,6 +73,11 @@ def tl(basetemp, wv):
         r.stop()
 
         time.sleep(0.6)
+        # timeline 1 commits 20 transactions of no rows first: the ids timeline 2 assigned after
+        # the fork are committed on timeline 1 too (past the segment where they part), batch 3's
+        # only there
+        s.tl1_filler = [p.sql_value("select txid_current()") for _ in range(20)]
+        time.sleep(0.3)
         b[3] = commit_batch(p, 3)
         p.switch_wal_and_wait_archived()
         s.tl1_last = last_commit_time(p)
@@ -159,12 +166,14 @@ def newest_commits(stderr):
 
 
 # Both timelines continue past their fork: no target, a time after it on both, and a transaction
-# id are refused, naming each timeline with its newest commit, and nothing is written.
+# id committed on both (timeline 2's newest id names a filler transaction on timeline 1) are
+# refused, naming each timeline with its newest commit, and nothing is written.
 GUESSES = [
     ("end", lambda s: [], "the end of the archive is on more than one timeline"),
     ("time", lambda s: ["--to", iso(mid(21, 22)(s))], "is on more than one timeline"),
-    ("xid", lambda s: ["--xid", str(s.b[3]["xid"])],
-     "may have committed on more than one timeline"),
+    ("xid", lambda s: ["--xid", str(tl2_newest_xid(s))],
+     "may have committed on more than one timeline (the transaction id ranges recorded past the "
+     "point where they part hold it on each"),
 ]
 
 
@@ -180,6 +189,86 @@ def test_refuses_to_guess_between_timelines(tl, name, args, words):
     assert abs(newest[1] - tl.tl1_last) < 2e-6 and abs(newest[2] - tl.tl2_last) < 2e-6, res.stderr
     assert "pass --timeline 2 or --timeline 1" in res.stderr, res.stderr
     assert not os.path.exists(target)
+
+
+def xid_ranges(repo, tli):
+    """{segment name: (xmin, xmax, count)} of timeline tli's ".xid" objects."""
+    out = {}
+    names = [f for _, _, files in os.walk(os.path.join(repo.path, "wal")) for f in files]
+    for n in names:
+        if re.fullmatch(r"%08X[0-9A-F]{16}\.xid" % tli, n):
+            with open(repo.object_path(n)) as f:
+                text = f.read()
+            assert re.fullmatch(r"\d+\t\d+\t\d+\n", text), (n, text)
+            out[n[:24]] = tuple(int(x) for x in text.split("\t"))
+    return out
+
+
+def tl2_newest_xid(tl):
+    return max(hi for _, hi, _ in xid_ranges(tl.repo, 2).values())
+
+
+def test_xid_ranges_recorded(tl):
+    # wal-push recorded a range beside each segment with commits, on both timelines
+    r1, r2 = xid_ranges(tl.repo, 1), xid_ranges(tl.repo, 2)
+    assert r1 and r2, (r1, r2)
+    for ranges in (r1, r2):
+        for seg, (lo, hi, n) in ranges.items():
+            assert tl.repo.has(seg), seg
+            assert lo <= hi and n >= 1, (seg, lo, hi, n)
+    assert any(lo <= tl.b[3]["xid"] <= hi for lo, hi, _ in r1.values()), r1
+    assert not any(lo <= tl.b[3]["xid"] <= hi for lo, hi, _ in r2.values()), r2
+    assert any(lo <= tl.b[21]["xid"] <= hi for lo, hi, _ in r2.values()), r2
+    # the newest id timeline 2 committed names a filler transaction on timeline 1
+    assert tl2_newest_xid(tl) in tl.tl1_filler, (r1, r2, tl.tl1_filler[:3])
+
+
+def test_xid_on_timeline_1_chosen(tl):
+    # a transaction committed on timeline 1 after the fork, while timeline 2 went on too: the
+    # recorded transaction id ranges tell, no --timeline needed
+    pg = tl.restorer.restore("xid-auto", "--xid", str(tl.b[3]["xid"]))
+    out = out_of(pg)
+    assert re.search(r"recovery_target_timeline = 1 \(.*holds transaction %d in its recorded "
+                     r"transaction id ranges" % tl.b[3]["xid"], out), out
+    assert "on timeline 1" in pg.restore_result.stdout
+    auto = open(os.path.join(pg.datadir, "postgresql.auto.conf")).read()
+    assert "recovery_target_timeline = '1'" in auto
+    assert "recovery_target_xid = '%d'" % tl.b[3]["xid"] in auto, auto
+    tl.restorer.start(pg)
+    assert batches_in(pg) == {0: 10, 1: 10, 2: 10, 3: 10}, batches_in(pg)
+    pg.stop()
+
+
+def test_xid_range_missing_asks_for_timeline(tl):
+    # a segment of timeline 2 past the fork archived without its range (as before ranges were
+    # recorded): the planner cannot tell, and asks for --timeline as before
+    seg = sorted(xid_ranges(tl.repo, 2))[-1]
+    path = tl.repo.object_path(seg + ".xid")
+    saved = open(path).read()
+    os.rename(path, path + ".away")
+    try:
+        target = os.path.join(tl.dir, "xid-unrecorded")
+        res = bb(tl.restorer.wv, tl.repo, "restore", "--pgdata", target, "--xid",
+                 str(tl.b[3]["xid"]), check=False)
+        assert res.returncode != 0, res.stdout + res.stderr
+        assert "do not tell: a range is missing" in res.stderr, res.stderr
+        assert "pass --timeline 2 or --timeline 1" in res.stderr, res.stderr
+        assert not os.path.exists(target)
+        # a malformed range counts as missing, with a warning naming it
+        with open(path, "w") as f:
+            f.write("junk\n")
+        res = bb(tl.restorer.wv, tl.repo, "restore", "--pgdata", target, "--xid",
+                 str(tl.b[3]["xid"]), check=False)
+        assert res.returncode != 0 and "do not tell: a range is missing" in res.stderr, res.stderr
+        assert re.search(r"%s\.xid.*not one line.*\(ignored" % seg, res.stderr), res.stderr
+        assert not os.path.exists(target)
+        res = bb(tl.restorer.wv, tl.repo, "verify", check=False)
+        assert res.returncode != 0, res.stdout + res.stderr
+        assert "%s.xid" % seg in res.stdout + res.stderr, res.stdout + res.stderr
+        os.unlink(path)
+    finally:
+        os.rename(path + ".away", path)
+    assert open(path).read() == saved
 
 
 def test_xid_on_timeline_1_with_timeline(tl):

@@ -63,9 +63,18 @@ typedef struct rp_def {
     uint64_t lsn;
 } rp_def;
 
+/* A segment's recorded range of committed transaction ids (its ".xid" object); a segment with
+ * commits and no entry has none recorded. */
+typedef struct xid_def {
+    uint32_t tli;
+    uint64_t segno;
+    uint32_t xmin, xmax;
+} xid_def;
+
 typedef struct world {
     run runs[MAX_RUNS];
     seg_override ov[MAX_RUNS];
+    xid_def xr[8];
     fork_def forks[3];
     backup_def backups[4];
     rp_def rps[3];
@@ -136,6 +145,36 @@ static const world fixture = {
     .forks = {{2, 1, L(3, 0x400000)}},
     .backups = {{B1, 1, L(2, 0x28), L(2, 0x100), 200, 1000}},
     .rps = {{"on_tl1", 1, L(3, 0x900000)}, {"on_tl2", 2, L(3, 0x600000)}},
+};
+
+/*
+ * The fixture's shape with transaction id ranges: timeline 2 forks inside segment 3 (both segments
+ * 3 begin with the ids 1006 .. 1010 committed before the fork); after the fork both timelines
+ * assign ids from 1011 on. xid_tl1: timeline 1 runs on to 1040 (segment 4) while timeline 2 stops
+ * at 1018 (segments 3 to 5); xid_tl2 the other way round; xid_unrecorded is xid_tl1 with timeline
+ * 2's segment 4 archived before ranges were recorded.
+ */
+#define XID_WORLD(TL1_3, TL1_4, TL2_3, TL2_4, TL2_5)                                               \
+    {                                                                                              \
+        .runs = {{1, 1, 4, 100}, {2, 3, 5, 300}},                                                  \
+        .ov = {{1, 3, 2, 310, 320}, {2, 3, 3, 310, 420}, {1, 4, 1, 510, 510}},                     \
+        .xr = {{1, 2, 990, 1005},   {1, 3, 1006, TL1_3},      {1, 4, TL1_3 + 1, TL1_4},            \
+               {2, 3, 1006, TL2_3}, {2, 4, TL2_3 + 1, TL2_4}, {2, 5, TL2_4 + 1, TL2_5}},           \
+        .forks = {{2, 1, L(3, 0x400000)}},                                                         \
+        .backups = {{B1, 1, L(2, 0x28), L(2, 0x100), 200, 1000}},                                  \
+    }
+static const world xid_tl1 = XID_WORLD(1020, 1040, 1013, 1016, 1018);
+static const world xid_tl2 = XID_WORLD(1013, 1018, 1020, 1030, 1040);
+static const world xid_unrecorded = {
+    .runs = {{1, 1, 4, 100}, {2, 3, 5, 300}},
+    .ov = {{1, 3, 2, 310, 320}, {2, 3, 3, 310, 420}, {1, 4, 1, 510, 510}},
+    .xr = {{1, 2, 990, 1005},
+           {1, 3, 1006, 1020},
+           {1, 4, 1021, 1040},
+           {2, 3, 1006, 1013},
+           {2, 5, 1017, 1018}},
+    .forks = {{2, 1, L(3, 0x400000)}},
+    .backups = {{B1, 1, L(2, 0x28), L(2, 0x100), 200, 1000}},
 };
 
 /* Two backups with no commit after the first: the WAL between them is complete, so the window
@@ -210,9 +249,25 @@ static int table_next_xid(void *arg, const wv_backup *b, uint32_t *xid, wv_err *
     return 0;
 }
 
+static int table_segment_xids(void *arg, uint32_t tli, uint64_t segno, wv_segment_commits *out,
+                              wv_err *err)
+{
+    const world *w = arg;
+    int rc = table_segment_commits(arg, tli, segno, out, err);
+    out->xid_known = 0;
+    for (int i = 0; rc == 0 && out->count > 0 && i < 8; i++)
+        if (w->xr[i].tli == tli && w->xr[i].segno == segno) {
+            out->xid_known = 1;
+            out->xid_min = w->xr[i].xmin;
+            out->xid_max = w->xr[i].xmax;
+        }
+    return rc;
+}
+
 static const wv_recovery_facts_ops table_ops = {
     .segment_commits = table_segment_commits,
     .backup_next_xid = table_next_xid,
+    .segment_xids = table_segment_xids,
 };
 
 static wv_archive_tli *tli_of(wv_archive *a, uint32_t tli)
@@ -491,9 +546,40 @@ static const row rows[] = {
      "target LSN 0/3800000 is on more than one timeline"},
     {"fixture/lsn-only-on-1", &fixture, LSN, (int64_t)L(4, 0x10), NULL, AUTO, NULL, B1, 1, NEWEST},
     {"fixture/xid", &fixture, XID, 1500, NULL, AUTO, NULL, NULL, 0,
-     "transaction 1500 may have committed on more than one timeline (transaction ids are not "
-     "recorded per segment): timeline 2 (newest commit {420}) and timeline 1 (newest commit "
-     "{510})"},
+     "transaction 1500 may have committed on more than one timeline (the transaction id ranges "
+     "recorded past the point where they part do not tell: a range is missing, or only the "
+     "segment where they part holds it on both): timeline 2 (newest commit {420}) and timeline 1 "
+     "(newest commit {510})"},
+
+    /* the same shape with transaction id ranges recorded */
+    {"xid/on-1-after-fork", &xid_tl1, XID, 1030, NULL, AUTO, NULL, B1, 1,
+     "the timeline whose WAL past the point where the timelines part holds transaction 1030 in "
+     "its recorded transaction id ranges"},
+    {"xid/on-1-in-fork-segment", &xid_tl1, XID, 1019, NULL, AUTO, NULL, B1, 1,
+     "holds transaction 1019 in its recorded"},
+    {"xid/on-2-after-fork", &xid_tl2, XID, 1035, NULL, AUTO, NULL, B1, 2,
+     "holds transaction 1035 in its recorded"},
+    {"xid/on-2-in-fork-segment", &xid_tl2, XID, 1019, NULL, AUTO, NULL, B1, 2,
+     "holds transaction 1019 in its recorded"},
+    {"xid/on-both", &xid_tl1, XID, 1015, NULL, AUTO, NULL, NULL, 0,
+     "transaction 1015 may have committed on more than one timeline (the transaction id ranges "
+     "recorded past the point where they part hold it on each: after a fork both timelines "
+     "assign the same ids): timeline 2 (newest commit {590}) and timeline 1 (newest commit {510}) "
+     "both continue past the point where they part (LSN 0/3400000)"},
+    {"xid/on-both-hint", &xid_tl1, XID, 1015, NULL, AUTO, NULL, NULL, 0,
+     "pass --timeline 2 or --timeline 1"},
+    {"xid/in-neither", &xid_tl1, XID, 2000, NULL, AUTO, NULL, NULL, 0,
+     "transaction 2000 may have committed on more than one timeline (no transaction id range "
+     "recorded past the point where they part holds it: it may have committed before): timeline 2"},
+    {"xid/before-fork-shared", &xid_tl1, XID, 1008, NULL, AUTO, NULL, NULL, 0,
+     "transaction 1008 may have committed on more than one timeline (the transaction id ranges "
+     "recorded past the point where they part do not tell"},
+    {"xid/range-missing", &xid_unrecorded, XID, 1030, NULL, AUTO, NULL, NULL, 0,
+     "transaction 1030 may have committed on more than one timeline (the transaction id ranges "
+     "recorded past the point where they part do not tell: a range is missing"},
+    {"xid/range-missing-forced", &xid_unrecorded, XID, 1030, NULL, 1, NULL, B1, 1, "--timeline 1"},
+    {"xid/time-unchanged", &xid_tl1, TIME, 415, NULL, AUTO, NULL, NULL, 0,
+     "is on more than one timeline"},
     {"fixture/xid-forced", &fixture, XID, 1500, NULL, 1, NULL, B1, 1, "--timeline 1"},
     {"fixture/name-on-1-after-fork", &fixture, NAME, 0, "on_tl1", AUTO, NULL, B1, 1, NEWEST},
     {"fixture/name-on-2", &fixture, NAME, 0, "on_tl2", AUTO, NULL, B1, 2, NEWEST},

@@ -151,6 +151,10 @@ static void expect_for(const char *seg, uint64_t upto, wv_walinfo *w)
             w->last_commit_us = x->us;
             w->last_commit_xid = x->xid;
             w->last_commit_lsn = x->end;
+            if (w->commit_count == 1 || x->xid < w->commit_xid_min)
+                w->commit_xid_min = x->xid;
+            if (w->commit_count == 1 || x->xid > w->commit_xid_max)
+                w->commit_xid_max = x->xid;
         } else {
             if (w->abort_count++ == 0)
                 w->first_abort_us = x->us;
@@ -174,6 +178,8 @@ static void check_counts(const wv_walinfo *got, const wv_walinfo *want)
     assert_true(got->last_abort_us == want->last_abort_us);
     assert_int_equal(got->last_commit_xid, want->last_commit_xid);
     assert_int_equal(got->last_commit_lsn, want->last_commit_lsn);
+    assert_int_equal(got->commit_xid_min, want->commit_xid_min);
+    assert_int_equal(got->commit_xid_max, want->commit_xid_max);
 }
 
 /* --- segments -------------------------------------------------------------------------------- */
@@ -625,6 +631,7 @@ typedef struct {
     int64_t last_us;
     int overwrite_next; /* the next page header says the record in progress was abandoned */
     int abandoned;
+    uint32_t xid; /* the records' xid; 0: 1000 */
 } synth;
 
 /* One record: header, one block reference with data of blen bytes (like a heap insert), main data.
@@ -674,7 +681,7 @@ static int synth_record(synth *s, uint8_t rmid, uint8_t info, const uint8_t *md,
     memcpy(rec + off, md, mdlen);
     off += mdlen;
 header:;
-    uint32_t tot = off, xid = 1000;
+    uint32_t tot = off, xid = s->xid ? s->xid : 1000;
     uint64_t lsn = s->start + s->pos;
     if (s->pos % 8192 == 0)
         lsn += 24;
@@ -764,6 +771,44 @@ static void make_synthetic(synth *s, uint64_t segsize)
         if (!ok)
             break;
     }
+}
+
+/* The committed xid range is kept in PostgreSQL's modulo-2^32 order: across a wraparound the
+ * minimum (4294967290) is numerically above the maximum (5). */
+static void test_commit_xid_range_wraps(void **state)
+{
+    (void)state;
+    synth s;
+    memset(&s, 0, sizeof(s));
+    s.segsize = MiB;
+    s.start = 5 * MiB;
+    s.seg = wv_xcalloc(1, MiB);
+    s.prev = s.start - 64;
+    uint16_t magic = 0xD110 /* PostgreSQL 15 */, info = 2;
+    uint32_t tli = 1, ss = (uint32_t)MiB, bs = 8192;
+    memcpy(s.seg, &magic, 2);
+    memcpy(s.seg + 2, &info, 2);
+    memcpy(s.seg + 4, &tli, 4);
+    memcpy(s.seg + 8, &s.start, 8);
+    memcpy(s.seg + 32, &ss, 4);
+    memcpy(s.seg + 36, &bs, 4);
+    s.pos = 40;
+    const uint32_t xids[] = {4294967295u, 4294967290u, 3, 5, 4};
+    const uint8_t kinds[] = {0x00, 0x00, 0x00, 0x00, 0x20}; /* the last one aborts */
+    for (int i = 0; i < 5; i++) {
+        int64_t t = 1000 + i;
+        uint8_t md[8];
+        memcpy(md, &t, 8);
+        s.xid = xids[i];
+        assert_int_equal(synth_record(&s, 1, kinds[i], md, 8, 0, 0, 0), 1);
+    }
+    wv_walinfo got;
+    read_chunked(s.seg, MiB, 7, MiB, &got);
+    assert_int_equal(got.commit_count, 4);
+    assert_int_equal(got.commit_xid_min, 4294967290u);
+    assert_int_equal(got.commit_xid_max, 5);
+    assert_int_equal(got.last_commit_xid, 5);
+    free(s.seg);
 }
 
 /* A commit whose time is too late to convert to unix time (found by fuzzing: the conversion
@@ -862,6 +907,7 @@ int main(void)
         BOTH(test_garbage),
         cmocka_unit_test(test_synthetic_16mib),
         cmocka_unit_test(test_commit_time_overflow),
+        cmocka_unit_test(test_commit_xid_range_wraps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
