@@ -124,10 +124,6 @@ for b in wal-push wal-fetch basebackup; do
 done
 
 # --- 3. the cluster, the repositories, the configurations -----------------------------------------
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 SOCK="$TMP/sock"
 DATA="$TMP/pg/data"
 PLAIN="$TMP/plain-wal"

@@ -114,17 +114,7 @@ cleanup() {
                 >/dev/null 2>&1 || true
         done
     fi
-    if [[ -n "$SSHD_PID" ]] && kill -0 "$SSHD_PID" 2>/dev/null; then
-        kill -TERM "$SSHD_PID" 2>/dev/null || true
-        wait "$SSHD_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$RGW_DIR" ]]; then
-        if ((KEEP)); then
-            "$ROOT/tests/integration/ceph/stop_rgw.sh" --keep "$RGW_DIR" >/dev/null 2>&1 || true
-        else
-            "$ROOT/tests/integration/ceph/stop_rgw.sh" "$RGW_DIR" >/dev/null 2>&1 || true
-        fi
-    fi
+    stop_peers
     say "cleanup: servers stopped"
     if ((KEEP)); then
         echo "kept $TMP" >&2
@@ -149,92 +139,15 @@ for b in wal-push wal-fetch basebackup walvault-remote; do
     [[ -x "$WV/bin/$b" ]] || die "the installation has no bin/$b"
 done
 
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # --- 3a. Ceph RADOS Gateway ------------------------------------------------------------------------
-say "starting Ceph RADOS Gateway (tests/integration/ceph/start_rgw.sh)"
-RGW_DIR="$TMP/rgw"
-run_child "$ROOT/tests/integration/ceph/start_rgw.sh" "$RGW_DIR" >"$TMP/rgw-start.out" 2>&1 \
-    || { tail -60 "$TMP/rgw-start.out" >&2; die "the RADOS Gateway did not start"; }
-S3_ENDPOINT_HTTPS="" S3_CA_FILE="" S3_ACCESS_KEY="" S3_SECRET_KEY="" S3_START_SECONDS=""
-# shellcheck disable=SC1091
-. "$RGW_DIR/s3.env"
-[[ -n "$S3_ENDPOINT_HTTPS" && -n "$S3_ACCESS_KEY" && -n "$S3_SECRET_KEY" ]] \
-    || die "start_rgw.sh wrote no S3 endpoint or credentials in $RGW_DIR/s3.env"
-S3_PORT="${S3_ENDPOINT_HTTPS##*:}"
-say "RGW up in ${S3_START_SECONDS} s: $S3_ENDPOINT_HTTPS"
-# The CA and the environment, where postgres can read them.
-install -d -o postgres -g postgres -m 700 "$TMP/secrets"
-install -m 644 "$S3_CA_FILE" "$TMP/ca.crt"
-CA="$TMP/ca.crt"
-printf '%s' "$S3_SECRET_KEY" >"$TMP/secrets/s3-secret"
-install -m 600 -o postgres -g postgres "$RGW_DIR/s3.env" "$TMP/secrets/s3.env"
-chown postgres:postgres "$TMP/secrets/s3-secret"
-chmod 600 "$TMP/secrets/s3-secret"
-RGW_PIDS="$(cat "$RGW_DIR"/run/*.pid 2>/dev/null | tr -s '\n' ',' | sed 's/,$//')"
-[[ -n "$RGW_PIDS" ]] || die "no pid files in $RGW_DIR/run"
-
-# Buckets (path style, over HTTPS with the CA), with the project's own SigV4 client.
-install -m 644 "$ROOT/tests/integration/s3_server.py" "$TMP/s3_server.py"
 install -m 644 "$HERE/bench_offsite_measure.py" "$TMP/bench_offsite_measure.py"
-BUCKETS=(wv-wal wv-backup pgbackrest)
-"$PY" - "$TMP" "$S3_ENDPOINT_HTTPS" "$S3_ACCESS_KEY" "$S3_SECRET_KEY" "$CA" "${BUCKETS[@]}" <<'EOF' \
-    || die "could not create the buckets"
-import sys
-sys.path.insert(0, sys.argv[1])
-from s3_server import S3Client
-c = S3Client(sys.argv[2], sys.argv[3], sys.argv[4], "default", sys.argv[5])
-for b in sys.argv[6:]:
-    c.create_bucket(b)
-EOF
+start_rgw wv-wal wv-backup pgbackrest
 
 # --- 3b. sshd on loopback ---------------------------------------------------------------------------
-say "starting sshd on loopback"
-SSHDIR="$TMP/sshd"
-install -d -m 755 "$SSHDIR"
-ssh-keygen -q -t ed25519 -N "" -C bench-offsite-host -f "$SSHDIR/host_ed25519"
-ssh-keygen -q -t ed25519 -N "" -C postgres@bench-offsite -f "$SSHDIR/id_ed25519"
-chown postgres:postgres "$SSHDIR/id_ed25519" "$SSHDIR/id_ed25519.pub"
-install -m 644 "$SSHDIR/id_ed25519.pub" "$SSHDIR/authorized_keys"
-SSH_PORT="$(free_port)"
-echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1-2 "$SSHDIR/host_ed25519.pub")" >"$SSHDIR/known_hosts"
-chmod 644 "$SSHDIR/known_hosts"
-cat >"$SSHDIR/sshd_config" <<EOF
-Port $SSH_PORT
-ListenAddress 127.0.0.1
-HostKey $SSHDIR/host_ed25519
-PidFile $SSHDIR/sshd.pid
-UsePAM yes
-StrictModes no
-AuthorizedKeysFile $SSHDIR/authorized_keys
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin no
-AllowUsers postgres
-AllowTcpForwarding no
-X11Forwarding no
-PrintMotd no
-LogLevel ERROR
-EOF
-install -d -m 755 /run/sshd
-"$SSHD" -D -e -f "$SSHDIR/sshd_config" >"$SSHDIR/sshd.log" 2>&1 &
-SSHD_PID=$!
-for ((i = 0; i < 150; i++)); do
-    kill -0 "$SSHD_PID" 2>/dev/null || { cat "$SSHDIR/sshd.log" >&2; die "sshd exited"; }
-    (exec 3<>"/dev/tcp/127.0.0.1/$SSH_PORT") 2>/dev/null && break
-    sleep 0.1
-done
-((i < 150)) || die "sshd does not listen on 127.0.0.1:$SSH_PORT"
+start_sshd bench-offsite
 install -d -o postgres -g postgres -m 700 "$TMP/ssh-repo-wal" "$TMP/ssh-repo-backup" \
     "$TMP/ssh-repo-wal-mux" "$TMP/cm"
 CMDIR="$TMP/cm"   # OpenSSH connection sharing for the "shared connection" method
-as_pg ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$SSHDIR/known_hosts" \
-    -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes -i "$SSHDIR/id_ed25519" -p "$SSH_PORT" \
-    -l postgres 127.0.0.1 true >/dev/null 2>"$SSHDIR/probe.err" \
-    || { cat "$SSHDIR/probe.err" "$SSHDIR/sshd.log" >&2; die "ssh to postgres@127.0.0.1:$SSH_PORT failed"; }
 
 # --- 4. cluster, WAL, database ------------------------------------------------------------------------
 SOCK="$TMP/sock"

@@ -120,10 +120,6 @@ for b in wal-push wal-fetch; do
     install -m 755 "$f" "$TMP/bin/$b"
 done
 
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # start_cluster NAME SEGSIZE_MB -> sets PGDATA_DIR, PGPORT_NUM; archived segments land in $TMP/NAME-segs
 start_cluster() {
     local name="$1" segsize="$2"
