@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/bytes.h"
+
 unsigned wv_prefetch_depth(uint64_t fetch_ahead, uint64_t segsize)
 {
     if (fetch_ahead == 0 || segsize == 0)
@@ -78,15 +80,6 @@ int wv_prefetch_rec_format(const wv_prefetch_rec *rec, char *out, size_t outlen)
     return n;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 int wv_prefetch_rec_parse(const char *text, wv_prefetch_rec *out, wv_err *err)
 {
     wv_prefetch_rec r;
@@ -102,8 +95,8 @@ int wv_prefetch_rec_parse(const char *text, wv_prefetch_rec *out, wv_err *err)
                           text);
     if (strlen(hex) != 64 || r.tli == 0 || r.repo_index < 1)
         return wv_err_set(err, WV_ECORRUPT, "prefetch record \"%.60s\" holds a bad field", text);
-    for (int i = 0; i < 32; i++)
-        r.sha256[i] = (uint8_t)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+    if (wv_hex_decode(hex, r.sha256, 32) != 0)
+        return wv_err_set(err, WV_ECORRUPT, "prefetch record \"%.60s\" holds a bad field", text);
     memcpy(r.boot_id, boot, sizeof(boot));
     *out = r;
     return 0;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/bytes.h"
 #include "core/fileio.h"
 #include "pg/walname.h"
 
@@ -77,31 +78,6 @@ int wv_spool_file_equal(const wv_spool_file *a, const wv_spool_file *b)
            a->mtime_ns == b->mtime_ns && a->ctime_s == b->ctime_s && a->ctime_ns == b->ctime_ns;
 }
 
-static void hex32(const uint8_t sha[32], char out[65])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = digits[sha[i] >> 4];
-        out[2 * i + 1] = digits[sha[i] & 15];
-    }
-    out[64] = '\0';
-}
-
-static int unhex32(const char *s, uint8_t sha[32])
-{
-    for (int i = 0; i < 64; i++) {
-        char c = s[i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (v < 0)
-            return -1;
-        if (i % 2 == 0)
-            sha[i / 2] = (uint8_t)(v << 4);
-        else
-            sha[i / 2] |= (uint8_t)v;
-    }
-    return 0;
-}
-
 /* A message on one line: newlines (none are expected) become spaces. */
 static void append_line(wv_buf *out, const char *s)
 {
@@ -113,7 +89,7 @@ static void append_line(wv_buf *out, const char *s)
 void wv_spool_record_format(const wv_spool_record *r, wv_buf *out)
 {
     char hex[65];
-    hex32(r->sha256, hex);
+    wv_hex_encode(r->sha256, 32, hex);
     wv_buf_append_str(out, RECORD_MAGIC);
     if (r->ok) {
         wv_buf_printf(out, "ok %s %" PRIu64 "\n", hex, r->size);
@@ -217,7 +193,7 @@ int wv_spool_record_parse(const char *data, size_t len, const char *what, wv_spo
     else if (!(wlen == 5 && memcmp(line, "error", 5) == 0))
         goto bad;
     char *hex = sp + 1;
-    if (strlen(hex) < 66 || hex[64] != ' ' || unhex32(hex, r->sha256) != 0)
+    if (strlen(hex) < 66 || hex[64] != ' ' || wv_hex_decode(hex, r->sha256, 32) != 0)
         goto bad;
     char *num = hex + 65, *q = num;
     if (*q < '0' || *q > '9')
