@@ -1084,8 +1084,12 @@ static int submit_chunked(restore_ctx *c, const wv_manifest_entry *e, wv_err *er
     f->mtime = e->mtime;
     memcpy(f->sha256, e->sha256, 32);
     f->cf = (confined_file){.dfd = -1, .fd = -1};
-    if (c->o->delta)
-        return wv_parallel_submit(c->par, chunked_delta_run, chunked_delta_done, f, err);
+    if (c->o->delta) {
+        int drc = wv_parallel_submit(c->par, chunked_delta_run, chunked_delta_done, f, err);
+        if (drc < 0) /* not submitted: done will not run */
+            chunked_free(f);
+        return drc;
+    }
     int rc = chunked_open(f, err);
     if (rc != 0) {
         confined_finish(c, &f->cf, f->mode, f->mtime, rc, err);
@@ -1130,7 +1134,13 @@ static int pass_files(void *arg, const wv_manifest_entry *e, wv_err *err)
     j->size = e->size;
     j->mode = e->mode;
     j->mtime = e->mtime;
-    return wv_parallel_submit(c->par, file_job_run, file_job_done, j, err);
+    int rc = wv_parallel_submit(c->par, file_job_run, file_job_done, j, err);
+    if (rc < 0) { /* not submitted (a job failed already): done will not run */
+        free(j->key);
+        free(j->path);
+        free(j);
+    }
+    return rc;
 }
 
 static int cmp_kept(const void *a, const void *b)

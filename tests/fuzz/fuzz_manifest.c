@@ -88,7 +88,9 @@ static int same_str(const char *a, const char *b)
 
 static void check_same_header(const wv_manifest_header *a, const wv_manifest_header *b)
 {
-    FZ_CHECK(a->version <= WV_MANIFEST_VERSION && b->version == WV_MANIFEST_VERSION,
+    /* the writer uses version 3 only for a manifest with chunked files, 2 otherwise */
+    FZ_CHECK(a->version <= WV_MANIFEST_VERSION && b->version >= 2 &&
+                 b->version <= WV_MANIFEST_VERSION,
              "versions %d, %d", a->version, b->version);
     FZ_CHECK(strcmp(a->id, b->id) == 0 && same_str(a->label, b->label) && a->keep == b->keep &&
                  same_str(a->created_by, b->created_by) && a->system_id == b->system_id &&

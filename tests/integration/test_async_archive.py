@@ -107,7 +107,10 @@ def test_pgbench_every_archived_segment_fetches_identically(wv, workdir, pg_fact
     pg.pgbench("-T", "8", "-c", "2", "-n")
     last, stats = wait_all_archived(pg)
     assert stats["failed_count"] == 0, stats
-    assert pusher_pid(repo, pg), "no background pusher runs"
+    # a pusher ran (it may have exited idle since, on a slow or sanitizer build): its lock file
+    # names it
+    with open(os.path.join(spool_dir(repo, pg), "archive", "pusher.lock")) as f:
+        assert int(f.readline()) > 1, "no background pusher ran"
     names = archived_names(pg)
     segs = [n for n in names if SEG.match(n)]
     assert len(segs) >= 20, "too few segments to be a test: %d" % len(segs)
