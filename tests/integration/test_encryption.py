@@ -1,0 +1,861 @@
+"""Encryption at rest (docs/encryption.md) against real servers: PostgreSQL 15 archiving with
+wal-push, walvault backups and point-in-time restores, into posix directories, S3 buckets (Ceph
+RGW) and a backup server over SSH.
+
+The module's cluster (one, 1 MiB segments) archives through one archive_command that runs wal-push
+for four configurations in turn: symmetric (encrypt_key_file, 32 random bytes) into a posix, an
+ssh and an S3 repository at once; public-key (encrypt_public_key_file only, the database host of
+the docs) into three more; a passphrase key file (scrypt) into a posix one; and a plain posix
+repository, the control. A marker string lives in a table and in a restore point's name. Each
+configuration takes a backup; then two batches of rows, and each encrypted repository is restored
+on its own (a configuration naming that repository alone, with the private key for public-key
+mode) to a time between the batches and started: exactly batch 0 and 1, and the marker row.
+
+Then: the marker, the key material and the passphrase are in no byte of any file or object of an
+encrypted repository, while the marker is in the plain one (wal, backup and restore-point
+objects: the grep can fail); a public-key-only host writes but cannot read ("needs the private
+key", wal-fetch exit 128, restore and verify exit 19); one wal-push into three encrypted
+repositories gives each its own key record, and each serves the segment alone; an object of
+another repository under the same name and key file is refused.
+
+A second, small cluster (its own xdist group: it runs beside the first) archives into a symmetric
+posix repository and a plain one and takes two backups. Its cases each take a copy of a repository:
+every configuration mistake has its own one-line message and exit code (wrong key, missing key
+file, mode 0644, plain configuration on an encrypted repository and the reverse, the wrong mode),
+and every tampering is refused by wal-fetch or restore and reported by verify, with nothing
+partial left at the destination: an object under another segment's name, a 64 KiB chunk swapped
+between two segments, truncations and extensions (plain, and at a chunk boundary with the
+trailer rewritten as a careful forger would), a manifest of another backup in a backup's place.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import struct
+import time
+import uuid
+
+import pytest
+
+from s3_server import s3_server  # noqa: F401 - fixture
+from ssh_server import remote_helper, ssh_server  # noqa: F401 - fixtures
+from test_offsite import Conf, new_bucket, no_uploads_left, posix_section, s3_section
+from test_restore_pitr import Restorer, bb, commit_batch, module_dir, take_backup, utc
+from utils import Postgres, chown_pg, make_pg_dir, read_bytes, run, tree_files
+
+pytestmark = pytest.mark.xdist_group("encryption")
+TAMPER_GROUP = pytest.mark.xdist_group("encryption-tamper")
+
+FETCH_ABORT = 128  # wal-fetch in archive recovery: PostgreSQL stops instead of promoting
+EXIT_CONFIG, EXIT_CORRUPT, EXIT_REFUSED, EXIT_KEY, EXIT_PRIVKEY = 3, 5, 13, 15, 19
+
+OBJ_MAGIC = b"\x89WVOBJ\r\n"
+TRAILER = 128
+META = 164  # the metadata block at the end of a version-3 payload (objfmt.h)
+SEALED_CHUNK = 64 * 1024 + 16  # a 64 KiB chunk and its GCM tag (crypt.h)
+PASSPHRASE = "correct horse battery staple, for walvault tests"
+
+
+# --- keys and configurations --------------------------------------------------------------------
+
+def key_file(path, data, mode=0o600):
+    with open(path, "wb") as f:
+        f.write(data)
+    chown_pg(path)
+    os.chmod(path, mode)
+    return path
+
+
+def x25519_pair(d, name):
+    """(private PEM path, public PEM path), made with openssl as docs/encryption.md says."""
+    priv = os.path.join(d, name + ".pem")
+    pub = os.path.join(d, name + ".pub")
+    run(["openssl", "genpkey", "-algorithm", "X25519", "-out", priv], as_postgres=False)
+    run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], as_postgres=False)
+    for p in (priv, pub):
+        chown_pg(p)
+        os.chmod(p, 0o600)
+    return priv, pub
+
+
+def enc_global(compress="none", key=None, public=None, private=None):
+    g = "[global]\nprocess_max = 8\ncompress = %s\n" % compress
+    for k, v in (("encrypt_key_file", key), ("encrypt_public_key_file", public),
+                 ("encrypt_private_key_file", private)):
+        if v:
+            g += "%s = %s\n" % (k, v)
+    return g
+
+
+def pem_body(path):
+    """The base64 line of a PEM file (what a leak of the key would contain)."""
+    lines = [ln for ln in open(path).read().splitlines() if ln and not ln.startswith("-----")]
+    assert lines, path
+    return "".join(lines).encode()
+
+
+def chained_archive_command(wv, confs):
+    return " && ".join(wv.archive_command(c.config) for c in confs)
+
+
+# --- reading what a repository holds --------------------------------------------------------------
+
+def posix_contents(root):
+    """{relative path: bytes} of every file below root (temporary files too: they are bytes the
+    repository holds)."""
+    return {rel: read_bytes(os.path.join(root, rel)) for rel in sorted(tree_files(root))}
+
+
+def s3_contents(s3, bucket, prefix="pg/"):
+    c = s3.client()
+    return {o["key"][len(prefix):]: c.get_object(bucket, o["key"])
+            for o in c.list_objects(bucket, prefix)}
+
+
+def holding(contents, needle):
+    return sorted(k for k, v in contents.items() if needle in v)
+
+
+def object_version(data):
+    assert data[:8] == OBJ_MAGIC, data[:16]
+    return struct.unpack_from("<H", data, 8)[0]
+
+
+def is_sidecar_text(key):
+    """Objects that stay raw on purpose: repository info and key records, keep flags."""
+    return key == "walvault.repo" or key.startswith("keys/") or key.endswith("/keep")
+
+
+def wal_key(name):
+    if name.endswith(".history"):
+        return "wal/history/" + name
+    return "wal/%s/%s" % (name[:16], name)
+
+
+def error_lines(text):
+    return [ln for ln in text.splitlines() if "error:" in ln and "hint:" not in ln]
+
+
+def no_secret_in(text, *secrets):
+    for s in secrets:
+        assert s not in text, "a secret appears in the output:\n" + text
+
+
+# --- the module's cluster ---------------------------------------------------------------------------
+
+class State:
+    pass
+
+
+STORES = ("posix", "ssh", "s3")
+
+
+@pytest.fixture(scope="module")
+def enc(basetemp, wv, s3_server, ssh_server, remote_helper):  # noqa: F811
+    d = module_dir(basetemp, "encryption")
+    s = State()
+    s.dir = d
+    kd = make_pg_dir(os.path.join(d, "keys"), 0o700)
+    s.sym_material = os.urandom(32)
+    s.sym_key = key_file(os.path.join(kd, "sym.key"), s.sym_material)
+    s.pass_key = key_file(os.path.join(kd, "pass.key"), (PASSPHRASE + "\n").encode())
+    s.priv, s.pub = x25519_pair(kd, "repo")
+    s.buckets = {"sym": new_bucket(s3_server), "pub": new_bucket(s3_server)}
+    s.paths = {}
+    sections = {}
+    for mode in ("sym", "pub"):
+        s.paths[mode, "posix"] = make_pg_dir(os.path.join(d, "%s-posix" % mode))
+        s.paths[mode, "ssh"] = make_pg_dir(os.path.join(d, "%s-ssh" % mode), 0o750)
+        for i, store in enumerate(STORES, start=1):
+            if store == "posix":
+                sec = lambda n, p=s.paths[mode, "posix"]: posix_section(p, n)  # noqa: E731
+            elif store == "ssh":
+                sec = lambda n, p=s.paths[mode, "ssh"]: ssh_server.repo_section(  # noqa: E731
+                    p, remote_helper, n)
+            else:
+                sec = lambda n, b=s.buckets[mode]: s3_section(s3_server, b, d, n)  # noqa: E731
+            sections[mode, store] = sec
+    s.paths["pass", "posix"] = make_pg_dir(os.path.join(d, "pass-posix"))
+    s.paths["plain", "posix"] = make_pg_dir(os.path.join(d, "plain-posix"))
+
+    def conf(name, glob, secs):
+        return Conf(os.path.join(d, name + ".conf"), secs, glob)
+
+    g_sym = enc_global(key=s.sym_key)
+    g_pub = enc_global(public=s.pub)       # the database host: the public key only
+    g_priv = enc_global(private=s.priv)    # the restore host: the private key only
+    # writers
+    s.sym_all = conf("sym-all", g_sym, [sections["sym", st](i) for i, st in
+                                        enumerate(STORES, start=1)])
+    s.pub_all = conf("pub-all", g_pub, [sections["pub", st](i) for i, st in
+                                        enumerate(STORES, start=1)])
+    s.pass_conf = conf("pass", enc_global(compress="lz4", key=s.pass_key),
+                       [posix_section(s.paths["pass", "posix"], 1)])
+    s.plain = conf("plain", enc_global(), [posix_section(s.paths["plain", "posix"], 1)])
+    # readers of one repository each
+    s.read = {("pass", "posix"): s.pass_conf}
+    for st in STORES:
+        s.read["sym", st] = conf("sym-" + st, g_sym, [sections["sym", st](1)])
+        s.read["pub", st] = conf("priv-" + st, g_priv, [sections["pub", st](1)])
+    s.marker = "wvmarker" + uuid.uuid4().hex
+    s.rp_name = s.marker + "-restore-point"
+
+    pg = Postgres(d, "primary").initdb(wal_segsize=1)
+    pg.conf(archive_mode="on",
+            archive_command=chained_archive_command(wv, [s.sym_all, s.pub_all, s.pass_conf,
+                                                         s.plain]),
+            archive_timeout=0, track_commit_timestamp="on", autovacuum="off",
+            max_wal_size="64MB")
+    s.primary = pg
+    s.restorers = []
+    ok = False
+    try:
+        pg.start()
+        pg.sql("create table t (batch int, id int, at timestamptz default clock_timestamp())")
+        pg.sql("create table m (x text)")
+        pg.sql("insert into m values (%s)", (s.marker,))
+        pg.sql("select pg_create_restore_point(%s)", (s.rp_name,))
+        commit_batch(pg, 0)
+        pg.switch_wal_and_wait_archived()
+        s.backups = {}
+        for name, c in (("sym", s.sym_all), ("pub", s.pub_all), ("pass", s.pass_conf),
+                        ("plain", s.plain)):
+            s.backups[name] = take_backup(wv, c, pg)
+        time.sleep(1.1)  # the window starts after the last backup's STOP TIME (whole seconds)
+        b1 = commit_batch(pg, 1)
+        time.sleep(0.2)
+        b2 = commit_batch(pg, 2)
+        s.last_segment = pg.switch_wal_and_wait_archived()
+        s.target = utc((b1["commit"] + b2["commit"]) / 2).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        s.stats = pg.archiver_stats()
+        assert s.stats["failed_count"] == 0, pg.log()[-4000:]
+        pg.stop()
+        s.log = pg.log()
+        ok = True
+        yield s
+    finally:
+        for r in s.restorers:
+            r.cleanup(dump=not ok)
+        if not ok:
+            print("\n----- primary log -----\n%s" % pg.log()[-20000:])
+        pg.cleanup()
+        for b in s.buckets.values():
+            s3_server.remove_bucket(b)
+        if not os.environ.get("WALVAULT_KEEP"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def restorer(enc, wv, conf):
+    r = Restorer(wv, conf, enc.dir)
+    enc.restorers.append(r)
+    return r
+
+
+def contents_of(enc, s3, mode, store):
+    if store == "s3":
+        return s3_contents(s3, enc.buckets[mode])
+    return posix_contents(enc.paths[mode, store])
+
+
+# --- 1. the archive -> backup -> PITR cycle, each mode on each store ---------------------------------
+
+CYCLES = [("sym", "posix"), ("sym", "ssh"), ("sym", "s3"), ("pub", "posix"), ("pub", "ssh"),
+          ("pub", "s3"), ("pass", "posix")]
+
+
+@pytest.mark.parametrize("mode, store", CYCLES, ids=["%s-%s" % c for c in CYCLES])
+def test_pitr_cycle(enc, wv, mode, store):
+    conf = enc.read[mode, store]
+    r = restorer(enc, wv, conf)
+    pg = r.restore_and_start("%s-%s" % (mode, store), "--to", enc.target)
+    rows = {b: n for b, n in pg.sql("select batch, count(*) from t group by batch")}
+    assert rows == {0: 10, 1: 10}, rows
+    assert pg.sql_value("select x from m") == enc.marker
+    out = pg.restore_result.stdout + pg.restore_result.stderr
+    assert enc.backups[mode] in out, out
+    no_secret_in(out, enc.sym_material.hex(), PASSPHRASE, pem_body(enc.priv).decode())
+    # the WAL came through this repository's wal-fetch (the configuration names it alone)
+    auto = open(os.path.join(pg.datadir, "postgresql.auto.conf")).read()
+    assert os.path.realpath(conf.config) in auto, auto
+    log = pg.log_since_start()
+    assert re.search(r'restored log file "[0-9A-F]{24}" from archive', log), log[-3000:]
+    assert "recovery stopping before commit" in log, log[-3000:]
+    pg.stop()
+
+
+def test_every_object_is_encrypted(enc, s3_server):  # noqa: F811
+    """Each encrypted repository holds a key record, and every WAL, restore-point and backup
+    object in it is a version-3 (encrypted) object; the plain one holds version 2 and no record."""
+    for mode in ("sym", "pub", "pass"):
+        for store in (STORES if mode != "pass" else ("posix",)):
+            c = contents_of(enc, s3_server, mode, store)
+            where = "%s-%s" % (mode, store)
+            assert "walvault.repo" in c, (where, sorted(c)[:20])
+            assert [k for k in c if re.match(r"^keys/[0-9a-f]{8}$", k)], (where, sorted(c)[:20])
+            objs = [k for k in c if (k.startswith("wal/") or k.startswith("backup/"))
+                    and not is_sidecar_text(k) and ".wvtmp-" not in k]
+            assert any(k.endswith(".rp") for k in objs), (where, objs)
+            assert any(k.endswith("/backup.manifest") for k in objs), (where, objs)
+            bad = [k for k in objs if c[k][:8] != OBJ_MAGIC or object_version(c[k]) != 3]
+            assert bad == [], (where, bad)
+    c = posix_contents(enc.paths["plain", "posix"])
+    assert not [k for k in c if k.startswith("keys/")]
+    segs = [k for k in c if re.match(r"^wal/[0-9A-F]{16}/[0-9A-F]{24}$", k)]
+    assert segs and all(object_version(c[k]) == 2 for k in segs)
+
+
+# --- 2. the marker, the key and the passphrase are in no byte of an encrypted repository -------
+
+def test_marker_in_no_encrypted_byte(enc, s3_server):  # noqa: F811
+    marker = enc.marker.encode()
+    # control: the plain repository (compress = none) shows the marker in WAL, in the backup and
+    # in the restore point's sidecar, so the grep below can fail
+    plain = posix_contents(enc.paths["plain", "posix"])
+    found = holding(plain, marker)
+    assert any(k.startswith("wal/") and re.search(r"/[0-9A-F]{24}$", k) for k in found), found
+    assert any(k.startswith("backup/%s/" % enc.backups["plain"]) for k in found), found
+    assert any(k.endswith(".rp") for k in found), found
+
+    secrets = [marker, enc.sym_material, enc.sym_material.hex().encode(), PASSPHRASE.encode(),
+               pem_body(enc.priv)]
+    checked = 0
+    for mode in ("sym", "pub", "pass"):
+        for store in (STORES if mode != "pass" else ("posix",)):
+            c = contents_of(enc, s3_server, mode, store)
+            assert sum(len(v) for v in c.values()) > 8 * 1024 * 1024, (mode, store)
+            for s in secrets:
+                assert holding(c, s) == [], (mode, store, s[:12])
+            checked += len(c)
+    assert checked > 100, checked
+    # nor in any log: the primary's (wal-push's messages) and the restored servers'
+    logs = enc.log + "".join(pg.log() for r in enc.restorers for pg in r.servers)
+    for s in (enc.sym_material.hex(), PASSPHRASE, pem_body(enc.priv).decode()):
+        assert s not in logs
+
+
+# --- 3. a public-key-only host writes, and cannot read ----------------------------------------------
+
+def test_public_key_host_writes_but_cannot_read(enc, wv):
+    # it archived every segment and took a backup (the fixture), into all three stores
+    assert enc.stats["failed_count"] == 0
+    assert enc.backups["pub"]
+    d = make_pg_dir(os.path.join(enc.dir, "pub-only"), 0o755)
+    pg_wal = make_pg_dir(os.path.join(d, "pg_wal"))
+    dest = os.path.join(pg_wal, "RECOVERYXLOG")
+    r = wv.fetch(enc.last_segment, dest, config=enc.pub_all.config, cwd=d)
+    assert r.returncode == FETCH_ABORT, (r.returncode, r.stderr)
+    assert "needs the private key" in r.stderr, r.stderr
+    assert "encrypt_private_key_file" in r.stderr, r.stderr
+    assert os.listdir(pg_wal) == []
+
+    target = os.path.join(d, "target")
+    r = bb(wv, enc.pub_all, "restore", "--pgdata", target, "--to", enc.target, check=False)
+    assert r.returncode == EXIT_PRIVKEY, (r.returncode, r.stdout, r.stderr)
+    assert "needs the private key" in r.stderr, r.stderr
+    assert not os.path.exists(target)
+
+    r = bb(wv, enc.pub_all, "verify", "--repo", "1", check=False)
+    assert r.returncode == EXIT_PRIVKEY, (r.returncode, r.stdout, r.stderr)
+    assert "needs the private key" in r.stderr, r.stderr
+
+    # the same segment with the private key (the restore host)
+    r = wv.fetch(enc.last_segment, dest, config=enc.read["pub", "posix"].config, cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert os.path.getsize(dest) == 1024 * 1024
+
+
+# --- 6. one wal-push into three encrypted repositories; each serves alone -----------------------------
+
+def test_one_push_three_repositories_each_its_own_keys(enc, wv, s3_server):  # noqa: F811
+    d = make_pg_dir(os.path.join(enc.dir, "each"), 0o755)
+    pg_wal = make_pg_dir(os.path.join(d, "pg_wal"))
+    r = wv.fetch(enc.last_segment, os.path.join(pg_wal, "plain"), config=enc.plain.config, cwd=d)
+    assert r.returncode == 0, r.stderr
+    want = read_bytes(os.path.join(pg_wal, "plain"))
+    records, objects = {}, {}
+    for store in STORES:
+        dest = os.path.join(pg_wal, store)
+        r = wv.fetch(enc.last_segment, dest, config=enc.read["sym", store].config, cwd=d)
+        assert r.returncode == 0, (store, r.stderr)
+        assert read_bytes(dest) == want, store
+        c = contents_of(enc, s3_server, "sym", store)
+        records[store] = c["keys/00000001"]
+        objects[store] = c[wal_key(enc.last_segment)]
+    # every repository has its own data key: different records, different objects
+    assert len(set(records.values())) == 3
+    assert len(set(objects.values())) == 3
+    no_uploads_left(s3_server, enc.buckets["sym"])
+
+    # the posix repository's object under the same name in (a copy of) the ssh one: the same key
+    # file opens both, but not each other's objects
+    copy = os.path.join(d, "ssh-copy")
+    shutil.copytree(enc.paths["sym", "ssh"], copy)
+    for dd, dirs, files in os.walk(copy):
+        for x in dirs + files:
+            chown_pg(os.path.join(dd, x))
+    chown_pg(copy)
+    key = wal_key(enc.last_segment)
+    shutil.copyfile(os.path.join(enc.paths["sym", "posix"], key), os.path.join(copy, key))
+    conf = Conf(os.path.join(d, "copy.conf"), [posix_section(copy, 1)], enc_global(key=enc.sym_key))
+    dest = os.path.join(pg_wal, "RECOVERYXLOG")
+    r = wv.fetch(enc.last_segment, dest, config=conf.config, cwd=d)
+    assert r.returncode == FETCH_ABORT, (r.returncode, r.stderr)
+    assert "repo1: " in r.stderr and key in r.stderr, r.stderr
+    assert not os.path.exists(dest)
+
+
+# ====================================================================================================
+# The second cluster: configuration mistakes and tampering, on copies of posix repositories.
+
+@pytest.fixture(scope="module")
+def tamper(basetemp, wv):
+    d = module_dir(basetemp, "enc-tamper")
+    s = State()
+    s.dir = d
+    kd = make_pg_dir(os.path.join(d, "keys"), 0o700)
+    s.material = os.urandom(32)
+    s.key = key_file(os.path.join(kd, "sym.key"), s.material)
+    s.repo = make_pg_dir(os.path.join(d, "repo"))
+    s.plain_repo = make_pg_dir(os.path.join(d, "plain"))
+    s.conf = Conf(os.path.join(d, "sym.conf"), [posix_section(s.repo, 1)], enc_global(key=s.key))
+    s.plain_conf = Conf(os.path.join(d, "plain.conf"), [posix_section(s.plain_repo, 1)],
+                        enc_global())
+    pg = Postgres(d, "primary").initdb(wal_segsize=1)
+    pg.conf(archive_mode="on", archive_command=chained_archive_command(wv, [s.conf, s.plain_conf]),
+            autovacuum="off", max_wal_size="64MB")
+    try:
+        pg.start()
+        # a table of more than 1 MiB: a backup file of its own, of many chunks
+        pg.sql("create table big as select g, md5(g::text) || md5((g * 7)::text) as m "
+               "from generate_series(1, 40000) g")
+        pg.switch_wal_and_wait_archived()
+        s.b1 = take_backup(wv, s.conf, pg)
+        pg.sql("insert into big select g, md5(g::text) from generate_series(1, 20000) g")
+        s.b2 = take_backup(wv, s.conf, pg)
+        pg.sql("insert into big select g, md5(g::text) from generate_series(1, 20000) g")
+        pg.switch_wal_and_wait_archived()
+        assert pg.archiver_stats()["failed_count"] == 0, pg.log()[-3000:]
+        s.sysid = pg.system_identifier()
+        pg.stop()
+        s.keys = sorted(tree_files(s.repo))
+        s.segments = sorted(os.path.basename(k) for k in s.keys
+                            if re.match(r"^wal/[0-9A-F]{16}/[0-9A-F]{24}$", k))
+        assert len(s.segments) >= 4, s.segments
+        yield s
+    except BaseException:
+        print("\n----- primary log -----\n%s" % pg.log()[-20000:])
+        raise
+    finally:
+        pg.cleanup()
+        if not os.environ.get("WALVAULT_KEEP"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+_n = [0]
+
+
+class Case:
+    """A copy of a repository of the tamper cluster (as [repo1]) with its own configuration."""
+
+    def __init__(self, t, src, glob):
+        _n[0] += 1
+        self.dir = make_pg_dir(os.path.join(t.dir, "case%d" % _n[0]), 0o755)
+        self.repo = os.path.join(self.dir, "repo")
+        shutil.copytree(src, self.repo, symlinks=True)
+        for dd, dirs, files in os.walk(self.repo):
+            for x in dirs + files:
+                chown_pg(os.path.join(dd, x))
+        chown_pg(self.repo)
+        self.conf = Conf(os.path.join(self.dir, "walvault.conf"), [posix_section(self.repo, 1)],
+                         glob)
+        self.config = self.conf.config
+        self.pg_wal = make_pg_dir(os.path.join(self.dir, "pg_wal"))
+        self.target = os.path.join(self.dir, "target")
+
+    def p(self, key):
+        return os.path.join(self.repo, key)
+
+    def remove(self):
+        if not os.environ.get("WALVAULT_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cases(tamper):
+    made = []
+
+    def make(src=None, glob=None):
+        c = Case(tamper, src or tamper.repo, enc_global(key=tamper.key) if glob is None else glob)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.remove()
+
+
+def snapshot(root):
+    out = {}
+    for dd, dirs, files in os.walk(root):
+        for x in dirs + files:
+            path = os.path.join(dd, x)
+            st = os.lstat(path)
+            digest = None
+            if os.path.isfile(path) and not os.path.islink(path):
+                digest = hashlib.sha256(read_bytes(path)).hexdigest()
+            out[os.path.relpath(path, root)] = (st.st_mode, digest)
+    return out
+
+
+def segment_file(wv, t, c, name):
+    """The archived segment `name` as a file in the case's directory (from the plain
+    repository): something to wal-push."""
+    dest = os.path.join(c.dir, name)
+    r = wv.fetch(name, dest, config=t.plain_conf.config, cwd=c.dir)
+    assert r.returncode == 0, r.stderr
+    chown_pg(dest)
+    return dest
+
+
+# --- 4. configuration mistakes: each its own message ---------------------------------------------------
+
+@TAMPER_GROUP
+def test_wrong_key(tamper, wv, cases):
+    c = cases()
+    seg = tamper.segments[-1]
+    plain = segment_file(wv, tamper, c, seg)
+    other = os.urandom(32)
+    kf = key_file(os.path.join(c.dir, "other.key"), other)
+    c.conf = Conf(c.config, [posix_section(c.repo, 1)], enc_global(key=kf))
+    before = snapshot(c.repo)
+    for argv, code in ((wv.cmd("wal-push", plain, config=c.config), EXIT_KEY),
+                       (wv.cmd("wal-fetch", seg, os.path.join(c.pg_wal, "X"), config=c.config),
+                        FETCH_ABORT),
+                       (wv.cmd("basebackup", "list", config=c.config), EXIT_KEY)):
+        r = run(argv, check=False, cwd=c.dir)
+        assert r.returncode == code, (argv, r.returncode, r.stderr)
+        assert "repo1: wrong encryption key for this repository" in r.stderr, r.stderr
+        assert len([ln for ln in error_lines(r.stderr) if "wrong encryption key" in ln]) == 1
+        no_secret_in(r.stderr + r.stdout, other.hex(), tamper.material.hex())
+    assert os.listdir(c.pg_wal) == []
+    assert snapshot(c.repo) == before
+
+
+@TAMPER_GROUP
+def test_key_file_missing(tamper, wv, cases):
+    missing = os.path.join(tamper.dir, "keys", "no-such.key")
+    c = cases(glob=enc_global(key=missing))
+    before = snapshot(c.repo)
+    for argv, code in ((wv.cmd("basebackup", "list", config=c.config), EXIT_CONFIG),
+                       (wv.cmd("wal-fetch", tamper.segments[0], os.path.join(c.pg_wal, "X"),
+                               config=c.config), FETCH_ABORT)):
+        r = run(argv, check=False, cwd=c.dir)
+        assert r.returncode == code, (argv, r.returncode, r.stderr)
+        assert 'could not open key file "%s"' % missing in r.stderr, r.stderr
+        assert "create it" in r.stderr, r.stderr  # the hint: what to do next
+    assert os.listdir(c.pg_wal) == []
+    assert snapshot(c.repo) == before
+
+
+@TAMPER_GROUP
+def test_key_file_mode_0644(tamper, wv, cases):
+    c = cases()
+    loose = key_file(os.path.join(c.dir, "loose.key"), tamper.material, mode=0o644)
+    c.conf = Conf(c.config, [posix_section(c.repo, 1)], enc_global(key=loose))
+    for argv, code in ((wv.cmd("basebackup", "list", config=c.config), EXIT_CONFIG),
+                       (wv.cmd("wal-fetch", tamper.segments[0], os.path.join(c.pg_wal, "X"),
+                               config=c.config), FETCH_ABORT)):
+        r = run(argv, check=False, cwd=c.dir)
+        assert r.returncode == code, (argv, r.returncode, r.stderr)
+        assert 'key file "%s" has mode 0644' % loose in r.stderr, r.stderr
+        assert "chmod 600 %s" % loose in r.stderr, r.stderr
+        no_secret_in(r.stderr + r.stdout, tamper.material.hex())
+    assert os.listdir(c.pg_wal) == []
+    # the same file, chmod 600 as told: it opens the repository
+    os.chmod(loose, 0o600)
+    r = bb(wv, c.conf, "list", check=False)
+    assert r.returncode == 0, r.stderr
+    assert tamper.b1 in r.stdout and tamper.b2 in r.stdout
+
+
+@TAMPER_GROUP
+def test_plain_config_on_encrypted_repository(tamper, wv, cases):
+    c = cases(glob=enc_global())
+    seg = tamper.segments[-1]
+    plain = segment_file(wv, tamper, c, seg)
+    before = snapshot(c.repo)
+    fragment = "repo1: the repository is encrypted, and the configuration has no encryption key"
+    for argv, code in ((wv.cmd("basebackup", "list", config=c.config), EXIT_KEY),
+                       (wv.cmd("wal-push", plain, config=c.config), EXIT_KEY),
+                       (wv.cmd("wal-fetch", seg, os.path.join(c.pg_wal, "X"), config=c.config),
+                        FETCH_ABORT)):
+        r = run(argv, check=False, cwd=c.dir)
+        assert r.returncode == code, (argv, r.returncode, r.stderr)
+        assert fragment in r.stderr, r.stderr
+        assert "encrypt_key_file" in r.stderr, r.stderr  # the hint names the setting
+    assert os.listdir(c.pg_wal) == []
+    assert snapshot(c.repo) == before
+
+
+@TAMPER_GROUP
+def test_encryption_config_on_plain_repository(tamper, wv, cases):
+    c = cases(src=tamper.plain_repo)  # the plain repository, already used, with a key configured
+    seg = tamper.segments[-1]
+    plain = segment_file(wv, tamper, c, seg)
+    before = snapshot(c.repo)
+    fragment = ("repo1: the repository is not encrypted (it was first used without encryption), "
+                "and the configuration sets an encryption key")
+    for argv, code in ((wv.cmd("wal-push", plain, config=c.config), EXIT_REFUSED),
+                       (wv.cmd("basebackup", "list", config=c.config), EXIT_REFUSED),
+                       (wv.cmd("wal-fetch", seg, os.path.join(c.pg_wal, "X"), config=c.config),
+                        FETCH_ABORT)):
+        r = run(argv, check=False, cwd=c.dir)
+        assert r.returncode == code, (argv, r.returncode, r.stderr)
+        assert fragment in r.stderr, r.stderr
+        assert "basebackup sync" in r.stderr, r.stderr  # the way to an encrypted copy
+    assert os.listdir(c.pg_wal) == []
+    assert snapshot(c.repo) == before
+    assert not os.path.exists(c.p("keys"))
+
+
+@TAMPER_GROUP
+def test_public_key_config_on_symmetric_repository(tamper, wv, cases):
+    priv, pub = x25519_pair(make_pg_dir(os.path.join(tamper.dir, "keys-x"), 0o700), "other")
+    c = cases(glob=enc_global(public=pub, private=priv))
+    r = bb(wv, c.conf, "list", check=False)
+    assert r.returncode == EXIT_KEY, (r.returncode, r.stderr)
+    assert ("repo1: the repository is encrypted with a symmetric key, and the configuration "
+            "sets public-key encryption") in r.stderr, r.stderr
+    no_secret_in(r.stderr, pem_body(priv).decode())
+
+
+# --- 5. tampering: refused by wal-fetch and restore, reported by verify ---------------------------------
+
+def parts(data):
+    """(header length, chunk stream end) of a version-3 object; asserts its layout."""
+    assert data[:8] == OBJ_MAGIC and object_version(data) == 3, data[:16]
+    hlen = struct.unpack_from("<H", data, 10)[0]
+    payload = struct.unpack_from("<Q", data, len(data) - TRAILER + 16)[0]
+    assert hlen + payload + TRAILER == len(data), (hlen, payload, len(data))
+    return hlen, hlen + payload - META
+
+
+def with_trailer_fixed(data, payload_size):
+    """data's trailer with another payload size and its check recomputed (the trailer's check is
+    no secret: whoever can write the repository can do this)."""
+    trl = bytearray(data[-TRAILER:])
+    struct.pack_into("<Q", trl, 16, payload_size)
+    trl[124:128] = hashlib.sha256(bytes(trl[:124])).digest()[:4]
+    return bytes(trl)
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    chown_pg(path)
+
+
+def seg_copied_under_other_name(t, c):
+    a, b = t.segments[1], t.segments[2]
+    shutil.copyfile(c.p(wal_key(a)), c.p(wal_key(b)))
+    return [b]
+
+
+def seg_chunk_swapped(t, c):
+    a, b = t.segments[1], t.segments[2]
+    da, db = read_bytes(c.p(wal_key(a))), read_bytes(c.p(wal_key(b)))
+    ha, ea = parts(da)
+    hb, eb = parts(db)
+    assert (ha, ea, len(da)) == (hb, eb, len(db)), "the two segments differ in layout"
+    assert (ea - ha) // SEALED_CHUNK >= 8
+    off = ha + 3 * SEALED_CHUNK
+    ca, cb = da[off:off + SEALED_CHUNK], db[off:off + SEALED_CHUNK]
+    assert ca != cb
+    write(c.p(wal_key(a)), da[:off] + cb + da[off + SEALED_CHUNK:])
+    write(c.p(wal_key(b)), db[:off] + ca + db[off + SEALED_CHUNK:])
+    return [a, b]
+
+
+def seg_truncated(t, c):
+    name = t.segments[1]
+    data = read_bytes(c.p(wal_key(name)))
+    write(c.p(wal_key(name)), data[:len(data) - 1000])
+    return [name]
+
+
+def seg_truncated_at_chunk_boundary(t, c):
+    """The last sealed chunk removed, the metadata block and a consistent trailer kept."""
+    name = t.segments[1]
+    data = read_bytes(c.p(wal_key(name)))
+    hlen, end = parts(data)
+    n = (end - hlen) // SEALED_CHUNK
+    cut = hlen + (n - 1) * SEALED_CHUNK if (end - hlen) % SEALED_CHUNK == 0 else \
+        hlen + n * SEALED_CHUNK
+    assert cut < end
+    payload = (cut - hlen) + META
+    write(c.p(wal_key(name)), data[:cut] + data[end:end + META] + with_trailer_fixed(data, payload))
+    return [name]
+
+
+def seg_extended(t, c):
+    name = t.segments[1]
+    with open(c.p(wal_key(name)), "ab") as f:
+        f.write(os.urandom(4096))
+    return [name]
+
+
+def seg_extended_by_a_chunk(t, c):
+    """A copy of the first sealed chunk appended to the chunk stream, the trailer made
+    consistent."""
+    name = t.segments[1]
+    data = read_bytes(c.p(wal_key(name)))
+    hlen, end = parts(data)
+    extra = data[hlen:hlen + SEALED_CHUNK]
+    payload = (end - hlen) + len(extra) + META
+    write(c.p(wal_key(name)),
+          data[:end] + extra + data[end:end + META] + with_trailer_fixed(data, payload))
+    return [name]
+
+
+WAL_CASES = [
+    ("copied-under-another-segments-name", seg_copied_under_other_name),
+    ("chunk-swapped-between-two-segments", seg_chunk_swapped),
+    ("truncated", seg_truncated),
+    ("truncated-at-a-chunk-boundary", seg_truncated_at_chunk_boundary),
+    ("extended", seg_extended),
+    ("extended-by-a-chunk", seg_extended_by_a_chunk),
+]
+
+
+def verify_reports(wv, c, keys):
+    r = bb(wv, c.conf, "verify", check=False)
+    assert r.returncode == EXIT_CORRUPT, (r.returncode, r.stdout, r.stderr)
+    for k in keys:
+        assert [ln for ln in error_lines(r.stderr) if k in ln], (k, r.stderr)
+    assert re.search(r"verify repo1: .*, %d problems?" % len(keys), r.stdout), r.stdout
+    return r
+
+
+@TAMPER_GROUP
+@pytest.mark.parametrize("mutilate", [m[1] for m in WAL_CASES], ids=[m[0] for m in WAL_CASES])
+def test_tampered_wal_refused(tamper, wv, cases, mutilate):
+    c = cases()
+    names = mutilate(tamper, c)
+    before = snapshot(c.dir)
+    for name in names:
+        dest = os.path.join(c.pg_wal, "RECOVERYXLOG")
+        r = wv.fetch(name, dest, config=c.config, cwd=c.dir)
+        assert r.returncode == FETCH_ABORT, (name, r.returncode, r.stderr)
+        assert "repo1: " in r.stderr and wal_key(name) in r.stderr, r.stderr
+        assert "corrupt" in r.stderr.lower() or "authenticat" in r.stderr or \
+            "renamed or copied" in r.stderr, r.stderr
+        assert os.listdir(c.pg_wal) == [], "DEST or a temporary file left: %s" % os.listdir(
+            c.pg_wal)
+    verify_reports(wv, c, [wal_key(n) for n in names])
+    assert snapshot(c.dir) == before
+
+
+def own_backup_file(t, c, bid):
+    """The largest backup file stored as an object of its own (not in a bundle, not chunked)."""
+    pre = "backup/%s/pgdata/" % bid
+    keys = [k for k in t.keys if k.startswith(pre)]
+    assert keys, t.keys
+    return max(keys, key=lambda k: os.path.getsize(c.p(k)))
+
+
+def backup_file_truncated_at_chunk_boundary(t, c):
+    key = own_backup_file(t, c, t.b2)
+    data = read_bytes(c.p(key))
+    hlen, end = parts(data)
+    assert (end - hlen) // SEALED_CHUNK >= 8, (key, end - hlen)
+    cut = hlen + 4 * SEALED_CHUNK
+    write(c.p(key), data[:cut] + data[end:end + META] +
+          with_trailer_fixed(data, cut - hlen + META))
+    return key
+
+
+def backup_file_extended(t, c):
+    key = own_backup_file(t, c, t.b2)
+    with open(c.p(key), "ab") as f:
+        f.write(b"\0" * 100)
+    return key
+
+
+def backup_file_chunk_reordered(t, c):
+    key = own_backup_file(t, c, t.b2)
+    data = read_bytes(c.p(key))
+    hlen, end = parts(data)
+    a, b = hlen + SEALED_CHUNK, hlen + 2 * SEALED_CHUNK
+    write(c.p(key), data[:a] + data[b:b + SEALED_CHUNK] + data[a:b] + data[b + SEALED_CHUNK:])
+    return key
+
+
+BACKUP_CASES = [
+    ("truncated-at-a-chunk-boundary", backup_file_truncated_at_chunk_boundary),
+    ("extended", backup_file_extended),
+    ("two-chunks-swapped", backup_file_chunk_reordered),
+]
+
+
+def temp_files(root):
+    return [f for f in tree_files(root) if ".wvtmp" in f] if os.path.isdir(root) else []
+
+
+@TAMPER_GROUP
+@pytest.mark.parametrize("mutilate", [m[1] for m in BACKUP_CASES],
+                         ids=[m[0] for m in BACKUP_CASES])
+def test_tampered_backup_file_refused(tamper, wv, cases, mutilate):
+    c = cases()
+    key = mutilate(tamper, c)
+    r = bb(wv, c.conf, "restore", "--pgdata", c.target, "--backup", tamper.b2, "--immediate",
+           check=False)
+    assert r.returncode == EXIT_CORRUPT, (r.returncode, r.stdout, r.stderr)
+    lines = [ln for ln in error_lines(r.stderr) if key in ln]
+    assert lines and "repo1" in lines[0], r.stderr
+    rel = key[len("backup/%s/pgdata/" % tamper.b2):]
+    assert not os.path.exists(os.path.join(c.target, rel)), "the tampered file was restored"
+    assert not os.path.exists(os.path.join(c.target, "recovery.signal"))
+    assert temp_files(c.target) == []
+    verify_reports(wv, c, [key])
+
+
+@TAMPER_GROUP
+def test_manifest_of_another_backup_refused(tamper, wv, cases):
+    c = cases()
+    key = "backup/%s/backup.manifest" % tamper.b2
+    shutil.copyfile(c.p("backup/%s/backup.manifest" % tamper.b1), c.p(key))
+    before = snapshot(c.dir)
+    r = bb(wv, c.conf, "restore", "--pgdata", c.target, "--backup", tamper.b2, "--immediate",
+           check=False)
+    assert r.returncode == EXIT_CORRUPT, (r.returncode, r.stdout, r.stderr)
+    assert key in r.stderr and "repo1" in r.stderr, r.stderr
+    assert not os.path.exists(c.target)
+    r = bb(wv, c.conf, "list", check=False)
+    assert r.returncode == EXIT_CORRUPT, (r.returncode, r.stdout, r.stderr)
+    assert key in r.stderr, r.stderr
+    verify_reports(wv, c, [key])
+    assert snapshot(c.dir) == before
+
+
+@TAMPER_GROUP
+def test_clean_copy_fetches_restores_and_verifies(tamper, wv, cases):
+    """The same commands on an untouched copy succeed: the refusals above are the tampering's."""
+    c = cases()
+    for name in tamper.segments[1:3]:
+        dest = os.path.join(c.pg_wal, "RECOVERYXLOG")
+        r = wv.fetch(name, dest, config=c.config, cwd=c.dir)
+        assert r.returncode == 0, r.stderr
+        assert os.path.getsize(dest) == 1024 * 1024
+        os.unlink(dest)
+    r = bb(wv, c.conf, "verify", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"verify repo1: .*, 0 problems", r.stdout), r.stdout
+    r = bb(wv, c.conf, "list", check=False)
+    assert r.returncode == 0 and tamper.b1 in r.stdout and tamper.b2 in r.stdout, r.stderr
+    r = bb(wv, c.conf, "restore", "--pgdata", c.target, "--backup", tamper.b2, "--immediate",
+           check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    key = own_backup_file(tamper, c, tamper.b2)
+    rel = key[len("backup/%s/pgdata/" % tamper.b2):]
+    assert os.path.getsize(os.path.join(c.target, rel)) > 1024 * 1024
+    assert os.path.exists(os.path.join(c.target, "recovery.signal"))
