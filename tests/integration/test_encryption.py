@@ -79,8 +79,14 @@ def x25519_pair(d, name):
     return priv, pub
 
 
-def enc_global(compress="none", key=None, public=None, private=None):
+def enc_global(compress="none", key=None, public=None, private=None, spool=None):
+    """[global] with the key settings given; spool: the prefetch spool directory (else prefetch
+    is off: a tampered object is then read by the call itself, and no fetcher lingers)."""
     g = "[global]\nprocess_max = 8\ncompress = %s\n" % compress
+    if spool:
+        g += "spool_path = %s\n" % make_pg_dir(spool)
+    else:
+        g += "fetch_ahead = 0\n"
     for k, v in (("encrypt_key_file", key), ("encrypt_public_key_file", public),
                  ("encrypt_private_key_file", private)):
         if v:
@@ -182,22 +188,28 @@ def enc(basetemp, wv, s3_server, ssh_server, remote_helper):  # noqa: F811
     def conf(name, glob, secs):
         return Conf(os.path.join(d, name + ".conf"), secs, glob)
 
+    # each configuration its own prefetch spool: a restore's WAL comes through its repository
+    def sp(name):
+        return os.path.join(d, "spool-" + name)
+
     g_sym = enc_global(key=s.sym_key)
     g_pub = enc_global(public=s.pub)       # the database host: the public key only
-    g_priv = enc_global(private=s.priv)    # the restore host: the private key only
     # writers
     s.sym_all = conf("sym-all", g_sym, [sections["sym", st](i) for i, st in
                                         enumerate(STORES, start=1)])
     s.pub_all = conf("pub-all", g_pub, [sections["pub", st](i) for i, st in
                                         enumerate(STORES, start=1)])
-    s.pass_conf = conf("pass", enc_global(compress="lz4", key=s.pass_key),
+    s.pass_conf = conf("pass", enc_global(compress="lz4", key=s.pass_key, spool=sp("pass")),
                        [posix_section(s.paths["pass", "posix"], 1)])
     s.plain = conf("plain", enc_global(), [posix_section(s.paths["plain", "posix"], 1)])
     # readers of one repository each
     s.read = {("pass", "posix"): s.pass_conf}
     for st in STORES:
-        s.read["sym", st] = conf("sym-" + st, g_sym, [sections["sym", st](1)])
-        s.read["pub", st] = conf("priv-" + st, g_priv, [sections["pub", st](1)])
+        s.read["sym", st] = conf("sym-" + st, enc_global(key=s.sym_key, spool=sp("sym-" + st)),
+                                 [sections["sym", st](1)])
+        # the restore host: the private key only
+        s.read["pub", st] = conf("priv-" + st, enc_global(private=s.priv, spool=sp("priv-" + st)),
+                                 [sections["pub", st](1)])
     s.marker = "wvmarker" + uuid.uuid4().hex
     s.rp_name = s.marker + "-restore-point"
 
