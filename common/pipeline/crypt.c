@@ -219,6 +219,8 @@ static int open_fail(open_filter *o, wv_err *err, const char *why)
     wv_err_set(err, WV_ECORRUPT, "%s%s%sdoes not authenticate at chunk %llu (%s)",
                o->what ? "\"" : "", o->what ? o->what : "", o->what ? "\" " : "",
                (unsigned long long)o->counter, why);
+    /* the message names the object itself: the caller's context must not put it in front again */
+    wv_err_names(err, NULL, o->what);
     return wv_err_hint(err, "the object was changed, truncated, extended or moved, or is read with "
                             "another key: restore it from another repository");
 }
