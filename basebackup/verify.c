@@ -677,6 +677,19 @@ static int verify_repo(verify_ctx *c, const wv_repo_config *rc_, const char *onl
     double t0 = wv_mono_s();
     int rc = wv_repo_open(rc_, &c->repo, err);
     c->objects = c->bytes = c->problems = c->backups = c->unbound = 0;
+    /* A public-key host reads no object: one refusal, not a "problem" for every object (which
+     * would report an intact repository as damaged). */
+    if (rc == 0 && c->repo->keys && c->repo->keys->crypto->mode == WV_OBJ_KEYMODE_X25519 &&
+        !c->repo->keys->crypto->private_key) {
+        rc = wv_err_set(err, WV_EPRIVKEY,
+                        "%s: verify reads every object, which needs the private key "
+                        "(encrypt_private_key_file)",
+                        rname(c));
+        wv_err_names(err, rname(c), NULL);
+        wv_err_hint(err, "run verify on a host that holds the private key, or point "
+                         "encrypt_private_key_file at it");
+        goto out;
+    }
     if (rc == 0) {
         rc = wv_repo_load_info(c->repo, err);
         if (rc == WV_ENOTFOUND) {
