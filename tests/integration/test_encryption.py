@@ -367,9 +367,19 @@ def test_public_key_host_writes_but_cannot_read(enc, wv):
     assert "needs the private key" in r.stderr, r.stderr
     assert not os.path.exists(target)
 
+    # verify refuses once: an intact repository is not reported as one problem per object
     r = bb(wv, enc.pub_all, "verify", "--repo", "1", check=False)
     assert r.returncode == EXIT_PRIVKEY, (r.returncode, r.stdout, r.stderr)
-    assert "needs the private key" in r.stderr, r.stderr
+    errors = error_lines(r.stderr)
+    assert len(errors) == 1, r.stderr
+    assert "repo1: verify reads every object, which needs the private key " \
+        "(encrypt_private_key_file)" in errors[0], r.stderr
+    assert "problem" not in r.stdout + r.stderr, r.stdout + r.stderr
+    # with the private key (the restore host) the same repository verifies
+    r = bb(wv, enc.read["pub", "posix"], "verify", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^verify repo1: checked \d+ objects .*, 0 problems", r.stdout, re.M), \
+        r.stdout
 
     # the same segment with the private key (the restore host)
     r = wv.fetch(enc.last_segment, dest, config=enc.read["pub", "posix"].config, cwd=d)
