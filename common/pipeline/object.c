@@ -37,18 +37,24 @@ static int read_material(const wv_obj_crypto *c, const wv_obj_header *h, uint8_t
         return wv_err_hint(err, "set encrypt_key_file, or encrypt_public_key_file and "
                                 "encrypt_private_key_file, in [global]");
     }
-    if (h->key_mode != c->mode)
-        return no_key(err, h->key_mode == WV_OBJ_KEYMODE_X25519
-                               ? "the object is encrypted for a public key, and the configuration "
-                                 "has a symmetric key (encrypt_key_file)"
-                               : "the object is encrypted with a symmetric key, and the "
-                                 "configuration has a public key");
+    /* The repository opened with these keys (its key record agreed), so an object that does not
+     * is another repository's, copied in. */
+    static const char foreign[] = "the object belongs to another repository (each has keys of its "
+                                  "own): restore it from another repository";
+    if (h->key_mode != c->mode) {
+        no_key(err, h->key_mode == WV_OBJ_KEYMODE_X25519
+                        ? "the object is encrypted for a public key, and the configuration "
+                          "has a symmetric key (encrypt_key_file)"
+                        : "the object is encrypted with a symmetric key, and the "
+                          "configuration has a public key");
+        return wv_err_hint(err, "%s", foreign);
+    }
     if (h->key_mode == WV_OBJ_KEYMODE_SYMMETRIC) {
         if (h->key_id != c->key_id) {
             wv_err_set(err, WV_EKEY,
                        "the object is encrypted for key id %016llx, not this repository's data key",
                        (unsigned long long)h->key_id);
-            return WV_EKEY;
+            return wv_err_hint(err, "%s", foreign);
         }
         memcpy(material, c->data_key, 32);
         return 0;
