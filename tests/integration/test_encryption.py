@@ -449,8 +449,16 @@ def test_one_push_three_repositories_each_its_own_keys(enc, wv, s3_server):  # n
     dest = os.path.join(pg_wal, "RECOVERYXLOG")
     r = wv.fetch(enc.last_segment, dest, config=conf.config, cwd=d)
     assert r.returncode == FETCH_ABORT, (r.returncode, r.stderr)
-    assert "repo1: " in r.stderr and key in r.stderr, r.stderr
+    lines = [ln for ln in error_lines(r.stderr) if key in ln]
+    assert lines and "repo1: " in lines[0], r.stderr
+    assert "not this repository's data key" in lines[0], r.stderr
+    assert "hint: the object belongs to another repository" in r.stderr, r.stderr
     assert not os.path.exists(dest)
+    r = bb(wv, conf, "verify", check=False)
+    assert r.returncode == EXIT_KEY, (r.returncode, r.stdout, r.stderr)
+    lines = [ln for ln in error_lines(r.stderr) if key in ln]
+    assert len(lines) == 1 and "not this repository's data key" in lines[0], r.stderr
+    assert re.search(r"^verify repo1: .*, 1 problem,", r.stdout, re.M), r.stdout
 
 
 # ====================================================================================================
