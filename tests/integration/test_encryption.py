@@ -42,7 +42,7 @@ from s3_server import s3_server  # noqa: F401 - fixture
 from ssh_server import remote_helper, ssh_server  # noqa: F401 - fixtures
 from test_offsite import Conf, new_bucket, no_uploads_left, posix_section, s3_section
 from test_restore_pitr import Restorer, bb, commit_batch, module_dir, take_backup, utc
-from utils import Postgres, chown_pg, make_pg_dir, read_bytes, run, tree_files
+from utils import Postgres, chown_pg, make_pg_dir, read_bytes, run, tree_files, wait_until
 
 pytestmark = pytest.mark.xdist_group("encryption")
 TAMPER_GROUP = pytest.mark.xdist_group("encryption-tamper")
@@ -236,6 +236,8 @@ def enc(basetemp, wv, s3_server, ssh_server, remote_helper):  # noqa: F811
             s.backups[name] = take_backup(wv, c, pg)
         time.sleep(1.1)  # the window starts after the last backup's STOP TIME (whole seconds)
         b1 = commit_batch(pg, 1)
+        s.b1 = b1
+        pg.sql("select pg_create_restore_point('after batch 1')")
         time.sleep(0.2)
         b2 = commit_batch(pg, 2)
         s.last_segment = pg.switch_wal_and_wait_archived()
@@ -293,6 +295,25 @@ def test_pitr_cycle(enc, wv, mode, store):
     log = pg.log_since_start()
     assert re.search(r'restored log file "[0-9A-F]{24}" from archive', log), log[-3000:]
     assert "recovery stopping before commit" in log, log[-3000:]
+    pg.stop()
+
+
+@pytest.mark.parametrize("mode, store, how", [("pub", "posix", "name"), ("sym", "ssh", "xid")],
+                         ids=["name-pub-posix", "xid-sym-ssh"])
+def test_restore_point_and_xid_targets(enc, wv, mode, store, how):
+    """--name reads the restore-point objects, --xid the transaction id ranges beside the WAL:
+    small encrypted objects too."""
+    r = restorer(enc, wv, enc.read[mode, store])
+    args = ("--name", "after batch 1") if how == "name" else ("--xid", str(enc.b1["xid"]))
+    pg = r.restore_and_start("%s-%s-%s" % (how, mode, store), *args)
+    rows = {b: n for b, n in pg.sql("select batch, count(*) from t group by batch")}
+    assert rows == {0: 10, 1: 10}, rows
+    log = pg.log_since_start()
+    if how == "name":
+        assert 'recovery stopping at restore point "after batch 1"' in log, log[-3000:]
+    else:
+        assert "recovery stopping after commit of transaction %d" % enc.b1["xid"] in log, \
+            log[-3000:]
     pg.stop()
 
 
@@ -383,6 +404,59 @@ def test_public_key_host_writes_but_cannot_read(enc, wv):
 
     # the same segment with the private key (the restore host)
     r = wv.fetch(enc.last_segment, dest, config=enc.read["pub", "posix"].config, cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert os.path.getsize(dest) == 1024 * 1024
+
+
+def test_archive_recovery_stops_on_a_public_key_host(enc, wv):
+    """A restored server whose restore_command has only the public key stops with FATAL at the
+    first segment (wal-fetch exits 128) instead of promoting without the archived WAL."""
+    r = restorer(enc, wv, enc.read["pub", "posix"])
+    pg = r.restore("pub-recovery", "--to", enc.target)
+    auto_path = os.path.join(pg.datadir, "postgresql.auto.conf")
+    auto = open(auto_path).read()
+    priv = os.path.realpath(enc.read["pub", "posix"].config)
+    assert priv in auto, auto
+    with open(auto_path, "w") as f:
+        f.write(auto.replace(priv, os.path.realpath(enc.pub_all.config)))
+    pg._base_conf()
+    pg.start(wait=False)
+    wait_until(lambda: not pg.running() and "needs the private key" in pg.log(), timeout=120,
+               what="the server to stop at the first segment")
+    log = pg.log()
+    assert re.search(r'FATAL: .*could not restore file "[0-9A-F]{24}" from archive', log), \
+        log[-3000:]
+    assert "reading the object needs the private key (encrypt_private_key_file)" in log
+    assert "selected new timeline ID" not in log and "archive recovery complete" not in log
+
+
+def test_wrong_passphrase(enc, wv):
+    d = make_pg_dir(os.path.join(enc.dir, "wrong-pass"), 0o700)
+    kf = key_file(os.path.join(d, "pass.key"), b"correct horse battery staple, for walvault test\n")
+    conf = Conf(os.path.join(d, "w.conf"), [posix_section(enc.paths["pass", "posix"], 1)],
+                enc_global(key=kf))
+    r = bb(wv, conf, "list", check=False)
+    assert r.returncode == EXIT_KEY, (r.returncode, r.stderr)
+    assert "repo1: wrong encryption key for this repository" in r.stderr, r.stderr
+    no_secret_in(r.stderr + r.stdout, "correct horse", PASSPHRASE)
+
+
+@pytest.mark.parametrize("form", ["hex", "base64"])
+def test_key_file_forms_open_the_same_repository(enc, wv, form):
+    """docs/encryption.md: 64 hex digits or base64 of 32 bytes (one trailing newline) are the same
+    key material as the raw 32 bytes."""
+    import base64
+    d = make_pg_dir(os.path.join(enc.dir, "form-" + form), 0o700)
+    text = enc.sym_material.hex() if form == "hex" else \
+        base64.b64encode(enc.sym_material).decode()
+    kf = key_file(os.path.join(d, "k"), (text + "\n").encode())
+    conf = Conf(os.path.join(d, "f.conf"), [posix_section(enc.paths["sym", "posix"], 1)],
+                enc_global(key=kf))
+    r = bb(wv, conf, "list", check=False)
+    assert r.returncode == 0, r.stderr
+    assert enc.backups["sym"] in r.stdout, r.stdout
+    dest = os.path.join(d, "seg")
+    r = wv.fetch(enc.last_segment, dest, config=conf.config, cwd=d)
     assert r.returncode == 0, r.stderr
     assert os.path.getsize(dest) == 1024 * 1024
 
