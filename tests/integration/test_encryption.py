@@ -317,6 +317,49 @@ def test_restore_point_and_xid_targets(enc, wv, mode, store, how):
     pg.stop()
 
 
+def test_new_timeline_archived_and_restored(enc, wv):
+    """A restored server promotes and archives into (a copy of) the encrypted repository: its
+    history file and timeline 2's segments are encrypted objects, list shows timeline 2, and a
+    restore to the end of the archive follows the history onto timeline 2."""
+    d = make_pg_dir(os.path.join(enc.dir, "timeline2"), 0o755)
+    copy = os.path.join(d, "repo")
+    shutil.copytree(enc.paths["sym", "posix"], copy)
+    for dd, dirs, files in os.walk(copy):
+        for x in dirs + files:
+            chown_pg(os.path.join(dd, x))
+    chown_pg(copy)
+    conf = Conf(os.path.join(d, "tl.conf"), [posix_section(copy, 1)],
+                enc_global(key=enc.sym_key, spool=os.path.join(d, "spool")))
+    r = restorer(enc, wv, conf)
+    pg = r.restore("tl2", "--to", enc.target)
+    r.verify(pg)
+    r.start(pg, archive=True)
+    assert pg.sql_value("select timeline_id from pg_control_checkpoint()") == 2
+    commit_batch(pg, 9)
+    pg.switch_wal_and_wait_archived()
+    pg.stop()
+    c = posix_contents(copy)
+    tl2 = [k for k in c if k.startswith("wal/0000000200000000/")]
+    assert "wal/history/00000002.history" in c and tl2, sorted(c)
+    for k in ["wal/history/00000002.history"] + tl2:
+        assert object_version(c[k]) == 3, k
+    res = bb(wv, conf, "list", check=False)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^\s+timeline 2: ", res.stdout, re.M), res.stdout
+    # the end of the archive is on both timelines: refused, each with its newest commit (the
+    # commit times are in the objects' sealed metadata), until --timeline says which
+    res = bb(wv, conf, "restore", "--pgdata", os.path.join(d, "ambiguous"), check=False)
+    assert res.returncode == EXIT_REFUSED, (res.returncode, res.stderr)
+    assert re.search(r"timeline 2 \(newest commit \d{4}-.*\) and timeline 1 \(newest commit ",
+                     res.stderr), res.stderr
+    assert not os.path.exists(os.path.join(d, "ambiguous"))
+    pg2 = r.restore_and_start("tl2-end", "--timeline", "2")
+    rows = {b: n for b, n in pg2.sql("select batch, count(*) from t group by batch")}
+    assert rows == {0: 10, 1: 10, 9: 10}, rows
+    assert pg2.sql_value("select timeline_id from pg_control_checkpoint()") == 3
+    pg2.stop()
+
+
 def test_every_object_is_encrypted(enc, s3_server):  # noqa: F811
     """Each encrypted repository holds a key record, and every WAL, restore-point and backup
     object in it is a version-3 (encrypted) object; the plain one holds version 2 and no record."""
