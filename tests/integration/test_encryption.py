@@ -778,8 +778,8 @@ def test_encryption_config_on_plain_repository(tamper, wv, cases):
     before = snapshot(c.repo)
     fragment = ("repo1: the repository is not encrypted (it was first used without encryption), "
                 "and the configuration sets an encryption key")
-    for argv, code in ((wv.cmd("wal-push", plain, config=c.config), EXIT_REFUSED),
-                       (wv.cmd("basebackup", "list", config=c.config), EXIT_REFUSED),
+    for argv, code in ((wv.cmd("wal-push", plain, config=c.config), EXIT_KEY),
+                       (wv.cmd("basebackup", "list", config=c.config), EXIT_KEY),
                        (wv.cmd("wal-fetch", seg, os.path.join(c.pg_wal, "X"), config=c.config),
                         FETCH_ABORT)):
         r = run(argv, check=False, cwd=c.dir)
