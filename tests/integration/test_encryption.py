@@ -439,6 +439,12 @@ def test_public_key_host_writes_but_cannot_read(enc, wv):
     assert "repo1: verify reads every object, which needs the private key " \
         "(encrypt_private_key_file)" in errors[0], r.stderr
     assert "problem" not in r.stdout + r.stderr, r.stdout + r.stderr
+    r = bb(wv, enc.read["pub", "posix"], "list", check=False)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^repo1 \(.*\): .*, encrypted with public key [0-9a-f]{16}$", r.stdout,
+                     re.M), r.stdout
+    r = bb(wv, enc.plain, "list", check=False)
+    assert r.returncode == 0 and "encrypted" not in r.stdout, r.stdout
     # with the private key (the restore host) the same repository verifies
     r = bb(wv, enc.read["pub", "posix"], "verify", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -498,6 +504,8 @@ def test_key_file_forms_open_the_same_repository(enc, wv, form):
     r = bb(wv, conf, "list", check=False)
     assert r.returncode == 0, r.stderr
     assert enc.backups["sym"] in r.stdout, r.stdout
+    assert re.search(r"^repo1 \(.*\): .*, encrypted with symmetric key [0-9a-f]{16}$", r.stdout,
+                     re.M), r.stdout
     dest = os.path.join(d, "seg")
     r = wv.fetch(enc.last_segment, dest, config=conf.config, cwd=d)
     assert r.returncode == 0, r.stderr
