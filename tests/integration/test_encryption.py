@@ -55,6 +55,7 @@ TRAILER = 128
 META = 164  # the metadata block at the end of a version-3 payload (objfmt.h)
 SEALED_CHUNK = 64 * 1024 + 16  # a 64 KiB chunk and its GCM tag (crypt.h)
 PASSPHRASE = "correct horse battery staple, for walvault tests"
+LARGE_FILE = "wv_large_file"  # put into the tamper cluster's data directory: more than 64 MiB
 
 
 # --- keys and configurations --------------------------------------------------------------------
@@ -613,6 +614,13 @@ def tamper(basetemp, wv):
         pg.switch_wal_and_wait_archived()
         s.b1 = take_backup(wv, s.conf, pg)
         pg.sql("insert into big select g, md5(g::text) from generate_series(1, 20000) g")
+        # a file of more than 64 MiB in the data directory: stored as chunk objects (backup 2)
+        data = os.urandom(65 * 1024 * 1024 + 12345)
+        s.large_sha = hashlib.sha256(data).hexdigest()
+        large = os.path.join(pg.datadir, LARGE_FILE)
+        write(large, data)
+        os.chmod(large, 0o600)
+        del data
         s.b2 = take_backup(wv, s.conf, pg)
         pg.sql("insert into big select g, md5(g::text) from generate_series(1, 20000) g")
         pg.switch_wal_and_wait_archived()
@@ -620,6 +628,9 @@ def tamper(basetemp, wv):
         s.sysid = pg.system_identifier()
         pg.stop()
         s.keys = sorted(tree_files(s.repo))
+        s.chunks = [k for k in s.keys if k.startswith("backup/%s/chunk/pgdata/%s/" % (s.b2,
+                                                                                   LARGE_FILE))]
+        assert len(s.chunks) == 2, [k for k in s.keys if "/chunk/" in k]
         s.segments = sorted(os.path.basename(k) for k in s.keys
                             if re.match(r"^wal/[0-9A-F]{16}/[0-9A-F]{24}$", k))
         assert len(s.segments) >= 4, s.segments
@@ -1010,6 +1021,32 @@ def test_tampered_backup_file_refused(tamper, wv, cases, mutilate, fragment):
 
 
 @TAMPER_GROUP
+def test_tampered_chunk_of_a_large_file_refused(tamper, wv, cases):
+    """A file of more than 64 MiB is restored from chunk objects in parallel into one file at its
+    final size: a sealed 64 KiB chunk swapped between its two chunk objects fails, and neither
+    the file nor its temporary file is left."""
+    c = cases()
+    k0, k1 = tamper.chunks
+    d0, d1 = read_bytes(c.p(k0)), read_bytes(c.p(k1))
+    h0, e0 = parts(d0)
+    h1, e1 = parts(d1)
+    assert h0 == h1 and (e1 - h1) // SEALED_CHUNK > 6, (h0, h1, e1 - h1)
+    off = h0 + 5 * SEALED_CHUNK
+    write(c.p(k0), d0[:off] + d1[off:off + SEALED_CHUNK] + d0[off + SEALED_CHUNK:])
+    write(c.p(k1), d1[:off] + d0[off:off + SEALED_CHUNK] + d1[off + SEALED_CHUNK:])
+    del d0, d1
+    r = bb(wv, c.conf, "restore", "--pgdata", c.target, "--backup", tamper.b2, "--immediate",
+           check=False)
+    assert r.returncode == EXIT_CORRUPT, (r.returncode, r.stdout, r.stderr)
+    lines = [ln for ln in error_lines(r.stderr) if k0 in ln or k1 in ln]
+    assert lines and "repo1" in lines[0] and AUTH in lines[0], r.stderr
+    assert not os.path.exists(os.path.join(c.target, LARGE_FILE))
+    assert not os.path.exists(os.path.join(c.target, "recovery.signal"))
+    assert temp_files(c.target) == []
+    verify_reports(wv, c, [k0, k1])
+
+
+@TAMPER_GROUP
 def test_manifest_of_another_backup_refused(tamper, wv, cases):
     c = cases()
     key = "backup/%s/backup.manifest" % tamper.b2
@@ -1048,4 +1085,6 @@ def test_clean_copy_fetches_restores_and_verifies(tamper, wv, cases):
     key = own_backup_file(tamper, c, tamper.b2)
     rel = key[len("backup/%s/pgdata/" % tamper.b2):]
     assert os.path.getsize(os.path.join(c.target, rel)) > 1024 * 1024
+    assert hashlib.sha256(read_bytes(os.path.join(c.target, LARGE_FILE))).hexdigest() == \
+        tamper.large_sha
     assert os.path.exists(os.path.join(c.target, "recovery.signal"))
