@@ -246,9 +246,13 @@ static int record_parse(const char *text, const char *repo, const char *key, rec
         rec->scrypt = strcmp(v, "scrypt") == 0;
         if (rec->scrypt) {
             uint64_t r, p;
+            /* the record is the repository's word: bounded so that it cannot make this host
+             * allocate more than WV_SCRYPT_MAXMEM or compute for minutes (the defaults are 8 and
+             * 16 times below the bounds) */
             if (u64_field(text, "scrypt_n", &rec->n) != 0 || u64_field(text, "scrypt_r", &r) != 0 ||
-                u64_field(text, "scrypt_p", &p) != 0 || rec->n < 2 || rec->n > (1u << 24) ||
-                r == 0 || r > 64 || p == 0 || p > 64)
+                u64_field(text, "scrypt_p", &p) != 0 || rec->n < 2 || (rec->n & (rec->n - 1)) ||
+                rec->n > (1u << 24) || r == 0 || r > 64 || p == 0 || p > 16 ||
+                rec->n * r * 128 > WV_SCRYPT_MAXMEM || rec->n * r * p > (UINT64_C(1) << 24))
                 return bad_record(err, repo, key, "bad scrypt parameters");
             rec->r = (uint32_t)r;
             rec->p = (uint32_t)p;
@@ -458,6 +462,26 @@ void wv_repo_keys_free(wv_repo_keys *k)
         return;
     wv_secret_free(k->mem);
     free(k);
+}
+
+int wv_repo_keys_open_text(const char *text, const char *repo, const char *key,
+                           const wv_user_keys *uk, wv_repo_keys **out, wv_err *err)
+{
+    record rec;
+    *out = NULL;
+    int rc = record_parse(text, repo, key, &rec, err);
+    wv_repo_keys *k = keys_new();
+    if (rc == 0)
+        rc = open_record(&rec, repo, uk, k, err);
+    if (rc == 0) {
+        k->generation = rec.generation;
+        k->uk = uk;
+        *out = k;
+    } else {
+        wv_repo_keys_free(k);
+    }
+    OPENSSL_cleanse(&rec, sizeof(rec));
+    return rc;
 }
 
 static int read_record(wv_storage *st, const char *repo, uint32_t gen, record *rec, wv_err *err)

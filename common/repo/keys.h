@@ -89,6 +89,11 @@ int wv_repo_keys_open(wv_storage *st, const char *repo, const wv_user_keys *uk, 
                       wv_repo_keys **out, wv_err *err);
 void wv_repo_keys_free(wv_repo_keys *k);
 
+/* One key record's text (as read from the repository under `key`, untrusted) parsed and opened
+ * with uk: what wv_repo_keys_open does with each generation (for tests and the fuzz target). */
+int wv_repo_keys_open_text(const char *text, const char *repo, const char *key,
+                           const wv_user_keys *uk, wv_repo_keys **out, wv_err *err);
+
 /*
  * Rekey: make `next` the key that opens the repository (symmetric: the data key re-wrapped; the
  * old key no longer opens it afterwards) or the public key new objects are written for (public-key

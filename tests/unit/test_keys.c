@@ -224,6 +224,27 @@ static void test_passphrase(void **state)
     wv_user_keys *m = sym(f, key_a);
     assert_int_equal(open_keys(f, m, 1, &k, &err), WV_EKEY);
     assert_non_null(strstr(err.hint, "passphrase"));
+    /* a hostile record cannot make this host run a huge scrypt: refused before any KDF runs */
+    static const char *const hostile[] = {"scrypt_n=1000000\nscrypt_r=1\nscrypt_p=1",
+                                          "scrypt_n=30000\nscrypt_r=8\nscrypt_p=1", /* not 2^k */
+                                          "scrypt_n=1000000\nscrypt_r=40\nscrypt_p=1",
+                                          "scrypt_n=20000\nscrypt_r=8\nscrypt_p=11",
+                                          "scrypt_n=20000\nscrypt_r=8\nscrypt_p=40"};
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        char rec[1024];
+        char *at = strstr(text, "scrypt_n=");
+        char *end = strstr(text, "scrypt_p=1\n") + strlen("scrypt_p=1");
+        snprintf(rec, sizeof(rec), "%.*s%s%s", (int)(at - text), text, hostile[i], end);
+        wv_repo_keys *h = NULL;
+        assert_int_equal(wv_repo_keys_open_text(rec, "repo1", "keys/00000001", p, &h, &err),
+                         WV_ECORRUPT);
+        assert_null(h);
+        assert_non_null(strstr(err.msg, "bad scrypt parameters"));
+    }
+    /* the record as written opens through the same function */
+    assert_int_equal(wv_repo_keys_open_text(text, "repo1", "keys/00000001", p, &k, &err), 0);
+    assert_int_equal(k->generation, 1);
+    wv_repo_keys_free(k);
     wv_user_keys_free(p);
     wv_user_keys_free(wrong);
     wv_user_keys_free(m);
