@@ -617,6 +617,35 @@ int wv_repo_keys_open(wv_storage *st, const char *repo, const wv_user_keys *uk, 
     return first.code;
 }
 
+/* Remove the generations of gs older than gen, oldest first (a stop leaves the newest ones), then
+ * flush. stop_after 3 (tests) returns right after the first removal. */
+static int remove_older(wv_storage *st, const gens *gs, uint32_t gen, int stop_after, int *removed,
+                        wv_err *err)
+{
+    int rc = 0, n = 0;
+    for (int i = gs->n - 1; i >= 0 && rc == 0; i--) {
+        char key[32];
+        if (gs->g[i] >= gen)
+            continue;
+        record_key(gs->g[i], key);
+        rc = wv_storage_remove(st, key, err);
+        if (rc == WV_ENOTFOUND)
+            rc = 0;
+        if (rc == 0)
+            n++;
+        if (rc == 0 && stop_after == 3) {
+            if (removed)
+                *removed = n;
+            return 0;
+        }
+    }
+    if (rc == 0)
+        rc = wv_storage_flush(st, err);
+    if (removed)
+        *removed = n;
+    return rc;
+}
+
 int wv_repo_keys_rekey(wv_storage *st, const char *repo, const wv_repo_keys *k,
                        const wv_user_keys *next, int stop_after, wv_err *err)
 {
@@ -659,15 +688,28 @@ int wv_repo_keys_rekey(wv_storage *st, const char *repo, const wv_repo_keys *k,
     wv_repo_keys_free(nk);
     if (rc < 0 || stop_after == 2)
         return rc;
-    /* only now the old generations go: oldest first, so a stop leaves the newest ones */
-    for (int i = gs.n - 1; i >= 0 && rc == 0; i--) {
-        char key[32];
-        record_key(gs.g[i], key);
-        rc = wv_storage_remove(st, key, err);
-        if (rc == WV_ENOTFOUND)
-            rc = 0;
+    /* only now the old generations go */
+    return remove_older(st, &gs, gen, stop_after, NULL, err);
+}
+
+int wv_repo_keys_finish(wv_storage *st, const char *repo, const wv_repo_keys *k, int *removed,
+                        wv_err *err)
+{
+    gens gs;
+    if (removed)
+        *removed = 0;
+    int rc = list_generations(st, &gs, err);
+    if (rc < 0)
+        return rc;
+    if (gs.n == 0)
+        return wv_err_set(err, WV_EREFUSED, "%s: the repository is not encrypted", repo);
+    if (gs.g[0] != k->generation) {
+        wv_err_set(err, WV_EREFUSED,
+                   "%s: key generation %08" PRIx32
+                   " is newer than the one this key opens (%08" PRIx32 ")",
+                   repo, gs.g[0], k->generation);
+        return wv_err_hint(err, "another rekey may be under way or was stopped: run basebackup "
+                                "rekey again with the key that opens the newest generation");
     }
-    if (rc == 0)
-        rc = wv_storage_flush(st, err);
-    return rc;
+    return remove_older(st, &gs, k->generation, 0, removed, err);
 }
