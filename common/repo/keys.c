@@ -485,9 +485,9 @@ static int write_record(wv_storage *st, const record *rec, wv_err *err)
 
 /* A new record for uk: symmetric with this data key and id (fresh salt), or public-key mode with
  * this digest key for uk's public key, after the ids and wraps of `prev` (NULL: none). */
-static int make_record(const wv_user_keys *uk, uint32_t gen, const uint8_t data_key[32],
-                       uint64_t data_key_id, const uint8_t digest_key[32], const record *prev,
-                       record *rec, wv_err *err)
+static int make_record(const char *repo, const wv_user_keys *uk, uint32_t gen,
+                       const uint8_t data_key[32], uint64_t data_key_id,
+                       const uint8_t digest_key[32], const record *prev, record *rec, wv_err *err)
 {
     char aad[64];
     uint8_t kek[32];
@@ -514,15 +514,25 @@ static int make_record(const wv_user_keys *uk, uint32_t gen, const uint8_t data_
         return rc;
     }
     if (!uk->have_pub)
-        return wv_err_set(err, WV_EUSAGE, "a new public key is needed (encrypt_public_key_file)");
+        return wv_err_set(err, WV_EUSAGE,
+                          "%s: a new public key is needed (encrypt_public_key_file)", repo);
     uint64_t id = wv_keys_x25519_id(uk->pub);
     for (int j = 0; j < rec->nids; j++)
-        if (rec->ids[j] == id)
-            return wv_err_set(err, WV_EREFUSED,
-                              "the new public key is already one of this repository's");
-    if (rec->nids >= WV_KEYS_MAX_PUBLIC)
-        return wv_err_set(err, WV_EREFUSED, "the repository already has %d public keys",
-                          WV_KEYS_MAX_PUBLIC);
+        if (rec->ids[j] == id) {
+            wv_err_set(err, WV_EREFUSED,
+                       "%s: the new public key (key id %016" PRIx64
+                       ") is already one of this repository's",
+                       repo, id);
+            return wv_err_hint(err, "rotate to a key pair never used here: openssl genpkey "
+                                    "-algorithm X25519 -out NEW.pem; openssl pkey -in NEW.pem "
+                                    "-pubout -out NEW.pub");
+        }
+    if (rec->nids >= WV_KEYS_MAX_PUBLIC) {
+        wv_err_set(err, WV_EREFUSED, "%s: the repository already has %d public keys", repo,
+                   WV_KEYS_MAX_PUBLIC);
+        return wv_err_hint(err, "copy it into a new repository (basebackup sync) to start a new "
+                                "key record");
+    }
     rec->key_id = id;
     if ((rc = pub_kek(uk->pub, kek, err)) < 0)
         return rc;
@@ -549,7 +559,7 @@ static int create(wv_storage *st, const char *repo, const wv_user_keys *uk, wv_e
         rc = wv_err_hint(err, "make it with: openssl pkey -in PRIVATE.pem -pubout -out FILE");
     }
     if (rc == 0)
-        rc = make_record(uk, 1, secret, wv_get_be64(idb) | 1, secret, NULL, &rec, err);
+        rc = make_record(repo, uk, 1, secret, wv_get_be64(idb) | 1, secret, NULL, &rec, err);
     OPENSSL_cleanse(secret, sizeof(secret));
     if (rc == 0)
         rc = write_record(st, &rec, err);
@@ -665,7 +675,7 @@ int wv_repo_keys_rekey(wv_storage *st, const char *repo, const wv_repo_keys *k,
     if ((rc = read_record(st, repo, k->generation, &cur, err)) < 0)
         return rc;
     uint32_t gen = gs.g[0] + 1;
-    rc = make_record(next, gen, k->crypto->data_key, k->crypto->key_id, k->crypto->digest_key,
+    rc = make_record(repo, next, gen, k->crypto->data_key, k->crypto->key_id, k->crypto->digest_key,
                      next->mode == WV_OBJ_KEYMODE_X25519 ? &cur : NULL, &rec, err);
     if (rc == 0)
         rc = write_record(st, &rec, err);
