@@ -148,8 +148,9 @@ class Site:
 
 
 def start_site(wv, basetemp, name, archive_conf_keys, admin_conf_keys, keydir_setup):
-    """A cluster archiving into an encrypted repository through `archive` (a Conf), a backup
-    through `admin`, batch 1 committed and archived, and a pristine copy of the repository."""
+    """A cluster archiving into an encrypted repository through `archive` (a Conf), which the
+    backup uses too, batch 1 committed and archived, and a pristine copy of the repository;
+    `admin` is the configuration of the host that restores."""
     s = Site()
     s.dir = module_dir(basetemp, name)
     s.keys = os.path.join(s.dir, "keys")
@@ -167,7 +168,7 @@ def start_site(wv, basetemp, name, archive_conf_keys, admin_conf_keys, keydir_se
     primary_conf(s.pg, wv, s.archive)
     s.pg.start()
     s.pg.sql("create table t (batch int, id int)")
-    s.backup = take_backup(wv, s.admin, s.pg)
+    s.backup = take_backup(wv, s.archive, s.pg)  # where WAL is archived (public key only)
     s.b1 = commit_batch(s.pg, 1, ROWS)
     s.pg.switch_wal_and_wait_archived()
     s.pristine = copy_repo(s.repo_path, os.path.join(s.dir, "pristine"))
@@ -212,7 +213,8 @@ def pk(wv, basetemp):
     s = None
     good = False
     try:
-        # the database host holds only the public key; the admin (backup, restore) the private
+        # the database host (archiving, backup) holds only the public key, the restore host the
+        # private one
         s = start_site(wv, basetemp, "rekey-pk", lambda s: {"encrypt_public_key_file": s.a_pub},
                        lambda s: {"encrypt_private_key_file": s.a_pem}, setup)
         good = True
