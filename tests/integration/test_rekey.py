@@ -16,6 +16,10 @@ rekey; a copy of each repository is kept in that state ("pristine") for the cras
   written, 2 verified, 3 removal of the older ones begun) and killed with SIGKILL; the repository
   then opens with the old key and the new one (points 1, 2) or only the new one (3), and the same
   command run again completes the rekey.
+- Several repositories: every one is checked before anything is written (a plain one among them:
+  nothing rekeyed); --repo N rekeys one; run again without it, the one already rekeyed is only
+  finished (its configuration's key no longer opens it) and the others rekeyed; a passphrase as
+  the new key.
 - Refusals, each in one line with nothing changed: a plain repository, the option of the other
   mode (both ways), a new key file readable by others, a public-key rekey from a host without the
   current public key.
@@ -24,10 +28,13 @@ rekey; a copy of each repository is kept in that state ("pristine") for the cras
 import base64
 import hashlib
 import os
+import re
 import select
 import signal
 import struct
+import shutil
 import time
+import types
 
 import pytest
 
@@ -466,3 +473,56 @@ def test_refusals(sym, pk, wv, workdir):
     refused(res, 13, "repo1: the new public key (key id %s) is already one of this repository's"
                      % pk.id_a)
     assert generations(pkpath) == ["00000002"]
+
+
+# --- several repositories ---------------------------------------------------------------------------
+
+def multi_conf(path, key, *repo_paths):
+    text = "[global]\nencrypt_key_file = %s\n" % key
+    for i, p in enumerate(repo_paths):
+        text += "\n[repo%d]\ntype = posix\npath = %s\n" % (i + 1, p)
+    with open(path, "w") as f:
+        f.write(text)
+    chown_pg(path)
+    return types.SimpleNamespace(config=path)
+
+
+def test_several_repositories(sym, wv, workdir):
+    s = sym
+    r1, r2 = fresh_copy(s, "multi"), fresh_copy(s, "multi")
+    # a repository first used without encryption (its walvault.repo, no key record)
+    plain = os.path.join(workdir, "plain")
+    os.makedirs(plain)
+    shutil.copy2(os.path.join(r1, "walvault.repo"), os.path.join(plain, "walvault.repo"))
+    run(["chown", "-R", "postgres:", plain], as_postgres=False)
+    passphrase = write_secret(os.path.join(workdir, "new.pass"), "correct horse battery staple\n")
+
+    # every repository is checked first: the plain third one refuses, nothing is rekeyed
+    three = multi_conf(os.path.join(workdir, "three.conf"), s.old, r1, r2, plain)
+    res = basebackup(wv, three, "rekey", "--new-key-file", passphrase)
+    assert res.returncode == 13, res.stderr
+    assert error_line(res).startswith("repo3: the repository is not encrypted"), res.stderr
+    assert res.stdout == ""
+    assert generations(r1) == generations(r2) == ["00000001"]
+
+    # --repo 1: only repo1
+    old = multi_conf(os.path.join(workdir, "old.conf"), s.old, r1, r2)
+    res = ok(basebackup(wv, old, "rekey", "--new-key-file", passphrase, "--repo", "1"))
+    assert "repo1: rekeyed: the new key file opens it, the old key no longer does" in res.stdout
+    assert "repo2" not in res.stdout.split("\n")[0]
+    assert "the configuration's other repositories still open with the old key" in res.stdout
+    assert generations(r1) == ["00000002"] and generations(r2) == ["00000001"]
+
+    # again without --repo: repo1 (which the old key no longer opens) is finished, repo2 rekeyed
+    res = ok(basebackup(wv, old, "rekey", "--new-key-file", passphrase))
+    assert "repo1: already rekeyed: the new key file opens it" in res.stdout, res.stdout
+    assert "repo2: rekeyed: the new key file opens it, the old key no longer does" in res.stdout
+    assert ("point encrypt_key_file at the new file now: the old key no longer opens repo1, repo2"
+            in res.stdout), res.stdout
+    assert generations(r1) == generations(r2) == ["00000002"]
+    new = multi_conf(os.path.join(workdir, "new.conf"), passphrase, r1, r2)
+    res = ok(opens(wv, new))
+    assert len(re.findall(r"^\s+%s\s" % s.backup, res.stdout, re.M)) == 2, res.stdout
+    res = opens(wv, old)
+    assert res.returncode == 15 and error_line(res) == (
+        "repo1: wrong encryption key for this repository"), res.stderr
