@@ -249,7 +249,7 @@ def test_symmetric_rekey_then_restore(sym, wv):
     assert ("point encrypt_key_file at the new file now: the old key no longer opens repo1"
             in res.stdout), res.stdout
     assert generations(s.repo_path) == ["00000002"]
-    # the old key is refused, by every program
+    # the old key is refused
     res = opens(wv, s.admin)
     assert res.returncode == 15, res.stderr
     assert error_line(res) == "repo1: wrong encryption key for this repository", res.stderr
