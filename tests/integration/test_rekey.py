@@ -47,7 +47,7 @@ pytestmark = pytest.mark.xdist_group("rekey")
 ROWS = 10
 
 
-# --- keys and configurations --------------------------------------------------------------------
+# --- keys and configurations ----------------------------------------------------------------------
 
 def write_secret(path, text, mode=0o600):
     with open(path, "w") as f:
@@ -148,7 +148,7 @@ def object_key_id(path):
     return "%016x" % struct.unpack_from("<Q", head, 16)[0]
 
 
-# --- the module's clusters -------------------------------------------------------------------------
+# --- the module's clusters ------------------------------------------------------------------------
 
 class Site:
     pass
@@ -176,6 +176,8 @@ def start_site(wv, basetemp, name, archive_conf_keys, admin_conf_keys, keydir_se
     s.pg.start()
     s.pg.sql("create table t (batch int, id int)")
     s.backup = take_backup(wv, s.archive, s.pg)  # where WAL is archived (public key only)
+    # the recoverable window starts a second after the backup's STOP TIME (whole seconds)
+    time.sleep(1.1)
     s.b1 = commit_batch(s.pg, 1, ROWS)
     s.pg.switch_wal_and_wait_archived()
     s.pristine = copy_repo(s.repo_path, os.path.join(s.dir, "pristine"))
@@ -240,7 +242,7 @@ def after_rekey_batches(s):
     return b2, b3, iso((b2["commit"] + b3["commit"]) / 2)
 
 
-# --- symmetric -------------------------------------------------------------------------------------
+# --- symmetric ------------------------------------------------------------------------------------
 
 def test_symmetric_rekey_then_restore(sym, wv):
     s = sym
@@ -269,7 +271,7 @@ def test_symmetric_rekey_then_restore(sym, wv):
     assert_nothing_written(dest)
 
 
-# --- public key ------------------------------------------------------------------------------------
+# --- public key -----------------------------------------------------------------------------------
 
 def test_public_key_rekey_then_restore(pk, wv):
     s = pk
@@ -294,7 +296,8 @@ def test_public_key_rekey_then_restore(pk, wv):
     assert object_key_id(repo.object_path(b3["segment"])) == s.id_b
 
     # a ring of both private keys restores exactly the rows before the target
-    both = Conf(os.path.join(s.dir, "ring-ab.conf"), s.repo_path, encrypt_private_key_file=s.ring_ab)
+    both = Conf(os.path.join(s.dir, "ring-ab.conf"), s.repo_path,
+                encrypt_private_key_file=s.ring_ab)
     r = Restorer(wv, both, s.dir)
     try:
         pg = r.restore_and_start("pk-ring", "--to", target)
@@ -320,7 +323,7 @@ def test_public_key_rekey_then_restore(pk, wv):
     assert_nothing_written(dest)
 
 
-# --- crash safety ----------------------------------------------------------------------------------
+# --- crash safety ---------------------------------------------------------------------------------
 
 def rekey_killed_at(wv, conf, point, *args):
     """Run rekey with WALVAULT_TEST_REKEY_PAUSE=point, wait until it says it paused there, kill it
@@ -339,8 +342,9 @@ def rekey_killed_at(wv, conf, point, *args):
                 chunk = os.read(p.stderr.fileno(), 4096)
                 if not chunk:
                     p.wait(timeout=30)
-                    raise AssertionError("rekey exited %s before point %d:\nstdout:\n%s\nstderr:\n%s"
-                                         % (p.returncode, point, p.stdout.read(), got.decode()))
+                    raise AssertionError(
+                        "rekey exited %s before point %d:\nstdout:\n%s\nstderr:\n%s"
+                        % (p.returncode, point, p.stdout.read(), got.decode()))
                 got += chunk
     finally:
         if p.poll() is None:
@@ -418,7 +422,7 @@ def test_public_key_rekey_killed(pk, wv, point):
     ok(basebackup(wv, new, "verify"))
 
 
-# --- refusals ---------------------------------------------------------------------------------------
+# --- refusals -------------------------------------------------------------------------------------
 
 def refused(res, code, message):
     assert res.returncode == code, "exit %d\nstdout:\n%s\nstderr:\n%s" % (
@@ -475,7 +479,7 @@ def test_refusals(sym, pk, wv, workdir):
     assert generations(pkpath) == ["00000002"]
 
 
-# --- several repositories ---------------------------------------------------------------------------
+# --- several repositories -------------------------------------------------------------------------
 
 def multi_conf(path, key, *repo_paths):
     text = "[global]\nencrypt_key_file = %s\n" % key
