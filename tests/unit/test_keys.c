@@ -383,6 +383,58 @@ static void test_public_key_mode(void **state)
     wv_user_keys_free(only_b);
 }
 
+/* A rekey stopped after removing the first older generation, and finishing a stopped rekey with
+ * the new key (wv_repo_keys_finish): refused while a newer generation exists that the key does
+ * not open; afterwards only the new key opens. */
+static void test_rekey_stop_and_finish(void **state)
+{
+    fixture *f = *state;
+    wv_repo_keys *ka = NULL, *kb = NULL, *kc = NULL, *k = NULL;
+    wv_err err;
+    int removed = -1;
+    wv_user_keys *a = sym(f, key_a), *b = sym(f, key_b);
+    wv_user_keys *c = sym(f, "3f0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+    assert_int_equal(open_keys(f, a, 0, &ka, &err), 0);
+    /* stopped after writing generation 2; the new key finishes it */
+    assert_int_equal(wv_repo_keys_rekey(f->st, "repo1", ka, b, 1, &err), 0);
+    assert_int_equal(open_keys(f, b, 1, &kb, &err), 0);
+    assert_int_equal(kb->generation, 2);
+    assert_int_equal(wv_repo_keys_finish(f->st, "repo1", kb, &removed, &err), 0);
+    assert_int_equal(removed, 1);
+    assert_int_equal(open_keys(f, a, 1, &k, &err), WV_EKEY);
+    /* finishing again removes nothing */
+    assert_int_equal(wv_repo_keys_finish(f->st, "repo1", kb, &removed, &err), 0);
+    assert_int_equal(removed, 0);
+    /* stopped after the first removal: generation 2 is gone, 3 opens with c only */
+    assert_int_equal(wv_repo_keys_rekey(f->st, "repo1", kb, c, 3, &err), 0);
+    assert_int_equal(open_keys(f, b, 1, &k, &err), WV_EKEY);
+    assert_int_equal(open_keys(f, c, 1, &kc, &err), 0);
+    assert_int_equal(kc->generation, 3);
+    /* two stopped rekeys (to a, then to b) from generation 3 */
+    assert_int_equal(wv_repo_keys_rekey(f->st, "repo1", kc, a, 1, &err), 0);
+    assert_int_equal(wv_repo_keys_rekey(f->st, "repo1", kc, b, 1, &err), 0);
+    wv_repo_keys_free(ka);
+    assert_int_equal(open_keys(f, a, 1, &ka, &err), 0);
+    assert_int_equal(ka->generation, 4);
+    assert_int_equal(wv_repo_keys_finish(f->st, "repo1", ka, &removed, &err), WV_EREFUSED);
+    assert_string_equal(err.msg, "repo1: key generation 00000005 is newer than the one this key "
+                                 "opens (00000004)");
+    wv_repo_keys_free(kb);
+    assert_int_equal(open_keys(f, b, 1, &kb, &err), 0);
+    assert_int_equal(kb->generation, 5);
+    assert_int_equal(wv_repo_keys_finish(f->st, "repo1", kb, &removed, &err), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(open_keys(f, a, 1, &k, &err), WV_EKEY);
+    assert_int_equal(open_keys(f, c, 1, &k, &err), WV_EKEY);
+    assert_memory_equal(kb->crypto->data_key, kc->crypto->data_key, 32);
+    wv_repo_keys_free(ka);
+    wv_repo_keys_free(kb);
+    wv_repo_keys_free(kc);
+    wv_user_keys_free(a);
+    wv_user_keys_free(b);
+    wv_user_keys_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +442,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_passphrase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symmetric_rekey, setup, teardown),
         cmocka_unit_test_setup_teardown(test_public_key_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_stop_and_finish, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
