@@ -55,6 +55,7 @@ TRAILER = 128
 META = 164  # the metadata block at the end of a version-3 payload (objfmt.h)
 SEALED_CHUNK = 64 * 1024 + 16  # a 64 KiB chunk and its GCM tag (crypt.h)
 PASSPHRASE = "correct horse battery staple, for walvault tests"
+BIG_FILE = "wv_big_file"  # put into the module cluster's data directory: 20 MiB
 LARGE_FILE = "wv_large_file"  # put into the tamper cluster's data directory: more than 64 MiB
 
 
@@ -231,6 +232,15 @@ def enc(basetemp, wv, s3_server, ssh_server, remote_helper):  # noqa: F811
         pg.sql("select pg_create_restore_point(%s)", (s.rp_name,))
         commit_batch(pg, 0)
         pg.switch_wal_and_wait_archived()
+        # a file larger than two S3 multipart parts (8 MiB): the sealed stream across parts
+        data = os.urandom(20 * 1024 * 1024 + 777)
+        s.big_sha = hashlib.sha256(data).hexdigest()
+        big = os.path.join(pg.datadir, BIG_FILE)
+        with open(big, "wb") as f:
+            f.write(data)
+        chown_pg(big)
+        os.chmod(big, 0o600)
+        del data
         s.backups = {}
         for name, c in (("sym", s.sym_all), ("pub", s.pub_all), ("pass", s.pass_conf),
                         ("plain", s.plain)):
@@ -287,6 +297,8 @@ def test_pitr_cycle(enc, wv, mode, store):
     rows = {b: n for b, n in pg.sql("select batch, count(*) from t group by batch")}
     assert rows == {0: 10, 1: 10}, rows
     assert pg.sql_value("select x from m") == enc.marker
+    assert hashlib.sha256(read_bytes(os.path.join(pg.datadir, BIG_FILE))).hexdigest() == \
+        enc.big_sha
     out = pg.restore_result.stdout + pg.restore_result.stderr
     assert enc.backups[mode] in out, out
     no_secret_in(out, enc.sym_material.hex(), PASSPHRASE, pem_body(enc.priv).decode())
@@ -559,7 +571,11 @@ def test_one_push_three_repositories_each_its_own_keys(enc, wv, s3_server):  # n
     # every repository has its own data key: different records, different objects
     assert len(set(records.values())) == 3
     assert len(set(objects.values())) == 3
-    no_uploads_left(s3_server, enc.buckets["sym"])
+    for mode in ("sym", "pub"):
+        no_uploads_left(s3_server, enc.buckets[mode])
+        sizes = [o["size"] for o in s3_server.client().list_objects(enc.buckets[mode],
+                                                                    "pg/backup/")]
+        assert max(sizes) > 16 * 1024 * 1024, "no backup object of more than two parts"
 
     # the posix repository's object under the same name in (a copy of) the ssh one: the same key
     # file opens both, but not each other's objects
