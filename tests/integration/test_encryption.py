@@ -42,7 +42,8 @@ from s3_server import s3_server  # noqa: F401 - fixture
 from ssh_server import remote_helper, ssh_server  # noqa: F401 - fixtures
 from test_offsite import Conf, new_bucket, no_uploads_left, posix_section, s3_section
 from test_restore_pitr import Restorer, bb, commit_batch, module_dir, take_backup, utc
-from utils import Postgres, chown_pg, make_pg_dir, read_bytes, run, tree_files, wait_until
+from utils import (Postgres, chown_pg, make_pg_dir, popen, read_bytes, run, tree_files,
+                   wait_until)
 
 pytestmark = pytest.mark.xdist_group("encryption")
 TAMPER_GROUP = pytest.mark.xdist_group("encryption-tamper")
@@ -603,6 +604,51 @@ def test_one_push_three_repositories_each_its_own_keys(enc, wv, s3_server):  # n
     assert re.search(r"^verify repo1: .*, 1 problem,", r.stdout, re.M), r.stdout
 
 
+def first_use_race(wv, d, conf, segments, contents):
+    """Several wal-push at once on an empty repository with the same key: one key record wins,
+    every process writes under it, and every segment then fetches."""
+    procs = [popen(wv.cmd("wal-push", seg, config=conf.config), cwd=d) for seg in segments]
+    for p, seg in zip(procs, segments):
+        out, errs = p.communicate(timeout=120)
+        assert p.returncode == 0, (seg, p.returncode, errs)
+    c = contents()
+    assert [k for k in c if k.startswith("keys/")] == ["keys/00000001"], sorted(c)
+    for seg in segments:
+        name = os.path.basename(seg)
+        dest = os.path.join(d, "fetched-" + name)
+        r = wv.fetch(name, dest, config=conf.config, cwd=d)
+        assert r.returncode == 0, (name, r.stderr)
+        assert read_bytes(dest) == read_bytes(seg), name
+
+
+def plain_segments(wv, enc_or_t, conf, names, d):
+    out = []
+    for name in names:
+        dest = os.path.join(d, name)
+        r = wv.fetch(name, dest, config=conf.config, cwd=d)
+        assert r.returncode == 0, r.stderr
+        chown_pg(dest)
+        out.append(dest)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["sym", "pub"])
+def test_first_use_race_on_s3(enc, wv, s3_server, mode):  # noqa: F811
+    d = make_pg_dir(os.path.join(enc.dir, "race-s3-" + mode), 0o755)
+    names = sorted(os.path.basename(k) for k in posix_contents(enc.paths["plain", "posix"])
+                   if re.match(r"^wal/[0-9A-F]{16}/[0-9A-F]{24}$", k))[:6]
+    assert len(names) == 6, names
+    segs = plain_segments(wv, enc, enc.plain, names, d)
+    bucket = new_bucket(s3_server)
+    try:
+        g = enc_global(key=enc.sym_key) if mode == "sym" else \
+            enc_global(public=enc.pub, private=enc.priv)
+        conf = Conf(os.path.join(d, "race.conf"), [s3_section(s3_server, bucket, d, 1)], g)
+        first_use_race(wv, d, conf, segs, lambda: s3_contents(s3_server, bucket))
+    finally:
+        s3_server.remove_bucket(bucket)
+
+
 # ====================================================================================================
 # The second cluster: configuration mistakes and tampering, on copies of posix repositories.
 
@@ -1078,6 +1124,16 @@ def test_manifest_of_another_backup_refused(tamper, wv, cases):
     assert key in r.stderr, r.stderr
     verify_reports(wv, c, [key])
     assert snapshot(c.dir) == before
+
+
+@TAMPER_GROUP
+def test_first_use_race_on_posix(tamper, wv):
+    d = make_pg_dir(os.path.join(tamper.dir, "race-posix"), 0o755)
+    repo = make_pg_dir(os.path.join(d, "repo"))
+    segs = plain_segments(wv, tamper, tamper.plain_conf, tamper.segments[:6], d)
+    conf = Conf(os.path.join(d, "race.conf"), [posix_section(repo, 1)], enc_global(key=tamper.key))
+    first_use_race(wv, d, conf, segs, lambda: posix_contents(repo))
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @TAMPER_GROUP
