@@ -151,7 +151,7 @@ def no_secret_in(text, *secrets):
         assert s not in text, "a secret appears in the output:\n" + text
 
 
-# --- the module's cluster ---------------------------------------------------------------------------
+# --- the module's cluster -------------------------------------------------------------------------
 
 class State:
     pass
@@ -284,7 +284,7 @@ def contents_of(enc, s3, mode, store):
     return posix_contents(enc.paths[mode, store])
 
 
-# --- 1. the archive -> backup -> PITR cycle, each mode on each store ---------------------------------
+# --- 1. the archive -> backup -> PITR cycle, each mode on each store ------------------------------
 
 CYCLES = [("sym", "posix"), ("sym", "ssh"), ("sym", "s3"), ("pub", "posix"), ("pub", "ssh"),
           ("pub", "s3"), ("pass", "posix")]
@@ -424,7 +424,7 @@ def test_marker_in_no_encrypted_byte(enc, s3_server):  # noqa: F811
         assert s not in logs
 
 
-# --- 3. a public-key-only host writes, and cannot read ----------------------------------------------
+# --- 3. a public-key-only host writes, and cannot read --------------------------------------------
 
 def test_public_key_host_writes_but_cannot_read(enc, wv):
     # it archived every segment and took a backup (the fixture), into all three stores
@@ -552,7 +552,7 @@ def test_repush_decided_by_keyed_digest(enc, wv, mode):
     assert read_bytes(os.path.join(enc.paths[mode, "posix"], key)) == stored
 
 
-# --- 6. one wal-push into three encrypted repositories; each serves alone -----------------------------
+# --- 6. one wal-push into three encrypted repositories; each serves alone -------------------------
 
 def test_one_push_three_repositories_each_its_own_keys(enc, wv, s3_server):  # noqa: F811
     d = make_pg_dir(os.path.join(enc.dir, "each"), 0o755)
@@ -649,7 +649,7 @@ def test_first_use_race_on_s3(enc, wv, s3_server, mode):  # noqa: F811
         s3_server.remove_bucket(bucket)
 
 
-# ====================================================================================================
+# ==================================================================================================
 # The second cluster: configuration mistakes and tampering, on copies of posix repositories.
 
 @pytest.fixture(scope="module")
@@ -771,7 +771,7 @@ def segment_file(wv, t, c, name):
     return dest
 
 
-# --- 4. configuration mistakes: each its own message ---------------------------------------------------
+# --- 4. configuration mistakes: each its own message ----------------------------------------------
 
 @TAMPER_GROUP
 def test_wrong_key(tamper, wv, cases):
@@ -883,7 +883,7 @@ def test_public_key_config_on_symmetric_repository(tamper, wv, cases):
     no_secret_in(r.stderr, pem_body(priv).decode())
 
 
-# --- 5. tampering: refused by wal-fetch and restore, reported by verify ---------------------------------
+# --- 5. tampering: refused by wal-fetch and restore, reported by verify ---------------------------
 
 def parts(data):
     """(header length, chunk stream end) of a version-3 object; asserts its layout."""
