@@ -6,17 +6,23 @@ The module's cluster (one, 1 MiB segments) archives through one archive_command 
 for four configurations in turn: symmetric (encrypt_key_file, 32 random bytes) into a posix, an
 ssh and an S3 repository at once; public-key (encrypt_public_key_file only, the database host of
 the docs) into three more; a passphrase key file (scrypt) into a posix one; and a plain posix
-repository, the control. A marker string lives in a table and in a restore point's name. Each
-configuration takes a backup; then two batches of rows, and each encrypted repository is restored
-on its own (a configuration naming that repository alone, with the private key for public-key
-mode) to a time between the batches and started: exactly batch 0 and 1, and the marker row.
+repository, the control. A marker string lives in a table and in a restore point's name, and a
+20 MiB random file in the data directory (S3 multipart). Each configuration takes a backup; then
+two batches of rows, and each encrypted repository is restored on its own (a configuration naming
+that repository alone, with its own prefetch spool, with the private key for public-key mode) to a
+time between the batches and started: exactly batch 0 and 1, the marker row and the file. --name
+and --xid read the encrypted restore-point and xid objects; a restored server promotes and
+archives timeline 2 into a copy of an encrypted repository, which restores onto it.
 
 Then: the marker, the key material and the passphrase are in no byte of any file or object of an
 encrypted repository, while the marker is in the plain one (wal, backup and restore-point
 objects: the grep can fail); a public-key-only host writes but cannot read ("needs the private
-key", wal-fetch exit 128, restore and verify exit 19); one wal-push into three encrypted
-repositories gives each its own key record, and each serves the segment alone; an object of
-another repository under the same name and key file is refused.
+key", wal-fetch exit 128, restore and verify exit 19, a real archive recovery stops with FATAL);
+a re-push is decided by the keyed digest (identical: success, different: conflict) in both
+modes; one wal-push into three encrypted repositories gives each its own key record, and each
+serves the segment alone; an object of another repository under the same name and key file is
+refused; hex and base64 key files are the raw key; a wrong passphrase is a wrong key; concurrent
+first uses of an empty bucket agree on one key record.
 
 A second, small cluster (its own xdist group: it runs beside the first) archives into a symmetric
 posix repository and a plain one and takes two backups. Its cases each take a copy of a repository:
@@ -25,7 +31,9 @@ file, mode 0644, plain configuration on an encrypted repository and the reverse,
 and every tampering is refused by wal-fetch or restore and reported by verify, with nothing
 partial left at the destination: an object under another segment's name, a 64 KiB chunk swapped
 between two segments, truncations and extensions (plain, and at a chunk boundary with the
-trailer rewritten as a careful forger would), a manifest of another backup in a backup's place.
+trailer rewritten as a careful forger would), two chunks of a backup file reordered, a sealed
+chunk swapped between the chunk objects of a file of more than 64 MiB, a manifest of another
+backup in a backup's place. Each refusal names its object once and says what it found.
 """
 
 import hashlib
