@@ -1135,6 +1135,41 @@ def test_manifest_of_another_backup_refused(tamper, wv, cases):
 
 
 @TAMPER_GROUP
+def test_recovery_with_prefetch_stops_at_a_tampered_segment(tamper, wv, cases):
+    """A real archive recovery with the prefetch spool on: the fetcher reads ahead into the
+    tampered segment, the spool never serves it, and the server stops with FATAL there instead of
+    promoting early."""
+    spool = os.path.join(tamper.dir, "spool-recovery")
+    c = cases(glob=enc_global(key=tamper.key, spool=spool))
+    victim = tamper.segments[-2]
+    prev = tamper.segments[-3]
+    data = read_bytes(c.p(wal_key(victim)))
+    hlen, _ = parts(data)
+    off = hlen + 6 * SEALED_CHUNK
+    write(c.p(wal_key(victim)), data[:off] + data[off + SEALED_CHUNK:off + 2 * SEALED_CHUNK] +
+          data[off:off + SEALED_CHUNK] + data[off + 2 * SEALED_CHUNK:])
+    r = Restorer(wv, c.conf, c.dir)
+    try:
+        pg = r.restore("prefetch", "--backup", tamper.b1)
+        pg._base_conf()
+        pg.start(wait=False)
+        wait_until(lambda: not pg.running() and "could not restore file" in pg.log(),
+                   timeout=180, what="the server to stop at the tampered segment")
+        log = pg.log()
+        assert re.search(r'FATAL: .*could not restore file "%s" from archive' % victim, log), \
+            log[-3000:]
+        assert '"%s" does not authenticate at chunk' % wal_key(victim) in log, log[-3000:]
+        assert 'restored log file "%s" from archive' % prev in log, log[-3000:]
+        assert "from the prefetch spool" in log, log[-3000:]  # the spool was in use
+        assert "archive recovery complete" not in log and "selected new timeline ID" not in log
+        assert not os.path.exists(os.path.join(pg.datadir, "pg_wal", victim))
+        left = [f for f in tree_files(spool) if os.path.basename(f) == victim]
+        assert left == [], left
+    finally:
+        r.cleanup()
+
+
+@TAMPER_GROUP
 def test_first_use_race_on_posix(tamper, wv):
     d = make_pg_dir(os.path.join(tamper.dir, "race-posix"), 0o755)
     repo = make_pg_dir(os.path.join(d, "repo"))
