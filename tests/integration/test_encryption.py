@@ -5,7 +5,7 @@ RGW) and a backup server over SSH.
 The module's cluster (one, 1 MiB segments) archives through one archive_command that runs wal-push
 for four configurations in turn: symmetric (encrypt_key_file, 32 random bytes) into a posix, an
 ssh and an S3 repository at once; public-key (encrypt_public_key_file only, the database host of
-the docs) into three more; a passphrase key file (scrypt) into a posix one; and a plain posix
+the docs, with archive_async = on: the background pusher) into three more; a passphrase key file (scrypt) into a posix one; and a plain posix
 repository, the control. A marker string lives in a table and in a restore point's name, and a
 20 MiB random file in the data directory (S3 multipart). Each configuration takes a backup; then
 two batches of rows, and each encrypted repository is restored on its own (a configuration naming
@@ -90,7 +90,7 @@ def x25519_pair(d, name):
     return priv, pub
 
 
-def enc_global(compress="none", key=None, public=None, private=None, spool=None):
+def enc_global(compress="none", key=None, public=None, private=None, spool=None, extra=""):
     """[global] with the key settings given; spool: the prefetch spool directory (else prefetch
     is off: a tampered object is then read by the call itself, and no fetcher lingers)."""
     g = "[global]\nprocess_max = 8\ncompress = %s\n" % compress
@@ -102,7 +102,7 @@ def enc_global(compress="none", key=None, public=None, private=None, spool=None)
                  ("encrypt_private_key_file", private)):
         if v:
             g += "%s = %s\n" % (k, v)
-    return g
+    return g + extra
 
 
 def pem_body(path):
@@ -204,7 +204,8 @@ def enc(basetemp, wv, s3_server, ssh_server, remote_helper):  # noqa: F811
         return os.path.join(d, "spool-" + name)
 
     g_sym = enc_global(key=s.sym_key)
-    g_pub = enc_global(public=s.pub)       # the database host: the public key only
+    # the database host: the public key only, archiving through the background pusher
+    g_pub = enc_global(public=s.pub, spool=sp("pub-all"), extra="archive_async = on\n")
     # writers
     s.sym_all = conf("sym-all", g_sym, [sections["sym", st](i) for i, st in
                                         enumerate(STORES, start=1)])
@@ -264,6 +265,7 @@ def enc(basetemp, wv, s3_server, ssh_server, remote_helper):  # noqa: F811
         s.target = utc((b1["commit"] + b2["commit"]) / 2).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         s.stats = pg.archiver_stats()
         assert s.stats["failed_count"] == 0, pg.log()[-4000:]
+        s.sysid = pg.system_identifier()
         pg.stop()
         s.log = pg.log()
         ok = True
@@ -435,9 +437,12 @@ def test_marker_in_no_encrypted_byte(enc, s3_server):  # noqa: F811
 # --- 3. a public-key-only host writes, and cannot read --------------------------------------------
 
 def test_public_key_host_writes_but_cannot_read(enc, wv):
-    # it archived every segment and took a backup (the fixture), into all three stores
+    # it archived every segment (through the background pusher) and took a backup (the
+    # fixture), into all three stores
     assert enc.stats["failed_count"] == 0
     assert enc.backups["pub"]
+    lock = os.path.join(enc.dir, "spool-pub-all", "%016X" % enc.sysid, "archive", "pusher.lock")
+    assert os.path.isfile(lock), tree_files(os.path.join(enc.dir, "spool-pub-all"))
     d = make_pg_dir(os.path.join(enc.dir, "pub-only"), 0o755)
     pg_wal = make_pg_dir(os.path.join(d, "pg_wal"))
     dest = os.path.join(pg_wal, "RECOVERYXLOG")
