@@ -159,7 +159,7 @@ if [[ -n "$BINDIR" ]]; then
         [[ -x "$BINDIR/$b" ]] || die "$BINDIR/$b is missing or not executable (--bin names an installed bin/)"
         install -m 755 "$BINDIR/$b" "$WV/bin/$b"
     done
-    REV="$(basename "$BINDIR")"
+    REV="installed in $BINDIR"
 else
     BUILD="$ROOT/build-benchenc"
     say "building walvault (Release) in $BUILD"
@@ -310,7 +310,7 @@ archive_idle() {
 
 count_full() { find "$PLAIN" -maxdepth 1 -regextype egrep -regex '.*/[0-9A-F]{24}' | wc -l; }
 
-say "loading pgbench -i -s $SCALE (every segment archived into the five repositories)"
+say "loading pgbench -i -s $SCALE (every segment archived into each repository)"
 run_child runuser -u postgres -- "$PGBIN/pgbench" -i -q -s "$SCALE" -d "$CONN" >"$OUT/pgbench-i.log" 2>&1 \
     || { cat "$OUT/pgbench-i.log" >&2; die "pgbench -i -s $SCALE failed"; }
 psql_q "vacuum analyze" >/dev/null
@@ -598,10 +598,16 @@ if runs:
             if k == "br-aes":
                 targets.append((f"pgbackrest {phase} aes-256-cbc / none", x, pr, None))
     print()
-    print("repository size after all backups (WAL included): " + ", ".join(
-        f"{names[k.replace('wv-', 'bb-')]} {v / 2**20:.0f} MiB" for k, v in sorted(repo.items())))
-    print("restored size (du -sb, median): " + ", ".join(
-        f"{k} {statistics.median(v) / 2**20:.0f} MiB" for k, v in sizes.items()))
+    short = {"bb-off": "off", "bb-sym": "symmetric", "bb-pub": "public key", "br-none": "none",
+             "br-aes": "aes-256-cbc"}
+    def line(d):
+        return ", ".join(f"{short[k]} {v / 2**20:.0f}" for k, v in d if k in short)
+    rk = {k.replace("wv-", "bb-"): v for k, v in repo.items()}
+    print("repository MiB after all backups, WAL included: walvault " +
+          line((k, rk[k]) for k in names if k in rk and k.startswith("bb")) + "; pgbackrest " +
+          line((k, rk[k]) for k in names if k in rk and k.startswith("br")))
+    print("restored MiB (du -sb, median): " +
+          line((k, statistics.median(sizes[k])) for k in names if k in sizes))
 print()
 print(f"{'target: encryption adds <= 10%':<46} {'medians':>8} {'paired':>8}  result")
 for what, x, pr, lim in targets:
