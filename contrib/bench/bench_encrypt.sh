@@ -525,7 +525,7 @@ if ((DO_BACKUP)); then
         if as_pg "$WV/bin/basebackup" -c "$TMP/wv-pub.conf" restore --pgdata "$TMP/rst" >"$OUT/pubonly.log" 2>&1; then
             die "basebackup restore with only the public key succeeded"
         fi
-        say "restore with only the public key fails, as it should: $(tail -1 "$OUT/pubonly.log")"
+        say "restore with only the public key fails, as it should: $(grep -v 'error: hint:' "$OUT/pubonly.log" | tail -1 | sed 's/^[^ ]* //')"
         rm -rf "$TMP/rst"
     fi
     for c in "${WVMODES[@]}"; do echo "repo wv-$c 0 $(du -sb "$TMP/wv-$c" | cut -f1) - - -" >>"$RESULTS"; done
