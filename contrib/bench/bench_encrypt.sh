@@ -34,7 +34,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/contrib/bench"
 SCALE=55
-ROUNDS=3
+ROUNDS=5
 WAL_ROUNDS=3
 NSEG=20
 PARTS=walpush,backup
