@@ -347,7 +347,7 @@ for c in "${WVMODES[@]:1}"; do
     compgen -G "$TMP/wv-$c/keys/*" >/dev/null || die "the $c walvault repository has no key record: not encrypted"
 done
 ! compgen -G "$TMP/wv-off/keys/*" >/dev/null || die "the plain walvault repository has a key record"
-f="$(find "$TMP/pgbr-aes/archive" -type f -name '0*-*' | head -1)"
+f="$(find "$TMP/pgbr-aes/archive" -type f -name '0*-*' -print -quit)"
 [[ -n "$f" && "$(head -c 8 "$f")" == Salted__ ]] || die "pgBackRest's aes-256-cbc archive file ${f:-(none)} is not encrypted"
 
 # --- 5. wal-push --------------------------------------------------------------------------------------
