@@ -1,6 +1,7 @@
 /* objcopy.c - copy one stored object between repositories, verified (see objcopy.h). */
 #include "repo/objcopy.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -379,4 +380,130 @@ int wv_repo_copy_object(wv_repo *from, wv_repo *to, const char *key, unsigned pu
     *already = res.already;
     *bytes = res.bytes;
     return rc;
+}
+
+/* ---- bundles ---------------------------------------------------------------------------------- */
+
+/* A source that returns the bytes held first, then the rest of `in`. */
+typedef struct replay_source {
+    wv_source base;
+    wv_source *in;
+    const uint8_t *held;
+    size_t nheld, pos;
+} replay_source;
+
+static int replay_read(wv_source *s, void *buf, size_t cap, size_t *got, wv_err *err)
+{
+    replay_source *r = (replay_source *)s;
+    if (r->pos < r->nheld) {
+        size_t n = r->nheld - r->pos < cap ? r->nheld - r->pos : cap;
+        memcpy(buf, r->held + r->pos, n);
+        r->pos += n;
+        *got = n;
+        return 0;
+    }
+    return wv_source_read(r->in, buf, cap, got, err);
+}
+
+static void replay_close(wv_source *s)
+{
+    (void)s;
+}
+
+static const wv_source_ops replay_ops = {.read = replay_read, .close = replay_close};
+
+typedef struct bundle_copy {
+    wv_repo *from, *to;
+    const wv_bundle *b;
+    wv_sink *sink;
+    uint64_t pos;
+    uint64_t *new_offset, *new_stored;
+    int target_failed;
+} bundle_copy;
+
+static int copy_member(void *arg, const wv_bundle_member *m, wv_source *obj, wv_err *err)
+{
+    bundle_copy *bc = arg;
+    size_t i = (size_t)(m - bc->b->m);
+    /* the member's compression and kind, from the fixed part of its header */
+    uint8_t hdr[WV_OBJ_HEADER_SIZE];
+    size_t have = 0;
+    int rc = 0;
+    while (have < sizeof(hdr)) {
+        size_t got = 0;
+        if ((rc = wv_source_read(obj, hdr + have, sizeof(hdr) - have, &got, err)) < 0)
+            return rc;
+        if (got == 0)
+            return wv_err_set(err, WV_ECORRUPT, "\"%s\": truncated object header", m->path);
+        have += got;
+    }
+    replay_source rs = {.base = {.ops = &replay_ops}, .in = obj, .held = hdr, .nheld = have};
+    uint8_t comp = hdr[12], kind = hdr[15];
+    wv_obj_opts wo = {.compress = comp == WV_OBJ_COMPRESS_LZ4 ? WV_COMPRESS_LZ4 : WV_COMPRESS_NONE,
+                      .level = 1,
+                      .kind = kind <= WV_OBJ_KIND_MAX ? kind : WV_OBJ_KIND_BACKUP_FILE,
+                      .name = bc->b->key,
+                      .crypto = wv_repo_crypto(bc->to->st)};
+    wv_objwriter *w = wv_objwriter_new(&bc->sink, 1, &wo);
+    writer_filter wf = {.base = {.ops = &wf_ops, .next = NULL}, .w = w};
+    wv_obj_info info;
+    wv_objread_opts ro = {.flags = WV_OBJREAD_LIMIT,
+                          .key = bc->b->key,
+                          .max_plain = m->size,
+                          .crypto = wv_repo_crypto(bc->from->st)};
+    rc = wv_object_read_opts(&rs.base, &wf.base, &ro, &info, err);
+    if (rc < 0 && wv_objwriter_sinks_ok(w) == 0)
+        bc->target_failed = 1;
+    if (rc == 0 && (info.plain_size != m->size || memcmp(info.sha256, m->sha256, 32) != 0))
+        rc = wv_err_set(err, WV_ECORRUPT, "its content does not match the backup manifest");
+    if (rc < 0) {
+        wv_objwriter_free(w);
+        return wv_err_prefix(err, "\"%s\" at offset %" PRIu64 ": ", m->path, m->offset);
+    }
+    wv_objwriter_set_walinfo(w, info.first_commit_us, info.last_commit_us, info.commit_count,
+                             info.restore_point_count);
+    wv_obj_info ours;
+    rc = wv_objwriter_finish(w, &ours, err);
+    if (rc == 0 && wv_objwriter_sink_error(w, 0)) {
+        *err = *wv_objwriter_sink_error(w, 0);
+        rc = err->code ? err->code : WV_EIO;
+    }
+    wv_objwriter_free(w);
+    if (rc < 0) {
+        bc->target_failed = 1;
+        return rc;
+    }
+    uint64_t stored = (uint64_t)ours.header_size + ours.payload_size + WV_OBJ_TRAILER_SIZE;
+    bc->new_offset[i] = bc->pos;
+    bc->new_stored[i] = stored;
+    bc->pos += stored;
+    return 0;
+}
+
+int wv_repo_copy_bundle(wv_repo *from, wv_repo *to, const wv_bundle *b, unsigned put_flags,
+                        uint64_t *new_offset, uint64_t *new_stored, uint64_t *bytes, wv_err *err)
+{
+    const char *fname = wv_storage_name(from->st), *tname = wv_storage_name(to->st);
+    wv_source *src = NULL;
+    bundle_copy bc = {
+        .from = from, .to = to, .b = b, .new_offset = new_offset, .new_stored = new_stored};
+    *bytes = 0;
+    int rc = wv_storage_get_open(from->st, b->key, 0, -1, &src, err);
+    if (rc < 0)
+        return wv_err_context(err, fname, b->key);
+    if ((rc = wv_storage_put_open(to->st, b->key, put_flags | WV_PUT_NOREPLACE, &bc.sink, err)) <
+        0) {
+        wv_source_close(src);
+        return wv_err_context(err, tname, b->key);
+    }
+    rc = wv_bundle_each(src, b, copy_member, &bc, err);
+    wv_source_close(src);
+    if (rc < 0) {
+        wv_sink_abort(bc.sink);
+        return wv_err_context(err, bc.target_failed ? tname : fname, b->key);
+    }
+    if ((rc = wv_sink_commit(bc.sink, err)) < 0)
+        return rc == WV_EEXIST ? rc : wv_err_context(err, tname, b->key);
+    *bytes = bc.pos;
+    return 0;
 }

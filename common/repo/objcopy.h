@@ -24,6 +24,7 @@
 
 #include "core/error.h"
 #include "pipeline/object.h"
+#include "repo/bundle.h"
 #include "repo/repo.h"
 #include "storage/driver.h"
 
@@ -96,5 +97,17 @@ int wv_repo_copy_object_ext(wv_repo *from, wv_repo *to, const char *key, const w
 /* The same, as the catching up uses it. *bytes: the stored size copied. */
 int wv_repo_copy_object(wv_repo *from, wv_repo *to, const char *key, unsigned put_flags,
                         uint64_t *bytes, int *already, wv_err *err);
+
+/*
+ * Copy bundle b (backup files stored back to back in one object, bundle.h; members sorted by
+ * offset as the manifest places them in `from`) into `to`, encoded again under to's crypto: each
+ * member decoded (bound to the bundle's key, checked against the manifest's size and SHA-256) and
+ * encoded again with its own compression and kind, one after the other into one object committed
+ * with put_flags | WV_PUT_NOREPLACE (WV_EEXIST, untouched, if `to` has one). new_offset[i] and
+ * new_stored[i] receive where member i landed (for the manifest written into `to`); *bytes the
+ * bundle's stored size. Errors name the repository and the key (and the member).
+ */
+int wv_repo_copy_bundle(wv_repo *from, wv_repo *to, const wv_bundle *b, unsigned put_flags,
+                        uint64_t *new_offset, uint64_t *new_stored, uint64_t *bytes, wv_err *err);
 
 #endif
