@@ -166,7 +166,8 @@ typedef struct push {
     int ntg;
     /* the pipeline */
     wv_sink *sinks[WV_MAX_REPOS];
-    int nsinks, map[WV_MAX_REPOS]; /* sink j belongs to target map[j] */
+    const wv_obj_crypto *crypto[WV_MAX_REPOS]; /* sink j's repository's encryption */
+    int nsinks, map[WV_MAX_REPOS];             /* sink j belongs to target map[j] */
     wv_objwriter *w;
     wv_walreader *wr;
     wv_buf rps; /* restore points seen */
@@ -356,7 +357,9 @@ static void open_targets(push *p)
             wv_repo_check_cluster(t->repo, wh->sysid, wv_walpage_major_of_magic(wh->magic),
                                   wh->seg_size, &t->err) != 0)
             continue;
-        int r = wv_repo_read_info(t->repo->st, p->key, &t->stored, &t->err);
+        /* the public trailer is enough to decide a re-push (an encrypted object's keyed
+         * digest): no private key needed */
+        int r = wv_repo_read_trailer(t->repo->st, p->key, &t->stored, &t->err);
         if (r == 0)
             t->have = 1;
         else if (r == WV_ENOTFOUND)
@@ -395,6 +398,7 @@ static int build_pipeline(push *p)
         if (wv_storage_put_open(t->repo->st, p->key, WV_PUT_NOREPLACE, &t->sink, &t->err))
             continue;
         p->map[p->nsinks] = i;
+        p->crypto[p->nsinks] = wv_repo_crypto(t->repo->st);
         p->sinks[p->nsinks++] = t->sink;
     }
     if (p->nsinks == 0)
@@ -412,7 +416,8 @@ static int build_pipeline(push *p)
                         .hash_thread = 1,
                         .observe = p->wr ? feed_walreader : NULL,
                         .observe_arg = p->wr,
-                        .name = p->key};
+                        .name = p->key,
+                        .sink_crypto = p->crypto};
     p->w = wv_objwriter_new(p->sinks, p->nsinks, &opts);
     return p->nsinks;
 }
@@ -466,8 +471,8 @@ static void store_restore_points(push *p)
         target *t = &p->tg[p->map[j]];
         if (t->err.code)
             continue;
-        int r = wv_storage_put_all(t->repo->st, rpkey, WV_PUT_NOREPLACE, p->rps.data, p->rps.len,
-                                   &t->err);
+        int r = wv_repo_put_text(t->repo->st, rpkey, WV_PUT_NOREPLACE, p->rps.data, p->rps.len,
+                                 &t->err);
         if (r == WV_EEXIST)
             wv_err_clear(&t->err);
         else if (r != 0) {

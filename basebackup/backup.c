@@ -21,6 +21,7 @@
  * `inflight` jobs exist, so memory is bounded whatever the size of the database.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -35,6 +36,7 @@
 #include "commands.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/fileio.h"
 #include "pipeline/filter.h"
 #include "core/log.h"
 #include "core/notify.h"
@@ -258,8 +260,12 @@ static int job_run(void *arg, wv_err *err)
     /* A large file (a 1 GiB relation segment) hashes on a helper thread while this one
      * compresses: otherwise it alone keeps one core busy long after the small files are done. */
     wv_obj_opts opts = ctx->objopts;
+    const wv_obj_crypto *crypto[WV_MAX_REPOS] = {0};
+    for (int i = 0; i < n; i++)
+        crypto[i] = wv_repo_crypto(ctx->repos[i]->st);
     opts.hash_thread = j->size >= BIG_FILE_BYTES;
     opts.name = j->key;
+    opts.sink_crypto = crypto; /* each repository under its own keys */
     w = wv_objwriter_new(sinks, n, &opts);
     for (;;) {
         chunk c;
@@ -1025,23 +1031,74 @@ static const char *find_field(const char *text, const char *name, char *out, siz
     return NULL;
 }
 
+typedef struct server_facts {
+    wv_pg_system sys;
+    uint64_t segsize;
+    char tzname[128];
+    int version;
+    char datadir[1024]; /* SHOW data_directory, or "" if not allowed */
+} server_facts;
+
+/*
+ * The backup history file's text. From the repository, unless that is encrypted for a public key
+ * this host cannot read with (the database host holds only the public key): then from the
+ * server's own pg_wal, where PostgreSQL wrote it and the archiver has just read it (backup runs
+ * beside the server there). Its content is checked against the backup all the same.
+ */
+static int history_text(backup_ctx *ctx, const char *histname, const char *datadir, wv_buf *b,
+                        wv_err *err)
+{
+    const wv_obj_crypto *c = wv_repo_crypto(ctx->repos[0]->st);
+    if (!(c && c->mode == WV_OBJ_KEYMODE_X25519 && !c->private_key)) {
+        char key[256];
+        wv_source *src = NULL;
+        int rc = wv_repo_wal_key(histname, key, sizeof(key), err);
+        if (rc < 0 || (rc = wv_storage_get_open(ctx->repos[0]->st, key, 0, -1, &src, err)) < 0)
+            return rc;
+        wv_filter *f = wv_filter_buf_new(b);
+        rc = wv_object_read_opts(
+            src, f, &(wv_objread_opts){.key = key, .max_plain = WV_REPO_WAL_TEXT_MAX, .crypto = c},
+            NULL, err);
+        wv_filter_chain_free(f);
+        wv_source_close(src);
+        return rc;
+    }
+    char path[1200];
+    if (!datadir[0]) {
+        wv_err_set(err, WV_EPRIVKEY,
+                   "backup history file %s: the repository is encrypted for a public key, and "
+                   "the server's data directory is not readable here to take it from",
+                   histname);
+        return wv_err_hint(err, "run backup on the database host as the user that owns the "
+                                "data directory (or with the private key)");
+    }
+    snprintf(path, sizeof(path), "%s/pg_wal/%s", datadir, histname);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        wv_err_errno(err, WV_EPRIVKEY, errno, "backup history file %s: could not open \"%s\"",
+                     histname, path);
+        return wv_err_hint(err, "the repository is encrypted for a public key, so backup reads "
+                                "this file from the server's pg_wal: run it on the database "
+                                "host as the user that owns the data directory");
+    }
+    uint8_t tmp[WV_REPO_WAL_TEXT_MAX];
+    size_t got = 0;
+    int rc = wv_read_full(fd, tmp, sizeof(tmp), &got, path, err);
+    close(fd);
+    if (rc == 0 && got == sizeof(tmp))
+        rc = wv_err_set(err, WV_ECORRUPT, "backup history file \"%s\" is too large", path);
+    if (rc == 0)
+        wv_buf_append(b, tmp, got);
+    return rc;
+}
+
 /* Read the archived backup history file: START/STOP TIME, CHECKPOINT LOCATION. */
-static int read_history(backup_ctx *ctx, const char *histname, const char *tzname,
+static int read_history(backup_ctx *ctx, const char *histname, const server_facts *sf,
                         wv_manifest_header *h, wv_err *err)
 {
-    char key[256];
-    int rc = wv_repo_wal_key(histname, key, sizeof(key), err);
-    if (rc < 0)
-        return rc;
-    wv_source *src = NULL;
-    if ((rc = wv_storage_get_open(ctx->repos[0]->st, key, 0, -1, &src, err)) < 0)
-        return rc;
+    const char *tzname = sf->tzname;
     wv_buf b = WV_BUF_INIT;
-    wv_filter *f = wv_filter_buf_new(&b);
-    rc = wv_object_read_opts(
-        src, f, &(wv_objread_opts){.key = key, .max_plain = WV_REPO_WAL_TEXT_MAX}, NULL, err);
-    wv_filter_chain_free(f);
-    wv_source_close(src);
+    int rc = history_text(ctx, histname, sf->datadir, &b, err);
     if (rc < 0)
         goto out;
     const char *text = wv_buf_cstr(&b);
@@ -1143,12 +1200,6 @@ static int parse_args(int argc, char **argv, backup_args *a)
 }
 
 /* What the server said of itself. */
-typedef struct server_facts {
-    wv_pg_system sys;
-    uint64_t segsize;
-    char tzname[128];
-    int version;
-} server_facts;
 
 /* A repository with required = no that is down is left out of this backup, said loudly; the
  * backup is then listed by the repositories that have it. */
@@ -1200,6 +1251,9 @@ static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **c
         (rc = wv_pgrepl_show(*conn, "log_timezone", sf->tzname, sizeof(sf->tzname), err)) < 0)
         return rc;
     sf->version = wv_pgrepl_server_version(*conn);
+    wv_err e = {0};
+    if (wv_pgrepl_show(*conn, "data_directory", sf->datadir, sizeof(sf->datadir), &e) < 0)
+        sf->datadir[0] = '\0'; /* needs pg_read_all_settings; only public-key mode uses it */
     for (int i = 0; i < ctx->nrepos; i++) {
         if ((rc = wv_repo_check_cluster(ctx->repos[i], sf->sys.system_id,
                                         (uint32_t)(sf->version / 10000), sf->segsize, err)) == 0 &&
@@ -1330,27 +1384,30 @@ static int fill_header(backup_ctx *ctx, const backup_args *a, const server_facts
                               segsize, h->start_segment);
     wv_walname_format_segment(end->end_tli, wv_lsn_to_segno(end->end_lsn, segsize), segsize,
                               h->stop_segment);
-    return read_history(ctx, histname, sf->tzname, h, err);
+    return read_history(ctx, histname, sf, h, err);
 }
 
 /* Step 6: the manifest, last and durable: its commit is what makes the backup exist. */
+typedef struct manifest_fill {
+    backup_ctx *ctx;
+    const wv_manifest_header *h;
+} manifest_fill;
+
+static int fill_manifest(void *arg, wv_filter *dest, wv_err *err)
+{
+    manifest_fill *m = arg;
+    return wv_manifest_writer_finish(m->ctx->mw, m->h, dest, err);
+}
+
 static int write_manifests(backup_ctx *ctx, const wv_manifest_header *h, wv_err *err)
 {
+    manifest_fill m = {ctx, h};
     for (int i = 0; i < ctx->nrepos; i++) {
         char key[256];
         wv_manifest_key(ctx->id, key, sizeof(key));
-        wv_sink *sink = NULL;
-        int rc = wv_storage_put_open(ctx->repos[i]->st, key, WV_PUT_NOREPLACE, &sink, err);
+        int rc =
+            wv_repo_put_stream(ctx->repos[i]->st, key, WV_PUT_NOREPLACE, fill_manifest, &m, err);
         if (rc < 0)
-            return rc;
-        wv_filter *f = wv_filter_sink_new(sink);
-        rc = wv_manifest_writer_finish(ctx->mw, h, f, err);
-        wv_filter_chain_free(f);
-        if (rc < 0) {
-            wv_sink_abort(sink);
-            return rc;
-        }
-        if ((rc = wv_sink_commit(sink, err)) < 0)
             return rc;
     }
     return 0;

@@ -764,7 +764,10 @@ static int fill_object(void *arg, wv_filter *dest, wv_err *err)
     if (rc != 0)
         return rc;
     /* bound to its key, and never more than the manifest's size reaches the file */
-    wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT, .key = j->key, .max_plain = j->size};
+    wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT,
+                         .key = j->key,
+                         .max_plain = j->size,
+                         .crypto = wv_repo_crypto(f->c->st)};
     rc = wv_object_read_opts(src, dest, &o, &f->info, err);
     if (rc != 0 && j->length >= 0)
         wv_err_context_at(err, wv_storage_name(f->c->st), j->key, " at offset %" PRId64, j->offset);
@@ -799,6 +802,7 @@ typedef struct bundle_rjob {
 
 typedef struct member_fill {
     wv_source *obj;
+    const wv_obj_crypto *crypto;
     const char *bundle_key;
     const wv_bundle_member *m;
 } member_fill;
@@ -806,7 +810,7 @@ typedef struct member_fill {
 static int fill_member(void *arg, wv_filter *dest, wv_err *err)
 {
     member_fill *f = arg;
-    return wv_bundle_check_object(f->obj, f->bundle_key, f->m, dest, err);
+    return wv_bundle_check_object(f->obj, f->crypto, f->bundle_key, f->m, dest, err);
 }
 
 static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, wv_err *err)
@@ -817,7 +821,7 @@ static int restore_member(void *arg, const wv_bundle_member *m, wv_source *obj, 
     if (c->o->delta && same_content(c, m->path, m->size, m->sha256)) {
         j->reused++;
     } else {
-        member_fill f = {obj, j->b->key, m};
+        member_fill f = {obj, wv_repo_crypto(c->st), j->b->key, m};
         if ((rc = write_confined(c, m->path, m->mode, m->mtime, fill_member, &f, err)) < 0)
             wv_err_context_at(err, wv_storage_name(c->st), j->b->key, " at offset %" PRIu64 " (%s)",
                               m->offset, m->path);
@@ -991,7 +995,10 @@ static int restore_chunk(chunked *f, uint32_t k, wv_err *err)
         pwrite_filter pf = {
             .base = {.ops = &pwrite_ops}, .fd = f->cf.fd, .off = ch->offset, .shown = f->cf.shown};
         /* bound to its own key (a chunk swapped with another is refused), never more than its length */
-        wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT, .key = key, .max_plain = ch->length};
+        wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT,
+                             .key = key,
+                             .max_plain = ch->length,
+                             .crypto = wv_repo_crypto(c->st)};
         wv_obj_info info;
         rc = wv_object_read_opts(src, &pf.base, &o, &info, err);
         if (rc != 0)

@@ -315,12 +315,13 @@ static void first_problem(void *arg, const wv_bundle_member *m, const wv_err *e)
     }
 }
 
-static int verify_bundle(wv_source *src, const wv_bundle *b, wv_err *err)
+static int verify_bundle(wv_source *src, const wv_obj_crypto *crypto, const wv_bundle *b,
+                         wv_err *err)
 {
     wv_err first;
     wv_err_clear(&first);
     size_t bad = 0;
-    int rc = wv_bundle_verify(src, b, first_problem, &first, &bad, err);
+    int rc = wv_bundle_verify(src, crypto, b, first_problem, &first, &bad, err);
     if (rc == 0 && bad) {
         *err = first;
         rc = first.code;
@@ -338,7 +339,7 @@ static int compare_bundle(job *j, wv_err *err)
         return wv_err_context(err, to_name(c), j->key);
     wv_err e;
     wv_err_clear(&e);
-    rc = verify_bundle(src, j->bundle, &e);
+    rc = verify_bundle(src, wv_repo_crypto(c->to->st), j->bundle, &e);
     wv_source_close(src);
     if (rc == WV_ECORRUPT) {
         char why[1200];
@@ -525,7 +526,7 @@ out:
 static int check_stream(job *j, wv_source *in, wv_obj_info *info, wv_err *err)
 {
     if (j->type == OBJ_BUNDLE)
-        return verify_bundle(in, j->bundle, err);
+        return verify_bundle(in, wv_repo_crypto(j->ctx->from->st), j->bundle, err);
     /* The copy keeps the source's binding: it must name the key it has in both repositories. A WAL
      * file's content is checked against its name and the source repository's cluster. */
     wv_filter *discard = wv_filter_discard_new();

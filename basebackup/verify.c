@@ -204,7 +204,7 @@ static void check_rp(job *j)
 {
     verify_ctx *c = j->ctx;
     wv_buf b = WV_BUF_INIT;
-    int rc = wv_storage_get_all(c->repo->st, j->key, RP_MAX, &b, &j->problem);
+    int rc = wv_repo_get_text(c->repo->st, j->key, RP_MAX, &b, &j->problem);
     if (rc < 0)
         wv_err_context(&j->problem, rname(c), j->key);
     else if (!rp_valid(&b))
@@ -222,7 +222,7 @@ static void check_xid(job *j)
     wv_buf b = WV_BUF_INIT;
     wv_xidrange x;
     wv_err why;
-    int rc = wv_storage_get_all(c->repo->st, j->key, WV_XIDRANGE_TEXT_MAX, &b, &j->problem);
+    int rc = wv_repo_get_text(c->repo->st, j->key, WV_XIDRANGE_TEXT_MAX, &b, &j->problem);
     if (rc < 0 && rc != WV_ECORRUPT)
         wv_err_context(&j->problem, rname(c), j->key);
     else if (rc < 0 || wv_xidrange_parse((const char *)b.data, b.len, &x, &why) != 0)
@@ -257,7 +257,8 @@ static void check_framed(job *j)
      * decompression never past what the manifest or the WAL file's kind allows. */
     const wv_repo_info *ri = c->repo->have_info ? &c->repo->info : NULL;
     wv_filter *check = wv_repo_walcheck_for_key(discard, j->key, ri);
-    wv_objread_opts o = {.key = j->key, .unbound = &j->unbound};
+    wv_objread_opts o = {
+        .key = j->key, .unbound = &j->unbound, .crypto = wv_repo_crypto(c->repo->st)};
     if (j->expect) {
         o.flags |= WV_OBJREAD_LIMIT;
         o.max_plain = j->size;
@@ -321,7 +322,7 @@ static void check_bundle(job *j)
         return;
     }
     size_t bad = 0;
-    rc = wv_bundle_verify(src, j->bundle, bundle_problem, j, &bad, e);
+    rc = wv_bundle_verify(src, wv_repo_crypto(c->repo->st), j->bundle, bundle_problem, j, &bad, e);
     wv_source_close(src);
     if (rc < 0) {
         wv_err_context(e, rname(c), j->key);
@@ -390,7 +391,8 @@ static void check_chunked(job *j)
             wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT,
                                  .key = key,
                                  .max_plain = ch->length,
-                                 .unbound = &j->unbound};
+                                 .unbound = &j->unbound,
+                                 .crypto = wv_repo_crypto(c->repo->st)};
             rc = wv_object_read_opts(src, &tee.base, &o, &info, p);
             wv_source_close(src);
         }

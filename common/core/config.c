@@ -905,21 +905,6 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
              cfg->encrypt_public_key_file ? "public" : "private");
         hint(ps, "keep encrypt_key_file (symmetric), or the public and private key files");
     }
-    /* The encryption stage, key files and key records exist (pipeline/crypt, core/keyfile,
-     * repo/keys), but the programs do not open repositories with them yet: refuse the keys
-     * rather than store plain objects for a configuration that asks for encryption. */
-    if (!ps->failed &&
-        (cfg->encrypt_key_file || cfg->encrypt_public_key_file || cfg->encrypt_private_key_file)) {
-        int k = cfg->encrypt_key_file          ? GK_ENCRYPT_KEY_FILE
-                : cfg->encrypt_public_key_file ? GK_ENCRYPT_PUBLIC_KEY_FILE
-                                               : GK_ENCRYPT_PRIVATE_KEY_FILE;
-        fail(ps, ps->global_key_line[k],
-             "%s is set in [global], but this walvault cannot encrypt repositories yet: refused "
-             "rather than writing plain objects",
-             global_keys[k]);
-        hint(ps, "remove the encrypt_* keys, or upgrade walvault (docs/encryption.md)");
-    }
-
     if (!ps->failed) {
         int n = 0;
         for (int i = 0; i < WV_MAX_REPOS; i++) {
@@ -941,6 +926,11 @@ static int run_parse(parse_state *ps, wv_config **out, wv_err *err)
             n++;
         }
         cfg->nrepos = n;
+        for (int i = 0; i < n; i++) {
+            cfg->repos[i].encrypt_key_file = cfg->encrypt_key_file;
+            cfg->repos[i].encrypt_public_key_file = cfg->encrypt_public_key_file;
+            cfg->repos[i].encrypt_private_key_file = cfg->encrypt_private_key_file;
+        }
         int required = 0;
         for (int i = 0; i < n; i++)
             required += !cfg->repos[i].optional;

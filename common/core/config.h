@@ -57,6 +57,12 @@ typedef struct wv_repo_config {
     /* required = yes | no (default yes): 1 for "no": a failure there does not fail wal-push or
      * backup; what it lacks is recorded in the spool and caught up later (see repo/lag.h) */
     int optional;
+
+    /* [global]'s encrypt_* key files (borrowed from the wv_config; NULL when not set): a
+     * repository is opened with the configuration's keys (repo/keys.h) */
+    const char *encrypt_key_file;
+    const char *encrypt_public_key_file;
+    const char *encrypt_private_key_file;
 } wv_repo_config;
 
 typedef struct wv_config {

@@ -1,10 +1,11 @@
 /*
  * object.c - write framed objects into several sinks at once, and read them back verified.
  *
- * Writing: the chain is sha256 -> [lz4] -> framer. The framer is the terminal stage: it sends the
- * header before the first payload byte, counts the payload, and at finish builds the trailer from
- * the plain size counted by the writer and the digest of the sha256 stage (finished just before
- * it). Every piece goes, without a copy, to each sink still alive (the tee).
+ * Writing: the chain is sha256 -> [lz4] -> [seal] -> framer, with one [seal] -> framer lane per
+ * distinct encryption among the sinks. The framer is the terminal stage: it sends the header before
+ * the first payload byte, counts the payload, and at finish builds the trailer from the plain size
+ * counted by the writer and the digest of the sha256 stage (finished just before it). Every piece
+ * goes, without a copy, to each sink of the lane still alive (the tee).
  *
  * Reading: one buffer of WV_FILTER_CHUNK + trailer bytes. After the header, the reader fills the
  * buffer, pushes all but the last WV_OBJ_TRAILER_SIZE bytes as payload and keeps those (they may be
@@ -93,34 +94,64 @@ int wv_obj_crypto_keys(const wv_obj_crypto *c, const wv_obj_header *h, const uin
 
 /* --- writer ---------------------------------------------------------------------------------- */
 
+/*
+ * The chain is sha256 -> [lz4] -> lanes. A lane is the sinks that share one encryption (all of
+ * them, usually; one per repository when sink_crypto gives each its own keys): [seal] -> framer
+ * -> tee into the lane's sinks. With one lane the compressed stream goes straight into it; with
+ * several a fan stage hands each piece to every lane, so content is hashed and compressed once
+ * and sealed once per key.
+ */
+typedef struct lane lane;
+
 typedef struct framer_filter {
     wv_filter base;
-    wv_objwriter *w;
+    lane *l;
 } framer_filter;
 
-struct wv_objwriter {
-    wv_sink **sinks;
-    wv_err *errs; /* errs[i].code != 0: sink i was dropped */
-    int nsinks;
-    int nok;
-    int first_failed; /* index of the first sink dropped, or -1 */
+struct lane {
+    wv_objwriter *w;
+    const wv_obj_crypto *crypto;
+    int *sink; /* indexes into w->sinks */
+    int nsink;
     wv_obj_header hdr;
-    wv_obj_info info; /* wal facts set early; sizes and digest at finish */
-    wv_filter *head;  /* the sha256 stage */
-    wv_filter *framer;
+    wv_obj_info info; /* what this lane's trailer says */
+    wv_filter *head;  /* [seal] -> framer */
     int header_sent;
-    int state; /* 0 open, 1 finished, < 0 failed with that code */
-    wv_err fail;
-    /* encrypted (format 3): the encoded header, the object's keys, the digest key */
     int crypt;
     uint8_t hdrbuf[WV_OBJ_HEADER_MAX];
     uint8_t obj_key[32], meta_key[32], digest_key[32];
 };
 
-/* Write one piece into every live sink. Fails only when none is left. */
-static int tee_write(wv_objwriter *w, const uint8_t *buf, size_t len, wv_err *err)
+struct wv_objwriter {
+    wv_sink **sinks;
+    wv_err *errs; /* errs[i].code != 0: sink i was dropped */
+    int *lane_of; /* lane index of each sink */
+    int nsinks;
+    int nok;
+    int first_failed; /* index of the first sink dropped, or -1 */
+    lane *lanes;
+    int nlanes;
+    wv_obj_info info; /* shared facts: plain size, wal facts; sha256 at finish */
+    wv_filter *head;  /* the sha256 stage */
+    int state;        /* 0 open, 1 finished, < 0 failed with that code */
+    wv_err fail;
+};
+
+static int all_failed(wv_objwriter *w, wv_err *err)
 {
-    for (int i = 0; i < w->nsinks; i++) {
+    if (w->first_failed < 0)
+        return wv_err_set(err, WV_EINTERNAL, "object writer has no sink to write to");
+    if (err)
+        *err = w->errs[w->first_failed];
+    return w->errs[w->first_failed].code;
+}
+
+/* Write one piece into every live sink of lane l. Fails only when no sink of the writer is left. */
+static int tee_write(lane *l, const uint8_t *buf, size_t len, wv_err *err)
+{
+    wv_objwriter *w = l->w;
+    for (int k = 0; k < l->nsink; k++) {
+        int i = l->sink[k];
         if (w->errs[i].code != 0)
             continue;
         int rc = wv_sink_write(w->sinks[i], buf, len, &w->errs[i]);
@@ -132,54 +163,56 @@ static int tee_write(wv_objwriter *w, const uint8_t *buf, size_t len, wv_err *er
             w->nok--;
         }
     }
-    if (w->nok > 0)
-        return 0;
-    if (w->first_failed < 0)
-        return wv_err_set(err, WV_EINTERNAL, "object writer has no sink to write to");
-    if (err)
-        *err = w->errs[w->first_failed];
-    return w->errs[w->first_failed].code;
+    return w->nok > 0 ? 0 : all_failed(w, err);
 }
 
-static int framer_send_header(wv_objwriter *w, wv_err *err)
+static int framer_send_header(lane *l, wv_err *err)
 {
-    int rc = w->crypt ? 0 : wv_obj_header_encode(&w->hdr, w->hdrbuf, err);
+    int rc = l->crypt ? 0 : wv_obj_header_encode(&l->hdr, l->hdrbuf, err);
     if (rc < 0)
         return rc;
-    w->header_sent = 1;
-    return tee_write(w, w->hdrbuf, wv_obj_header_length(&w->hdr), err);
+    l->header_sent = 1;
+    return tee_write(l, l->hdrbuf, wv_obj_header_length(&l->hdr), err);
 }
 
 static int framer_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
 {
-    wv_objwriter *w = ((framer_filter *)f)->w;
+    lane *l = ((framer_filter *)f)->l;
     int rc;
-    if (!w->header_sent && (rc = framer_send_header(w, err)) < 0)
+    if (!l->header_sent && (rc = framer_send_header(l, err)) < 0)
         return rc;
-    w->info.payload_size += len;
-    return tee_write(w, buf, len, err);
+    l->info.payload_size += len;
+    return tee_write(l, buf, len, err);
 }
 
 static int framer_finish(wv_filter *f, wv_err *err)
 {
-    wv_objwriter *w = ((framer_filter *)f)->w;
+    lane *l = ((framer_filter *)f)->l;
+    wv_objwriter *w = l->w;
     uint8_t trailer[WV_OBJ_TRAILER_SIZE];
     int rc;
-    if (!w->header_sent && (rc = framer_send_header(w, err)) < 0)
+    if (!l->header_sent && (rc = framer_send_header(l, err)) < 0)
         return rc;
     wv_sha256_filter_digest(w->head, w->info.sha256);
-    if (w->crypt) {
+    /* the shared facts, with this lane's own sizes and format */
+    uint64_t payload = l->info.payload_size;
+    wv_obj_info mine = w->info;
+    mine.version = l->info.version;
+    mine.header_size = l->info.header_size;
+    mine.cipher = l->info.cipher;
+    mine.payload_size = payload;
+    if (l->crypt) {
         uint8_t meta[WV_OBJ_META_SIZE];
-        if ((rc = wv_crypt_keyed_digest(w->digest_key, w->info.sha256, w->info.keyed_digest, err)) <
-                0 ||
-            (rc = wv_obj_meta_encode(&w->hdr, &w->info, w->meta_key, meta, err)) < 0 ||
-            (rc = tee_write(w, meta, sizeof(meta), err)) < 0)
+        if ((rc = wv_crypt_keyed_digest(l->digest_key, mine.sha256, mine.keyed_digest, err)) < 0 ||
+            (rc = wv_obj_meta_encode(&l->hdr, &mine, l->meta_key, meta, err)) < 0 ||
+            (rc = tee_write(l, meta, sizeof(meta), err)) < 0)
             return rc;
-        w->info.payload_size += sizeof(meta);
+        mine.payload_size += sizeof(meta);
     }
-    if ((rc = wv_obj_trailer_encode(&w->info, trailer, err)) < 0)
+    l->info = mine;
+    if ((rc = wv_obj_trailer_encode(&l->info, trailer, err)) < 0)
         return rc;
-    return tee_write(w, trailer, sizeof(trailer), err);
+    return tee_write(l, trailer, sizeof(trailer), err);
 }
 
 static void framer_free(wv_filter *f)
@@ -194,9 +227,49 @@ static const wv_filter_ops framer_ops = {
     .free = framer_free,
 };
 
-/* Make the header a version-3 one (fresh salt; in X25519 mode a fresh ephemeral key), encode it,
- * and derive the object's keys from it. */
-static int writer_crypt_setup(wv_objwriter *w, const wv_obj_crypto *c, wv_err *err)
+/* Several lanes: every piece to each lane's head. */
+typedef struct fan_filter {
+    wv_filter base;
+    wv_objwriter *w;
+} fan_filter;
+
+static int fan_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    wv_objwriter *w = ((fan_filter *)f)->w;
+    for (int i = 0; i < w->nlanes; i++) {
+        int rc = wv_filter_write(w->lanes[i].head, buf, len, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int fan_finish(wv_filter *f, wv_err *err)
+{
+    wv_objwriter *w = ((fan_filter *)f)->w;
+    for (int i = 0; i < w->nlanes; i++) {
+        int rc = wv_filter_finish(w->lanes[i].head, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void fan_free(wv_filter *f)
+{
+    free(f);
+}
+
+static const wv_filter_ops fan_ops = {
+    .name = "object lanes",
+    .write = fan_write,
+    .finish = fan_finish,
+    .free = fan_free,
+};
+
+/* Make the lane's header a version-3 one (fresh salt; in X25519 mode a fresh ephemeral key),
+ * encode it, and derive the object's keys from it. */
+static int lane_crypt_setup(lane *l, const wv_obj_crypto *c, wv_err *err)
 {
     uint8_t salt[WV_CRYPT_SALT_SIZE], material[32], eph[32], secret[32];
     int rc = wv_crypt_random(salt, sizeof(salt), err);
@@ -204,7 +277,7 @@ static int writer_crypt_setup(wv_objwriter *w, const wv_obj_crypto *c, wv_err *e
         return rc;
     if (c->mode == WV_OBJ_KEYMODE_SYMMETRIC) {
         memcpy(material, c->data_key, 32);
-        wv_obj_header_set_crypt(&w->hdr, c->mode, c->key_id, salt, NULL);
+        wv_obj_header_set_crypt(&l->hdr, c->mode, c->key_id, salt, NULL);
     } else if (c->mode == WV_OBJ_KEYMODE_X25519) {
         rc = wv_crypt_x25519_seal(c->public_key, eph, secret, err);
         if (rc == 0)
@@ -212,17 +285,38 @@ static int writer_crypt_setup(wv_objwriter *w, const wv_obj_crypto *c, wv_err *e
         OPENSSL_cleanse(secret, sizeof(secret));
         if (rc < 0)
             return rc;
-        wv_obj_header_set_crypt(&w->hdr, c->mode, c->key_id, salt, eph);
+        wv_obj_header_set_crypt(&l->hdr, c->mode, c->key_id, salt, eph);
     } else {
         return wv_err_set(err, WV_EINTERNAL, "unknown encryption key mode %u", c->mode);
     }
-    if ((rc = wv_obj_header_encode(&w->hdr, w->hdrbuf, err)) == 0)
-        rc = derive_keys(material, &w->hdr, w->hdrbuf, wv_obj_header_length(&w->hdr), w->obj_key,
-                         w->meta_key, err);
+    if ((rc = wv_obj_header_encode(&l->hdr, l->hdrbuf, err)) == 0)
+        rc = derive_keys(material, &l->hdr, l->hdrbuf, wv_obj_header_length(&l->hdr), l->obj_key,
+                         l->meta_key, err);
     OPENSSL_cleanse(material, sizeof(material));
-    memcpy(w->digest_key, c->digest_key, 32);
-    w->crypt = 1;
+    memcpy(l->digest_key, c->digest_key, 32);
+    l->crypt = 1;
     return rc;
+}
+
+/* The lane's header, keys and stages; state (w->state/fail) records a failure. */
+static void lane_setup(wv_objwriter *w, lane *l, const wv_obj_opts *opts, uint8_t compression)
+{
+    l->w = w;
+    wv_obj_header_init(&l->hdr, opts->kind, compression);
+    if (opts->name && w->state == 0 && wv_obj_header_bind(&l->hdr, opts->name, &w->fail) < 0)
+        w->state = w->fail.code; /* a name too long: every write and the finish fail with it */
+    if (l->crypto && w->state == 0 && lane_crypt_setup(l, l->crypto, &w->fail) < 0)
+        w->state = w->fail.code;
+    wv_obj_info_init(&l->info);
+    l->info.version = l->hdr.version;
+    l->info.header_size = (uint32_t)wv_obj_header_length(&l->hdr);
+    l->info.cipher = l->hdr.cipher;
+    framer_filter *fr = wv_xcalloc(1, sizeof(*fr));
+    fr->base.ops = &framer_ops;
+    fr->l = l;
+    l->head = &fr->base;
+    if (l->crypt)
+        l->head = wv_crypt_seal_new(l->head, l->obj_key);
 }
 
 wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_opts *opts)
@@ -235,33 +329,52 @@ wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_o
         nsinks = 0;
     w->sinks = wv_xcalloc((size_t)nsinks + 1, sizeof(*w->sinks));
     w->errs = wv_xcalloc((size_t)nsinks + 1, sizeof(*w->errs));
+    w->lane_of = wv_xcalloc((size_t)nsinks + 1, sizeof(*w->lane_of));
+    w->lanes = wv_xcalloc((size_t)nsinks + 1, sizeof(*w->lanes));
     for (int i = 0; i < nsinks; i++)
         w->sinks[i] = sinks[i];
     w->nsinks = w->nok = nsinks;
     w->first_failed = -1;
 
+    /* one lane per distinct encryption (pointer identity: one per opened repository) */
+    for (int i = 0; i < (nsinks > 0 ? nsinks : 1); i++) {
+        const wv_obj_crypto *c =
+            opts->sink_crypto && i < nsinks ? opts->sink_crypto[i] : opts->crypto;
+        int k = 0;
+        while (k < w->nlanes && w->lanes[k].crypto != c)
+            k++;
+        if (k == w->nlanes) {
+            w->lanes[k].crypto = c;
+            w->lanes[k].sink = wv_xcalloc((size_t)nsinks + 1, sizeof(int));
+            w->nlanes++;
+        }
+        if (i < nsinks) {
+            w->lanes[k].sink[w->lanes[k].nsink++] = i;
+            w->lane_of[i] = k;
+        }
+    }
+
     uint8_t compression =
         opts->compress == WV_COMPRESS_LZ4 ? WV_OBJ_COMPRESS_LZ4 : WV_OBJ_COMPRESS_NONE;
-    wv_obj_header_init(&w->hdr, opts->kind, compression);
-    if (opts->name && wv_obj_header_bind(&w->hdr, opts->name, &w->fail) < 0)
-        w->state = w->fail.code; /* a name too long: every write and the finish fail with it */
-    if (opts->crypto && w->state == 0 && writer_crypt_setup(w, opts->crypto, &w->fail) < 0)
-        w->state = w->fail.code;
+    for (int k = 0; k < w->nlanes; k++)
+        lane_setup(w, &w->lanes[k], opts, compression);
     wv_obj_info_init(&w->info);
-    w->info.version = w->hdr.version;
-    w->info.header_size = (uint32_t)wv_obj_header_length(&w->hdr);
+    w->info.version = w->lanes[0].info.version;
+    w->info.header_size = w->lanes[0].info.header_size;
     w->info.compression = compression;
-    w->info.cipher = w->hdr.cipher;
-    w->info.digest = w->hdr.digest;
+    w->info.cipher = w->lanes[0].info.cipher;
+    w->info.digest = w->lanes[0].hdr.digest;
     w->info.kind = opts->kind;
 
-    framer_filter *fr = wv_xcalloc(1, sizeof(*fr));
-    fr->base.ops = &framer_ops;
-    fr->w = w;
-    w->framer = &fr->base;
-    wv_filter *next = w->framer;
-    if (w->crypt)
-        next = wv_crypt_seal_new(next, w->obj_key);
+    wv_filter *next;
+    if (w->nlanes == 1) {
+        next = w->lanes[0].head;
+    } else {
+        fan_filter *fan = wv_xcalloc(1, sizeof(*fan));
+        fan->base.ops = &fan_ops;
+        fan->w = w;
+        next = &fan->base;
+    }
     if (compression == WV_OBJ_COMPRESS_LZ4)
         next = wv_lz4_compress_new(next, opts->level > 0 ? opts->level : 1);
     w->head = opts->hash_thread
@@ -317,7 +430,15 @@ int wv_objwriter_finish(wv_objwriter *w, wv_obj_info *info, wv_err *err)
         return writer_failed(w, rc, err);
     w->state = 1;
     if (info)
-        *info = w->info;
+        *info = w->lanes[0].info;
+    return 0;
+}
+
+int wv_objwriter_sink_info(const wv_objwriter *w, int i, wv_obj_info *info)
+{
+    if (w->state != 1 || i < 0 || i >= w->nsinks)
+        return WV_EINTERNAL;
+    *info = w->lanes[w->lane_of[i]].info;
     return 0;
 }
 
@@ -337,10 +458,23 @@ void wv_objwriter_free(wv_objwriter *w)
 {
     if (!w)
         return;
-    wv_filter_chain_free(w->head); /* sha256 -> [lz4] -> [seal] -> framer; not the sinks */
-    OPENSSL_cleanse(w->obj_key, sizeof(w->obj_key));
-    OPENSSL_cleanse(w->meta_key, sizeof(w->meta_key));
-    OPENSSL_cleanse(w->digest_key, sizeof(w->digest_key));
+    /* sha256 -> [lz4] -> [fan], then each lane's [seal] -> framer; never the sinks */
+    if (w->nlanes > 1) {
+        wv_filter_chain_free(w->head); /* ends with the fan */
+        for (int k = 0; k < w->nlanes; k++)
+            wv_filter_chain_free(w->lanes[k].head);
+    } else {
+        wv_filter_chain_free(w->head);
+    }
+    for (int k = 0; k < w->nlanes; k++) {
+        lane *l = &w->lanes[k];
+        OPENSSL_cleanse(l->obj_key, sizeof(l->obj_key));
+        OPENSSL_cleanse(l->meta_key, sizeof(l->meta_key));
+        OPENSSL_cleanse(l->digest_key, sizeof(l->digest_key));
+        free(l->sink);
+    }
+    free(w->lanes);
+    free(w->lane_of);
     free(w->sinks);
     free(w->errs);
     free(w);

@@ -67,6 +67,9 @@ typedef struct {
     const char *name;
     /* Encrypt (format 3); NULL: plain (format 2). */
     const wv_obj_crypto *crypto;
+    /* One per sink (NULL entries: plain), overriding crypto: one write into several repositories,
+     * each under its own keys (hashed and compressed once, sealed once per distinct context). */
+    const wv_obj_crypto *const *sink_crypto;
 } wv_obj_opts;
 
 typedef struct wv_objwriter wv_objwriter;
@@ -85,6 +88,10 @@ void wv_objwriter_set_walinfo(wv_objwriter *w, int64_t first_commit_us, int64_t 
 /* Flush everything and write the trailer into every live sink; does NOT commit. info (may be NULL)
  * receives what the trailer says. Fails as wv_objwriter_write does. */
 int wv_objwriter_finish(wv_objwriter *w, wv_obj_info *info, wv_err *err);
+
+/* After a successful finish: the trailer written to sink i (its lane's format, keyed digest and
+ * payload size; finish's info is sink 0's). WV_EINTERNAL before finish or for a bad i. */
+int wv_objwriter_sink_info(const wv_objwriter *w, int i, wv_obj_info *info);
 
 /* The error that dropped sink i, or NULL if sink i is still good. */
 const wv_err *wv_objwriter_sink_error(const wv_objwriter *w, int i);

@@ -11,6 +11,7 @@
 #include "core/buf.h"
 #include "pipeline/filter.h"
 #include "pipeline/object.h"
+#include "repo/repo.h"
 #include "storage/driver.h"
 
 void wv_bundle_set_add(wv_bundle_set *s, const char *id, const wv_manifest_entry *e)
@@ -164,11 +165,12 @@ int wv_bundle_each(wv_source *src, const wv_bundle *b, wv_bundle_member_fn fn, v
     return 0;
 }
 
-int wv_bundle_check_object(wv_source *obj, const char *bundle_key, const wv_bundle_member *m,
-                           wv_filter *dest, wv_err *err)
+int wv_bundle_check_object(wv_source *obj, const wv_obj_crypto *crypto, const char *bundle_key,
+                           const wv_bundle_member *m, wv_filter *dest, wv_err *err)
 {
     wv_obj_info info;
-    wv_objread_opts o = {.flags = WV_OBJREAD_LIMIT, .key = bundle_key, .max_plain = m->size};
+    wv_objread_opts o = {
+        .flags = WV_OBJREAD_LIMIT, .key = bundle_key, .max_plain = m->size, .crypto = crypto};
     int r = wv_object_read_opts(obj, dest, &o, &info, err);
     if (r < 0)
         return r;
@@ -190,6 +192,7 @@ int wv_bundle_check_object(wv_source *obj, const char *bundle_key, const wv_bund
 
 typedef struct verify_state {
     const char *key;
+    const wv_obj_crypto *crypto;
     wv_bundle_problem_cb cb;
     void *arg;
     size_t bad;
@@ -201,7 +204,7 @@ static int verify_one(void *arg, const wv_bundle_member *m, wv_source *obj, wv_e
     wv_err e;
     wv_err_clear(&e);
     wv_filter *discard = wv_filter_discard_new();
-    int r = wv_bundle_check_object(obj, v->key, m, discard, &e);
+    int r = wv_bundle_check_object(obj, v->crypto, v->key, m, discard, &e);
     wv_filter_chain_free(discard);
     if (r == WV_ECORRUPT || r == WV_EFORMAT) {
         v->bad++;
@@ -214,10 +217,10 @@ static int verify_one(void *arg, const wv_bundle_member *m, wv_source *obj, wv_e
     return r;
 }
 
-int wv_bundle_verify(wv_source *src, const wv_bundle *b, wv_bundle_problem_cb cb, void *arg,
-                     size_t *bad, wv_err *err)
+int wv_bundle_verify(wv_source *src, const wv_obj_crypto *crypto, const wv_bundle *b,
+                     wv_bundle_problem_cb cb, void *arg, size_t *bad, wv_err *err)
 {
-    verify_state v = {b->key, cb, arg, 0};
+    verify_state v = {b->key, crypto, cb, arg, 0};
     int rc = wv_bundle_each(src, b, verify_one, &v, err);
     if (bad)
         *bad = v.bad;
@@ -284,13 +287,17 @@ int wv_bundle_out_end(wv_bundle_out *b, wv_err *err)
 }
 
 /* One member as a complete framed object into every sink; fills its sha256 and stored size. */
-static int store_member(wv_bundle_out *b, wv_bundle_out_file *m, wv_sink *const *sinks, int n,
-                        const wv_obj_opts *opts, wv_err *err)
+static int store_member(wv_bundle_out *b, wv_bundle_out_file *m, wv_sink *const *sinks,
+                        wv_storage *const *st, int n, const wv_obj_opts *opts, wv_err *err)
 {
+    const wv_obj_crypto *crypto[WV_MAX_REPOS] = {0};
+    for (int i = 0; i < n; i++)
+        crypto[i] = wv_repo_crypto(st[i]);
     wv_obj_opts o = *opts;
-    o.name = b->key; /* a member is bound to its bundle */
+    o.name = b->key;        /* a member is bound to its bundle */
+    o.sink_crypto = crypto; /* each repository under its own keys */
     wv_objwriter *w = wv_objwriter_new(sinks, n, &o);
-    wv_obj_info info;
+    wv_obj_info info, other;
     int rc = m->size ? wv_objwriter_write(w, b->data.data + m->data_off, (size_t)m->size, err) : 0;
     if (rc == 0)
         rc = wv_objwriter_finish(w, &info, err);
@@ -299,6 +306,12 @@ static int store_member(wv_bundle_out *b, wv_bundle_out_file *m, wv_sink *const 
         if (se) {
             *err = *se;
             rc = se->code ? se->code : WV_EIO;
+        } else if (wv_objwriter_sink_info(w, i, &other) == 0 &&
+                   other.payload_size + other.header_size != info.payload_size + info.header_size) {
+            /* one manifest gives the members' offsets for every repository */
+            rc = wv_err_set(err, WV_EINTERNAL,
+                            "bundle \"%s\": a member has another size in repository %d", b->key,
+                            i + 1);
         }
     }
     wv_objwriter_free(w);
@@ -329,7 +342,7 @@ int wv_bundle_out_store(wv_bundle_out *b, wv_storage *const *st, int n, const wv
                             m->path);
             goto out;
         }
-        if ((rc = store_member(b, m, sinks, n, opts, err)) < 0)
+        if ((rc = store_member(b, m, sinks, st, n, opts, err)) < 0)
             goto out;
         m->offset = off;
         off += m->stored_size;

@@ -78,19 +78,20 @@ int wv_bundle_each(wv_source *src, const wv_bundle *b, wv_bundle_member_fn fn, v
 /* Decode one member's object from obj into dest and check it against the manifest (bound to
  * bundle_key, at most the manifest's size decompressed, plain size, SHA-256, and that it fills its
  * stored size exactly). 0, WV_ECORRUPT, or another error. */
-int wv_bundle_check_object(wv_source *obj, const char *bundle_key, const wv_bundle_member *m,
-                           wv_filter *dest, wv_err *err);
+int wv_bundle_check_object(wv_source *obj, const wv_obj_crypto *crypto, const char *bundle_key,
+                           const wv_bundle_member *m, wv_filter *dest, wv_err *err);
 
 /* Called for each member that does not verify: err says why (WV_ECORRUPT, or WV_EFORMAT). */
 typedef void (*wv_bundle_problem_cb)(void *arg, const wv_bundle_member *m, const wv_err *err);
 
 /*
- * Read bundle b from src (positioned at its start) and verify every member, in offset order.
+ * Read bundle b from src (positioned at its start) and verify every member, in offset order
+ * (crypto: the repository's, wv_repo_crypto; NULL for a plain one).
  * Returns 0 once the whole bundle was read (damaged members, if any, were reported through cb and
  * counted in *bad); WV_ECORRUPT if its layout does not match the manifest; src's error otherwise.
  */
-int wv_bundle_verify(wv_source *src, const wv_bundle *b, wv_bundle_problem_cb cb, void *arg,
-                     size_t *bad, wv_err *err);
+int wv_bundle_verify(wv_source *src, const wv_obj_crypto *crypto, const wv_bundle *b,
+                     wv_bundle_problem_cb cb, void *arg, size_t *bad, wv_err *err);
 
 /* ---- writing --------------------------------------------------------------------------------- */
 

@@ -436,8 +436,10 @@ static int list_generations(wv_storage *st, gens *gs, wv_err *err)
 {
     gs->n = 0;
     int rc = wv_storage_list(st, WV_KEYS_PREFIX, list_cb, gs, err);
-    if (rc == WV_ENOTFOUND)
+    if (rc == WV_ENOTFOUND) {
         rc = 0;
+        wv_err_clear(err);
+    }
     qsort(gs->g, (size_t)gs->n, sizeof(gs->g[0]), cmp_desc);
     return rc;
 }
@@ -567,6 +569,17 @@ int wv_repo_keys_open(wv_storage *st, const char *repo, const wv_user_keys *uk, 
     if (gs.n == 0) {
         if (!uk)
             return 0;
+        if (used < 0) {
+            wv_stat sb;
+            wv_err e = {0};
+            used = wv_storage_stat(st, "walvault.repo", &sb, &e);
+            if (used < 0 && used != WV_ENOTFOUND) {
+                if (err)
+                    *err = e;
+                return used;
+            }
+            used = used == 0;
+        }
         if (used) {
             wv_err_set(err, WV_EREFUSED,
                        "%s: the repository is not encrypted (it was first used without "

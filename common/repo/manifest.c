@@ -2,6 +2,7 @@
  * manifest.c - backup manifest writer (spooled) and push parser. See manifest.h for the format.
  */
 #include "repo/manifest.h"
+#include "repo/repo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1002,6 +1003,36 @@ int wv_manifest_parse(const void *buf, size_t len, const char *name, wv_manifest
     return rc;
 }
 
+/* The manifest reader as the end of a stream (wv_repo_get_stream: raw, or an opened object). */
+typedef struct reader_filter {
+    wv_filter base;
+    wv_manifest_reader *r;
+    wv_manifest_totals *totals;
+} reader_filter;
+
+static int reader_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    return wv_manifest_reader_feed(((reader_filter *)f)->r, buf, len, err);
+}
+
+static int reader_finish(wv_filter *f, wv_err *err)
+{
+    reader_filter *rf = (reader_filter *)f;
+    return wv_manifest_reader_finish(rf->r, rf->totals, err);
+}
+
+static void reader_free(wv_filter *f)
+{
+    (void)f;
+}
+
+static const wv_filter_ops reader_ops = {
+    .name = "manifest reader",
+    .write = reader_write,
+    .finish = reader_finish,
+    .free = reader_free,
+};
+
 int wv_manifest_load(wv_storage *st, const char *id, wv_manifest_header *h, wv_manifest_entry_cb cb,
                      void *arg, wv_manifest_totals *totals, wv_err *err)
 {
@@ -1009,25 +1040,9 @@ int wv_manifest_load(wv_storage *st, const char *id, wv_manifest_header *h, wv_m
     if (!wv_manifest_id_valid(id))
         return wv_err_set(err, WV_EUSAGE, "invalid backup id \"%s\"", id);
     wv_manifest_key(id, key, sizeof(key));
-    wv_source *src = NULL;
-    int rc = wv_storage_get_open(st, key, 0, -1, &src, err);
-    if (rc < 0)
-        return rc;
-    wv_manifest_reader *r = wv_manifest_reader_new(key, h, cb, arg);
-    uint8_t tmp[64 * 1024];
-    for (;;) {
-        size_t got = 0;
-        if ((rc = wv_source_read(src, tmp, sizeof(tmp), &got, err)) < 0)
-            break;
-        if (got == 0) {
-            rc = wv_manifest_reader_finish(r, totals, err);
-            break;
-        }
-        if ((rc = wv_manifest_reader_feed(r, tmp, got, err)) < 0)
-            break;
-    }
-    wv_manifest_reader_free(r);
-    wv_source_close(src);
+    reader_filter rf = {{&reader_ops, NULL}, wv_manifest_reader_new(key, h, cb, arg), totals};
+    int rc = wv_repo_get_stream(st, key, &rf.base, err);
+    wv_manifest_reader_free(rf.r);
     if (rc < 0)
         wv_manifest_header_free(h);
     return rc;

@@ -207,8 +207,10 @@ static int backup_next_xid(wv_storage *st, const wv_backup *b, uint32_t *xid, wv
     if (rc == 0) {
         wv_filter *dest = wv_filter_buf_new(&buf);
         /* bound to its key (a bundle's members to the bundle); pg_control is 8 kB */
-        rc = wv_object_read_opts(src, dest, &(wv_objread_opts){.key = f.key, .max_plain = 65536},
-                                 &info, err);
+        rc = wv_object_read_opts(
+            src, dest,
+            &(wv_objread_opts){.key = f.key, .max_plain = 65536, .crypto = wv_repo_crypto(st)},
+            &info, err);
         wv_filter_chain_free(dest);
         wv_source_close(src);
         if (rc != 0)

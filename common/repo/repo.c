@@ -11,9 +11,27 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/bytes.h"
 #include "core/fileio.h"
 #include "pg/walname.h"
 #include "pg/walpage.h"
+#include "pipeline/crypt.h"
+
+/* The configuration's keys, and the repository's key record opened with them (keys.h): the
+ * one place where a repository becomes plain or encrypted for this process. */
+static int open_keys(wv_repo *r, wv_err *err)
+{
+    const wv_repo_config *c = r->rc;
+    int rc = wv_user_keys_load(c->encrypt_key_file, c->encrypt_public_key_file,
+                               c->encrypt_private_key_file, &r->uk, err);
+    if (rc == 0)
+        rc = wv_repo_keys_open(r->st, c->name, r->uk, -1, &r->keys, err);
+    if (rc == 0 && r->keys)
+        wv_storage_set_crypto(r->st, r->keys->crypto);
+    if (rc == 0)
+        wv_err_clear(err); /* callers keep err as a per-repository status */
+    return rc;
+}
 
 int wv_repo_open(const wv_repo_config *rc, wv_repo **out, wv_err *err)
 {
@@ -24,6 +42,10 @@ int wv_repo_open(const wv_repo_config *rc, wv_repo **out, wv_err *err)
     wv_repo *r = wv_xcalloc(1, sizeof(*r));
     r->rc = rc;
     r->st = st;
+    if ((rc_ = open_keys(r, err)) != 0) {
+        wv_repo_close(r);
+        return rc_;
+    }
     *out = r;
     return 0;
 }
@@ -32,6 +54,10 @@ void wv_repo_close(wv_repo *r)
 {
     if (!r)
         return;
+    if (r->st)
+        wv_storage_set_crypto(r->st, NULL);
+    wv_repo_keys_free(r->keys);
+    wv_user_keys_free(r->uk);
     wv_storage_free(r->st);
     free(r);
 }
@@ -204,12 +230,12 @@ int wv_repo_wal_key(const char *walname, char *out, size_t outlen, wv_err *err)
     return 0;
 }
 
-int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err)
+static int read_suffix(wv_storage *st, const char *key, int open, wv_obj_info *info, wv_err *err)
 {
     wv_source *src = NULL;
-    uint8_t buf[WV_OBJ_TRAILER_SIZE];
+    uint8_t buf[WV_OBJ_SUFFIX_MAX];
     size_t have = 0;
-    int rc = wv_storage_get_open(st, key, -(int64_t)WV_OBJ_TRAILER_SIZE, -1, &src, err);
+    int rc = wv_storage_get_open(st, key, -(int64_t)sizeof(buf), -1, &src, err);
     if (rc != 0)
         return rc;
     while (have < sizeof(buf)) {
@@ -223,6 +249,162 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
     if (rc != 0)
         return rc;
     rc = wv_object_info_decode(buf, have, info, err);
+    if (rc == 0 && open && info->sealed)
+        rc = wv_object_info_open(buf, have, key, wv_repo_crypto(st), info, err);
+    if (rc != 0)
+        wv_err_context(err, wv_storage_name(st), key);
+    return rc;
+}
+
+int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err)
+{
+    return read_suffix(st, key, 1, info, err);
+}
+
+int wv_repo_read_trailer(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err)
+{
+    return read_suffix(st, key, 0, info, err);
+}
+
+int wv_repo_put_text(wv_storage *st, const char *key, unsigned flags, const void *data, size_t len,
+                     wv_err *err)
+{
+    const wv_obj_crypto *c = wv_repo_crypto(st);
+    if (!c)
+        return wv_storage_put_all(st, key, flags, data, len, err);
+    wv_sink *sink = NULL;
+    int rc = wv_storage_put_open(st, key, flags, &sink, err);
+    if (rc != 0)
+        return rc;
+    wv_obj_opts o = {
+        .compress = WV_COMPRESS_NONE, .kind = WV_OBJ_KIND_GENERIC, .name = key, .crypto = c};
+    wv_objwriter *w = wv_objwriter_new(&sink, 1, &o);
+    rc = len ? wv_objwriter_write(w, data, len, err) : 0;
+    if (rc == 0)
+        rc = wv_objwriter_finish(w, NULL, err);
+    if (rc == 0 && wv_objwriter_sink_error(w, 0)) {
+        *err = *wv_objwriter_sink_error(w, 0);
+        rc = err->code ? err->code : WV_EIO;
+    }
+    wv_objwriter_free(w);
+    if (rc != 0) {
+        wv_sink_abort(sink);
+        return rc;
+    }
+    return wv_sink_commit(sink, err);
+}
+
+/* Plain content written into an object writer (encrypted puts). */
+typedef struct objw_filter {
+    wv_filter base;
+    wv_objwriter *w;
+} objw_filter;
+
+static int objw_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
+{
+    return wv_objwriter_write(((objw_filter *)f)->w, buf, len, err);
+}
+
+static int objw_finish(wv_filter *f, wv_err *err)
+{
+    return wv_objwriter_finish(((objw_filter *)f)->w, NULL, err);
+}
+
+static void objw_free(wv_filter *f)
+{
+    free(f);
+}
+
+static const wv_filter_ops objw_ops = {
+    .name = "object writer",
+    .write = objw_write,
+    .finish = objw_finish,
+    .free = objw_free,
+};
+
+int wv_repo_put_stream(wv_storage *st, const char *key, unsigned flags, wv_repo_fill_fn fill,
+                       void *arg, wv_err *err)
+{
+    const wv_obj_crypto *c = wv_repo_crypto(st);
+    wv_sink *sink = NULL;
+    int rc = wv_storage_put_open(st, key, flags, &sink, err);
+    if (rc != 0)
+        return rc;
+    wv_objwriter *w = NULL;
+    wv_filter *f;
+    if (c) {
+        wv_obj_opts o = {.compress = WV_COMPRESS_LZ4,
+                         .level = 1,
+                         .kind = WV_OBJ_KIND_GENERIC,
+                         .name = key,
+                         .crypto = c};
+        w = wv_objwriter_new(&sink, 1, &o);
+        objw_filter *of = wv_xcalloc(1, sizeof(*of));
+        of->base.ops = &objw_ops;
+        of->w = w;
+        f = &of->base;
+    } else {
+        f = wv_filter_sink_new(sink);
+    }
+    rc = fill(arg, f, err);
+    wv_filter_chain_free(f);
+    if (rc == 0 && w && wv_objwriter_sink_error(w, 0)) {
+        *err = *wv_objwriter_sink_error(w, 0);
+        rc = err->code ? err->code : WV_EIO;
+    }
+    wv_objwriter_free(w);
+    if (rc != 0) {
+        wv_sink_abort(sink);
+        return rc;
+    }
+    return wv_sink_commit(sink, err);
+}
+
+int wv_repo_get_stream(wv_storage *st, const char *key, wv_filter *dest, wv_err *err)
+{
+    wv_source *src = NULL;
+    int rc = wv_storage_get_open(st, key, 0, -1, &src, err);
+    if (rc != 0)
+        return rc;
+    const wv_obj_crypto *c = wv_repo_crypto(st);
+    if (c) {
+        rc = wv_object_read_opts(src, dest, &(wv_objread_opts){.key = key, .crypto = c}, NULL, err);
+        if (rc != 0)
+            wv_err_context(err, wv_storage_name(st), key);
+    } else {
+        uint8_t tmp[64 * 1024];
+        for (;;) {
+            size_t got = 0;
+            if ((rc = wv_source_read(src, tmp, sizeof(tmp), &got, err)) < 0)
+                break;
+            if (got == 0) {
+                rc = wv_filter_finish(dest, err);
+                break;
+            }
+            if ((rc = wv_filter_write(dest, tmp, got, err)) < 0)
+                break;
+        }
+    }
+    wv_source_close(src);
+    return rc;
+}
+
+int wv_repo_get_text(wv_storage *st, const char *key, size_t max, wv_buf *out, wv_err *err)
+{
+    const wv_obj_crypto *c = wv_repo_crypto(st);
+    if (!c)
+        return wv_storage_get_all(st, key, max, out, err);
+    wv_source *src = NULL;
+    int rc = wv_storage_get_open(st, key, 0, -1, &src, err);
+    if (rc != 0)
+        return rc;
+    wv_filter *f = wv_filter_buf_new(out);
+    rc = wv_object_read_opts(
+        src, f,
+        &(wv_objread_opts){.flags = WV_OBJREAD_LIMIT, .key = key, .max_plain = max, .crypto = c},
+        NULL, err);
+    wv_filter_chain_free(f);
+    wv_source_close(src);
     if (rc != 0)
         wv_err_context(err, wv_storage_name(st), key);
     return rc;
@@ -280,7 +462,8 @@ static int fill_from_object(void *arg, wv_filter *dest, wv_err *err)
     get_fill *g = arg;
     wv_objread_opts o = {.flags = (g->flags & WV_GET_HASH_THREAD) ? WV_OBJREAD_HASH_THREAD : 0,
                          .key = g->key,
-                         .max_plain = g->max_plain == WV_GET_NOLIMIT ? 0 : g->max_plain};
+                         .max_plain = g->max_plain == WV_GET_NOLIMIT ? 0 : g->max_plain,
+                         .crypto = wv_repo_crypto(g->st)};
     if (g->max_plain != WV_GET_NOLIMIT)
         o.flags |= WV_OBJREAD_LIMIT;
     wv_filter *check = g->walname ? wv_repo_walcheck_new(dest, g->walname, g->ri) : NULL;
@@ -507,6 +690,34 @@ int wv_repo_same_object(const wv_repo *r, const char *name, const wv_obj_info *s
                         const uint8_t sha256[32], uint64_t plain_size, wv_err *err)
 {
     char a[65], b[65];
+    const wv_obj_crypto *c = wv_repo_crypto(r->st);
+    if (stored->cipher != WV_OBJ_CIPHER_NONE || c) {
+        /* Encrypted: the keyed digest of our SHA-256 under the repository's digest key (a plain
+         * object in an encrypted repository, or the reverse, is never the same content). */
+        wv_obj_info ours;
+        wv_obj_info_init(&ours);
+        ours.cipher = c ? WV_OBJ_CIPHER_AES256GCM : WV_OBJ_CIPHER_NONE;
+        memcpy(ours.sha256, sha256, 32);
+        ours.plain_size = plain_size;
+        int rc = c ? wv_crypt_keyed_digest(c->digest_key, sha256, ours.keyed_digest, err) : 0;
+        if (rc < 0)
+            return rc;
+        if (wv_obj_info_same_content(stored, &ours))
+            return 0;
+        wv_hex_encode(stored->cipher != WV_OBJ_CIPHER_NONE ? stored->keyed_digest : stored->sha256,
+                      32, a);
+        wv_hex_encode(c ? ours.keyed_digest : sha256, 32, b);
+        wv_err_set(err, WV_ECONFLICT,
+                   "%s: %s is already archived with different content (stored %s %.16s..., "
+                   "this file's %.16s...); refusing to overwrite it",
+                   r->rc->name, name,
+                   stored->cipher != WV_OBJ_CIPHER_NONE ? "keyed digest" : "plain sha256", a, b);
+        return wv_err_hint(err,
+                           "two servers may be archiving into one repository (split brain, or a "
+                           "restored copy still running with the old archive_command); check "
+                           "archive_command on every server; the archived copy was left "
+                           "untouched");
+    }
     if (memcmp(stored->sha256, sha256, 32) == 0 && stored->plain_size == plain_size)
         return 0;
     wv_sha256_hex(stored->sha256, a);
@@ -533,7 +744,7 @@ int wv_repo_commit_object(wv_repo *r, wv_sink *sink, const char *key, const char
     if (!stored)
         stored = &mine;
     wv_err_clear(err);
-    if ((rc = wv_repo_read_info(r->st, key, stored, err)) != 0)
+    if ((rc = wv_repo_read_trailer(r->st, key, stored, err)) != 0)
         return rc;
     if ((rc = wv_repo_same_object(r, name, stored, ours->sha256, ours->plain_size, err)) != 0)
         return rc;
@@ -555,6 +766,7 @@ int wv_repo_put_object(wv_repo *r, const char *key, const char *name, unsigned e
         opts ? *opts
              : (wv_obj_opts){.compress = WV_COMPRESS_LZ4, .level = 1, .kind = WV_OBJ_KIND_GENERIC};
     o.name = key;
+    o.crypto = wv_repo_crypto(r->st);
     wv_objwriter *w = wv_objwriter_new(&sink, 1, &o);
     rc = len ? wv_objwriter_write(w, data, len, err) : 0;
     if (rc == 0)

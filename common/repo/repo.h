@@ -23,9 +23,11 @@
 
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "pipeline/object.h"
+#include "repo/keys.h"
 #include "storage/storage.h"
 
 #define WV_REPO_INFO_KEY "walvault.repo"
@@ -49,10 +51,26 @@ typedef struct wv_repo {
     wv_storage *st;
     int have_info; /* info below was loaded or recorded */
     wv_repo_info info;
+    wv_user_keys *uk;   /* the configuration's encryption keys; NULL: none set */
+    wv_repo_keys *keys; /* the opened key record; NULL: a plain repository */
 } wv_repo;
 
+/*
+ * Open [repoN]: the storage driver, then the encryption (repo/keys.h) with the configuration's
+ * key files: a plain repository with no key set; an encrypted one (its key record opened, or
+ * created on first use) with a key; any disagreement is refused here, before any object is read
+ * or written (keys.h's messages; WV_ECONFIG for a key file that is missing or badly protected).
+ * The key context then travels with r->st (wv_repo_crypto).
+ */
 int wv_repo_open(const wv_repo_config *rc, wv_repo **out, wv_err *err);
 void wv_repo_close(wv_repo *r); /* NULL allowed */
+
+/* The object encryption of a storage handle a wv_repo opened; NULL: plain. Every object read or
+ * written through that handle uses it (wv_obj_opts.crypto, wv_objread_opts.crypto). */
+static inline const wv_obj_crypto *wv_repo_crypto(const wv_storage *st)
+{
+    return (const wv_obj_crypto *)wv_storage_crypto(st);
+}
 
 /* Load walvault.repo and validate it (wv_repo_info_invalid). WV_ENOTFOUND if the repository was
  * never used; WV_ECORRUPT naming the file and the field if it holds a value no cluster has. */
@@ -75,8 +93,33 @@ int wv_repo_check_cluster(wv_repo *r, uint64_t system_id, uint32_t pg_major, uin
  * WV_EUSAGE if the name is not one of those. */
 int wv_repo_wal_key(const char *walname, char *out, size_t outlen, wv_err *err);
 
-/* The trailer of a stored object, by one suffix-range read. WV_ENOTFOUND if absent. */
+/* What a stored object's suffix says, by one suffix-range read: everything for a plain object;
+ * for an encrypted one the sealed metadata is opened with wv_repo_crypto(st) (WV_EPRIVKEY on a
+ * host with the public key only). WV_ENOTFOUND if absent. */
 int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err);
+/* Only the public trailer (an encrypted object's keyed digest, not its plain size and SHA-256):
+ * enough for wv_repo_same_object, with no private key. */
+int wv_repo_read_trailer(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err);
+
+/*
+ * Small text objects that carry names or positions (restore points, .xid sidecars, gap records):
+ * raw bytes in a plain repository (as they always were), a framed object bound to key in an
+ * encrypted one (sealed, so a name is neither readable nor forgeable). put: WV_PUT_* flags
+ * (WV_PUT_NOREPLACE: an existing object is WV_EEXIST, whatever its content). get: at most max
+ * bytes into out (appended); WV_ENOTFOUND if absent.
+ */
+int wv_repo_put_text(wv_storage *st, const char *key, unsigned flags, const void *data, size_t len,
+                     wv_err *err);
+int wv_repo_get_text(wv_storage *st, const char *key, size_t max, wv_buf *out, wv_err *err);
+
+/* The same for content too large to hold (manifests): fill writes it into the filter it gets
+ * and finishes it; committed (flags as wv_storage_put_open) only if fill succeeded, else nothing
+ * becomes visible. get streams the content into dest and finishes it (for an encrypted object,
+ * only what authenticated; the caller trusts the end only if 0 is returned). */
+typedef int (*wv_repo_fill_fn)(void *arg, wv_filter *dest, wv_err *err);
+int wv_repo_put_stream(wv_storage *st, const char *key, unsigned flags, wv_repo_fill_fn fill,
+                       void *arg, wv_err *err);
+int wv_repo_get_stream(wv_storage *st, const char *key, wv_filter *dest, wv_err *err);
 
 /*
  * Fetch an object into dest_path: temp file beside it, verified stream, rename. dest_path is never
@@ -96,7 +139,6 @@ int wv_repo_get_file(wv_storage *st, const char *key, const char *dest_path, uns
 /* Write dest_path atomically from what fill pushes into the filter it gets (an fd filter): temp
  * file beside it, fsync of file and directory unless WV_GET_NOSYNC, rename; on any failure of fill
  * or of the file system the temp file is removed and dest_path untouched. */
-typedef int (*wv_repo_fill_fn)(void *arg, wv_filter *dest, wv_err *err);
 int wv_repo_write_file(const char *dest_path, unsigned flags, wv_repo_fill_fn fill, void *arg,
                        wv_err *err);
 

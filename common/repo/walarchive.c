@@ -88,7 +88,9 @@ static int load_history(wv_storage *st, wv_archive *a, const char *key, wv_err *
     if (rc == 0) {
         wv_filter *dest = wv_filter_buf_new(&b);
         rc = wv_object_read_opts(src, dest,
-                                 &(wv_objread_opts){.key = key, .max_plain = WV_REPO_WAL_TEXT_MAX},
+                                 &(wv_objread_opts){.key = key,
+                                                    .max_plain = WV_REPO_WAL_TEXT_MAX,
+                                                    .crypto = wv_repo_crypto(st)},
                                  &info, err);
         wv_filter_chain_free(dest);
         wv_source_close(src);
@@ -276,7 +278,7 @@ int wv_archive_find_restore_point(wv_storage *st, const wv_archive *a, const cha
     wv_buf seen = WV_BUF_INIT;
     for (size_t i = 0; i < a->nrp && rc == 0; i++) {
         wv_buf b = WV_BUF_INIT;
-        rc = wv_storage_get_all(st, a->rp_keys[i], 1024 * 1024, &b, err);
+        rc = wv_repo_get_text(st, a->rp_keys[i], 1024 * 1024, &b, err);
         if (rc == WV_ENOTFOUND) {
             rc = 0;
             wv_buf_free(&b);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "repo/repo.h"
 
 void wv_xidrange_format(const wv_xidrange *x, char *out, size_t outlen)
 {
@@ -74,7 +75,7 @@ int wv_xidrange_put(wv_storage *st, const char *segment_key, const wv_xidrange *
     char key[320], text[WV_XIDRANGE_TEXT_MAX + 1];
     wv_xidrange_key(segment_key, key, sizeof(key));
     wv_xidrange_format(x, text, sizeof(text));
-    int rc = wv_storage_put_all(st, key, WV_PUT_NOREPLACE, text, strlen(text), err);
+    int rc = wv_repo_put_text(st, key, WV_PUT_NOREPLACE, text, strlen(text), err);
     if (rc == WV_EEXIST) {
         wv_err_clear(err);
         rc = 0;
@@ -88,7 +89,7 @@ int wv_xidrange_get(wv_storage *st, const char *segment_key, wv_xidrange *out, w
     wv_buf b = WV_BUF_INIT;
     wv_xidrange_key(segment_key, key, sizeof(key));
     memset(out, 0, sizeof(*out));
-    int rc = wv_storage_get_all(st, key, WV_XIDRANGE_TEXT_MAX, &b, err);
+    int rc = wv_repo_get_text(st, key, WV_XIDRANGE_TEXT_MAX, &b, err);
     if (rc == 0 && (rc = wv_xidrange_parse((const char *)b.data, b.len, out, err)) != 0)
         wv_err_context(err, wv_storage_name(st), key);
     wv_buf_free(&b);

@@ -91,6 +91,10 @@ struct wv_storage {
     const wv_storage_ops *ops;
     char name[16];  /* "repo1", used in messages */
     char *location; /* human-readable place ("/var/lib/walvault", "s3://bucket/prefix") */
+    /* The repository's object encryption (pipeline/object.h), set by repo/ when it opens the
+     * repository (repo/repo.h, wv_repo_crypto); NULL: plain. Drivers never look at it: it travels
+     * with the handle so that every object read or written through it has the same keys. */
+    const struct wv_obj_crypto *crypto;
 };
 
 /* Driver constructors, called by wv_storage_open. */

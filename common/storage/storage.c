@@ -51,6 +51,16 @@ const char *wv_storage_location(const wv_storage *st)
     return st->location ? st->location : "";
 }
 
+void wv_storage_set_crypto(wv_storage *st, const struct wv_obj_crypto *c)
+{
+    st->crypto = c;
+}
+
+const struct wv_obj_crypto *wv_storage_crypto(const wv_storage *st)
+{
+    return st ? st->crypto : NULL;
+}
+
 unsigned wv_storage_features(const wv_storage *st)
 {
     return st->ops->features;

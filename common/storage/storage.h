@@ -52,6 +52,12 @@ const char *wv_storage_name(const wv_storage *st);     /* "repo1" */
 const char *wv_storage_location(const wv_storage *st); /* "/var/lib/walvault" */
 unsigned wv_storage_features(const wv_storage *st);
 
+/* The repository's object encryption carried by the handle (see driver.h; repo/repo.h's
+ * wv_repo_crypto is the typed way to read it). Storage never uses it. */
+struct wv_obj_crypto;
+void wv_storage_set_crypto(wv_storage *st, const struct wv_obj_crypto *c);
+const struct wv_obj_crypto *wv_storage_crypto(const wv_storage *st);
+
 /* Each validates the key, calls the driver, and prefixes errors with the repository name. */
 int wv_storage_put_open(wv_storage *st, const char *key, unsigned flags, wv_sink **out,
                         wv_err *err);

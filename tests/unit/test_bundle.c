@@ -111,7 +111,7 @@ static int run_verify(const uint8_t *data, size_t len, size_t max_read, size_t f
     src.fail_at = fail_at;
     memset(s, 0, sizeof(*s));
     wv_err_clear(err);
-    return wv_bundle_verify(&src.base, bu, on_problem, s, bad, err);
+    return wv_bundle_verify(&src.base, NULL, bu, on_problem, s, bad, err);
 }
 
 /* Each test: a freshly built bundle; the members are gathered at the first check, so a test may

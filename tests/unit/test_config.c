@@ -419,27 +419,26 @@ static void test_keeping_up_keys(void **state)
 static void test_encrypt_keys(void **state)
 {
     (void)state;
-    /* parsed and checked, but refused until the programs encrypt with them */
+    /* parsed, and handed to every repository (repo/keys.h opens the repository with them) */
     static const char *const texts[] = {
         "[global]\nencrypt_key_file = /etc/walvault/repo.key\n" POSIX_REPO,
         "[global]\nlog_level = info\nencrypt_public_key_file = /etc/walvault/repo.pub\n" POSIX_REPO,
         "[global]\nencrypt_private_key_file = /root/walvault-repo.pem\n" POSIX_REPO,
     };
-    static const char *const want[] = {
-        "x.conf:2: encrypt_key_file is set in [global], but this walvault cannot encrypt "
-        "repositories yet: refused rather than writing plain objects",
-        "x.conf:3: encrypt_public_key_file is set in [global], but this walvault cannot encrypt "
-        "repositories yet: refused rather than writing plain objects",
-        "x.conf:2: encrypt_private_key_file is set in [global], but this walvault cannot encrypt "
-        "repositories yet: refused rather than writing plain objects",
-    };
+    static const char *const want[] = {"/etc/walvault/repo.key", "/etc/walvault/repo.pub",
+                                       "/root/walvault-repo.pem"};
     for (size_t i = 0; i < 3; i++) {
-        wv_config *cfg = NULL;
-        wv_err err = {0};
-        assert_int_equal(wv_config_parse_string(texts[i], "x.conf", &cfg, &err), WV_ECONFIG);
-        assert_null(cfg);
-        assert_string_equal(err.msg, want[i]);
-        assert_non_null(strstr(err.hint, "remove the encrypt_* keys"));
+        wv_config *cfg = parse_ok(texts[i]);
+        const wv_repo_config *r = &cfg->repos[0];
+        const char *got = i == 0   ? r->encrypt_key_file
+                          : i == 1 ? r->encrypt_public_key_file
+                                   : r->encrypt_private_key_file;
+        assert_non_null(got);
+        assert_string_equal(got, want[i]);
+        assert_int_equal((r->encrypt_key_file != NULL) + (r->encrypt_public_key_file != NULL) +
+                             (r->encrypt_private_key_file != NULL),
+                         1);
+        wv_config_free(cfg);
     }
 }
 
