@@ -264,7 +264,7 @@ static int copy_reencode(wv_repo *from, wv_repo *to, const char *key, const wv_c
     const char *fname = wv_storage_name(from->st), *tname = wv_storage_name(to->st);
     wv_obj_info tr;
     /* kind and compression first, from the source's trailer (its copies of the header's) */
-    int rc = wv_repo_read_info(from->st, key, &tr, err);
+    int rc = wv_repo_read_trailer(from->st, key, &tr, err);
     if (rc < 0)
         return wv_err_context(err, fname, key);
     wv_source *src = NULL;

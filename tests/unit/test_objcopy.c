@@ -6,7 +6,9 @@
  * (plain into symmetric, symmetric into another symmetric key, plain into public-key without the
  * private key): the copy is encoded again under the target's keys (no plain byte of the content
  * in it, it reads back under the target's keys only), a re-copy is recognised from the keyed
- * digest without the private key, and different content is a conflict left untouched.
+ * digest without the private key, and different content is a conflict left untouched. A bundle is
+ * encoded again member by member (each at its new offset, read back under the target's keys); a
+ * member that does not match the manifest copies nothing.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -242,7 +244,7 @@ static void test_plain_to_symmetric(void **state)
     fixture *f = *state;
     wv_obj_crypto ct;
     crypto_sym(&ct, 42);
-    f->r[1]->st->crypto = &ct;
+    wv_storage_set_crypto(f->r[1]->st, &ct);
     wv_err err;
     int already = -1;
     uint64_t bytes = 0;
@@ -273,7 +275,7 @@ static void test_plain_to_symmetric(void **state)
     assert_int_equal(wv_repo_copy_object_ext(f->r[0], f->r[1], KEY, &o, &res, &err), WV_ECONFLICT);
 
     /* a plain repository cannot read it */
-    f->r[1]->st->crypto = NULL;
+    wv_storage_set_crypto(f->r[1]->st, NULL);
     wv_buf back = WV_BUF_INIT;
     wv_obj_info info;
     assert_int_not_equal(read_back(f->r[1]->st, KEY, &back, &info, &err), 0);
@@ -287,8 +289,8 @@ static void test_symmetric_to_other_key(void **state)
     wv_obj_crypto cf, ct;
     crypto_sym(&cf, 1);
     crypto_sym(&ct, 2);
-    f->r[0]->st->crypto = &cf;
-    f->r[1]->st->crypto = &ct;
+    wv_storage_set_crypto(f->r[0]->st, &cf);
+    wv_storage_set_crypto(f->r[1]->st, &ct);
     assert_false(wv_obj_crypto_same(&cf, &ct));
     assert_true(wv_obj_crypto_same(&cf, &cf));
     assert_false(wv_obj_crypto_same(&cf, NULL));
@@ -309,11 +311,11 @@ static void test_symmetric_to_other_key(void **state)
     assert_int_equal(tr.kind, WV_OBJ_KIND_BACKUP_FILE);
     assert_int_equal(tr.compression, WV_OBJ_COMPRESS_LZ4);
     /* the source's key does not open the copy */
-    f->r[1]->st->crypto = &cf;
+    wv_storage_set_crypto(f->r[1]->st, &cf);
     wv_buf back = WV_BUF_INIT;
     assert_int_not_equal(read_back(f->r[1]->st, KEY, &back, &tr, &err), 0);
     wv_buf_free(&back);
-    f->r[1]->st->crypto = &ct;
+    wv_storage_set_crypto(f->r[1]->st, &ct);
     assert_int_equal(wv_repo_copy_object(f->r[0], f->r[1], KEY, 0, &bytes, &already, &err), 0);
     assert_int_equal(already, 1);
     free(a);
@@ -324,7 +326,7 @@ static void test_plain_to_public_key(void **state)
     fixture *f = *state;
     wv_obj_crypto ct;
     crypto_pub(&ct, test_priv);
-    f->r[1]->st->crypto = &ct; /* no private key on this host */
+    wv_storage_set_crypto(f->r[1]->st, &ct); /* no private key on this host */
     wv_err err;
     int already = -1;
     uint64_t bytes = 0;
@@ -358,7 +360,7 @@ static void test_reencode_conflict_untouched(void **state)
     size_t n = 8192;
     uint8_t *a = content(n, 1), *b = content(n, 2);
     assert_int_equal(wv_repo_put_object(f->r[0], KEY, KEY, 0, NULL, a, n, &already, NULL, &err), 0);
-    f->r[1]->st->crypto = &ct;
+    wv_storage_set_crypto(f->r[1]->st, &ct);
     wv_obj_opts wo = {.compress = WV_COMPRESS_LZ4, .level = 1, .crypto = &ct};
     assert_int_equal(wv_repo_put_object(f->r[1], KEY, KEY, 0, &wo, b, n, &already, NULL, &err), 0);
     wv_buf before = WV_BUF_INIT, after = WV_BUF_INIT;
@@ -379,6 +381,112 @@ static void test_reencode_conflict_untouched(void **state)
     free(b);
 }
 
+/* A bundle of n members (content(sizes[i], seed + i)) stored in r as key; b describes it. */
+#define BKEY "backup/20261202T000000Z/bundle/1"
+static void put_bundle(wv_repo *r, wv_bundle *b, wv_bundle_member *m, const size_t *sizes, int n,
+                       unsigned seed)
+{
+    wv_err err;
+    wv_sink *sink = NULL;
+    memset(b, 0, sizeof(*b));
+    snprintf(b->key, sizeof(b->key), "%s", BKEY);
+    b->m = m;
+    b->n = (size_t)n;
+    assert_int_equal(wv_storage_put_open(r->st, BKEY, WV_PUT_NOREPLACE, &sink, &err), 0);
+    uint64_t pos = 0;
+    for (int i = 0; i < n; i++) {
+        uint8_t *a = marked(sizes[i], seed + (unsigned)i);
+        wv_obj_opts o = {.compress = i % 2 ? WV_COMPRESS_NONE : WV_COMPRESS_LZ4,
+                         .level = 1,
+                         .kind = WV_OBJ_KIND_BACKUP_FILE,
+                         .name = BKEY,
+                         .crypto = wv_repo_crypto(r->st)};
+        wv_objwriter *w = wv_objwriter_new(&sink, 1, &o);
+        wv_obj_info info;
+        assert_int_equal(wv_objwriter_write(w, a, sizes[i], &err), 0);
+        assert_int_equal(wv_objwriter_finish(w, &info, &err), 0);
+        wv_objwriter_free(w);
+        memset(&m[i], 0, sizeof(m[i]));
+        m[i].path = (char *)(i ? "pgdata/b" : "pgdata/a");
+        m[i].offset = pos;
+        m[i].stored_size = info.header_size + info.payload_size + WV_OBJ_TRAILER_SIZE;
+        m[i].size = sizes[i];
+        memcpy(m[i].sha256, info.sha256, 32);
+        pos += m[i].stored_size;
+        free(a);
+    }
+    b->size = pos;
+    assert_int_equal(wv_sink_commit(sink, &err), 0);
+}
+
+static void test_bundle_reencoded(void **state)
+{
+    fixture *f = *state;
+    wv_obj_crypto ct;
+    crypto_sym(&ct, 77);
+    wv_storage_set_crypto(f->r[1]->st, &ct);
+    size_t sizes[2] = {30 * 1024, 5000};
+    wv_bundle_member m[2];
+    wv_bundle b;
+    put_bundle(f->r[0], &b, m, sizes, 2, 11);
+    uint64_t off[2] = {0}, stored[2] = {0}, bytes = 0;
+    wv_err err;
+    assert_int_equal(wv_repo_copy_bundle(f->r[0], f->r[1], &b, 0, off, stored, &bytes, &err), 0);
+    wv_stat st;
+    assert_int_equal(wv_storage_stat(f->r[1]->st, BKEY, &st, &err), 0);
+    assert_int_equal(bytes, st.size);
+    assert_int_equal(off[0], 0);
+    assert_int_equal(off[1], stored[0]);
+    assert_int_equal(stored[0] + stored[1], st.size);
+    wv_buf raw = WV_BUF_INIT;
+    assert_int_equal(wv_storage_get_all(f->r[1]->st, BKEY, 1 << 24, &raw, &err), 0);
+    assert_false(holds(&raw, MARKER));
+    wv_buf_free(&raw);
+    /* each member reads back at its new place, under the target's keys, as the manifest says */
+    for (int i = 0; i < 2; i++) {
+        wv_source *src = NULL;
+        wv_buf out = WV_BUF_INIT;
+        wv_obj_info info;
+        assert_int_equal(
+            wv_storage_get_open(f->r[1]->st, BKEY, (int64_t)off[i], (int64_t)stored[i], &src, &err),
+            0);
+        wv_filter *fl = wv_filter_buf_new(&out);
+        wv_objread_opts o = {.key = BKEY, .crypto = &ct};
+        assert_int_equal(wv_object_read_opts(src, fl, &o, &info, &err), 0);
+        wv_filter_chain_free(fl);
+        wv_source_close(src);
+        assert_int_equal(out.len, sizes[i]);
+        assert_memory_equal(info.sha256, m[i].sha256, 32);
+        assert_int_equal(info.compression, i % 2 ? WV_OBJ_COMPRESS_NONE : WV_OBJ_COMPRESS_LZ4);
+        wv_buf_free(&out);
+    }
+    /* a second copy: the target has it (WV_EEXIST), untouched */
+    assert_int_equal(wv_repo_copy_bundle(f->r[0], f->r[1], &b, 0, off, stored, &bytes, &err),
+                     WV_EEXIST);
+}
+
+static void test_bundle_damaged_member_copies_nothing(void **state)
+{
+    fixture *f = *state;
+    wv_obj_crypto ct;
+    crypto_sym(&ct, 78);
+    wv_storage_set_crypto(f->r[1]->st, &ct);
+    size_t sizes[2] = {4096, 9000};
+    wv_bundle_member m[2];
+    wv_bundle b;
+    put_bundle(f->r[0], &b, m, sizes, 2, 21);
+    uint64_t off[2], stored[2], bytes;
+    wv_err err;
+    /* the manifest's digest of the second file is another one */
+    m[1].sha256[0] ^= 1;
+    assert_int_equal(wv_repo_copy_bundle(f->r[0], f->r[1], &b, 0, off, stored, &bytes, &err),
+                     WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "repo1"));
+    assert_non_null(strstr(err.msg, "pgdata/b"));
+    wv_stat st;
+    assert_int_equal(wv_storage_stat(f->r[1]->st, BKEY, &st, &err), WV_ENOTFOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +497,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_symmetric_to_other_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_to_public_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reencode_conflict_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bundle_reencoded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bundle_damaged_member_copies_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
