@@ -243,8 +243,14 @@ void wv_push_catch_up(const wv_config *cfg, const char *cluster_dir)
         int r = catch_up_repo(cfg, cluster_dir, ti, repos, &l, deadline, &budget, &err);
         wv_lag_list_free(&l);
         if (r != 0) {
-            wv_log_warn("%s (required = no) is still failing, catching up later: %s", rc->name,
-                        err.msg);
+            if (r == WV_EPRIVKEY)
+                wv_log_warn("%s (required = no) cannot be caught up on this host: %s", rc->name,
+                            err.msg);
+            else
+                wv_log_warn("%s (required = no) is still failing, catching up later: %s", rc->name,
+                            err.msg);
+            if (err.hint[0])
+                wv_log_warn("hint: %s", err.hint);
             start_backoff(cluster_dir, rc);
         } else
             wv_lag_backoff_clear(cluster_dir, rc->name);

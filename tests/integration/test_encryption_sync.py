@@ -279,3 +279,54 @@ def test_lagging_encrypted_repository_catches_up(cluster, wv):
     assert {(100 + k, 1) for k in range(10, 13)} <= got
     assert notes == {MARKER}
 
+
+
+def test_public_key_host_catch_up_needs_the_private_key(wv, workdir, wal_samples):
+    """On a database host holding only the public key, a lagging public-key repository cannot be
+    caught up from another one (their objects would have to be decoded): wal-push says so in one
+    line naming the sync to run, the lag stays recorded, and that sync on a host with the private
+    key copies the files (decoded, encoded again under repo6's keys) and clears the records."""
+    priv, pub = x25519_pair(workdir)
+    r5 = make_pg_dir(os.path.join(workdir, "repo5"))
+    r6 = make_pg_dir(os.path.join(workdir, "repo6"))
+    spool = make_pg_dir(os.path.join(workdir, "spool"))
+    repos = {5: r5, 6: (r6, "required = no\n")}
+    host = Cfg(os.path.join(workdir, "db.conf"), repos,
+               "encrypt_public_key_file = %s\nspool_path = %s\n" % (pub, spool))
+    safe = Cfg(os.path.join(workdir, "safe.conf"), repos,
+               "encrypt_public_key_file = %s\nencrypt_private_key_file = %s\nspool_path = %s\n"
+               % (pub, priv, spool))
+    segs = wal_samples.a_segments[:4]
+    names = [os.path.basename(x) for x in segs]
+    r = wv.push(segs[0], config=host.config)
+    assert r.returncode == 0, r.stderr
+    os.rename(r6, r6 + ".away")
+    for x in segs[1:3]:
+        r = wv.push(x, config=host.config)
+        assert r.returncode == 0, r.stderr
+    assert lag_records(spool, "repo6") == names[1:3]
+
+    os.rename(r6 + ".away", r6)
+    expire_backoff(spool, "repo6")
+    r = wv.push(segs[3], config=host.config)
+    assert r.returncode == 0, r.stderr
+    line = [x for x in r.stderr.splitlines() if "needs the private key" in x]
+    assert len(line) == 1, r.stderr
+    assert re.search(r"repo6 lacks %s, and copying it from repo5 needs the private key "
+                     r"\(encrypt_private_key_file\)" % names[1], line[0]), r.stderr
+    assert 'basebackup sync --from 5 --to 6' in r.stderr, r.stderr
+    assert set(names[1:3]) <= set(lag_records(spool, "repo6"))
+    for n in names[1:3]:
+        assert not os.path.exists(os.path.join(r6, "wal", n[:16], n)), n
+
+    res = sync(wv, safe, "--from", "5", "--to", "6")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.search(r"repo6: \d+ lag records? cleared", res.stderr), res.stderr
+    assert lag_records(spool, "repo6") == []
+    only6 = Cfg(os.path.join(workdir, "only6.conf"), {6: r6},
+                "encrypt_private_key_file = %s\n" % priv)
+    for x, n in zip(segs, names):
+        dest = os.path.join(workdir, "fetched-" + n)
+        f = wv.fetch(n, dest, config=only6.config)
+        assert f.returncode == 0, f.stderr
+        assert read_bytes(dest) == read_bytes(x), n
