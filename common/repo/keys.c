@@ -581,7 +581,7 @@ int wv_repo_keys_open(wv_storage *st, const char *repo, const wv_user_keys *uk, 
             used = used == 0;
         }
         if (used) {
-            wv_err_set(err, WV_EREFUSED,
+            wv_err_set(err, WV_EKEY,
                        "%s: the repository is not encrypted (it was first used without "
                        "encryption), and the configuration sets an encryption key",
                        repo);

@@ -79,7 +79,7 @@ typedef struct wv_repo_keys {
  *  - no record, uk NULL: a plain repository, *out NULL, 0.
  *  - no record, uk set: if `used` (walvault.repo exists: the repository was first used without
  *    encryption; used < 0: find out with a stat of walvault.repo, made only when there is no
- *    record) WV_EREFUSED "... is not encrypted ..."; else the record is created (generation 1)
+ *    record) WV_EKEY "... is not encrypted ..."; else the record is created (generation 1)
  *    and opened.
  *  - a record, uk NULL: WV_EKEY "... is encrypted, and the configuration has no encryption key".
  *  - a record, another mode than uk's: WV_EKEY naming both; the wrong key: WV_EKEY "wrong

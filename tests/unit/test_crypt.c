@@ -779,6 +779,77 @@ static void test_keyed_digest(void **state)
     free(d);
 }
 
+/* One write into three sinks under three encryptions (two keys and plain): hashed and compressed
+ * once, each sink's object opens with its own key only, and each sink's trailer is its own. */
+static void test_object_lanes(void **state)
+{
+    (void)state;
+    wv_obj_crypto c1, c2;
+    crypto_sym(&c1);
+    crypto_sym(&c2);
+    c2.key_id = 0x5678;
+    c2.data_key[0] ^= 0xff;
+    c2.digest_key[0] ^= 0xff;
+    mem_sink s[3];
+    wv_sink *sinks[3] = {&s[0].base, &s[1].base, &s[2].base};
+    const wv_obj_crypto *per[3] = {&c1, NULL, &c2};
+    for (int i = 0; i < 3; i++)
+        mem_sink_init(&s[i], 0);
+    wv_obj_opts opts = {.compress = WV_COMPRESS_LZ4,
+                        .level = 1,
+                        .kind = WV_OBJ_KIND_WAL,
+                        .name = "wal/x",
+                        .sink_crypto = per};
+    size_t len = 3 * CHUNK + 17;
+    uint8_t *d = content(len);
+    wv_err err = {0};
+    wv_objwriter *w = wv_objwriter_new(sinks, 3, &opts);
+    assert_int_equal(wv_objwriter_write(w, d, len, &err), 0);
+    wv_obj_info fin, si[3];
+    assert_int_equal(wv_objwriter_sink_info(w, 0, &si[0]), WV_EINTERNAL); /* before finish */
+    assert_int_equal(wv_objwriter_finish(w, &fin, &err), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(wv_objwriter_sink_info(w, i, &si[i]), 0);
+    assert_int_equal(wv_objwriter_sink_info(w, 3, &si[0]), WV_EINTERNAL);
+    wv_objwriter_free(w);
+    assert_memory_equal(&fin, &si[0], sizeof(fin));
+    assert_int_equal(si[0].version, 3);
+    assert_int_equal(si[1].version, 2);
+    assert_int_equal(si[2].version, 3);
+    assert_memory_not_equal(si[0].keyed_digest, si[2].keyed_digest, 32); /* own digest keys */
+    assert_int_equal(si[0].payload_size, si[2].payload_size);            /* same layout */
+    for (int i = 0; i < 3; i++) {
+        assert_memory_equal(si[i].sha256, si[0].sha256, 32);
+        assert_int_equal(s[i].data.len,
+                         si[i].payload_size + si[i].header_size + WV_OBJ_TRAILER_SIZE);
+    }
+    assert_false(has(&s[0].data, marker, sizeof(marker) - 1));
+    assert_false(has(&s[2].data, marker, sizeof(marker) - 1));
+    wv_buf got;
+    wv_obj_info info;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            load_enc(s[i].data.data, s[i].data.len, "wal/x", per[i], SIZE_MAX, &got, &info, &err),
+            0);
+        assert_int_equal(got.len, len);
+        assert_memory_equal(got.data, d, len);
+        wv_buf_free(&got);
+    }
+    /* sink 0 under sink 2's key, and an encrypted one with none: refused */
+    assert_int_equal(
+        load_enc(s[0].data.data, s[0].data.len, "wal/x", &c2, SIZE_MAX, &got, &info, &err),
+        WV_EKEY);
+    wv_buf_free(&got);
+    assert_int_equal(
+        load_enc(s[2].data.data, s[2].data.len, "wal/x", NULL, SIZE_MAX, &got, &info, &err),
+        WV_EKEY);
+    assert_int_equal(got.len, 0);
+    wv_buf_free(&got);
+    for (int i = 0; i < 3; i++)
+        wv_buf_free(&s[i].data);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,7 +861,7 @@ int main(void)
         cmocka_unit_test(test_fresh_salt),        cmocka_unit_test(test_x25519),
         cmocka_unit_test(test_object_roundtrip),  cmocka_unit_test(test_object_keys_refused),
         cmocka_unit_test(test_object_renamed),    cmocka_unit_test(test_object_every_byte),
-        cmocka_unit_test(test_keyed_digest),
+        cmocka_unit_test(test_keyed_digest),      cmocka_unit_test(test_object_lanes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

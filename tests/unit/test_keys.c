@@ -153,7 +153,7 @@ static void test_plain_and_first_use(void **state)
     assert_null(k);
     /* a used plain repository and a key: refused */
     wv_user_keys *a = sym(f, key_a);
-    assert_int_equal(open_keys(f, a, 1, &k, &err), WV_EREFUSED);
+    assert_int_equal(open_keys(f, a, 1, &k, &err), WV_EKEY);
     assert_string_equal(err.msg, "repo1: the repository is not encrypted (it was first used "
                                  "without encryption), and the configuration sets an encryption "
                                  "key");

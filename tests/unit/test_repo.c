@@ -542,6 +542,163 @@ static void test_binding_on_fetch(void **state)
     free(seg);
 }
 
+/* The whole file at path, appended to out. */
+static void slurp(const char *path, wv_buf *out)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    uint8_t buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
+        wv_buf_append(out, buf, n);
+    fclose(fp);
+}
+
+static int contains(const wv_buf *b, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= b->len; i++)
+        if (memcmp(b->data + i, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+typedef struct text_fill {
+    const char *text;
+    int fail;
+} text_fill;
+
+static int fill_text(void *arg, wv_filter *dest, wv_err *err)
+{
+    text_fill *t = arg;
+    int rc = wv_filter_write(dest, t->text, strlen(t->text), err);
+    if (rc == 0 && t->fail)
+        return wv_err_set(err, WV_EIO, "fill failed on purpose");
+    return rc ? rc : wv_filter_finish(dest, err);
+}
+
+/* An encrypted repository (a symmetric key file): opened with the configuration's key, every
+ * object, text and stream sealed (the marker is in no stored byte) and read back through the
+ * handle's keys; a re-store decided by the keyed digest; a plain configuration, and a key on a
+ * plain repository already used, refused at open with their own messages. */
+static void test_encrypted_repo(void **state)
+{
+    fixture *f = *state;
+    wv_err err = {0};
+    char keyfile[128], path[256];
+    snprintf(keyfile, sizeof(keyfile), "%s.key", f->dir);
+    FILE *fp = fopen(keyfile, "wb");
+    assert_non_null(fp);
+    for (int i = 0; i < 32; i++)
+        fputc(i * 7 + 1, fp);
+    fclose(fp);
+    chmod(keyfile, 0600);
+    char dir[80];
+    snprintf(dir, sizeof(dir), "%s/enc", f->dir);
+    mkdir(dir, 0700);
+    wv_repo_config rc = f->rc;
+    rc.path = dir;
+    rc.encrypt_key_file = keyfile;
+    wv_repo *r = NULL;
+    assert_int_equal(wv_repo_open(&rc, &r, &err), 0);
+    assert_non_null(r->keys);
+    assert_non_null(wv_repo_crypto(r->st));
+    assert_int_equal(err.code, 0);
+
+    static const char marker[] = "MARKER-6e1f0c-in-the-content";
+    wv_buf data = WV_BUF_INIT;
+    for (int i = 0; i < 200; i++)
+        wv_buf_append_str(&data, marker);
+    int already = -1;
+    wv_obj_info info;
+    assert_int_equal(
+        wv_repo_put_object(r, KEY, SEG, 0, NULL, data.data, data.len, &already, &info, &err), 0);
+    assert_int_equal(already, 0);
+    assert_int_equal(info.version, 3);
+    assert_int_equal(
+        wv_repo_put_object(r, KEY, SEG, 0, NULL, data.data, data.len, &already, NULL, &err), 0);
+    assert_int_equal(already, 1); /* identical: by the keyed digest */
+    assert_int_equal(
+        wv_repo_put_object(r, KEY, SEG, 0, NULL, data.data, data.len - 1, &already, NULL, &err),
+        WV_ECONFLICT);
+    assert_non_null(strstr(err.msg, "keyed digest"));
+    wv_obj_info full, pub;
+    assert_int_equal(wv_repo_read_info(r->st, KEY, &full, &err), 0);
+    assert_int_equal(full.plain_size, data.len);
+    assert_memory_equal(full.sha256, info.sha256, 32);
+    assert_int_equal(wv_repo_read_trailer(r->st, KEY, &pub, &err), 0);
+    assert_true(pub.sealed);
+    assert_memory_equal(pub.keyed_digest, info.keyed_digest, 32);
+
+    assert_int_equal(
+        wv_repo_put_text(r->st, KEY ".rp", WV_PUT_NOREPLACE, marker, sizeof(marker) - 1, &err), 0);
+    text_fill tf = {marker, 0};
+    assert_int_equal(
+        wv_repo_put_stream(r->st, "backup/x/manifest", WV_PUT_NOREPLACE, fill_text, &tf, &err), 0);
+    tf.fail = 1;
+    assert_int_equal(
+        wv_repo_put_stream(r->st, "backup/y/manifest", WV_PUT_NOREPLACE, fill_text, &tf, &err),
+        WV_EIO);
+    snprintf(path, sizeof(path), "%s/backup/y/manifest", dir);
+    assert_int_not_equal(access(path, F_OK), 0); /* nothing visible after a failed fill */
+
+    const char *stored[] = {KEY, KEY ".rp", "backup/x/manifest"};
+    for (int i = 0; i < 3; i++) {
+        wv_buf raw = WV_BUF_INIT;
+        snprintf(path, sizeof(path), "%s/%s", dir, stored[i]);
+        slurp(path, &raw);
+        assert_true(raw.len > 0);
+        assert_false(contains(&raw, "MARKER-6e1f0c"));
+        wv_buf_free(&raw);
+    }
+    wv_buf got = WV_BUF_INIT;
+    assert_int_equal(wv_repo_get_text(r->st, KEY ".rp", 4096, &got, &err), 0);
+    assert_int_equal(got.len, sizeof(marker) - 1);
+    assert_memory_equal(got.data, marker, got.len);
+    wv_buf_free(&got);
+    assert_int_equal(wv_repo_get_text(r->st, KEY ".rp", 5, &got, &err), WV_ECORRUPT); /* max */
+    wv_buf_free(&got);
+    wv_filter *bf = wv_filter_buf_new(&got);
+    assert_int_equal(wv_repo_get_stream(r->st, "backup/x/manifest", bf, &err), 0);
+    wv_filter_chain_free(bf);
+    assert_int_equal(got.len, sizeof(marker) - 1);
+    wv_buf_free(&got);
+    /* a text copied under another name does not open */
+    wv_buf raw = WV_BUF_INIT;
+    snprintf(path, sizeof(path), "%s/%s.rp", dir, KEY);
+    slurp(path, &raw);
+    assert_int_equal(wv_storage_put_all(r->st, "wal/0000000100000000/000000010000000000000004.rp",
+                                        0, raw.data, raw.len, &err),
+                     0);
+    wv_buf_free(&raw);
+    assert_int_not_equal(wv_repo_get_text(r->st, "wal/0000000100000000/000000010000000000000004.rp",
+                                          4096, &got, &err),
+                         0);
+    wv_buf_free(&got);
+    assert_int_equal(wv_repo_check_cluster(r, 7000000000000000001ULL, 15, 16 << 20, &err), 0);
+    wv_repo_close(r);
+
+    /* the same repository without a key, and a key on the (used) plain fixture repository */
+    wv_repo_config plain = rc;
+    plain.encrypt_key_file = NULL;
+    r = NULL;
+    assert_int_equal(wv_repo_open(&plain, &r, &err), WV_EKEY);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "the repository is encrypted, and the configuration has no "
+                                    "encryption key"));
+    assert_int_equal(wv_repo_check_cluster(f->r, 7000000000000000001ULL, 15, 16 << 20, &err), 0);
+    wv_repo_config used = f->rc;
+    used.encrypt_key_file = keyfile;
+    assert_int_equal(wv_repo_open(&used, &r, &err), WV_EKEY);
+    assert_non_null(strstr(err.msg, "the repository is not encrypted"));
+    /* a key file others can read */
+    chmod(keyfile, 0644);
+    assert_int_equal(wv_repo_open(&rc, &r, &err), WV_ECONFIG);
+    assert_non_null(strstr(err.hint, "chmod"));
+    unlink(keyfile);
+    wv_buf_free(&data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -553,6 +710,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_info_validated, setup, teardown),
         cmocka_unit_test(test_wal_content_checked),
         cmocka_unit_test_setup_teardown(test_binding_on_fetch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_encrypted_repo, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
