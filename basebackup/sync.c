@@ -1294,6 +1294,30 @@ static int sync_backups(sync_ctx *c, wv_err *err)
 
 /* ---- the command ----------------------------------------------------------------------------- */
 
+/* Is [repoN] (rc) a plain repository already used, which an open with the configuration's key
+ * refuses? Then *out is it, opened without the key (a copy of rc in *plain_rc, which must outlive
+ * it); else 0 and *out NULL. */
+static int open_plain_used(const wv_repo_config *rc, wv_repo_config *plain_rc, wv_repo **out)
+{
+    wv_err e;
+    wv_stat st;
+    *out = NULL;
+    if (!rc->encrypt_key_file && !rc->encrypt_public_key_file && !rc->encrypt_private_key_file)
+        return 0;
+    *plain_rc = *rc;
+    plain_rc->encrypt_key_file = NULL;
+    plain_rc->encrypt_public_key_file = NULL;
+    plain_rc->encrypt_private_key_file = NULL;
+    wv_err_clear(&e);
+    if (wv_repo_open(plain_rc, out, &e) != 0)
+        return 0; /* encrypted (a key record), or unreachable: the keyed open's error stands */
+    if (!wv_repo_crypto((*out)->st) && wv_storage_stat((*out)->st, WV_REPO_INFO_KEY, &st, &e) == 0)
+        return 1;
+    wv_repo_close(*out);
+    *out = NULL;
+    return 0;
+}
+
 /*
  * Open N and M with the configuration's keys. A plain N is opened without them (its objects need
  * none to be read, and a plain repository opened with a key is refused): the migration into an
@@ -1304,20 +1328,19 @@ static int open_repos(sync_ctx *c, const wv_repo_config *rfrom, const wv_repo_co
                       wv_err *err)
 {
     int rc = wv_repo_open(rfrom, &c->from, err);
-    if (rc == WV_EREFUSED && (rfrom->encrypt_key_file || rfrom->encrypt_public_key_file ||
-                              rfrom->encrypt_private_key_file)) {
-        /* keys.c refuses a plain, used repository when a key is set: read it as it is */
-        c->from_rc = *rfrom;
-        c->from_rc.encrypt_key_file = NULL;
-        c->from_rc.encrypt_public_key_file = NULL;
-        c->from_rc.encrypt_private_key_file = NULL;
+    if ((rc == WV_EKEY || rc == WV_EREFUSED) && open_plain_used(rfrom, &c->from_rc, &c->from)) {
+        wv_log_info("%s is not encrypted: read without the configuration's key", rfrom->name);
         wv_err_clear(err);
-        rc = wv_repo_open(&c->from_rc, &c->from, err);
+        rc = 0;
     }
     if (rc < 0)
         return rc;
     rc = wv_repo_open(rto, &c->to, err);
-    if (rc == WV_EREFUSED && wv_repo_crypto(c->from->st)) {
+    wv_repo_config plain_to;
+    wv_repo *probe = NULL;
+    if ((rc == WV_EKEY || rc == WV_EREFUSED) && wv_repo_crypto(c->from->st) &&
+        open_plain_used(rto, &plain_to, &probe)) {
+        wv_repo_close(probe);
         wv_err_set(err, WV_EREFUSED,
                    "refused: %s is encrypted and %s is not: sync would store in plain what %s "
                    "keeps encrypted",
