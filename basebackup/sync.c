@@ -169,6 +169,7 @@ typedef struct sync_ctx {
     keyset placed;          /* key (bundle members: "<bundle key>\n<path>") -> stored size */
     keyset placed_offset;   /* bundle members: -> offset in the target's bundle */
     wv_repo_config from_rc; /* --from opened without keys (a plain source) */
+    wv_repo_config to_rc;   /* --to opened without keys (a dry run into an unused one) */
 } sync_ctx;
 
 typedef enum { OBJ_FRAMED, OBJ_PLAIN, OBJ_BUNDLE } obj_type;
@@ -1318,6 +1319,28 @@ static int open_plain_used(const wv_repo_config *rc, wv_repo_config *plain_rc, w
     return 0;
 }
 
+/* A dry run into an unused repository (no key record, no walvault.repo): opened without keys,
+ * which writes nothing. */
+static int open_unused_plain(const wv_repo_config *rc, wv_repo_config *plain_rc, wv_repo **out)
+{
+    wv_err e;
+    wv_stat st;
+    *out = NULL;
+    *plain_rc = *rc;
+    plain_rc->encrypt_key_file = NULL;
+    plain_rc->encrypt_public_key_file = NULL;
+    plain_rc->encrypt_private_key_file = NULL;
+    wv_err_clear(&e);
+    if (wv_repo_open(plain_rc, out, &e) != 0)
+        return 0;
+    if (!wv_repo_crypto((*out)->st) &&
+        wv_storage_stat((*out)->st, WV_REPO_INFO_KEY, &st, &e) == WV_ENOTFOUND)
+        return 1;
+    wv_repo_close(*out);
+    *out = NULL;
+    return 0;
+}
+
 /*
  * Open N and M with the configuration's keys. A plain N is opened without them (its objects need
  * none to be read, and a plain repository opened with a key is refused): the migration into an
@@ -1335,6 +1358,12 @@ static int open_repos(sync_ctx *c, const wv_repo_config *rfrom, const wv_repo_co
     }
     if (rc < 0)
         return rc;
+    if (c->dry_run && open_unused_plain(rto, &c->to_rc, &c->to)) {
+        /* a dry run writes nothing: not even the key record a first keyed open would create */
+        c->rewrite = wv_repo_crypto(c->from->st) || rto->encrypt_key_file ||
+                     rto->encrypt_public_key_file || rto->encrypt_private_key_file;
+        return 0;
+    }
     rc = wv_repo_open(rto, &c->to, err);
     wv_repo_config plain_to;
     wv_repo *probe = NULL;

@@ -8,8 +8,12 @@ restore point's name), verifies (`basebackup verify --repo M`), copies nothing w
 (for the public-key one even on a host holding only the public key: the keyed digest recognises
 what is there), and restores alone to a time between two commits with exactly the rows committed
 before it. Copying an encrypted repository into a plain one is refused in one line and writes
-nothing. Last, archiving into two encrypted repositories, the required = no one away for a while:
-it catches up by itself (each object encoded again under its own keys) and then restores alone.
+nothing. A dry run into a new repository writes nothing (not even a key record); a WAL object an
+encrypted target holds with other content is a conflict left as it is, the rest still copied.
+Archiving into two encrypted repositories, the required = no one away for a while: it catches up by
+itself (each object encoded again under its own keys) and then restores alone. On a database host
+with only the public key the catch-up cannot decode, says so naming the sync to run, and that sync
+on a host with the private key copies the files and clears the lag.
 """
 
 import os
@@ -22,6 +26,7 @@ import pytest
 from test_lag import expire_backoff, lag_records
 from test_restore_pitr import (Restorer, bb, commit_batch, finish_module, iso, module_dir,
                                take_backup)
+from test_wal_push import _modified_copy
 from utils import Postgres, chown_pg, make_pg_dir, read_bytes, run, tree_files, wait_until
 
 pytestmark = pytest.mark.xdist_group("encryption_sync")
@@ -231,6 +236,43 @@ def test_sync_encrypted_to_plain_refused(cluster, wv):
                      r"what repo2 keeps encrypted", lines[0]), res.stderr
     assert {k: read_bytes(os.path.join(r4, k)) for k in objects(r4)} == before
     assert not os.path.exists(os.path.join(r4, "keys"))
+
+
+def test_dry_run_writes_nothing_and_conflict_kept(cluster, wv):
+    """A dry run into a new repository writes nothing, not even a key record. A WAL object that an
+    encrypted target holds with other content is a conflict (compared under the two repositories'
+    own keys), left as it is, and everything else is still copied."""
+    s = cluster
+    r7 = make_pg_dir(os.path.join(s.dir, "repo7"))
+    glob = "encrypt_key_file = %s\n" % s.key
+    cfg = Cfg(os.path.join(s.dir, "sym17.conf"), {1: s.r1, 7: r7}, glob)
+    dry = run(wv.cmd("basebackup", "sync", "--from", "1", "--to", "7", "--dry-run",
+                     config=cfg.config), check=False)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "(dry run)" in dry.stdout and "would copy wal/" in dry.stdout, dry.stdout
+    assert os.listdir(r7) == []
+
+    # repo7 gets, under a name repo1 holds, a segment with one byte changed
+    seg = sorted(k for k in objects(s.r1) if re.search(r"/[0-9A-F]{24}$", k))[1]
+    name = os.path.basename(seg)
+    orig = os.path.join(s.dir, "orig-" + name)
+    assert wv.fetch(name, orig, config=s.plain.config).returncode == 0
+    os.makedirs(os.path.join(s.dir, "other"), exist_ok=True)
+    other = _modified_copy(orig, os.path.join(s.dir, "other", name))
+    only7 = Cfg(os.path.join(s.dir, "only7.conf"), {7: r7}, glob)
+    r = wv.push(other, config=only7.config)
+    assert r.returncode == 0, r.stderr
+    before = read_bytes(os.path.join(r7, seg))
+
+    res = sync(wv, cfg, "--from", "1", "--to", "7")
+    assert res.returncode == 6, res.stdout + res.stderr  # WV_ECONFLICT
+    sm = summary(res)
+    assert sm["conflicts"] == 1 and sm["copied"] > 0 and sm["backups"] == 1, sm
+    assert re.search(r'repo7: "%s": conflict: different content \(\d+ bytes sha256 [0-9a-f]{16}'
+                     r'\.\.\. in repo1, \d+ bytes sha256 [0-9a-f]{16}\.\.\. here\)' % seg,
+                     res.stderr), res.stderr
+    assert read_bytes(os.path.join(r7, seg)) == before
+    assert objects(s.r1) <= objects(r7)
 
 
 def test_lagging_encrypted_repository_catches_up(cluster, wv):
