@@ -215,6 +215,20 @@ def test_sync_plain_to_public_key(cluster, wv):
     assert sm["copied"] == 0 and sm["backups"] == 0 and sm["conflicts"] == 0, sm
     assert {k: read_bytes(os.path.join(s.r3, k)) for k in objects(s.r3)} == before
 
+    # the migration itself needs no private key: from plain on the public-key host, verified on
+    # the restore host
+    r3b = make_pg_dir(os.path.join(s.dir, "repo3b"))
+    pubonly_b = Cfg(os.path.join(s.dir, "pubonly-b.conf"), {1: s.r1, 3: r3b},
+                    "encrypt_public_key_file = %s\n" % s.pub)
+    res = sync(wv, pubonly_b, "--from", "1", "--to", "3")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert summary(res)["backups"] == 1
+    assert_sealed(r3b, MARKER, RP_NAME)
+    safe_b = Cfg(os.path.join(s.dir, "safe-b.conf"), {3: r3b},
+                 "encrypt_private_key_file = %s\n" % s.priv)
+    v = bb(wv, safe_b, "verify", "--repo", "3", check=False)
+    assert v.returncode == 0, v.stdout + v.stderr
+
 
 def test_sync_encrypted_to_plain_refused(cluster, wv):
     s = cluster
