@@ -4,16 +4,16 @@ One PostgreSQL 15 cluster archives into a plain posix repository (repo1) and tak
 its table holds a marker string. Then the migration path of docs/encryption.md ("Turning it on"):
 `basebackup sync --from 1 --to 2` into a new repository with a symmetric key, and `--to 3` with a
 public key (the private key present). Each copy holds the marker in none of its bytes (nor the
-restore point's name), verifies (`basebackup verify --repo M`), copies nothing when run again
-(for the public-key one even on a host holding only the public key: the keyed digest recognises
-what is there), and restores alone to a time between two commits with exactly the rows committed
-before it. Copying an encrypted repository into a plain one is refused in one line and writes
-nothing. A dry run into a new repository writes nothing (not even a key record); a WAL object an
-encrypted target holds with other content is a conflict left as it is, the rest still copied.
-Archiving into two encrypted repositories, the required = no one away for a while: it catches up by
-itself (each object encoded again under its own keys) and then restores alone. On a database host
-with only the public key the catch-up cannot decode, says so naming the sync to run, and that sync
-on a host with the private key copies the files and clears the lag.
+restore point's name), verifies (`basebackup verify --repo M`), copies nothing when run again (for
+the public-key one even on a host holding only the public key: the keyed digest recognises what is
+there), and restores alone to a time between two commits with exactly the rows committed before it;
+the same into an S3 bucket (Ceph RGW). Copying an encrypted repository into a plain one is refused
+in one line and writes nothing. A dry run into a new repository writes nothing (not even a key
+record); a WAL object an encrypted target holds with other content is a conflict left as it is, the
+rest still copied. Archiving into two encrypted repositories, the required = no one away for a
+while: it catches up by itself (each object encoded again under its own keys) and then restores
+alone. On a database host with only the public key the catch-up cannot decode, says so naming the
+sync to run, and that sync on a host with the private key copies the files and clears the lag.
 """
 
 import os
@@ -23,7 +23,9 @@ import time
 
 import pytest
 
+from s3_server import s3_server  # noqa: F401 - fixture
 from test_lag import expire_backoff, lag_records
+from test_offsite import new_bucket, s3_section
 from test_restore_pitr import (Restorer, bb, commit_batch, finish_module, iso, module_dir,
                                take_backup)
 from test_wal_push import _modified_copy
@@ -44,6 +46,16 @@ class Cfg:
         for n, spec in sorted(repos.items()):
             p, extra = spec if isinstance(spec, tuple) else (spec, "")
             text += "[repo%d]\ntype = posix\npath = %s\n%s\n" % (n, p, extra)
+        with open(path, "w") as f:
+            f.write(text)
+        chown_pg(path)
+
+
+class TextCfg:
+    """A configuration written as it is."""
+
+    def __init__(self, path, text):
+        self.config = path
         with open(path, "w") as f:
             f.write(text)
         chown_pg(path)
@@ -228,6 +240,35 @@ def test_sync_plain_to_public_key(cluster, wv):
                  "encrypt_private_key_file = %s\n" % s.priv)
     v = bb(wv, safe_b, "verify", "--repo", "3", check=False)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_sync_plain_to_encrypted_s3(cluster, wv, s3_server):  # noqa: F811
+    """The same migration into an S3 bucket (Ceph RGW): no object holds the marker, a re-run
+    copies nothing, and the bucket alone restores to the target with exact rows."""
+    s = cluster
+    bucket = new_bucket(s3_server)
+    glob = "[global]\nencrypt_key_file = %s\n\n" % s.key
+    cfg = TextCfg(os.path.join(s.dir, "s3.conf"), glob + "[repo1]\ntype = posix\npath = %s\n\n"
+                  % s.r1 + s3_section(s3_server, bucket, s.dir, 4))
+    res = sync(wv, cfg, "--from", "1", "--to", "4")
+    assert res.returncode == 0, res.stdout + res.stderr
+    sm = summary(res)
+    assert sm["copied"] > 0 and sm["backups"] == 1 and sm["conflicts"] == 0, sm
+    keys = s3_server.list_keys(bucket, "pg/")
+    assert {"pg/" + k for k in objects(s.r1)} <= set(keys), keys
+    assert any(k.startswith("pg/keys/") for k in keys), keys
+    for k in keys:
+        data = s3_server.get_object(bucket, k)
+        assert MARKER.encode() not in data and RP_NAME.encode() not in data, k
+    again = sync(wv, cfg, "--from", "1", "--to", "4")
+    assert again.returncode == 0, again.stdout + again.stderr
+    sm = summary(again)
+    assert sm["copied"] == 0 and sm["conflicts"] == 0, sm
+    only4 = TextCfg(os.path.join(s.dir, "only4.conf"),
+                    glob + s3_section(s3_server, bucket, s.dir, 4))
+    got, notes = restore_rows(s, only4, "from-s3", "--to", iso(s.target))
+    assert got == s.expected, got
+    assert notes == {MARKER}
 
 
 def test_sync_encrypted_to_plain_refused(cluster, wv):
