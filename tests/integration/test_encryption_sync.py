@@ -1,7 +1,7 @@
 """Copying between repositories when either side is encrypted: basebackup sync and the catch-up.
 
-One PostgreSQL 15 cluster archives into a plain posix repository (repo1) and takes a backup there;
-its table holds a marker string. Then the migration path of docs/encryption.md ("Turning it on"):
+One PostgreSQL 15 cluster archives into a plain posix repository (repo1) and takes a backup there
+(a table of 3 MiB stored as chunks, the small files in bundles); its table holds a marker string. Then the migration path of docs/encryption.md ("Turning it on"):
 `basebackup sync --from 1 --to 2` into a new repository with a symmetric key, and `--to 3` with a
 public key (the private key present). Each copy holds the marker in none of its bytes (nor the
 restore point's name), verifies (`basebackup verify --repo M`), copies nothing when run again (for
@@ -26,8 +26,8 @@ import pytest
 from s3_server import s3_server  # noqa: F401 - fixture
 from test_lag import expire_backoff, lag_records
 from test_offsite import new_bucket, s3_section
-from test_restore_pitr import (Restorer, bb, commit_batch, finish_module, iso, module_dir,
-                               take_backup)
+from test_restore_pitr import (Restorer, bb, commit_batch, connstr, finish_module, iso,
+                               module_dir, take_backup)
 from test_wal_push import _modified_copy
 from utils import Postgres, chown_pg, make_pg_dir, read_bytes, run, tree_files, wait_until
 
@@ -136,7 +136,15 @@ def cluster(basetemp, wv):
                "at timestamptz default clock_timestamp())")
         commit_batch(pg, 0)
         pg.sql("update t set note = %s", (MARKER,))
-        s.backup = take_backup(wv, s.plain, pg)
+        pg.sql("create table big as select g, md5(g::text) || md5((g + 1)::text) as x "
+               "from generate_series(1, 30000) g")
+        # a table of about 3 MiB: stored as chunks of 64 KiB (the test seam), files of 1 MiB or
+        # less in bundles; sync writes the manifest anew with the stored sizes of both in M
+        res = bb(wv, s.plain, "backup", "-d", connstr(pg), "--checkpoint", "fast",
+                 env={"WALVAULT_TEST_CHUNK_SIZE": "65536"})
+        s.backup = re.search(r"^backup (\S+) complete", res.stdout, re.M).group(1)
+        keys = objects(s.r1)
+        assert any("/chunk/" in k for k in keys) and any("/bundle/" in k for k in keys), keys
         s.commits = []
         for k in range(1, 4):
             time.sleep(0.3)
@@ -161,6 +169,9 @@ def restore_rows(s, cfg, name, *args):
         pg = r.restore_and_start(name, *args)
         got = rows(pg)
         notes = {n for n, in pg.sql("select distinct note from t where note is not null")}
+        # the chunked table, whole (its chunks were placed anew in the manifest)
+        assert pg.sql_value("select count(*) from big") == 30000
+        assert pg.sql_value("select sum(g) from big") == 30000 * 30001 // 2
         pg.stop()
         return got, notes
     finally:
