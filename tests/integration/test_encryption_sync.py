@@ -1,19 +1,20 @@
 """Copying between repositories when either side is encrypted: basebackup sync and the catch-up.
 
-One PostgreSQL 15 cluster archives into a plain posix repository (repo1) and takes a backup there
-(a table of 3 MiB stored as chunks, the small files in bundles); its table holds a marker string. Then the migration path of docs/encryption.md ("Turning it on"):
-`basebackup sync --from 1 --to 2` into a new repository with a symmetric key, and `--to 3` with a
-public key (the private key present). Each copy holds the marker in none of its bytes (nor the
-restore point's name), verifies (`basebackup verify --repo M`), copies nothing when run again (for
-the public-key one even on a host holding only the public key: the keyed digest recognises what is
-there), and restores alone to a time between two commits with exactly the rows committed before it;
-the same into an S3 bucket (Ceph RGW). Copying an encrypted repository into a plain one is refused
-in one line and writes nothing. A dry run into a new repository writes nothing (not even a key
-record); a WAL object an encrypted target holds with other content is a conflict left as it is, the
-rest still copied. Archiving into two encrypted repositories, the required = no one away for a
-while: it catches up by itself (each object encoded again under its own keys) and then restores
-alone. On a database host with only the public key the catch-up cannot decode, says so naming the
-sync to run, and that sync on a host with the private key copies the files and clears the lag.
+One PostgreSQL 15 cluster archives into a plain posix repository (repo1) and takes a backup there (a
+table of 3 MiB stored as chunks, the small files in bundles); its table holds a marker string. Then
+the migration path of docs/encryption.md ("Turning it on"): `basebackup sync --from 1 --to 2` into a
+new repository with a symmetric key, and `--to 3` with a public key (the private key present). Each
+copy holds the marker in none of its bytes (nor the restore point's name), verifies (`basebackup
+verify --repo M`), copies nothing when run again (for the public-key one even on a host holding only
+the public key: the keyed digest recognises what is there), and restores alone to a time between two
+commits with exactly the rows committed before it; the same into an S3 bucket (Ceph RGW). Copying an
+encrypted repository into a plain one is refused in one line and writes nothing. A dry run into a
+new repository writes nothing (not even a key record); a WAL object an encrypted target holds with
+other content is a conflict left as it is, the rest still copied. Archiving into two encrypted
+repositories, the required = no one away for a while: it catches up by itself (each object encoded
+again under its own keys) and then restores alone. On a database host with only the public key the
+catch-up cannot decode, says so naming the sync to run, and that sync on a host with the private key
+copies the files and clears the lag.
 """
 
 import os
