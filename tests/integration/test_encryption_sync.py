@@ -10,15 +10,17 @@ the public key: the keyed digest recognises what is there), and restores alone t
 commits with exactly the rows committed before it; the same into an S3 bucket (Ceph RGW). Copying an
 encrypted repository into a plain one is refused in one line and writes nothing. A dry run into a
 new repository writes nothing (not even a key record); a WAL object an encrypted target holds with
-other content is a conflict left as it is, the rest still copied. Archiving into two encrypted
-repositories, the required = no one away for a while: it catches up by itself (each object encoded
-again under its own keys) and then restores alone. On a database host with only the public key the
-catch-up cannot decode, says so naming the sync to run, and that sync on a host with the private key
-copies the files and clears the lag.
+other content is a conflict left as it is, the rest still copied; bundles left by a sync stopped
+before the manifest are named with what to move away, and the sync after that copies the backup.
+Archiving into two encrypted repositories, the required = no one away for a while: it catches up by
+itself (each object encoded again under its own keys) and then restores alone. On a database host
+with only the public key the catch-up cannot decode, says so naming the sync to run, and that sync
+on a host with the private key copies the files and clears the lag.
 """
 
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -340,6 +342,33 @@ def test_dry_run_writes_nothing_and_conflict_kept(cluster, wv):
                      res.stderr), res.stderr
     assert read_bytes(os.path.join(r7, seg)) == before
     assert objects(s.r1) <= objects(r7)
+
+
+def test_interrupted_sync_left_bundles(cluster, wv):
+    """A sync into an encrypted repository stopped before the backup's manifest leaves bundles
+    whose layout only that manifest would tell: the next sync says so in one line naming what to
+    move away (never guessing, never replacing), and after that the backup is copied."""
+    s = cluster
+    r8 = make_pg_dir(os.path.join(s.dir, "repo8"))
+    cfg = Cfg(os.path.join(s.dir, "sym18.conf"), {1: s.r1, 8: r8},
+              "encrypt_key_file = %s\n" % s.key)
+    assert sync(wv, cfg, "--from", "1", "--to", "8").returncode == 0
+    os.unlink(os.path.join(r8, "backup", s.backup, "backup.manifest"))
+    res = sync(wv, cfg, "--from", "1", "--to", "8")
+    assert res.returncode == 6, res.stdout + res.stderr
+    lines = [x for x in res.stderr.splitlines() if "interrupted sync" in x]
+    assert lines, res.stderr
+    assert re.search(r'repo8: "backup/%s/bundle/\d+": already there without its backup\'s '
+                     r'manifest \(left by an interrupted sync\?\); backup %s not copied from repo1'
+                     % (s.backup, s.backup), lines[0]), res.stderr
+    assert "move backup/%s/ out of repo8 by hand" % s.backup in res.stderr, res.stderr
+    assert not os.path.exists(os.path.join(r8, "backup", s.backup, "backup.manifest"))
+    shutil.rmtree(os.path.join(r8, "backup", s.backup))
+    res = sync(wv, cfg, "--from", "1", "--to", "8")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert summary(res)["backups"] == 1
+    v = bb(wv, cfg, "verify", "--repo", "8", check=False)
+    assert v.returncode == 0, v.stdout + v.stderr
 
 
 def test_lagging_encrypted_repository_catches_up(cluster, wv):
