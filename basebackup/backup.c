@@ -1049,7 +1049,7 @@ static int history_text(backup_ctx *ctx, const char *histname, const char *datad
                         wv_err *err)
 {
     const wv_obj_crypto *c = wv_repo_crypto(ctx->repos[0]->st);
-    if (!(c && c->mode == WV_OBJ_KEYMODE_X25519 && !c->private_key)) {
+    if (wv_repo_readable(ctx->repos[0]->st)) {
         char key[256];
         wv_source *src = NULL;
         int rc = wv_repo_wal_key(histname, key, sizeof(key), err);

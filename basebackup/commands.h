@@ -33,6 +33,7 @@ int wv_bbcmd_drill(int argc, char **argv, const char *config_path);
 int wv_bbcmd_mark(int argc, char **argv, const char *config_path);
 int wv_bbcmd_migrate_safe(int argc, char **argv, const char *config_path);
 int wv_bbcmd_list(int argc, char **argv, const char *config_path);
+int wv_bbcmd_rekey(int argc, char **argv, const char *config_path);
 int wv_bbcmd_restore(int argc, char **argv, const char *config_path);
 int wv_bbcmd_status(int argc, char **argv, const char *config_path);
 int wv_bbcmd_sync(int argc, char **argv, const char *config_path);

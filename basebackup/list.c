@@ -73,7 +73,8 @@ static size_t find_gaps(const wv_archive *a, gap *out, size_t max)
 typedef struct listing {
     const char *name;
     char *location;
-    int empty; /* nothing archived yet: only name and location */
+    char encryption[64]; /* "none", "symmetric key 0123...", "public key 0123..." */
+    int empty;           /* nothing archived yet: only name and location */
     wv_repo_info info;
     wv_backupset bs;
     wv_archive *arch;
@@ -134,6 +135,12 @@ static int gather_listing(const wv_config *cfg, const wv_repo_config *rc, listin
     int r = wv_repo_open(rc, &repo, err);
     if (r == 0) {
         l->location = wv_xstrdup(wv_storage_location(repo->st));
+        const wv_obj_crypto *c = wv_repo_crypto(repo->st);
+        if (!c)
+            snprintf(l->encryption, sizeof(l->encryption), "none");
+        else
+            snprintf(l->encryption, sizeof(l->encryption), "%s key %016" PRIx64,
+                     c->mode == WV_OBJ_KEYMODE_X25519 ? "public" : "symmetric", c->key_id);
         r = wv_repo_load_info(repo, err);
         if (r == WV_ENOTFOUND) {
             l->empty = 1;
@@ -302,6 +309,8 @@ static void render_json(const listing *l, int first, wv_buf *out)
     wv_json_string(out, l->name);
     wv_buf_append_str(out, ", \"location\": ");
     wv_json_string(out, l->location);
+    wv_buf_append_str(out, ", \"encryption\": ");
+    wv_json_string(out, l->encryption);
     if (l->ndropped) {
         wv_buf_append_str(out, ", \"dropped\": [");
         for (size_t i = 0; i < l->ndropped; i++) {
@@ -446,9 +455,12 @@ static void render_text(const listing *l, int first, wv_buf *out)
     {
         char seg[32];
         wv_human_bytes(l->info.wal_segsize, seg, sizeof(seg));
-        wv_buf_printf(
-            out, "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64 ", %s WAL segments\n",
-            l->name, l->location, l->info.pg_major, l->info.system_id, seg);
+        wv_buf_printf(out,
+                      "%s (%s): PostgreSQL %" PRIu32 ", database system %" PRIu64
+                      ", %s WAL segments%s%s\n",
+                      l->name, l->location, l->info.pg_major, l->info.system_id, seg,
+                      strcmp(l->encryption, "none") ? ", encrypted with " : "",
+                      strcmp(l->encryption, "none") ? l->encryption : "");
     }
     text_backups(&l->bs, &l->res, out);
     text_windows(l, out);

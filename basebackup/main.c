@@ -25,6 +25,8 @@ static const wv_bbcmd commands[] = {
      "                                [--target-action promote|pause|shutdown] [--delta]\n"
      "                                [--tablespace-map OLD=NEW] [--repo N] [--dry-run]\n"
      "                                [--archive-mode off|preserve]"},
+    {"rekey", wv_bbcmd_rekey,
+     "rekey   --new-key-file FILE | --new-public-key-file FILE [--repo N]"},
     {"status", wv_bbcmd_status, "status  [--json] [--prometheus FILE] [-d CONNSTR] [--repo N]"},
     {"sync", wv_bbcmd_sync, "sync    --from N --to M [--dry-run]"},
     {"verify", wv_bbcmd_verify, "verify  [--backup ID] [--repo N]"},

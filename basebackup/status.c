@@ -132,6 +132,11 @@ typedef struct repo_status {
     size_t dropped;
     char dropped_last[WV_WALNAME_SEGMENT_LEN];
     char backup_start[WV_WALNAME_SEGMENT_LEN];
+    /* a public-key host (encrypted repository, no private key): manifests and commit times are
+     * sealed; what the listing shows stands in (the newest manifest's id and mtime) */
+    int sealed;
+    char manifest_id[WV_MANIFEST_ID_MAX];
+    int64_t manifest_mtime;
     int level;
     char problems[2048];
 } repo_status;
@@ -195,6 +200,13 @@ static int on_object(void *arg, const char *key, const wv_stat *st)
             snprintf(r->dropped_last, sizeof(r->dropped_last), "%s", base);
         return 0;
     }
+    size_t kl = strlen(key), ml = strlen(WV_MANIFEST_NAME);
+    if (strncmp(key, "backup/", 7) == 0 && kl > 7 + ml + 1 &&
+        strcmp(key + kl - ml, WV_MANIFEST_NAME) == 0 && key[kl - ml - 1] == '/' &&
+        kl - ml - 8 < sizeof(r->manifest_id) && st->mtime >= r->manifest_mtime) {
+        snprintf(r->manifest_id, sizeof(r->manifest_id), "%.*s", (int)(kl - ml - 8), key + 7);
+        r->manifest_mtime = st->mtime;
+    }
     if (strncmp(key, "wal/", 4) == 0 && wv_walname_parse(base, &w) == WV_WALNAME_SEGMENT) {
         uint64_t segno = (uint64_t)w.log * a->segs_per_log + w.seg;
         if (!r->have_wal || st->mtime > r->wal_mtime ||
@@ -234,13 +246,18 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
         list_acc acc = {r, wv_wal_segs_per_log(r->segsize)};
         rc = wv_storage_list(repo->st, "", on_object, &acc, err);
     }
-    if (rc == 0 && repo->have_info)
+    /* encrypted for a public key and no private key here: manifests and commit times are
+     * sealed, so the listing's facts stand in (the newest manifest's id and mtime) */
+    if (rc == 0 && repo->have_info && !wv_repo_readable(repo->st))
+        r->sealed = 1;
+    int deep = rc == 0 && repo->have_info && !r->sealed;
+    if (deep)
         rc = wv_backupset_load(repo->st, &bs, err);
-    if (rc == 0 && repo->have_info)
+    if (rc == 0 && deep)
         rc = wv_archive_scan(repo->st, repo->info.wal_segsize, &arch, err);
-    if (rc == 0 && repo->have_info)
+    if (rc == 0 && deep)
         rc = wv_recovery_facts_gather(repo->st, arch, &bs, NULL, &facts, err);
-    if (rc == 0 && repo->have_info)
+    if (rc == 0 && deep)
         rc = wv_recovery_windows(&facts, &w, &nw, err);
     if (rc == 0) {
         r->up = 1;
@@ -256,10 +273,18 @@ static int gather(repo_status *r, int64_t now, wv_err *err)
             r->backup_duration = b->h.stop_time - b->h.start_time;
             r->backup_size = b->totals.size;
             r->backup_stored = b->totals.stored_size;
+        } else if (r->sealed && r->manifest_id[0]) {
+            r->have_backup = 1;
+            memcpy(r->backup_id, r->manifest_id, sizeof(r->backup_id));
+            r->backup_age = now - r->manifest_mtime;
         }
         if (r->have_wal)
             r->wal_age = now - r->wal_mtime;
         wv_recovery_windows_text(w, nw, r->window, sizeof(r->window));
+        if (r->sealed)
+            snprintf(r->window, sizeof(r->window),
+                     "not readable here: the repository is encrypted for a public key (run "
+                     "status where encrypt_private_key_file is set)");
         r->window_end_us = INT64_MIN;
         for (size_t i = 0; i < nw; i++)
             if (w[i].to_us > r->window_end_us)
@@ -564,7 +589,12 @@ static void render_text(const repo_status *rs, int n, const server_facts *sf, in
                 printf("  problems:  %s\n", r->problems);
             continue;
         }
-        if (r->have_backup) {
+        if (r->have_backup && r->sealed) {
+            age_text(r->backup_age, a, sizeof(a));
+            printf("  backup:    %s, manifest written %s ago (object mtime; its contents are "
+                   "encrypted for the public key)\n",
+                   r->backup_id, a);
+        } else if (r->have_backup) {
             age_text(r->backup_age, a, sizeof(a));
             wv_human_bytes(r->backup_size, b, sizeof(b));
             wv_human_bytes(r->backup_stored, c, sizeof(c));

@@ -71,5 +71,7 @@ int wv_keyfile_scrypt(const uint8_t *pass, size_t passlen, const uint8_t *salt, 
 #define WV_SCRYPT_N 131072
 #define WV_SCRYPT_R 8
 #define WV_SCRYPT_P 1
+/* The most memory (n * r * 128 bytes) parameters read from a repository may ask for. */
+#define WV_SCRYPT_MAXMEM (UINT64_C(1) << 30)
 
 #endif

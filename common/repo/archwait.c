@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "core/units.h"
 #include "repo/repo.h"
 #include "repo/walarchive.h"
@@ -45,7 +46,17 @@ static int arrived(const wv_repo_config *rc, const char *key, const char *rp_nam
         rc_ = wv_storage_stat(r->st, key, &st, err);
         if (rc_ == WV_ENOTFOUND)
             rc_ = 0;
-        else if (rc_ == 0)
+        else if (rc_ == 0 && rp_name && !wv_repo_readable(r->st)) {
+            /* a public-key host cannot read restore point names: the record wal-push writes
+             * beside the segment (before the segment itself) says it is there */
+            char rpkey[300];
+            snprintf(rpkey, sizeof(rpkey), "%s%s", key, WV_REPO_RP_SUFFIX);
+            rc_ = wv_storage_stat(r->st, rpkey, &st, err);
+            if (rc_ == WV_ENOTFOUND)
+                rc_ = 0;
+            else if (rc_ == 0)
+                rc_ = 1;
+        } else if (rc_ == 0)
             rc_ = rp_name ? rp_in_repo(r, rp_name, err) : 1;
     }
     wv_repo_close(r);
@@ -93,6 +104,13 @@ int wv_archwait_restore_point_known(const wv_config *cfg, const char *name, char
     for (int i = 0; i < cfg->nrepos; i++) {
         wv_repo *r = NULL;
         int rc = wv_repo_open(&cfg->repos[i], &r, err);
+        if (rc == 0 && !wv_repo_readable(r->st)) {
+            wv_log_warn("%s: restore point names are encrypted for the public key: whether \"%s\" "
+                        "exists already is not checked here (restore --name takes the newest)",
+                        cfg->repos[i].name, name);
+            wv_repo_close(r);
+            continue;
+        }
         if (rc == 0)
             rc = rp_in_repo(r, name, err);
         wv_repo_close(r);

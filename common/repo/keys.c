@@ -246,9 +246,13 @@ static int record_parse(const char *text, const char *repo, const char *key, rec
         rec->scrypt = strcmp(v, "scrypt") == 0;
         if (rec->scrypt) {
             uint64_t r, p;
+            /* the record is the repository's word: bounded so that it cannot make this host
+             * allocate more than WV_SCRYPT_MAXMEM or compute for minutes (the defaults are 8 and
+             * 16 times below the bounds) */
             if (u64_field(text, "scrypt_n", &rec->n) != 0 || u64_field(text, "scrypt_r", &r) != 0 ||
-                u64_field(text, "scrypt_p", &p) != 0 || rec->n < 2 || rec->n > (1u << 24) ||
-                r == 0 || r > 64 || p == 0 || p > 64)
+                u64_field(text, "scrypt_p", &p) != 0 || rec->n < 2 || (rec->n & (rec->n - 1)) ||
+                rec->n > (1u << 24) || r == 0 || r > 64 || p == 0 || p > 16 ||
+                rec->n * r * 128 > WV_SCRYPT_MAXMEM || rec->n * r * p > (UINT64_C(1) << 24))
                 return bad_record(err, repo, key, "bad scrypt parameters");
             rec->r = (uint32_t)r;
             rec->p = (uint32_t)p;
@@ -460,6 +464,26 @@ void wv_repo_keys_free(wv_repo_keys *k)
     free(k);
 }
 
+int wv_repo_keys_open_text(const char *text, const char *repo, const char *key,
+                           const wv_user_keys *uk, wv_repo_keys **out, wv_err *err)
+{
+    record rec;
+    *out = NULL;
+    int rc = record_parse(text, repo, key, &rec, err);
+    wv_repo_keys *k = keys_new();
+    if (rc == 0)
+        rc = open_record(&rec, repo, uk, k, err);
+    if (rc == 0) {
+        k->generation = rec.generation;
+        k->uk = uk;
+        *out = k;
+    } else {
+        wv_repo_keys_free(k);
+    }
+    OPENSSL_cleanse(&rec, sizeof(rec));
+    return rc;
+}
+
 static int read_record(wv_storage *st, const char *repo, uint32_t gen, record *rec, wv_err *err)
 {
     char key[32];
@@ -487,9 +511,9 @@ static int write_record(wv_storage *st, const record *rec, wv_err *err)
 
 /* A new record for uk: symmetric with this data key and id (fresh salt), or public-key mode with
  * this digest key for uk's public key, after the ids and wraps of `prev` (NULL: none). */
-static int make_record(const wv_user_keys *uk, uint32_t gen, const uint8_t data_key[32],
-                       uint64_t data_key_id, const uint8_t digest_key[32], const record *prev,
-                       record *rec, wv_err *err)
+static int make_record(const char *repo, const wv_user_keys *uk, uint32_t gen,
+                       const uint8_t data_key[32], uint64_t data_key_id,
+                       const uint8_t digest_key[32], const record *prev, record *rec, wv_err *err)
 {
     char aad[64];
     uint8_t kek[32];
@@ -516,15 +540,25 @@ static int make_record(const wv_user_keys *uk, uint32_t gen, const uint8_t data_
         return rc;
     }
     if (!uk->have_pub)
-        return wv_err_set(err, WV_EUSAGE, "a new public key is needed (encrypt_public_key_file)");
+        return wv_err_set(err, WV_EUSAGE,
+                          "%s: a new public key is needed (encrypt_public_key_file)", repo);
     uint64_t id = wv_keys_x25519_id(uk->pub);
     for (int j = 0; j < rec->nids; j++)
-        if (rec->ids[j] == id)
-            return wv_err_set(err, WV_EREFUSED,
-                              "the new public key is already one of this repository's");
-    if (rec->nids >= WV_KEYS_MAX_PUBLIC)
-        return wv_err_set(err, WV_EREFUSED, "the repository already has %d public keys",
-                          WV_KEYS_MAX_PUBLIC);
+        if (rec->ids[j] == id) {
+            wv_err_set(err, WV_EREFUSED,
+                       "%s: the new public key (key id %016" PRIx64
+                       ") is already one of this repository's",
+                       repo, id);
+            return wv_err_hint(err, "rotate to a key pair never used here: openssl genpkey "
+                                    "-algorithm X25519 -out NEW.pem; openssl pkey -in NEW.pem "
+                                    "-pubout -out NEW.pub");
+        }
+    if (rec->nids >= WV_KEYS_MAX_PUBLIC) {
+        wv_err_set(err, WV_EREFUSED, "%s: the repository already has %d public keys", repo,
+                   WV_KEYS_MAX_PUBLIC);
+        return wv_err_hint(err, "copy it into a new repository (basebackup sync) to start a new "
+                                "key record");
+    }
     rec->key_id = id;
     if ((rc = pub_kek(uk->pub, kek, err)) < 0)
         return rc;
@@ -551,7 +585,7 @@ static int create(wv_storage *st, const char *repo, const wv_user_keys *uk, wv_e
         rc = wv_err_hint(err, "make it with: openssl pkey -in PRIVATE.pem -pubout -out FILE");
     }
     if (rc == 0)
-        rc = make_record(uk, 1, secret, wv_get_be64(idb) | 1, secret, NULL, &rec, err);
+        rc = make_record(repo, uk, 1, secret, wv_get_be64(idb) | 1, secret, NULL, &rec, err);
     OPENSSL_cleanse(secret, sizeof(secret));
     if (rc == 0)
         rc = write_record(st, &rec, err);
@@ -630,6 +664,35 @@ int wv_repo_keys_open(wv_storage *st, const char *repo, const wv_user_keys *uk, 
     return first.code;
 }
 
+/* Remove the generations of gs older than gen, oldest first (a stop leaves the newest ones), then
+ * flush. stop_after 3 (tests) returns right after the first removal. */
+static int remove_older(wv_storage *st, const gens *gs, uint32_t gen, int stop_after, int *removed,
+                        wv_err *err)
+{
+    int rc = 0, n = 0;
+    for (int i = gs->n - 1; i >= 0 && rc == 0; i--) {
+        char key[32];
+        if (gs->g[i] >= gen)
+            continue;
+        record_key(gs->g[i], key);
+        rc = wv_storage_remove(st, key, err);
+        if (rc == WV_ENOTFOUND)
+            rc = 0;
+        if (rc == 0)
+            n++;
+        if (rc == 0 && stop_after == 3) {
+            if (removed)
+                *removed = n;
+            return 0;
+        }
+    }
+    if (rc == 0)
+        rc = wv_storage_flush(st, err);
+    if (removed)
+        *removed = n;
+    return rc;
+}
+
 int wv_repo_keys_rekey(wv_storage *st, const char *repo, const wv_repo_keys *k,
                        const wv_user_keys *next, int stop_after, wv_err *err)
 {
@@ -649,7 +712,7 @@ int wv_repo_keys_rekey(wv_storage *st, const char *repo, const wv_repo_keys *k,
     if ((rc = read_record(st, repo, k->generation, &cur, err)) < 0)
         return rc;
     uint32_t gen = gs.g[0] + 1;
-    rc = make_record(next, gen, k->crypto->data_key, k->crypto->key_id, k->crypto->digest_key,
+    rc = make_record(repo, next, gen, k->crypto->data_key, k->crypto->key_id, k->crypto->digest_key,
                      next->mode == WV_OBJ_KEYMODE_X25519 ? &cur : NULL, &rec, err);
     if (rc == 0)
         rc = write_record(st, &rec, err);
@@ -672,15 +735,28 @@ int wv_repo_keys_rekey(wv_storage *st, const char *repo, const wv_repo_keys *k,
     wv_repo_keys_free(nk);
     if (rc < 0 || stop_after == 2)
         return rc;
-    /* only now the old generations go: oldest first, so a stop leaves the newest ones */
-    for (int i = gs.n - 1; i >= 0 && rc == 0; i--) {
-        char key[32];
-        record_key(gs.g[i], key);
-        rc = wv_storage_remove(st, key, err);
-        if (rc == WV_ENOTFOUND)
-            rc = 0;
+    /* only now the old generations go */
+    return remove_older(st, &gs, gen, stop_after, NULL, err);
+}
+
+int wv_repo_keys_finish(wv_storage *st, const char *repo, const wv_repo_keys *k, int *removed,
+                        wv_err *err)
+{
+    gens gs;
+    if (removed)
+        *removed = 0;
+    int rc = list_generations(st, &gs, err);
+    if (rc < 0)
+        return rc;
+    if (gs.n == 0)
+        return wv_err_set(err, WV_EREFUSED, "%s: the repository is not encrypted", repo);
+    if (gs.g[0] != k->generation) {
+        wv_err_set(err, WV_EREFUSED,
+                   "%s: key generation %08" PRIx32
+                   " is newer than the one this key opens (%08" PRIx32 ")",
+                   repo, gs.g[0], k->generation);
+        return wv_err_hint(err, "another rekey may be under way or was stopped: run basebackup "
+                                "rekey again with the key that opens the newest generation");
     }
-    if (rc == 0)
-        rc = wv_storage_flush(st, err);
-    return rc;
+    return remove_older(st, &gs, k->generation, 0, removed, err);
 }

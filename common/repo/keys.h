@@ -89,14 +89,28 @@ int wv_repo_keys_open(wv_storage *st, const char *repo, const wv_user_keys *uk, 
                       wv_repo_keys **out, wv_err *err);
 void wv_repo_keys_free(wv_repo_keys *k);
 
+/* One key record's text (as read from the repository under `key`, untrusted) parsed and opened
+ * with uk: what wv_repo_keys_open does with each generation (for tests and the fuzz target). */
+int wv_repo_keys_open_text(const char *text, const char *repo, const char *key,
+                           const wv_user_keys *uk, wv_repo_keys **out, wv_err *err);
+
 /*
  * Rekey: make `next` the key that opens the repository (symmetric: the data key re-wrapped; the
  * old key no longer opens it afterwards) or the public key new objects are written for (public-key
  * mode: k must be able to write, i.e. hold the current public key). Crash-safe as described above.
- * stop_after (tests): 1 returns right after the new generation is written, 2 after it verified;
- * 0 runs to the end.
+ * stop_after (tests): 1 returns right after the new generation is written, 2 after it verified,
+ * 3 after the first older generation was removed; 0 runs to the end.
  */
 int wv_repo_keys_rekey(wv_storage *st, const char *repo, const wv_repo_keys *k,
                        const wv_user_keys *next, int stop_after, wv_err *err);
+
+/*
+ * Finish a rekey that stopped after writing k's generation (k opened with the new key): k must
+ * have been opened from the newest generation (else WV_EREFUSED: a newer one exists that k's key
+ * does not open), and every older generation is removed, oldest first, then flushed. *removed
+ * (may be NULL) receives how many were. Afterwards only k's key opens the repository.
+ */
+int wv_repo_keys_finish(wv_storage *st, const char *repo, const wv_repo_keys *k, int *removed,
+                        wv_err *err);
 
 #endif

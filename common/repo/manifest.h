@@ -1,8 +1,9 @@
 /*
  * manifest.h - walvault's backup manifest: written last, it is what makes a backup exist.
  *
- * Object key: backup/<id>/backup.manifest (WV_MANIFEST_NAME), stored plain (UTF-8 text, not framed),
- * committed only after every file object and the WAL the backup needs are durable.
+ * Object key: backup/<id>/backup.manifest (WV_MANIFEST_NAME), stored as text (in an encrypted
+ * repository a framed, sealed object: repo.h, wv_repo_put_stream), committed only after every
+ * file object and the WAL the backup needs are durable.
  *
  * Format, version 3 (version 2 lacks chunks, version 1 bundles too; all three are read; a manifest
  * without chunked files is still written as version 2): one record per line, "\n"-terminated. A

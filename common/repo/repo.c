@@ -266,34 +266,6 @@ int wv_repo_read_trailer(wv_storage *st, const char *key, wv_obj_info *info, wv_
     return read_suffix(st, key, 0, info, err);
 }
 
-int wv_repo_put_text(wv_storage *st, const char *key, unsigned flags, const void *data, size_t len,
-                     wv_err *err)
-{
-    const wv_obj_crypto *c = wv_repo_crypto(st);
-    if (!c)
-        return wv_storage_put_all(st, key, flags, data, len, err);
-    wv_sink *sink = NULL;
-    int rc = wv_storage_put_open(st, key, flags, &sink, err);
-    if (rc != 0)
-        return rc;
-    wv_obj_opts o = {
-        .compress = WV_COMPRESS_NONE, .kind = WV_OBJ_KIND_GENERIC, .name = key, .crypto = c};
-    wv_objwriter *w = wv_objwriter_new(&sink, 1, &o);
-    rc = len ? wv_objwriter_write(w, data, len, err) : 0;
-    if (rc == 0)
-        rc = wv_objwriter_finish(w, NULL, err);
-    if (rc == 0 && wv_objwriter_sink_error(w, 0)) {
-        *err = *wv_objwriter_sink_error(w, 0);
-        rc = err->code ? err->code : WV_EIO;
-    }
-    wv_objwriter_free(w);
-    if (rc != 0) {
-        wv_sink_abort(sink);
-        return rc;
-    }
-    return wv_sink_commit(sink, err);
-}
-
 /* Plain content written into an object writer (encrypted puts). */
 typedef struct objw_filter {
     wv_filter base;
@@ -387,6 +359,27 @@ int wv_repo_get_stream(wv_storage *st, const char *key, wv_filter *dest, wv_err 
     }
     wv_source_close(src);
     return rc;
+}
+
+typedef struct bytes_fill {
+    const void *data;
+    size_t len;
+} bytes_fill;
+
+static int fill_bytes(void *arg, wv_filter *dest, wv_err *err)
+{
+    bytes_fill *b = arg;
+    int rc = wv_filter_write(dest, b->data, b->len, err);
+    return rc ? rc : wv_filter_finish(dest, err);
+}
+
+int wv_repo_put_text(wv_storage *st, const char *key, unsigned flags, const void *data, size_t len,
+                     wv_err *err)
+{
+    if (!wv_repo_crypto(st))
+        return wv_storage_put_all(st, key, flags, data, len, err);
+    bytes_fill b = {data, len};
+    return wv_repo_put_stream(st, key, flags, fill_bytes, &b, err);
 }
 
 int wv_repo_get_text(wv_storage *st, const char *key, size_t max, wv_buf *out, wv_err *err)

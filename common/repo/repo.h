@@ -72,6 +72,14 @@ static inline const wv_obj_crypto *wv_repo_crypto(const wv_storage *st)
     return (const wv_obj_crypto *)wv_storage_crypto(st);
 }
 
+/* 0 on a host that can write objects but not read them (encrypted for a public key, no private
+ * key): it may stat and compare trailers, never open content. 1 otherwise. */
+static inline int wv_repo_readable(const wv_storage *st)
+{
+    const wv_obj_crypto *c = wv_repo_crypto(st);
+    return !c || c->mode != WV_OBJ_KEYMODE_X25519 || c->private_key != NULL;
+}
+
 /* Load walvault.repo and validate it (wv_repo_info_invalid). WV_ENOTFOUND if the repository was
  * never used; WV_ECORRUPT naming the file and the field if it holds a value no cluster has. */
 int wv_repo_load_info(wv_repo *r, wv_err *err);

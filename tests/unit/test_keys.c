@@ -224,6 +224,27 @@ static void test_passphrase(void **state)
     wv_user_keys *m = sym(f, key_a);
     assert_int_equal(open_keys(f, m, 1, &k, &err), WV_EKEY);
     assert_non_null(strstr(err.hint, "passphrase"));
+    /* a hostile record cannot make this host run a huge scrypt: refused before any KDF runs */
+    static const char *const hostile[] = {"scrypt_n=1000000\nscrypt_r=1\nscrypt_p=1",
+                                          "scrypt_n=30000\nscrypt_r=8\nscrypt_p=1", /* not 2^k */
+                                          "scrypt_n=1000000\nscrypt_r=40\nscrypt_p=1",
+                                          "scrypt_n=20000\nscrypt_r=8\nscrypt_p=11",
+                                          "scrypt_n=20000\nscrypt_r=8\nscrypt_p=40"};
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        char rec[1024];
+        char *at = strstr(text, "scrypt_n=");
+        char *end = strstr(text, "scrypt_p=1\n") + strlen("scrypt_p=1");
+        snprintf(rec, sizeof(rec), "%.*s%s%s", (int)(at - text), text, hostile[i], end);
+        wv_repo_keys *h = NULL;
+        assert_int_equal(wv_repo_keys_open_text(rec, "repo1", "keys/00000001", p, &h, &err),
+                         WV_ECORRUPT);
+        assert_null(h);
+        assert_non_null(strstr(err.msg, "bad scrypt parameters"));
+    }
+    /* the record as written opens through the same function */
+    assert_int_equal(wv_repo_keys_open_text(text, "repo1", "keys/00000001", p, &k, &err), 0);
+    assert_int_equal(k->generation, 1);
+    wv_repo_keys_free(k);
     wv_user_keys_free(p);
     wv_user_keys_free(wrong);
     wv_user_keys_free(m);
@@ -362,6 +383,58 @@ static void test_public_key_mode(void **state)
     wv_user_keys_free(only_b);
 }
 
+/* A rekey stopped after removing the first older generation, and finishing a stopped rekey with
+ * the new key (wv_repo_keys_finish): refused while a newer generation exists that the key does
+ * not open; afterwards only the new key opens. */
+static void test_rekey_stop_and_finish(void **state)
+{
+    fixture *f = *state;
+    wv_repo_keys *ka = NULL, *kb = NULL, *kc = NULL, *k = NULL;
+    wv_err err;
+    int removed = -1;
+    wv_user_keys *a = sym(f, key_a), *b = sym(f, key_b);
+    wv_user_keys *c = sym(f, "3f0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+    assert_int_equal(open_keys(f, a, 0, &ka, &err), 0);
+    /* stopped after writing generation 2; the new key finishes it */
+    assert_int_equal(wv_repo_keys_rekey(f->st, "repo1", ka, b, 1, &err), 0);
+    assert_int_equal(open_keys(f, b, 1, &kb, &err), 0);
+    assert_int_equal(kb->generation, 2);
+    assert_int_equal(wv_repo_keys_finish(f->st, "repo1", kb, &removed, &err), 0);
+    assert_int_equal(removed, 1);
+    assert_int_equal(open_keys(f, a, 1, &k, &err), WV_EKEY);
+    /* finishing again removes nothing */
+    assert_int_equal(wv_repo_keys_finish(f->st, "repo1", kb, &removed, &err), 0);
+    assert_int_equal(removed, 0);
+    /* stopped after the first removal: generation 2 is gone, 3 opens with c only */
+    assert_int_equal(wv_repo_keys_rekey(f->st, "repo1", kb, c, 3, &err), 0);
+    assert_int_equal(open_keys(f, b, 1, &k, &err), WV_EKEY);
+    assert_int_equal(open_keys(f, c, 1, &kc, &err), 0);
+    assert_int_equal(kc->generation, 3);
+    /* two stopped rekeys (to a, then to b) from generation 3 */
+    assert_int_equal(wv_repo_keys_rekey(f->st, "repo1", kc, a, 1, &err), 0);
+    assert_int_equal(wv_repo_keys_rekey(f->st, "repo1", kc, b, 1, &err), 0);
+    wv_repo_keys_free(ka);
+    assert_int_equal(open_keys(f, a, 1, &ka, &err), 0);
+    assert_int_equal(ka->generation, 4);
+    assert_int_equal(wv_repo_keys_finish(f->st, "repo1", ka, &removed, &err), WV_EREFUSED);
+    assert_string_equal(err.msg, "repo1: key generation 00000005 is newer than the one this key "
+                                 "opens (00000004)");
+    wv_repo_keys_free(kb);
+    assert_int_equal(open_keys(f, b, 1, &kb, &err), 0);
+    assert_int_equal(kb->generation, 5);
+    assert_int_equal(wv_repo_keys_finish(f->st, "repo1", kb, &removed, &err), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(open_keys(f, a, 1, &k, &err), WV_EKEY);
+    assert_int_equal(open_keys(f, c, 1, &k, &err), WV_EKEY);
+    assert_memory_equal(kb->crypto->data_key, kc->crypto->data_key, 32);
+    wv_repo_keys_free(ka);
+    wv_repo_keys_free(kb);
+    wv_repo_keys_free(kc);
+    wv_user_keys_free(a);
+    wv_user_keys_free(b);
+    wv_user_keys_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +442,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_passphrase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symmetric_rekey, setup, teardown),
         cmocka_unit_test_setup_teardown(test_public_key_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_stop_and_finish, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

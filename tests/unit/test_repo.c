@@ -67,6 +67,18 @@ static uint8_t *content(size_t n, unsigned seed)
 }
 
 /* The plain content stored under key, fetched and verified into a file. */
+/* The whole file at path, appended to out. */
+static void slurp(const char *path, wv_buf *out)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    uint8_t buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
+        wv_buf_append(out, buf, n);
+    fclose(fp);
+}
+
 static void fetch(fixture *f, const char *key, wv_buf *out)
 {
     char path[128];
@@ -75,13 +87,7 @@ static void fetch(fixture *f, const char *key, wv_buf *out)
     snprintf(path, sizeof(path), "%s.fetched", f->dir);
     assert_int_equal(
         wv_repo_get_file(f->r->st, key, path, WV_GET_NOSYNC, WV_GET_NOLIMIT, &info, &err), 0);
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    uint8_t buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
-        wv_buf_append(out, buf, n);
-    fclose(fp);
+    slurp(path, out);
     unlink(path);
 }
 
@@ -540,18 +546,6 @@ static void test_binding_on_fetch(void **state)
                      WV_ECORRUPT);
     assert_int_equal(stat(dest, &sb), -1);
     free(seg);
-}
-
-/* The whole file at path, appended to out. */
-static void slurp(const char *path, wv_buf *out)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    uint8_t buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
-        wv_buf_append(out, buf, n);
-    fclose(fp);
 }
 
 static int contains(const wv_buf *b, const char *needle)
