@@ -18,6 +18,7 @@
 #include "repo/objcopy.h"
 #include "repo/repo.h"
 #include "repo/spool.h"
+#include "repo/xidrange.h"
 
 int wv_push_has_optional(const wv_config *cfg)
 {
@@ -91,18 +92,20 @@ static int find_source(wv_repo **repos, int n, const wv_repo *to, const char *ke
     return -1;
 }
 
-/* The restore point object "<key>.rp" beside a segment, when the source has one. */
-static int copy_restore_points(wv_repo *from, wv_repo *to, const char *key, wv_err *err)
+/* The small text object "<key><suffix>" beside a segment (its restore points, its transaction id
+ * range), when the source has one: read and written as text objects (repo.h), so sealed under the
+ * target's own keys in an encrypted repository. */
+static int copy_beside(wv_repo *from, wv_repo *to, const char *key, const char *suffix, wv_err *err)
 {
     char rpkey[300];
     wv_buf b = WV_BUF_INIT;
-    snprintf(rpkey, sizeof(rpkey), "%s%s", key, WV_REPO_RP_SUFFIX);
-    int rc = wv_storage_get_all(from->st, rpkey, 1024 * 1024, &b, err);
+    snprintf(rpkey, sizeof(rpkey), "%s%s", key, suffix);
+    int rc = wv_repo_get_text(from->st, rpkey, 1024 * 1024, &b, err);
     if (rc == WV_ENOTFOUND) {
         wv_err_clear(err);
         rc = 0;
     } else if (rc == 0) {
-        rc = wv_storage_put_all(to->st, rpkey, WV_PUT_NOREPLACE, b.data, b.len, err);
+        rc = wv_repo_put_text(to->st, rpkey, WV_PUT_NOREPLACE, b.data, b.len, err);
         if (rc == WV_EEXIST) {
             wv_err_clear(err);
             rc = 0;
@@ -156,10 +159,25 @@ static int catch_up_repo(const wv_config *cfg, const char *cluster_dir, int ti, 
         }
         int already = 0;
         uint64_t n = 0;
-        /* the restore points beside a segment go first, as wal-push stores them */
-        int r = copy_restore_points(repos[si], repos[ti], key, err);
+        /* the restore points and transaction id range beside a segment go first, as wal-push
+         * stores them */
+        int r = copy_beside(repos[si], repos[ti], key, WV_REPO_RP_SUFFIX, err);
+        if (r == 0)
+            r = copy_beside(repos[si], repos[ti], key, WV_REPO_XID_SUFFIX, err);
         if (r == 0)
             r = wv_repo_copy_object(repos[si], repos[ti], key, 0, &n, &already, err);
+        if (r == WV_EPRIVKEY) {
+            /* public-key mode on a host without the private key: the other repositories' objects
+             * cannot be decoded here to be encoded under this one's keys */
+            wv_err_set(err, WV_EPRIVKEY,
+                       "%s lacks %s, and copying it from %s needs the private key "
+                       "(encrypt_private_key_file), which this host does not hold",
+                       rc->name, e->name, cfg->repos[si].name);
+            return wv_err_hint(err,
+                               "run \"basebackup sync --from %d --to %d\" on a host that "
+                               "holds the private key",
+                               cfg->repos[si].index, rc->index);
+        }
         if (r == WV_ECONFLICT) {
             /* split brain: never papered over; the record stays for status to show */
             wv_log_err(err);
@@ -225,8 +243,14 @@ void wv_push_catch_up(const wv_config *cfg, const char *cluster_dir)
         int r = catch_up_repo(cfg, cluster_dir, ti, repos, &l, deadline, &budget, &err);
         wv_lag_list_free(&l);
         if (r != 0) {
-            wv_log_warn("%s (required = no) is still failing, catching up later: %s", rc->name,
-                        err.msg);
+            if (r == WV_EPRIVKEY)
+                wv_log_warn("%s (required = no) cannot be caught up on this host: %s", rc->name,
+                            err.msg);
+            else
+                wv_log_warn("%s (required = no) is still failing, catching up later: %s", rc->name,
+                            err.msg);
+            if (err.hint[0])
+                wv_log_warn("hint: %s", err.hint);
             start_backoff(cluster_dir, rc);
         } else
             wv_lag_backoff_clear(cluster_dir, rc->name);
@@ -311,7 +335,7 @@ int wv_push_queue_drop(const wv_config *cfg, const char *path, const char *name,
         wv_repo *r = NULL;
         int rc = wv_repo_open(&cfg->repos[i], &r, &e);
         if (rc == 0)
-            rc = wv_storage_put_all(r->st, key, WV_PUT_NOREPLACE, text.data, text.len, &e);
+            rc = wv_repo_put_text(r->st, key, WV_PUT_NOREPLACE, text.data, text.len, &e);
         if (rc == 0 || rc == WV_EEXIST)
             recorded++;
         else

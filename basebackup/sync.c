@@ -24,6 +24,19 @@
  * line. Identical: skipped. Different: a conflict, reported with the key, never overwritten; the
  * other objects are still copied, and a backup with a conflicting file does not get its manifest.
  *
+ * Encryption (docs/encryption.md): each encrypted repository has keys of its own, so objects are
+ * copied byte for byte only between repositories of the same crypto context (both plain, in
+ * practice); otherwise objcopy decodes each object, verified, and encodes it again under M's keys
+ * (repo/objcopy.h), and an object M has already is recognised from the keyed digest of N's plain
+ * SHA-256 without any private key. Bundles are then encoded member by member (their layout
+ * changes), and the manifest is written anew for M with the new stored sizes and offsets (the
+ * content it describes, and its header, unchanged); a manifest M has already is compared by what
+ * it describes, not byte for byte. Restore points and .xid sidecars go through wv_repo_get_text /
+ * wv_repo_put_text (sealed in an encrypted M); walvault.repo stays a raw copy. A plain N with a
+ * key in the configuration is opened without it (reading a plain repository needs none): that is
+ * the migration into a new, encrypted M. An encrypted N into a plain M is refused (it would store
+ * plain what was encrypted).
+ *
  * Commits use WV_PUT_NOREPLACE | WV_PUT_NOSYNC; M is flushed before each manifest and at the end.
  * Copies run on the thread pool (process_max jobs). Memory: the key lists of both repositories
  * (not their contents); each job streams through a bounded buffer.
@@ -106,10 +119,27 @@ static void keyset_sort(keyset *ks)
         qsort(ks->e, ks->n, sizeof(*ks->e), entry_cmp);
 }
 
-static int keyset_has(const keyset *ks, const char *key)
+static const key_entry *keyset_find(const keyset *ks, const char *key)
 {
     key_entry probe = {(char *)key, 0};
-    return ks->n && bsearch(&probe, ks->e, ks->n, sizeof(*ks->e), entry_cmp) != NULL;
+    return ks->n ? bsearch(&probe, ks->e, ks->n, sizeof(*ks->e), entry_cmp) : NULL;
+}
+
+static int keyset_has(const keyset *ks, const char *key)
+{
+    return keyset_find(ks, key) != NULL;
+}
+
+static void keyset_put(keyset *ks, const char *key, uint64_t size)
+{
+    wv_stat st = {.size = size};
+    keyset_add_cb(ks, key, &st);
+}
+
+/* The key of bundle member path in `placed`. */
+static void member_key(const char *bundle_key, const char *path, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s\n%s", bundle_key, path);
 }
 
 static void keyset_free(keyset *ks)
@@ -133,6 +163,13 @@ typedef struct sync_ctx {
     uint64_t backups_copied;
     const char *backup_id; /* the backup being synced, for messages */
     wv_bundle_set bundles; /* of the backup being synced, gathered from its manifest */
+    /* Either repository is encrypted: bundles are encoded again member by member and manifests
+     * written anew for the target, from `placed` (where each object landed in the target). */
+    int rewrite;
+    keyset placed;          /* key (bundle members: "<bundle key>\n<path>") -> stored size */
+    keyset placed_offset;   /* bundle members: -> offset in the target's bundle */
+    wv_repo_config from_rc; /* --from opened without keys (a plain source) */
+    wv_repo_config to_rc;   /* --to opened without keys (a dry run into an unused one) */
 } sync_ctx;
 
 typedef enum { OBJ_FRAMED, OBJ_PLAIN, OBJ_BUNDLE } obj_type;
@@ -149,8 +186,10 @@ typedef struct job {
     uint8_t sha256[32];
     outcome result;
     uint64_t bytes;
-    wv_err conflict;   /* OUT_CONFLICT: the message */
-    wv_bundle *bundle; /* OBJ_BUNDLE: its members (owned by the job) */
+    wv_err conflict;          /* OUT_CONFLICT: the message */
+    wv_bundle *bundle;        /* OBJ_BUNDLE: its members (owned by the job) */
+    uint64_t stored;          /* rewrite: the object's stored size in the target (0: unknown) */
+    uint64_t *moff, *mstored; /* rewrite, OBJ_BUNDLE: where each member landed in the target */
 } job;
 
 static const char *from_name(const sync_ctx *c)
@@ -174,29 +213,49 @@ static void set_conflict(job *j, const char *why)
     j->result = OUT_CONFLICT;
 }
 
-/* The target holds a framed object under j's key whose trailer is b; the source's is a. The
- * repository decides whether they are the same object; a different one is a conflict. */
-static void settle_framed(job *j, const wv_obj_info *a, const wv_obj_info *b)
+/* "N bytes sha256 X..." of what a side's trailer tells (an encrypted object whose metadata is
+ * sealed to this host: its keyed digest). */
+static void describe(const wv_obj_info *i, char *out, size_t outlen)
+{
+    char h[65];
+    if (i->sealed) {
+        wv_sha256_hex(i->keyed_digest, h);
+        snprintf(out, outlen, "keyed digest %.16s...", h);
+    } else {
+        wv_sha256_hex(i->sha256, h);
+        snprintf(out, outlen, "%" PRIu64 " bytes sha256 %.16s...", i->plain_size, h);
+    }
+}
+
+static void conflict_framed(job *j, const wv_obj_info *a, const wv_obj_info *b)
+{
+    char da[120], db[120], why[400];
+    describe(a, da, sizeof(da));
+    describe(b, db, sizeof(db));
+    snprintf(why, sizeof(why), "different content (%s in %s, %s here)", da, from_name(j->ctx), db);
+    set_conflict(j, why);
+}
+
+/* The target holds a framed object under j's key described by b (wv_repo_content_info); the
+ * source's is a. Compared by content, whatever the two repositories' keys (objcopy.c); a
+ * different one is a conflict. */
+static int settle_framed(job *j, const wv_obj_info *a, const wv_obj_info *b, wv_err *err)
 {
     sync_ctx *c = j->ctx;
-    wv_err e;
-    wv_err_clear(&e);
-    if (wv_repo_same_object(c->to, j->key, b, a->sha256, a->plain_size, &e) != 0) {
-        char ha[65], hb[65], why[400];
-        wv_sha256_hex(a->sha256, ha);
-        wv_sha256_hex(b->sha256, hb);
-        snprintf(why, sizeof(why),
-                 "different content (%" PRIu64 " bytes sha256 %.16s... in %s, %" PRIu64
-                 " bytes sha256 %.16s... here)",
-                 a->plain_size, ha, from_name(c), b->plain_size, hb);
-        set_conflict(j, why);
-        return;
+    int same = 0;
+    int rc = wv_repo_copy_compare(c->from->st, a, c->to->st, b, &same, err);
+    if (rc < 0)
+        return wv_err_context(err, to_name(c), j->key);
+    if (!same) {
+        conflict_framed(j, a, b);
+        return 0;
     }
-    if (j->expect && memcmp(b->sha256, j->sha256, 32) != 0) {
+    if (j->expect && !wv_repo_content_is(c->to->st, b, j->sha256)) {
         set_conflict(j, "its content does not match the backup manifest");
-        return;
+        return 0;
     }
     j->result = OUT_SKIPPED;
+    return 0;
 }
 
 /* The target failed, or its copy could not be read (its trailer): named, with a hint if damaged. */
@@ -213,30 +272,59 @@ static int compare_framed(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
     wv_obj_info a, b;
-    int rc = wv_repo_read_info(c->from->st, j->key, &a, err);
+    int rc = wv_repo_content_info(c->from->st, j->key, &a, err);
     if (rc < 0)
         return wv_err_context(err, from_name(c), j->key);
-    rc = wv_repo_read_info(c->to->st, j->key, &b, err);
+    rc = wv_repo_content_info(c->to->st, j->key, &b, err);
     if (rc < 0)
         return target_unreadable(j, rc, err);
-    settle_framed(j, &a, &b);
-    return 0;
+    const key_entry *have = keyset_find(&c->have, j->key);
+    j->stored = have ? have->size : 0;
+    return settle_framed(j, &a, &b, err);
+}
+
+/* Does the encrypted target's text object (described by b) hold the text a? By the keyed digest
+ * of a's SHA-256 (objcopy.c): no private key needed, nothing decoded. */
+static int text_is(const sync_ctx *c, const wv_obj_info *b, const wv_buf *a, int *same, wv_err *err)
+{
+    wv_filter *sha = wv_sha256_filter_new(wv_filter_discard_new());
+    int rc = wv_filter_write(sha, a->data, a->len, err);
+    if (rc == 0)
+        rc = wv_filter_finish(sha, err);
+    if (rc == 0) {
+        uint8_t dg[32];
+        wv_sha256_filter_digest(sha, dg);
+        *same = wv_repo_content_is(c->to->st, b, dg) && (b->sealed || b->plain_size == a->len);
+    }
+    wv_filter_chain_free(sha);
+    return rc;
 }
 
 static int compare_plain(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
     wv_buf a = WV_BUF_INIT, b = WV_BUF_INIT;
-    int rc = wv_storage_get_all(c->from->st, j->key, RP_MAX, &a, err);
+    int same = 0;
+    int rc = wv_repo_get_text(c->from->st, j->key, RP_MAX, &a, err);
     if (rc < 0) {
         wv_err_context(err, from_name(c), j->key);
         goto out;
     }
-    if ((rc = wv_storage_get_all(c->to->st, j->key, RP_MAX, &b, err)) < 0) {
-        wv_err_context(err, to_name(c), j->key);
-        goto out;
+    if (wv_repo_crypto(c->to->st)) {
+        wv_obj_info bi;
+        if ((rc = wv_repo_content_info(c->to->st, j->key, &bi, err)) < 0 ||
+            (rc = text_is(c, &bi, &a, &same, err)) < 0) {
+            wv_err_context(err, to_name(c), j->key);
+            goto out;
+        }
+    } else {
+        if ((rc = wv_repo_get_text(c->to->st, j->key, RP_MAX, &b, err)) < 0) {
+            wv_err_context(err, to_name(c), j->key);
+            goto out;
+        }
+        same = a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
     }
-    if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
+    if (!same)
         set_conflict(j, "different content");
     else
         j->result = OUT_SKIPPED;
@@ -348,27 +436,86 @@ static int committed(job *j, int rc, uint64_t bytes, wv_err *err)
     return 0;
 }
 
-/* The same for a framed object, committed under the repository's rules: written meanwhile and
- * identical is skipped, different a conflict (the stored object untouched). */
-static int committed_framed(job *j, wv_sink *sink, const wv_obj_info *ours, uint64_t bytes,
-                            wv_err *err)
+/* Copy a framed object (repo/objcopy.h: byte for byte between repositories of the same keys,
+ * decoded and encoded again otherwise), committed in the target only if it verified on the way:
+ * written meanwhile and identical is skipped, different a conflict (the stored object untouched). */
+static int copy_framed(job *j, wv_err *err)
 {
-    int already = 0;
-    wv_obj_info stored;
-    int rc = wv_repo_commit_object(j->ctx->to, sink, j->key, j->key, ours, &already, &stored, err);
-    if (rc == WV_ECONFLICT) {
+    sync_ctx *c = j->ctx;
+    wv_copy_opts o = {.put_flags = WV_PUT_NOSYNC,
+                      .expect_sha256 = j->expect ? j->sha256 : NULL,
+                      .skip_precheck = 1}; /* the listing says the target lacks it */
+    wv_copy_result res;
+    int rc = wv_repo_copy_object_ext(c->from, c->to, j->key, &o, &res, err);
+    if (rc == WV_ECONFLICT && res.conflict_info) {
         wv_err_clear(err);
-        settle_framed(j, ours, &stored);
+        conflict_framed(j, &res.src, &res.dst);
         return 0;
     }
-    if (rc < 0) /* the commit failed, or the stored trailer could not be read */
-        return target_unreadable(j, rc, err);
-    if (already) {
-        settle_framed(j, ours, &stored);
+    if (rc < 0) {
+        if (rc == WV_ECORRUPT && strcmp(err->repo, from_name(c)) == 0)
+            wv_err_hint(err,
+                        "the copy in %s is damaged: nothing was copied; if another "
+                        "repository holds a good copy, sync from that one",
+                        from_name(c));
+        else if (strcmp(err->repo, to_name(c)) == 0)
+            return target_unreadable(j, rc, err);
+        return rc;
+    }
+    if (res.already) {
+        j->result = OUT_SKIPPED;
+        wv_stat st;
+        if (c->rewrite && wv_storage_stat(c->to->st, j->key, &st, err) == 0)
+            j->stored = st.size;
+        wv_err_clear(err);
         return 0;
     }
     j->result = OUT_COPIED;
+    j->bytes = res.bytes;
+    j->stored = res.stored;
+    return 0;
+}
+
+/* A bundle already in the target when the manifests are written anew: its layout there is its
+ * own, known only from the target's manifest, which this backup lacks (an interrupted sync). */
+static void bundle_left_over(job *j)
+{
+    sync_ctx *c = j->ctx;
+    wv_err_set(&j->conflict, WV_ECONFLICT,
+               "%s: \"%s\": already there without its backup's manifest (left by an interrupted "
+               "sync?); backup %s not copied from %s",
+               to_name(c), j->key, c->backup_id ? c->backup_id : "?", from_name(c));
+    wv_err_hint(&j->conflict, "move backup/%s/ out of %s by hand and run sync again",
+                c->backup_id ? c->backup_id : "?", to_name(c));
+    j->result = OUT_CONFLICT;
+}
+
+/* Rewrite mode: a bundle encoded again member by member into the target. */
+static int copy_bundle_rewrite(job *j, wv_err *err)
+{
+    sync_ctx *c = j->ctx;
+    wv_bundle *b = j->bundle;
+    j->moff = wv_xcalloc(b->n ? b->n : 1, sizeof(*j->moff));
+    j->mstored = wv_xcalloc(b->n ? b->n : 1, sizeof(*j->mstored));
+    uint64_t bytes = 0;
+    int rc =
+        wv_repo_copy_bundle(c->from, c->to, b, WV_PUT_NOSYNC, j->moff, j->mstored, &bytes, err);
+    if (rc == WV_EEXIST) {
+        wv_err_clear(err);
+        bundle_left_over(j);
+        return 0;
+    }
+    if (rc < 0) {
+        if (c->backup_id && strcmp(err->repo, from_name(c)) == 0 && rc == WV_ECORRUPT)
+            wv_err_hint(err,
+                        "the copy in %s is damaged: nothing was copied; if another "
+                        "repository holds a good copy, sync from that one",
+                        from_name(c));
+        return rc;
+    }
+    j->result = OUT_COPIED;
     j->bytes = bytes;
+    j->stored = bytes;
     return 0;
 }
 
@@ -376,7 +523,7 @@ static int copy_plain(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
     wv_buf b = WV_BUF_INIT;
-    int rc = wv_storage_get_all(c->from->st, j->key, RP_MAX, &b, err);
+    int rc = wv_repo_get_text(c->from->st, j->key, RP_MAX, &b, err);
     if (rc < 0) {
         wv_err_context(err, from_name(c), j->key);
         goto out;
@@ -396,7 +543,7 @@ static int copy_plain(job *j, wv_err *err)
     }
     rc = committed(
         j,
-        wv_storage_put_all(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data, b.len, err),
+        wv_repo_put_text(c->to->st, j->key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, b.data, b.len, err),
         b.len, err);
 out:
     wv_buf_free(&b);
@@ -425,7 +572,8 @@ static int check_stream(job *j, wv_source *in, wv_obj_info *info, wv_err *err)
     return rc;
 }
 
-/* Copy a framed object or a bundle, committed in the target only if it verified on the way. */
+/* Copy a bundle byte for byte (both repositories plain), committed in the target only if it
+ * verified on the way. */
 static int copy_verified(job *j, wv_err *err)
 {
     sync_ctx *c = j->ctx;
@@ -466,10 +614,7 @@ static int copy_verified(job *j, wv_err *err)
     }
     wv_sink *done = sink;
     sink = NULL;
-    if (j->type == OBJ_FRAMED)
-        rc = committed_framed(j, done, &info, tee.bytes, err);
-    else
-        rc = committed(j, wv_sink_commit(done, err), tee.bytes, err);
+    rc = committed(j, wv_sink_commit(done, err), tee.bytes, err);
 out:
     wv_sink_abort(sink);
     wv_source_close(src);
@@ -479,6 +624,10 @@ out:
 static int job_run(void *arg, wv_err *err)
 {
     job *j = arg;
+    if (j->present && j->ctx->rewrite && j->type == OBJ_BUNDLE) {
+        bundle_left_over(j);
+        return 0;
+    }
     if (j->present)
         return compare(j, err);
     if (j->ctx->dry_run) {
@@ -486,7 +635,33 @@ static int job_run(void *arg, wv_err *err)
         j->bytes = j->size;
         return 0;
     }
-    return j->type == OBJ_PLAIN ? copy_plain(j, err) : copy_verified(j, err);
+    switch (j->type) {
+    case OBJ_PLAIN:
+        return copy_plain(j, err);
+    case OBJ_FRAMED:
+        return copy_framed(j, err);
+    default:
+        return j->ctx->rewrite ? copy_bundle_rewrite(j, err) : copy_verified(j, err);
+    }
+}
+
+/* Rewrite mode: where j's object (or each member of j's bundle) is in the target now. */
+static void record_placed(sync_ctx *c, const job *j)
+{
+    if (!c->rewrite || c->dry_run)
+        return;
+    if (j->type == OBJ_FRAMED) {
+        keyset_put(&c->placed, j->key, j->stored);
+        return;
+    }
+    if (j->type != OBJ_BUNDLE || !j->moff)
+        return;
+    for (size_t i = 0; i < j->bundle->n; i++) {
+        char mk[1600];
+        member_key(j->bundle->key, j->bundle->m[i].path, mk, sizeof(mk));
+        keyset_put(&c->placed, mk, j->mstored[i]);
+        keyset_put(&c->placed_offset, mk, j->moff[i]);
+    }
 }
 
 static void job_done(void *arg, int rc, const wv_err *err)
@@ -497,6 +672,7 @@ static void job_done(void *arg, int rc, const wv_err *err)
     if (rc == 0) {
         switch (j->result) {
         case OUT_COPIED:
+            record_placed(c, j);
             c->copied++;
             c->copied_bytes += j->bytes;
             if (c->dry_run)
@@ -505,6 +681,7 @@ static void job_done(void *arg, int rc, const wv_err *err)
                 wv_log_debug("copied %s (%" PRIu64 " bytes)", j->key, j->bytes);
             break;
         case OUT_SKIPPED:
+            record_placed(c, j);
             c->skipped++;
             break;
         case OUT_CONFLICT:
@@ -518,6 +695,8 @@ static void job_done(void *arg, int rc, const wv_err *err)
     }
     free(j->key);
     wv_bundle_free(j->bundle);
+    free(j->moff);
+    free(j->mstored);
     free(j);
 }
 
@@ -832,6 +1011,170 @@ out:
     return rc;
 }
 
+/* ---- manifests written anew (rewrite mode) ---------------------------------------------------- */
+
+/* What a manifest describes, whatever repository holds it: every entry's type, path, size, mode,
+ * mtime, digest, target and chunk digests, hashed in order; not where the objects are (stored
+ * sizes, bundle offsets), which differ between repositories of different keys. */
+typedef struct describe_state {
+    wv_filter *sha; /* a SHA-256 stage over a discard */
+} describe_state;
+
+static int describe_entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
+{
+    describe_state *d = arg;
+    char line[2600];
+    char hex[65];
+    wv_sha256_hex(e->sha256, hex);
+    int n = snprintf(line, sizeof(line),
+                     "%d\t%s\t%s\t%" PRIu32 "\t%" PRIu64 "\t%o\t%" PRId64 "\t%s\t%s\t%" PRIu32 "\n",
+                     (int)e->type, e->path ? e->path : "", e->target ? e->target : "", e->oid,
+                     e->size, (unsigned)e->mode, e->mtime, e->type == WV_MANIFEST_FILE ? hex : "",
+                     e->ref ? e->ref : "", e->nchunks);
+    int rc = wv_filter_write(d->sha, line, n > 0 ? (size_t)n : 0, err);
+    for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) {
+        wv_sha256_hex(e->chunks[k].sha256, hex);
+        n = snprintf(line, sizeof(line), "chunk\t%" PRIu64 "\t%" PRIu64 "\t%s\n",
+                     e->chunks[k].offset, e->chunks[k].length, hex);
+        rc = wv_filter_write(d->sha, line, (size_t)n, err);
+    }
+    return rc;
+}
+
+static int manifest_content(wv_storage *st, const char *id, char out[65], wv_err *err)
+{
+    wv_manifest_header h = {0};
+    describe_state d = {.sha = wv_sha256_filter_new(wv_filter_discard_new())};
+    int rc = wv_manifest_load(st, id, &h, describe_entry_cb, &d, NULL, err);
+    if (rc == 0) {
+        char head[512];
+        int n = snprintf(head, sizeof(head),
+                         "%s\t%" PRIu64 "\t%" PRIu32 "\t%" PRIu64 "\t%" PRIu32 "\t%" PRIu64
+                         "\t%" PRIu64 "\t%" PRId64 "\t%" PRId64 "\n",
+                         h.id, h.system_id, h.pg_version, h.wal_segsize, h.timeline, h.start_lsn,
+                         h.stop_lsn, h.start_time, h.stop_time);
+        rc = wv_filter_write(d.sha, head, (size_t)n, err);
+    }
+    if (rc == 0)
+        rc = wv_filter_finish(d.sha, err);
+    if (rc == 0) {
+        uint8_t dg[32];
+        wv_sha256_filter_digest(d.sha, dg);
+        wv_sha256_hex(dg, out);
+    } else
+        wv_err_context(err, wv_storage_name(st), id);
+    wv_filter_chain_free(d.sha);
+    wv_manifest_header_free(&h);
+    return rc;
+}
+
+/* The entries of N's manifest, placed where sync put their objects in M. */
+typedef struct rewrite_state {
+    sync_ctx *c;
+    wv_manifest_writer *w;
+} rewrite_state;
+
+static int placed_size(sync_ctx *c, const char *key, uint64_t *out, wv_err *err)
+{
+    const key_entry *p = keyset_find(&c->placed, key);
+    if (!p || !p->size)
+        return wv_err_set(err, WV_EINTERNAL,
+                          "%s: \"%s\": not copied, so its backup's manifest "
+                          "cannot be written",
+                          to_name(c), key);
+    *out = p->size;
+    return 0;
+}
+
+static int rewrite_entry_cb(void *arg, const wv_manifest_entry *e, wv_err *err)
+{
+    rewrite_state *r = arg;
+    sync_ctx *c = r->c;
+    if (e->type != WV_MANIFEST_FILE)
+        return wv_manifest_writer_add(r->w, e, err);
+    wv_manifest_entry n = *e;
+    wv_manifest_chunk *chunks = NULL;
+    char key[1200];
+    int rc = 0;
+    if (e->nchunks) {
+        chunks = wv_xcalloc(e->nchunks, sizeof(*chunks));
+        n.stored_size = 0;
+        for (uint32_t k = 0; k < e->nchunks && rc == 0; k++) {
+            chunks[k] = e->chunks[k];
+            wv_manifest_chunk_key(c->backup_id, e, k, key, sizeof(key));
+            rc = placed_size(c, key, &chunks[k].stored_size, err);
+            n.stored_size += chunks[k].stored_size;
+        }
+        n.chunks = chunks;
+    } else if (e->bundle) {
+        char bkey[300], mk[1600];
+        wv_manifest_bundle_key(e->ref ? e->ref : c->backup_id, e->bundle, bkey, sizeof(bkey));
+        member_key(bkey, e->path, mk, sizeof(mk));
+        const key_entry *off = keyset_find(&c->placed_offset, mk);
+        rc = placed_size(c, mk, &n.stored_size, err);
+        if (rc == 0 && !off)
+            rc = wv_err_set(err, WV_EINTERNAL, "%s: \"%s\" in \"%s\": not copied", to_name(c),
+                            e->path, bkey);
+        if (rc == 0)
+            n.offset = off->size;
+    } else {
+        int64_t o, l;
+        wv_manifest_file_object(c->backup_id, e, key, sizeof(key), &o, &l);
+        rc = placed_size(c, key, &n.stored_size, err);
+    }
+    if (rc == 0)
+        rc = wv_manifest_writer_add(r->w, &n, err);
+    free(chunks);
+    return rc;
+}
+
+typedef struct manifest_fill {
+    wv_manifest_writer *w;
+    const wv_manifest_header *h;
+} manifest_fill;
+
+static int fill_manifest(void *arg, wv_filter *dest, wv_err *err)
+{
+    manifest_fill *f = arg;
+    return wv_manifest_writer_finish(f->w, f->h, dest, err);
+}
+
+/* Write backup id's manifest into M anew (N's header and entries, M's stored sizes and offsets). */
+static int rewrite_manifest(sync_ctx *c, const char *id, const char *key, wv_err *err)
+{
+    if (c->dry_run) {
+        c->copied++;
+        printf("would write %s anew\n", key);
+        return 0;
+    }
+    keyset_sort(&c->placed);
+    keyset_sort(&c->placed_offset);
+    wv_manifest_writer *w = NULL;
+    wv_manifest_header h = {0};
+    int rc = wv_manifest_writer_new(NULL, &w, err);
+    if (rc < 0)
+        return rc;
+    rewrite_state r = {.c = c, .w = w};
+    rc = wv_manifest_load(c->from->st, id, &h, rewrite_entry_cb, &r, NULL, err);
+    if (rc < 0)
+        wv_err_context(err, from_name(c), key);
+    else if (h.system_id != c->from->info.system_id)
+        rc = wv_err_set(err, WV_ECORRUPT, "%s: \"%s\": the manifest is of database system %" PRIu64,
+                        from_name(c), key, h.system_id);
+    if (rc == 0) {
+        manifest_fill f = {.w = w, .h = &h};
+        rc = wv_repo_put_stream(c->to->st, key, WV_PUT_NOREPLACE | WV_PUT_NOSYNC, fill_manifest, &f,
+                                err);
+        if (rc < 0)
+            wv_err_context(err, to_name(c), key);
+    }
+    if (rc == 0)
+        c->copied++;
+    wv_manifest_writer_free(w);
+    wv_manifest_header_free(&h);
+    return rc;
+}
+
 /* The keep marker (repo/backupset.h) goes with its backup: the source's marker, when it has one,
  * replaces the target's if they differ. */
 static int sync_keep_marker(sync_ctx *c, const char *id, wv_err *err)
@@ -857,9 +1200,28 @@ static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
     wv_manifest_key(id, key, sizeof(key));
     if (keyset_has(&c->have, key)) {
         char a[65], b[65];
-        int rc = manifest_end(c->from->st, key, a, err);
-        if (rc == 0)
-            rc = manifest_end(c->to->st, key, b, err);
+        int rc;
+        if (c->rewrite) {
+            /* written anew for M: the same backup if it describes the same content */
+            rc = manifest_content(c->from->st, id, a, err);
+            if (rc == 0)
+                rc = manifest_content(c->to->st, id, b, err);
+            if (rc == WV_EPRIVKEY) {
+                /* a public-key host cannot open M's manifest: the backup is there (its manifest
+                 * is what makes it exist); what it describes is compared where the private key
+                 * is held (basebackup verify there checks every file against it) */
+                wv_err_clear(err);
+                wv_log_info("%s: backup %s is there (its manifest is sealed to this host: not "
+                            "compared with %s's)",
+                            to_name(c), id, from_name(c));
+                c->skipped++;
+                return sync_keep_marker(c, id, err);
+            }
+        } else {
+            rc = manifest_end(c->from->st, key, a, err);
+            if (rc == 0)
+                rc = manifest_end(c->to->st, key, b, err);
+        }
         if (rc < 0)
             return rc;
         if (strcmp(a, b) == 0) {
@@ -907,7 +1269,7 @@ static int sync_backup(sync_ctx *c, const char *id, wv_err *err)
     /* Every file (and the WAL, copied before) durable before the manifest makes it a backup. */
     if (!c->dry_run && (rc = wv_storage_flush(c->to->st, err)) < 0)
         return rc;
-    if ((rc = copy_manifest(c, id, key, err)) < 0)
+    if ((rc = c->rewrite ? rewrite_manifest(c, id, key, err) : copy_manifest(c, id, key, err)) < 0)
         return rc;
     if ((rc = sync_keep_marker(c, id, err)) < 0)
         return rc;
@@ -932,6 +1294,94 @@ static int sync_backups(sync_ctx *c, wv_err *err)
 }
 
 /* ---- the command ----------------------------------------------------------------------------- */
+
+/* Is [repoN] (rc) a plain repository already used, which an open with the configuration's key
+ * refuses? Then *out is it, opened without the key (a copy of rc in *plain_rc, which must outlive
+ * it); else 0 and *out NULL. */
+static int open_plain_used(const wv_repo_config *rc, wv_repo_config *plain_rc, wv_repo **out)
+{
+    wv_err e;
+    wv_stat st;
+    *out = NULL;
+    if (!rc->encrypt_key_file && !rc->encrypt_public_key_file && !rc->encrypt_private_key_file)
+        return 0;
+    *plain_rc = *rc;
+    plain_rc->encrypt_key_file = NULL;
+    plain_rc->encrypt_public_key_file = NULL;
+    plain_rc->encrypt_private_key_file = NULL;
+    wv_err_clear(&e);
+    if (wv_repo_open(plain_rc, out, &e) != 0)
+        return 0; /* encrypted (a key record), or unreachable: the keyed open's error stands */
+    if (!wv_repo_crypto((*out)->st) && wv_storage_stat((*out)->st, WV_REPO_INFO_KEY, &st, &e) == 0)
+        return 1;
+    wv_repo_close(*out);
+    *out = NULL;
+    return 0;
+}
+
+/* A dry run into an unused repository (no key record, no walvault.repo): opened without keys,
+ * which writes nothing. */
+static int open_unused_plain(const wv_repo_config *rc, wv_repo_config *plain_rc, wv_repo **out)
+{
+    wv_err e;
+    wv_stat st;
+    *out = NULL;
+    *plain_rc = *rc;
+    plain_rc->encrypt_key_file = NULL;
+    plain_rc->encrypt_public_key_file = NULL;
+    plain_rc->encrypt_private_key_file = NULL;
+    wv_err_clear(&e);
+    if (wv_repo_open(plain_rc, out, &e) != 0)
+        return 0;
+    if (!wv_repo_crypto((*out)->st) &&
+        wv_storage_stat((*out)->st, WV_REPO_INFO_KEY, &st, &e) == WV_ENOTFOUND)
+        return 1;
+    wv_repo_close(*out);
+    *out = NULL;
+    return 0;
+}
+
+/*
+ * Open N and M with the configuration's keys. A plain N is opened without them (its objects need
+ * none to be read, and a plain repository opened with a key is refused): the migration into an
+ * encrypted M. An encrypted N into a plain M is refused: the copy would store in plain what N
+ * keeps encrypted.
+ */
+static int open_repos(sync_ctx *c, const wv_repo_config *rfrom, const wv_repo_config *rto,
+                      wv_err *err)
+{
+    int rc = wv_repo_open(rfrom, &c->from, err);
+    if ((rc == WV_EKEY || rc == WV_EREFUSED) && open_plain_used(rfrom, &c->from_rc, &c->from)) {
+        wv_log_info("%s is not encrypted: read without the configuration's key", rfrom->name);
+        wv_err_clear(err);
+        rc = 0;
+    }
+    if (rc < 0)
+        return rc;
+    if (c->dry_run && open_unused_plain(rto, &c->to_rc, &c->to)) {
+        /* a dry run writes nothing: not even the key record a first keyed open would create */
+        c->rewrite = wv_repo_crypto(c->from->st) || rto->encrypt_key_file ||
+                     rto->encrypt_public_key_file || rto->encrypt_private_key_file;
+        return 0;
+    }
+    rc = wv_repo_open(rto, &c->to, err);
+    wv_repo_config plain_to;
+    wv_repo *probe = NULL;
+    if ((rc == WV_EKEY || rc == WV_EREFUSED) && wv_repo_crypto(c->from->st) &&
+        open_plain_used(rto, &plain_to, &probe)) {
+        wv_repo_close(probe);
+        wv_err_set(err, WV_EREFUSED,
+                   "refused: %s is encrypted and %s is not: sync would store in plain what %s "
+                   "keeps encrypted",
+                   rfrom->name, rto->name, rfrom->name);
+        return wv_err_hint(err, "sync into a new, empty repository (it is created encrypted with "
+                                "the configuration's key); nothing was written");
+    }
+    if (rc < 0)
+        return rc;
+    c->rewrite = wv_repo_crypto(c->from->st) || wv_repo_crypto(c->to->st);
+    return 0;
+}
 
 int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
 {
@@ -991,8 +1441,7 @@ int wv_bbcmd_sync(int argc, char **argv, const char *config_path)
         goto out;
     const wv_repo_config *rfrom = wv_config_repo(ctx.cfg, from);
     const wv_repo_config *rto = wv_config_repo(ctx.cfg, to);
-    if ((rc = wv_repo_open(rfrom, &ctx.from, &err)) < 0 ||
-        (rc = wv_repo_open(rto, &ctx.to, &err)) < 0)
+    if ((rc = open_repos(&ctx, rfrom, rto, &err)) < 0)
         goto out;
     if ((rc = sync_info(&ctx, &err)) < 0)
         goto out;
@@ -1039,6 +1488,8 @@ out:
         wv_parallel_free(ctx.par);
     }
     keyset_free(&ctx.have);
+    keyset_free(&ctx.placed);
+    keyset_free(&ctx.placed_offset);
     wv_repo_close(ctx.from);
     wv_repo_close(ctx.to);
     wv_config_free(ctx.cfg);

@@ -119,6 +119,8 @@ static EVP_CIPHER_CTX *gcm_ctx(const uint8_t key[WV_CRYPT_KEY_SIZE], int enc)
 
 /* --- seal ------------------------------------------------------------------------------------ */
 
+#define SEAL_BATCH 4
+
 typedef struct seal_filter {
     wv_filter base;
     EVP_CIPHER_CTX *ctx;
@@ -126,7 +128,10 @@ typedef struct seal_filter {
     size_t len;
     int failed_init;
     uint8_t in[WV_CRYPT_CHUNK];
-    uint8_t out[WV_CRYPT_SEALED_CHUNK];
+    /* sealed chunks go downstream SEAL_BATCH at a time (as lz4 pushes its pieces: one write of
+     * the storage driver per 256 KiB, not per 64 KiB chunk) */
+    size_t outlen;
+    uint8_t out[SEAL_BATCH * WV_CRYPT_SEALED_CHUNK];
 } seal_filter;
 
 static int seal_chunk(seal_filter *s, int last, wv_err *err)
@@ -136,15 +141,20 @@ static int seal_chunk(seal_filter *s, int last, wv_err *err)
     if (s->failed_init)
         return wv_err_set(err, WV_EINTERNAL, "could not set up AES-256-GCM in OpenSSL");
     chunk_nonce(s->counter, last, nonce);
+    uint8_t *out = s->out + s->outlen;
     if (EVP_EncryptInit_ex(s->ctx, NULL, NULL, NULL, nonce) != 1 ||
-        EVP_EncryptUpdate(s->ctx, s->out, &n, s->in, (int)s->len) != 1 ||
-        EVP_EncryptFinal_ex(s->ctx, s->out + n, &fin) != 1 || (size_t)(n + fin) != s->len ||
-        EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_GET_TAG, WV_CRYPT_TAG_SIZE, s->out + s->len) != 1)
+        EVP_EncryptUpdate(s->ctx, out, &n, s->in, (int)s->len) != 1 ||
+        EVP_EncryptFinal_ex(s->ctx, out + n, &fin) != 1 || (size_t)(n + fin) != s->len ||
+        EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_GET_TAG, WV_CRYPT_TAG_SIZE, out + s->len) != 1)
         return wv_err_set(err, WV_EINTERNAL, "AES-256-GCM failed in OpenSSL (chunk %llu)",
                           (unsigned long long)s->counter);
-    size_t outlen = s->len + WV_CRYPT_TAG_SIZE;
+    s->outlen += s->len + WV_CRYPT_TAG_SIZE;
     s->counter++;
     s->len = 0;
+    if (!last && s->outlen + WV_CRYPT_SEALED_CHUNK <= sizeof(s->out))
+        return 0;
+    size_t outlen = s->outlen;
+    s->outlen = 0;
     return s->base.next ? wv_filter_write(s->base.next, s->out, outlen, err) : 0;
 }
 
