@@ -258,6 +258,8 @@ static void expect_refused(const uint8_t key[32], const uint8_t *ct, size_t len,
         wv_err err;
         assert_int_equal(run(0, key, ct, len, pieces[p], &back, &err), WV_ECORRUPT);
         assert_non_null(strstr(err.msg, "does not authenticate"));
+        /* the message names the object ("x"), and records it: no context puts it in front again */
+        assert_string_equal(err.object, "x");
         assert_int_equal(back.len % CHUNK, 0);
         assert_true(back.len <= plain);
         if (back.len)
