@@ -22,7 +22,7 @@ a re-push is decided by the keyed digest (identical: success, different: conflic
 modes; one wal-push into three encrypted repositories gives each its own key record, and each
 serves the segment alone; an object of another repository under the same name and key file is
 refused; hex and base64 key files are the raw key; a wrong passphrase is a wrong key; concurrent
-first uses of an empty bucket agree on one key record.
+first uses of an empty bucket agree on one key record, and tampering in that bucket is refused.
 
 A second, small cluster (its own xdist group: it runs beside the first) archives into a symmetric
 posix repository and a plain one and takes two backups. Its cases each take a copy of a repository:
@@ -647,6 +647,7 @@ def plain_segments(wv, enc_or_t, conf, names, d):
 
 @pytest.mark.parametrize("mode", ["sym", "pub"])
 def test_first_use_race_on_s3(enc, wv, s3_server, mode):  # noqa: F811
+    """The race on an S3 bucket, then tampering there."""
     d = make_pg_dir(os.path.join(enc.dir, "race-s3-" + mode), 0o755)
     names = sorted(os.path.basename(k) for k in posix_contents(enc.paths["plain", "posix"])
                    if re.match(r"^wal/[0-9A-F]{16}/[0-9A-F]{24}$", k))[:6]
@@ -658,6 +659,24 @@ def test_first_use_race_on_s3(enc, wv, s3_server, mode):  # noqa: F811
             enc_global(public=enc.pub, private=enc.priv)
         conf = Conf(os.path.join(d, "race.conf"), [s3_section(s3_server, bucket, d, 1)], g)
         first_use_race(wv, d, conf, segs, lambda: s3_contents(s3_server, bucket))
+        # tampering in the bucket: an object under another segment's name, a sealed chunk
+        # swapped between two segments; each refused, nothing left at the destination
+        key = lambda i: "pg/" + wal_key(names[i])  # noqa: E731
+        s3_server.put_object(bucket, key(1), s3_server.get_object(bucket, key(0)))
+        a, b = s3_server.get_object(bucket, key(2)), s3_server.get_object(bucket, key(3))
+        ha, _ = parts(a)
+        off = ha + 2 * SEALED_CHUNK
+        s3_server.put_object(bucket, key(2), a[:off] + b[off:off + SEALED_CHUNK] +
+                             a[off + SEALED_CHUNK:])
+        pg_wal = make_pg_dir(os.path.join(d, "pg_wal"))
+        for i, fragment in ((1, "renamed or copied"), (2, AUTH)):
+            r = wv.fetch(names[i], os.path.join(pg_wal, "RECOVERYXLOG"), config=conf.config,
+                         cwd=d)
+            assert r.returncode == FETCH_ABORT, (r.returncode, r.stderr)
+            lines = [ln for ln in error_lines(r.stderr) if wal_key(names[i]) in ln]
+            assert lines and "repo1: " in lines[0] and fragment in lines[0], r.stderr
+            assert os.listdir(pg_wal) == []
+        verify_reports(wv, conf, [wal_key(names[1]), wal_key(names[2])])
     finally:
         s3_server.remove_bucket(bucket)
 
@@ -998,7 +1017,8 @@ WAL_CASES = [
 
 
 def verify_reports(wv, c, keys):
-    r = bb(wv, c.conf, "verify", check=False)
+    """verify exits 5 and names each of keys in one error line (c: a Case or a Conf)."""
+    r = bb(wv, getattr(c, "conf", c), "verify", check=False)
     assert r.returncode == EXIT_CORRUPT, (r.returncode, r.stdout, r.stderr)
     for k in keys:
         lines = [ln for ln in error_lines(r.stderr) if k in ln]
