@@ -3,16 +3,17 @@ wal-push, walvault backups and point-in-time restores, into posix directories, S
 RGW) and a backup server over SSH.
 
 The module's cluster (one, 1 MiB segments) archives through one archive_command that runs wal-push
-for four configurations in turn: symmetric (encrypt_key_file, 32 random bytes) into a posix, an
-ssh and an S3 repository at once; public-key (encrypt_public_key_file only, the database host of
-the docs, with archive_async = on: the background pusher) into three more; a passphrase key file (scrypt) into a posix one; and a plain posix
-repository, the control. A marker string lives in a table and in a restore point's name, and a
-20 MiB random file in the data directory (S3 multipart). Each configuration takes a backup; then
-two batches of rows, and each encrypted repository is restored on its own (a configuration naming
-that repository alone, with its own prefetch spool, with the private key for public-key mode) to a
-time between the batches and started: exactly batch 0 and 1, the marker row and the file. --name
-and --xid read the encrypted restore-point and xid objects; a restored server promotes and
-archives timeline 2 into a copy of an encrypted repository, which restores onto it.
+for four configurations in turn: symmetric (encrypt_key_file, 32 random bytes) into a posix, an ssh
+and an S3 repository at once; public-key (encrypt_public_key_file only, the database host of the
+docs, with archive_async = on: the background pusher) into three more; a passphrase key file
+(scrypt) into a posix one; and a plain posix repository, the control. A marker string lives in a
+table and in a restore point's name, and a 20 MiB random file in the data directory (S3 multipart).
+Each configuration takes a backup; then two batches of rows, and each encrypted repository is
+restored on its own (a configuration naming that repository alone, with its own prefetch spool, with
+the private key for public-key mode) to a time between the batches and started: exactly batch 0 and
+1, the marker row and the file. --name and --xid read the encrypted restore-point and xid objects; a
+restored server promotes and archives timeline 2 into a copy of an encrypted repository, which
+restores onto it.
 
 Then: the marker, the key material and the passphrase are in no byte of any file or object of an
 encrypted repository, while the marker is in the plain one (wal, backup and restore-point
