@@ -205,6 +205,20 @@ static void test_x25519_pem(void **state)
     chmod(pub, 0600);
     assert_int_equal(wv_keyfile_read_public(pub, got, &err), 0);
     assert_memory_equal(got, want, 32);
+    /* the canonical file is read without OpenSSL's decoders; another layout (CRLF) through
+     * them, to the same key; an Ed25519 public key of the same shape is refused */
+    char crlf[300], edpub[300];
+    snprintf(crlf, sizeof(crlf), "%s/crlf.pub", dir);
+    snprintf(edpub, sizeof(edpub), "%s/ed.pub", dir);
+    snprintf(cmd, sizeof(cmd),
+             "umask 077 && sed 's/$/\r/' %s > %s && openssl genpkey -algorithm ED25519 | openssl "
+             "pkey -pubout -out %s",
+             pub, crlf, edpub);
+    run(cmd);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(wv_keyfile_read_public(crlf, got, &err), 0);
+    assert_memory_equal(got, want, 32);
+    assert_int_equal(wv_keyfile_read_public(edpub, got, &err), WV_ECONFIG);
 
     wv_secret *keys = NULL;
     int n = 0;
