@@ -108,7 +108,6 @@ RGW_DIR=""
 DATA=""
 SAMPLER_PID=""
 
-as_pg() { runuser -u postgres -- "$@"; }
 
 cleanup() {
     local rc=$? f p

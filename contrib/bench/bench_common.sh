@@ -142,3 +142,29 @@ stop_peers() {
         fi
     fi
 }
+
+# bench_tmp NAME: a world-traversable temporary directory in TMP, RUNNING (the data directories
+# of servers to stop), as_pg, and an EXIT trap that stops those servers (-m immediate) and
+# removes TMP unless KEEP is 1. Needs PGBIN.
+bench_tmp() {
+    TMP="$(mktemp -d "/tmp/$1.XXXXXX")"
+    chmod 755 "$TMP"
+    RUNNING=()
+    trap bench_tmp_cleanup EXIT
+}
+
+as_pg() { runuser -u postgres -- "$@"; }
+
+bench_tmp_cleanup() {
+    local rc=$? d
+    for d in "${RUNNING[@]}"; do
+        [[ -n "$d" && -f "$d/postmaster.pid" ]] || continue
+        as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
+    done
+    if ((${KEEP:-0})); then
+        echo "kept $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}

@@ -129,26 +129,7 @@ done
 id postgres >/dev/null 2>&1 || die "no postgres user (postgresql-15 should have created it)"
 
 # --- temporary directory and cleanup --------------------------------------------------------------
-TMP="$(mktemp -d /tmp/bench_encrypt.XXXXXX)"
-chmod 755 "$TMP"
-RUNNING=()
-
-as_pg() { runuser -u postgres -- "$@"; }
-
-cleanup() {
-    local rc=$? d
-    for d in "${RUNNING[@]}"; do
-        [[ -n "$d" && -f "$d/postmaster.pid" ]] || continue
-        as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
-    done
-    if ((KEEP)); then
-        echo "kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
+bench_tmp bench_encrypt
 trap on_signal INT TERM
 
 # --- 2. build and install -------------------------------------------------------------------------

@@ -60,7 +60,6 @@ TMP="$(mktemp -d /tmp/bench_expire.XXXXXX)"
 chmod 755 "$TMP"
 RGW_DIR=""
 DATA="$TMP/pg"
-as_pg() { runuser -u postgres -- "$@"; }
 cleanup() {
     local rc=$?
     trap - INT TERM

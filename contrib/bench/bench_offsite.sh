@@ -98,7 +98,6 @@ RUNNING=()
 SSHD_PID=""
 RGW_DIR=""
 
-as_pg() { runuser -u postgres -- "$@"; }
 
 cleanup() {
     local rc=$? d

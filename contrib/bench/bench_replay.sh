@@ -106,7 +106,6 @@ RUNNING=()
 SSHD_PID=""
 RGW_DIR=""
 
-as_pg() { runuser -u postgres -- "$@"; }
 
 cleanup() {
     local rc=$? d

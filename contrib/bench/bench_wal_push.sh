@@ -95,7 +95,6 @@ TMP="$(mktemp -d /tmp/bench_wal_push.XXXXXX)"
 chmod 755 "$TMP"
 RUNNING=()
 
-as_pg() { runuser -u postgres -- "$@"; }
 
 cleanup() {
     local rc=$? d
