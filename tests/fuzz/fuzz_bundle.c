@@ -204,7 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         problems pr = {.b = b};
         size_t bad = 0;
         wv_err err;
-        int rc = wv_bundle_verify(&src.base, b, problem_cb, &pr, &bad, &err);
+        int rc = wv_bundle_verify(&src.base, NULL, b, problem_cb, &pr, &bad, &err);
         if (layout_ok) {
             FZ_CHECK(rc == 0, "a bundle whose layout matches fails: %s", err.msg);
             FZ_CHECK(bad == want_bad && pr.n == bad, "%zu bad members, %zu reported, %zu expected",
