@@ -364,11 +364,8 @@ wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_o
         opts->compress == WV_COMPRESS_LZ4 ? WV_OBJ_COMPRESS_LZ4 : WV_OBJ_COMPRESS_NONE;
     for (int k = 0; k < w->nlanes; k++)
         lane_setup(w, &w->lanes[k], opts, compression);
-    wv_obj_info_init(&w->info);
-    w->info.version = w->lanes[0].info.version;
-    w->info.header_size = w->lanes[0].info.header_size;
+    wv_obj_info_init(&w->info); /* format and sizes are each lane's (framer_finish) */
     w->info.compression = compression;
-    w->info.cipher = w->lanes[0].info.cipher;
     w->info.digest = w->lanes[0].hdr.digest;
     w->info.kind = opts->kind;
 

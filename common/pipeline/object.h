@@ -78,7 +78,8 @@ typedef struct wv_objwriter wv_objwriter;
 wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_opts *opts);
 
 /* Push plain content. Fails only when every sink has failed (err then holds the first sink's
- * error) or on an internal error. */
+ * error) or on an internal error: a writer of one sink fails as soon as that sink does, so its
+ * caller need not ask wv_objwriter_sink_error. */
 int wv_objwriter_write(wv_objwriter *w, const void *buf, size_t len, wv_err *err);
 
 /* WAL facts for the trailer; call before finish. Unset: no times, zero counts. */

@@ -606,7 +606,7 @@ int wv_repo_keys_open(wv_storage *st, const char *repo, const wv_user_keys *uk, 
         if (used < 0) {
             wv_stat sb;
             wv_err e = {0};
-            used = wv_storage_stat(st, "walvault.repo", &sb, &e);
+            used = wv_storage_stat(st, WV_REPO_INFO_KEY, &sb, &e);
             if (used < 0 && used != WV_ENOTFOUND) {
                 if (err)
                     *err = e;

@@ -37,7 +37,9 @@
 #include "pipeline/object.h"
 #include "storage/storage.h"
 
-#define WV_KEYS_PREFIX     "keys/"
+#define WV_KEYS_PREFIX "keys/"
+/* The repository's info (repo.h); a repository is "used" once it holds it. */
+#define WV_REPO_INFO_KEY   "walvault.repo"
 #define WV_KEYS_FORMAT     1
 #define WV_KEYS_RECORD_MAX 65536
 #define WV_KEYS_MAX_PUBLIC 64 /* public keys a record remembers */

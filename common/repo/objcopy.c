@@ -69,46 +69,6 @@ int wv_obj_crypto_same(const wv_obj_crypto *a, const wv_obj_crypto *b)
  * decoding anything: the source's plain SHA-256 under the target's digest key is the target's keyed
  * digest. The same holds from a symmetric repository (its metadata block opens with its key). */
 
-int wv_repo_content_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err)
-{
-    wv_source *src = NULL;
-    uint8_t buf[WV_OBJ_SUFFIX_MAX];
-    size_t have = 0;
-    int rc = wv_storage_get_open(st, key, -(int64_t)WV_OBJ_SUFFIX_MAX, -1, &src, err);
-    if (rc != 0)
-        return rc;
-    while (have < sizeof(buf)) {
-        size_t got = 0;
-        rc = wv_source_read(src, buf + have, sizeof(buf) - have, &got, err);
-        if (rc != 0 || got == 0)
-            break;
-        have += got;
-    }
-    wv_source_close(src);
-    if (rc != 0)
-        return rc;
-    if ((rc = wv_object_info_decode(buf, have, info, err)) != 0)
-        return wv_err_context(err, wv_storage_name(st), key);
-    if (!info->sealed)
-        return 0;
-    wv_obj_info opened;
-    wv_err e;
-    wv_err_clear(&e);
-    rc = wv_object_info_open(buf, have, key, wv_repo_crypto(st), &opened, &e);
-    if (rc == 0) {
-        *info = opened;
-        return 0;
-    }
-    if (rc == WV_EKEY || rc == WV_EPRIVKEY) {
-        /* the metadata key needs the private key (or the object is of a key this host lacks):
-         * the trailer's keyed digest is what there is */
-        if (wv_repo_crypto(st) && wv_repo_crypto(st)->mode == WV_OBJ_KEYMODE_X25519)
-            return 0;
-    }
-    *err = e;
-    return wv_err_context(err, wv_storage_name(st), key);
-}
-
 /* The keyed digest of plain content sha256 under st's digest key (0), or -1 if st is plain. */
 static int keyed_under(const wv_storage *st, const uint8_t sha256[32], uint8_t out[32])
 {
@@ -297,10 +257,6 @@ static int copy_reencode(wv_repo *from, wv_repo *to, const char *key, const wv_c
                              res->src.commit_count, res->src.restore_point_count);
     wv_obj_info ours;
     rc = wv_objwriter_finish(w, &ours, err);
-    if (rc == 0 && wv_objwriter_sink_error(w, 0)) {
-        *err = *wv_objwriter_sink_error(w, 0);
-        rc = err->code ? err->code : WV_EIO;
-    }
     wv_objwriter_free(w);
     if (rc < 0) {
         wv_sink_abort(sink);
@@ -464,10 +420,6 @@ static int copy_member(void *arg, const wv_bundle_member *m, wv_source *obj, wv_
                              info.restore_point_count);
     wv_obj_info ours;
     rc = wv_objwriter_finish(w, &ours, err);
-    if (rc == 0 && wv_objwriter_sink_error(w, 0)) {
-        *err = *wv_objwriter_sink_error(w, 0);
-        rc = err->code ? err->code : WV_EIO;
-    }
     wv_objwriter_free(w);
     if (rc < 0) {
         bc->target_failed = 1;

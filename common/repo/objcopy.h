@@ -46,14 +46,7 @@ void wv_tee_source_init(wv_tee_source *t, wv_source *in, wv_sink *out);
  * both plain, or both encrypted in the same mode for the same key id with the same digest key. */
 int wv_obj_crypto_same(const wv_obj_crypto *a, const wv_obj_crypto *b);
 
-/*
- * What this host can tell of a stored object's content from one suffix read (WV_OBJ_SUFFIX_MAX
- * bytes) of `key` in st, opened with wv_repo_crypto(st): a plain object's trailer, or an encrypted
- * one's metadata block. An encrypted object whose metadata block this host cannot open (public-key
- * mode without the private key) is still described by its trailer: info->sealed stays 1 and only
- * the keyed digest is known. WV_ENOTFOUND if absent; WV_ECORRUPT if it does not authenticate.
- */
-int wv_repo_content_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err);
+/* wv_repo_content_info (repo/repo.h) tells what a side holds. */
 
 /*
  * Do the object a (its wv_repo_content_info in the repository on sa) and b (in sb) hold the same

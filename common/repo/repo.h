@@ -30,8 +30,8 @@
 #include "repo/keys.h"
 #include "storage/storage.h"
 
-#define WV_REPO_INFO_KEY "walvault.repo"
-#define WV_REPO_FORMAT   1
+/* WV_REPO_INFO_KEY ("walvault.repo") is defined in repo/keys.h, which needs it too. */
+#define WV_REPO_FORMAT 1
 /* Beside a segment that holds restore points: "<segment key>.rp", lines "LSN\tTIME_US\tNAME"
  * (NAME percent-encoded). */
 #define WV_REPO_RP_SUFFIX ".rp"
@@ -108,6 +108,14 @@ int wv_repo_read_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err
 /* Only the public trailer (an encrypted object's keyed digest, not its plain size and SHA-256):
  * enough for wv_repo_same_object, with no private key. */
 int wv_repo_read_trailer(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err);
+/*
+ * What this host can tell of a stored object's content from one suffix read (WV_OBJ_SUFFIX_MAX
+ * bytes) of `key` in st, opened with wv_repo_crypto(st): a plain object's trailer, or an encrypted
+ * one's metadata block. An encrypted object whose metadata block this host cannot open (public-key
+ * mode without the private key) is still described by its trailer: info->sealed stays 1 and only
+ * the keyed digest is known. WV_ENOTFOUND if absent; WV_ECORRUPT if it does not authenticate.
+ */
+int wv_repo_content_info(wv_storage *st, const char *key, wv_obj_info *info, wv_err *err);
 
 /*
  * Small text objects that carry names or positions (restore points, .xid sidecars, gap records):
