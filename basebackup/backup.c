@@ -1045,6 +1045,28 @@ typedef struct server_facts {
  * server's own pg_wal, where PostgreSQL wrote it and the archiver has just read it (backup runs
  * beside the server there). Its content is checked against the backup all the same.
  */
+/* A public-key host takes the backup history file from the server's pg_wal: 0 if this host can
+ * read that directory (checked before the backup starts, and again when the file is read). */
+static int server_pg_wal(const char *datadir, wv_err *err)
+{
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/pg_wal", datadir);
+    if (datadir[0] && access(dir, R_OK | X_OK) == 0)
+        return 0;
+    if (datadir[0])
+        wv_err_errno(err, WV_EPRIVKEY, errno,
+                     "the repository is encrypted for a public key, and the server's \"%s\", "
+                     "where backup takes the backup history file from, is not readable here",
+                     dir);
+    else
+        wv_err_set(err, WV_EPRIVKEY,
+                   "the repository is encrypted for a public key, and the server's data "
+                   "directory, where backup takes the backup history file from, is not known "
+                   "here (SHOW data_directory needs superuser or pg_read_all_settings)");
+    return wv_err_hint(err, "run backup on the database host as the user that owns the data "
+                            "directory (or on a host with encrypt_private_key_file)");
+}
+
 static int history_text(backup_ctx *ctx, const char *histname, const char *datadir, wv_buf *b,
                         wv_err *err)
 {
@@ -1064,14 +1086,9 @@ static int history_text(backup_ctx *ctx, const char *histname, const char *datad
         return rc;
     }
     char path[1200];
-    if (!datadir[0]) {
-        wv_err_set(err, WV_EPRIVKEY,
-                   "backup history file %s: the repository is encrypted for a public key, and "
-                   "the server's data directory is not readable here to take it from",
-                   histname);
-        return wv_err_hint(err, "run backup on the database host as the user that owns the "
-                                "data directory (or with the private key)");
-    }
+    int rc = server_pg_wal(datadir, err);
+    if (rc < 0)
+        return rc;
     snprintf(path, sizeof(path), "%s/pg_wal/%s", datadir, histname);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
@@ -1083,7 +1100,7 @@ static int history_text(backup_ctx *ctx, const char *histname, const char *datad
     }
     uint8_t tmp[WV_REPO_WAL_TEXT_MAX];
     size_t got = 0;
-    int rc = wv_read_full(fd, tmp, sizeof(tmp), &got, path, err);
+    rc = wv_read_full(fd, tmp, sizeof(tmp), &got, path, err);
     close(fd);
     if (rc == 0 && got == sizeof(tmp))
         rc = wv_err_set(err, WV_ECORRUPT, "backup history file \"%s\" is too large", path);
@@ -1270,6 +1287,10 @@ static int connect_and_lock(backup_ctx *ctx, const backup_args *a, wv_pgconn **c
         i--;
     }
     if ((rc = wv_archcheck_server(*conn, ctx->cfg->file, WV_ARCHCHECK_WARN_CONFIG, err)) < 0)
+        return rc;
+    /* a public-key host must be able to take the backup history file from pg_wal: known now,
+     * not after the whole database was copied */
+    if (!wv_repo_readable(ctx->repos[0]->st) && (rc = server_pg_wal(sf->datadir, err)) < 0)
         return rc;
     return wv_backup_lock_take(storages(ctx, st), ctx->nrepos, ctx->id, sizeof(ctx->id), err);
 }

@@ -1,7 +1,8 @@
 """The database host of public-key mode (docs/encryption.md): it holds encrypt_public_key_file
 only, against a real PostgreSQL 15 archiving into a posix repository.
 
-It archives and backs up (the backup history file taken from the server's pg_wal), marks a
+It archives and backs up (the backup history file taken from the server's pg_wal; a role that
+may not read the server's data directory is refused before anything is copied), marks a
 restore point (waiting for the record beside its segment, the duplicate-name check skipped with a
 warning) and runs status from the listing alone (the newest manifest by its mtime, WAL by object
 mtimes), while list and wal-fetch refuse with "needs the private key" (exit 19; wal-fetch 128).
@@ -62,6 +63,18 @@ def test_public_key_host_archives_backs_up_marks_and_reports(pg_factory, wv, wor
             timeout=300)
     assert r.returncode == 0, r.stderr
     bid = re.search(r"backup (\S+) complete", r.stdout).group(1)
+
+    # a replication role that may not read the server's settings: the data directory (and so the
+    # backup history file) is out of reach, said before anything is copied
+    pg.psql("CREATE ROLE rep REPLICATION LOGIN")
+    before = sorted(os.listdir(os.path.join(repo, "backup")))
+    r = run(wv.cmd("basebackup", "backup", "-d",
+                   "host=127.0.0.1 port=%d user=rep dbname=postgres" % pg.port, config=host),
+            check=False, timeout=300)
+    assert r.returncode == EXIT_PRIVKEY, r.stdout + r.stderr
+    assert "SHOW data_directory needs superuser or pg_read_all_settings" in r.stderr, r.stderr
+    assert "on a host with encrypt_private_key_file" in r.stderr, r.stderr
+    assert sorted(os.listdir(os.path.join(repo, "backup"))) == before  # nothing stored
 
     pg.psql("INSERT INTO t SELECT generate_series(101, 150)")
     r = run(wv.cmd("basebackup", "mark", "before_migration", "-d", connstr(pg), config=host),
