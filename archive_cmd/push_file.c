@@ -87,9 +87,11 @@ static void feed_walreader(void *arg, const uint8_t *buf, size_t len)
 
 /*
  * Stream the file into the object writer. The file is mapped in windows of PUSH_WINDOW bytes
- * (populated in one call, unmapped after): no copy out of the page cache, and a resident size
- * bounded by the window whatever the segment size. Where mapping fails, read() in chunks.
- * Stops early (returning 0) only when every repository's write has failed: each keeps its error.
+ * (populated in one call): no copy out of the page cache, and a resident size bounded by two
+ * windows whatever the segment size. The writer's hashing lags one window behind (hash_lag), so
+ * mapping window N+1 and unmapping N-1 overlap the hash of N. Where mapping fails, read() in
+ * chunks. Stops early (returning 0) only when every repository's write has failed: each keeps
+ * its error. Returns with the writer's helper thread done (the WAL reader has seen everything).
  */
 #define PUSH_WINDOW (2 * 1024 * 1024)
 
@@ -97,20 +99,27 @@ static int stream_file(int fd, const char *path, uint64_t size, wv_objwriter *w,
                        uint8_t **chunk, wv_err *err)
 {
     uint64_t off = 0;
-    while (off < size) {
+    void *prev = NULL;
+    size_t prev_n = 0;
+    int wrc = 0;
+    while (off < size && wrc == 0) {
         size_t n = size - off < PUSH_WINDOW ? (size_t)(size - off) : PUSH_WINDOW;
         void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)off);
         if (p == MAP_FAILED)
             break;
         madvise(p, n, MADV_SEQUENTIAL);
-        int wrc = wv_objwriter_write(w, p, n, err);
-        munmap(p, n);
+        wrc = wv_objwriter_write(w, p, n, err); /* done with prev; the helper may be on p */
+        if (prev)
+            munmap(prev, prev_n);
+        prev = p;
+        prev_n = n;
         off += n;
         *total = off;
-        if (wrc != 0)
-            return 0;
     }
-    if (off == size)
+    wv_objwriter_wait(w);
+    if (prev)
+        munmap(prev, prev_n);
+    if (wrc != 0 || off == size)
         return 0;
     /* Fall back to reading from where mapping stopped. */
     if (lseek(fd, (off_t)off, SEEK_SET) < 0)
@@ -124,7 +133,9 @@ static int stream_file(int fd, const char *path, uint64_t size, wv_objwriter *w,
         if (got == 0)
             return 0;
         *total += got;
-        if (wv_objwriter_write(w, *chunk, got, err) != 0)
+        int r = wv_objwriter_write(w, *chunk, got, err);
+        wv_objwriter_wait(w); /* the chunk is read into again */
+        if (r != 0)
             return 0;
     }
 }
@@ -414,6 +425,7 @@ static int build_pipeline(push *p)
                         .level = p->cfg->compress_level,
                         .kind = kind_of(p->kind),
                         .hash_thread = 1,
+                        .hash_lag = 1,
                         .observe = p->wr ? feed_walreader : NULL,
                         .observe_arg = p->wr,
                         .name = p->key,

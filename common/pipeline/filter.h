@@ -80,12 +80,26 @@ void wv_sha256_filter_digest(const wv_filter *f, uint8_t out[32]);
 
 /*
  * The same, hashing each written buffer on a helper thread while `next` processes it on the
- * caller's thread (the two costs overlap). `also`, if not NULL, sees every buffer on the helper
- * thread after it is hashed. write() returns when both threads are done with the buffer.
+ * caller's thread (the two costs overlap). `also`, if not NULL, sees every buffer, in order and
+ * one at a time: on the helper thread after the hash, or on the caller's after `next` when the
+ * helper is still hashing. write() returns when both threads are done with the buffer.
  */
 wv_filter *wv_sha256_filter_new_threaded(wv_filter *next,
                                          void (*also)(void *arg, const uint8_t *buf, size_t len),
                                          void *also_arg);
+
+/*
+ * The same, but write() returns once `next` is done with the buffer, with the helper thread
+ * perhaps still hashing it: the caller keeps the buffer unchanged until its next write(),
+ * wv_sha256_filter_wait() or finish() on the filter returns (free also waits). What the caller
+ * does in between (mapping the next window of a file) overlaps the hash as well.
+ */
+wv_filter *wv_sha256_filter_new_lagged(wv_filter *next,
+                                       void (*also)(void *arg, const uint8_t *buf, size_t len),
+                                       void *also_arg);
+/* Wait until the helper thread of a threaded or lagged filter is done with every buffer written
+ * (then `also` has seen them all); nothing for the other kinds. */
+void wv_sha256_filter_wait(wv_filter *f);
 
 /* Counts bytes. */
 wv_filter *wv_count_filter_new(wv_filter *next);

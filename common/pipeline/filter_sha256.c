@@ -5,8 +5,13 @@
  * The threaded variant hashes each written buffer on a helper thread while the caller's thread
  * pushes the same buffer downstream (compression), so the two costs overlap on two cores. write()
  * returns only when both are done with the buffer, so the caller may reuse it at once, and no byte
- * is copied. An optional `also` observer runs on the helper thread after the hash (wal-push's WAL
- * record reader).
+ * is copied. An optional `also` observer (wal-push's WAL record reader) sees each buffer once, on
+ * whichever thread is free first: the helper after the hash, or the caller after downstream.
+ *
+ * The lagged variant returns from write() once downstream is done with the buffer, leaving the
+ * helper on it: the caller's work before its next write (mapping the next window of the file)
+ * then overlaps the hash too. The next write(), wv_sha256_filter_wait() or finish() first waits
+ * for the helper, so one buffer at most is in its hands.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -31,6 +36,9 @@ typedef struct sha256_filter {
     size_t job_len;
     int job_done;
     int job_failed;
+    int pending;      /* a job was handed over and not waited for yet */
+    int also_claimed; /* the job's `also` is taken, by the helper or the caller */
+    int lagged;       /* write() does not wait for the helper */
     int stop;
     void (*also)(void *arg, const uint8_t *buf, size_t len);
     void *also_arg;
@@ -54,6 +62,18 @@ static int sha256_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *er
     return 0;
 }
 
+/* The buffer's `also` is for the calling thread, unless the other thread took it. */
+static int claim_also(sha256_filter *s)
+{
+    if (!s->also)
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    int mine = !s->also_claimed;
+    s->also_claimed = 1;
+    pthread_mutex_unlock(&s->mu);
+    return mine;
+}
+
 static void *hash_thread(void *arg)
 {
     sha256_filter *s = arg;
@@ -67,7 +87,7 @@ static void *hash_thread(void *arg)
         size_t len = s->job_len;
         pthread_mutex_unlock(&s->mu);
         int failed = EVP_DigestUpdate(s->ctx, buf, len) != 1;
-        if (s->also)
+        if (claim_also(s))
             s->also(s->also_arg, buf, len);
         pthread_mutex_lock(&s->mu);
         s->job = NULL;
@@ -79,26 +99,59 @@ static void *hash_thread(void *arg)
     return NULL;
 }
 
+static const wv_filter_ops sha256_threaded_ops;
+
+/* Wait until the helper is done with the buffer handed to it, if any; nonzero when any update
+ * failed. */
+static int job_wait(sha256_filter *s)
+{
+    if (!s->threaded)
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    while (s->pending && !s->job_done)
+        pthread_cond_wait(&s->cv, &s->mu);
+    s->pending = 0;
+    int failed = s->job_failed;
+    pthread_mutex_unlock(&s->mu);
+    return failed;
+}
+
+static int update_failed(wv_err *err)
+{
+    return wv_err_set(err, WV_EINTERNAL, "sha256: could not update digest");
+}
+
 static int sha256_threaded_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
 {
     sha256_filter *s = (sha256_filter *)f;
     int rc = 0;
+    if (job_wait(s))
+        return update_failed(err);
     pthread_mutex_lock(&s->mu);
     s->job = buf;
     s->job_len = len;
     s->job_done = 0;
+    s->pending = 1;
+    s->also_claimed = 0;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    /* Meanwhile, the same bytes go downstream on this thread, in bounded pieces. */
+    /* Meanwhile, the same bytes go downstream on this thread, in bounded pieces; then `also`
+     * here when the helper is still hashing (when compression cost less than the hash). The
+     * next job is handed over only after this one's `also` ran, so they run one at a time and
+     * in order, on either thread. */
     rc = wv_filter_pass(f, buf, len, err);
-    pthread_mutex_lock(&s->mu);
-    while (!s->job_done)
-        pthread_cond_wait(&s->cv, &s->mu);
-    int failed = s->job_failed;
-    pthread_mutex_unlock(&s->mu);
-    if (rc == 0 && failed)
-        rc = wv_err_set(err, WV_EINTERNAL, "sha256: could not update digest");
+    if (rc == 0 && claim_also(s))
+        s->also(s->also_arg, buf, len);
+    /* after a failure the caller may free the buffer at once: never leave the helper on it */
+    if ((!s->lagged || rc < 0) && job_wait(s) && rc == 0)
+        rc = update_failed(err);
     return rc;
+}
+
+void wv_sha256_filter_wait(wv_filter *f)
+{
+    if (f->ops == &sha256_threaded_ops)
+        job_wait((sha256_filter *)f);
 }
 
 static void stop_thread(sha256_filter *s)
@@ -119,6 +172,8 @@ static int sha256_finish(wv_filter *f, wv_err *err)
 {
     sha256_filter *s = (sha256_filter *)f;
     unsigned int n = 0;
+    if (job_wait(s))
+        return update_failed(err);
     if (!s->done) {
         if (EVP_DigestFinal_ex(s->ctx, s->digest, &n) != 1 || n != sizeof(s->digest))
             return wv_err_set(err, WV_EINTERNAL, "sha256: could not finish digest");
@@ -130,6 +185,7 @@ static int sha256_finish(wv_filter *f, wv_err *err)
 static void sha256_free(wv_filter *f)
 {
     sha256_filter *s = (sha256_filter *)f;
+    job_wait(s);
     stop_thread(s);
     EVP_MD_CTX_free(s->ctx);
     free(s);
@@ -171,6 +227,15 @@ wv_filter *wv_sha256_filter_new_threaded(wv_filter *next,
     s->threaded = 1;
     s->base.ops = &sha256_threaded_ops;
     return &s->base;
+}
+
+wv_filter *wv_sha256_filter_new_lagged(wv_filter *next,
+                                       void (*also)(void *arg, const uint8_t *buf, size_t len),
+                                       void *also_arg)
+{
+    wv_filter *f = wv_sha256_filter_new_threaded(next, also, also_arg);
+    ((sha256_filter *)f)->lagged = ((sha256_filter *)f)->threaded;
+    return f;
 }
 
 wv_filter *wv_sha256_filter_new(wv_filter *next)

@@ -380,9 +380,12 @@ wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_o
     }
     if (compression == WV_OBJ_COMPRESS_LZ4)
         next = wv_lz4_compress_new(next, opts->level > 0 ? opts->level : 1);
-    w->head = opts->hash_thread
-                  ? wv_sha256_filter_new_threaded(next, opts->observe, opts->observe_arg)
-                  : wv_sha256_filter_new(next);
+    if (!opts->hash_thread)
+        w->head = wv_sha256_filter_new(next);
+    else if (opts->hash_lag)
+        w->head = wv_sha256_filter_new_lagged(next, opts->observe, opts->observe_arg);
+    else
+        w->head = wv_sha256_filter_new_threaded(next, opts->observe, opts->observe_arg);
     return w;
 }
 
@@ -413,6 +416,11 @@ int wv_objwriter_write(wv_objwriter *w, const void *buf, size_t len, wv_err *err
     w->info.plain_size += len;
     int rc = wv_filter_write(w->head, buf, len, err);
     return rc < 0 ? writer_failed(w, rc, err) : 0;
+}
+
+void wv_objwriter_wait(wv_objwriter *w)
+{
+    wv_sha256_filter_wait(w->head);
 }
 
 void wv_objwriter_set_walinfo(wv_objwriter *w, int64_t first_commit_us, int64_t last_commit_us,

@@ -59,7 +59,11 @@ typedef struct {
     uint8_t kind;         /* WV_OBJ_KIND_* */
     /* Hash on a helper thread, overlapping compression (one object at a time, as wal-push). */
     int hash_thread;
-    /* With hash_thread: sees every piece of plain content on the helper thread. */
+    /* With hash_thread: write() returns before the helper is done with the buffer, which the
+     * caller keeps unchanged until its next write, wv_objwriter_wait or finish. */
+    int hash_lag;
+    /* With hash_thread: sees every piece of plain content, in order, one at a time (on the helper
+     * thread or the caller's, whichever is free first). */
     void (*observe)(void *arg, const uint8_t *buf, size_t len);
     void *observe_arg;
     /* The key the object is stored under: recorded in the header (the binding, objfmt.h). NULL:
@@ -81,6 +85,10 @@ wv_objwriter *wv_objwriter_new(wv_sink *const *sinks, int nsinks, const wv_obj_o
  * error) or on an internal error: a writer of one sink fails as soon as that sink does, so its
  * caller need not ask wv_objwriter_sink_error. */
 int wv_objwriter_write(wv_objwriter *w, const void *buf, size_t len, wv_err *err);
+
+/* With hash_lag: wait until the helper thread is done with every buffer written (before the
+ * caller releases the last one, or reads what `observe` gathered). */
+void wv_objwriter_wait(wv_objwriter *w);
 
 /* WAL facts for the trailer; call before finish. Unset: no times, zero counts. */
 void wv_objwriter_set_walinfo(wv_objwriter *w, int64_t first_commit_us, int64_t last_commit_us,

@@ -47,6 +47,7 @@ typedef struct posix_sink {
     char *final_path; /* for messages */
     char *tmp_path;
     char *base_name, *tmp_name; /* inside dirfd */
+    uint64_t written, flushed;  /* bytes written; of them, handed to the device (sync_file_range) */
 } posix_sink;
 
 typedef struct posix_source {
@@ -126,10 +127,24 @@ static int named(int rc, const posix_sink *s, wv_err *err)
     return rc;
 }
 
+/* Written data is handed to the device in steps of this size while the object is still being
+ * produced (sync_file_range, a hint: the fsync at commit is what makes it durable), so the
+ * commit waits only for the last step. */
+#define WRITEBACK_STEP (512 * 1024)
+
 static int posix_sink_write(wv_sink *base, const void *buf, size_t len, wv_err *err)
 {
     posix_sink *s = (posix_sink *)base;
-    return named(wv_write_all(s->fd, buf, len, s->tmp_path, err), s, err);
+    int rc = wv_write_all(s->fd, buf, len, s->tmp_path, err);
+    if (rc != 0)
+        return named(rc, s, err);
+    s->written += len;
+    if (!(s->flags & WV_PUT_NOSYNC) && s->written - s->flushed >= WRITEBACK_STEP) {
+        (void)sync_file_range(s->fd, (off_t)s->flushed, (off_t)(s->written - s->flushed),
+                              SYNC_FILE_RANGE_WRITE);
+        s->flushed = s->written;
+    }
+    return 0;
 }
 
 static void posix_sink_abort(wv_sink *base)
