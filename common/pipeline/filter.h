@@ -77,6 +77,8 @@ wv_filter *wv_filter_sink_new(wv_sink *sink);
 /* SHA-256 (OpenSSL EVP). The digest is available after finish(). */
 wv_filter *wv_sha256_filter_new(wv_filter *next);
 void wv_sha256_filter_digest(const wv_filter *f, uint8_t out[32]);
+/* The SHA-256 of buf[0..len), in one call (the filter's implementation). */
+void wv_sha256(const void *buf, size_t len, uint8_t out[32]);
 
 /*
  * The same, hashing each written buffer on a helper thread while `next` processes it on the

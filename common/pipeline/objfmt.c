@@ -11,12 +11,12 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "pipeline/objfmt.h"
 
 #include "core/bytes.h"
 #include "pipeline/crypt.h"
+#include "pipeline/filter.h"
 
 #define HDR_CHECK_OFF    60
 #define HDR_NAMELEN_OFF  36
@@ -28,12 +28,8 @@
 /* The first 4 bytes of SHA-256 of p[0..len), as a little-endian u32. */
 static uint32_t check_of(const uint8_t *p, size_t len)
 {
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (EVP_Digest(p, len, md, &n, EVP_sha256(), NULL) != 1) {
-        fprintf(stderr, "walvault: fatal: sha256 is not available\n");
-        abort();
-    }
+    uint8_t md[32];
+    wv_sha256(p, len, md);
     return wv_get_le32(md);
 }
 
