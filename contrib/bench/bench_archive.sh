@@ -396,8 +396,19 @@ measure() { # ROUND TARGET METHOD
 
 BACKLOGS="$TMP/backlog.tsv"
 : >"$BACKLOGS"
+# CPU ticks of the whole machine (busy, all) and of the Ceph daemons (the gateway's own cost)
+machine_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
+ceph_ticks() {
+    local p sum=0 f
+    for p in $(pgrep -x 'radosgw|ceph-osd|ceph-mon'); do
+        read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
+        sum=$((sum + f[13] + f[14]))
+    done
+    echo "$sum"
+}
+
 measure_backlog() { # ROUND TARGET METHOD
-    local t="$2" m="$3" drain n hwm="" pid i=0
+    local t="$2" m="$3" drain n hwm="" pid i=0 b0 a0 b1 a1 g0 g1
     set_archive_command ""
     stop_pusher
     while (($(ready_count) < BACKLOG)); do
@@ -407,14 +418,19 @@ measure_backlog() { # ROUND TARGET METHOD
         ((i < 200)) || die "no backlog of $BACKLOG segments after 200 bulk updates"
     done
     n="$(ready_count)"
+    read -r b0 a0 < <(machine_ticks)
+    g0="$(ceph_ticks)"
     set_archive_command "$(method_cmd "$m" "$t")"
     drain="$(wait_drained 900)"
+    read -r b1 a1 < <(machine_ticks)
+    g1="$(ceph_ticks)"
     [[ "$drain" != timeout ]] || die "$(method_name "$m") to $t did not drain $n segments in 900 s"
     if [[ "$m" == async ]]; then
         pid="$(pusher_pid)"
         [[ -z "$pid" ]] || hwm="$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null)"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$m" "$n" "$drain" "${hwm:-}" >>"$BACKLOGS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$m" "$n" "$drain" "${hwm:-}" \
+        "$((b1 - b0))" "$((a1 - a0))" "$((g1 - g0))" >>"$BACKLOGS"
     say "round $1, $t, $(method_name "$m"): backlog of $n segments archived in $drain s${hwm:+, pusher VmHWM $hwm kB}"
 }
 
@@ -447,6 +463,7 @@ as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 "$PY" - "$RESULTS" "$DURATION" "$LABEL" "$LOAD_START" "$LOAD_END" "$(($(date +%s) - T_START))" \
     "$BACKLOGS" <<'PYEOF'
+import os
 import statistics
 import sys
 
@@ -481,14 +498,21 @@ for t in ("posix", "rgw", "ssh"):
                                                        "%.1f MiB" % (max(h) / 1024) if h else ""))
 back = {}
 for line in open(bpath):
-    r, t, m, n, drain, hwm = line.rstrip("\n").split("\t")
+    r, t, m, n, drain, hwm, busy, ticks, gw = line.rstrip("\n").split("\t")
+    tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
     back.setdefault((t, m), []).append((int(n) / float(drain) if float(drain) > 0 else 0.0, int(n),
-                                        float(drain), hwm))
+                                        float(drain), hwm, int(busy) / max(int(ticks), 1),
+                                        int(busy) * tick_ms / int(n), int(gw) * tick_ms / int(n)))
 print("\nbacklog: archive_command empty until the segments wait, then the method drains them")
-print("%-7s %-17s %8s %9s %12s %12s" % ("target", "method", "segments", "seconds", "segments/s",
-                                        "pusher HWM"))
-print("-" * 70)
+print("busy: the machine's CPUs busy during the drain (/proc/stat); CPU ms/seg: all the machine's")
+print("busy CPU time per segment (PostgreSQL's archiver, the method, the peer); of it, gateway: the")
+print("Ceph daemons (radosgw, ceph-osd, ceph-mon); ceiling: segments/s if the CPUs were all busy")
+print("%-7s %-17s %8s %9s %12s %12s %6s %11s %8s %8s" % (
+    "target", "method", "segments", "seconds", "segments/s", "pusher HWM", "busy", "CPU ms/seg",
+    "gateway", "ceiling"))
+print("-" * 109)
 bmed = {}
+ceiling = {}
 for t in ("posix", "rgw", "ssh"):
     for m in ("cp", "sync", "async", "pgbr"):
         v = back.get((t, m))
@@ -497,9 +521,13 @@ for t in ("posix", "rgw", "ssh"):
         rate = statistics.median(x[0] for x in v)
         bmed[(t, m)] = rate
         h = [int(x[3]) for x in v if x[3]]
-        print("%-7s %-17s %8d %9.1f %12.2f %12s" % (t, names[m], max(x[1] for x in v),
-                                                   statistics.median(x[2] for x in v), rate,
-                                                   "%.1f MiB" % (max(h) / 1024) if h else ""))
+        cpu_seg = statistics.median(x[5] for x in v)
+        ceiling[(t, m)] = 1000.0 * os.cpu_count() / cpu_seg if cpu_seg > 0 else 0.0
+        print("%-7s %-17s %8d %9.1f %12.2f %12s %5.0f%% %11.1f %8s %8.1f" % (
+            t, names[m], max(x[1] for x in v), statistics.median(x[2] for x in v), rate,
+            "%.1f MiB" % (max(h) / 1024) if h else "", 100 * statistics.median(x[4] for x in v),
+            cpu_seg, "%.1f" % statistics.median(x[6] for x in v) if t == "rgw" else "",
+            ceiling[(t, m)]))
 
 print("\ntarget                                          measured   target   result")
 def line(what, val, goal, ok):
@@ -512,6 +540,9 @@ for t in ("rgw", "ssh"):
         s_, a = bmed[(t, "sync")], bmed[(t, "async")]
         line("%s: async / sync, backlog segments/s" % t, "%.2fx" % (a / s_ if s_ else float("inf")),
              ">= 3x", a >= 3 * s_)
+        if (t, "async") in ceiling and s_:
+            print("    %s: async's CPU ceiling on these %d CPUs: %.1f segments/s = %.2fx sync" % (
+                t, os.cpu_count(), ceiling[(t, "async")], ceiling[(t, "async")] / s_))
     if (t, "pgbr") in bmed and (t, "async") in bmed:
         b, a = bmed[(t, "pgbr")], bmed[(t, "async")]
         line("%s: async / pgBackRest async, backlog" % t, "%.2fx" % (a / b if b else float("inf")),
