@@ -344,6 +344,9 @@ static void open_repos(pusher *ps)
         if (wv_repo_open(&ps->cfg->repos[i], &ps->repos[i], &e) != 0) {
             ps->repos[i] = NULL;
             wv_log_err(&e);
+        } else if (wv_repo_probe_noreplace(ps->repos[i], &e) != 0) {
+            /* only a saving lost: every NOREPLACE put keeps its existence check */
+            wv_log_debug("%s: %s", ps->cfg->repos[i].name, e.msg);
         }
     }
 }

@@ -146,6 +146,23 @@ int wv_repo_load_info(wv_repo *r, wv_err *err)
     return rc;
 }
 
+int wv_repo_probe_noreplace(wv_repo *r, wv_err *err)
+{
+    if (!(wv_storage_features(r->st) & WV_ST_ROUND_TRIPS))
+        return 0;
+    wv_buf b = WV_BUF_INIT;
+    int rc = wv_storage_get_all(r->st, WV_REPO_INFO_KEY, 64 * 1024, &b, err);
+    if (rc == WV_ENOTFOUND) {
+        wv_err_clear(err); /* a first use: nothing to probe with yet */
+        rc = 0;
+    } else if (rc == 0 && (rc = parse_info(r, wv_buf_cstr(&b), &r->info, err)) == 0) {
+        r->have_info = 1;
+        rc = wv_storage_probe_noreplace(r->st, WV_REPO_INFO_KEY, b.data, b.len, err);
+    }
+    wv_buf_free(&b);
+    return rc;
+}
+
 int wv_repo_check_cluster(wv_repo *r, uint64_t system_id, uint32_t pg_major, uint64_t wal_segsize,
                           wv_err *err)
 {

@@ -83,6 +83,11 @@ static inline int wv_repo_readable(const wv_storage *st)
 /* Load walvault.repo and validate it (wv_repo_info_invalid). WV_ENOTFOUND if the repository was
  * never used; WV_ECORRUPT naming the file and the field if it holds a value no cluster has. */
 int wv_repo_load_info(wv_repo *r, wv_err *err);
+/* For a long-lived handle of an object store (the background pusher): load walvault.repo and
+ * write it back unchanged as a NOREPLACE put would (wv_storage_probe_noreplace), so that where
+ * the store refuses to replace an object every later NOREPLACE put through the handle costs one
+ * request instead of two. 0 also when there is nothing to learn (no walvault.repo yet, a disk). */
+int wv_repo_probe_noreplace(wv_repo *r, wv_err *err);
 
 /* NULL if info is one a cluster can have (a known repository format, a non-zero system
  * identifier, a PostgreSQL major walvault knows, a valid WAL segment size); else which field is

@@ -84,6 +84,9 @@ typedef struct wv_storage_ops {
     int (*remove)(wv_storage *st, const char *key, wv_err *err);
     int (*remove_many)(wv_storage *st, const char *const *keys, size_t n, wv_err *err);
     int (*flush)(wv_storage *st, wv_err *err);
+    /* Optional (wv_storage_probe_noreplace): NULL where NOREPLACE needs no prior check. */
+    int (*probe_noreplace)(wv_storage *st, const char *key, const void *data, size_t len,
+                           wv_err *err);
     void (*free)(wv_storage *st);
 } wv_storage_ops;
 

@@ -161,6 +161,14 @@ int wv_storage_flush(wv_storage *st, wv_err *err)
     return with_repo(st, st->ops->flush(st, err), err);
 }
 
+int wv_storage_probe_noreplace(wv_storage *st, const char *key, const void *data, size_t len,
+                               wv_err *err)
+{
+    if (!st->ops->probe_noreplace)
+        return 0;
+    return with_repo(st, st->ops->probe_noreplace(st, key, data, len, err), err);
+}
+
 int wv_sink_write(wv_sink *s, const void *buf, size_t len, wv_err *err)
 {
     return s->ops->write(s, buf, len, err);

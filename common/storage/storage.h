@@ -72,6 +72,18 @@ int wv_storage_remove(wv_storage *st, const char *key, wv_err *err);
 int wv_storage_remove_many(wv_storage *st, const char *const *keys, size_t n, wv_err *err);
 int wv_storage_flush(wv_storage *st, wv_err *err);
 
+/*
+ * key holds exactly data[0..len) and never changes (walvault.repo): store it again the way a
+ * WV_PUT_NOREPLACE put makes an object visible, to learn whether the store refuses to replace an
+ * object. Where it does (an object store answering 412 to If-None-Match: *), later NOREPLACE puts
+ * through this handle skip their separate existence check, one request each (the conditional
+ * request is the check). A store that ignores the condition has the same bytes written again,
+ * and keeps the check. Nothing for drivers whose NOREPLACE is atomic anyway (posix, ssh). For
+ * long-lived handles (the background pusher): each probe is one request.
+ */
+int wv_storage_probe_noreplace(wv_storage *st, const char *key, const void *data, size_t len,
+                               wv_err *err);
+
 /* A key is valid if it is non-empty, relative, uses '/' separators, has no empty, "." or ".."
  * component and only printable ASCII without backslash. */
 int wv_storage_key_valid(const char *key);

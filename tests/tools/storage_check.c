@@ -281,6 +281,23 @@ int main(int argc, char **argv)
     r = wv_storage_stat(st, key, &sb, &err);
     check(r == 0 && sb.size == 1000, "existing object untouched by the refused commit", &err);
 
+    /* After the no-replace probe (which may let a store skip its existence check), the same:
+     * an existing key refused with its content intact, a new key stored. */
+    {
+        uint8_t b[1000];
+        fill(b, sizeof(b), 0);
+        r = wv_storage_probe_noreplace(st, key, b, sizeof(b), &err);
+        check(r == 0, "no-replace probe with the object's own bytes", &err);
+        r = put(st, key, WV_PUT_NOREPLACE, 10, &err);
+        check(r == WV_EEXIST, "after the probe: no-replace commit on an existing key fails", &err);
+        check(get_check(st, key, 0, -1, 1000, &err) == 0,
+              "after the probe: the existing object reads back unchanged", &err);
+        snprintf(key2, sizeof(key2), "%ssmall/after-probe", prefix);
+        r = put(st, key2, WV_PUT_NOREPLACE, 10, &err);
+        check(r == 0 && wv_storage_stat(st, key2, &sb, &err) == 0 && sb.size == 10,
+              "after the probe: no-replace commit of a new key", &err);
+    }
+
     /* Replace without the flag is allowed (used for nothing immutable). */
     snprintf(key2, sizeof(key2), "%ssmall/object-2", prefix);
     r = put(st, key2, 0, 10, &err);

@@ -206,6 +206,7 @@ static const wv_storage_ops s3_ops = {
     .remove = s3_remove,
     .remove_many = s3_remove_many,
     .flush = s3_flush,
+    .probe_noreplace = wv__s3_probe_noreplace,
     .free = s3_free,
 };
 

@@ -56,6 +56,9 @@ typedef struct s3_storage {
     int64_t deadline_ms;
     int list_max_keys;
     int bucket_ok; /* a HEAD of the bucket succeeded once (atomic) */
+    /* The store answered a conditional single PUT on an existing key with 412 (atomic): it honors
+     * If-None-Match there, so a NOREPLACE single PUT needs no HEAD before it (write.c). */
+    int noreplace_honored;
     /* Idle connections (http.c). */
     pthread_mutex_t pool_mu;
     struct s3_conn *pool[WV_S3_POOL_MAX];
@@ -146,6 +149,8 @@ int wv__s3_head(s3_storage *st, const char *fkey, const char *ukey, int *exists,
 /* ---- write.c ---- */
 
 int wv__s3_put_open(wv_storage *base, const char *key, unsigned flags, wv_sink **out, wv_err *err);
+int wv__s3_probe_noreplace(wv_storage *base, const char *key, const void *data, size_t len,
+                           wv_err *err);
 
 /* Wait until no upload is in flight. 0, or the first failure of one (err may be NULL). */
 int wv__s3_async_wait(s3_storage *st, wv_err *err);

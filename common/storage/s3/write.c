@@ -291,9 +291,39 @@ static int s3_make_visible(s3_sink *s, s3_req *rq, s3_resp *rs, wv_err *err)
         rc = wv__s3_request(st, rq, rs, err);
     }
     if (rc == 0 && (rs->status == 412 ||
-                    (rs->status == 409 && strcmp(rs->code, "ConditionalRequestConflict") == 0)))
+                    (rs->status == 409 && strcmp(rs->code, "ConditionalRequestConflict") == 0))) {
+        if (!s->upload_id)
+            __atomic_store_n(&st->noreplace_honored, 1, __ATOMIC_RELEASE);
         rc = wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", st->repo,
                         s->ukey, st->bucket);
+    }
+    return rc;
+}
+
+/* wv_storage_probe_noreplace: key holds exactly data; PUT it with If-None-Match: *. A 412 (or
+ * 409 ConditionalRequestConflict) shows the store honors the condition; a 200 that it does not
+ * (the same bytes were written again); a 501 that it does not implement it. */
+int wv__s3_probe_noreplace(wv_storage *base, const char *key, const void *data, size_t len,
+                           wv_err *err)
+{
+    s3_storage *st = (s3_storage *)base;
+    char *fkey = wv__s3_full_key(st, key);
+    s3_req rq = {.method = "PUT",
+                 .key = fkey,
+                 .ukey = key,
+                 .content_md5 = 1,
+                 .body = data,
+                 .body_len = len,
+                 .if_none_match = "*"};
+    s3_resp rs = {0};
+    int rc = wv__s3_request(st, &rq, &rs, err);
+    if (rc == 0 && (rs.status == 412 ||
+                    (rs.status == 409 && strcmp(rs.code, "ConditionalRequestConflict") == 0)))
+        __atomic_store_n(&st->noreplace_honored, 1, __ATOMIC_RELEASE);
+    else if (rc == 0 && rs.status != 200 && rs.status != 501)
+        rc = wv__s3_status_error(st, &rq, &rs, err);
+    wv__s3_resp_free(&rs);
+    free(fkey);
     return rc;
 }
 
@@ -551,7 +581,11 @@ static int s3_sink_commit(wv_sink *base, wv_err *err)
         }
     }
     wv__s3_async_drain(s->st);
-    if (noreplace && (rc = check_absent(s, err)) != 0)
+    /* a single PUT's condition checks by itself where the store is known to honor it (the
+     * completion of a multipart upload keeps the HEAD: nothing showed how the store treats it) */
+    if (noreplace &&
+        (s->upload_id || !__atomic_load_n(&s->st->noreplace_honored, __ATOMIC_ACQUIRE)) &&
+        (rc = check_absent(s, err)) != 0)
         goto fail;
     rc = s->upload_id ? complete_upload(s, err) : put_single(s, err);
     if (rc)
