@@ -407,8 +407,11 @@ ceph_ticks() {
     echo "$sum"
 }
 
+# where the drain's requests start in the gateway's access log (counted per segment in the report)
+rgw_log_offset() { stat -c %s "$RGW_DIR/log/client.rgw.log" 2>/dev/null || echo ""; }
+
 measure_backlog() { # ROUND TARGET METHOD
-    local t="$2" m="$3" drain n hwm="" pid i=0 b0 a0 b1 a1 g0 g1
+    local t="$2" m="$3" drain n hwm="" pid i=0 b0 a0 b1 a1 g0 g1 off=""
     set_archive_command ""
     stop_pusher
     while (($(ready_count) < BACKLOG)); do
@@ -420,6 +423,7 @@ measure_backlog() { # ROUND TARGET METHOD
     n="$(ready_count)"
     read -r b0 a0 < <(machine_ticks)
     g0="$(ceph_ticks)"
+    [[ "$t" != rgw ]] || off="$(rgw_log_offset)"
     set_archive_command "$(method_cmd "$m" "$t")"
     drain="$(wait_drained 900)"
     read -r b1 a1 < <(machine_ticks)
@@ -429,8 +433,8 @@ measure_backlog() { # ROUND TARGET METHOD
         pid="$(pusher_pid)"
         [[ -z "$pid" ]] || hwm="$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null)"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$m" "$n" "$drain" "${hwm:-}" \
-        "$((b1 - b0))" "$((a1 - a0))" "$((g1 - g0))" >>"$BACKLOGS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$m" "$n" "$drain" "${hwm:-}" \
+        "$((b1 - b0))" "$((a1 - a0))" "$((g1 - g0))" "$off" >>"$BACKLOGS"
     say "round $1, $t, $(method_name "$m"): backlog of $n segments archived in $drain s${hwm:+, pusher VmHWM $hwm kB}"
 }
 
@@ -461,13 +465,15 @@ as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
 
 # --- 5. report ---------------------------------------------------------------------------------------
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+[[ -z "$RGW_DIR" ]] || sleep 3 # the gateway writes its log asynchronously
 "$PY" - "$RESULTS" "$DURATION" "$LABEL" "$LOAD_START" "$LOAD_END" "$(($(date +%s) - T_START))" \
-    "$BACKLOGS" <<'PYEOF'
+    "$BACKLOGS" "${RGW_DIR:+$RGW_DIR/log/client.rgw.log}" <<'PYEOF'
 import os
+import re
 import statistics
 import sys
 
-path, dur, label, load0, load1, elapsed, bpath = sys.argv[1:8]
+path, dur, label, load0, load1, elapsed, bpath, rgwlog = sys.argv[1:9]
 dur = float(dur)
 names = {"cp": "cp+fsync", "sync": "wal-push sync", "async": "wal-push async",
          "pgbr": "pgBackRest async"}
@@ -496,21 +502,38 @@ for t in ("posix", "rgw", "ssh"):
         med[(t, m)] = (a, w, p)
         print("%-7s %-17s %10.2f %10.2f %8d %9s %12s" % (t, names[m], a, w, p, d,
                                                        "%.1f MiB" % (max(h) / 1024) if h else ""))
+# The gateway's requests per segment in each rgw drain: its access lines from the drain's start to
+# the next drain's (nothing reaches the gateway while a backlog builds: archive_command is empty).
+reqs = {}
+blines = [l.rstrip("\n").split("\t") for l in open(bpath)]
+offs = sorted(int(x[9]) for x in blines if x[1] == "rgw" and x[9])
+if rgwlog and offs and os.path.exists(rgwlog):
+    with open(rgwlog, "rb") as f:
+        text = f.read().decode(errors="replace")
+    for i, o in enumerate(offs):
+        end = offs[i + 1] if i + 1 < len(offs) else len(text)
+        by = {}
+        for mm in re.finditer(r'beast: \S+: \S+ - \S+ \[[^\]]*\] "(GET|PUT|POST|DELETE|HEAD) ',
+                              text[o:end]):
+            by[mm.group(1)] = by.get(mm.group(1), 0) + 1
+        reqs[o] = by
 back = {}
-for line in open(bpath):
-    r, t, m, n, drain, hwm, busy, ticks, gw = line.rstrip("\n").split("\t")
+for x in blines:
+    r, t, m, n, drain, hwm, busy, ticks, gw, off = x
     tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
     back.setdefault((t, m), []).append((int(n) / float(drain) if float(drain) > 0 else 0.0, int(n),
                                         float(drain), hwm, int(busy) / max(int(ticks), 1),
-                                        int(busy) * tick_ms / int(n), int(gw) * tick_ms / int(n)))
+                                        int(busy) * tick_ms / int(n), int(gw) * tick_ms / int(n),
+                                        reqs.get(int(off)) if off else None))
 print("\nbacklog: archive_command empty until the segments wait, then the method drains them")
 print("busy: the machine's CPUs busy during the drain (/proc/stat); CPU ms/seg: all the machine's")
 print("busy CPU time per segment (PostgreSQL's archiver, the method, the peer); of it, gateway: the")
-print("Ceph daemons (radosgw, ceph-osd, ceph-mon); ceiling: segments/s if the CPUs were all busy")
-print("%-7s %-17s %8s %9s %12s %12s %6s %11s %8s %8s" % (
+print("Ceph daemons (radosgw, ceph-osd, ceph-mon); ceiling: segments/s if the CPUs were all busy;")
+print("requests/seg: the gateway's access-log lines per segment (PUT / HEAD / others)")
+print("%-7s %-17s %8s %9s %12s %12s %6s %11s %8s %8s  %s" % (
     "target", "method", "segments", "seconds", "segments/s", "pusher HWM", "busy", "CPU ms/seg",
-    "gateway", "ceiling"))
-print("-" * 109)
+    "gateway", "ceiling", "requests/seg"))
+print("-" * 128)
 bmed = {}
 ceiling = {}
 for t in ("posix", "rgw", "ssh"):
@@ -523,11 +546,21 @@ for t in ("posix", "rgw", "ssh"):
         h = [int(x[3]) for x in v if x[3]]
         cpu_seg = statistics.median(x[5] for x in v)
         ceiling[(t, m)] = 1000.0 * os.cpu_count() / cpu_seg if cpu_seg > 0 else 0.0
-        print("%-7s %-17s %8d %9.1f %12.2f %12s %5.0f%% %11.1f %8s %8.1f" % (
+        rq = [(x[7], x[1]) for x in v if x[7] is not None]
+        per = ""
+        if rq:
+            tot = {}
+            for by, nseg in rq:
+                for k, c in by.items():
+                    tot[k] = tot.get(k, 0) + c / nseg / len(rq)
+            other = sum(c for k, c in tot.items() if k not in ("PUT", "HEAD"))
+            per = "%.1f (%.1f / %.1f / %.1f)" % (sum(tot.values()), tot.get("PUT", 0),
+                                                tot.get("HEAD", 0), other)
+        print("%-7s %-17s %8d %9.1f %12.2f %12s %5.0f%% %11.1f %8s %8.1f  %s" % (
             t, names[m], max(x[1] for x in v), statistics.median(x[2] for x in v), rate,
             "%.1f MiB" % (max(h) / 1024) if h else "", 100 * statistics.median(x[4] for x in v),
             cpu_seg, "%.1f" % statistics.median(x[6] for x in v) if t == "rgw" else "",
-            ceiling[(t, m)]))
+            ceiling[(t, m)], per))
 
 print("\ntarget                                          measured   target   result")
 def line(what, val, goal, ok):
