@@ -407,11 +407,24 @@ ceph_ticks() {
     echo "$sum"
 }
 
+# CPU ticks of PostgreSQL's archiver's waited-for children: every archive_command (and what it ran)
+archiver_child_ticks() {
+    local pm p f
+    pm="$(head -1 "$DATA/postmaster.pid" 2>/dev/null)"
+    for p in $(pgrep -P "$pm" 2>/dev/null); do
+        if grep -qa archiver "/proc/$p/cmdline" 2>/dev/null; then
+            read -r -a f <"/proc/$p/stat" && echo $((f[15] + f[16])) && return
+        fi
+    done
+    echo 0
+}
+proc_ticks() { local f; read -r -a f <"/proc/$1/stat" 2>/dev/null && echo $((f[13] + f[14])) || echo 0; }
+
 # where the drain's requests start in the gateway's access log (counted per segment in the report)
 rgw_log_offset() { stat -c %s "$RGW_DIR/log/client.rgw.log" 2>/dev/null || echo ""; }
 
 measure_backlog() { # ROUND TARGET METHOD
-    local t="$2" m="$3" drain n hwm="" pid i=0 b0 a0 b1 a1 g0 g1 off=""
+    local t="$2" m="$3" drain n hwm="" pid i=0 b0 a0 b1 a1 g0 g1 off="" c0 c1 pt=""
     set_archive_command ""
     stop_pusher
     while (($(ready_count) < BACKLOG)); do
@@ -423,18 +436,22 @@ measure_backlog() { # ROUND TARGET METHOD
     n="$(ready_count)"
     read -r b0 a0 < <(machine_ticks)
     g0="$(ceph_ticks)"
+    c0="$(archiver_child_ticks)"
     [[ "$t" != rgw ]] || off="$(rgw_log_offset)"
     set_archive_command "$(method_cmd "$m" "$t")"
     drain="$(wait_drained 900)"
     read -r b1 a1 < <(machine_ticks)
     g1="$(ceph_ticks)"
+    c1="$(archiver_child_ticks)"
     [[ "$drain" != timeout ]] || die "$(method_name "$m") to $t did not drain $n segments in 900 s"
     if [[ "$m" == async ]]; then
         pid="$(pusher_pid)"
         [[ -z "$pid" ]] || hwm="$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null)"
+        [[ -z "$pid" ]] || pt="$(proc_ticks "$pid")" # started for this drain: all its CPU
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$m" "$n" "$drain" "${hwm:-}" \
-        "$((b1 - b0))" "$((a1 - a0))" "$((g1 - g0))" "$off" >>"$BACKLOGS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$t" "$m" "$n" "$drain" \
+        "${hwm:-}" "$((b1 - b0))" "$((a1 - a0))" "$((g1 - g0))" "$off" "$((c1 - c0))" "$pt" \
+        >>"$BACKLOGS"
     say "round $1, $t, $(method_name "$m"): backlog of $n segments archived in $drain s${hwm:+, pusher VmHWM $hwm kB}"
 }
 
@@ -519,21 +536,25 @@ if rgwlog and offs and os.path.exists(rgwlog):
         reqs[o] = by
 back = {}
 for x in blines:
-    r, t, m, n, drain, hwm, busy, ticks, gw, off = x
+    r, t, m, n, drain, hwm, busy, ticks, gw, off, cmd_t, push_t = x
     tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
     back.setdefault((t, m), []).append((int(n) / float(drain) if float(drain) > 0 else 0.0, int(n),
                                         float(drain), hwm, int(busy) / max(int(ticks), 1),
                                         int(busy) * tick_ms / int(n), int(gw) * tick_ms / int(n),
-                                        reqs.get(int(off)) if off else None))
+                                        reqs.get(int(off)) if off else None,
+                                        int(cmd_t) * tick_ms / int(n),
+                                        int(push_t) * tick_ms / int(n) if push_t else None))
 print("\nbacklog: archive_command empty until the segments wait, then the method drains them")
 print("busy: the machine's CPUs busy during the drain (/proc/stat); CPU ms/seg: all the machine's")
 print("busy CPU time per segment (PostgreSQL's archiver, the method, the peer); of it, gateway: the")
 print("Ceph daemons (radosgw, ceph-osd, ceph-mon); ceiling: segments/s if the CPUs were all busy;")
-print("requests/seg: the gateway's access-log lines per segment (PUT / HEAD / others)")
-print("%-7s %-17s %8s %9s %12s %12s %6s %11s %8s %8s  %s" % (
+print("requests/seg: the gateway's access-log lines per segment (PUT / HEAD / others); command:")
+print("the CPU ms per segment of archive_command (PostgreSQL's archiver's children, wal-push in the")
+print("foreground); pusher: of the background pusher (pgBackRest's async process is not counted)")
+print("%-7s %-17s %8s %9s %12s %12s %6s %11s %8s %8s %8s %8s  %s" % (
     "target", "method", "segments", "seconds", "segments/s", "pusher HWM", "busy", "CPU ms/seg",
-    "gateway", "ceiling", "requests/seg"))
-print("-" * 128)
+    "command", "pusher", "gateway", "ceiling", "requests/seg"))
+print("-" * 146)
 bmed = {}
 ceiling = {}
 for t in ("posix", "rgw", "ssh"):
@@ -556,10 +577,13 @@ for t in ("posix", "rgw", "ssh"):
             other = sum(c for k, c in tot.items() if k not in ("PUT", "HEAD"))
             per = "%.1f (%.1f / %.1f / %.1f)" % (sum(tot.values()), tot.get("PUT", 0),
                                                 tot.get("HEAD", 0), other)
-        print("%-7s %-17s %8d %9.1f %12.2f %12s %5.0f%% %11.1f %8s %8.1f  %s" % (
+        pu = [x[9] for x in v if x[9] is not None]
+        print("%-7s %-17s %8d %9.1f %12.2f %12s %5.0f%% %11.1f %8.1f %8s %8s %8.1f  %s" % (
             t, names[m], max(x[1] for x in v), statistics.median(x[2] for x in v), rate,
             "%.1f MiB" % (max(h) / 1024) if h else "", 100 * statistics.median(x[4] for x in v),
-            cpu_seg, "%.1f" % statistics.median(x[6] for x in v) if t == "rgw" else "",
+            cpu_seg, statistics.median(x[8] for x in v),
+            "%.1f" % statistics.median(pu) if pu else "",
+            "%.1f" % statistics.median(x[6] for x in v) if t == "rgw" else "",
             ceiling[(t, m)], per))
 
 print("\ntarget                                          measured   target   result")
