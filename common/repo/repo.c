@@ -134,14 +134,21 @@ const char *wv_repo_info_invalid(const wv_repo_info *info)
     return NULL;
 }
 
+/* wv_repo_load_info, keeping walvault.repo's text in b (the caller frees it). */
+static int load_info_text(wv_repo *r, wv_buf *b, wv_err *err)
+{
+    int rc = wv_storage_get_all(r->st, WV_REPO_INFO_KEY, 64 * 1024, b, err);
+    if (rc == 0)
+        rc = parse_info(r, wv_buf_cstr(b), &r->info, err);
+    if (rc == 0)
+        r->have_info = 1;
+    return rc;
+}
+
 int wv_repo_load_info(wv_repo *r, wv_err *err)
 {
     wv_buf b = WV_BUF_INIT;
-    int rc = wv_storage_get_all(r->st, WV_REPO_INFO_KEY, 64 * 1024, &b, err);
-    if (rc == 0)
-        rc = parse_info(r, wv_buf_cstr(&b), &r->info, err);
-    if (rc == 0)
-        r->have_info = 1;
+    int rc = load_info_text(r, &b, err);
     wv_buf_free(&b);
     return rc;
 }
@@ -151,12 +158,12 @@ int wv_repo_probe_noreplace(wv_repo *r, wv_err *err)
     if (!(wv_storage_features(r->st) & WV_ST_ROUND_TRIPS))
         return 0;
     wv_buf b = WV_BUF_INIT;
-    int rc = wv_storage_get_all(r->st, WV_REPO_INFO_KEY, 64 * 1024, &b, err);
+    int rc = load_info_text(r, &b, err);
     if (rc == WV_ENOTFOUND) {
-        wv_err_clear(err); /* a first use: nothing to probe with yet */
+        wv_err_clear(err); /* a first use: probe once this handle has written it */
+        __atomic_store_n(&r->probe_on_create, 1, __ATOMIC_RELEASE);
         rc = 0;
-    } else if (rc == 0 && (rc = parse_info(r, wv_buf_cstr(&b), &r->info, err)) == 0) {
-        r->have_info = 1;
+    } else if (rc == 0) {
         rc = wv_storage_probe_noreplace(r->st, WV_REPO_INFO_KEY, b.data, b.len, err);
     }
     wv_buf_free(&b);
@@ -175,6 +182,10 @@ int wv_repo_check_cluster(wv_repo *r, uint64_t system_id, uint32_t pg_major, uin
                          "\npg_major=%" PRIu32 "\nwal_segment_size=%" PRIu64 "\n",
                          WV_REPO_FORMAT, system_id, pg_major, wal_segsize);
         rc = wv_storage_put_all(r->st, WV_REPO_INFO_KEY, WV_PUT_NOREPLACE, text, (size_t)n, err);
+        if (rc == 0 && __atomic_exchange_n(&r->probe_on_create, 0, __ATOMIC_ACQ_REL)) {
+            wv_err pe; /* only a saving lost if it fails: NOREPLACE puts keep their check */
+            (void)wv_storage_probe_noreplace(r->st, WV_REPO_INFO_KEY, text, (size_t)n, &pe);
+        }
         if (rc == 0) {
             r->have_info = 1;
             r->info.format = WV_REPO_FORMAT;

@@ -51,6 +51,9 @@ typedef struct wv_repo {
     wv_storage *st;
     int have_info; /* info below was loaded or recorded */
     wv_repo_info info;
+    /* wv_repo_probe_noreplace found no walvault.repo: probe with it once this handle writes it
+     * (atomic) */
+    int probe_on_create;
     wv_user_keys *uk;   /* the configuration's encryption keys; NULL: none set */
     wv_repo_keys *keys; /* the opened key record; NULL: a plain repository */
 } wv_repo;
@@ -86,7 +89,9 @@ int wv_repo_load_info(wv_repo *r, wv_err *err);
 /* For a long-lived handle of an object store (the background pusher): load walvault.repo and
  * write it back unchanged as a NOREPLACE put would (wv_storage_probe_noreplace), so that where
  * the store refuses to replace an object every later NOREPLACE put through the handle costs one
- * request instead of two. 0 also when there is nothing to learn (no walvault.repo yet, a disk). */
+ * request instead of two. In a repository not used yet the probe follows the first use's write
+ * of walvault.repo through this handle (wv_repo_check_cluster). 0 also on a disk, where there is
+ * nothing to learn. */
 int wv_repo_probe_noreplace(wv_repo *r, wv_err *err);
 
 /* NULL if info is one a cluster can have (a known repository format, a non-zero system

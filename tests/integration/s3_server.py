@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -389,11 +390,24 @@ class S3Server:
                                    % (timeout, self.log_tail()))
             time.sleep(0.1)
 
+    def log_path(self):
+        return os.path.join(self.dir, "log", "client.rgw.log")
+
+    def requests(self, bucket):
+        """(method, path) of every request on bucket in the gateway's access log, in order. The
+        gateway writes its log asynchronously: wait for the requests expected."""
+        try:
+            with open(self.log_path(), "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return []
+        line = r'beast: \S+: \S+ - \S+ \[[^\]]*\] "(GET|PUT|POST|DELETE|HEAD) (/%s[/?]\S*)'
+        return re.findall(line % re.escape(bucket), text)
+
     def log_tail(self, lines=40):
         """The last lines of the gateway's log (for failure messages)."""
-        path = os.path.join(self.dir, "log", "client.rgw.log")
         try:
-            with open(path, errors="replace") as f:
+            with open(self.log_path(), errors="replace") as f:
                 return "".join(f.readlines()[-lines:])
         except OSError as e:
             return "(no gateway log: %s)" % e

@@ -8,6 +8,8 @@ closes every connection at once: wal-push fails, PostgreSQL retries, nothing is 
 back and a restore reaches the last commit); connections cut or reset mid-upload (retried to
 success, or a clean failure) with never a partial object in the bucket nor an open multipart
 upload; a backup whose files are larger than one multipart part (8 MiB), stored and restored.
+With archive_async the background pusher stores each WAL object with one conditional PUT and no
+HEAD before it, also in a repository it creates itself (the gateway's access log tells).
 
 The helpers at the top (configs for each store, the archive -> backup -> PITR cycle) are shared
 with test_multi_repo.py.
@@ -376,3 +378,38 @@ def test_wal_push_rules_on_s3(s3_server, wv, workdir, wal_samples):  # noqa: F81
         assert str(wal_samples.a_sysid) in res.stderr and str(wal_samples.b_sysid) in res.stderr
     assert {k: s3_server.get_object(bucket, k) for k in s3_server.list_keys(bucket)} == before
     no_uploads_left(s3_server, bucket)
+
+
+def test_async_pusher_stores_wal_with_one_put_each(s3_server, wv, workdir,  # noqa: F811
+                                                   pg_factory):
+    """The background pusher learns once that the store honors If-None-Match (here in a
+    repository it creates itself: right after it writes walvault.repo) and from then on stores
+    each WAL object with the conditional PUT alone, no HEAD before it. Every segment PostgreSQL
+    was told is archived fetches identically."""
+    from test_async_archive import (SEG, archived_names, check_fetches_identically,
+                                    start_async_primary, wait_all_archived)
+    bucket = new_bucket(s3_server)
+    spool = make_pg_dir(os.path.join(workdir, "spool"))
+    conf = Conf(os.path.join(workdir, "walvault.conf"), [s3_section(s3_server, bucket, workdir)],
+                "[global]\nprocess_max = 2\narchive_async = on\nspool_path = %s\n" % spool)
+    pg = start_async_primary(workdir, wv, conf)
+    pg_factory.servers.append(pg)
+    pg.sql("create table t (x int)")
+    for _ in range(12):
+        pg.sql("insert into t select generate_series(1, 5000)")
+        pg.sql("select pg_switch_wal()")
+    last, stats = wait_all_archived(pg)
+    assert stats["failed_count"] == 0, stats
+    names = archived_names(pg)
+    segs = [n for n in names if SEG.match(n)]
+    assert len(segs) >= 12, "too few segments to be a test: %d" % len(segs)
+
+    wal = "/%s/pg/wal/" % bucket
+    wal_puts = lambda: [p for m, p in s3_server.requests(bucket)  # noqa: E731
+                        if m == "PUT" and p.startswith(wal) and SEG.match(p.rsplit("/", 1)[1])]
+    wait_until(lambda: len(wal_puts()) >= len(segs), timeout=30,
+               what="the gateway's log of every segment's PUT")
+    heads = [p for m, p in s3_server.requests(bucket) if m == "HEAD" and p.startswith(wal)]
+    # at most the pushes already under way when walvault.repo was written (process_max = 2)
+    assert len(heads) <= 2, (len(segs), heads)
+    assert check_fetches_identically(wv, conf, pg, workdir, names) == len(names)

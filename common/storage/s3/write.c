@@ -271,6 +271,13 @@ static int check_absent(s3_sink *s, wv_err *err)
     return 0;
 }
 
+/* The answer of a store that honored If-None-Match: * on an existing key. */
+static int refused_existing(const s3_resp *rs)
+{
+    return rs->status == 412 ||
+           (rs->status == 409 && strcmp(rs->code, "ConditionalRequestConflict") == 0);
+}
+
 /*
  * Send the request that makes an object visible (the single PUT, or the completion of a multipart
  * upload). With NOREPLACE it carries If-None-Match: *; a store that does not implement conditional
@@ -290,8 +297,7 @@ static int s3_make_visible(s3_sink *s, s3_req *rq, s3_resp *rs, wv_err *err)
         rq->if_none_match = NULL;
         rc = wv__s3_request(st, rq, rs, err);
     }
-    if (rc == 0 && (rs->status == 412 ||
-                    (rs->status == 409 && strcmp(rs->code, "ConditionalRequestConflict") == 0))) {
+    if (rc == 0 && refused_existing(rs)) {
         if (!s->upload_id)
             __atomic_store_n(&st->noreplace_honored, 1, __ATOMIC_RELEASE);
         rc = wv_err_set(err, WV_EEXIST, "%s: \"%s\" already exists in bucket \"%s\"", st->repo,
@@ -317,8 +323,7 @@ int wv__s3_probe_noreplace(wv_storage *base, const char *key, const void *data, 
                  .if_none_match = "*"};
     s3_resp rs = {0};
     int rc = wv__s3_request(st, &rq, &rs, err);
-    if (rc == 0 && (rs.status == 412 ||
-                    (rs.status == 409 && strcmp(rs.code, "ConditionalRequestConflict") == 0)))
+    if (rc == 0 && refused_existing(&rs))
         __atomic_store_n(&st->noreplace_honored, 1, __ATOMIC_RELEASE);
     else if (rc == 0 && rs.status != 200 && rs.status != 501)
         rc = wv__s3_status_error(st, &rq, &rs, err);
