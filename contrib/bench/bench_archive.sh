@@ -484,13 +484,14 @@ as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 [[ -z "$RGW_DIR" ]] || sleep 3 # the gateway writes its log asynchronously
 "$PY" - "$RESULTS" "$DURATION" "$LABEL" "$LOAD_START" "$LOAD_END" "$(($(date +%s) - T_START))" \
-    "$BACKLOGS" "${RGW_DIR:+$RGW_DIR/log/client.rgw.log}" <<'PYEOF'
+    "$BACKLOGS" "${RGW_DIR:+$RGW_DIR/log/client.rgw.log}" "$ROOT/contrib/bench" <<'PYEOF'
 import os
-import re
 import statistics
 import sys
 
-path, dur, label, load0, load1, elapsed, bpath, rgwlog = sys.argv[1:9]
+path, dur, label, load0, load1, elapsed, bpath, rgwlog, here = sys.argv[1:10]
+sys.path.insert(0, here)
+import rgw_requests  # noqa: E402
 dur = float(dur)
 names = {"cp": "cp+fsync", "sync": "wal-push sync", "async": "wal-push async",
          "pgbr": "pgBackRest async"}
@@ -525,15 +526,9 @@ reqs = {}
 blines = [l.rstrip("\n").split("\t") for l in open(bpath)]
 offs = sorted(int(x[9]) for x in blines if x[1] == "rgw" and x[9])
 if rgwlog and offs and os.path.exists(rgwlog):
-    with open(rgwlog, "rb") as f:
-        text = f.read().decode(errors="replace")
     for i, o in enumerate(offs):
-        end = offs[i + 1] if i + 1 < len(offs) else len(text)
-        by = {}
-        for mm in re.finditer(r'beast: \S+: \S+ - \S+ \[[^\]]*\] "(GET|PUT|POST|DELETE|HEAD) ',
-                              text[o:end]):
-            by[mm.group(1)] = by.get(mm.group(1), 0) + 1
-        reqs[o] = by
+        end = offs[i + 1] if i + 1 < len(offs) else None
+        reqs[o] = rgw_requests.count(rgw_requests.read(rgwlog, o, end))
 back = {}
 for x in blines:
     r, t, m, n, drain, hwm, busy, ticks, gw, off, cmd_t, push_t = x

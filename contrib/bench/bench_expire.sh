@@ -210,15 +210,12 @@ read -r K_ALL2 K_WAL2 K_BK2 < <(count_keys)
 echo
 echo "expire of an RGW repository: $K_BK backups, $K_WAL WAL objects ($NSEG older segments + the backups' own)"
 cat "$TMP/expire.out"
-"$PY" - "$RGWLOG" "$LOG_BEFORE" "$T0" "$T1" <<'EOF'
-import re, sys
-path, off, t0, t1 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-with open(path, errors="replace") as f:
-    f.seek(off)
-    text = f.read()
-by = {}
-for m in re.finditer(r'beast: \S+: \S+ - \S+ \[[^\]]*\] "(GET|PUT|POST|DELETE|HEAD) ', text):
-    by[m.group(1)] = by.get(m.group(1), 0) + 1
+"$PY" - "$ROOT/contrib/bench" "$RGWLOG" "$LOG_BEFORE" "$T0" "$T1" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import rgw_requests
+path, off, t0, t1 = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+by = rgw_requests.count(rgw_requests.read(path, off))
 n = sum(by.values())
 print("seconds: %.2f" % (t1 - t0))
 print("requests: %d (%s)" % (n, ", ".join("%s %d" % kv for kv in sorted(by.items()))))
