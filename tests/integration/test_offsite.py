@@ -9,7 +9,8 @@ back and a restore reaches the last commit); connections cut or reset mid-upload
 success, or a clean failure) with never a partial object in the bucket nor an open multipart
 upload; a backup whose files are larger than one multipart part (8 MiB), stored and restored.
 With archive_async the background pusher stores each WAL object with one conditional PUT and no
-HEAD before it, also in a repository it creates itself (the gateway's access log tells).
+HEAD before it, also in a repository it creates itself (the gateway's access log tells); where
+the store refuses that probe, it keeps a HEAD before each PUT and loses nothing.
 
 The helpers at the top (configs for each store, the archive -> backup -> PITR cycle) are shared
 with test_multi_repo.py.
@@ -413,3 +414,48 @@ def test_async_pusher_stores_wal_with_one_put_each(s3_server, wv, workdir,  # no
     # at most the pushes already under way when walvault.repo was written (process_max = 2)
     assert len(heads) <= 2, (len(segs), heads)
     assert check_fetches_identically(wv, conf, pg, workdir, names) == len(names)
+
+
+def test_async_pusher_keeps_the_head_where_the_probe_is_refused(  # noqa: F811
+        s3_server, wv, workdir, pg_factory):
+    """A store that refuses the probe (here a bucket policy forbids writing walvault.repo once
+    the repository exists) costs only the saving: a new pusher archives every segment as before,
+    each PUT after a HEAD, and nothing fails."""
+    from test_async_archive import (SEG, archived_names, check_fetches_identically, pusher_pid,
+                                    start_async_primary, wait_all_archived)
+    bucket = new_bucket(s3_server)
+    spool = make_pg_dir(os.path.join(workdir, "spool"))
+    conf = Conf(os.path.join(workdir, "walvault.conf"), [s3_section(s3_server, bucket, workdir)],
+                "[global]\nprocess_max = 2\narchive_async = on\nspool_path = %s\n" % spool)
+    conf.spool = spool
+    pg = start_async_primary(workdir, wv, conf)
+    pg_factory.servers.append(pg)
+    pg.sql("create table t (x int)")
+    first, _ = wait_all_archived(pg)  # the repository exists: walvault.repo written
+    pid = pusher_pid(conf, pg)
+    if pid:
+        os.kill(pid, 15)
+        wait_until(lambda: pusher_pid(conf, pg) is None, timeout=30, what="the pusher's exit")
+    policy = ('{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", '
+              '"Action": "s3:PutObject", "Resource": "arn:aws:s3:::%s/pg/walvault.repo"}]}'
+              % bucket)
+    r = s3_server.client().request("PUT", bucket, query=[("policy", "")], body=policy.encode())
+    assert r.status in (200, 204), r
+    assert s3_server.client().request("PUT", bucket, "pg/walvault.repo",
+                                      body=b"x").status == 403
+
+    for _ in range(6):
+        pg.sql("insert into t select generate_series(1, 5000)")
+        pg.sql("select pg_switch_wal()")
+    last, stats = wait_all_archived(pg)
+    assert stats["failed_count"] == 0, stats
+    names = archived_names(pg)
+    later = [n for n in names if SEG.match(n) and n > first]
+    assert len(later) >= 6, "too few segments to be a test: %d" % len(later)
+    wal = "/%s/pg/wal/" % bucket
+    heads = lambda: {p.rsplit("/", 1)[1] for m, p in s3_server.requests(bucket)  # noqa: E731
+                     if m == "HEAD" and p.startswith(wal)}
+    wait_until(lambda: set(later) <= heads(), timeout=30,
+               what="a HEAD before each later segment's PUT in the gateway's log")
+    assert check_fetches_identically(wv, conf, pg, workdir, names) == len(names)
+    assert "wal-push: error" not in pg.log(), pg.log()[-3000:]
