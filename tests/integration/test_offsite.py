@@ -381,27 +381,41 @@ def test_wal_push_rules_on_s3(s3_server, wv, workdir, wal_samples):  # noqa: F81
     no_uploads_left(s3_server, bucket)
 
 
+def async_s3_primary(s3_server, wv, workdir, pg_factory):
+    """A fresh bucket's repository archived into by the background pusher (process_max = 2) of a
+    1 MiB-segment primary whose archive_command keeps copies aside (test_async_archive)."""
+    from test_async_archive import start_async_primary
+    bucket = new_bucket(s3_server)
+    spool = make_pg_dir(os.path.join(workdir, "spool"))
+    conf = Conf(os.path.join(workdir, "walvault.conf"), [s3_section(s3_server, bucket, workdir)],
+                "[global]\nprocess_max = 2\narchive_async = on\nspool_path = %s\n" % spool)
+    conf.spool = spool
+    pg = start_async_primary(workdir, wv, conf)
+    pg_factory.servers.append(pg)
+    pg.sql("create table t (x int)")
+    return bucket, conf, pg
+
+
+def archive_segments(pg, n):
+    """Fill and switch n segments, wait until all are archived; the archived names."""
+    from test_async_archive import archived_names, wait_all_archived
+    for _ in range(n):
+        pg.sql("insert into t select generate_series(1, 5000)")
+        pg.sql("select pg_switch_wal()")
+    _, stats = wait_all_archived(pg)
+    assert stats["failed_count"] == 0, stats
+    return archived_names(pg)
+
+
 def test_async_pusher_stores_wal_with_one_put_each(s3_server, wv, workdir,  # noqa: F811
                                                    pg_factory):
     """The background pusher learns once that the store honors If-None-Match (here in a
     repository it creates itself: right after it writes walvault.repo) and from then on stores
     each WAL object with the conditional PUT alone, no HEAD before it. Every segment PostgreSQL
     was told is archived fetches identically."""
-    from test_async_archive import (SEG, archived_names, check_fetches_identically,
-                                    start_async_primary, wait_all_archived)
-    bucket = new_bucket(s3_server)
-    spool = make_pg_dir(os.path.join(workdir, "spool"))
-    conf = Conf(os.path.join(workdir, "walvault.conf"), [s3_section(s3_server, bucket, workdir)],
-                "[global]\nprocess_max = 2\narchive_async = on\nspool_path = %s\n" % spool)
-    pg = start_async_primary(workdir, wv, conf)
-    pg_factory.servers.append(pg)
-    pg.sql("create table t (x int)")
-    for _ in range(12):
-        pg.sql("insert into t select generate_series(1, 5000)")
-        pg.sql("select pg_switch_wal()")
-    last, stats = wait_all_archived(pg)
-    assert stats["failed_count"] == 0, stats
-    names = archived_names(pg)
+    from test_async_archive import SEG, check_fetches_identically
+    bucket, conf, pg = async_s3_primary(s3_server, wv, workdir, pg_factory)
+    names = archive_segments(pg, 12)
     segs = [n for n in names if SEG.match(n)]
     assert len(segs) >= 12, "too few segments to be a test: %d" % len(segs)
 
@@ -421,16 +435,8 @@ def test_async_pusher_keeps_the_head_where_the_probe_is_refused(  # noqa: F811
     """A store that refuses the probe (here a bucket policy forbids writing walvault.repo once
     the repository exists) costs only the saving: a new pusher archives every segment as before,
     each PUT after a HEAD, and nothing fails."""
-    from test_async_archive import (SEG, archived_names, check_fetches_identically, pusher_pid,
-                                    start_async_primary, wait_all_archived)
-    bucket = new_bucket(s3_server)
-    spool = make_pg_dir(os.path.join(workdir, "spool"))
-    conf = Conf(os.path.join(workdir, "walvault.conf"), [s3_section(s3_server, bucket, workdir)],
-                "[global]\nprocess_max = 2\narchive_async = on\nspool_path = %s\n" % spool)
-    conf.spool = spool
-    pg = start_async_primary(workdir, wv, conf)
-    pg_factory.servers.append(pg)
-    pg.sql("create table t (x int)")
+    from test_async_archive import SEG, check_fetches_identically, pusher_pid, wait_all_archived
+    bucket, conf, pg = async_s3_primary(s3_server, wv, workdir, pg_factory)
     first, _ = wait_all_archived(pg)  # the repository exists: walvault.repo written
     pid = pusher_pid(conf, pg)
     if pid:
@@ -444,12 +450,7 @@ def test_async_pusher_keeps_the_head_where_the_probe_is_refused(  # noqa: F811
     assert s3_server.client().request("PUT", bucket, "pg/walvault.repo",
                                       body=b"x").status == 403
 
-    for _ in range(6):
-        pg.sql("insert into t select generate_series(1, 5000)")
-        pg.sql("select pg_switch_wal()")
-    last, stats = wait_all_archived(pg)
-    assert stats["failed_count"] == 0, stats
-    names = archived_names(pg)
+    names = archive_segments(pg, 6)
     later = [n for n in names if SEG.match(n) and n > first]
     assert len(later) >= 6, "too few segments to be a test: %d" % len(later)
     wal = "/%s/pg/wal/" % bucket
