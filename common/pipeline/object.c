@@ -519,11 +519,16 @@ static int fill(wv_source *src, uint8_t *buf, size_t cap, size_t *have, int *eof
 }
 
 /* The last stage before dest: counts the plain bytes and refuses any past the limit, so that
- * nothing beyond it is written (however much the decompressor could produce). */
+ * nothing beyond it is written (however much the decompressor could produce). At the end it
+ * checks the plain size and the digest against the trailer before dest finishes: a damaged object
+ * is reported as damaged, not as whatever dest's own checks (a WAL segment's length, say) make of
+ * the damage, and dest never finishes on content that does not verify. */
 typedef struct limit_filter {
     wv_filter base;
     uint64_t count, max;
     int limited;
+    const wv_obj_info *expect; /* the trailer, set once decoded */
+    const wv_filter *sha;      /* the digest of what came through, final when finish reaches us */
 } limit_filter;
 
 static int limit_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err)
@@ -532,7 +537,8 @@ static int limit_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err
     if (l->limited && (len > l->max || l->count > l->max - len))
         return wv_err_set(err, WV_ECORRUPT,
                           "the content exceeds %" PRIu64
-                          " bytes, the most this object may hold: decompression stopped",
+                          " bytes, the most this object may hold: decompression stopped (the "
+                          "stored content is corrupt, or larger than its name allows)",
                           l->max);
     l->count += len;
     return wv_filter_write(f->next, buf, len, err);
@@ -540,6 +546,18 @@ static int limit_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *err
 
 static int limit_finish(wv_filter *f, wv_err *err)
 {
+    limit_filter *l = (limit_filter *)f;
+    if (!l->expect || !l->sha)
+        return wv_err_set(err, WV_EINTERNAL, "object content finished before its trailer");
+    if (l->count != l->expect->plain_size)
+        return wv_err_set(err, WV_ECORRUPT,
+                          "size mismatch: trailer says %" PRIu64
+                          " plain bytes, content has %" PRIu64 ": stored content is corrupt",
+                          l->expect->plain_size, l->count);
+    uint8_t digest[32];
+    wv_sha256_filter_digest(l->sha, digest);
+    if (memcmp(digest, l->expect->sha256, sizeof(digest)) != 0)
+        return wv_err_set(err, WV_ECORRUPT, "checksum mismatch: stored content is corrupt");
     return wv_filter_finish(f->next, err);
 }
 
@@ -673,21 +691,10 @@ int wv_object_read_opts(wv_source *src, wv_filter *dest, const wv_objread_opts *
                         ti.payload_size, payload);
         goto out;
     }
-    if ((rc = wv_filter_finish(first, err)) < 0)
+    count->expect = &ti;
+    count->sha = sha;
+    if ((rc = wv_filter_finish(first, err)) < 0) /* checks size and digest before dest finishes */
         goto out;
-    if (count->count != ti.plain_size) {
-        rc = wv_err_set(err, WV_ECORRUPT,
-                        "size mismatch: trailer says %" PRIu64 " plain bytes, content has %" PRIu64
-                        ": stored content is corrupt",
-                        ti.plain_size, count->count);
-        goto out;
-    }
-    uint8_t digest[32];
-    wv_sha256_filter_digest(sha, digest);
-    if (memcmp(digest, ti.sha256, sizeof(digest)) != 0) {
-        rc = wv_err_set(err, WV_ECORRUPT, "checksum mismatch: stored content is corrupt");
-        goto out;
-    }
     ti.header_size = (uint32_t)wv_obj_header_length(&hdr);
     if (info)
         *info = ti;

@@ -568,6 +568,12 @@ typedef struct walcheck {
     uint8_t head[WV_XLP_LONG_HEADER_SIZE];
     int head_checked;
     wv_buf text; /* history and backup history files: the whole content (at most the cap) */
+    /* A verdict on the content is held back until the end: the object reader finishes this stage
+     * only once the whole object has verified, so a damaged object is reported as damaged (a
+     * flipped byte in the first page header is not a misnamed file) and the rest of a refused
+     * file never reaches dest. */
+    int bad_rc;
+    wv_err bad;
 } walcheck;
 
 static int walcheck_bad(walcheck *c, wv_err *err, const char *fmt, ...)
@@ -638,22 +644,28 @@ static int walcheck_write(wv_filter *f, const uint8_t *buf, size_t len, wv_err *
             if (n > len)
                 n = len;
             memcpy(c->head + c->total, buf, n);
-            if (c->total + n == sizeof(c->head) && (rc = walcheck_head(c, err)) < 0)
-                return rc;
+            if (c->total + n == sizeof(c->head) && (rc = walcheck_head(c, &c->bad)) < 0)
+                c->bad_rc = rc;
         }
-    } else {
+    } else if (!c->bad_rc) {
         if (c->text.len + len > WV_REPO_WAL_TEXT_MAX)
-            return walcheck_bad(c, err, "more than %d bytes", WV_REPO_WAL_TEXT_MAX);
-        wv_buf_append(&c->text, buf, len);
+            c->bad_rc = walcheck_bad(c, &c->bad, "more than %d bytes", WV_REPO_WAL_TEXT_MAX);
+        else
+            wv_buf_append(&c->text, buf, len);
     }
     c->total += len;
-    return wv_filter_write(f->next, buf, len, err);
+    return c->bad_rc ? 0 : wv_filter_write(f->next, buf, len, err);
 }
 
 static int walcheck_finish(wv_filter *f, wv_err *err)
 {
     walcheck *c = (walcheck *)f;
     const char *start = "START WAL LOCATION: ";
+    if (c->bad_rc) {
+        if (err)
+            *err = c->bad;
+        return c->bad_rc;
+    }
     switch (c->wn.kind) {
     case WV_WALNAME_SEGMENT:
     case WV_WALNAME_PARTIAL: {

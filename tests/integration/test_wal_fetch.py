@@ -81,6 +81,30 @@ def test_corrupt_object(wv, repo, pushed, dest_dir, workdir, standby):
     assert os.listdir(dest_dir) == [], "DEST or a temporary file was left behind"
 
 
+def test_damage_anywhere_in_the_payload_is_reported_as_damage(wv, repo, pushed, dest_dir, workdir):
+    """A flipped byte in the compressed payload may decode to content of the wrong length or to a
+    valid-looking page header: whatever it decodes to, the checksum or size check speaks, never a
+    verdict on the content ("not WAL file ...: N bytes") that sends the operator after a
+    misnamed file."""
+    name, _ = pushed
+    path = repo.object_path(name)
+    original = read_bytes(path)
+    payload = len(original) - OBJ_HEADER - 128
+    cwd = make_pg_dir(os.path.join(workdir, "pgdata"))
+    dest = os.path.join(dest_dir, "RECOVERYXLOG")
+    offsets = sorted({OBJ_HEADER + 64 + (payload - 65) * i // 47 for i in range(48)})
+    for off in offsets:
+        with open(path, "wb") as f:
+            f.write(original)
+        flip_byte(path, off)
+        r = wv.fetch(name, dest, config=repo.config, cwd=cwd)
+        assert r.returncode >= 126, "offset %d: exit %d: %s" % (off, r.returncode, r.stderr)
+        errors = [line for line in r.stderr.splitlines() if ": error: " in line]
+        assert errors and CORRUPT_RE.search(errors[0]), "offset %d: %s" % (off, r.stderr)
+        assert "not WAL file" not in r.stderr, "offset %d: %s" % (off, r.stderr)
+        assert os.listdir(dest_dir) == [], "offset %d: DEST or a temporary file left" % off
+
+
 def test_standby_signal_elsewhere_is_not_standby(wv, repo, pushed, dest_dir, workdir):
     """Only the working directory (PGDATA when PostgreSQL runs it) counts."""
     name, _ = pushed

@@ -490,6 +490,21 @@ static void test_source_error_and_dest_untouched_flags(void **state)
     wv_filter_chain_free(&p->base);
     wv_filter_chain_free(&p2->base);
     wv_buf_free(&obj);
+
+    /* Content that decodes to the right length but not the stored digest, and content that
+     * decodes short: the digest or size check speaks before dest finishes (dest's own checks at
+     * finish, such as a WAL segment's length, never report damage as something else). */
+    wv_buf plain;
+    store(d, len, WV_COMPRESS_NONE, WV_OBJ_KIND_WAL, MIB, &plain, &info);
+    plain.data[HDR + len / 2] ^= 0x20;
+    mem_source_init(&src, plain.data, plain.len, 0);
+    probe *p3 = probe_new(0);
+    assert_int_equal(wv_object_read(&src.base, &p3->base, &info, &err), WV_ECORRUPT);
+    assert_non_null(strstr(err.msg, "checksum mismatch"));
+    assert_int_equal(p3->total, len);
+    assert_int_equal(p3->finished, 0);
+    wv_filter_chain_free(&p3->base);
+    wv_buf_free(&plain);
     free(d);
 }
 
