@@ -389,6 +389,17 @@ class S3Server:
                 raise RuntimeError("radosgw did not come back within %.0fs\n%s"
                                    % (timeout, self.log_tail()))
             time.sleep(0.1)
+        # An open port is not a gateway that serves: after a SIGKILL the new instance may hold
+        # requests while it re-registers with the cluster. Ready once a request is answered.
+        while True:
+            try:
+                self.client(timeout=5.0).request("GET")
+                return
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("radosgw answers no request %.0fs after its restart: %s\n%s"
+                                       % (timeout, e, self.log_tail()))
+                time.sleep(0.2)
 
     def log_path(self):
         return os.path.join(self.dir, "log", "client.rgw.log")
